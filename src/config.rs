@@ -1,0 +1,639 @@
+//! The deployment file: one TOML document that declares the fleet (counties, villages, stations,
+//! devices, households, jobs, tariffs) and the service (storage, HTTP, collection, sinks, MQTT).
+//!
+//! Loading is strict and happens once: unknown keys are refused, and cross-record rules are checked
+//! before anything starts, with messages that name the file, the line, the key and the fix.
+//! `SUNSHARE_SECTION__KEY=value` environment variables override keys (e.g. `SUNSHARE_STORAGE__URL`).
+//! Secrets are `SecretString` and never reach a log line.
+
+use crate::domain::{
+    CountyId, Device, Fen, Household, HouseholdId, JobPost, Price, Station, StationKind, TariffId,
+    TownshipId, VillageId,
+};
+use chrono::NaiveDate;
+use secrecy::SecretString;
+use serde::Deserialize;
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Everything the deployment file declares.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Deployment {
+    #[serde(default)]
+    pub storage: StorageConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default)]
+    pub collect: CollectConfig,
+    #[serde(default)]
+    pub influx: Option<InfluxConfig>,
+    #[serde(default)]
+    pub mqtt: Option<MqttConfig>,
+    #[serde(default)]
+    pub counties: Vec<County>,
+    #[serde(default)]
+    pub townships: Vec<Township>,
+    #[serde(default)]
+    pub villages: Vec<Village>,
+    #[serde(default)]
+    pub tariffs: Vec<Tariff>,
+    #[serde(default)]
+    pub coal_prices: Vec<CoalPrice>,
+    #[serde(default)]
+    pub stations: Vec<Station>,
+    #[serde(default)]
+    pub devices: Vec<Device>,
+    #[serde(default)]
+    pub households: Vec<Household>,
+    #[serde(default)]
+    pub jobs: Vec<JobPost>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// An embedded file in `data_dir`: one instance, no server to run.
+    #[default]
+    Sqlite,
+    /// A shared server for several instances.
+    Postgres,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    #[serde(default)]
+    pub backend: Backend,
+    /// Where the SQLite file, the sink spool and dead letters live.
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
+    /// `postgres://user:pass@host/db` for the PostgreSQL backend.
+    #[serde(default)]
+    pub url: Option<SecretString>,
+    /// How long raw samples are kept; rollups are kept for years.
+    #[serde(default = "default_retention", with = "humantime_serde")]
+    pub raw_retention: Duration,
+    #[serde(default = "default_pool_size")]
+    pub max_connections: u32,
+}
+
+fn default_retention() -> Duration {
+    Duration::from_secs(30 * 24 * 3600)
+}
+
+fn default_pool_size() -> u32 {
+    8
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            backend: Backend::Sqlite,
+            data_dir: None,
+            url: None,
+            raw_retention: default_retention(),
+            max_connections: default_pool_size(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectConfig {
+    /// Default poll period of a device.
+    #[serde(default = "default_poll", with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// Extra register maps that add to (or replace) the built-in ones of the same name.
+    #[serde(default)]
+    pub firmware_dir: Option<PathBuf>,
+}
+
+fn default_poll() -> Duration {
+    Duration::from_secs(60)
+}
+
+impl Default for CollectConfig {
+    fn default() -> Self {
+        Self {
+            poll_interval: default_poll(),
+            firmware_dir: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InfluxConfig {
+    /// e.g. `http://127.0.0.1:8086`
+    pub url: String,
+    pub org: String,
+    pub bucket: String,
+    pub token: SecretString,
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    #[serde(default = "default_flush", with = "humantime_serde")]
+    pub flush_interval: Duration,
+    /// Upper bound of the on-disk spool used while the server is unreachable.
+    #[serde(default = "default_spool_bytes")]
+    pub spool_max_bytes: u64,
+}
+
+fn default_batch_size() -> usize {
+    5_000
+}
+
+fn default_flush() -> Duration {
+    Duration::from_secs(1)
+}
+
+fn default_spool_bytes() -> u64 {
+    1 << 30
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttConfig {
+    /// `host:port` of an external broker.
+    #[serde(default)]
+    pub broker: Option<String>,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<SecretString>,
+    #[serde(default = "default_client_id")]
+    pub client_id: String,
+}
+
+fn default_client_id() -> String {
+    "sunshare".to_owned()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct County {
+    pub id: CountyId,
+    pub name: String,
+    /// Province code for the coal benchmark price series, e.g. `shanxi`.
+    pub province: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Township {
+    pub id: TownshipId,
+    pub name: String,
+    pub county: CountyId,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Village {
+    /// The village's administrative code.
+    pub code: VillageId,
+    pub name: String,
+    pub township: TownshipId,
+}
+
+/// A station's total tariff, fixed for 20 years by its catalogue year (POLICY.md section 2).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tariff {
+    pub id: TariffId,
+    /// Total tariff in yuan/kWh, VAT included.
+    pub price: Price,
+    pub province: String,
+    /// A station outside the subsidy catalogue accrues no subsidy.
+    #[serde(default = "yes")]
+    pub in_subsidy_catalogue: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The provincial desulfurized-coal benchmark price from a date on.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoalPrice {
+    pub province: String,
+    pub from: NaiveDate,
+    pub price: Price,
+}
+
+/// One thing wrong with a deployment file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted key path, e.g. `stations[2].owners`.
+    pub key: String,
+    /// 1-based line in the file, when the key can be found there.
+    pub line: Option<usize>,
+    pub message: String,
+    pub fix: String,
+}
+
+/// A deployment file that cannot be used, with every problem found.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ConfigError {
+    pub file: String,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        writeln!(
+            f,
+            "{}: {n} problem{} found",
+            self.file,
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in &self.problems {
+            match p.line {
+                Some(line) => write!(f, "  {}:{line}: ", self.file)?,
+                None => write!(f, "  {}: ", self.file)?,
+            }
+            writeln!(f, "{}: {}", p.key, p.message)?;
+            writeln!(f, "      fix: {}", p.fix)?;
+        }
+        Ok(())
+    }
+}
+
+impl Deployment {
+    /// Reads, overrides from the environment, parses and validates a deployment file.
+    /// `known_models` are the register maps available (built-in plus `firmware_dir`).
+    pub fn load(path: &Path, known_models: &HashSet<String>) -> Result<Deployment, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            problems: vec![Problem {
+                key: "(file)".into(),
+                line: None,
+                message: format!("cannot read the file: {e}"),
+                fix: "check the path given with --config".into(),
+            }],
+        })?;
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::from_str_with_env(&file, &text, &env, known_models)
+    }
+
+    /// The pure core of [`Deployment::load`]: `env` is the process environment as pairs.
+    pub fn from_str_with_env(
+        file: &str,
+        text: &str,
+        env: &[(String, String)],
+        known_models: &HashSet<String>,
+    ) -> Result<Deployment, ConfigError> {
+        let err = |problems| ConfigError {
+            file: file.to_owned(),
+            problems,
+        };
+        let mut deployment: Deployment =
+            toml::from_str(text).map_err(|e| err(vec![parse_problem(text, &e)]))?;
+        let overrides: Vec<_> = env
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix("SUNSHARE_").map(|rest| (k, rest, v)))
+            .filter(|(_, rest, _)| rest.contains("__"))
+            .collect();
+        if !overrides.is_empty() {
+            let mut table: toml::Table = toml::from_str(text).map_err(|e| {
+                err(vec![parse_problem(text, &e)])
+            })?;
+            for (name, rest, value) in &overrides {
+                let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+                if let Err(message) = apply_override(&mut table, &path, value) {
+                    return Err(err(vec![Problem {
+                        key: (*name).clone(),
+                        line: None,
+                        message,
+                        fix: "override only keys of tables, e.g. SUNSHARE_STORAGE__URL".into(),
+                    }]));
+                }
+            }
+            deployment = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| {
+                err(vec![Problem {
+                    key: "(environment)".into(),
+                    line: None,
+                    message: format!("an SUNSHARE_ override does not fit: {}", e.message()),
+                    fix: "check the SUNSHARE_* variables set for this process".into(),
+                }])
+            })?;
+        }
+        let problems = deployment.validate(known_models, &Locator::new(text));
+        if problems.is_empty() {
+            Ok(deployment)
+        } else {
+            Err(err(problems))
+        }
+    }
+
+    pub fn station(&self, id: &str) -> Option<&Station> {
+        self.stations.iter().find(|s| s.id.as_str() == id)
+    }
+
+    pub fn county_of_village(&self, village: &VillageId) -> Option<&CountyId> {
+        let township = &self.villages.iter().find(|v| &v.code == village)?.township;
+        Some(&self.townships.iter().find(|t| &t.id == township)?.county)
+    }
+
+    /// The coal benchmark price in force for `province` on `day`.
+    pub fn coal_price(&self, province: &str, day: NaiveDate) -> Option<Price> {
+        self.coal_prices
+            .iter()
+            .filter(|c| c.province == province && c.from <= day)
+            .max_by_key(|c| c.from)
+            .map(|c| c.price)
+    }
+
+    /// Cross-record rules; each problem names its key and how to fix it.
+    fn validate(&self, known_models: &HashSet<String>, loc: &Locator) -> Vec<Problem> {
+        let mut out = Vec::new();
+        let mut push = |key: String, message: String, fix: &str| {
+            let line = loc.line_of(&key);
+            out.push(Problem {
+                key,
+                line,
+                message,
+                fix: fix.to_owned(),
+            });
+        };
+
+        if self.storage.backend == Backend::Postgres && self.storage.url.is_none() {
+            push(
+                "storage.url".into(),
+                "the postgres backend needs a connection URL".into(),
+                "set storage.url = \"postgres://user@host/db\" or SUNSHARE_STORAGE__URL",
+            );
+        }
+
+        let counties = unique_ids(&self.counties, |c| c.id.as_str(), "counties", &mut push);
+        let townships = unique_ids(&self.townships, |t| t.id.as_str(), "townships", &mut push);
+        let villages = unique_ids(&self.villages, |v| v.code.as_str(), "villages", &mut push);
+        let tariffs = unique_ids(&self.tariffs, |t| t.id.as_str(), "tariffs", &mut push);
+        let stations = unique_ids(&self.stations, |s| s.id.as_str(), "stations", &mut push);
+        unique_ids(&self.devices, |d| d.id.as_str(), "devices", &mut push);
+        unique_ids(&self.jobs, |j| j.id.as_str(), "jobs", &mut push);
+
+        for (i, t) in self.townships.iter().enumerate() {
+            if !counties.contains(t.county.as_str()) {
+                push(
+                    format!("townships[{i}].county"),
+                    format!("township '{}' names county '{}', which is not declared", t.id, t.county),
+                    "add a [[counties]] entry with that id or correct the county",
+                );
+            }
+        }
+        for (i, v) in self.villages.iter().enumerate() {
+            if !townships.contains(v.township.as_str()) {
+                push(
+                    format!("villages[{i}].township"),
+                    format!("village '{}' names township '{}', which is not declared", v.code, v.township),
+                    "add a [[townships]] entry with that id or correct the township",
+                );
+            }
+        }
+
+        for (i, s) in self.stations.iter().enumerate() {
+            let key = |field: &str| format!("stations[{i}].{field}");
+            if !counties.contains(s.county.as_str()) {
+                push(key("county"), format!("station '{}' names county '{}', which is not declared", s.id, s.county), "add a [[counties]] entry with that id or correct the county");
+            }
+            if !tariffs.contains(s.tariff.as_str()) {
+                push(key("tariff"), format!("station '{}' names tariff '{}', which is not declared", s.id, s.tariff), "add a [[tariffs]] entry with that id or correct the tariff");
+            }
+            if !(s.capacity_kwp > 0.0 && s.capacity_kwp.is_finite()) {
+                push(key("capacity_kwp"), format!("capacity {} kWp is not a positive number", s.capacity_kwp), "give the installed DC capacity in kWp, e.g. 300");
+            }
+            if !(-90.0..=90.0).contains(&s.latitude) || !(-180.0..=180.0).contains(&s.longitude) {
+                push(key("latitude"), format!("coordinates ({}, {}) are not on Earth", s.latitude, s.longitude), "give latitude and longitude in decimal degrees, e.g. 37.87 and 112.55");
+            }
+            match s.kind {
+                StationKind::Village => match &s.village {
+                    None => push(key("village"), format!("village station '{}' has no owning village", s.id), "set village = \"<village code>\""),
+                    Some(v) if !villages.contains(v.as_str()) => push(key("village"), format!("village '{v}' is not declared"), "add a [[villages]] entry with that code or correct it"),
+                    Some(_) => {}
+                },
+                StationKind::JointVillage => {
+                    if s.owners.len() < 2 {
+                        push(key("owners"), format!("joint-village station '{}' has {} owner(s)", s.id, s.owners.len()), "list at least two owners = [{ village = \"...\", weight = N }, ...]");
+                    }
+                    let mut seen = HashSet::new();
+                    for (j, o) in s.owners.iter().enumerate() {
+                        if !villages.contains(o.village.as_str()) {
+                            push(format!("stations[{i}].owners[{j}].village"), format!("village '{}' is not declared", o.village), "add a [[villages]] entry with that code or correct it");
+                        }
+                        if !seen.insert(o.village.as_str()) {
+                            push(format!("stations[{i}].owners[{j}].village"), format!("village '{}' is listed twice", o.village), "merge the two shares into one entry");
+                        }
+                        if o.weight == 0 {
+                            push(format!("stations[{i}].owners[{j}].weight"), "an ownership weight of 0".into(), "remove the owner or give its weight");
+                        }
+                    }
+                    let sum: u64 = s.owners.iter().map(|o| o.weight).sum();
+                    if let Some(total) = s.total_weight {
+                        if sum != total {
+                            push(key("owners"), format!("ownership weights sum to {sum}, but total_weight is {total}"), "make the weights sum to total_weight (integer kW or yuan invested)");
+                        }
+                    }
+                }
+                StationKind::Centralized => {
+                    if s.payment_per_beneficiary.is_none() {
+                        push(key("payment_per_beneficiary"), format!("centralized station '{}' has no payment per beneficiary", s.id), "set payment_per_beneficiary = \"3000\" (yuan per household per year)");
+                    }
+                }
+            }
+        }
+
+        let mut gateways: HashMap<(&str, u8), &str> = HashMap::new();
+        for (i, d) in self.devices.iter().enumerate() {
+            if !stations.contains(d.station.as_str()) {
+                push(format!("devices[{i}].station"), format!("device '{}' names station '{}', which is not declared", d.id, d.station), "add a [[stations]] entry with that id or correct the station");
+            }
+            if !known_models.contains(&d.model) {
+                let mut names: Vec<_> = known_models.iter().map(String::as_str).collect();
+                names.sort_unstable();
+                push(format!("devices[{i}].model"), format!("device '{}' uses register map '{}', which does not exist", d.id, d.model), &format!("use one of: {}; or add firmware-config/inverters/{}.toml", names.join(", "), d.model));
+            }
+            if !(d.rated_power_w > 0.0 && d.rated_power_w.is_finite()) {
+                push(format!("devices[{i}].rated_power_w"), format!("rated power {} W is not positive", d.rated_power_w), "give the nameplate AC power in W");
+            }
+            if let crate::domain::Transport::ModbusTcp { address, unit } | crate::domain::Transport::RtuOverTcp { address, unit } = &d.transport {
+                if let Some(other) = gateways.insert((address.as_str(), *unit), d.id.as_str()) {
+                    push(format!("devices[{i}].transport"), format!("device '{}' and device '{other}' both use unit {unit} at {address}", d.id), "give each device behind one gateway its own unit id");
+                }
+            }
+        }
+
+        let mut household_village: HashMap<&str, &VillageId> = HashMap::new();
+        for (i, h) in self.households.iter().enumerate() {
+            if let Some(first) = household_village.get(h.id.as_str()) {
+                let message = if *first == &h.village {
+                    format!("household '{}' is declared twice", h.id)
+                } else {
+                    format!("household '{}' is registered in village '{first}' and again in village '{}' (one household, one village: POLICY.md 5)", h.id, h.village)
+                };
+                push(format!("households[{i}].id"), message, "keep a single entry for the household, in the village where it is registered");
+                continue;
+            }
+            household_village.insert(h.id.as_str(), &h.village);
+            if !villages.contains(h.village.as_str()) {
+                push(format!("households[{i}].village"), format!("village '{}' is not declared", h.village), "add a [[villages]] entry with that code or correct it");
+            }
+            if h.status.is_empty() {
+                push(format!("households[{i}].status"), format!("household '{}' has no poverty status", h.id), "add status = [{ status = \"not_exited\", from = 2016-01-01 }]");
+            }
+        }
+        let known_household = |id: &HouseholdId| household_village.contains_key(id.as_str());
+        for (i, s) in self.stations.iter().enumerate() {
+            for (j, b) in s.beneficiaries.iter().enumerate() {
+                if !known_household(b) {
+                    push(format!("stations[{i}].beneficiaries[{j}]"), format!("household '{b}' is not declared"), "add it to [[households]] or remove it");
+                }
+            }
+        }
+        let mut holders = HashMap::new();
+        for (i, j) in self.jobs.iter().enumerate() {
+            match household_village.get(j.holder.as_str()) {
+                None => push(format!("jobs[{i}].holder"), format!("job '{}' is held by household '{}', which is not declared", j.id, j.holder), "add the household or correct the holder"),
+                Some(v) if *v != &j.village => push(format!("jobs[{i}].holder"), format!("job '{}' is in village '{}' but its holder belongs to village '{v}'", j.id, j.village), "a job is held by a household of its own village"),
+                Some(_) => {}
+            }
+            if j.monthly_wage <= Fen::ZERO {
+                push(format!("jobs[{i}].monthly_wage"), format!("monthly wage {} is not positive", j.monthly_wage), "give the wage in yuan, e.g. monthly_wage = \"600\"");
+            }
+            if let Some(other) = holders.insert(j.holder.as_str(), j.id.as_str()) {
+                push(format!("jobs[{i}].holder"), format!("household '{}' already holds job '{other}' (one job per household: POLICY.md 5)", j.holder), "give this job to another household");
+            }
+        }
+        for (i, c) in self.coal_prices.iter().enumerate() {
+            if c.price <= Price(0) {
+                push(format!("coal_prices[{i}].price"), format!("coal price {} is not positive", c.price), "give the benchmark price in yuan/kWh, e.g. 0.332");
+            }
+        }
+        out
+    }
+}
+
+/// Records duplicate ids as problems and returns the set of ids.
+fn unique_ids<'a, T>(
+    items: &'a [T],
+    id: impl Fn(&'a T) -> &'a str,
+    table: &str,
+    push: &mut impl FnMut(String, String, &str),
+) -> HashSet<&'a str> {
+    let mut seen = HashSet::new();
+    for (i, item) in items.iter().enumerate() {
+        let value = id(item);
+        if !seen.insert(value) {
+            let field = if table == "villages" { "code" } else { "id" };
+            push(
+                format!("{table}[{i}].{field}"),
+                format!("duplicate {field} '{value}' in [[{table}]]"),
+                "every entry needs its own id; rename or remove one of them",
+            );
+        }
+    }
+    seen
+}
+
+fn parse_problem(text: &str, e: &toml::de::Error) -> Problem {
+    let line = e
+        .span()
+        .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
+    let message = e.message().to_owned();
+    let fix = if message.contains("unknown field") {
+        "remove the key or correct its spelling (the message lists the keys allowed here)"
+    } else if message.contains("missing field") {
+        "add the missing key to this table"
+    } else {
+        "correct the value to the expected type"
+    };
+    Problem {
+        key: "(syntax)".into(),
+        line,
+        message,
+        fix: fix.into(),
+    }
+}
+
+fn apply_override(table: &mut toml::Table, path: &[String], raw: &str) -> Result<(), String> {
+    let (last, parents) = path
+        .split_last()
+        .ok_or_else(|| "empty override path".to_owned())?;
+    let mut current = table;
+    for p in parents {
+        let entry = current
+            .entry(p.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = entry
+            .as_table_mut()
+            .ok_or_else(|| format!("'{p}' is not a table"))?;
+    }
+    // A value that parses as TOML (a number, a boolean, an array) keeps its type; anything else is a string.
+    let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()));
+    current.insert(last.clone(), value);
+    Ok(())
+}
+
+/// Finds the line of a key path such as `stations[2].owners[0].village` in the original text.
+struct Locator {
+    doc: Option<toml_edit::ImDocument<String>>,
+    text: String,
+}
+
+impl Locator {
+    fn new(text: &str) -> Self {
+        Self {
+            doc: toml_edit::ImDocument::parse(text.to_owned()).ok(),
+            text: text.to_owned(),
+        }
+    }
+
+    fn line_of(&self, key: &str) -> Option<usize> {
+        let doc = self.doc.as_ref()?;
+        let mut item: &toml_edit::Item = doc.as_item();
+        let mut best = item.span();
+        for segment in key.split('.') {
+            let (name, index) = match segment.split_once('[') {
+                Some((n, rest)) => (n, rest.trim_end_matches(']').parse::<usize>().ok()),
+                None => (segment, None),
+            };
+            item = item.get(name)?;
+            best = item.span().or(best);
+            if let Some(i) = index {
+                item = item.get(i)?;
+                best = item.span().or(best);
+            }
+        }
+        best.map(|span| self.text[..span.start.min(self.text.len())].matches('\n').count() + 1)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,17 @@
+//! The vocabulary of Sunshare: identifiers, physical and money units, the registry of places, stations,
+//! devices and households, and the `Sample` every collector produces.
+//!
+//! Pure data with invariants. This module never does I/O and never knows about JSON or SQL shapes.
+
+mod ids;
+mod registry;
+mod sample;
+mod units;
+
+pub use ids::{CountyId, DeviceId, HouseholdId, JobId, StationId, TariffId, TownshipId, VillageId};
+pub use registry::{
+    Device, DeviceKind, Household, JobPost, LabourCapacity, OwnerShare, PovertyStatus, Station,
+    StationKind, StatusPeriod, Transport,
+};
+pub use sample::{Alarm, DeviceState, Metric, Readings, Sample};
+pub use units::{Fen, ParseAmountError, Price, WattHours, Watts};

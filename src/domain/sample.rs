@@ -1,0 +1,279 @@
+//! The normalised reading every inverter family and data logger maps into.
+//!
+//! A register map or a logger template translates vendor registers into these metrics; everything
+//! downstream (ingest, store, energy, alerts, sinks) speaks only this vocabulary.
+
+use super::ids::DeviceId;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// A normalised metric. The wire name carries the unit (`ac_power_w`), so a number never travels
+/// without it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Metric {
+    AcPowerW,
+    ReactivePowerVar,
+    PowerFactor,
+    FrequencyHz,
+    /// Phase voltage A, B, C (1..=3).
+    PhaseVoltageV(u8),
+    /// Phase current A, B, C (1..=3).
+    PhaseCurrentA(u8),
+    DcPowerW,
+    /// MPPT tracker or PV string n (1-based) voltage.
+    PvVoltageV(u8),
+    /// MPPT tracker or PV string n (1-based) current.
+    PvCurrentA(u8),
+    TemperatureC,
+    InsulationMohm,
+    EfficiencyPct,
+    /// Energy produced today by the device's own reckoning (resets at the device's midnight).
+    EnergyTodayWh,
+    /// The lifetime counter: the basis of all energy accounting.
+    EnergyLifetimeWh,
+    /// A meter's exported (on-grid) energy counter.
+    EnergyExportWh,
+}
+
+impl Metric {
+    /// The metrics that are not indexed, for listings and parsing.
+    pub const SCALARS: [Metric; 11] = [
+        Metric::AcPowerW,
+        Metric::ReactivePowerVar,
+        Metric::PowerFactor,
+        Metric::FrequencyHz,
+        Metric::DcPowerW,
+        Metric::TemperatureC,
+        Metric::InsulationMohm,
+        Metric::EfficiencyPct,
+        Metric::EnergyTodayWh,
+        Metric::EnergyLifetimeWh,
+        Metric::EnergyExportWh,
+    ];
+
+    pub fn name(self) -> String {
+        match self {
+            Metric::PhaseVoltageV(n) => format!("phase{}_voltage_v", phase_letter(n)),
+            Metric::PhaseCurrentA(n) => format!("phase{}_current_a", phase_letter(n)),
+            Metric::PvVoltageV(n) => format!("pv{n}_voltage_v"),
+            Metric::PvCurrentA(n) => format!("pv{n}_current_a"),
+            other => other.scalar_name().to_owned(),
+        }
+    }
+
+    fn scalar_name(self) -> &'static str {
+        match self {
+            Metric::AcPowerW => "ac_power_w",
+            Metric::ReactivePowerVar => "reactive_power_var",
+            Metric::PowerFactor => "power_factor",
+            Metric::FrequencyHz => "frequency_hz",
+            Metric::DcPowerW => "dc_power_w",
+            Metric::TemperatureC => "temperature_c",
+            Metric::InsulationMohm => "insulation_mohm",
+            Metric::EfficiencyPct => "efficiency_pct",
+            Metric::EnergyTodayWh => "energy_today_wh",
+            Metric::EnergyLifetimeWh => "energy_lifetime_wh",
+            Metric::EnergyExportWh => "energy_export_wh",
+            Metric::PhaseVoltageV(_)
+            | Metric::PhaseCurrentA(_)
+            | Metric::PvVoltageV(_)
+            | Metric::PvCurrentA(_) => "indexed",
+        }
+    }
+
+    /// Counters only grow; ingest checks them for resets and spikes.
+    pub fn is_counter(self) -> bool {
+        matches!(self, Metric::EnergyLifetimeWh | Metric::EnergyExportWh)
+    }
+}
+
+fn phase_letter(n: u8) -> char {
+    match n {
+        1 => 'a',
+        2 => 'b',
+        3 => 'c',
+        _ => '?',
+    }
+}
+
+impl fmt::Display for Metric {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown metric '{0}' (expected a name such as ac_power_w, energy_lifetime_wh, pv1_voltage_v)")]
+pub struct UnknownMetric(pub String);
+
+impl FromStr for Metric {
+    type Err = UnknownMetric;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(m) = Metric::SCALARS.iter().find(|m| m.scalar_name() == s) {
+            return Ok(*m);
+        }
+        let unknown = || UnknownMetric(s.to_owned());
+        let indexed = |rest: &str, suffix: &str| -> Option<u8> {
+            rest.strip_suffix(suffix)?.parse::<u8>().ok().filter(|n| *n >= 1)
+        };
+        if let Some(rest) = s.strip_prefix("pv") {
+            if let Some(n) = indexed(rest, "_voltage_v") {
+                return Ok(Metric::PvVoltageV(n));
+            }
+            if let Some(n) = indexed(rest, "_current_a") {
+                return Ok(Metric::PvCurrentA(n));
+            }
+        }
+        if let Some(rest) = s.strip_prefix("phase") {
+            let mut chars = rest.chars();
+            let n = match chars.next() {
+                Some('a') => 1,
+                Some('b') => 2,
+                Some('c') => 3,
+                _ => return Err(unknown()),
+            };
+            match chars.as_str() {
+                "_voltage_v" => return Ok(Metric::PhaseVoltageV(n)),
+                "_current_a" => return Ok(Metric::PhaseCurrentA(n)),
+                _ => {}
+            }
+        }
+        Err(unknown())
+    }
+}
+
+impl Serialize for Metric {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Metric {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// What the device says it is doing, normalised across families.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceState {
+    Producing,
+    /// Standby because there is no sun: normal every night, never an alarm.
+    StandbyNight,
+    Starting,
+    Derated,
+    Fault,
+    Shutdown,
+    #[default]
+    Unknown,
+}
+
+impl DeviceState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceState::Producing => "producing",
+            DeviceState::StandbyNight => "standby_night",
+            DeviceState::Starting => "starting",
+            DeviceState::Derated => "derated",
+            DeviceState::Fault => "fault",
+            DeviceState::Shutdown => "shutdown",
+            DeviceState::Unknown => "unknown",
+        }
+    }
+
+    pub fn parse(s: &str) -> DeviceState {
+        match s {
+            "producing" => DeviceState::Producing,
+            "standby_night" => DeviceState::StandbyNight,
+            "starting" => DeviceState::Starting,
+            "derated" => DeviceState::Derated,
+            "fault" => DeviceState::Fault,
+            "shutdown" => DeviceState::Shutdown,
+            _ => DeviceState::Unknown,
+        }
+    }
+}
+
+/// An active alarm as the register map explains it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Alarm {
+    /// Stable code, e.g. `huawei.alarm2.b2` or `sungrow.fault.0x0012`.
+    pub code: String,
+    pub text_en: String,
+    pub text_zh: String,
+    /// Grid loss alarms let alerts tell a grid outage from a broken inverter.
+    #[serde(default)]
+    pub grid_loss: bool,
+}
+
+/// The decoded values of one read. Values are kept in metric order so equal readings compare equal.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Readings {
+    pub values: Vec<(Metric, f64)>,
+    pub state: Option<DeviceState>,
+    pub alarms: Vec<Alarm>,
+}
+
+impl Readings {
+    pub fn get(&self, metric: Metric) -> Option<f64> {
+        self.values
+            .iter()
+            .find(|(m, _)| *m == metric)
+            .map(|(_, v)| *v)
+    }
+
+    /// Sets a value, replacing an earlier one for the same metric.
+    pub fn set(&mut self, metric: Metric, value: f64) {
+        match self.values.binary_search_by(|(m, _)| m.cmp(&metric)) {
+            Ok(i) => self.values[i].1 = value,
+            Err(i) => self.values.insert(i, (metric, value)),
+        }
+    }
+}
+
+/// One read of one device, stamped when it was read (or, for a logger backlog, when the logger read it).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    pub device: DeviceId,
+    pub at: DateTime<Utc>,
+    pub readings: Readings,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_names_round_trip() {
+        let all = Metric::SCALARS.iter().copied().chain([
+            Metric::PhaseVoltageV(2),
+            Metric::PhaseCurrentA(3),
+            Metric::PvVoltageV(12),
+            Metric::PvCurrentA(1),
+        ]);
+        for m in all {
+            assert_eq!(m.name().parse::<Metric>(), Ok(m), "{m}");
+        }
+        assert!("pv0_voltage_v".parse::<Metric>().is_err());
+        assert!("phased_voltage_v".parse::<Metric>().is_err());
+        assert!("power".parse::<Metric>().is_err());
+    }
+
+    #[test]
+    fn readings_set_replaces_and_sorts() {
+        let mut r = Readings::default();
+        r.set(Metric::EnergyLifetimeWh, 10.0);
+        r.set(Metric::AcPowerW, 5.0);
+        r.set(Metric::EnergyLifetimeWh, 11.0);
+        assert_eq!(
+            r.values,
+            vec![(Metric::AcPowerW, 5.0), (Metric::EnergyLifetimeWh, 11.0)]
+        );
+        assert_eq!(r.get(Metric::EnergyLifetimeWh), Some(11.0));
+        assert_eq!(r.get(Metric::FrequencyHz), None);
+    }
+}

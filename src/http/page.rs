@@ -1,0 +1,52 @@
+//! The HTML frame shared by every page: one stylesheet, a navigation bar, escaping.
+
+/// Escapes text for HTML element content and attribute values.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+const STYLE: &str = r#"
+:root { --fg:#1d2733; --muted:#5b6b7c; --line:#d8dee6; --ok:#1a7f37; --warn:#9a6700; --bad:#cf222e; --sun:#e3a008; }
+* { box-sizing: border-box; }
+body { margin:0; font: 15px/1.45 system-ui, "PingFang SC", "Microsoft YaHei", sans-serif; color:var(--fg); background:#f6f8fa; }
+header { background:#12324a; color:#fff; padding:10px 20px; display:flex; gap:24px; align-items:center; }
+header a { color:#cfe3f5; text-decoration:none; } header a:hover { color:#fff; }
+header .brand { font-weight:700; font-size:18px; color:#fff; }
+main { padding:16px 20px; max-width:1200px; margin:auto; }
+h1 { font-size:22px; margin:8px 0 12px; } h2 { font-size:18px; margin:20px 0 8px; }
+table { border-collapse:collapse; width:100%; background:#fff; border:1px solid var(--line); }
+th, td { padding:6px 10px; border-bottom:1px solid var(--line); text-align:left; }
+th { background:#eef2f6; font-weight:600; } td.num, th.num { text-align:right; font-variant-numeric: tabular-nums; }
+.status { display:inline-block; padding:1px 8px; border-radius:10px; font-size:13px; }
+.producing { background:#dafbe1; color:var(--ok); } .sleeping { background:#eef2f6; color:var(--muted); }
+.offline, .fault { background:#ffebe9; color:var(--bad); } .partial, .stale { background:#fff8c5; color:var(--warn); }
+.cards { display:flex; gap:12px; flex-wrap:wrap; margin-bottom:12px; }
+.card { background:#fff; border:1px solid var(--line); border-radius:6px; padding:10px 14px; min-width:160px; }
+.card .v { font-size:22px; font-weight:600; } .card .k { color:var(--muted); font-size:13px; }
+.muted { color:var(--muted); } .note { background:#fff8c5; border:1px solid #eed888; padding:8px 12px; border-radius:6px; }
+@media print { header { display:none; } body { background:#fff; } }
+"#;
+
+/// A whole page: `title` is text (escaped here), `body` is already-safe HTML.
+pub fn layout(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{t} · Sunshare</title><style>{STYLE}</style></head><body>\
+         <header><a class=\"brand\" href=\"/\">Sunshare 光伏帮扶</a>\
+         <a href=\"/\">Fleet</a><a href=\"/alerts\">Alerts</a><a href=\"/villages\">Villages</a>\
+         <a href=\"/metrics\">Metrics</a></header><main>{body}</main></body></html>",
+        t = esc(title)
+    )
+}

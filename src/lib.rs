@@ -1,0 +1,34 @@
+//! Sunshare watches photovoltaic poverty-alleviation stations and turns what they generate into the
+//! income of the villages that own them.
+//!
+//! Data flows one way (see ARCHITECTURE.md):
+//!
+//! - [`collect`] reads inverters over Modbus and data loggers over MQTT, decoding with [`registers`];
+//! - [`ingest`] is the one door into storage: validation, dedupe, quarantine;
+//! - [`store`] owns all SQL (SQLite embedded, PostgreSQL shared); [`sinks`] forward to InfluxDB v2;
+//! - [`energy`] turns lifetime counters into daily and monthly energy and reconciles with settlements;
+//! - [`allocate`] is the pure money core; the ledger in [`store`] records plans and payouts;
+//! - [`alerts`] are pure rules with [`solar`] to know night from outage; notifiers deliver them;
+//! - [`http`] serves the JSON API, the HTML pages and `/metrics`; [`sim`] simulates a fleet;
+//! - [`app`] wires the components; [`config`] is the deployment file; [`domain`] the vocabulary.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::todo,
+        clippy::unimplemented
+    )
+)]
+#![warn(missing_debug_implementations, rust_2018_idioms)]
+
+pub mod app;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod ingest;
+pub mod metrics;
+pub mod sim;
+pub mod solar;
+pub mod store;

@@ -1,0 +1,6 @@
+//! Simulated inverters and loggers, weather and fault scripts, for the demo, the tests and benchmarks.
+//!
+//! Never used by production paths: `app` builds a simulated fleet only for `sunshare demo` and
+//! `sunshare simulate`.
+
+pub mod weather;

@@ -1,0 +1,203 @@
+//! The registry mirror: the deployment file's places, stations, devices, households and jobs, copied
+//! into the database at start-up so that SQL reports and other instances see the same fleet.
+
+use super::samples::StationNow;
+use super::{Result, Store};
+use crate::config::Deployment;
+use crate::domain::{StationId, Transport};
+use chrono::DateTime;
+use sqlx::Row;
+use std::collections::HashMap;
+
+impl Store {
+    /// Replaces the registry mirror with what `d` declares, in one transaction.
+    pub async fn sync_registry(&self, d: &Deployment) -> Result<()> {
+        let mut tx = self.pool().begin().await?;
+        for table in [
+            "counties",
+            "townships",
+            "villages",
+            "stations",
+            "station_owners",
+            "devices",
+            "households",
+            "jobs",
+        ] {
+            sqlx::query(&format!("DELETE FROM {table}"))
+                .execute(&mut *tx)
+                .await?;
+        }
+        for c in &d.counties {
+            sqlx::query("INSERT INTO counties (id, name, province) VALUES ($1, $2, $3)")
+                .bind(c.id.as_str())
+                .bind(&c.name)
+                .bind(&c.province)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for t in &d.townships {
+            sqlx::query("INSERT INTO townships (id, name, county) VALUES ($1, $2, $3)")
+                .bind(t.id.as_str())
+                .bind(&t.name)
+                .bind(t.county.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        for v in &d.villages {
+            sqlx::query("INSERT INTO villages (code, name, township) VALUES ($1, $2, $3)")
+                .bind(v.code.as_str())
+                .bind(&v.name)
+                .bind(v.township.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        for s in &d.stations {
+            sqlx::query(
+                "INSERT INTO stations (id, name, kind, county, capacity_kwp, latitude, longitude, \
+                 timezone, commissioned, tariff, village) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            )
+            .bind(s.id.as_str())
+            .bind(&s.name)
+            .bind(s.kind.label())
+            .bind(s.county.as_str())
+            .bind(s.capacity_kwp)
+            .bind(s.latitude)
+            .bind(s.longitude)
+            .bind(s.timezone.name())
+            .bind(s.commissioned.to_string())
+            .bind(s.tariff.as_str())
+            .bind(s.village.as_ref().map(|v| v.as_str()))
+            .execute(&mut *tx)
+            .await?;
+            for o in &s.owners {
+                sqlx::query("INSERT INTO station_owners (station, village, weight) VALUES ($1, $2, $3)")
+                    .bind(s.id.as_str())
+                    .bind(o.village.as_str())
+                    .bind(i64::try_from(o.weight).unwrap_or(i64::MAX))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        for dev in &d.devices {
+            let transport = match &dev.transport {
+                Transport::ModbusTcp { address, unit } => format!("modbus-tcp://{address}/{unit}"),
+                Transport::RtuOverTcp { address, unit } => format!("rtu-over-tcp://{address}/{unit}"),
+                Transport::Mqtt { logger, unit } => match unit {
+                    Some(u) => format!("mqtt://{logger}/{u}"),
+                    None => format!("mqtt://{logger}"),
+                },
+            };
+            sqlx::query(
+                "INSERT INTO devices (id, station, kind, model, transport, rated_power_w) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(dev.id.as_str())
+            .bind(dev.station.as_str())
+            .bind(format!("{:?}", dev.kind).to_lowercase())
+            .bind(&dev.model)
+            .bind(transport)
+            .bind(dev.rated_power_w)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for h in &d.households {
+            let status = h
+                .status
+                .iter()
+                .map(|p| format!("{}:{:?}", p.from, p.status))
+                .collect::<Vec<_>>()
+                .join(",");
+            sqlx::query(
+                "INSERT INTO households (id, village, head, deep_poverty, labour, status) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(h.id.as_str())
+            .bind(h.village.as_str())
+            .bind(&h.head)
+            .bind(i64::from(h.deep_poverty))
+            .bind(format!("{:?}", h.labour).to_lowercase())
+            .bind(status)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for j in &d.jobs {
+            sqlx::query(
+                "INSERT INTO jobs (id, village, title, holder, monthly_wage_fen, valid_from, valid_until) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(j.id.as_str())
+            .bind(j.village.as_str())
+            .bind(&j.title)
+            .bind(j.holder.as_str())
+            .bind(j.monthly_wage.0)
+            .bind(j.from.to_string())
+            .bind(j.until.map(|u| u.to_string()))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Registered station ids, as the database holds them.
+    pub async fn station_ids(&self) -> Result<Vec<StationId>> {
+        let rows = sqlx::query("SELECT id FROM stations ORDER BY id")
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|r| Ok(StationId::new(r.try_get::<String, _>(0)?)))
+            .collect()
+    }
+
+    /// Current power and contact per station, from the latest value of each of its devices.
+    pub async fn fleet_now(&self) -> Result<HashMap<StationId, StationNow>> {
+        let rows = sqlx::query(
+            "SELECT d.station, COUNT(*), COUNT(l.device_id), SUM(COALESCE(l.ac_power_w, 0)), MAX(l.ts_ms) \
+             FROM devices d LEFT JOIN latest l ON l.device_id = d.id GROUP BY d.station",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        let mut out = HashMap::new();
+        for r in &rows {
+            let last: Option<i64> = r.try_get(4)?;
+            out.insert(
+                StationId::new(r.try_get::<String, _>(0)?),
+                StationNow {
+                    devices: r.try_get(1)?,
+                    reporting: r.try_get(2)?,
+                    power_w: r.try_get::<Option<f64>, _>(3)?.unwrap_or(0.0),
+                    last_contact: last.and_then(DateTime::from_timestamp_millis),
+                },
+            );
+        }
+        Ok(out)
+    }
+}
+
+impl Store {
+    /// Energy per station and daily bucket from the lifetime counters seen within each day, for the
+    /// days starting at or after `since`. A first estimate for dashboards; `energy` owns the
+    /// accountable figures.
+    pub async fn station_day_energy_since(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<(StationId, i64, f64)>> {
+        let rows = sqlx::query(
+            "SELECT d.station, r.bucket_ms, SUM(COALESCE(r.energy_last_wh - r.energy_first_wh, 0)) \
+             FROM rollups r JOIN devices d ON d.id = r.device_id \
+             WHERE r.period_s = 86400 AND r.bucket_ms >= $1 GROUP BY d.station, r.bucket_ms",
+        )
+        .bind(since.timestamp_millis())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    StationId::new(r.try_get::<String, _>(0)?),
+                    r.try_get(1)?,
+                    r.try_get::<Option<f64>, _>(2)?.unwrap_or(0.0),
+                ))
+            })
+            .collect()
+    }
+}

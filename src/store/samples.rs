@@ -1,0 +1,361 @@
+//! Raw samples, latest values and rollups.
+
+use super::{Result, Store};
+use crate::domain::{DeviceId, Metric, Readings, Sample};
+use chrono::{DateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use sqlx::Row;
+use std::collections::BTreeMap;
+
+/// The rollup periods kept, in seconds. The daily bucket starts at the station's local midnight.
+pub const PERIODS: [i64; 3] = [300, 3600, 86_400];
+
+/// The newest reading of one device.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatestRow {
+    pub device: DeviceId,
+    pub at: DateTime<Utc>,
+    pub ac_power_w: Option<f64>,
+    pub energy_today_wh: Option<f64>,
+    pub energy_lifetime_wh: Option<f64>,
+    pub state: Option<String>,
+    pub readings: Readings,
+}
+
+/// One rollup bucket of one device.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RollupRow {
+    pub device: DeviceId,
+    pub period_s: i64,
+    pub bucket: DateTime<Utc>,
+    pub samples: i64,
+    pub power_avg_w: Option<f64>,
+    pub power_min_w: Option<f64>,
+    pub power_max_w: Option<f64>,
+    pub energy_first: Option<(DateTime<Utc>, f64)>,
+    pub energy_last: Option<(DateTime<Utc>, f64)>,
+}
+
+/// A station's current picture for the fleet page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StationNow {
+    pub devices: i64,
+    pub reporting: i64,
+    pub power_w: f64,
+    pub last_contact: Option<DateTime<Utc>>,
+}
+
+/// How a batch went.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteOutcome {
+    pub inserted: usize,
+    /// Already stored (same device and timestamp): recognised, not stored twice.
+    pub duplicates: usize,
+}
+
+#[derive(Default)]
+struct Agg {
+    samples: i64,
+    power_sum: f64,
+    power_min: Option<f64>,
+    power_max: Option<f64>,
+    first: Option<(i64, f64)>,
+    last: Option<(i64, f64)>,
+}
+
+impl Agg {
+    fn add(&mut self, ts_ms: i64, power: Option<f64>, energy: Option<f64>) {
+        self.samples += 1;
+        if let Some(p) = power {
+            self.power_sum += p;
+            self.power_min = Some(self.power_min.map_or(p, |m| m.min(p)));
+            self.power_max = Some(self.power_max.map_or(p, |m| m.max(p)));
+        }
+        if let Some(e) = energy {
+            if self.first.is_none_or(|(t, _)| ts_ms < t) {
+                self.first = Some((ts_ms, e));
+            }
+            if self.last.is_none_or(|(t, _)| ts_ms > t) {
+                self.last = Some((ts_ms, e));
+            }
+        }
+    }
+}
+
+/// The start of the bucket of `period_s` holding `at`; days start at local midnight in `tz`.
+pub fn bucket_start(at: DateTime<Utc>, period_s: i64, tz: Tz) -> i64 {
+    if period_s == 86_400 {
+        let local_day = at.with_timezone(&tz).date_naive();
+        let midnight = local_day.and_hms_opt(0, 0, 0).unwrap_or_default();
+        return tz
+            .from_local_datetime(&midnight)
+            .earliest()
+            .map_or_else(|| at.timestamp_millis(), |d| d.timestamp_millis());
+    }
+    let ms = at.timestamp_millis();
+    ms - ms.rem_euclid(period_s * 1000)
+}
+
+pub(crate) fn encode_readings(r: &Readings) -> String {
+    serde_json::to_string(r).unwrap_or_else(|_| "{}".to_owned())
+}
+
+pub(crate) fn decode_readings(text: &str) -> Readings {
+    serde_json::from_str(text).unwrap_or_default()
+}
+
+fn ms_to_utc(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+impl Store {
+    /// Writes a batch in one transaction: raw rows (a duplicate device+timestamp is skipped), rollups
+    /// updated from the rows actually inserted, and the latest value moved forward only.
+    pub async fn write_samples(
+        &self,
+        batch: &[Sample],
+        tz_of: &(dyn Fn(&DeviceId) -> Tz + Sync),
+    ) -> Result<WriteOutcome> {
+        let mut tx = self.pool().begin().await?;
+        let mut outcome = WriteOutcome::default();
+        let mut aggs: BTreeMap<(&str, i64, i64), Agg> = BTreeMap::new();
+        let mut newest: BTreeMap<&str, &Sample> = BTreeMap::new();
+        for s in batch {
+            let ts = s.at.timestamp_millis();
+            let power = s.readings.get(Metric::AcPowerW);
+            let energy = s.readings.get(Metric::EnergyLifetimeWh);
+            let done = sqlx::query(
+                "INSERT INTO raw_samples (device_id, ts_ms, ac_power_w, energy_today_wh, \
+                 energy_lifetime_wh, state, readings) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 ON CONFLICT (device_id, ts_ms) DO NOTHING",
+            )
+            .bind(s.device.as_str())
+            .bind(ts)
+            .bind(power)
+            .bind(s.readings.get(Metric::EnergyTodayWh))
+            .bind(energy)
+            .bind(s.readings.state.map(|st| st.as_str()))
+            .bind(encode_readings(&s.readings))
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                outcome.duplicates += 1;
+                continue;
+            }
+            outcome.inserted += 1;
+            let tz = tz_of(&s.device);
+            for period in PERIODS {
+                aggs.entry((s.device.as_str(), period, bucket_start(s.at, period, tz)))
+                    .or_default()
+                    .add(ts, power, energy);
+            }
+            let entry = newest.entry(s.device.as_str()).or_insert(s);
+            if s.at > entry.at {
+                *entry = s;
+            }
+        }
+        for ((device, period, bucket), a) in &aggs {
+            sqlx::query(
+                "INSERT INTO rollups (device_id, period_s, bucket_ms, samples, power_sum, power_min, \
+                 power_max, energy_first_ms, energy_first_wh, energy_last_ms, energy_last_wh) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                 ON CONFLICT (device_id, period_s, bucket_ms) DO UPDATE SET \
+                 samples = rollups.samples + excluded.samples, \
+                 power_sum = rollups.power_sum + excluded.power_sum, \
+                 power_min = CASE WHEN rollups.power_min IS NULL OR excluded.power_min < rollups.power_min \
+                     THEN excluded.power_min ELSE rollups.power_min END, \
+                 power_max = CASE WHEN rollups.power_max IS NULL OR excluded.power_max > rollups.power_max \
+                     THEN excluded.power_max ELSE rollups.power_max END, \
+                 energy_first_wh = CASE WHEN rollups.energy_first_ms IS NULL OR excluded.energy_first_ms < rollups.energy_first_ms \
+                     THEN excluded.energy_first_wh ELSE rollups.energy_first_wh END, \
+                 energy_first_ms = CASE WHEN rollups.energy_first_ms IS NULL OR excluded.energy_first_ms < rollups.energy_first_ms \
+                     THEN excluded.energy_first_ms ELSE rollups.energy_first_ms END, \
+                 energy_last_wh = CASE WHEN rollups.energy_last_ms IS NULL OR excluded.energy_last_ms > rollups.energy_last_ms \
+                     THEN excluded.energy_last_wh ELSE rollups.energy_last_wh END, \
+                 energy_last_ms = CASE WHEN rollups.energy_last_ms IS NULL OR excluded.energy_last_ms > rollups.energy_last_ms \
+                     THEN excluded.energy_last_ms ELSE rollups.energy_last_ms END",
+            )
+            .bind(*device)
+            .bind(*period)
+            .bind(*bucket)
+            .bind(a.samples)
+            .bind(a.power_sum)
+            .bind(a.power_min)
+            .bind(a.power_max)
+            .bind(a.first.map(|f| f.0))
+            .bind(a.first.map(|f| f.1))
+            .bind(a.last.map(|l| l.0))
+            .bind(a.last.map(|l| l.1))
+            .execute(&mut *tx)
+            .await?;
+        }
+        for (device, s) in newest {
+            sqlx::query(
+                "INSERT INTO latest (device_id, ts_ms, ac_power_w, energy_today_wh, energy_lifetime_wh, \
+                 state, readings) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 ON CONFLICT (device_id) DO UPDATE SET ts_ms = excluded.ts_ms, \
+                 ac_power_w = excluded.ac_power_w, energy_today_wh = excluded.energy_today_wh, \
+                 energy_lifetime_wh = excluded.energy_lifetime_wh, state = excluded.state, \
+                 readings = excluded.readings WHERE excluded.ts_ms > latest.ts_ms",
+            )
+            .bind(device)
+            .bind(s.at.timestamp_millis())
+            .bind(s.readings.get(Metric::AcPowerW))
+            .bind(s.readings.get(Metric::EnergyTodayWh))
+            .bind(s.readings.get(Metric::EnergyLifetimeWh))
+            .bind(s.readings.state.map(|st| st.as_str()))
+            .bind(encode_readings(&s.readings))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// The newest reading of every device that has reported.
+    pub async fn latest(&self) -> Result<Vec<LatestRow>> {
+        let rows = sqlx::query(
+            "SELECT device_id, ts_ms, ac_power_w, energy_today_wh, energy_lifetime_wh, state, readings \
+             FROM latest ORDER BY device_id",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(LatestRow {
+                    device: DeviceId::new(r.try_get::<String, _>(0)?),
+                    at: ms_to_utc(r.try_get(1)?),
+                    ac_power_w: r.try_get(2)?,
+                    energy_today_wh: r.try_get(3)?,
+                    energy_lifetime_wh: r.try_get(4)?,
+                    state: r.try_get(5)?,
+                    readings: decode_readings(&r.try_get::<String, _>(6)?),
+                })
+            })
+            .collect()
+    }
+
+    /// Raw samples of a device in `[from, to)`, oldest first.
+    pub async fn raw_samples(
+        &self,
+        device: &DeviceId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<Sample>> {
+        let rows = sqlx::query(
+            "SELECT ts_ms, readings FROM raw_samples WHERE device_id = $1 AND ts_ms >= $2 AND ts_ms < $3 \
+             ORDER BY ts_ms",
+        )
+        .bind(device.as_str())
+        .bind(from.timestamp_millis())
+        .bind(to.timestamp_millis())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Sample {
+                    device: device.clone(),
+                    at: ms_to_utc(r.try_get(0)?),
+                    readings: decode_readings(&r.try_get::<String, _>(1)?),
+                })
+            })
+            .collect()
+    }
+
+    /// Rollup buckets of `period_s` for a device whose bucket starts in `[from, to)`, oldest first.
+    pub async fn rollups(
+        &self,
+        device: &DeviceId,
+        period_s: i64,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<RollupRow>> {
+        let rows = sqlx::query(
+            "SELECT bucket_ms, samples, power_sum, power_min, power_max, energy_first_ms, energy_first_wh, \
+             energy_last_ms, energy_last_wh FROM rollups WHERE device_id = $1 AND period_s = $2 \
+             AND bucket_ms >= $3 AND bucket_ms < $4 ORDER BY bucket_ms",
+        )
+        .bind(device.as_str())
+        .bind(period_s)
+        .bind(from.timestamp_millis())
+        .bind(to.timestamp_millis())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let samples: i64 = r.try_get(1)?;
+                let power_sum: f64 = r.try_get(2)?;
+                let power_min: Option<f64> = r.try_get(3)?;
+                let pair = |t: Option<i64>, v: Option<f64>| t.zip(v).map(|(t, v)| (ms_to_utc(t), v));
+                Ok(RollupRow {
+                    device: device.clone(),
+                    period_s,
+                    bucket: ms_to_utc(r.try_get(0)?),
+                    samples,
+                    power_avg_w: power_min.map(|_| power_sum / samples.max(1) as f64),
+                    power_min_w: power_min,
+                    power_max_w: r.try_get(4)?,
+                    energy_first: pair(r.try_get(5)?, r.try_get(6)?),
+                    energy_last: pair(r.try_get(7)?, r.try_get(8)?),
+                })
+            })
+            .collect()
+    }
+
+    /// Deletes raw samples older than `cutoff` (rollups stay). Returns how many were removed.
+    pub async fn purge_raw_before(&self, cutoff: DateTime<Utc>) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM raw_samples WHERE ts_ms < $1")
+            .bind(cutoff.timestamp_millis())
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Counts raw samples (for tests and `/metrics`).
+    pub async fn raw_count(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) FROM raw_samples")
+            .fetch_one(self.pool())
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn day_buckets_start_at_local_midnight() {
+        let tz = chrono_tz::Asia::Shanghai;
+        // 2026-06-01 02:00 UTC is 10:00 in Shanghai; the local day starts 2026-05-31 16:00 UTC.
+        let at = Utc.with_ymd_and_hms(2026, 6, 1, 2, 0, 0).single().expect("valid");
+        let start = Utc.with_ymd_and_hms(2026, 5, 31, 16, 0, 0).single().expect("valid");
+        assert_eq!(bucket_start(at, 86_400, tz), start.timestamp_millis());
+        let five = Utc.with_ymd_and_hms(2026, 6, 1, 2, 0, 0).single().expect("valid");
+        let later = five + chrono::Duration::seconds(299);
+        assert_eq!(bucket_start(later, 300, tz), five.timestamp_millis());
+    }
+}
+
+impl Store {
+    /// Keeps a refused sample with the reason it was refused.
+    pub async fn quarantine(
+        &self,
+        sample: &Sample,
+        reason: &str,
+        received: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO quarantine (device_id, ts_ms, received_ms, reason, readings) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(sample.device.as_str())
+        .bind(sample.at.timestamp_millis())
+        .bind(received.timestamp_millis())
+        .bind(reason)
+        .bind(encode_readings(&sample.readings))
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+}
