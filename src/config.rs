@@ -319,9 +319,8 @@ impl Deployment {
             .filter(|(_, rest, _)| rest.contains("__"))
             .collect();
         if !overrides.is_empty() {
-            let mut table: toml::Table = toml::from_str(text).map_err(|e| {
-                err(vec![parse_problem(text, &e)])
-            })?;
+            let mut table: toml::Table =
+                toml::from_str(text).map_err(|e| err(vec![parse_problem(text, &e)]))?;
             for (name, rest, value) in &overrides {
                 let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
                 if let Err(message) = apply_override(&mut table, &path, value) {
@@ -333,14 +332,16 @@ impl Deployment {
                     }]));
                 }
             }
-            deployment = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| {
-                err(vec![Problem {
-                    key: "(environment)".into(),
-                    line: None,
-                    message: format!("an SUNSHARE_ override does not fit: {}", e.message()),
-                    fix: "check the SUNSHARE_* variables set for this process".into(),
-                }])
-            })?;
+            deployment = toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| {
+                    err(vec![Problem {
+                        key: "(environment)".into(),
+                        line: None,
+                        message: format!("an SUNSHARE_ override does not fit: {}", e.message()),
+                        fix: "check the SUNSHARE_* variables set for this process".into(),
+                    }])
+                })?;
         }
         let problems = deployment.validate(known_models, &Locator::new(text));
         if problems.is_empty() {
@@ -401,7 +402,10 @@ impl Deployment {
             if !counties.contains(t.county.as_str()) {
                 push(
                     format!("townships[{i}].county"),
-                    format!("township '{}' names county '{}', which is not declared", t.id, t.county),
+                    format!(
+                        "township '{}' names county '{}', which is not declared",
+                        t.id, t.county
+                    ),
                     "add a [[counties]] entry with that id or correct the county",
                 );
             }
@@ -410,7 +414,10 @@ impl Deployment {
             if !townships.contains(v.township.as_str()) {
                 push(
                     format!("villages[{i}].township"),
-                    format!("village '{}' names township '{}', which is not declared", v.code, v.township),
+                    format!(
+                        "village '{}' names township '{}', which is not declared",
+                        v.code, v.township
+                    ),
                     "add a [[townships]] entry with that id or correct the township",
                 );
             }
@@ -419,37 +426,90 @@ impl Deployment {
         for (i, s) in self.stations.iter().enumerate() {
             let key = |field: &str| format!("stations[{i}].{field}");
             if !counties.contains(s.county.as_str()) {
-                push(key("county"), format!("station '{}' names county '{}', which is not declared", s.id, s.county), "add a [[counties]] entry with that id or correct the county");
+                push(
+                    key("county"),
+                    format!(
+                        "station '{}' names county '{}', which is not declared",
+                        s.id, s.county
+                    ),
+                    "add a [[counties]] entry with that id or correct the county",
+                );
             }
             if !tariffs.contains(s.tariff.as_str()) {
-                push(key("tariff"), format!("station '{}' names tariff '{}', which is not declared", s.id, s.tariff), "add a [[tariffs]] entry with that id or correct the tariff");
+                push(
+                    key("tariff"),
+                    format!(
+                        "station '{}' names tariff '{}', which is not declared",
+                        s.id, s.tariff
+                    ),
+                    "add a [[tariffs]] entry with that id or correct the tariff",
+                );
             }
             if !(s.capacity_kwp > 0.0 && s.capacity_kwp.is_finite()) {
-                push(key("capacity_kwp"), format!("capacity {} kWp is not a positive number", s.capacity_kwp), "give the installed DC capacity in kWp, e.g. 300");
+                push(
+                    key("capacity_kwp"),
+                    format!("capacity {} kWp is not a positive number", s.capacity_kwp),
+                    "give the installed DC capacity in kWp, e.g. 300",
+                );
             }
             if !(-90.0..=90.0).contains(&s.latitude) || !(-180.0..=180.0).contains(&s.longitude) {
-                push(key("latitude"), format!("coordinates ({}, {}) are not on Earth", s.latitude, s.longitude), "give latitude and longitude in decimal degrees, e.g. 37.87 and 112.55");
+                push(
+                    key("latitude"),
+                    format!(
+                        "coordinates ({}, {}) are not on Earth",
+                        s.latitude, s.longitude
+                    ),
+                    "give latitude and longitude in decimal degrees, e.g. 37.87 and 112.55",
+                );
             }
             match s.kind {
                 StationKind::Village => match &s.village {
-                    None => push(key("village"), format!("village station '{}' has no owning village", s.id), "set village = \"<village code>\""),
-                    Some(v) if !villages.contains(v.as_str()) => push(key("village"), format!("village '{v}' is not declared"), "add a [[villages]] entry with that code or correct it"),
+                    None => push(
+                        key("village"),
+                        format!("village station '{}' has no owning village", s.id),
+                        "set village = \"<village code>\"",
+                    ),
+                    Some(v) if !villages.contains(v.as_str()) => push(
+                        key("village"),
+                        format!("village '{v}' is not declared"),
+                        "add a [[villages]] entry with that code or correct it",
+                    ),
                     Some(_) => {}
                 },
                 StationKind::JointVillage => {
                     if s.owners.len() < 2 {
-                        push(key("owners"), format!("joint-village station '{}' has {} owner(s)", s.id, s.owners.len()), "list at least two owners = [{ village = \"...\", weight = N }, ...]");
+                        push(
+                            key("owners"),
+                            format!(
+                                "joint-village station '{}' has {} owner(s)",
+                                s.id,
+                                s.owners.len()
+                            ),
+                            "list at least two owners = [{ village = \"...\", weight = N }, ...]",
+                        );
                     }
                     let mut seen = HashSet::new();
                     for (j, o) in s.owners.iter().enumerate() {
                         if !villages.contains(o.village.as_str()) {
-                            push(format!("stations[{i}].owners[{j}].village"), format!("village '{}' is not declared", o.village), "add a [[villages]] entry with that code or correct it");
+                            push(
+                                format!("stations[{i}].owners[{j}].village"),
+                                format!("village '{}' is not declared", o.village),
+                                "add a [[villages]] entry with that code or correct it",
+                            );
                         }
                         if !seen.insert(o.village.as_str()) {
-                            push(format!("stations[{i}].owners[{j}].village"), format!("village '{}' is listed twice", o.village), "merge the two shares into one entry");
+                            push(
+                                format!("stations[{i}].owners[{j}].village"),
+                                format!("village '{}' is listed twice", o.village),
+                                "merge the two shares into one entry",
+                            );
                         }
                         if o.weight == 0 {
-                            push(format!("stations[{i}].owners[{j}].weight"), "an ownership weight of 0".into(), "remove the owner or give its weight");
+                            push(
+                                format!("stations[{i}].owners[{j}].weight"),
+                                "an ownership weight of 0".into(),
+                                "remove the owner or give its weight",
+                            );
                         }
                     }
                     let sum: u64 = s.owners.iter().map(|o| o.weight).sum();
@@ -461,7 +521,14 @@ impl Deployment {
                 }
                 StationKind::Centralized => {
                     if s.payment_per_beneficiary.is_none() {
-                        push(key("payment_per_beneficiary"), format!("centralized station '{}' has no payment per beneficiary", s.id), "set payment_per_beneficiary = \"3000\" (yuan per household per year)");
+                        push(
+                            key("payment_per_beneficiary"),
+                            format!(
+                                "centralized station '{}' has no payment per beneficiary",
+                                s.id
+                            ),
+                            "set payment_per_beneficiary = \"3000\" (yuan per household per year)",
+                        );
                     }
                 }
             }
@@ -470,19 +537,50 @@ impl Deployment {
         let mut gateways: HashMap<(&str, u8), &str> = HashMap::new();
         for (i, d) in self.devices.iter().enumerate() {
             if !stations.contains(d.station.as_str()) {
-                push(format!("devices[{i}].station"), format!("device '{}' names station '{}', which is not declared", d.id, d.station), "add a [[stations]] entry with that id or correct the station");
+                push(
+                    format!("devices[{i}].station"),
+                    format!(
+                        "device '{}' names station '{}', which is not declared",
+                        d.id, d.station
+                    ),
+                    "add a [[stations]] entry with that id or correct the station",
+                );
             }
             if !known_models.contains(&d.model) {
                 let mut names: Vec<_> = known_models.iter().map(String::as_str).collect();
                 names.sort_unstable();
-                push(format!("devices[{i}].model"), format!("device '{}' uses register map '{}', which does not exist", d.id, d.model), &format!("use one of: {}; or add firmware-config/inverters/{}.toml", names.join(", "), d.model));
+                push(
+                    format!("devices[{i}].model"),
+                    format!(
+                        "device '{}' uses register map '{}', which does not exist",
+                        d.id, d.model
+                    ),
+                    &format!(
+                        "use one of: {}; or add firmware-config/inverters/{}.toml",
+                        names.join(", "),
+                        d.model
+                    ),
+                );
             }
             if !(d.rated_power_w > 0.0 && d.rated_power_w.is_finite()) {
-                push(format!("devices[{i}].rated_power_w"), format!("rated power {} W is not positive", d.rated_power_w), "give the nameplate AC power in W");
+                push(
+                    format!("devices[{i}].rated_power_w"),
+                    format!("rated power {} W is not positive", d.rated_power_w),
+                    "give the nameplate AC power in W",
+                );
             }
-            if let crate::domain::Transport::ModbusTcp { address, unit } | crate::domain::Transport::RtuOverTcp { address, unit } = &d.transport {
+            if let crate::domain::Transport::ModbusTcp { address, unit }
+            | crate::domain::Transport::RtuOverTcp { address, unit } = &d.transport
+            {
                 if let Some(other) = gateways.insert((address.as_str(), *unit), d.id.as_str()) {
-                    push(format!("devices[{i}].transport"), format!("device '{}' and device '{other}' both use unit {unit} at {address}", d.id), "give each device behind one gateway its own unit id");
+                    push(
+                        format!("devices[{i}].transport"),
+                        format!(
+                            "device '{}' and device '{other}' both use unit {unit} at {address}",
+                            d.id
+                        ),
+                        "give each device behind one gateway its own unit id",
+                    );
                 }
             }
         }
@@ -495,34 +593,68 @@ impl Deployment {
                 } else {
                     format!("household '{}' is registered in village '{first}' and again in village '{}' (one household, one village: POLICY.md 5)", h.id, h.village)
                 };
-                push(format!("households[{i}].id"), message, "keep a single entry for the household, in the village where it is registered");
+                push(
+                    format!("households[{i}].id"),
+                    message,
+                    "keep a single entry for the household, in the village where it is registered",
+                );
                 continue;
             }
             household_village.insert(h.id.as_str(), &h.village);
             if !villages.contains(h.village.as_str()) {
-                push(format!("households[{i}].village"), format!("village '{}' is not declared", h.village), "add a [[villages]] entry with that code or correct it");
+                push(
+                    format!("households[{i}].village"),
+                    format!("village '{}' is not declared", h.village),
+                    "add a [[villages]] entry with that code or correct it",
+                );
             }
             if h.status.is_empty() {
-                push(format!("households[{i}].status"), format!("household '{}' has no poverty status", h.id), "add status = [{ status = \"not_exited\", from = 2016-01-01 }]");
+                push(
+                    format!("households[{i}].status"),
+                    format!("household '{}' has no poverty status", h.id),
+                    "add status = [{ status = \"not_exited\", from = 2016-01-01 }]",
+                );
             }
         }
         let known_household = |id: &HouseholdId| household_village.contains_key(id.as_str());
         for (i, s) in self.stations.iter().enumerate() {
             for (j, b) in s.beneficiaries.iter().enumerate() {
                 if !known_household(b) {
-                    push(format!("stations[{i}].beneficiaries[{j}]"), format!("household '{b}' is not declared"), "add it to [[households]] or remove it");
+                    push(
+                        format!("stations[{i}].beneficiaries[{j}]"),
+                        format!("household '{b}' is not declared"),
+                        "add it to [[households]] or remove it",
+                    );
                 }
             }
         }
         let mut holders = HashMap::new();
         for (i, j) in self.jobs.iter().enumerate() {
             match household_village.get(j.holder.as_str()) {
-                None => push(format!("jobs[{i}].holder"), format!("job '{}' is held by household '{}', which is not declared", j.id, j.holder), "add the household or correct the holder"),
-                Some(v) if *v != &j.village => push(format!("jobs[{i}].holder"), format!("job '{}' is in village '{}' but its holder belongs to village '{v}'", j.id, j.village), "a job is held by a household of its own village"),
+                None => push(
+                    format!("jobs[{i}].holder"),
+                    format!(
+                        "job '{}' is held by household '{}', which is not declared",
+                        j.id, j.holder
+                    ),
+                    "add the household or correct the holder",
+                ),
+                Some(v) if *v != &j.village => push(
+                    format!("jobs[{i}].holder"),
+                    format!(
+                        "job '{}' is in village '{}' but its holder belongs to village '{v}'",
+                        j.id, j.village
+                    ),
+                    "a job is held by a household of its own village",
+                ),
                 Some(_) => {}
             }
             if j.monthly_wage <= Fen::ZERO {
-                push(format!("jobs[{i}].monthly_wage"), format!("monthly wage {} is not positive", j.monthly_wage), "give the wage in yuan, e.g. monthly_wage = \"600\"");
+                push(
+                    format!("jobs[{i}].monthly_wage"),
+                    format!("monthly wage {} is not positive", j.monthly_wage),
+                    "give the wage in yuan, e.g. monthly_wage = \"600\"",
+                );
             }
             if let Some(other) = holders.insert(j.holder.as_str(), j.id.as_str()) {
                 push(format!("jobs[{i}].holder"), format!("household '{}' already holds job '{other}' (one job per household: POLICY.md 5)", j.holder), "give this job to another household");
@@ -530,7 +662,11 @@ impl Deployment {
         }
         for (i, c) in self.coal_prices.iter().enumerate() {
             if c.price <= Price(0) {
-                push(format!("coal_prices[{i}].price"), format!("coal price {} is not positive", c.price), "give the benchmark price in yuan/kWh, e.g. 0.332");
+                push(
+                    format!("coal_prices[{i}].price"),
+                    format!("coal price {} is not positive", c.price),
+                    "give the benchmark price in yuan/kWh, e.g. 0.332",
+                );
             }
         }
         out
@@ -631,7 +767,12 @@ impl Locator {
                 best = item.span().or(best);
             }
         }
-        best.map(|span| self.text[..span.start.min(self.text.len())].matches('\n').count() + 1)
+        best.map(|span| {
+            self.text[..span.start.min(self.text.len())]
+                .matches('\n')
+                .count()
+                + 1
+        })
     }
 }
 

@@ -234,7 +234,9 @@ impl IngestWorker {
                     self.metrics
                         .store_write_seconds
                         .observe(started.elapsed().as_secs_f64());
-                    self.metrics.samples_ingested.inc_by(outcome.inserted as u64);
+                    self.metrics
+                        .samples_ingested
+                        .inc_by(outcome.inserted as u64);
                     self.metrics
                         .samples_duplicate
                         .inc_by(outcome.duplicates as u64);

@@ -56,19 +56,67 @@ impl Metrics {
             notify_failures: Counter::default(),
             registry: Registry::default(),
         };
-        registry.register("samples_ingested", "Samples accepted into the store", m.samples_ingested.clone());
-        registry.register("samples_duplicate", "Samples recognised as already stored", m.samples_duplicate.clone());
-        registry.register("samples_quarantined", "Samples quarantined by validation, by reason", m.samples_quarantined.clone());
+        registry.register(
+            "samples_ingested",
+            "Samples accepted into the store",
+            m.samples_ingested.clone(),
+        );
+        registry.register(
+            "samples_duplicate",
+            "Samples recognised as already stored",
+            m.samples_duplicate.clone(),
+        );
+        registry.register(
+            "samples_quarantined",
+            "Samples quarantined by validation, by reason",
+            m.samples_quarantined.clone(),
+        );
         registry.register("polls", "Device polls completed", m.polls.clone());
-        registry.register("poll_errors", "Device poll failures, by kind", m.poll_errors.clone());
-        registry.register("queue_depth", "Items waiting in internal queues", m.queue_depth.clone());
-        registry.register("store_write_seconds", "Latency of one batched store write", m.store_write_seconds.clone());
-        registry.register("sink_points_written", "Points accepted by the InfluxDB sink's server", m.sink_points_written.clone());
-        registry.register("sink_points_spooled", "Points waiting in the sink's disk spool", m.sink_points_spooled.clone());
-        registry.register("sink_points_dropped", "Points dropped by the spool-full policy", m.sink_points_dropped.clone());
-        registry.register("mqtt_messages", "MQTT messages by outcome", m.mqtt_messages.clone());
-        registry.register("alerts_open", "Alerts currently open", m.alerts_open.clone());
-        registry.register("notify_failures", "Alert notifications that failed after retries", m.notify_failures.clone());
+        registry.register(
+            "poll_errors",
+            "Device poll failures, by kind",
+            m.poll_errors.clone(),
+        );
+        registry.register(
+            "queue_depth",
+            "Items waiting in internal queues",
+            m.queue_depth.clone(),
+        );
+        registry.register(
+            "store_write_seconds",
+            "Latency of one batched store write",
+            m.store_write_seconds.clone(),
+        );
+        registry.register(
+            "sink_points_written",
+            "Points accepted by the InfluxDB sink's server",
+            m.sink_points_written.clone(),
+        );
+        registry.register(
+            "sink_points_spooled",
+            "Points waiting in the sink's disk spool",
+            m.sink_points_spooled.clone(),
+        );
+        registry.register(
+            "sink_points_dropped",
+            "Points dropped by the spool-full policy",
+            m.sink_points_dropped.clone(),
+        );
+        registry.register(
+            "mqtt_messages",
+            "MQTT messages by outcome",
+            m.mqtt_messages.clone(),
+        );
+        registry.register(
+            "alerts_open",
+            "Alerts currently open",
+            m.alerts_open.clone(),
+        );
+        registry.register(
+            "notify_failures",
+            "Alert notifications that failed after retries",
+            m.notify_failures.clone(),
+        );
         Metrics { registry, ..m }
     }
 

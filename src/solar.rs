@@ -29,7 +29,8 @@ pub enum SunTimes {
 
 /// Julian centuries since J2000.0 for an instant.
 fn julian_century(at: DateTime<Utc>) -> f64 {
-    let jd = at.timestamp() as f64 / 86_400.0 + 2_440_587.5
+    let jd = at.timestamp() as f64 / 86_400.0
+        + 2_440_587.5
         + f64::from(at.timestamp_subsec_millis()) / 86_400_000.0;
     (jd - 2_451_545.0) / 36_525.0
 }
@@ -46,8 +47,8 @@ fn declination_and_eot(t: f64) -> (f64, f64) {
     let true_long = l0 + c;
     let omega = 125.04 - 1_934.136 * t;
     let app_long = true_long - 0.005_69 - 0.004_78 * omega.to_radians().sin();
-    let mean_obliq = 23.0
-        + (26.0 + (21.448 - t * (46.815 + t * (0.000_59 - t * 0.001_813))) / 60.0) / 60.0;
+    let mean_obliq =
+        23.0 + (26.0 + (21.448 - t * (46.815 + t * (0.000_59 - t * 0.001_813))) / 60.0) / 60.0;
     let obliq = mean_obliq + 0.002_56 * omega.to_radians().cos();
     let decl = (obliq.to_radians().sin() * app_long.to_radians().sin()).asin();
     let y = (obliq.to_radians() / 2.0).tan().powi(2);
@@ -113,17 +114,17 @@ fn refraction(elev: f64) -> f64 {
 pub fn sun_times(latitude: f64, longitude: f64, day: NaiveDate, tz: Tz) -> SunTimes {
     // Solve around local noon with two refinements: the declination barely moves within a day.
     let noon_local = day.and_hms_opt(12, 0, 0).unwrap_or_default();
-    let noon = tz
-        .from_local_datetime(&noon_local)
-        .earliest()
-        .map_or_else(|| Utc.from_utc_datetime(&noon_local), |d| d.with_timezone(&Utc));
+    let noon = tz.from_local_datetime(&noon_local).earliest().map_or_else(
+        || Utc.from_utc_datetime(&noon_local),
+        |d| d.with_timezone(&Utc),
+    );
     let lat = latitude.to_radians();
     let event = |rising: bool| -> Result<DateTime<Utc>, bool> {
         let mut guess = noon;
         for _ in 0..3 {
             let (decl, eot) = declination_and_eot(julian_century(guess));
-            let cos_ha = (90.833_f64.to_radians().cos() - lat.sin() * decl.sin())
-                / (lat.cos() * decl.cos());
+            let cos_ha =
+                (90.833_f64.to_radians().cos() - lat.sin() * decl.sin()) / (lat.cos() * decl.cos());
             if cos_ha > 1.0 {
                 return Err(false);
             }
@@ -133,10 +134,10 @@ pub fn sun_times(latitude: f64, longitude: f64, day: NaiveDate, tz: Tz) -> SunTi
             let ha = cos_ha.acos().to_degrees();
             let signed = if rising { ha } else { -ha };
             let minutes_utc = 720.0 - 4.0 * (longitude + signed) - eot;
-            let midnight_utc = Utc.from_utc_datetime(
-                &guess.date_naive().and_hms_opt(0, 0, 0).unwrap_or_default(),
-            );
-            let mut at = midnight_utc + chrono::Duration::milliseconds((minutes_utc * 60_000.0) as i64);
+            let midnight_utc =
+                Utc.from_utc_datetime(&guess.date_naive().and_hms_opt(0, 0, 0).unwrap_or_default());
+            let mut at =
+                midnight_utc + chrono::Duration::milliseconds((minutes_utc * 60_000.0) as i64);
             // Keep the event on the requested local day.
             let local = at.with_timezone(&tz).date_naive();
             if local < day {

@@ -3,11 +3,13 @@
 //!
 //! Pure data with invariants. This module never does I/O and never knows about JSON or SQL shapes.
 
+mod energy;
 mod ids;
 mod registry;
 mod sample;
 mod units;
 
+pub use energy::{BadMonth, EnergyBasis, MonthEnergy, YearMonth};
 pub use ids::{CountyId, DeviceId, HouseholdId, JobId, StationId, TariffId, TownshipId, VillageId};
 pub use registry::{
     Device, DeviceKind, Household, JobPost, LabourCapacity, OwnerShare, PovertyStatus, Station,

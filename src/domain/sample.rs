@@ -105,7 +105,9 @@ impl fmt::Display for Metric {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown metric '{0}' (expected a name such as ac_power_w, energy_lifetime_wh, pv1_voltage_v)")]
+#[error(
+    "unknown metric '{0}' (expected a name such as ac_power_w, energy_lifetime_wh, pv1_voltage_v)"
+)]
 pub struct UnknownMetric(pub String);
 
 impl FromStr for Metric {
@@ -116,7 +118,10 @@ impl FromStr for Metric {
         }
         let unknown = || UnknownMetric(s.to_owned());
         let indexed = |rest: &str, suffix: &str| -> Option<u8> {
-            rest.strip_suffix(suffix)?.parse::<u8>().ok().filter(|n| *n >= 1)
+            rest.strip_suffix(suffix)?
+                .parse::<u8>()
+                .ok()
+                .filter(|n| *n >= 1)
         };
         if let Some(rest) = s.strip_prefix("pv") {
             if let Some(n) = indexed(rest, "_voltage_v") {

@@ -103,7 +103,8 @@ impl PlantModel {
             return 0.0;
         }
         let sun = solar::position(self.latitude, self.longitude, at);
-        let irradiance = clear_sky_fraction(sun.elevation_deg) * cloud_factor(self.station_seed, at);
+        let irradiance =
+            clear_sky_fraction(sun.elevation_deg) * cloud_factor(self.station_seed, at);
         if irradiance <= 0.0 {
             return 0.0;
         }
@@ -171,7 +172,10 @@ mod tests {
             rated_ac_w: 50_000.0,
             station_seed: seed_of("S1"),
             device_seed: seed_of("S1-INV1"),
-            counter_epoch: Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).single().expect("date"),
+            counter_epoch: Utc
+                .with_ymd_and_hms(2025, 1, 1, 0, 0, 0)
+                .single()
+                .expect("date"),
             counter_base_wh: 1_000_000.0,
             health: 1.0,
             outages: vec![],
@@ -182,23 +186,35 @@ mod tests {
     fn nights_are_dark_and_noons_are_bright() {
         let p = plant();
         // 04:00 local (20:00 UTC the day before) is night; 12:30 local is near solar noon.
-        let night = Utc.with_ymd_and_hms(2025, 6, 10, 20, 0, 0).single().expect("date");
+        let night = Utc
+            .with_ymd_and_hms(2025, 6, 10, 20, 0, 0)
+            .single()
+            .expect("date");
         assert_eq!(p.ac_power_w(night), 0.0);
         let noons: Vec<f64> = (1..=20)
             .map(|d| {
-                let at = Utc.with_ymd_and_hms(2025, 5, d, 4, 30, 0).single().expect("date");
+                let at = Utc
+                    .with_ymd_and_hms(2025, 5, d, 4, 30, 0)
+                    .single()
+                    .expect("date");
                 p.ac_power_w(at)
             })
             .collect();
         let best = noons.iter().copied().fold(0.0, f64::max);
-        assert!(best > 30_000.0, "a clear noon should produce well, got {best}");
+        assert!(
+            best > 30_000.0,
+            "a clear noon should produce well, got {best}"
+        );
         assert!(best <= 50_000.0, "output clips at nameplate, got {best}");
     }
 
     #[test]
     fn counter_only_grows_and_yield_is_plausible() {
         let p = plant();
-        let a = Utc.with_ymd_and_hms(2025, 3, 1, 0, 0, 0).single().expect("date");
+        let a = Utc
+            .with_ymd_and_hms(2025, 3, 1, 0, 0, 0)
+            .single()
+            .expect("date");
         let b = a + Duration::hours(37);
         assert!(p.lifetime_wh(b) >= p.lifetime_wh(a));
         assert!(p.lifetime_wh(a) > p.counter_base_wh);
@@ -209,7 +225,10 @@ mod tests {
     #[test]
     fn outage_stops_production() {
         let mut p = plant();
-        let noon = Utc.with_ymd_and_hms(2025, 5, 2, 4, 30, 0).single().expect("date");
+        let noon = Utc
+            .with_ymd_and_hms(2025, 5, 2, 4, 30, 0)
+            .single()
+            .expect("date");
         p.outages.push(Outage {
             from: noon - Duration::hours(1),
             to: noon + Duration::hours(1),

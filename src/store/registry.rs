@@ -70,18 +70,22 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             for o in &s.owners {
-                sqlx::query("INSERT INTO station_owners (station, village, weight) VALUES ($1, $2, $3)")
-                    .bind(s.id.as_str())
-                    .bind(o.village.as_str())
-                    .bind(i64::try_from(o.weight).unwrap_or(i64::MAX))
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(
+                    "INSERT INTO station_owners (station, village, weight) VALUES ($1, $2, $3)",
+                )
+                .bind(s.id.as_str())
+                .bind(o.village.as_str())
+                .bind(i64::try_from(o.weight).unwrap_or(i64::MAX))
+                .execute(&mut *tx)
+                .await?;
             }
         }
         for dev in &d.devices {
             let transport = match &dev.transport {
                 Transport::ModbusTcp { address, unit } => format!("modbus-tcp://{address}/{unit}"),
-                Transport::RtuOverTcp { address, unit } => format!("rtu-over-tcp://{address}/{unit}"),
+                Transport::RtuOverTcp { address, unit } => {
+                    format!("rtu-over-tcp://{address}/{unit}")
+                }
                 Transport::Mqtt { logger, unit } => match unit {
                     Some(u) => format!("mqtt://{logger}/{u}"),
                     None => format!("mqtt://{logger}"),

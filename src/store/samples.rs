@@ -286,7 +286,8 @@ impl Store {
                 let samples: i64 = r.try_get(1)?;
                 let power_sum: f64 = r.try_get(2)?;
                 let power_min: Option<f64> = r.try_get(3)?;
-                let pair = |t: Option<i64>, v: Option<f64>| t.zip(v).map(|(t, v)| (ms_to_utc(t), v));
+                let pair =
+                    |t: Option<i64>, v: Option<f64>| t.zip(v).map(|(t, v)| (ms_to_utc(t), v));
                 Ok(RollupRow {
                     device: device.clone(),
                     period_s,
@@ -328,10 +329,19 @@ mod tests {
     fn day_buckets_start_at_local_midnight() {
         let tz = chrono_tz::Asia::Shanghai;
         // 2026-06-01 02:00 UTC is 10:00 in Shanghai; the local day starts 2026-05-31 16:00 UTC.
-        let at = Utc.with_ymd_and_hms(2026, 6, 1, 2, 0, 0).single().expect("valid");
-        let start = Utc.with_ymd_and_hms(2026, 5, 31, 16, 0, 0).single().expect("valid");
+        let at = Utc
+            .with_ymd_and_hms(2026, 6, 1, 2, 0, 0)
+            .single()
+            .expect("valid");
+        let start = Utc
+            .with_ymd_and_hms(2026, 5, 31, 16, 0, 0)
+            .single()
+            .expect("valid");
         assert_eq!(bucket_start(at, 86_400, tz), start.timestamp_millis());
-        let five = Utc.with_ymd_and_hms(2026, 6, 1, 2, 0, 0).single().expect("valid");
+        let five = Utc
+            .with_ymd_and_hms(2026, 6, 1, 2, 0, 0)
+            .single()
+            .expect("valid");
         let later = five + chrono::Duration::seconds(299);
         assert_eq!(bucket_start(later, 300, tz), five.timestamp_millis());
     }
