@@ -239,6 +239,7 @@ fn yes() -> bool {
 #[serde(deny_unknown_fields)]
 pub struct CoalPrice {
     pub province: String,
+    #[serde(with = "crate::domain::date")]
     pub from: NaiveDate,
     pub price: Price,
 }

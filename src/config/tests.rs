@@ -1,1 +1,226 @@
+use super::*;
 
+const GOOD: &str = r#"
+[storage]
+backend = "sqlite"
+
+[[counties]]
+id = "C1"
+name = "Test County"
+province = "shanxi"
+
+[[townships]]
+id = "T1"
+name = "East Township"
+county = "C1"
+
+[[villages]]
+code = "V1"
+name = "First Village"
+township = "T1"
+
+[[villages]]
+code = "V2"
+name = "Second Village"
+township = "T1"
+
+[[tariffs]]
+id = "zone3-2017"
+price = 0.85
+province = "shanxi"
+
+[[coal_prices]]
+province = "shanxi"
+from = 2017-07-01
+price = "0.332"
+
+[[stations]]
+id = "S1"
+name = "First Village Station"
+kind = "village"
+county = "C1"
+capacity_kwp = 300
+latitude = 37.87
+longitude = 112.55
+commissioned = 2017-06-30
+tariff = "zone3-2017"
+village = "V1"
+
+[[stations]]
+id = "J1"
+name = "Joint Station"
+kind = "joint_village"
+county = "C1"
+capacity_kwp = 600
+latitude = 37.9
+longitude = 112.6
+commissioned = 2018-01-01
+tariff = "zone3-2017"
+owners = [{ village = "V1", weight = 200 }, { village = "V2", weight = 400 }]
+total_weight = 600
+
+[[devices]]
+id = "S1-INV1"
+station = "S1"
+kind = "inverter"
+model = "huawei_sun2000"
+transport = { type = "modbus_tcp", address = "10.0.0.5:502", unit = 1 }
+rated_power_w = 100000
+
+[[households]]
+id = "H1"
+village = "V1"
+head = "张三"
+status = [{ status = "not_exited", from = 2016-01-01 }]
+labour = "full"
+
+[[jobs]]
+id = "J-1"
+village = "V1"
+title = "保洁员"
+holder = "H1"
+monthly_wage = "600"
+from = 2026-01-01
+"#;
+
+fn models() -> HashSet<String> {
+    ["huawei_sun2000".to_owned()].into_iter().collect()
+}
+
+fn load(text: &str) -> Result<Deployment, ConfigError> {
+    Deployment::from_str_with_env("test.toml", text, &[], &models())
+}
+
+fn problems(text: &str) -> Vec<Problem> {
+    match load(text) {
+        Ok(_) => panic!("expected the file to be rejected"),
+        Err(e) => e.problems,
+    }
+}
+
+#[test]
+fn the_good_file_loads_with_exact_amounts() {
+    let d = load(GOOD).expect("valid");
+    assert_eq!(d.stations.len(), 2);
+    assert_eq!(d.tariffs[0].price, Price(8500));
+    let day = NaiveDate::from_ymd_opt(2026, 3, 1).expect("date");
+    assert_eq!(d.coal_price("shanxi", day), Some(Price(3320)));
+    assert_eq!(d.jobs[0].monthly_wage, Fen(60_000));
+    assert_eq!(d.stations[0].timezone, chrono_tz::Asia::Shanghai);
+    assert_eq!(d.storage.raw_retention, Duration::from_secs(30 * 86_400));
+}
+
+#[test]
+fn unknown_key_names_the_line() {
+    let text = GOOD.replace("capacity_kwp = 300", "capacity_kwp = 300\ncapacity_kw = 300");
+    let p = problems(&text);
+    assert_eq!(p.len(), 1);
+    assert!(p[0].message.contains("unknown field `capacity_kw`"), "{:?}", p[0]);
+    let expected_line = text
+        .lines()
+        .position(|l| l.starts_with("capacity_kw "))
+        .map(|i| i + 1);
+    assert_eq!(p[0].line, expected_line);
+}
+
+#[test]
+fn duplicate_station_id_is_reported_at_its_line() {
+    let text = GOOD.replace("id = \"J1\"", "id = \"S1\"");
+    let p = problems(&text);
+    let dup = p
+        .iter()
+        .find(|p| p.key == "stations[1].id")
+        .expect("duplicate reported");
+    assert!(dup.message.contains("duplicate id 'S1'"));
+    let expected = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| *l == "id = \"S1\"")
+        .nth(1)
+        .map(|(i, _)| i + 1);
+    assert_eq!(dup.line, expected);
+}
+
+#[test]
+fn missing_register_map_lists_the_known_ones() {
+    let text = GOOD.replace("model = \"huawei_sun2000\"", "model = \"huawei_sun9000\"");
+    let p = problems(&text);
+    assert_eq!(p.len(), 1);
+    assert_eq!(p[0].key, "devices[0].model");
+    assert!(p[0].message.contains("huawei_sun9000"));
+    assert!(p[0].fix.contains("huawei_sun2000"));
+}
+
+#[test]
+fn shares_that_do_not_sum_are_refused() {
+    let text = GOOD.replace("total_weight = 600", "total_weight = 700");
+    let p = problems(&text);
+    assert_eq!(p.len(), 1);
+    assert_eq!(p[0].key, "stations[1].owners");
+    assert!(p[0].message.contains("sum to 600, but total_weight is 700"));
+    assert!(p[0].line.is_some());
+}
+
+#[test]
+fn household_in_two_villages_is_refused() {
+    let text = format!(
+        "{GOOD}\n[[households]]\nid = \"H1\"\nvillage = \"V2\"\nhead = \"李四\"\n\
+         status = [{{ status = \"monitored\", from = 2020-01-01 }}]\nlabour = \"weak\"\n"
+    );
+    let p = problems(&text);
+    assert_eq!(p.len(), 1);
+    assert!(p[0].message.contains("registered in village 'V1' and again in village 'V2'"));
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let text = GOOD
+        .replace("county = \"C1\"\ncapacity_kwp = 300", "county = \"C9\"\ncapacity_kwp = -1")
+        .replace("holder = \"H1\"", "holder = \"H7\"");
+    let p = problems(&text);
+    let keys: Vec<&str> = p.iter().map(|p| p.key.as_str()).collect();
+    assert!(keys.contains(&"stations[0].county"), "{keys:?}");
+    assert!(keys.contains(&"stations[0].capacity_kwp"), "{keys:?}");
+    assert!(keys.contains(&"jobs[0].holder"), "{keys:?}");
+}
+
+#[test]
+fn syntax_errors_name_the_line() {
+    let text = GOOD.replace("price = 0.85", "price = 0.85.1");
+    let p = problems(&text);
+    let line = text.lines().position(|l| l.contains("0.85.1")).map(|i| i + 1);
+    assert_eq!(p[0].line, line);
+}
+
+#[test]
+fn environment_overrides_keys_and_keeps_types() {
+    let env = vec![
+        ("SUNSHARE_HTTP__LISTEN".to_owned(), "127.0.0.1:9999".to_owned()),
+        ("SUNSHARE_STORAGE__MAX_CONNECTIONS".to_owned(), "3".to_owned()),
+        ("UNRELATED".to_owned(), "x".to_owned()),
+    ];
+    let d = Deployment::from_str_with_env("t.toml", GOOD, &env, &models()).expect("valid");
+    assert_eq!(d.http.listen.port(), 9999);
+    assert_eq!(d.storage.max_connections, 3);
+}
+
+#[test]
+fn secrets_never_print() {
+    let text = GOOD.replace(
+        "backend = \"sqlite\"",
+        "backend = \"postgres\"\nurl = \"postgres://u:hunter2@db/x\"",
+    );
+    let d = load(&text).expect("valid");
+    let debug = format!("{:?}", d.storage);
+    assert!(!debug.contains("hunter2"), "{debug}");
+}
+
+#[test]
+fn the_error_display_names_file_line_and_fix() {
+    let text = GOOD.replace("total_weight = 600", "total_weight = 700");
+    let e = load(&text).expect_err("invalid");
+    let shown = e.to_string();
+    assert!(shown.starts_with("test.toml: 1 problem found"), "{shown}");
+    assert!(shown.contains("test.toml:"), "{shown}");
+    assert!(shown.contains("fix: make the weights sum"), "{shown}");
+}

@@ -3,6 +3,7 @@
 //!
 //! Pure data with invariants. This module never does I/O and never knows about JSON or SQL shapes.
 
+pub mod date;
 mod energy;
 mod ids;
 mod registry;

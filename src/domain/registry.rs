@@ -57,6 +57,7 @@ pub struct Station {
     /// Used only to cut days and months; everything inside is UTC.
     #[serde(default = "default_tz")]
     pub timezone: Tz,
+    #[serde(with = "super::date")]
     pub commissioned: NaiveDate,
     pub tariff: TariffId,
     /// The owning village of a village station.
@@ -157,6 +158,7 @@ pub enum PovertyStatus {
 pub struct StatusPeriod {
     pub status: PovertyStatus,
     /// First day the status applies.
+    #[serde(with = "super::date")]
     pub from: NaiveDate,
 }
 
@@ -208,8 +210,9 @@ pub struct JobPost {
     pub title: String,
     pub holder: HouseholdId,
     pub monthly_wage: Fen,
+    #[serde(with = "super::date")]
     pub from: NaiveDate,
-    #[serde(default)]
+    #[serde(default, with = "super::date::option")]
     pub until: Option<NaiveDate>,
 }
 

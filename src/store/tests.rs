@@ -1,1 +1,157 @@
+//! The store suite: every test runs on SQLite and, when configured, on PostgreSQL.
 
+use super::testing;
+use super::*;
+use crate::domain::{DeviceId, DeviceState, Metric, Readings, Sample};
+use chrono::{DateTime, Duration, TimeZone, Utc};
+
+fn at(h: u32, m: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 6, 1, h, m, 0).single().expect("valid time")
+}
+
+fn sample(device: &str, t: DateTime<Utc>, power: f64, lifetime: f64) -> Sample {
+    let mut readings = Readings::default();
+    readings.set(Metric::AcPowerW, power);
+    readings.set(Metric::EnergyLifetimeWh, lifetime);
+    readings.state = Some(DeviceState::Producing);
+    Sample {
+        device: DeviceId::new(device),
+        at: t,
+        readings,
+    }
+}
+
+fn shanghai(_: &DeviceId) -> chrono_tz::Tz {
+    chrono_tz::Asia::Shanghai
+}
+
+#[tokio::test]
+async fn samples_land_in_raw_latest_and_rollups() {
+    for t in testing::all("samples_land_in_raw_latest_and_rollups").await.expect("stores") {
+        let s = &t.store;
+        let batch = vec![
+            sample("D1", at(2, 0), 1000.0, 10_000.0),
+            sample("D1", at(2, 5), 3000.0, 10_200.0),
+            sample("D2", at(2, 1), 500.0, 500.0),
+        ];
+        let out = s.write_samples(&batch, &shanghai).await.expect("write");
+        assert_eq!(out.inserted, 3, "{}", t.name);
+        assert_eq!(s.raw_count().await.expect("count"), 3);
+
+        let latest = s.latest().await.expect("latest");
+        assert_eq!(latest.len(), 2);
+        assert_eq!(latest[0].device.as_str(), "D1");
+        assert_eq!(latest[0].at, at(2, 5));
+        assert_eq!(latest[0].ac_power_w, Some(3000.0));
+        assert_eq!(latest[0].readings.state, Some(DeviceState::Producing));
+
+        let hours = s
+            .rollups(&DeviceId::new("D1"), 3600, at(0, 0), at(23, 0))
+            .await
+            .expect("rollups");
+        assert_eq!(hours.len(), 1, "{}", t.name);
+        let h = &hours[0];
+        assert_eq!(h.samples, 2);
+        assert_eq!(h.power_avg_w, Some(2000.0));
+        assert_eq!(h.power_min_w, Some(1000.0));
+        assert_eq!(h.power_max_w, Some(3000.0));
+        assert_eq!(h.energy_first, Some((at(2, 0), 10_000.0)));
+        assert_eq!(h.energy_last, Some((at(2, 5), 10_200.0)));
+        let fives = s
+            .rollups(&DeviceId::new("D1"), 300, at(0, 0), at(23, 0))
+            .await
+            .expect("rollups");
+        assert_eq!(fives.len(), 2);
+    }
+}
+
+#[tokio::test]
+async fn duplicates_are_recognised_and_never_double_counted() {
+    for t in testing::all("duplicates_are_recognised_and_never_double_counted").await.expect("stores") {
+        let s = &t.store;
+        let first = vec![sample("D1", at(3, 0), 1000.0, 1.0)];
+        s.write_samples(&first, &shanghai).await.expect("write");
+        let again = vec![
+            sample("D1", at(3, 0), 1000.0, 1.0),
+            sample("D1", at(3, 1), 2000.0, 2.0),
+        ];
+        let out = s.write_samples(&again, &shanghai).await.expect("write");
+        assert_eq!(out, WriteOutcome { inserted: 1, duplicates: 1 }, "{}", t.name);
+        let hours = s
+            .rollups(&DeviceId::new("D1"), 3600, at(0, 0), at(23, 0))
+            .await
+            .expect("rollups");
+        assert_eq!(hours[0].samples, 2, "{}", t.name);
+    }
+}
+
+#[tokio::test]
+async fn late_data_extends_rollups_and_never_moves_latest_back() {
+    for t in testing::all("late_data_extends_rollups_and_never_moves_latest_back").await.expect("stores") {
+        let s = &t.store;
+        s.write_samples(&[sample("D1", at(4, 30), 800.0, 5_000.0)], &shanghai)
+            .await
+            .expect("write");
+        // A logger uploads its backlog: earlier readings arrive after a newer one.
+        let backlog = vec![
+            sample("D1", at(4, 0), 100.0, 4_000.0),
+            sample("D1", at(4, 10), 900.0, 4_300.0),
+        ];
+        s.write_samples(&backlog, &shanghai).await.expect("write");
+        let latest = s.latest().await.expect("latest");
+        assert_eq!(latest[0].at, at(4, 30), "{}", t.name);
+        let hours = s
+            .rollups(&DeviceId::new("D1"), 3600, at(0, 0), at(23, 0))
+            .await
+            .expect("rollups");
+        let h = &hours[0];
+        assert_eq!(h.samples, 3);
+        assert_eq!(h.energy_first, Some((at(4, 0), 4_000.0)), "{}", t.name);
+        assert_eq!(h.energy_last, Some((at(4, 30), 5_000.0)), "{}", t.name);
+        assert_eq!(h.power_min_w, Some(100.0));
+        assert_eq!(h.power_max_w, Some(900.0));
+    }
+}
+
+#[tokio::test]
+async fn raw_retention_keeps_rollups() {
+    for t in testing::all("raw_retention_keeps_rollups").await.expect("stores") {
+        let s = &t.store;
+        let old = sample("D1", at(1, 0) - Duration::days(40), 10.0, 1.0);
+        let new = sample("D1", at(1, 0), 20.0, 2.0);
+        s.write_samples(&[old.clone(), new], &shanghai).await.expect("write");
+        let removed = s.purge_raw_before(at(1, 0) - Duration::days(30)).await.expect("purge");
+        assert_eq!(removed, 1, "{}", t.name);
+        assert_eq!(s.raw_count().await.expect("count"), 1);
+        let days = s
+            .rollups(&DeviceId::new("D1"), 86_400, old.at - Duration::days(1), old.at + Duration::days(1))
+            .await
+            .expect("rollups");
+        assert_eq!(days.len(), 1, "{}: the daily rollup outlives the raw sample", t.name);
+    }
+}
+
+#[tokio::test]
+async fn registry_sync_is_idempotent_and_feeds_the_fleet_view() {
+    let text = include_str!("../../sunshare.example.toml");
+    let models = crate::app::known_models();
+    let d = crate::config::Deployment::from_str_with_env("example", text, &[], &models)
+        .expect("the example is valid");
+    for t in testing::all("registry_sync_is_idempotent_and_feeds_the_fleet_view").await.expect("stores") {
+        let s = &t.store;
+        s.sync_registry(&d).await.expect("sync");
+        s.sync_registry(&d).await.expect("sync twice");
+        let ids = s.station_ids().await.expect("ids");
+        assert_eq!(ids.len(), d.stations.len(), "{}", t.name);
+        let device = &d.devices[0];
+        s.write_samples(&[sample(device.id.as_str(), at(5, 0), 1234.0, 1.0)], &shanghai)
+            .await
+            .expect("write");
+        let fleet = s.fleet_now().await.expect("fleet");
+        let now = &fleet[&device.station];
+        assert_eq!(now.reporting, 1);
+        assert!(now.devices >= 1);
+        assert_eq!(now.power_w, 1234.0);
+        assert_eq!(now.last_contact, Some(at(5, 0)));
+    }
+}
