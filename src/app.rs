@@ -29,7 +29,16 @@ pub struct DemoArgs {
 
 /// The register maps a deployment may name.
 pub fn known_models() -> HashSet<String> {
-    HashSet::new()
+    [
+        "huawei_sun2000",
+        "sungrow_sg",
+        "sunspec",
+        "solis",
+        "growatt",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect()
 }
 
 /// Loads and validates a deployment file.

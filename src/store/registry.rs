@@ -156,7 +156,7 @@ impl Store {
     /// Current power and contact per station, from the latest value of each of its devices.
     pub async fn fleet_now(&self) -> Result<HashMap<StationId, StationNow>> {
         let rows = sqlx::query(
-            "SELECT d.station, COUNT(*), COUNT(l.device_id), SUM(COALESCE(l.ac_power_w, 0)), MAX(l.ts_ms) \
+            "SELECT d.station, COUNT(*), COUNT(l.device_id), CAST(SUM(COALESCE(l.ac_power_w, 0.0)) AS DOUBLE PRECISION), MAX(l.ts_ms) \
              FROM devices d LEFT JOIN latest l ON l.device_id = d.id GROUP BY d.station",
         )
         .fetch_all(self.pool())
@@ -187,7 +187,7 @@ impl Store {
         since: chrono::DateTime<chrono::Utc>,
     ) -> Result<Vec<(StationId, i64, f64)>> {
         let rows = sqlx::query(
-            "SELECT d.station, r.bucket_ms, SUM(COALESCE(r.energy_last_wh - r.energy_first_wh, 0)) \
+            "SELECT d.station, r.bucket_ms, CAST(SUM(COALESCE(r.energy_last_wh - r.energy_first_wh, 0.0)) AS DOUBLE PRECISION) \
              FROM rollups r JOIN devices d ON d.id = r.device_id \
              WHERE r.period_s = 86400 AND r.bucket_ms >= $1 GROUP BY d.station, r.bucket_ms",
         )
