@@ -76,6 +76,7 @@ pub fn device_profiles(d: &Deployment) -> HashMap<crate::domain::DeviceId, Devic
 #[derive(Debug)]
 pub struct Running {
     pub http_addr: SocketAddr,
+    pub ingest: ingest::IngestHandle,
     pub store: Store,
     pub metrics: Arc<Metrics>,
     pub cancel: CancellationToken,
@@ -92,11 +93,19 @@ impl Running {
     }
 }
 
+/// Extras a caller can hand to [`start`].
+#[derive(Debug, Default)]
+pub struct StartOptions {
+    /// Progress of a history backfill, shown on the pages while it runs (demo only).
+    pub backfill: Option<Arc<crate::sim::history::Progress>>,
+}
+
 /// Starts store, ingest and HTTP for a deployment on an already-bound listener.
 pub async fn start(
     deployment: Arc<Deployment>,
     data_dir: &Path,
     listener: TcpListener,
+    options: StartOptions,
 ) -> anyhow::Result<Running> {
     let store = Store::open(&deployment.storage, data_dir)
         .await
@@ -109,7 +118,7 @@ pub async fn start(
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
 
-    let (_ingest, worker) = ingest::channel(
+    let (ingest, worker) = ingest::channel(
         1024,
         store.clone(),
         device_profiles(&deployment),
@@ -122,6 +131,7 @@ pub async fn start(
         deployment: Arc::clone(&deployment),
         store: store.clone(),
         metrics: Arc::clone(&metrics),
+        backfill: options.backfill,
     };
     let http_cancel = cancel.child_token();
     tracker.spawn(async move {
@@ -131,6 +141,7 @@ pub async fn start(
     });
     Ok(Running {
         http_addr,
+        ingest,
         store,
         metrics,
         cancel,
@@ -148,7 +159,13 @@ pub async fn serve(deployment: Deployment) -> anyhow::Result<()> {
     let listener = TcpListener::bind(deployment.http.listen)
         .await
         .with_context(|| format!("binding {}", deployment.http.listen))?;
-    let running = start(Arc::new(deployment), &data_dir, listener).await?;
+    let running = start(
+        Arc::new(deployment),
+        &data_dir,
+        listener,
+        StartOptions::default(),
+    )
+    .await?;
     info!(url = %format!("http://{}/", running.http_addr), "sunshare is serving");
     shutdown_signal().await;
     info!("shutting down");
@@ -156,13 +173,88 @@ pub async fn serve(deployment: Deployment) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `sunshare demo`.
-pub async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
+/// A running demo: the service plus its simulated gateways.
+#[derive(Debug)]
+pub struct Demo {
+    pub running: Running,
+    pub data_dir: PathBuf,
+    pub stations: usize,
+    pub devices: usize,
+    pub gateways: Vec<crate::sim::demo::Gateway>,
+    pub backfill: Arc<crate::sim::history::Progress>,
+}
+
+impl Demo {
+    pub async fn shutdown(self) {
+        self.running.shutdown().await;
+        for g in self.gateways {
+            g.stop().await;
+        }
+    }
+}
+
+/// `sunshare demo`: a simulated county fleet, collected live into a fresh embedded store, with a
+/// year of history backfilled in the background.
+pub async fn start_demo(args: DemoArgs) -> anyhow::Result<Demo> {
     let data_dir = args.data.unwrap_or_else(|| default_data_dir().join("demo"));
-    anyhow::bail!(
-        "the demo fleet is not wired yet (data dir {})",
-        data_dir.display()
+    let now = chrono::Utc::now();
+    let mut fleet = crate::sim::fleet::DemoFleet::load(now, &known_models())
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("loading the demo fleet")?;
+    // The demo's history is modelled from today, so an old demo database would disagree with it.
+    for name in ["sunshare.db", "sunshare.db-wal", "sunshare.db-shm"] {
+        let path = data_dir.join(name);
+        if path.exists() {
+            std::fs::remove_file(&path).with_context(|| {
+                format!("removing the previous demo database {}", path.display())
+            })?;
+        }
+    }
+    let listener = TcpListener::bind(args.listen).await.with_context(|| {
+        format!(
+            "binding {} (use --listen to pick another address)",
+            args.listen
+        )
+    })?;
+
+    let gateways = crate::sim::demo::start_gateways(&mut fleet, now)
+        .await
+        .context("starting the simulated gateways")?;
+    let backfill = Arc::new(crate::sim::history::Progress::default());
+    let deployment = Arc::new(fleet.deployment.clone());
+    let running = start(
+        Arc::clone(&deployment),
+        &data_dir,
+        listener,
+        StartOptions {
+            backfill: Some(Arc::clone(&backfill)),
+        },
     )
+    .await?;
+    let ingest = running.ingest.clone();
+    let cancel = running.cancel.child_token();
+    let progress = Arc::clone(&backfill);
+    running.tracker.spawn(async move {
+        let started = std::time::Instant::now();
+        match crate::sim::history::backfill(&fleet, now, &ingest, Arc::clone(&progress), &cancel)
+            .await
+        {
+            Ok(()) => info!(
+                samples = progress.samples.load(std::sync::atomic::Ordering::Relaxed),
+                seconds = started.elapsed().as_secs(),
+                "history backfilled"
+            ),
+            Err(error) => tracing::warn!(%error, "history backfill stopped"),
+        }
+    });
+    Ok(Demo {
+        running,
+        data_dir,
+        stations: deployment.stations.len(),
+        devices: deployment.devices.len(),
+        gateways,
+        backfill,
+    })
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -73,7 +73,21 @@ fn main() -> ExitCode {
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Demo(args) => {
-            app::run_demo(args).await.context("running the demo")?;
+            let demo = app::start_demo(args).await.context("starting the demo")?;
+            println!();
+            println!(
+                "  Sunshare demo: {} stations, {} inverters on {} simulated Modbus gateways",
+                demo.stations,
+                demo.devices,
+                demo.gateways.len()
+            );
+            println!("  Fleet page:    http://{}/", demo.running.http_addr);
+            println!("  Data:          {}", demo.data_dir.display());
+            println!("  A year of history is being backfilled in the background; stop with Ctrl-C.");
+            println!();
+            app::shutdown_signal().await;
+            tracing::info!("shutting down");
+            demo.shutdown().await;
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve { config } => {

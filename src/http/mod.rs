@@ -22,6 +22,8 @@ pub struct AppState {
     pub deployment: Arc<Deployment>,
     pub store: Store,
     pub metrics: Arc<Metrics>,
+    /// Progress of a history backfill (demo only).
+    pub backfill: Option<Arc<crate::sim::history::Progress>>,
 }
 
 pub fn router(state: AppState) -> Router {
