@@ -83,7 +83,9 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             );
             println!("  Fleet page:    http://{}/", demo.running.http_addr);
             println!("  Data:          {}", demo.data_dir.display());
-            println!("  A year of history is being backfilled in the background; stop with Ctrl-C.");
+            println!(
+                "  A year of history is being backfilled in the background; stop with Ctrl-C."
+            );
             println!();
             app::shutdown_signal().await;
             tracing::info!("shutting down");

@@ -32,7 +32,11 @@ async fn healthz_metrics_and_fleet_reflect_ingested_samples() {
     let base = format!("http://{}", running.http_addr);
     let client = reqwest::Client::new();
 
-    let health = client.get(format!("{base}/healthz")).send().await.expect("healthz");
+    let health = client
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .expect("healthz");
     assert_eq!(health.status(), 200);
     assert_eq!(health.text().await.expect("body"), "ok\n");
 
@@ -72,7 +76,11 @@ async fn healthz_metrics_and_fleet_reflect_ingested_samples() {
             .expect("json");
         station = rows
             .as_array()
-            .and_then(|a| a.iter().find(|r| r["id"] == device.station.as_str()).cloned())
+            .and_then(|a| {
+                a.iter()
+                    .find(|r| r["id"] == device.station.as_str())
+                    .cloned()
+            })
             .expect("station listed");
         if station["devices_reporting"] == 1 {
             break;
@@ -91,8 +99,14 @@ async fn healthz_metrics_and_fleet_reflect_ingested_samples() {
         .text()
         .await
         .expect("body");
-    assert!(metrics.contains("sunshare_samples_ingested_total 2"), "{metrics}");
-    assert!(metrics.contains("sunshare_store_write_seconds"), "{metrics}");
+    assert!(
+        metrics.contains("sunshare_samples_ingested_total 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("sunshare_store_write_seconds"),
+        "{metrics}"
+    );
 
     let page = client
         .get(format!("{base}/"))

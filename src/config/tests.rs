@@ -112,10 +112,17 @@ fn the_good_file_loads_with_exact_amounts() {
 
 #[test]
 fn unknown_key_names_the_line() {
-    let text = GOOD.replace("capacity_kwp = 300", "capacity_kwp = 300\ncapacity_kw = 300");
+    let text = GOOD.replace(
+        "capacity_kwp = 300",
+        "capacity_kwp = 300\ncapacity_kw = 300",
+    );
     let p = problems(&text);
     assert_eq!(p.len(), 1);
-    assert!(p[0].message.contains("unknown field `capacity_kw`"), "{:?}", p[0]);
+    assert!(
+        p[0].message.contains("unknown field `capacity_kw`"),
+        "{:?}",
+        p[0]
+    );
     let expected_line = text
         .lines()
         .position(|l| l.starts_with("capacity_kw "))
@@ -169,13 +176,18 @@ fn household_in_two_villages_is_refused() {
     );
     let p = problems(&text);
     assert_eq!(p.len(), 1);
-    assert!(p[0].message.contains("registered in village 'V1' and again in village 'V2'"));
+    assert!(p[0]
+        .message
+        .contains("registered in village 'V1' and again in village 'V2'"));
 }
 
 #[test]
 fn every_problem_is_reported_at_once() {
     let text = GOOD
-        .replace("county = \"C1\"\ncapacity_kwp = 300", "county = \"C9\"\ncapacity_kwp = -1")
+        .replace(
+            "county = \"C1\"\ncapacity_kwp = 300",
+            "county = \"C9\"\ncapacity_kwp = -1",
+        )
         .replace("holder = \"H1\"", "holder = \"H7\"");
     let p = problems(&text);
     let keys: Vec<&str> = p.iter().map(|p| p.key.as_str()).collect();
@@ -188,15 +200,24 @@ fn every_problem_is_reported_at_once() {
 fn syntax_errors_name_the_line() {
     let text = GOOD.replace("price = 0.85", "price = 0.85.1");
     let p = problems(&text);
-    let line = text.lines().position(|l| l.contains("0.85.1")).map(|i| i + 1);
+    let line = text
+        .lines()
+        .position(|l| l.contains("0.85.1"))
+        .map(|i| i + 1);
     assert_eq!(p[0].line, line);
 }
 
 #[test]
 fn environment_overrides_keys_and_keeps_types() {
     let env = vec![
-        ("SUNSHARE_HTTP__LISTEN".to_owned(), "127.0.0.1:9999".to_owned()),
-        ("SUNSHARE_STORAGE__MAX_CONNECTIONS".to_owned(), "3".to_owned()),
+        (
+            "SUNSHARE_HTTP__LISTEN".to_owned(),
+            "127.0.0.1:9999".to_owned(),
+        ),
+        (
+            "SUNSHARE_STORAGE__MAX_CONNECTIONS".to_owned(),
+            "3".to_owned(),
+        ),
         ("UNRELATED".to_owned(), "x".to_owned()),
     ];
     let d = Deployment::from_str_with_env("t.toml", GOOD, &env, &models()).expect("valid");

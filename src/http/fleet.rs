@@ -193,6 +193,7 @@ async function refresh() {
     }
     document.getElementById('total-power').textContent = kw.toFixed(1) + ' kW';
     document.getElementById('total-today').textContent = kwh.toFixed(1) + ' kWh';
+    document.getElementById('fleet').dataset.refreshed = new Date().toISOString();
   } catch (e) { /* the next tick tries again */ }
 }
 setInterval(refresh, 15000);

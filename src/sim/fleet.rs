@@ -34,22 +34,36 @@ const PRIOR_YIELD_WH_PER_KWP_PER_DAY: f64 = 3_600.0;
 
 impl DemoFleet {
     /// Loads the demo deployment and models its plants as of `now`.
-    pub fn load(now: DateTime<Utc>, known_models: &HashSet<String>) -> Result<DemoFleet, ConfigError> {
-        let deployment = Deployment::from_str_with_env("demo_fleet.toml", DEMO_FLEET, &[], known_models)?;
+    pub fn load(
+        now: DateTime<Utc>,
+        known_models: &HashSet<String>,
+    ) -> Result<DemoFleet, ConfigError> {
+        let deployment =
+            Deployment::from_str_with_env("demo_fleet.toml", DEMO_FLEET, &[], known_models)?;
         let day = now.timestamp().div_euclid(86_400) * 86_400;
-        let history_start = DateTime::from_timestamp(day, 0).unwrap_or(now) - Duration::days(HISTORY_DAYS);
+        let history_start =
+            DateTime::from_timestamp(day, 0).unwrap_or(now) - Duration::days(HISTORY_DAYS);
         let mut plants = HashMap::new();
         let mut gateways: BTreeMap<String, Vec<DeviceId>> = BTreeMap::new();
         for station in &deployment.stations {
-            let devices: Vec<_> = deployment.devices.iter().filter(|d| d.station == station.id).collect();
+            let devices: Vec<_> = deployment
+                .devices
+                .iter()
+                .filter(|d| d.station == station.id)
+                .collect();
             let rated_total: f64 = devices.iter().map(|d| d.rated_power_w).sum();
             for dev in &devices {
                 let dc_w = station.capacity_kwp * 1000.0 * dev.rated_power_w / rated_total.max(1.0);
-                let prior_days = (history_start.date_naive() - station.commissioned).num_days().max(0) as f64;
+                let prior_days = (history_start.date_naive() - station.commissioned)
+                    .num_days()
+                    .max(0) as f64;
                 let mut outages = Vec::new();
                 if station.id.as_str() == OUTAGE_STATION {
                     let from = history_start + Duration::days(HISTORY_DAYS - 45);
-                    outages.push(Outage { from, to: from + Duration::days(3) });
+                    outages.push(Outage {
+                        from,
+                        to: from + Duration::days(3),
+                    });
                 }
                 plants.insert(
                     dev.id.clone(),
@@ -61,17 +75,27 @@ impl DemoFleet {
                         station_seed: seed_of(station.id.as_str()),
                         device_seed: seed_of(dev.id.as_str()),
                         counter_epoch: history_start,
-                        counter_base_wh: (prior_days * PRIOR_YIELD_WH_PER_KWP_PER_DAY * dc_w / 1000.0).round(),
+                        counter_base_wh: (prior_days * PRIOR_YIELD_WH_PER_KWP_PER_DAY * dc_w
+                            / 1000.0)
+                            .round(),
                         health: 1.0,
                         outages,
                     },
                 );
                 if let Some(gw) = dev.transport.gateway() {
-                    gateways.entry(gw.to_owned()).or_default().push(dev.id.clone());
+                    gateways
+                        .entry(gw.to_owned())
+                        .or_default()
+                        .push(dev.id.clone());
                 }
             }
         }
-        Ok(DemoFleet { deployment, plants, gateways, history_start })
+        Ok(DemoFleet {
+            deployment,
+            plants,
+            gateways,
+            history_start,
+        })
     }
 
     /// Points every device behind `placeholder` at the real address a simulated gateway got.
@@ -103,9 +127,17 @@ mod tests {
         assert!(count(Village) >= 3);
         assert_eq!(count(JointVillage), 1);
         assert_eq!(count(Centralized), 1);
-        let joint = d.stations.iter().find(|s| s.kind == JointVillage).expect("joint");
+        let joint = d
+            .stations
+            .iter()
+            .find(|s| s.kind == JointVillage)
+            .expect("joint");
         assert_eq!(joint.owners.len(), 3);
-        assert!((18..=25).contains(&d.devices.len()), "{} devices", d.devices.len());
+        assert!(
+            (18..=25).contains(&d.devices.len()),
+            "{} devices",
+            d.devices.len()
+        );
         let families: HashSet<_> = d.devices.iter().map(|x| x.model.as_str()).collect();
         assert_eq!(families.len(), 5, "{families:?}");
         assert_eq!(fleet.plants.len(), d.devices.len());

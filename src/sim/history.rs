@@ -58,13 +58,17 @@ pub fn reading_at(
     r.set(Metric::AcPowerW, power.round());
     r.set(Metric::DcPowerW, (power / 0.975).round());
     // Inverters count in 0.01 kWh.
-    r.set(Metric::EnergyLifetimeWh, (lifetime_wh / 10.0).floor() * 10.0);
+    r.set(
+        Metric::EnergyLifetimeWh,
+        (lifetime_wh / 10.0).floor() * 10.0,
+    );
     r.set(Metric::EnergyTodayWh, (today_wh / 10.0).floor() * 10.0);
     r.set(Metric::FrequencyHz, 50.0);
     let load = power / plant.rated_ac_w.max(1.0);
     r.set(
         Metric::TemperatureC,
-        ((8.0 + 20.0 * sun.elevation_deg.max(0.0).to_radians().sin() + 18.0 * load) * 10.0).round() / 10.0,
+        ((8.0 + 20.0 * sun.elevation_deg.max(0.0).to_radians().sin() + 18.0 * load) * 10.0).round()
+            / 10.0,
     );
     r.state = Some(if power > 0.0 {
         DeviceState::Producing
@@ -110,7 +114,11 @@ fn device_history(
             continue;
         }
         if let Some(readings) = reading_at(plant, t, lifetime, lifetime - day_start_counter) {
-            out.push(Sample { device: id.clone(), at: t, readings });
+            out.push(Sample {
+                device: id.clone(),
+                at: t,
+                readings,
+            });
         }
     }
     out
@@ -165,7 +173,10 @@ mod tests {
 
     #[test]
     fn history_matches_the_live_counter_and_sleeps_at_night() {
-        let epoch = Utc.with_ymd_and_hms(2025, 6, 1, 0, 0, 0).single().expect("date");
+        let epoch = Utc
+            .with_ymd_and_hms(2025, 6, 1, 0, 0, 0)
+            .single()
+            .expect("date");
         let plant = PlantModel {
             latitude: 38.28,
             longitude: 111.67,
@@ -183,8 +194,14 @@ mod tests {
         assert!(!samples.is_empty());
         let last = samples.last().expect("samples");
         let live = plant.lifetime_wh(last.at);
-        let reported = last.readings.get(Metric::EnergyLifetimeWh).expect("counter");
-        assert!((live - reported).abs() < 10.0, "history {reported} vs live {live}");
+        let reported = last
+            .readings
+            .get(Metric::EnergyLifetimeWh)
+            .expect("counter");
+        assert!(
+            (live - reported).abs() < 10.0,
+            "history {reported} vs live {live}"
+        );
         // Nothing between 23:00 and 04:00 local (15:00-20:00 UTC).
         assert!(samples.iter().all(|s| {
             let h = s.at.format("%H").to_string();

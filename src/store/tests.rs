@@ -6,7 +6,9 @@ use crate::domain::{DeviceId, DeviceState, Metric, Readings, Sample};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
 fn at(h: u32, m: u32) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 6, 1, h, m, 0).single().expect("valid time")
+    Utc.with_ymd_and_hms(2026, 6, 1, h, m, 0)
+        .single()
+        .expect("valid time")
 }
 
 fn sample(device: &str, t: DateTime<Utc>, power: f64, lifetime: f64) -> Sample {
@@ -27,7 +29,10 @@ fn shanghai(_: &DeviceId) -> chrono_tz::Tz {
 
 #[tokio::test]
 async fn samples_land_in_raw_latest_and_rollups() {
-    for t in testing::all("samples_land_in_raw_latest_and_rollups").await.expect("stores") {
+    for t in testing::all("samples_land_in_raw_latest_and_rollups")
+        .await
+        .expect("stores")
+    {
         let s = &t.store;
         let batch = vec![
             sample("D1", at(2, 0), 1000.0, 10_000.0),
@@ -67,7 +72,10 @@ async fn samples_land_in_raw_latest_and_rollups() {
 
 #[tokio::test]
 async fn duplicates_are_recognised_and_never_double_counted() {
-    for t in testing::all("duplicates_are_recognised_and_never_double_counted").await.expect("stores") {
+    for t in testing::all("duplicates_are_recognised_and_never_double_counted")
+        .await
+        .expect("stores")
+    {
         let s = &t.store;
         let first = vec![sample("D1", at(3, 0), 1000.0, 1.0)];
         s.write_samples(&first, &shanghai).await.expect("write");
@@ -76,7 +84,15 @@ async fn duplicates_are_recognised_and_never_double_counted() {
             sample("D1", at(3, 1), 2000.0, 2.0),
         ];
         let out = s.write_samples(&again, &shanghai).await.expect("write");
-        assert_eq!(out, WriteOutcome { inserted: 1, duplicates: 1 }, "{}", t.name);
+        assert_eq!(
+            out,
+            WriteOutcome {
+                inserted: 1,
+                duplicates: 1
+            },
+            "{}",
+            t.name
+        );
         let hours = s
             .rollups(&DeviceId::new("D1"), 3600, at(0, 0), at(23, 0))
             .await
@@ -87,7 +103,10 @@ async fn duplicates_are_recognised_and_never_double_counted() {
 
 #[tokio::test]
 async fn late_data_extends_rollups_and_never_moves_latest_back() {
-    for t in testing::all("late_data_extends_rollups_and_never_moves_latest_back").await.expect("stores") {
+    for t in testing::all("late_data_extends_rollups_and_never_moves_latest_back")
+        .await
+        .expect("stores")
+    {
         let s = &t.store;
         s.write_samples(&[sample("D1", at(4, 30), 800.0, 5_000.0)], &shanghai)
             .await
@@ -115,19 +134,37 @@ async fn late_data_extends_rollups_and_never_moves_latest_back() {
 
 #[tokio::test]
 async fn raw_retention_keeps_rollups() {
-    for t in testing::all("raw_retention_keeps_rollups").await.expect("stores") {
+    for t in testing::all("raw_retention_keeps_rollups")
+        .await
+        .expect("stores")
+    {
         let s = &t.store;
         let old = sample("D1", at(1, 0) - Duration::days(40), 10.0, 1.0);
         let new = sample("D1", at(1, 0), 20.0, 2.0);
-        s.write_samples(&[old.clone(), new], &shanghai).await.expect("write");
-        let removed = s.purge_raw_before(at(1, 0) - Duration::days(30)).await.expect("purge");
+        s.write_samples(&[old.clone(), new], &shanghai)
+            .await
+            .expect("write");
+        let removed = s
+            .purge_raw_before(at(1, 0) - Duration::days(30))
+            .await
+            .expect("purge");
         assert_eq!(removed, 1, "{}", t.name);
         assert_eq!(s.raw_count().await.expect("count"), 1);
         let days = s
-            .rollups(&DeviceId::new("D1"), 86_400, old.at - Duration::days(1), old.at + Duration::days(1))
+            .rollups(
+                &DeviceId::new("D1"),
+                86_400,
+                old.at - Duration::days(1),
+                old.at + Duration::days(1),
+            )
             .await
             .expect("rollups");
-        assert_eq!(days.len(), 1, "{}: the daily rollup outlives the raw sample", t.name);
+        assert_eq!(
+            days.len(),
+            1,
+            "{}: the daily rollup outlives the raw sample",
+            t.name
+        );
     }
 }
 
@@ -137,16 +174,22 @@ async fn registry_sync_is_idempotent_and_feeds_the_fleet_view() {
     let models = crate::app::known_models();
     let d = crate::config::Deployment::from_str_with_env("example", text, &[], &models)
         .expect("the example is valid");
-    for t in testing::all("registry_sync_is_idempotent_and_feeds_the_fleet_view").await.expect("stores") {
+    for t in testing::all("registry_sync_is_idempotent_and_feeds_the_fleet_view")
+        .await
+        .expect("stores")
+    {
         let s = &t.store;
         s.sync_registry(&d).await.expect("sync");
         s.sync_registry(&d).await.expect("sync twice");
         let ids = s.station_ids().await.expect("ids");
         assert_eq!(ids.len(), d.stations.len(), "{}", t.name);
         let device = &d.devices[0];
-        s.write_samples(&[sample(device.id.as_str(), at(5, 0), 1234.0, 1.0)], &shanghai)
-            .await
-            .expect("write");
+        s.write_samples(
+            &[sample(device.id.as_str(), at(5, 0), 1234.0, 1.0)],
+            &shanghai,
+        )
+        .await
+        .expect("write");
         let fleet = s.fleet_now().await.expect("fleet");
         let now = &fleet[&device.station];
         assert_eq!(now.reporting, 1);
