@@ -321,6 +321,29 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Keeps a refused sample with the reason it was refused.
+    pub async fn quarantine(
+        &self,
+        sample: &Sample,
+        reason: &str,
+        received: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO quarantine (device_id, ts_ms, received_ms, reason, readings) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(sample.device.as_str())
+        .bind(sample.at.timestamp_millis())
+        .bind(received.timestamp_millis())
+        .bind(reason)
+        .bind(encode_readings(&sample.readings))
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,28 +367,5 @@ mod tests {
             .expect("valid");
         let later = five + chrono::Duration::seconds(299);
         assert_eq!(bucket_start(later, 300, tz), five.timestamp_millis());
-    }
-}
-
-impl Store {
-    /// Keeps a refused sample with the reason it was refused.
-    pub async fn quarantine(
-        &self,
-        sample: &Sample,
-        reason: &str,
-        received: DateTime<Utc>,
-    ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO quarantine (device_id, ts_ms, received_ms, reason, readings) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(sample.device.as_str())
-        .bind(sample.at.timestamp_millis())
-        .bind(received.timestamp_millis())
-        .bind(reason)
-        .bind(encode_readings(&sample.readings))
-        .execute(self.pool())
-        .await?;
-        Ok(())
     }
 }
