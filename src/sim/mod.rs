@@ -4,3 +4,5 @@
 //! `sunshare simulate`.
 
 pub mod weather;
+pub mod inverter;
+pub mod modbus;
