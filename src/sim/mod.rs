@@ -7,3 +7,5 @@ pub mod demo;
 pub mod fleet;
 pub mod history;
 pub mod weather;
+pub mod inverter;
+pub mod modbus;
