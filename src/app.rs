@@ -216,8 +216,8 @@ pub struct Demo {
 impl Demo {
     pub async fn shutdown(self) {
         self.running.shutdown().await;
-        for g in self.gateways {
-            g.stop().await;
+        for g in &self.gateways {
+            g.stop();
         }
     }
 }
@@ -246,7 +246,8 @@ pub async fn start_demo(args: DemoArgs) -> anyhow::Result<Demo> {
         )
     })?;
 
-    let gateways = crate::sim::demo::start_gateways(&mut fleet, now)
+    let catalog = crate::registers::Catalog::builtin().context("loading the register maps")?;
+    let gateways = crate::sim::demo::start_gateways(&mut fleet, &catalog)
         .await
         .context("starting the simulated gateways")?;
     let backfill = Arc::new(crate::sim::history::Progress::default());
@@ -276,6 +277,20 @@ pub async fn start_demo(args: DemoArgs) -> anyhow::Result<Demo> {
             Err(error) => tracing::warn!(%error, "history backfill stopped"),
         }
     });
+    let outage_address = deployment
+        .devices
+        .iter()
+        .find(|d| d.station.as_str() == crate::sim::fleet::OUTAGE_STATION)
+        .and_then(|d| d.transport.gateway().map(str::to_owned));
+    if let Some(g) = outage_address
+        .and_then(|address| gateways.iter().find(|g| g.address().to_string() == address))
+    {
+        running.tracker.spawn(crate::sim::demo::play_outage(
+            Arc::clone(&g.gateway),
+            g.units.clone(),
+            running.cancel.child_token(),
+        ));
+    }
     Ok(Demo {
         running,
         data_dir,

@@ -6,6 +6,6 @@
 pub mod demo;
 pub mod fleet;
 pub mod history;
-pub mod weather;
 pub mod inverter;
 pub mod modbus;
+pub mod weather;

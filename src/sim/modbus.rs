@@ -185,7 +185,13 @@ async fn serve(
                 kill: Arc::clone(&kill),
                 framing,
             };
-            Ok(Some((service, Killable { inner: stream, kill })))
+            Ok(Some((
+                service,
+                Killable {
+                    inner: stream,
+                    kill,
+                },
+            )))
         }
     };
     let on_error = |error: io::Error| debug!(%error, "simulated gateway connection ended");
@@ -237,17 +243,15 @@ impl tokio_modbus::server::Service for GatewayService {
                     Framing::RtuOverTcp => Ok(None),
                 };
             };
-            let (function, start, count, wrap): (u8, u16, u16, fn(Vec<u16>) -> Response) =
-                match req.request {
-                    Request::ReadHoldingRegisters(a, n) => (3, a, n, Response::ReadHoldingRegisters),
-                    Request::ReadInputRegisters(a, n) => (4, a, n, Response::ReadInputRegisters),
-                    _ => return Err(ExceptionCode::IllegalFunction),
-                };
+            let (function, start, count, wrap): (u8, u16, u16, fn(Vec<u16>) -> Response) = match req
+                .request
+            {
+                Request::ReadHoldingRegisters(a, n) => (3, a, n, Response::ReadHoldingRegisters),
+                Request::ReadInputRegisters(a, n) => (4, a, n, Response::ReadInputRegisters),
+                _ => return Err(ExceptionCode::IllegalFunction),
+            };
             let (answer, latency) = match unit.lock() {
-                Ok(mut inv) => (
-                    inv.answer(function, start, count),
-                    inv.spec.faults.latency,
-                ),
+                Ok(mut inv) => (inv.answer(function, start, count), inv.spec.faults.latency),
                 Err(_) => return Err(ExceptionCode::ServerDeviceFailure),
             };
             if !latency.is_zero() {
@@ -348,13 +352,20 @@ pub async fn start_fleet(
     catalog: &Catalog,
     cancel: &CancellationToken,
 ) -> Result<Vec<Started>, SimError> {
-    let families = ["huawei_sun2000", "sungrow_sg", "sunspec", "solis", "growatt"];
+    let families = [
+        "huawei_sun2000",
+        "sungrow_sg",
+        "sunspec",
+        "solis",
+        "growatt",
+    ];
     let mut out = Vec::with_capacity(args.gateways);
     for g in 0..args.gateways {
         let port = if args.base_port == 0 {
             0
         } else {
-            args.base_port.saturating_add(u16::try_from(g).unwrap_or(u16::MAX))
+            args.base_port
+                .saturating_add(u16::try_from(g).unwrap_or(u16::MAX))
         };
         let listener = TcpListener::bind((args.host.as_str(), port)).await?;
         let mut units = Vec::new();
