@@ -300,8 +300,12 @@ pub fn clean(points: &[CounterPoint], rules: &CounterRules, w: &dyn Weight) -> C
         let (t, v) = pts[i];
         let dt = t - ref_t;
         let rise = v - ref_v;
-        let mut push = |out: &mut CleanSeries, wh: f64| {
-            let gap = wh > 0.0 && w.weight(ref_t, t) > rules.max_gap.num_seconds() as f64;
+        let push = |out: &mut CleanSeries, wh: f64| {
+            let limit = rules.max_gap.num_seconds() as f64;
+            // Productive time never exceeds elapsed time: only long segments need the weight.
+            let gap = wh > 0.0
+                && Elapsed.weight(ref_t, t) > limit
+                && w.weight(ref_t, t) > limit;
             out.segments.push(Segment {
                 from: ref_t,
                 to: t,
