@@ -53,3 +53,6 @@ pub async fn month_energy(
         basis: EnergyBasis::Metered,
     })
 }
+
+#[cfg(test)]
+mod tests;
