@@ -9,9 +9,10 @@ pub mod counters;
 pub mod kpi;
 pub mod metered;
 pub mod reconcile;
+pub mod report;
 pub mod settlement;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 
 use crate::config::Deployment;
 use crate::domain::{EnergyBasis, MonthEnergy, StationId, YearMonth};
@@ -52,6 +53,84 @@ pub async fn month_energy(
         energy: figures.first().map_or(crate::domain::WattHours::ZERO, |f| f.energy),
         basis: EnergyBasis::Metered,
     })
+}
+
+/// A station-month as plain text for `sunshare energy`: the figure, its basis, the days with
+/// completeness and notes, and the reconciliation when settled.
+pub async fn describe_month(
+    store: &Store,
+    deployment: &Deployment,
+    station: &StationId,
+    month: YearMonth,
+) -> Result<String, Error> {
+    use std::fmt::Write as _;
+    let s = deployment
+        .station(station.as_str())
+        .ok_or_else(|| Error::UnknownStation(station.to_string()))?;
+    let now = Utc::now();
+    let rows = report::months(store, deployment, s, month, month, now).await?;
+    let days = report::days(
+        store,
+        deployment,
+        s,
+        month.first_day(),
+        month.next().first_day().pred_opt().unwrap_or(month.first_day()),
+        now,
+    )
+    .await?;
+    let mut out = String::new();
+    let pct = |r: Option<f64>| r.map_or_else(|| "-".to_owned(), |r| format!("{:.1}%", r * 100.0));
+    for m in &rows {
+        let _ = writeln!(
+            out,
+            "{} {} {}: {:.3} kWh ({}), metered {:.3} kWh, completeness {}",
+            s.id,
+            s.name,
+            m.month,
+            m.energy.kwh(),
+            match m.basis {
+                EnergyBasis::Settled => "settled",
+                EnergyBasis::Metered => "metered, PROVISIONAL until the settlement is imported",
+            },
+            m.metered.energy.kwh(),
+            pct(m.metered.completeness.ratio()),
+        );
+        let _ = writeln!(
+            out,
+            "  specific yield {} kWh/kWp, equivalent full-load hours {} h, availability {}",
+            m.specific_yield.map_or_else(|| "-".to_owned(), |y| format!("{y:.2}")),
+            m.full_load_hours.map_or_else(|| "-".to_owned(), |y| format!("{y:.1}")),
+            pct(m.availability),
+        );
+        if let Some(r) = &m.reconciliation {
+            let _ = writeln!(
+                out,
+                "  reconciliation: metered {:.3} kWh vs settled {:.3} kWh ({}){}",
+                r.metered.kwh(),
+                r.settled.kwh(),
+                r.difference_pct.map_or_else(|| "-".to_owned(), |p| format!("{p:+.2}%")),
+                if r.flagged { " FLAGGED" } else { " ok" }
+            );
+            for c in &r.causes {
+                let _ = writeln!(out, "    - {}", c.explain());
+            }
+        }
+    }
+    let _ = writeln!(out, "  day         kWh       kWh/kWp  complete  PI     notes");
+    for d in &days {
+        let notes: Vec<&str> = d.figures.notes.iter().map(|n| n.as_str()).collect();
+        let _ = writeln!(
+            out,
+            "  {}  {:>10.3}  {:>6}  {:>8}  {:>5}  {}",
+            d.day,
+            d.figures.energy.kwh(),
+            d.specific_yield.map_or_else(|| "-".to_owned(), |y| format!("{y:.2}")),
+            pct(d.figures.completeness.ratio()),
+            d.performance_index.map_or_else(|| "-".to_owned(), |p| format!("{p:.2}")),
+            notes.join(" "),
+        );
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

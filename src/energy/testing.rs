@@ -2,6 +2,9 @@
 //! 10 kW inverter each, in Taiyuan (Shanxi).
 
 use crate::config::Deployment;
+use crate::domain::{DeviceId, Metric, Readings, Sample};
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono_tz::Asia::Shanghai;
 use std::collections::HashSet;
 
 pub const TOML: &str = r#"
@@ -96,3 +99,38 @@ pub fn deployment() -> Deployment {
         Err(e) => panic!("{e}"),
     }
 }
+
+pub fn sh(m: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
+    Shanghai
+        .with_ymd_and_hms(2026, m, d, h, mi, 0)
+        .single()
+        .expect("valid")
+        .with_timezone(&Utc)
+}
+
+/// Every 5 minutes from 1 to 3 March (local): the counter climbs 1,000 Wh an hour from 06:00 to
+/// 18:00 and is flat at night. `skip` drops readings.
+pub fn history(device: &str, skip: impl Fn(DateTime<Utc>) -> bool) -> Vec<Sample> {
+    let mut out = Vec::new();
+    let mut at = sh(3, 1, 0, 0);
+    let start = at;
+    while at < sh(3, 4, 0, 0) {
+        let day = (at - start).num_days();
+        let local = at.with_timezone(&Shanghai);
+        let minutes = (local.time() - chrono::NaiveTime::MIN).num_minutes();
+        let today = (minutes - 360).clamp(0, 720) as f64 * 1000.0 / 60.0;
+        let mut readings = Readings::default();
+        readings.set(Metric::EnergyLifetimeWh, 500_000.0 + day as f64 * 12_000.0 + today);
+        readings.set(Metric::AcPowerW, if today > 0.0 && today < 12_000.0 { 1000.0 } else { 0.0 });
+        if !skip(at) {
+            out.push(Sample {
+                device: DeviceId::new(device),
+                at,
+                readings,
+            });
+        }
+        at += Duration::minutes(5);
+    }
+    out
+}
+
