@@ -25,6 +25,54 @@ pub enum Error {
     Store(#[from] crate::store::Error),
     #[error("station '{0}' is not in the deployment file")]
     UnknownStation(String),
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Rejected(#[from] settlement::Rejected),
+}
+
+impl From<settlement::ImportError> for Error {
+    fn from(e: settlement::ImportError) -> Self {
+        match e {
+            settlement::ImportError::Rejected(r) => Error::Rejected(r),
+            settlement::ImportError::Store(s) => Error::Store(s),
+        }
+    }
+}
+
+/// `sunshare settlement import FILE`: reads the file and imports all of it or nothing.
+pub async fn import_file(
+    deployment: &Deployment,
+    data_dir: &std::path::Path,
+    file: &std::path::Path,
+) -> Result<settlement::ImportReport, Error> {
+    let bytes = std::fs::read(file).map_err(|source| Error::Io {
+        path: file.display().to_string(),
+        source,
+    })?;
+    let store = Store::open(&deployment.storage, data_dir).await?;
+    let name = file
+        .file_name()
+        .map_or_else(|| file.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let outcome = settlement::import(&store, deployment, &bytes, &name, Utc::now()).await;
+    store.close().await;
+    Ok(outcome?)
+}
+
+/// `sunshare energy --station ID --month YYYY-MM`.
+pub async fn month_text(
+    deployment: &Deployment,
+    data_dir: &std::path::Path,
+    station: &StationId,
+    month: YearMonth,
+) -> Result<String, Error> {
+    let store = Store::open(&deployment.storage, data_dir).await?;
+    let text = describe_month(&store, deployment, station, month).await;
+    store.close().await;
+    text
 }
 
 /// The energy a station's income for `month` is computed on: the grid settlement when one was

@@ -15,6 +15,8 @@ const GAP_COMPLETENESS: f64 = 0.95;
 /// Why metered and settled energy may differ, with the evidence found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cause {
+    /// Not one reading arrived for the month: nothing was metered.
+    NoReadings,
     /// Readings are missing: energy produced while unobserved is only partly in the metered figure.
     DataGap { completeness: f64 },
     /// A counter reset or was replaced during the month.
@@ -31,6 +33,7 @@ pub enum Cause {
 impl Cause {
     pub fn code(&self) -> &'static str {
         match self {
+            Cause::NoReadings => "no_readings",
             Cause::DataGap { .. } => "data_gap",
             Cause::MeterReplaced { .. } => "meter_replaced",
             Cause::Curtailment { .. } => "curtailment",
@@ -41,6 +44,7 @@ impl Cause {
     /// A sentence an operator can act on.
     pub fn explain(&self) -> String {
         match self {
+            Cause::NoReadings => "no readings: no device of this station reported during the month (check that its devices are registered and reachable)".to_owned(),
             Cause::DataGap { completeness } => format!(
                 "data gap: only {:.1}% of the expected daylight readings arrived; energy produced while the logger was silent is missing from the metered figure (check the logger's connectivity)",
                 completeness * 100.0
@@ -98,7 +102,9 @@ pub fn reconcile(
     let mut causes = Vec::new();
     if flagged {
         let completeness = metered.completeness.ratio();
-        if let Some(c) = completeness.filter(|c| *c < GAP_COMPLETENESS && diff < 0) {
+        if metered.completeness.received == 0 && metered.energy.0 == 0 {
+            causes.push(Cause::NoReadings);
+        } else if let Some(c) = completeness.filter(|c| *c < GAP_COMPLETENESS && diff < 0) {
             causes.push(Cause::DataGap { completeness: c });
         }
         if !metered.resets.is_empty() {
@@ -171,6 +177,8 @@ mod tests {
         assert!(r.flagged);
         assert_eq!(r.causes, vec![Cause::DataGap { completeness: 0.88 }]);
         assert!(r.causes[0].explain().contains("88.0%"));
+        let r = reconcile(&"S1".into(), month(), &figures(0, 1000, 0), WattHours(1_000_000), 3.0);
+        assert_eq!(r.causes, vec![Cause::NoReadings]);
     }
 
     #[test]
