@@ -354,3 +354,58 @@ fn daylight_window_of_today_stops_now() {
     assert!(rise > sh(3, 1, 6, 30) && rise < sh(3, 1, 7, 30), "{rise}");
     assert_eq!(set_, now);
 }
+
+/// Runs every golden case under `tests/fixtures/energy` (see its README).
+#[test]
+fn golden_counter_histories() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/energy");
+    let mut cases: Vec<_> = std::fs::read_dir(&root)
+        .expect("fixtures directory")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 5, "fixtures missing under {}", root.display());
+    for case in cases {
+        let input = std::fs::read_to_string(case.join("input")).expect("input");
+        let expected = std::fs::read_to_string(case.join("expected")).expect("expected");
+        let field = |s: &str| -> Option<f64> { (!s.is_empty()).then(|| s.parse().expect("number")) };
+        let points: Vec<CounterPoint> = input
+            .lines()
+            .skip(1)
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                let cols: Vec<&str> = l.split(',').map(str::trim).collect();
+                let local = chrono::NaiveDateTime::parse_from_str(cols[0], "%Y-%m-%d %H:%M")
+                    .expect("local time");
+                CounterPoint {
+                    at: Shanghai
+                        .from_local_datetime(&local)
+                        .single()
+                        .expect("unambiguous")
+                        .with_timezone(&Utc),
+                    lifetime_wh: field(cols[1]),
+                    today_wh: field(cols[2]),
+                }
+            })
+            .collect();
+        let local_day = |t: DateTime<Utc>| t.with_timezone(&Shanghai).date_naive();
+        let first = local_day(points.first().expect("readings").at);
+        let last = local_day(points.last().expect("readings").at);
+        let series = clean(&points, &rules(), &Elapsed);
+        let got: Vec<String> = energy_between(&series, &day_boundaries(Shanghai, first, last), &Elapsed)
+            .iter()
+            .map(|p| {
+                let notes: Vec<&str> = p.notes.iter().map(|n| n.as_str()).collect();
+                format!("{},{},{}", local_day(p.from), p.energy.0, notes.join(" "))
+            })
+            .collect();
+        let want: Vec<String> = expected
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(got, want, "case {}", case.display());
+    }
+}
