@@ -51,6 +51,37 @@ pub struct Deployment {
     pub households: Vec<Household>,
     #[serde(default)]
     pub jobs: Vec<JobPost>,
+    #[serde(default)]
+    pub energy: EnergyConfig,
+}
+
+/// Energy accounting and settlement reconciliation (docs/energy.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnergyConfig {
+    /// A metered month differing from its settlement by more than this (percent) is flagged.
+    #[serde(default = "default_reconcile_pct")]
+    pub reconcile_threshold_pct: f64,
+    /// Daylight without readings longer than this is a gap whose energy is marked bridged.
+    #[serde(default = "default_max_gap", with = "humantime_serde")]
+    pub max_gap: Duration,
+}
+
+fn default_reconcile_pct() -> f64 {
+    3.0
+}
+
+fn default_max_gap() -> Duration {
+    Duration::from_secs(30 * 60)
+}
+
+impl Default for EnergyConfig {
+    fn default() -> Self {
+        Self {
+            reconcile_threshold_pct: default_reconcile_pct(),
+            max_gap: default_max_gap(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]

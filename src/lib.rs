@@ -26,6 +26,7 @@
 pub mod app;
 pub mod config;
 pub mod domain;
+pub mod energy;
 pub mod http;
 pub mod ingest;
 pub mod metrics;

@@ -40,6 +40,32 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Grid settlements (结算单): import the grid company's monthly statements.
+    #[command(subcommand)]
+    Settlement(SettlementCommand),
+    /// Print a station's energy for a month: the figure and its basis (settled or provisional),
+    /// each day with completeness and notes, KPIs and the reconciliation.
+    Energy {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Station id as in the deployment file.
+        #[arg(long)]
+        station: String,
+        /// The month, YYYY-MM.
+        #[arg(long)]
+        month: sunshare::domain::YearMonth,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum SettlementCommand {
+    /// Import a statement (CSV in UTF-8 or GBK, or XLSX); all of it or, on any error, nothing.
+    Import {
+        /// The statement file (columns: 电站编号, 结算月份, 上网电量(kWh), optional 结算金额(元)).
+        file: PathBuf,
+        #[arg(long, short)]
+        config: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -121,5 +147,37 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::from(2))
             }
         },
+        Command::Settlement(SettlementCommand::Import { file, config }) => {
+            let Ok(d) = app::load_config(&config).map_err(|e| eprint!("{e}")) else {
+                return Ok(ExitCode::from(2));
+            };
+            let data_dir = d.storage.data_dir.clone().unwrap_or_else(app::default_data_dir);
+            match sunshare::energy::import_file(&d, &data_dir, &file).await {
+                Ok(report) => {
+                    print!("{report}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(sunshare::energy::Error::Rejected(r)) => {
+                    eprint!("{r}");
+                    Ok(ExitCode::FAILURE)
+                }
+                Err(e) => Err(e).context("importing the settlement"),
+            }
+        }
+        Command::Energy {
+            config,
+            station,
+            month,
+        } => {
+            let Ok(d) = app::load_config(&config).map_err(|e| eprint!("{e}")) else {
+                return Ok(ExitCode::from(2));
+            };
+            let data_dir = d.storage.data_dir.clone().unwrap_or_else(app::default_data_dir);
+            let text = sunshare::energy::month_text(&d, &data_dir, &station.as_str().into(), month)
+                .await
+                .context("reading the station's energy")?;
+            print!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }

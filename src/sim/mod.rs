@@ -9,3 +9,4 @@ pub mod history;
 pub mod inverter;
 pub mod modbus;
 pub mod weather;
+pub mod settlement;

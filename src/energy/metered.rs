@@ -1,0 +1,286 @@
+//! Metered energy of a station from the store: raw readings where they are still kept, hourly
+//! rollups (energy first/last) for older history, cleaned and interpolated by [`counters`].
+
+use super::counters::{
+    self, clean, completeness, daylight_window, energy_between, local_midnight, CleanSeries,
+    Completeness, CounterPoint, CounterRules, Daylight, Note,
+};
+use super::Error;
+use crate::config::Deployment;
+use crate::domain::{Device, DeviceId, DeviceKind, Station, WattHours, YearMonth};
+use crate::store::Store;
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One device's share of a period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceFigures {
+    pub device: DeviceId,
+    pub energy: WattHours,
+    pub notes: BTreeSet<Note>,
+}
+
+/// A station's metered energy for one period (a local day or month), with what it rests on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Figures {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    /// The local day the period starts on.
+    pub first_day: NaiveDate,
+    pub energy: WattHours,
+    /// Union of the devices' notes.
+    pub notes: BTreeSet<Note>,
+    pub devices: Vec<DeviceFigures>,
+    /// Daylight readings received versus expected, all devices together.
+    pub completeness: Completeness,
+    /// Daylight hours (sun well up) with readings, and of those the hours with output.
+    pub observed_hours: i64,
+    pub producing_hours: i64,
+    /// Observed hours at which some device ran at its nameplate limit (clipping or export limit).
+    pub clipped_hours: i64,
+    /// Raw readings in which a device reported itself derated.
+    pub derated_readings: i64,
+    /// Where a device's counter reset or was replaced.
+    pub resets: Vec<(DeviceId, DateTime<Utc>)>,
+}
+
+/// The devices whose counters make a station's energy: its inverters (or its meters when it has
+/// no inverter registered).
+pub fn energy_devices<'a>(d: &'a Deployment, station: &Station) -> Vec<&'a Device> {
+    let of_kind = |k: DeviceKind| -> Vec<&'a Device> {
+        d.devices
+            .iter()
+            .filter(|dev| dev.station == station.id && dev.kind == k)
+            .collect()
+    };
+    let inverters = of_kind(DeviceKind::Inverter);
+    if inverters.is_empty() {
+        of_kind(DeviceKind::Meter)
+    } else {
+        inverters
+    }
+}
+
+pub fn daylight_of(station: &Station) -> Daylight {
+    Daylight {
+        latitude: station.latitude,
+        longitude: station.longitude,
+        tz: station.timezone,
+    }
+}
+
+/// Local day boundaries of `first..=last` for a station.
+pub fn day_bounds(station: &Station, first: NaiveDate, last: NaiveDate) -> Vec<DateTime<Utc>> {
+    counters::day_boundaries(station.timezone, first, last)
+}
+
+/// Local month boundaries of `first..=last` for a station.
+pub fn month_bounds(station: &Station, first: YearMonth, last: YearMonth) -> Vec<DateTime<Utc>> {
+    let mut out = Vec::new();
+    let mut m = first;
+    while m <= last {
+        out.push(local_midnight(station.timezone, m.first_day()));
+        m = m.next();
+    }
+    out.push(local_midnight(station.timezone, m.first_day()));
+    out
+}
+
+struct DeviceData {
+    series: CleanSeries,
+    hours: Vec<crate::store::RollupRow>,
+    derated: Vec<DateTime<Utc>>,
+}
+
+async fn load_device(
+    store: &Store,
+    d: &Deployment,
+    station: &Station,
+    dev: &Device,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<DeviceData, Error> {
+    let raw = store.energy_readings(&dev.id, from, to).await?;
+    let hours = store.rollups(&dev.id, 3600, from, to).await?;
+    let neighbours = store.energy_neighbours(&dev.id, from, to).await?;
+    let mut points: BTreeMap<DateTime<Utc>, CounterPoint> = BTreeMap::new();
+    for h in &hours {
+        for (at, v) in [h.energy_first, h.energy_last].into_iter().flatten() {
+            points.insert(
+                at,
+                CounterPoint {
+                    at,
+                    lifetime_wh: Some(v),
+                    today_wh: None,
+                },
+            );
+        }
+    }
+    // Raw readings win where both exist: they also carry the daily-yield register.
+    for r in neighbours.iter().chain(raw.iter()) {
+        let p = CounterPoint {
+            at: r.at,
+            lifetime_wh: r.lifetime_wh,
+            today_wh: r.today_wh,
+        };
+        match points.get_mut(&r.at) {
+            Some(existing) => {
+                existing.lifetime_wh = p.lifetime_wh.or(existing.lifetime_wh);
+                existing.today_wh = p.today_wh.or(existing.today_wh);
+            }
+            None => {
+                points.insert(r.at, p);
+            }
+        }
+    }
+    let points: Vec<CounterPoint> = points.into_values().collect();
+    let rules = CounterRules {
+        max_gap: Duration::from_std(d.energy.max_gap).unwrap_or(Duration::minutes(30)),
+        ..CounterRules::new(dev.rated_power_w)
+    };
+    let series = clean(&points, &rules, &daylight_of(station));
+    let derated = raw
+        .iter()
+        .filter(|r| r.state.as_deref() == Some("derated"))
+        .map(|r| r.at)
+        .collect();
+    Ok(DeviceData {
+        series,
+        hours,
+        derated,
+    })
+}
+
+/// A station's metered figures for the periods between consecutive `boundaries` (local midnights).
+/// `now` clips today's daylight for completeness.
+pub async fn station_periods(
+    store: &Store,
+    d: &Deployment,
+    station: &Station,
+    boundaries: &[DateTime<Utc>],
+    now: DateTime<Utc>,
+) -> Result<Vec<Figures>, Error> {
+    let (Some(&from), Some(&to)) = (boundaries.first(), boundaries.last()) else {
+        return Ok(Vec::new());
+    };
+    let tz = station.timezone;
+    let mut out: Vec<Figures> = boundaries
+        .windows(2)
+        .map(|b| Figures {
+            from: b[0],
+            to: b[1],
+            first_day: b[0].with_timezone(&tz).date_naive(),
+            energy: WattHours::ZERO,
+            notes: BTreeSet::new(),
+            devices: Vec::new(),
+            completeness: Completeness::default(),
+            observed_hours: 0,
+            producing_hours: 0,
+            clipped_hours: 0,
+            derated_readings: 0,
+            resets: Vec::new(),
+        })
+        .collect();
+    // Daylight of every local day in range, computed once.
+    let mut windows: BTreeMap<NaiveDate, Option<(DateTime<Utc>, DateTime<Utc>)>> = BTreeMap::new();
+    let mut day = from.with_timezone(&tz).date_naive();
+    while local_midnight(tz, day) < to {
+        windows.insert(
+            day,
+            daylight_window(station.latitude, station.longitude, tz, day, now),
+        );
+        let Some(next) = day.succ_opt() else { break };
+        day = next;
+    }
+    let light = daylight_of(station);
+    for dev in energy_devices(d, station) {
+        let data = load_device(store, d, station, dev, from, to).await?;
+        let poll = Duration::from_std(dev.poll_interval.unwrap_or(d.collect.poll_interval))
+            .unwrap_or(Duration::minutes(1));
+        let periods = energy_between(&data.series, boundaries, &light);
+        for (fig, p) in out.iter_mut().zip(periods) {
+            fig.energy = fig.energy + p.energy;
+            fig.notes.extend(p.notes.iter().copied());
+            fig.devices.push(DeviceFigures {
+                device: dev.id.clone(),
+                energy: p.energy,
+                notes: p.notes,
+            });
+            fig.resets.extend(
+                data.series
+                    .events()
+                    .iter()
+                    .filter(|(t, n)| *n == Note::CounterReset && *t >= fig.from && *t < fig.to)
+                    .map(|(t, _)| (dev.id.clone(), *t)),
+            );
+            fig.derated_readings += data
+                .derated
+                .iter()
+                .filter(|t| **t >= fig.from && **t < fig.to)
+                .count() as i64;
+        }
+        // Hourly buckets by local day, for completeness and availability.
+        let mut by_day: BTreeMap<NaiveDate, Vec<&crate::store::RollupRow>> = BTreeMap::new();
+        for h in &data.hours {
+            by_day
+                .entry(h.bucket.with_timezone(&tz).date_naive())
+                .or_default()
+                .push(h);
+        }
+        for (day, window) in &windows {
+            let start = local_midnight(tz, *day);
+            let Some(fig) = out.iter_mut().find(|f| f.from <= start && start < f.to) else {
+                continue;
+            };
+            let hours = by_day.get(day).map(Vec::as_slice).unwrap_or(&[]);
+            let buckets: Vec<_> = hours
+                .iter()
+                .map(|h| (h.bucket, Duration::hours(1), h.samples))
+                .collect();
+            fig.completeness = fig.completeness.add(completeness(*window, &buckets, poll));
+            let Some((rise, set)) = window else { continue };
+            // Availability and clipping only while the sun is well up (an hour after sunrise to
+            // an hour before sunset), where an inverter without output is a real loss.
+            let (a, b) = (*rise + Duration::hours(1), *set - Duration::hours(1));
+            for h in hours
+                .iter()
+                .filter(|h| h.bucket >= a && h.bucket + Duration::hours(1) <= b)
+                .filter(|h| h.samples > 0)
+            {
+                fig.observed_hours += 1;
+                let max = h.power_max_w.unwrap_or(0.0);
+                if max > 0.0 {
+                    fig.producing_hours += 1;
+                }
+                if max >= dev.rated_power_w * 0.99 {
+                    fig.clipped_hours += 1;
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Metered figures per local day `first..=last`.
+pub async fn station_days(
+    store: &Store,
+    d: &Deployment,
+    station: &Station,
+    first: NaiveDate,
+    last: NaiveDate,
+    now: DateTime<Utc>,
+) -> Result<Vec<Figures>, Error> {
+    station_periods(store, d, station, &day_bounds(station, first, last), now).await
+}
+
+/// Metered figures per local month `first..=last`.
+pub async fn station_months(
+    store: &Store,
+    d: &Deployment,
+    station: &Station,
+    first: YearMonth,
+    last: YearMonth,
+    now: DateTime<Utc>,
+) -> Result<Vec<Figures>, Error> {
+    station_periods(store, d, station, &month_bounds(station, first, last), now).await
+}

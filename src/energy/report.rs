@@ -1,0 +1,137 @@
+//! A station's days and months with everything shown next to a figure: completeness, KPIs, the
+//! settlement status and the reconciliation. Used by the station page, the JSON API and the CLI.
+
+use super::kpi;
+use super::metered::{self, Figures};
+use super::reconcile::{reconcile, Reconciliation};
+use super::Error;
+use crate::config::Deployment;
+use crate::domain::{EnergyBasis, Station, WattHours, YearMonth};
+use crate::store::{SettlementRow, Store};
+use chrono::{DateTime, NaiveDate, Utc};
+use std::collections::HashMap;
+
+/// A local day of a station.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DayRow {
+    pub day: NaiveDate,
+    pub figures: Figures,
+    pub specific_yield: Option<f64>,
+    pub full_load_hours: Option<f64>,
+    pub availability: Option<f64>,
+    /// Against the median of the county's stations that day.
+    pub performance_index: Option<f64>,
+}
+
+/// A local month of a station.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MonthRow {
+    pub month: YearMonth,
+    pub metered: Figures,
+    pub settlement: Option<SettlementRow>,
+    /// The figure money is paid on and what it rests on.
+    pub energy: WattHours,
+    pub basis: EnergyBasis,
+    pub reconciliation: Option<Reconciliation>,
+    pub specific_yield: Option<f64>,
+    pub full_load_hours: Option<f64>,
+    pub availability: Option<f64>,
+}
+
+/// Completeness at or above this lets a station's day count towards the county median.
+const PEER_COMPLETENESS: f64 = 0.8;
+
+/// Days `first..=last` of a station, with the performance index against its county.
+pub async fn days(
+    store: &Store,
+    d: &Deployment,
+    station: &Station,
+    first: NaiveDate,
+    last: NaiveDate,
+    now: DateTime<Utc>,
+) -> Result<Vec<DayRow>, Error> {
+    let own = metered::station_days(store, d, station, first, last, now).await?;
+    // Specific yields of every county station per day (the station itself included).
+    let mut county: HashMap<NaiveDate, Vec<f64>> = HashMap::new();
+    for peer in d.stations.iter().filter(|s| s.county == station.county) {
+        let figures = if peer.id == station.id {
+            own.clone()
+        } else {
+            metered::station_days(store, d, peer, first, last, now).await?
+        };
+        for f in figures {
+            let usable = f.completeness.ratio().is_some_and(|r| r >= PEER_COMPLETENESS);
+            if let (true, Some(y)) = (usable, kpi::specific_yield(f.energy, peer.capacity_kwp)) {
+                county.entry(f.first_day).or_default().push(y);
+            }
+        }
+    }
+    Ok(own
+        .into_iter()
+        .map(|f| {
+            let specific_yield = kpi::specific_yield(f.energy, station.capacity_kwp);
+            let usable = f.completeness.ratio().is_some_and(|r| r >= PEER_COMPLETENESS);
+            let performance_index = specific_yield
+                .filter(|_| usable)
+                .and_then(|y| kpi::performance_index(y, county.get(&f.first_day)?));
+            DayRow {
+                day: f.first_day,
+                specific_yield,
+                full_load_hours: kpi::full_load_hours(f.energy, station.capacity_kwp),
+                availability: kpi::availability(f.observed_hours, f.producing_hours),
+                performance_index,
+                figures: f,
+            }
+        })
+        .collect())
+}
+
+/// Months `first..=last` of a station: settled where a settlement was imported (and reconciled
+/// against the meter), metered and provisional otherwise.
+pub async fn months(
+    store: &Store,
+    d: &Deployment,
+    station: &Station,
+    first: YearMonth,
+    last: YearMonth,
+    now: DateTime<Utc>,
+) -> Result<Vec<MonthRow>, Error> {
+    let metered = metered::station_months(store, d, station, first, last, now).await?;
+    let settlements: HashMap<YearMonth, SettlementRow> = store
+        .settlements_of(&station.id)
+        .await?
+        .into_iter()
+        .map(|s| (s.month, s))
+        .collect();
+    Ok(metered
+        .into_iter()
+        .map(|f| {
+            let month = YearMonth::of(f.first_day);
+            let settlement = settlements.get(&month).cloned();
+            let reconciliation = settlement.as_ref().map(|s| {
+                reconcile(
+                    &station.id,
+                    month,
+                    &f,
+                    s.energy,
+                    d.energy.reconcile_threshold_pct,
+                )
+            });
+            let (energy, basis) = match &settlement {
+                Some(s) => (s.energy, EnergyBasis::Settled),
+                None => (f.energy, EnergyBasis::Metered),
+            };
+            MonthRow {
+                month,
+                specific_yield: kpi::specific_yield(energy, station.capacity_kwp),
+                full_load_hours: kpi::full_load_hours(energy, station.capacity_kwp),
+                availability: kpi::availability(f.observed_hours, f.producing_hours),
+                metered: f,
+                settlement,
+                energy,
+                basis,
+                reconciliation,
+            }
+        })
+        .collect())
+}

@@ -1,0 +1,548 @@
+//! Grid settlement import: the grid company's monthly statement (结算单) per station, read from CSV
+//! (UTF-8 with or without BOM, GBK as Excel on a Chinese Windows saves it, or UTF-16) or XLSX/XLS.
+//!
+//! The whole file is validated before anything is written, and then written in one transaction:
+//! a file with any bad line imports nothing, and every problem is reported with its line number.
+//! Columns are recognised by header (see docs/energy.md); other columns are ignored.
+
+use crate::config::Deployment;
+use crate::domain::{Fen, StationId, WattHours, YearMonth};
+use crate::store::{SettlementInsert, SettlementRow, Store};
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+use std::fmt;
+
+/// One thing wrong with a settlement file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// 1-based line (CSV) or row (spreadsheet); 0 for the file as a whole.
+    pub line: usize,
+    pub message: String,
+}
+
+/// A settlement file that was not imported, with every problem found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct Rejected {
+    /// The file name (or upload label) the problems refer to.
+    pub file: String,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for Rejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        writeln!(
+            f,
+            "{}: {n} problem{} found, nothing imported",
+            self.file,
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in &self.problems {
+            if p.line == 0 {
+                writeln!(f, "  {}: {}", self.file, p.message)?;
+            } else {
+                writeln!(f, "  {}:{}: {}", self.file, p.line, p.message)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error(transparent)]
+    Rejected(#[from] Rejected),
+    #[error(transparent)]
+    Store(#[from] crate::store::Error),
+}
+
+/// One validated line of a statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statement {
+    pub line: usize,
+    pub station: StationId,
+    pub month: YearMonth,
+    /// On-grid energy (上网电量).
+    pub energy: WattHours,
+    /// The amount settled (结算金额), when the statement gives it.
+    pub amount: Option<Fen>,
+}
+
+/// What an import stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportReport {
+    pub source: String,
+    /// How the bytes were read: `xlsx`, `utf-8`, `gbk`, ...
+    pub encoding: &'static str,
+    pub lines: Vec<Statement>,
+}
+
+impl fmt::Display for ImportReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{}: imported {} settled station-month{} ({})",
+            self.source,
+            self.lines.len(),
+            if self.lines.len() == 1 { "" } else { "s" },
+            self.encoding
+        )?;
+        for s in &self.lines {
+            let amount = s
+                .amount
+                .map_or_else(String::new, |a| format!(", {a} yuan"));
+            writeln!(
+                f,
+                "  {} {}: {:.3} kWh{amount}",
+                s.station,
+                s.month,
+                s.energy.kwh()
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Cells of one non-empty row and where it was in the file.
+#[derive(Debug, Clone, PartialEq)]
+struct Row {
+    line: usize,
+    cells: Vec<String>,
+}
+
+fn problem(line: usize, message: impl Into<String>) -> Problem {
+    Problem {
+        line,
+        message: message.into(),
+    }
+}
+
+/// Reads a file's rows: spreadsheet by signature, otherwise text with the encoding detected.
+fn read_rows(bytes: &[u8]) -> Result<(Vec<Row>, &'static str), Problem> {
+    const ZIP: &[u8] = b"PK\x03\x04";
+    const OLE: &[u8] = &[0xD0, 0xCF, 0x11, 0xE0];
+    if bytes.starts_with(ZIP) || bytes.starts_with(OLE) {
+        return read_spreadsheet(bytes);
+    }
+    let (text, encoding) = decode_text(bytes)?;
+    read_csv(&text).map(|rows| (rows, encoding))
+}
+
+/// UTF-8 (BOM optional) first, since GBK would misread it; then UTF-16 by BOM; then GBK. Bytes
+/// that fit none are refused with the first line that does not decode.
+fn decode_text(bytes: &[u8]) -> Result<(String, &'static str), Problem> {
+    let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    if let Ok(text) = std::str::from_utf8(body) {
+        return Ok((text.to_owned(), "utf-8"));
+    }
+    if bytes.starts_with(b"\xFF\xFE") || bytes.starts_with(b"\xFE\xFF") {
+        let (text, enc, bad) = encoding_rs::UTF_16LE.decode(bytes);
+        if !bad {
+            return Ok((text.into_owned(), if enc == encoding_rs::UTF_16BE { "utf-16be" } else { "utf-16le" }));
+        }
+    }
+    if let Some(text) = encoding_rs::GBK.decode_without_bom_handling_and_without_replacement(body) {
+        return Ok((text.into_owned(), "gbk"));
+    }
+    let line = body
+        .split(|b| *b == b'\n')
+        .position(|l| {
+            std::str::from_utf8(l).is_err()
+                && encoding_rs::GBK
+                    .decode_without_bom_handling_and_without_replacement(l)
+                    .is_none()
+        })
+        .map_or(0, |i| i + 1);
+    Err(problem(
+        line,
+        "the bytes are neither UTF-8 nor GBK; save the file as CSV (UTF-8) or CSV from Excel, or upload the .xlsx",
+    ))
+}
+
+fn read_csv(text: &str) -> Result<Vec<Row>, Problem> {
+    let first = text.lines().next().unwrap_or("");
+    let delimiter = if first.contains('\t') && !first.contains(',') {
+        b'\t'
+    } else if first.contains(';') && !first.contains(',') {
+        b';'
+    } else {
+        b','
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .delimiter(delimiter)
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
+    // Line numbers from byte offsets: they count every newline, whatever the line terminator.
+    let line_at = |byte: u64| -> usize {
+        let bytes = text.as_bytes();
+        let mut end = usize::try_from(byte).unwrap_or(usize::MAX).min(bytes.len());
+        // After a CR the reader may place the next record on the LF that completes the CRLF.
+        while end < bytes.len() && matches!(bytes[end], b'\r' | b'\n') {
+            end += 1;
+        }
+        bytes[..end].iter().filter(|b| **b == b'\n').count() + 1
+    };
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| {
+            let line = e.position().map_or(0, |p| line_at(p.byte()));
+            problem(line, format!("not a readable CSV line: {e}"))
+        })?;
+        let line = record.position().map_or(0, |p| line_at(p.byte()));
+        let cells: Vec<String> = record.iter().map(clean_cell).collect();
+        if cells.iter().any(|c| !c.is_empty()) {
+            rows.push(Row { line, cells });
+        }
+    }
+    Ok(rows)
+}
+
+fn clean_cell(s: &str) -> String {
+    s.trim_matches(|c: char| c.is_whitespace() || c == '\u{feff}')
+        .to_owned()
+}
+
+fn read_spreadsheet(bytes: &[u8]) -> Result<(Vec<Row>, &'static str), Problem> {
+    use calamine::Reader as _;
+    let mut book = calamine::open_workbook_auto_from_rs(std::io::Cursor::new(bytes))
+        .map_err(|e| problem(0, format!("not a readable spreadsheet: {e}")))?;
+    let range = book
+        .worksheet_range_at(0)
+        .ok_or_else(|| problem(0, "the workbook has no sheet"))?
+        .map_err(|e| problem(0, format!("cannot read the first sheet: {e}")))?;
+    let first_row = range.start().map_or(0, |(r, _)| r as usize);
+    let rows = range
+        .rows()
+        .enumerate()
+        .map(|(i, cells)| Row {
+            line: first_row + i + 1,
+            cells: cells.iter().map(cell_text).collect(),
+        })
+        .filter(|r| r.cells.iter().any(|c| !c.is_empty()))
+        .collect();
+    Ok((rows, "xlsx"))
+}
+
+fn cell_text(cell: &calamine::Data) -> String {
+    use calamine::Data;
+    match cell {
+        Data::Int(i) => i.to_string(),
+        // Shortest round-trip text: 1234.5 stays "1234.5", so the exact decimal parser sees it.
+        Data::Float(f) => f.to_string(),
+        Data::String(s) | Data::DateTimeIso(s) | Data::DurationIso(s) => clean_cell(s),
+        Data::Bool(b) => b.to_string(),
+        Data::DateTime(dt) => {
+            let (y, m, d, ..) = dt.to_ymd_hms_milli();
+            format!("{y:04}-{m:02}-{d:02}")
+        }
+        Data::Error(e) => format!("#{e:?}"),
+        Data::Empty => String::new(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Column {
+    Station,
+    Month,
+    Energy,
+    Amount,
+}
+
+impl Column {
+    fn describe(self) -> &'static str {
+        match self {
+            Column::Station => "电站编号 (station)",
+            Column::Month => "结算月份 (month)",
+            Column::Energy => "上网电量(kWh) (on_grid_kwh)",
+            Column::Amount => "结算金额(元) (amount_yuan)",
+        }
+    }
+}
+
+/// Header text folded for matching: full-width brackets to ASCII, no spaces, lowercase.
+fn fold(header: &str) -> String {
+    header
+        .chars()
+        .map(|c| match c {
+            '（' => '(',
+            '）' => ')',
+            c => c,
+        })
+        .filter(|c| !c.is_whitespace() && *c != '\u{feff}')
+        .collect::<String>()
+        .to_lowercase()
+}
+
+/// Which column a header names; an error when it names a known column in a unit we do not take.
+fn classify(header: &str) -> Result<Option<Column>, String> {
+    let h = fold(header);
+    let unit_of = |h: &str| -> Option<String> {
+        let open = h.find('(')?;
+        Some(h[open + 1..].trim_end_matches(')').to_owned())
+    };
+    let base = h.split('(').next().unwrap_or("");
+    let column = match base {
+        "电站编号" | "电站代码" | "电站id" | "电站" | "station" | "station_id" | "stationid" => {
+            Column::Station
+        }
+        "结算月份" | "月份" | "结算月" | "电费年月" | "结算年月" | "month" | "settlement_month" => {
+            Column::Month
+        }
+        "上网电量" | "结算电量" | "上网电量合计" | "on_grid_kwh" | "ongrid_kwh" | "on_grid_energy"
+        | "energy_kwh" | "kwh" => Column::Energy,
+        "结算金额" | "结算电费" | "金额" | "amount" | "amount_yuan" | "settled_amount" => {
+            Column::Amount
+        }
+        _ => return Ok(None),
+    };
+    if let Some(unit) = unit_of(&h) {
+        let ok = match column {
+            Column::Energy => matches!(unit.as_str(), "kwh" | "千瓦时" | "kw·h" | "kw.h" | "度"),
+            Column::Amount => matches!(unit.as_str(), "元" | "yuan" | "cny" | "rmb"),
+            _ => true,
+        };
+        if !ok {
+            return Err(format!(
+                "column '{header}' is in '{unit}'; give {} instead",
+                match column {
+                    Column::Energy => "energy in kWh (千瓦时)",
+                    _ => "amounts in yuan (元)",
+                }
+            ));
+        }
+    }
+    Ok(Some(column))
+}
+
+/// Parses "2026-03", "2026/3", "202603", "2026年3月" or a date such as "2026-03-01".
+fn parse_month(text: &str) -> Option<YearMonth> {
+    let groups: Vec<&str> = text
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|g| !g.is_empty())
+        .collect();
+    match groups.as_slice() {
+        [ym] if ym.len() == 6 => YearMonth::new(ym[..4].parse().ok()?, ym[4..].parse().ok()?),
+        [y, m, ..] if y.len() == 4 && m.len() <= 2 => {
+            YearMonth::new(y.parse().ok()?, m.parse().ok()?)
+        }
+        _ => None,
+    }
+}
+
+/// Parses a kWh amount exactly into Wh ("12,345.678" -> 12,345,678).
+fn parse_kwh(text: &str) -> Result<i64, String> {
+    let t: String = text.chars().filter(|c| *c != ',' && !c.is_whitespace()).collect();
+    let (neg, digits) = match t.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, t.as_str()),
+    };
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    let frac = frac.trim_end_matches('0');
+    let all_digits = |s: &str| s.chars().all(|c| c.is_ascii_digit());
+    if (int.is_empty() && frac.is_empty()) || !all_digits(int) || !all_digits(frac) {
+        return Err(format!("'{text}' is not a number of kWh"));
+    }
+    if frac.len() > 3 {
+        return Err(format!("'{text}' kWh is more precise than 1 Wh"));
+    }
+    let int_wh = if int.is_empty() {
+        0
+    } else {
+        int.parse::<i64>()
+            .ok()
+            .and_then(|v| v.checked_mul(1000))
+            .ok_or_else(|| format!("'{text}' kWh is too large"))?
+    };
+    let frac_wh = format!("{frac:0<3}").parse::<i64>().unwrap_or(0);
+    let wh = int_wh
+        .checked_add(frac_wh)
+        .ok_or_else(|| format!("'{text}' kWh is too large"))?;
+    Ok(if neg { -wh } else { wh })
+}
+
+/// Parses and validates a whole statement against the deployment (pure: no store).
+pub fn parse(bytes: &[u8], deployment: &Deployment) -> Result<(Vec<Statement>, &'static str), Vec<Problem>> {
+    let (rows, encoding) = read_rows(bytes).map_err(|p| vec![p])?;
+    let Some((header, body)) = rows.split_first() else {
+        return Err(vec![problem(0, "the file is empty")]);
+    };
+    let mut columns: HashMap<usize, Column> = HashMap::new();
+    let mut problems = Vec::new();
+    for (i, h) in header.cells.iter().enumerate() {
+        match classify(h) {
+            Ok(Some(c)) if columns.values().any(|k| *k == c) => problems.push(problem(
+                header.line,
+                format!("column '{h}' repeats {}", c.describe()),
+            )),
+            Ok(Some(c)) => {
+                columns.insert(i, c);
+            }
+            Ok(None) => {}
+            Err(message) => problems.push(problem(header.line, message)),
+        }
+    }
+    let index = |c: Column| columns.iter().find(|(_, k)| **k == c).map(|(i, _)| *i);
+    for c in [Column::Station, Column::Month, Column::Energy] {
+        if index(c).is_none() {
+            problems.push(problem(
+                header.line,
+                format!(
+                    "missing column {}; the header row has: {}",
+                    c.describe(),
+                    header.cells.join(", ")
+                ),
+            ));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let (Some(ci_station), Some(ci_month), Some(ci_energy)) =
+        (index(Column::Station), index(Column::Month), index(Column::Energy))
+    else {
+        return Err(problems);
+    };
+    let ci_amount = index(Column::Amount);
+    let mut seen: HashMap<(StationId, YearMonth), usize> = HashMap::new();
+    let mut out = Vec::new();
+    for row in body {
+        let cell = |i: usize| row.cells.get(i).map_or("", String::as_str);
+        let station_text = cell(ci_station);
+        if matches!(station_text, "合计" | "总计" | "小计" | "total" | "Total" | "TOTAL") {
+            continue;
+        }
+        let mut bad = |m: String| problems.push(problem(row.line, m));
+        let station = deployment
+            .stations
+            .iter()
+            .find(|s| s.id.as_str() == station_text || s.name == station_text)
+            .map(|s| s.id.clone());
+        if station.is_none() {
+            bad(if station_text.is_empty() {
+                "the station is empty".to_owned()
+            } else {
+                format!("unknown station '{station_text}' (not in the deployment file)")
+            });
+        }
+        let month = parse_month(cell(ci_month));
+        if month.is_none() {
+            bad(format!(
+                "'{}' is not a month (write it like 2026-03 or 2026年3月)",
+                cell(ci_month)
+            ));
+        }
+        let energy = match parse_kwh(cell(ci_energy)) {
+            Ok(wh) if wh < 0 => {
+                bad(format!("on-grid energy {} kWh is negative", cell(ci_energy)));
+                None
+            }
+            Ok(wh) => Some(WattHours(wh)),
+            Err(m) => {
+                bad(m);
+                None
+            }
+        };
+        let amount = match ci_amount.map(cell).filter(|t| !t.is_empty()) {
+            None => Some(None),
+            Some(t) => {
+                let t: String = t
+                    .chars()
+                    .filter(|c| *c != ',' && *c != '¥' && *c != '￥' && !c.is_whitespace())
+                    .collect();
+                match Fen::parse_yuan(&t) {
+                    Ok(f) if f.is_negative() => {
+                        bad(format!("settled amount {t} yuan is negative"));
+                        None
+                    }
+                    Ok(f) => Some(Some(f)),
+                    Err(e) => {
+                        bad(format!("settled amount: {e}"));
+                        None
+                    }
+                }
+            }
+        };
+        if let (Some(station), Some(month), Some(energy), Some(amount)) =
+            (station, month, energy, amount)
+        {
+            if let Some(first) = seen.insert((station.clone(), month), row.line) {
+                bad(format!(
+                    "station '{station}' month {month} appears twice (first on line {first})"
+                ));
+                continue;
+            }
+            out.push(Statement {
+                line: row.line,
+                station,
+                month,
+                energy,
+                amount,
+            });
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    if out.is_empty() {
+        return Err(vec![problem(header.line, "the file has a header but no statement lines")]);
+    }
+    Ok((out, encoding))
+}
+
+/// Validates a statement and stores all of it, or nothing.
+pub async fn import(
+    store: &Store,
+    deployment: &Deployment,
+    bytes: &[u8],
+    source: &str,
+    now: DateTime<Utc>,
+) -> Result<ImportReport, ImportError> {
+    let rejected = |problems| Rejected {
+        file: source.to_owned(),
+        problems,
+    };
+    let (lines, encoding) = parse(bytes, deployment).map_err(rejected)?;
+    let rows: Vec<SettlementRow> = lines
+        .iter()
+        .map(|s| SettlementRow {
+            station: s.station.clone(),
+            month: s.month,
+            energy: s.energy,
+            amount: s.amount,
+            source: source.to_owned(),
+            source_line: s.line as i64,
+            imported: now,
+        })
+        .collect();
+    match store.insert_settlements(&rows).await? {
+        SettlementInsert::Inserted(n) => {
+            tracing::info!(source, months = n, encoding, "settlement imported");
+            Ok(ImportReport {
+                source: source.to_owned(),
+                encoding,
+                lines,
+            })
+        }
+        SettlementInsert::AlreadyImported(taken) => Err(rejected(
+            taken
+                .iter()
+                .filter_map(|i| lines.get(*i))
+                .map(|s| {
+                    problem(
+                        s.line,
+                        format!(
+                            "station '{}' month {} is already settled; a correction needs the grid company's corrected statement for a later month",
+                            s.station, s.month
+                        ),
+                    )
+                })
+                .collect(),
+        )
+        .into()),
+    }
+}
+
+#[cfg(test)]
+mod tests;

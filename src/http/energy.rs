@@ -1,0 +1,580 @@
+//! The station page (`/stations/{id}`), the energy JSON API and settlement upload.
+//!
+//! Every energy figure travels with its completeness and notes, and every month says whether it
+//! is settled or provisional.
+
+use super::page::{esc, layout};
+use super::{ApiError, AppState};
+use crate::domain::{EnergyBasis, Station, WattHours, YearMonth};
+use crate::energy::counters::{Completeness, Note};
+use crate::energy::report::{self, DayRow, MonthRow};
+use crate::energy::settlement::{self, ImportError};
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/stations/{id}", get(station_page))
+        .route("/api/stations/{id}/energy", get(energy_json))
+        .route("/api/stations/{id}/months", get(months_json))
+        .route("/api/settlements", post(upload_settlement))
+}
+
+/// The longest range one request may ask for.
+const MAX_DAYS: i64 = 400;
+const MAX_MONTHS: i64 = 36;
+
+fn station<'a>(state: &'a AppState, id: &str) -> Result<&'a Station, ApiError> {
+    state
+        .deployment
+        .station(id)
+        .ok_or_else(|| ApiError::NotFound(format!("station '{id}'")))
+}
+
+fn today(station: &Station, now: DateTime<Utc>) -> NaiveDate {
+    now.with_timezone(&station.timezone).date_naive()
+}
+
+fn internal(e: crate::energy::Error) -> ApiError {
+    match e {
+        crate::energy::Error::UnknownStation(s) => ApiError::NotFound(format!("station '{s}'")),
+        other => ApiError::Internal(other.to_string()),
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct CompletenessJson {
+    expected_readings: i64,
+    received_readings: i64,
+    ratio: Option<f64>,
+}
+
+impl From<Completeness> for CompletenessJson {
+    fn from(c: Completeness) -> Self {
+        CompletenessJson {
+            expected_readings: c.expected,
+            received_readings: c.received,
+            ratio: c.ratio(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct DeviceDayJson {
+    device: String,
+    energy_wh: i64,
+    notes: Vec<&'static str>,
+}
+
+#[derive(Debug, Serialize)]
+struct DayJson {
+    day: NaiveDate,
+    energy_wh: i64,
+    energy_kwh: f64,
+    completeness: CompletenessJson,
+    specific_yield_kwh_per_kwp: Option<f64>,
+    full_load_hours: Option<f64>,
+    availability: Option<f64>,
+    performance_index: Option<f64>,
+    notes: Vec<&'static str>,
+    devices: Vec<DeviceDayJson>,
+}
+
+fn notes(n: &std::collections::BTreeSet<Note>) -> Vec<&'static str> {
+    n.iter().map(|n| n.as_str()).collect()
+}
+
+impl From<&DayRow> for DayJson {
+    fn from(d: &DayRow) -> Self {
+        DayJson {
+            day: d.day,
+            energy_wh: d.figures.energy.0,
+            energy_kwh: d.figures.energy.kwh(),
+            completeness: d.figures.completeness.into(),
+            specific_yield_kwh_per_kwp: d.specific_yield,
+            full_load_hours: d.full_load_hours,
+            availability: d.availability,
+            performance_index: d.performance_index,
+            notes: notes(&d.figures.notes),
+            devices: d
+                .figures
+                .devices
+                .iter()
+                .map(|x| DeviceDayJson {
+                    device: x.device.to_string(),
+                    energy_wh: x.energy.0,
+                    notes: notes(&x.notes),
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct CauseJson {
+    code: &'static str,
+    explanation: String,
+}
+
+#[derive(Debug, Serialize)]
+struct ReconciliationJson {
+    metered_wh: i64,
+    settled_wh: i64,
+    difference_pct: Option<f64>,
+    flagged: bool,
+    causes: Vec<CauseJson>,
+}
+
+#[derive(Debug, Serialize)]
+struct MonthJson {
+    month: YearMonth,
+    /// The figure income is computed on.
+    energy_wh: i64,
+    energy_kwh: f64,
+    basis: EnergyBasis,
+    provisional: bool,
+    metered_wh: i64,
+    settled_wh: Option<i64>,
+    settled_amount_yuan: Option<String>,
+    settlement_source: Option<String>,
+    completeness: CompletenessJson,
+    specific_yield_kwh_per_kwp: Option<f64>,
+    full_load_hours: Option<f64>,
+    availability: Option<f64>,
+    notes: Vec<&'static str>,
+    reconciliation: Option<ReconciliationJson>,
+}
+
+impl From<&MonthRow> for MonthJson {
+    fn from(m: &MonthRow) -> Self {
+        MonthJson {
+            month: m.month,
+            energy_wh: m.energy.0,
+            energy_kwh: m.energy.kwh(),
+            basis: m.basis,
+            provisional: m.basis.is_provisional(),
+            metered_wh: m.metered.energy.0,
+            settled_wh: m.settlement.as_ref().map(|s| s.energy.0),
+            settled_amount_yuan: m
+                .settlement
+                .as_ref()
+                .and_then(|s| s.amount)
+                .map(|a| a.to_string()),
+            settlement_source: m
+                .settlement
+                .as_ref()
+                .map(|s| format!("{}:{}", s.source, s.source_line)),
+            completeness: m.metered.completeness.into(),
+            specific_yield_kwh_per_kwp: m.specific_yield,
+            full_load_hours: m.full_load_hours,
+            availability: m.availability,
+            notes: notes(&m.metered.notes),
+            reconciliation: m.reconciliation.as_ref().map(|r| ReconciliationJson {
+                metered_wh: r.metered.0,
+                settled_wh: r.settled.0,
+                difference_pct: r.difference_pct,
+                flagged: r.flagged,
+                causes: r
+                    .causes
+                    .iter()
+                    .map(|c| CauseJson {
+                        code: c.code(),
+                        explanation: c.explain(),
+                    })
+                    .collect(),
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct DayRange {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+fn parse_day(text: &str, what: &str) -> Result<NaiveDate, ApiError> {
+    NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
+        ApiError::BadRequest(format!("{what} '{text}' is not a date (write it as YYYY-MM-DD)"))
+    })
+}
+
+async fn energy_json(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<DayRange>,
+) -> Result<Json<Vec<DayJson>>, ApiError> {
+    let s = station(&state, &id)?;
+    let now = Utc::now();
+    let to = match &q.to {
+        Some(t) => parse_day(t, "to")?,
+        None => today(s, now),
+    };
+    let from = match &q.from {
+        Some(f) => parse_day(f, "from")?,
+        None => to - Duration::days(29),
+    };
+    if from > to || (to - from).num_days() >= MAX_DAYS {
+        return Err(ApiError::BadRequest(format!(
+            "from must not be after to, and a range is at most {MAX_DAYS} days"
+        )));
+    }
+    let days = report::days(&state.store, &state.deployment, s, from, to, now)
+        .await
+        .map_err(internal)?;
+    Ok(Json(days.iter().map(DayJson::from).collect()))
+}
+
+#[derive(Debug, Deserialize)]
+struct MonthRange {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+async fn months_json(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<MonthRange>,
+) -> Result<Json<Vec<MonthJson>>, ApiError> {
+    let s = station(&state, &id)?;
+    let now = Utc::now();
+    let parse = |t: &str| -> Result<YearMonth, ApiError> {
+        t.parse().map_err(|e: crate::domain::BadMonth| ApiError::BadRequest(e.to_string()))
+    };
+    let to = match &q.to {
+        Some(t) => parse(t)?,
+        None => YearMonth::of(today(s, now)),
+    };
+    let from = match &q.from {
+        Some(f) => parse(f)?,
+        None => back(to, 11),
+    };
+    let span = i64::from(to.year() - from.year()) * 12 + i64::from(to.month())
+        - i64::from(from.month());
+    if !(0..MAX_MONTHS).contains(&span) {
+        return Err(ApiError::BadRequest(format!(
+            "from must not be after to, and a range is at most {MAX_MONTHS} months"
+        )));
+    }
+    let months = report::months(&state.store, &state.deployment, s, from, to, now)
+        .await
+        .map_err(internal)?;
+    Ok(Json(months.iter().map(MonthJson::from).collect()))
+}
+
+fn back(mut m: YearMonth, n: u32) -> YearMonth {
+    for _ in 0..n {
+        m = m.prev();
+    }
+    m
+}
+
+#[derive(Debug, Deserialize)]
+struct UploadName {
+    /// The file name, for error messages and the record of where a figure came from.
+    name: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct ImportedLineJson {
+    line: usize,
+    station: String,
+    month: YearMonth,
+    energy_wh: i64,
+    amount_yuan: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct ImportedJson {
+    source: String,
+    encoding: &'static str,
+    imported: usize,
+    lines: Vec<ImportedLineJson>,
+}
+
+#[derive(Debug, Serialize)]
+struct ProblemJson {
+    line: usize,
+    message: String,
+}
+
+#[derive(Debug, Serialize)]
+struct RejectedJson {
+    error: &'static str,
+    message: String,
+    problems: Vec<ProblemJson>,
+}
+
+/// `POST /api/settlements?name=statement.csv` with the file as the body (CSV or XLSX).
+async fn upload_settlement(
+    State(state): State<AppState>,
+    Query(q): Query<UploadName>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let name = q.name.unwrap_or_else(|| "upload".to_owned());
+    match settlement::import(&state.store, &state.deployment, &body, &name, Utc::now()).await {
+        Ok(report) => {
+            let json = ImportedJson {
+                source: report.source.clone(),
+                encoding: report.encoding,
+                imported: report.lines.len(),
+                lines: report
+                    .lines
+                    .iter()
+                    .map(|l| ImportedLineJson {
+                        line: l.line,
+                        station: l.station.to_string(),
+                        month: l.month,
+                        energy_wh: l.energy.0,
+                        amount_yuan: l.amount.map(|a| a.to_string()),
+                    })
+                    .collect(),
+            };
+            Ok((StatusCode::CREATED, Json(json)).into_response())
+        }
+        Err(ImportError::Rejected(r)) => {
+            let json = RejectedJson {
+                error: "unprocessable",
+                message: r.to_string(),
+                problems: r
+                    .problems
+                    .iter()
+                    .map(|p| ProblemJson {
+                        line: p.line,
+                        message: p.message.clone(),
+                    })
+                    .collect(),
+            };
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, Json(json)).into_response())
+        }
+        Err(ImportError::Store(e)) => Err(e.into()),
+    }
+}
+
+fn kwh(e: WattHours) -> String {
+    format!("{:.1}", e.kwh())
+}
+
+fn pct(r: Option<f64>) -> String {
+    r.map_or_else(|| "–".to_owned(), |r| format!("{:.1}%", r * 100.0))
+}
+
+fn num(v: Option<f64>, digits: usize) -> String {
+    v.map_or_else(|| "–".to_owned(), |v| format!("{v:.digits$}"))
+}
+
+/// A completeness cell, coloured when data is missing.
+fn completeness_cell(c: Completeness) -> String {
+    let css = match c.ratio() {
+        Some(r) if r < 0.8 => "status offline",
+        Some(r) if r < 0.95 => "status partial",
+        _ => "",
+    };
+    format!(
+        "<td class=\"num\"><span class=\"{css}\" title=\"{} of {} expected daylight readings\">{}</span></td>",
+        c.received,
+        c.expected,
+        pct(c.ratio())
+    )
+}
+
+fn notes_cell(n: &std::collections::BTreeSet<Note>) -> String {
+    let parts: Vec<String> = n
+        .iter()
+        .map(|n| {
+            format!(
+                "<span class=\"status partial\" title=\"{}\">{}</span>",
+                esc(n.explain()),
+                n.as_str()
+            )
+        })
+        .collect();
+    format!("<td>{}</td>", parts.join(" "))
+}
+
+async fn station_page(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Html<String>, ApiError> {
+    let s = station(&state, &id)?;
+    let now = Utc::now();
+    let last_day = today(s, now);
+    let first_day = last_day - Duration::days(29);
+    let this_month = YearMonth::of(last_day);
+    let days = report::days(&state.store, &state.deployment, s, first_day, last_day, now)
+        .await
+        .map_err(internal)?;
+    let months = report::months(
+        &state.store,
+        &state.deployment,
+        s,
+        back(this_month, 11),
+        this_month,
+        now,
+    )
+    .await
+    .map_err(internal)?;
+    let latest = state.store.latest().await?;
+
+    let mut body = format!(
+        "<h1>{name} <span class=\"muted\">{id}</span></h1>\
+         <p class=\"muted\">{kind} station · county {county} · {cap:.1} kWp · commissioned {comm} · {tz}</p>",
+        name = esc(&s.name),
+        id = esc(s.id.as_str()),
+        kind = s.kind.label(),
+        county = esc(s.county.as_str()),
+        cap = s.capacity_kwp,
+        comm = s.commissioned,
+        tz = s.timezone.name(),
+    );
+    let total_30: WattHours = days.iter().map(|d| d.figures.energy).sum();
+    let c30 = days
+        .iter()
+        .fold(Completeness::default(), |a, d| a.add(d.figures.completeness));
+    let today_row = days.last();
+    let settled = months.iter().filter(|m| m.settlement.is_some()).count();
+    let flagged = months
+        .iter()
+        .filter(|m| m.reconciliation.as_ref().is_some_and(|r| r.flagged))
+        .count();
+    body.push_str(&format!(
+        "<div class=\"cards\">\
+         <div class=\"card\"><div class=\"k\">Today (metered)</div><div class=\"v\" id=\"today\">{today} kWh</div></div>\
+         <div class=\"card\"><div class=\"k\">Last 30 days</div><div class=\"v\">{total} kWh</div></div>\
+         <div class=\"card\"><div class=\"k\">Data completeness, 30 days</div><div class=\"v\">{c}</div></div>\
+         <div class=\"card\"><div class=\"k\">Months settled (of 12)</div><div class=\"v\">{settled}</div></div>\
+         <div class=\"card\"><div class=\"k\">Reconciliation flags</div><div class=\"v\" id=\"flags\">{flagged}</div></div></div>",
+        today = today_row.map_or_else(|| "–".to_owned(), |d| kwh(d.figures.energy)),
+        total = kwh(total_30),
+        c = pct(c30.ratio()),
+    ));
+
+    // Devices now.
+    body.push_str(
+        "<h2>Devices 设备</h2><table id=\"devices\"><thead><tr><th>Device</th><th>Kind</th><th>Model</th>\
+         <th class=\"num\">Rated kW</th><th class=\"num\">Power kW</th><th class=\"num\">Lifetime kWh</th>\
+         <th>State</th><th>Last reading (UTC)</th></tr></thead><tbody>",
+    );
+    for dev in state.deployment.devices.iter().filter(|d| d.station == s.id) {
+        let l = latest.iter().find(|l| l.device == dev.id);
+        body.push_str(&format!(
+            "<tr><td>{id}</td><td>{kind}</td><td>{model}</td><td class=\"num\">{rated:.1}</td>\
+             <td class=\"num\">{p}</td><td class=\"num\">{e}</td><td>{st}</td><td>{at}</td></tr>",
+            id = esc(dev.id.as_str()),
+            kind = format!("{:?}", dev.kind).to_lowercase(),
+            model = esc(&dev.model),
+            rated = dev.rated_power_w / 1000.0,
+            p = num(l.and_then(|l| l.ac_power_w).map(|w| w / 1000.0), 2),
+            e = num(l.and_then(|l| l.energy_lifetime_wh).map(|w| w / 1000.0), 1),
+            st = esc(l.and_then(|l| l.state.as_deref()).unwrap_or("–")),
+            at = l.map_or_else(|| "never".to_owned(), |l| l.at.format("%Y-%m-%d %H:%M:%S").to_string()),
+        ));
+    }
+    body.push_str("</tbody></table>");
+
+    // Months.
+    body.push_str(
+        "<h2>Monthly energy 月度上网电量</h2>\
+         <p class=\"muted\">A month is <b>provisional</b> (metered by Sunshare) until the grid company's settlement \
+         is imported; after that the <b>settled</b> figure is the one income is computed on.</p>\
+         <table id=\"months\"><thead><tr><th>Month</th><th class=\"num\">Energy kWh</th><th>Basis</th>\
+         <th class=\"num\">Metered kWh</th><th class=\"num\">Settled kWh</th><th class=\"num\">Difference</th>\
+         <th class=\"num\">Completeness</th><th class=\"num\">kWh/kWp</th><th class=\"num\">Full-load h</th>\
+         <th class=\"num\">Availability</th><th>Reconciliation</th></tr></thead><tbody>",
+    );
+    for m in months.iter().rev() {
+        let basis = match m.basis {
+            EnergyBasis::Settled => "<span class=\"status producing\">settled 已结算</span>",
+            EnergyBasis::Metered => "<span class=\"status partial\">provisional 暂估</span>",
+        };
+        let (diff, flag) = match &m.reconciliation {
+            Some(r) => (
+                r.difference_pct.map_or_else(|| "–".to_owned(), |p| format!("{p:+.1}%")),
+                if r.flagged {
+                    "<span class=\"status offline\">flagged</span>".to_owned()
+                } else {
+                    "<span class=\"status producing\">ok</span>".to_owned()
+                },
+            ),
+            None => ("–".to_owned(), String::new()),
+        };
+        body.push_str(&format!(
+            "<tr data-month=\"{month}\"><td>{month}</td><td class=\"num\">{e}</td><td>{basis}</td>\
+             <td class=\"num\">{metered}</td><td class=\"num\">{settled}</td><td class=\"num\">{diff}</td>{c}\
+             <td class=\"num\">{y}</td><td class=\"num\">{h}</td><td class=\"num\">{a}</td><td>{flag}</td></tr>",
+            month = m.month,
+            e = kwh(m.energy),
+            metered = kwh(m.metered.energy),
+            settled = m.settlement.as_ref().map_or_else(|| "–".to_owned(), |s| kwh(s.energy)),
+            c = completeness_cell(m.metered.completeness),
+            y = num(m.specific_yield, 1),
+            h = num(m.full_load_hours, 1),
+            a = pct(m.availability),
+        ));
+    }
+    body.push_str("</tbody></table>");
+    let flagged_rows: Vec<&MonthRow> = months
+        .iter()
+        .filter(|m| m.reconciliation.as_ref().is_some_and(|r| r.flagged))
+        .collect();
+    if !flagged_rows.is_empty() {
+        body.push_str(&format!(
+            "<h2>Reconciliation flags 对账差异</h2><p class=\"muted\">Metered and settled energy differ by more than {:.1}%.</p>",
+            state.deployment.energy.reconcile_threshold_pct
+        ));
+        for m in flagged_rows {
+            if let Some(r) = &m.reconciliation {
+                body.push_str(&format!(
+                    "<div class=\"note reconciliation\" data-month=\"{}\"><b>{}</b>: metered {} kWh, settled {} kWh ({}).<ul>",
+                    m.month,
+                    m.month,
+                    kwh(r.metered),
+                    kwh(r.settled),
+                    r.difference_pct.map_or_else(|| "–".to_owned(), |p| format!("{p:+.1}%")),
+                ));
+                for c in &r.causes {
+                    body.push_str(&format!("<li>{}</li>", esc(&c.explain())));
+                }
+                body.push_str("</ul></div>");
+            }
+        }
+    }
+
+    // Days.
+    body.push_str(
+        "<h2>Daily energy 日发电量 (last 30 days)</h2>\
+         <table id=\"days\"><thead><tr><th>Day</th><th class=\"num\">kWh</th><th class=\"num\">kWh/kWp</th>\
+         <th class=\"num\">Full-load h</th><th class=\"num\">Completeness</th><th class=\"num\">Availability</th>\
+         <th class=\"num\">Performance index</th><th>Notes</th></tr></thead><tbody>",
+    );
+    for d in days.iter().rev() {
+        body.push_str(&format!(
+            "<tr data-day=\"{day}\"><td>{day}</td><td class=\"num\">{e}</td><td class=\"num\">{y}</td>\
+             <td class=\"num\">{h}</td>{c}<td class=\"num\">{a}</td><td class=\"num\">{pi}</td>{n}</tr>",
+            day = d.day,
+            e = kwh(d.figures.energy),
+            y = num(d.specific_yield, 2),
+            h = num(d.full_load_hours, 2),
+            c = completeness_cell(d.figures.completeness),
+            a = pct(d.availability),
+            pi = num(d.performance_index, 2),
+            n = notes_cell(&d.figures.notes),
+        ));
+    }
+    body.push_str(
+        "</tbody></table><p class=\"muted\">Energy comes from the inverters' lifetime counters, interpolated at local \
+         midnight. Completeness is daylight readings received against those expected from sunrise, sunset and the \
+         poll interval. The performance index compares the station's specific yield with the median of its \
+         county's stations that day (1.00 = as good as its neighbours). Hover a note for its meaning.</p>",
+    );
+    Ok(Html(layout(&format!("{} energy", s.name), &body)))
+}
+
+#[cfg(test)]
+mod tests;
