@@ -27,6 +27,18 @@ pub struct AppState {
     pub backfill: Option<Arc<crate::sim::history::Progress>>,
 }
 
+impl AppState {
+    /// The state with no optional extras.
+    pub fn new(deployment: Arc<Deployment>, store: Store, metrics: Arc<Metrics>) -> AppState {
+        AppState {
+            deployment,
+            store,
+            metrics,
+            backfill: None,
+        }
+    }
+}
+
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))

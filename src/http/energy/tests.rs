@@ -17,11 +17,7 @@ async fn station_page_api_and_upload() -> anyhow::Result<()> {
     let d = deployment();
     let tz = |_: &crate::domain::DeviceId| chrono_tz::Asia::Shanghai;
     t.store.write_samples(&history("S1-INV1", |_| false), &tz).await?;
-    let state = AppState {
-        deployment: Arc::new(d),
-        store: t.store.clone(),
-        metrics: Arc::new(Metrics::new()),
-    };
+    let state = AppState::new(Arc::new(d), t.store.clone(), Arc::new(Metrics::new()));
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let cancel = CancellationToken::new();
