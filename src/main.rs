@@ -40,6 +40,12 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Allocate a month's station income to villages and households, and record it in the ledger.
+    Allocate(sunshare::ledger::cli::AllocateArgs),
+    /// Move village annual plans through their workflow.
+    Plan(sunshare::ledger::cli::PlanArgs),
+    /// Lock paid months, export statements and rosters, read the audit trail.
+    Ledger(sunshare::ledger::cli::LedgerArgs),
 }
 
 fn main() -> ExitCode {
@@ -105,5 +111,17 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::from(2))
             }
         },
+        Command::Allocate(args) => {
+            print!("{}", sunshare::ledger::cli::allocate(args).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plan(args) => {
+            print!("{}", sunshare::ledger::cli::plan(args).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ledger(args) => {
+            print!("{}", sunshare::ledger::cli::ledger(args).await?);
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
