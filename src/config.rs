@@ -51,6 +51,28 @@ pub struct Deployment {
     pub households: Vec<Household>,
     #[serde(default)]
     pub jobs: Vec<JobPost>,
+    /// Allocation rules of POLICY.md section 5 (defaults: the national rules).
+    #[serde(default)]
+    pub policy: crate::allocate::PolicyConfig,
+    #[serde(default)]
+    pub adders: Vec<crate::allocate::Adder>,
+    #[serde(default)]
+    pub costs: Vec<crate::allocate::CostItem>,
+    #[serde(default)]
+    pub plans: Vec<crate::allocate::VillagePlan>,
+    #[serde(default)]
+    pub attendance: Vec<crate::allocate::Attendance>,
+    #[serde(default)]
+    pub subsidy_receipts: Vec<crate::allocate::SubsidyReceipt>,
+    #[serde(default)]
+    pub advances: Vec<crate::allocate::Advance>,
+    #[serde(default)]
+    pub adjustments: Vec<crate::allocate::Adjustment>,
+    #[serde(default)]
+    pub pool_membership: Vec<crate::allocate::PoolMembership>,
+    /// Who may see full (unmasked) village statements and move plans through the workflow.
+    #[serde(default)]
+    pub ledger: crate::ledger::LedgerConfig,
     #[serde(default)]
     pub energy: EnergyConfig,
 }

@@ -23,12 +23,14 @@
 )]
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 
+pub mod allocate;
 pub mod app;
 pub mod config;
 pub mod domain;
 pub mod energy;
 pub mod http;
 pub mod ingest;
+pub mod ledger;
 pub mod metrics;
 pub mod registers;
 pub mod sim;

@@ -40,6 +40,12 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Allocate a month's station income to villages and households, and record it in the ledger.
+    Allocate(sunshare::ledger::cli::AllocateArgs),
+    /// Move village annual plans through their workflow.
+    Plan(sunshare::ledger::cli::PlanArgs),
+    /// Lock paid months, export statements and rosters, read the audit trail.
+    Ledger(sunshare::ledger::cli::LedgerArgs),
     /// Grid settlements (结算单): import the grid company's monthly statements.
     #[command(subcommand)]
     Settlement(SettlementCommand),
@@ -147,6 +153,18 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::from(2))
             }
         },
+        Command::Allocate(args) => {
+            print!("{}", sunshare::ledger::cli::allocate(args).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plan(args) => {
+            print!("{}", sunshare::ledger::cli::plan(args).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ledger(args) => {
+            print!("{}", sunshare::ledger::cli::ledger(args).await?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Settlement(SettlementCommand::Import { file, config }) => {
             let Ok(d) = app::load_config(&config).map_err(|e| eprint!("{e}")) else {
                 return Ok(ExitCode::from(2));

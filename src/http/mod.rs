@@ -4,6 +4,7 @@
 mod energy;
 mod error;
 mod fleet;
+mod ledger;
 mod page;
 
 pub use error::ApiError;
@@ -45,6 +46,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .merge(fleet::routes())
         .merge(energy::routes())
+        .merge(ledger::routes())
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }

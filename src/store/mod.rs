@@ -6,10 +6,12 @@
 //! business rules: callers hand it validated data.
 
 mod energy;
+mod ledger;
 mod registry;
 mod samples;
 
 pub use energy::{EnergyReading, SettlementInsert, SettlementRow};
+pub use ledger::{AuditRow, EntryRow, MonthRow, TransitionRow, VillageMonthRow, MONTH_COMPUTED, MONTH_PAID};
 pub use samples::{bucket_start, LatestRow, RollupRow, StationNow, WriteOutcome, PERIODS};
 
 use crate::config::{Backend, StorageConfig};

@@ -1,0 +1,1123 @@
+//! One month of money: station revenue, costs and deficits, splits to villages, centralized pools,
+//! and each village's payouts under its annual plan.
+
+use super::model::{
+    Adjustment, Advance, Attendance, CostItem, PlanLine, PlanState, PoolMembership, ShareBase,
+    StatusChange, SubsidyReceipt, VillagePlan,
+};
+use super::money::{add, instalment, prorate, revenue_line, split_largest_remainder, sub, sum};
+use super::{Error, Rule};
+use crate::config::{Deployment, Tariff};
+use crate::domain::{
+    EnergyBasis, Fen, Household, HouseholdId, JobPost, LabourCapacity, MonthEnergy, Price,
+    StationId, StationKind, VillageId, WattHours, YearMonth,
+};
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// What one month leaves to the next: station deficits and village balances.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Carry {
+    /// Negative net carried by a station (never allocated; offset against later income).
+    pub station_deficit: BTreeMap<StationId, Fen>,
+    pub villages: BTreeMap<VillageId, VillageCarry>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VillageCarry {
+    /// Money in the village PV account.
+    pub balance: Fen,
+    /// County advances not yet settled from subsidy receipts.
+    pub advance_outstanding: Fen,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CostLine {
+    pub label: &'static str,
+    pub amount: Fen,
+    pub how: String,
+}
+
+/// A station's month: energy, prices, accrued and received revenue, costs, and the village shares.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StationRevenue {
+    pub station: StationId,
+    pub kind: StationKind,
+    pub energy: WattHours,
+    pub basis: EnergyBasis,
+    pub tariff: Price,
+    pub coal_price: Price,
+    pub adder_price: Price,
+    pub in_subsidy_catalogue: bool,
+    pub base: Fen,
+    pub subsidy_accrued: Fen,
+    pub adder: Fen,
+    pub gross_accrued: Fen,
+    pub subsidy_received: Fen,
+    /// base + adder + subsidy received: the cash that reached the county this month.
+    pub received: Fen,
+    pub costs: Vec<CostLine>,
+    pub costs_total: Fen,
+    /// received − costs (may be negative).
+    pub net: Fen,
+    pub deficit_in: Fen,
+    /// What is split to villages (never negative).
+    pub distributable: Fen,
+    pub deficit_out: Fen,
+    /// (village, weight, amount)
+    pub shares: Vec<(VillageId, u64, Fen)>,
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IncomeLine {
+    pub station: StationId,
+    pub basis: EnergyBasis,
+    pub weight: u64,
+    pub total_weight: u64,
+    pub amount: Fen,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Payee {
+    Household(HouseholdId),
+    /// A contractor or the village committee (small projects).
+    Other(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Payout {
+    pub line: PlanLine,
+    pub payee: Payee,
+    /// Job id and title, work done, project, approval reference or corrected month.
+    pub reference: String,
+    pub amount: Fen,
+    /// Why this amount: the rule or plan entry that decided it.
+    pub basis: Cow<'static, str>,
+}
+
+/// A village's month, as the statement and the public notice show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VillageStatement {
+    pub village: VillageId,
+    pub month: YearMonth,
+    /// Some income rests on metered (not settled) energy.
+    pub provisional: bool,
+    pub plan_state: Option<PlanState>,
+    pub opening_balance: Fen,
+    pub income: Vec<IncomeLine>,
+    pub income_total: Fen,
+    pub advance: Fen,
+    pub advance_repaid: Fen,
+    pub advance_outstanding: Fen,
+    /// opening + income + advance − repayment: what may be paid out.
+    pub cash: Fen,
+    pub payouts: Vec<Payout>,
+    pub payouts_total: Fen,
+    /// This month's RESERVE instalment set aside.
+    pub reserve: Fen,
+    /// Unplanned money left in the account.
+    pub carry_over: Fen,
+    /// reserve + carry-over.
+    pub closing_balance: Fen,
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PoolLine {
+    pub household: HouseholdId,
+    pub village: Option<VillageId>,
+    pub amount: Fen,
+}
+
+/// A centralized station's fixed payments into the county pool for a month.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PoolStatement {
+    pub station: StationId,
+    pub county: String,
+    pub per_beneficiary_annual: Fen,
+    pub lines: Vec<PoolLine>,
+    pub total: Fen,
+    pub notes: Vec<String>,
+}
+
+/// Everything one month produces.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MonthRun {
+    pub month: YearMonth,
+    pub stations: Vec<StationRevenue>,
+    pub villages: Vec<VillageStatement>,
+    pub pools: Vec<PoolStatement>,
+    pub carry: Carry,
+}
+
+impl MonthRun {
+    pub fn village(&self, code: &str) -> Option<&VillageStatement> {
+        self.villages.iter().find(|v| v.village.as_str() == code)
+    }
+}
+
+/// The deployment indexed for allocation and checked once: households, shares, plans.
+#[derive(Debug)]
+pub struct Book<'a> {
+    d: &'a Deployment,
+    households: HashMap<&'a str, &'a Household>,
+    village_households: HashMap<&'a str, usize>,
+    tariffs: HashMap<&'a str, &'a Tariff>,
+    costs: HashMap<(&'a str, i32), Vec<&'a CostItem>>,
+    plans: HashMap<(&'a str, i32), &'a VillagePlan>,
+    jobs: HashMap<&'a str, Vec<&'a JobPost>>,
+    attendance: HashMap<(&'a str, YearMonth), &'a Attendance>,
+    receipts: HashMap<(&'a str, YearMonth), Vec<&'a SubsidyReceipt>>,
+    advances: HashMap<(&'a str, YearMonth), Vec<&'a Advance>>,
+    adjustments: HashMap<(&'a str, YearMonth), Vec<&'a Adjustment>>,
+    membership: HashMap<(&'a str, &'a str), &'a PoolMembership>,
+    provinces: HashMap<&'a str, &'a str>,
+}
+
+fn job_active(job: &JobPost, month: YearMonth) -> bool {
+    let first = month.first_day();
+    let last = month.next().first_day() - chrono::Duration::days(1);
+    job.from <= last && job.until.is_none_or(|u| u >= first)
+}
+
+fn in_window(month: YearMonth, from: Option<YearMonth>, until: Option<YearMonth>) -> bool {
+    from.is_none_or(|f| f <= month) && until.is_none_or(|u| month <= u)
+}
+
+fn year_month(year: i32, month: u32) -> Result<YearMonth, Error> {
+    YearMonth::new(year, month).ok_or_else(|| Error::Input(format!("year {year} is out of range")))
+}
+
+impl<'a> Book<'a> {
+    /// Indexes the deployment and checks what does not depend on the month: one household one village,
+    /// ownership shares, attendance records and every annual plan.
+    pub fn new(d: &'a Deployment) -> Result<Book<'a>, Error> {
+        let mut households: HashMap<&str, &Household> = HashMap::with_capacity(d.households.len());
+        let mut village_households: HashMap<&str, usize> = HashMap::new();
+        for h in &d.households {
+            if let Some(first) = households.insert(h.id.as_str(), h) {
+                if first.village != h.village {
+                    return Err(Error::rule(
+                        Rule::OneHouseholdOneVillage,
+                        format!("household {}", h.id),
+                        format!(
+                            "registered in village {} and again in village {}",
+                            first.village, h.village
+                        ),
+                    ));
+                }
+                return Err(Error::Input(format!("household {} is declared twice", h.id)));
+            }
+            *village_households.entry(h.village.as_str()).or_default() += 1;
+        }
+        let tariffs = d.tariffs.iter().map(|t| (t.id.as_str(), t)).collect();
+        for s in &d.stations {
+            if s.kind == StationKind::JointVillage {
+                let total: u64 = s.owners.iter().map(|o| o.weight).sum();
+                let declared = s.total_weight.unwrap_or(total);
+                if s.owners.is_empty() || total == 0 || total != declared {
+                    return Err(Error::rule(
+                        Rule::SharesSum,
+                        format!("station {}", s.id),
+                        format!(
+                            "{} owner weights sum to {total}, but the station total is {declared}",
+                            s.owners.len()
+                        ),
+                    ));
+                }
+            }
+        }
+        let mut costs: HashMap<(&str, i32), Vec<&CostItem>> = HashMap::new();
+        for c in &d.costs {
+            if c.amount.is_negative() {
+                return Err(Error::Input(format!(
+                    "cost {:?} of station {} for {} is negative ({})",
+                    c.kind, c.station, c.year, c.amount
+                )));
+            }
+            if c.billed_in.is_some_and(|m| !(1..=12).contains(&m)) {
+                return Err(Error::Input(format!(
+                    "cost of station {} billed in month {:?}, not 1..=12",
+                    c.station, c.billed_in
+                )));
+            }
+            costs.entry((c.station.as_str(), c.year)).or_default().push(c);
+        }
+        let mut jobs: HashMap<&str, Vec<&JobPost>> = HashMap::new();
+        for j in &d.jobs {
+            jobs.entry(j.village.as_str()).or_default().push(j);
+        }
+        let mut attendance = HashMap::new();
+        for a in &d.attendance {
+            if a.required == 0 || a.worked > a.required {
+                return Err(Error::Input(format!(
+                    "attendance of job {} in {}: {} of {} is not a valid record",
+                    a.job, a.month, a.worked, a.required
+                )));
+            }
+            if attendance.insert((a.job.as_str(), a.month), a).is_some() {
+                return Err(Error::Input(format!(
+                    "attendance of job {} in {} is recorded twice",
+                    a.job, a.month
+                )));
+            }
+        }
+        let mut receipts: HashMap<(&str, YearMonth), Vec<&SubsidyReceipt>> = HashMap::new();
+        for r in &d.subsidy_receipts {
+            if r.amount.is_negative() {
+                return Err(Error::Input(format!(
+                    "subsidy receipt of station {} in {} is negative",
+                    r.station, r.month
+                )));
+            }
+            receipts.entry((r.station.as_str(), r.month)).or_default().push(r);
+        }
+        let mut advances: HashMap<(&str, YearMonth), Vec<&Advance>> = HashMap::new();
+        for a in &d.advances {
+            if a.amount.is_negative() {
+                return Err(Error::Input(format!(
+                    "county advance {} to village {} is negative",
+                    a.reference, a.village
+                )));
+            }
+            advances.entry((a.village.as_str(), a.month)).or_default().push(a);
+        }
+        let mut adjustments: HashMap<(&str, YearMonth), Vec<&Adjustment>> = HashMap::new();
+        for a in &d.adjustments {
+            adjustments.entry((a.village.as_str(), a.month)).or_default().push(a);
+        }
+        let mut membership = HashMap::new();
+        for m in &d.pool_membership {
+            membership.insert((m.station.as_str(), m.household.as_str()), m);
+        }
+        let county_province: HashMap<&str, &str> = d
+            .counties
+            .iter()
+            .map(|c| (c.id.as_str(), c.province.as_str()))
+            .collect();
+        let township_county: HashMap<&str, &str> = d
+            .townships
+            .iter()
+            .map(|t| (t.id.as_str(), t.county.as_str()))
+            .collect();
+        let provinces = d
+            .villages
+            .iter()
+            .filter_map(|v| {
+                let county = township_county.get(v.township.as_str())?;
+                Some((v.code.as_str(), *county_province.get(county)?))
+            })
+            .collect();
+        let mut book = Book {
+            d,
+            households,
+            village_households,
+            tariffs,
+            costs,
+            plans: HashMap::new(),
+            jobs,
+            attendance,
+            receipts,
+            advances,
+            adjustments,
+            membership,
+            provinces,
+        };
+        for p in &d.plans {
+            book.check_plan(p)?;
+            if book.plans.insert((p.village.as_str(), p.year), p).is_some() {
+                return Err(Error::Input(format!(
+                    "village {} has two plans for {}",
+                    p.village, p.year
+                )));
+            }
+        }
+        Ok(book)
+    }
+
+    pub fn plan(&self, village: &str, year: i32) -> Option<&'a VillagePlan> {
+        self.plans.get(&(village, year)).copied()
+    }
+
+    /// The plan rules that do not depend on a month (61号, 3号).
+    fn check_plan(&self, p: &VillagePlan) -> Result<(), Error> {
+        let scope = format!("plan {} of village {}", p.year, p.village);
+        let l = &p.lines;
+        let lines = sum([
+            l.job_wages,
+            l.temp_labour,
+            l.small_project,
+            l.reward_subsidy,
+            l.reserve,
+        ])?;
+        if [l.job_wages, l.temp_labour, l.small_project, l.reward_subsidy, l.reserve]
+            .iter()
+            .any(|f| f.is_negative())
+        {
+            return Err(Error::Input(format!("{scope}: a plan line is negative")));
+        }
+        if lines > p.expected_net {
+            return Err(Error::rule(
+                Rule::PlanWithinIncome,
+                scope,
+                format!(
+                    "plan lines sum to {lines}, more than the expected net income {} (over by {})",
+                    p.expected_net,
+                    sub(lines, p.expected_net)?
+                ),
+            ));
+        }
+        let province = self.provinces.get(p.village.as_str()).copied();
+        let labour = add(l.job_wages, l.temp_labour)?;
+        for r in &self.d.policy.labour_share {
+            if r.year != p.year || r.province.as_deref().is_some_and(|pr| Some(pr) != province) {
+                continue;
+            }
+            let base = match r.base {
+                ShareBase::Net => p.expected_net,
+                ShareBase::Gross => p.expected_gross.ok_or_else(|| {
+                    Error::Input(format!(
+                        "{scope}: the LABOUR_SHARE rule for {} uses the gross base; set expected_gross",
+                        r.year
+                    ))
+                })?,
+            };
+            let need = i128::from(base.0) * i128::from(r.min_percent);
+            if i128::from(labour.0) * 100 < need {
+                let required = super::money::div_half_up(need, 100);
+                return Err(Error::rule(
+                    Rule::LabourShare,
+                    scope,
+                    format!(
+                        "JOB_WAGES {} + TEMP_LABOUR {} = {labour} is less than {}% of the {} income {base} ({} required)",
+                        l.job_wages,
+                        l.temp_labour,
+                        r.min_percent,
+                        if r.base == ShareBase::Net { "net" } else { "gross" },
+                        Fen(i64::try_from(required).unwrap_or(i64::MAX))
+                    ),
+                ));
+            }
+        }
+        let mut wages = Fen::ZERO;
+        for j in self.jobs.get(p.village.as_str()).into_iter().flatten() {
+            for m in 1..=12 {
+                if job_active(j, year_month(p.year, m)?) {
+                    wages = add(wages, j.monthly_wage)?;
+                }
+            }
+        }
+        let budget = |line: PlanLine, planned: Fen, budget: Fen| -> Result<(), Error> {
+            if planned > budget {
+                return Err(Error::rule(
+                    Rule::PlanLineBudget,
+                    format!("plan {} of village {}", p.year, p.village),
+                    format!("{line} entries total {planned}, more than the line's budget {budget}"),
+                ));
+            }
+            Ok(())
+        };
+        budget(PlanLine::JobWages, wages, l.job_wages)?;
+        let in_year = |m: YearMonth, what: &str| -> Result<(), Error> {
+            if m.year() != p.year {
+                return Err(Error::Input(format!(
+                    "{scope}: {what} in {m} is outside the plan year"
+                )));
+            }
+            Ok(())
+        };
+        let mut temp = Fen::ZERO;
+        for t in &p.temp_labour {
+            in_year(t.month, "temporary labour")?;
+            if t.work.trim().is_empty() || t.amount <= Fen::ZERO {
+                return Err(Error::rule(
+                    Rule::NoCashHandouts,
+                    scope,
+                    format!(
+                        "TEMP_LABOUR of {} for household {} in {} names no work done (no 先发钱后劳动)",
+                        t.amount, t.household, t.month
+                    ),
+                ));
+            }
+            self.member_of(&t.household, &p.village, &scope)?;
+            temp = add(temp, t.amount)?;
+        }
+        budget(PlanLine::TempLabour, temp, l.temp_labour)?;
+        let mut projects = Fen::ZERO;
+        for s in &p.projects {
+            in_year(s.month, "a small project")?;
+            if s.amount <= Fen::ZERO {
+                return Err(Error::Input(format!(
+                    "{scope}: project '{}' has no positive amount",
+                    s.project
+                )));
+            }
+            projects = add(projects, s.amount)?;
+        }
+        budget(PlanLine::SmallProject, projects, l.small_project)?;
+        let mut rewards = Fen::ZERO;
+        for r in &p.rewards {
+            in_year(r.month, "a reward payment")?;
+            if r.approval.trim().is_empty() || r.amount <= Fen::ZERO {
+                return Err(Error::rule(
+                    Rule::RewardApproval,
+                    scope,
+                    format!(
+                        "REWARD_SUBSIDY of {} for household {} in {} has no individual approval reference",
+                        r.amount, r.household, r.month
+                    ),
+                ));
+            }
+            self.member_of(&r.household, &p.village, &scope)?;
+            rewards = add(rewards, r.amount)?;
+        }
+        budget(PlanLine::RewardSubsidy, rewards, l.reward_subsidy)?;
+        Ok(())
+    }
+
+    fn member_of(
+        &self,
+        h: &HouseholdId,
+        village: &VillageId,
+        scope: &str,
+    ) -> Result<&'a Household, Error> {
+        let Some(hh) = self.households.get(h.as_str()).copied() else {
+            return Err(Error::rule(
+                Rule::BeneficiaryEligible,
+                scope,
+                format!("household {h} is not a registered poor household"),
+            ));
+        };
+        if &hh.village != village {
+            return Err(Error::rule(
+                Rule::OneHouseholdOneVillage,
+                scope,
+                format!(
+                    "household {h} belongs to village {}, not to village {village}",
+                    hh.village
+                ),
+            ));
+        }
+        Ok(hh)
+    }
+
+    /// BENEFICIARY_ELIGIBLE (61号): registered in the village with an eligible status on the day the
+    /// plan (or the policy) says status is read.
+    fn eligible(
+        &self,
+        h: &HouseholdId,
+        plan: &VillagePlan,
+        month: YearMonth,
+        scope: &str,
+    ) -> Result<&'a Household, Error> {
+        let hh = self.member_of(h, &plan.village, scope)?;
+        let policy = &self.d.policy;
+        let day = if plan.status_change_immediate || policy.status_change == StatusChange::Immediate
+        {
+            month.first_day()
+        } else {
+            NaiveDate::from_ymd_opt(plan.year, 1, 1).unwrap_or(month.first_day())
+        };
+        match hh.status_on(day) {
+            Some(s) if policy.eligible_statuses.contains(&s) => Ok(hh),
+            status => Err(Error::rule(
+                Rule::BeneficiaryEligible,
+                scope,
+                format!(
+                    "household {h} has status {} on {day}; eligible statuses are {:?}",
+                    status.map_or("none (not registered yet)".to_owned(), |s| format!("{s:?}")),
+                    policy.eligible_statuses
+                ),
+            )),
+        }
+    }
+
+    /// Computes one month. `carry` is what the previous month left; `plan_states` the workflow state
+    /// of each (village, year) plan. Deterministic: the same inputs give the same run, field by field.
+    pub fn month(
+        &self,
+        month: YearMonth,
+        energy: &HashMap<StationId, MonthEnergy>,
+        carry: &Carry,
+        plan_states: &HashMap<(VillageId, i32), PlanState>,
+    ) -> Result<MonthRun, Error> {
+        let mut stations: Vec<&crate::domain::Station> = self.d.stations.iter().collect();
+        stations.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut out_stations = Vec::new();
+        let mut pools = Vec::new();
+        let mut next = Carry::default();
+        // village -> (income lines, subsidy receipts share)
+        let mut income: HashMap<VillageId, (Vec<IncomeLine>, Fen)> = HashMap::new();
+        let mut pool_members: HashSet<&str> = HashSet::new();
+        for s in stations {
+            if s.kind == StationKind::Centralized {
+                let pool = self.pool(s, month)?;
+                for l in &pool.lines {
+                    if let Some(h) = self.households.get(l.household.as_str()) {
+                        pool_members.insert(h.id.as_str());
+                    }
+                }
+                pools.push(pool);
+                continue;
+            }
+            let e = energy.get(&s.id).ok_or_else(|| {
+                Error::Input(format!("no energy figure for station {} in {month}", s.id))
+            })?;
+            let rev = self.station(s, e, month, carry)?;
+            if rev.deficit_out.is_negative() {
+                next.station_deficit.insert(s.id.clone(), rev.deficit_out);
+            }
+            let weights: Vec<(VillageId, u64)> = rev
+                .shares
+                .iter()
+                .map(|(v, w, _)| (v.clone(), *w))
+                .collect();
+            let total_weight: u64 = weights.iter().map(|(_, w)| *w).sum();
+            let receipt_split = if rev.subsidy_received > Fen::ZERO {
+                split_largest_remainder(rev.subsidy_received, &weights)?
+            } else {
+                Vec::new()
+            };
+            for (i, (v, w, amount)) in rev.shares.iter().enumerate() {
+                let entry = income.entry(v.clone()).or_default();
+                entry.0.push(IncomeLine {
+                    station: s.id.clone(),
+                    basis: rev.basis,
+                    weight: *w,
+                    total_weight,
+                    amount: *amount,
+                });
+                if let Some((_, r)) = receipt_split.get(i) {
+                    entry.1 = add(entry.1, *r)?;
+                }
+            }
+            out_stations.push(rev);
+        }
+
+        let mut villages: Vec<&crate::config::Village> = self.d.villages.iter().collect();
+        villages.sort_by(|a, b| a.code.cmp(&b.code));
+        let mut statements = Vec::with_capacity(villages.len());
+        for v in villages {
+            let (lines, receipt_share) = income.remove(&v.code).unwrap_or_default();
+            let st = self.village(
+                &v.code,
+                month,
+                lines,
+                receipt_share,
+                carry.villages.get(&v.code).copied().unwrap_or_default(),
+                plan_states,
+                &pool_members,
+            )?;
+            next.villages.insert(
+                v.code.clone(),
+                VillageCarry {
+                    balance: st.closing_balance,
+                    advance_outstanding: st.advance_outstanding,
+                },
+            );
+            statements.push(st);
+        }
+        Ok(MonthRun {
+            month,
+            stations: out_stations,
+            villages: statements,
+            pools,
+            carry: next,
+        })
+    }
+
+    fn station(
+        &self,
+        s: &crate::domain::Station,
+        e: &MonthEnergy,
+        month: YearMonth,
+        carry: &Carry,
+    ) -> Result<StationRevenue, Error> {
+        let d = self.d;
+        let tariff = self.tariffs.get(s.tariff.as_str()).ok_or_else(|| {
+            Error::Input(format!("station {} names unknown tariff {}", s.id, s.tariff))
+        })?;
+        let day = month.first_day();
+        let coal = d.coal_price(&tariff.province, day).ok_or_else(|| {
+            Error::Input(format!(
+                "no coal benchmark price for province {} in force on {day} (station {})",
+                tariff.province, s.id
+            ))
+        })?;
+        let mut notes = Vec::new();
+        notes.push(match e.basis {
+            EnergyBasis::Settled => format!("energy {} Wh from the grid settlement (结算单)", e.energy.0),
+            EnergyBasis::Metered => format!(
+                "energy {} Wh metered by Sunshare: PROVISIONAL until the settlement is imported",
+                e.energy.0
+            ),
+        });
+        let subsidy_price = if tariff.in_subsidy_catalogue {
+            if tariff.price < coal {
+                notes.push(format!(
+                    "coal price {coal} exceeds tariff {}: no subsidy",
+                    tariff.price
+                ));
+                Price(0)
+            } else {
+                Price(tariff.price.0 - coal.0)
+            }
+        } else {
+            notes.push("not in the subsidy catalogue: no subsidy accrues".into());
+            Price(0)
+        };
+        let mut adder_price = Price(0);
+        for a in &d.adders {
+            if a.province == tariff.province
+                && a.from <= day
+                && day <= a.until
+                && (a.stations.is_empty() || a.stations.contains(&s.id))
+            {
+                adder_price = Price(adder_price.0.saturating_add(a.price.0));
+                notes.push(format!(
+                    "provincial adder {} yuan/kWh ({} to {}) {}",
+                    a.price, a.from, a.until, a.note
+                ));
+            }
+        }
+        let base = revenue_line(e.energy, coal)?;
+        let subsidy_accrued = revenue_line(e.energy, subsidy_price)?;
+        let adder = revenue_line(e.energy, adder_price)?;
+        let gross_accrued = sum([base, subsidy_accrued, adder])?;
+        notes.push(format!(
+            "base = R(E × C {coal}) = {base}; subsidy accrued = R(E × (P {} − C)) = {subsidy_accrued}; adder = R(E × A {adder_price}) = {adder}",
+            tariff.price
+        ));
+        let mut subsidy_received = Fen::ZERO;
+        for r in self.receipts.get(&(s.id.as_str(), month)).into_iter().flatten() {
+            subsidy_received = add(subsidy_received, r.amount)?;
+            notes.push(format!("subsidy received {} ({})", r.amount, r.covers));
+        }
+        let received = sum([base, adder, subsidy_received])?;
+        let mut costs = Vec::new();
+        for c in self
+            .costs
+            .get(&(s.id.as_str(), month.year()))
+            .into_iter()
+            .flatten()
+        {
+            let (amount, how) = match c.billed_in {
+                Some(m) if m == month.month() => (c.amount, format!("billed at once: {}", c.amount)),
+                Some(_) => continue,
+                None => (
+                    instalment(c.amount, month.month(), d.policy.instalment)?,
+                    format!("annual {} in 12 instalments ({:?})", c.amount, d.policy.instalment),
+                ),
+            };
+            if amount != Fen::ZERO {
+                costs.push(CostLine {
+                    label: c.kind.label(),
+                    amount,
+                    how,
+                });
+            }
+        }
+        let costs_total = sum(costs.iter().map(|c| c.amount))?;
+        let net = sub(received, costs_total)?;
+        let deficit_in = carry
+            .station_deficit
+            .get(&s.id)
+            .copied()
+            .unwrap_or(Fen::ZERO);
+        let available = add(net, deficit_in)?;
+        let (distributable, deficit_out) = if available.is_negative() {
+            notes.push(format!(
+                "negative month: {available} carried to next month, nothing allocated (POLICY.md 3)"
+            ));
+            (Fen::ZERO, available)
+        } else {
+            if deficit_in.is_negative() {
+                notes.push(format!("earlier deficit {deficit_in} offset first"));
+            }
+            (available, Fen::ZERO)
+        };
+        let weights: Vec<(VillageId, u64)> = match s.kind {
+            StationKind::Village => {
+                let v = s.village.clone().ok_or_else(|| {
+                    Error::Input(format!("village station {} has no village", s.id))
+                })?;
+                vec![(v, 1)]
+            }
+            _ => s
+                .owners
+                .iter()
+                .map(|o| (o.village.clone(), o.weight))
+                .collect(),
+        };
+        let split = split_largest_remainder(distributable, &weights)?;
+        if s.kind == StationKind::JointVillage {
+            notes.push(format!(
+                "split {distributable} by ownership weights, largest remainder, ties by village code"
+            ));
+        }
+        let shares = split
+            .into_iter()
+            .zip(weights.iter())
+            .map(|((v, amount), (_, w))| (v, *w, amount))
+            .collect();
+        Ok(StationRevenue {
+            station: s.id.clone(),
+            kind: s.kind,
+            energy: e.energy,
+            basis: e.basis,
+            tariff: tariff.price,
+            coal_price: coal,
+            adder_price,
+            in_subsidy_catalogue: tariff.in_subsidy_catalogue,
+            base,
+            subsidy_accrued,
+            adder,
+            gross_accrued,
+            subsidy_received,
+            received,
+            costs,
+            costs_total,
+            net,
+            deficit_in,
+            distributable,
+            deficit_out,
+            shares,
+            notes,
+        })
+    }
+
+    fn pool(&self, s: &crate::domain::Station, month: YearMonth) -> Result<PoolStatement, Error> {
+        let per = s.payment_per_beneficiary.ok_or_else(|| {
+            Error::Input(format!(
+                "centralized station {} has no payment per beneficiary",
+                s.id
+            ))
+        })?;
+        let part = instalment(per, month.month(), self.d.policy.instalment)?;
+        let mut lines = Vec::new();
+        let mut notes = vec![format!(
+            "{per} per beneficiary household a year, {part} this month"
+        )];
+        let mut members: Vec<&HouseholdId> = s.beneficiaries.iter().collect();
+        members.sort();
+        for h in members {
+            if let Some(m) = self.membership.get(&(s.id.as_str(), h.as_str())) {
+                if !in_window(month, m.from, m.until) {
+                    notes.push(format!(
+                        "household {h} is a beneficiary only {} to {}: not paid in {month}",
+                        m.from.map_or("start".to_owned(), |f| f.to_string()),
+                        m.until.map_or("end".to_owned(), |u| u.to_string())
+                    ));
+                    continue;
+                }
+            }
+            lines.push(PoolLine {
+                household: h.clone(),
+                village: self.households.get(h.as_str()).map(|x| x.village.clone()),
+                amount: part,
+            });
+        }
+        let total = sum(lines.iter().map(|l| l.amount))?;
+        Ok(PoolStatement {
+            station: s.id.clone(),
+            county: s.county.to_string(),
+            per_beneficiary_annual: per,
+            lines,
+            total,
+            notes,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn village(
+        &self,
+        code: &VillageId,
+        month: YearMonth,
+        income: Vec<IncomeLine>,
+        receipt_share: Fen,
+        prev: VillageCarry,
+        plan_states: &HashMap<(VillageId, i32), PlanState>,
+        pool_members: &HashSet<&str>,
+    ) -> Result<VillageStatement, Error> {
+        let scope = format!("village {code}, {month}");
+        let policy = &self.d.policy;
+        let income_total = sum(income.iter().map(|l| l.amount))?;
+        let provisional = income.iter().any(|l| l.basis.is_provisional());
+        let advance = sum(self
+            .advances
+            .get(&(code.as_str(), month))
+            .into_iter()
+            .flatten()
+            .map(|a| a.amount))?;
+        let mut notes = Vec::new();
+        for a in self.advances.get(&(code.as_str(), month)).into_iter().flatten() {
+            notes.push(format!("county advance {} ({})", a.amount, a.reference));
+        }
+        let outstanding = add(prev.advance_outstanding, advance)?;
+        let advance_repaid = outstanding.min(receipt_share).min(income_total).max(Fen::ZERO);
+        if advance_repaid > Fen::ZERO {
+            notes.push(format!(
+                "{advance_repaid} of county advances settled from subsidy received"
+            ));
+        }
+        let advance_outstanding = sub(outstanding, advance_repaid)?;
+        let cash = sub(
+            sum([prev.balance, income_total, advance])?,
+            advance_repaid,
+        )?;
+        let plan = self.plan(code.as_str(), month.year());
+        let plan_state = plan_states.get(&(code.clone(), month.year())).copied();
+        let mut payouts = Vec::new();
+        let mut reserve_part = Fen::ZERO;
+        let adjustments = self.adjustments.get(&(code.as_str(), month));
+        match (plan, plan_state) {
+            (Some(plan), Some(PlanState::Active)) => {
+                self.payouts(plan, month, &scope, pool_members, &mut payouts)?;
+                reserve_part = instalment(plan.lines.reserve, month.month(), policy.instalment)?;
+            }
+            (Some(_), state) => notes.push(format!(
+                "plan {} is {}: no payouts (payouts only in ACTIVE, POLICY.md 6)",
+                month.year(),
+                state.map_or("not yet in the workflow (DRAFT)".to_owned(), |s| s.to_string())
+            )),
+            (None, _) => notes.push(format!(
+                "no annual plan for {}: no payouts; income stays in the village account",
+                month.year()
+            )),
+        }
+        for a in adjustments.into_iter().flatten() {
+            if plan_state != Some(PlanState::Active) {
+                return Err(Error::Input(format!(
+                    "{scope}: adjustment for household {} cannot be paid while the plan is not ACTIVE; post it in an ACTIVE month",
+                    a.household
+                )));
+            }
+            if a.amount <= Fen::ZERO {
+                return Err(Error::rule(
+                    Rule::NoClawback,
+                    scope,
+                    format!(
+                        "adjustment of {} for household {} (correcting {}) is not a positive top-up",
+                        a.amount, a.household, a.corrects
+                    ),
+                ));
+            }
+            if a.corrects >= month {
+                return Err(Error::Input(format!(
+                    "{scope}: an adjustment must correct an earlier month, not {}",
+                    a.corrects
+                )));
+            }
+            self.member_of(&a.household, code, &scope)?;
+            payouts.push(Payout {
+                line: PlanLine::Adjustment,
+                payee: Payee::Household(a.household.clone()),
+                reference: format!("corrects {}", a.corrects),
+                amount: a.amount,
+                basis: Cow::Owned(a.reason.clone()),
+            });
+        }
+        if policy.no_double_benefit {
+            for p in &payouts {
+                if let Payee::Household(h) = &p.payee {
+                    if pool_members.contains(h.as_str()) {
+                        return Err(Error::rule(
+                            Rule::NoDoubleBenefit,
+                            scope,
+                            format!(
+                                "household {h} is paid {} from a centralized-station pool this month and would also get {} {} from the village",
+                                "its share", p.line, p.amount
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        let payouts_total = sum(payouts.iter().map(|p| p.amount))?;
+        if payouts_total > cash {
+            let short = sub(payouts_total, cash)?;
+            if policy.cash_on_hand {
+                return Err(Error::rule(
+                    Rule::CashOnHand,
+                    scope,
+                    format!(
+                        "payouts {payouts_total} exceed cash on hand {cash} (opening {} + income {income_total} + advance {advance} − advance settled {advance_repaid}); short by {short}: record a county advance of at least {short} or defer payments",
+                        prev.balance
+                    ),
+                ));
+            }
+            notes.push(format!("overdrawn by {short} (CASH_ON_HAND disabled)"));
+        }
+        let remaining = sub(cash, payouts_total)?;
+        let reserve = reserve_part.min(remaining.max(Fen::ZERO));
+        let carry_over = sub(remaining, reserve)?;
+        Ok(VillageStatement {
+            village: code.clone(),
+            month,
+            provisional,
+            plan_state,
+            opening_balance: prev.balance,
+            income,
+            income_total,
+            advance,
+            advance_repaid,
+            advance_outstanding,
+            cash,
+            payouts,
+            payouts_total,
+            reserve,
+            carry_over,
+            closing_balance: remaining,
+            notes,
+        })
+    }
+
+    fn payouts(
+        &self,
+        plan: &VillagePlan,
+        month: YearMonth,
+        scope: &str,
+        pool_members: &HashSet<&str>,
+        out: &mut Vec<Payout>,
+    ) -> Result<(), Error> {
+        let _ = pool_members;
+        let policy = &self.d.policy;
+        let code = plan.village.as_str();
+        let mut holders: HashMap<&str, &str> = HashMap::new();
+        let mut jobs: Vec<&JobPost> = self
+            .jobs
+            .get(code)
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|j| job_active(j, month))
+            .collect();
+        jobs.sort_by(|a, b| a.id.cmp(&b.id));
+        for j in jobs {
+            if policy.one_job_per_household {
+                if let Some(other) = holders.insert(j.holder.as_str(), j.id.as_str()) {
+                    return Err(Error::rule(
+                        Rule::OneJobPerHousehold,
+                        scope,
+                        format!(
+                            "household {} holds job {other} and job {} in {month}",
+                            j.holder, j.id
+                        ),
+                    ));
+                }
+            }
+            let hh = self.eligible(&j.holder, plan, month, scope)?;
+            if hh.labour == LabourCapacity::None {
+                return Err(Error::rule(
+                    Rule::JobHolderCapacity,
+                    scope,
+                    format!(
+                        "job {} is held by household {}, which has no labour capacity",
+                        j.id, j.holder
+                    ),
+                ));
+            }
+            if let Some(born) = hh.birth_year {
+                let age = month.year() - born;
+                if age < policy.job_min_age || age > policy.job_max_age {
+                    return Err(Error::rule(
+                        Rule::JobHolderCapacity,
+                        scope,
+                        format!(
+                            "job {} holder {} is {age} in {}; working age is {}-{}",
+                            j.id,
+                            j.holder,
+                            month.year(),
+                            policy.job_min_age,
+                            policy.job_max_age
+                        ),
+                    ));
+                }
+            }
+            let (amount, basis) = match self.attendance.get(&(j.id.as_str(), month)) {
+                Some(a) if a.worked == a.required => {
+                    (j.monthly_wage, Cow::Borrowed("monthly wage, full attendance"))
+                }
+                Some(a) => (
+                    prorate(j.monthly_wage, a.worked, a.required)?,
+                    Cow::Owned(format!(
+                        "monthly wage {} × attendance {}/{} (half-up)",
+                        j.monthly_wage, a.worked, a.required
+                    )),
+                ),
+                None if policy.require_attendance => (
+                    Fen::ZERO,
+                    Cow::Borrowed("no attendance record: nothing paid (policy.require_attendance)"),
+                ),
+                None => (
+                    j.monthly_wage,
+                    Cow::Borrowed("monthly wage (no attendance record: full)"),
+                ),
+            };
+            if amount > Fen::ZERO {
+                out.push(Payout {
+                    line: PlanLine::JobWages,
+                    payee: Payee::Household(j.holder.clone()),
+                    reference: format!("{} {}", j.id, j.title),
+                    amount,
+                    basis,
+                });
+            }
+        }
+        let mut temp: Vec<(&HouseholdId, Fen)> = Vec::new();
+        for t in plan.temp_labour.iter().filter(|t| t.month == month) {
+            self.eligible(&t.household, plan, month, scope)?;
+            temp.push((&t.household, t.amount));
+            out.push(Payout {
+                line: PlanLine::TempLabour,
+                payee: Payee::Household(t.household.clone()),
+                reference: t.work.clone(),
+                amount: t.amount,
+                basis: Cow::Borrowed("plan TEMP_LABOUR entry"),
+            });
+        }
+        if policy.no_cash_handouts && temp.len() >= 2 {
+            let registered = self.village_households.get(code).copied().unwrap_or(0);
+            let paid: HashSet<&str> = temp.iter().map(|(h, _)| h.as_str()).collect();
+            let equal = temp.iter().all(|(_, a)| *a == temp[0].1);
+            if equal && paid.len() >= registered {
+                return Err(Error::rule(
+                    Rule::NoCashHandouts,
+                    scope,
+                    format!(
+                        "TEMP_LABOUR pays the same {} to all {registered} households of the village: an equal handout needs individually approved REWARD_SUBSIDY payments",
+                        temp[0].1
+                    ),
+                ));
+            }
+        }
+        for p in plan.projects.iter().filter(|p| p.month == month) {
+            out.push(Payout {
+                line: PlanLine::SmallProject,
+                payee: Payee::Other(p.payee.clone()),
+                reference: p.project.clone(),
+                amount: p.amount,
+                basis: Cow::Borrowed("plan SMALL_PROJECT entry"),
+            });
+        }
+        for r in plan.rewards.iter().filter(|r| r.month == month) {
+            self.eligible(&r.household, plan, month, scope)?;
+            out.push(Payout {
+                line: PlanLine::RewardSubsidy,
+                payee: Payee::Household(r.household.clone()),
+                reference: r.approval.clone(),
+                amount: r.amount,
+                basis: Cow::Owned(if r.reason.is_empty() {
+                    "individually approved REWARD_SUBSIDY".to_owned()
+                } else {
+                    format!("individually approved REWARD_SUBSIDY: {}", r.reason)
+                }),
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,123 @@
+//! The money core: station revenue, costs, joint-village splits, centralized pools, village plans and
+//! each household's payout, exactly to the fen (POLICY.md).
+//!
+//! Pure and deterministic: no I/O, no async, no floating point. Inputs are the deployment (registry,
+//! tariffs, policies, plans) plus each station's `MonthEnergy` and the carry-over of the previous
+//! month; the output is a `MonthRun` whose every figure carries its explanation. A violated rule is an
+//! [`Error::Rule`] naming the rule, its source and the numbers; nothing partial is returned.
+
+mod compute;
+mod model;
+pub mod money;
+
+pub use compute::{
+    Book, Carry, CostLine, IncomeLine, MonthRun, Payee, Payout, PoolLine, PoolStatement,
+    StationRevenue, VillageCarry, VillageStatement,
+};
+pub use model::{
+    Adder, Adjustment, Advance, Attendance, CostItem, CostKind, LabourShareRule, PlanBudget,
+    PlanLine, PlanState, PolicyConfig, PoolMembership, RewardPayment, ShareBase, SmallProject,
+    StatusChange, SubsidyReceipt, TempLabour, VillagePlan,
+};
+pub use money::Instalment;
+
+use std::fmt;
+
+/// The rules the allocator enforces, each with its source (POLICY.md section 5 and 2-4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Rule {
+    LabourShare,
+    NoCashHandouts,
+    OneJobPerHousehold,
+    BeneficiaryEligible,
+    JobHolderCapacity,
+    OneHouseholdOneVillage,
+    NoDoubleBenefit,
+    CashOnHand,
+    PlanWithinIncome,
+    PlanLineBudget,
+    RewardApproval,
+    SharesSum,
+    NoClawback,
+}
+
+impl Rule {
+    pub fn code(self) -> &'static str {
+        match self {
+            Rule::LabourShare => "LABOUR_SHARE",
+            Rule::NoCashHandouts => "NO_CASH_HANDOUTS",
+            Rule::OneJobPerHousehold => "ONE_JOB_PER_HOUSEHOLD",
+            Rule::BeneficiaryEligible => "BENEFICIARY_ELIGIBLE",
+            Rule::JobHolderCapacity => "JOB_HOLDER_CAPACITY",
+            Rule::OneHouseholdOneVillage => "ONE_HOUSEHOLD_ONE_VILLAGE",
+            Rule::NoDoubleBenefit => "NO_DOUBLE_BENEFIT",
+            Rule::CashOnHand => "CASH_ON_HAND",
+            Rule::PlanWithinIncome => "PLAN_WITHIN_INCOME",
+            Rule::PlanLineBudget => "PLAN_LINE_BUDGET",
+            Rule::RewardApproval => "REWARD_APPROVAL",
+            Rule::SharesSum => "SHARES_SUM",
+            Rule::NoClawback => "NO_CLAWBACK",
+        }
+    }
+
+    /// The document the rule comes from, by the short names of POLICY.md.
+    pub fn source(self) -> &'static str {
+        match self {
+            Rule::LabourShare => "3号",
+            Rule::NoCashHandouts => "province (Hebei 实施办法: 不得简单发钱)",
+            Rule::OneJobPerHousehold | Rule::JobHolderCapacity => "province [practice]",
+            Rule::BeneficiaryEligible => "61号",
+            Rule::OneHouseholdOneVillage => "61号/29号",
+            Rule::NoDoubleBenefit => "29号",
+            Rule::CashOnHand => "province [practice]",
+            Rule::PlanWithinIncome | Rule::PlanLineBudget => "61号",
+            Rule::RewardApproval => "61号 (奖励补助 individual approval)",
+            Rule::SharesSum => "61号 Art. 3",
+            Rule::NoClawback => "61号 [practice]: paid money is never clawed back",
+        }
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.code(), self.source())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// A rule of POLICY.md is violated; `detail` gives the numbers.
+    #[error("rule {rule} violated{}: {detail}", scope.as_deref().map(|s| format!(" for {s}")).unwrap_or_default())]
+    Rule {
+        rule: Rule,
+        scope: Option<String>,
+        detail: String,
+    },
+    /// Something the computation needs is missing or inconsistent.
+    #[error("bad allocation input: {0}")]
+    Input(String),
+    #[error("amount out of range in {0}")]
+    Overflow(String),
+}
+
+impl Error {
+    pub(crate) fn rule(rule: Rule, scope: impl Into<String>, detail: impl Into<String>) -> Error {
+        Error::Rule {
+            rule,
+            scope: Some(scope.into()),
+            detail: detail.into(),
+        }
+    }
+
+    /// The rule that was violated, if this is a rule error.
+    pub fn violated(&self) -> Option<Rule> {
+        match self {
+            Error::Rule { rule, .. } => Some(*rule),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

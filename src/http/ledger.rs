@@ -1,0 +1,479 @@
+//! Village ledger over HTTP: the villages list, a village's monthly statement, the printable public
+//! notice (公示), exports, the month API and plan transitions.
+//!
+//! Public pages mask personal data (张*三, no ids or accounts). A bearer token configured under
+//! `[ledger]` unlocks the full version; moving a plan needs the `accountant` role.
+
+use super::page::{esc, layout};
+use super::{ApiError, AppState};
+use crate::allocate::PlanState;
+use crate::domain::{Fen, VillageId, YearMonth};
+use crate::ledger::export::{self, payee_label, Audience};
+use crate::ledger::{self, Role};
+use crate::store::VillageMonthRow;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/villages", get(villages_page))
+        .route("/villages/{code}", get(village_page))
+        .route("/villages/{code}/notice/{month}", get(notice_page))
+        .route("/villages/{code}/months/{month}/{file}", get(export_file))
+        .route("/api/villages/{code}/months/{month}", get(month_json))
+        .route("/api/villages/{code}/plans/{year}", get(plan_json))
+        .route(
+            "/api/villages/{code}/plans/{year}/transitions",
+            post(plan_transition),
+        )
+}
+
+impl From<ledger::Error> for ApiError {
+    fn from(e: ledger::Error) -> Self {
+        match e {
+            ledger::Error::Locked(_) | ledger::Error::Workflow(_) | ledger::Error::Gap { .. } => {
+                ApiError::Conflict(e.to_string())
+            }
+            ledger::Error::NotFound(m) => ApiError::NotFound(m),
+            ledger::Error::Allocate(_) => ApiError::Unprocessable(e.to_string()),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// The caller's name and role, if it presented a configured bearer token.
+fn caller<'a>(state: &'a AppState, headers: &HeaderMap) -> Option<(&'a str, Role)> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let token = value.strip_prefix("Bearer ")?.trim();
+    state.deployment.ledger.authorise(token)
+}
+
+fn audience(state: &AppState, headers: &HeaderMap) -> Audience {
+    if caller(state, headers).is_some() {
+        Audience::Authorised
+    } else {
+        Audience::Public
+    }
+}
+
+fn parse_month(s: &str) -> Result<YearMonth, ApiError> {
+    s.parse().map_err(|e: crate::domain::BadMonth| ApiError::BadRequest(e.to_string()))
+}
+
+fn village_name(state: &AppState, code: &str) -> Result<String, ApiError> {
+    state
+        .deployment
+        .villages
+        .iter()
+        .find(|v| v.code.as_str() == code)
+        .map(|v| v.name.clone())
+        .ok_or_else(|| ApiError::NotFound(format!("village {code} is not declared")))
+}
+
+async fn load_month(state: &AppState, code: &str, month: &str) -> Result<VillageMonthRow, ApiError> {
+    village_name(state, code)?;
+    let month = parse_month(month)?.to_string();
+    state
+        .store
+        .village_month(code, &month)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("{month} of village {code} has not been allocated yet")))
+}
+
+fn yuan(fen: i64) -> String {
+    Fen(fen).to_string()
+}
+
+fn status_badge(provisional: bool, month_status: &str) -> String {
+    let (css, label) = if provisional {
+        ("partial", "provisional 暂估 (metered energy)")
+    } else {
+        ("producing", "settled 已结算")
+    };
+    format!(
+        "<span class=\"status {css}\">{label}</span> <span class=\"status sleeping\">{}</span>",
+        esc(month_status)
+    )
+}
+
+async fn villages_page(State(state): State<AppState>) -> Result<Html<String>, ApiError> {
+    let latest: HashMap<String, (String, i64, bool, String)> = state
+        .store
+        .villages_latest()
+        .await?
+        .into_iter()
+        .map(|(v, m, c, p, s)| (v, (m, c, p, s)))
+        .collect();
+    let mut rows = String::new();
+    let mut villages: Vec<_> = state.deployment.villages.iter().collect();
+    villages.sort_by(|a, b| a.code.cmp(&b.code));
+    for v in villages {
+        let cells = match latest.get(v.code.as_str()) {
+            Some((m, closing, prov, status)) => format!(
+                "<td>{}</td><td class=\"num\">{}</td><td>{}</td>",
+                esc(m),
+                yuan(*closing),
+                status_badge(*prov, status)
+            ),
+            None => "<td class=\"muted\">not allocated yet</td><td></td><td></td>".into(),
+        };
+        rows.push_str(&format!(
+            "<tr><td><a href=\"/villages/{c}\">{c}</a></td><td>{n}</td>{cells}</tr>",
+            c = esc(v.code.as_str()),
+            n = esc(&v.name)
+        ));
+    }
+    let body = format!(
+        "<h1>Villages 村集体</h1><p class=\"muted\">Balance of the village PV account after the newest \
+         allocated month. Provisional months rest on Sunshare's own meter readings until the grid \
+         settlement is imported.</p><table><tr><th>code</th><th>village</th><th>month</th>\
+         <th class=\"num\">balance 余额 (yuan)</th><th>status</th></tr>{rows}</table>"
+    );
+    Ok(Html(layout("Villages", &body)))
+}
+
+#[derive(Debug, Deserialize)]
+struct MonthQuery {
+    month: Option<String>,
+}
+
+async fn village_page(
+    State(state): State<AppState>,
+    Path(code): Path<String>,
+    Query(q): Query<MonthQuery>,
+    headers: HeaderMap,
+) -> Result<Html<String>, ApiError> {
+    let name = village_name(&state, &code)?;
+    let months = state.store.village_month_list(&code).await?;
+    let month = match q.month {
+        Some(m) => parse_month(&m)?.to_string(),
+        None => match months.first() {
+            Some(m) => m.clone(),
+            None => {
+                let body = format!(
+                    "<h1>{} {}</h1><p class=\"note\">No month has been allocated for this village yet \
+                     (run <code>sunshare allocate --month YYYY-MM</code>).</p>",
+                    esc(&code),
+                    esc(&name)
+                );
+                return Ok(Html(layout(&name, &body)));
+            }
+        },
+    };
+    let row = load_month(&state, &code, &month).await?;
+    let aud = audience(&state, &headers);
+    let table = statement_html(&state, &row, aud);
+    let month_links: String = months
+        .iter()
+        .map(|m| format!("<a href=\"/villages/{c}?month={m}\">{m}</a>", c = esc(&code), m = esc(m)))
+        .collect::<Vec<_>>()
+        .join(" · ");
+    let year = month.get(..4).unwrap_or_default();
+    let plan_state = match year.parse::<i32>() {
+        Ok(y) => state.store.plan_state(&code, y).await?.to_string(),
+        Err(_) => String::new(),
+    };
+    let body = format!(
+        "<h1>{c} {n} — {m}</h1><p>{badge} · plan {y}: <b>{ps}</b></p>\
+         <p><a href=\"/villages/{c}/notice/{m}\">public notice 公示</a> · \
+         <a href=\"/villages/{c}/months/{m}/statement.csv\">statement CSV</a> · \
+         <a href=\"/villages/{c}/months/{m}/statement.xlsx\">statement XLSX</a> · \
+         <a href=\"/api/villages/{c}/months/{m}\">JSON</a></p>{table}\
+         <h2>Notes 说明</h2><ul>{notes}</ul><p class=\"muted\">Months: {month_links}</p>",
+        c = esc(&code),
+        n = esc(&name),
+        m = esc(&month),
+        badge = status_badge(row.provisional, &row.month_status),
+        y = esc(year),
+        ps = esc(&plan_state),
+        notes = row
+            .notes
+            .iter()
+            .map(|n| format!("<li>{}</li>", esc(n)))
+            .collect::<String>(),
+    );
+    Ok(Html(layout(&format!("{name} {month}"), &body)))
+}
+
+fn statement_html(state: &AppState, row: &VillageMonthRow, aud: Audience) -> String {
+    let hh: HashMap<&str, &crate::domain::Household> = state
+        .deployment
+        .households
+        .iter()
+        .map(|h| (h.id.as_str(), h))
+        .collect();
+    let mut s = String::from(
+        "<table><tr><th>line 科目</th><th>station / payee 对象</th><th>reference 依据</th>\
+         <th class=\"num\">amount 金额 (yuan)</th></tr>",
+    );
+    let line = |s: &mut String, a: &str, b: &str, c: &str, fen: i64| {
+        s.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td></tr>",
+            esc(a),
+            esc(b),
+            esc(c),
+            yuan(fen)
+        ));
+    };
+    line(&mut s, "opening balance 期初余额", "", "", row.opening_fen);
+    for e in &row.entries {
+        let who = payee_label(e.household.as_deref(), &e.payee, &hh, aud);
+        let label = if e.kind == "INCOME" { "income 收入".to_owned() } else { e.line.clone() };
+        line(&mut s, &label, &who, &e.reference, e.amount_fen);
+    }
+    for (label, v) in [
+        ("income total 收入合计", row.income_fen),
+        ("county advance 县级垫付", row.advance_fen),
+        ("advance settled 垫付归还", row.advance_repaid_fen),
+        ("cash on hand 可支配资金", row.cash_fen),
+        ("payouts 支出合计", row.payouts_fen),
+        ("RESERVE 预留", row.reserve_fen),
+        ("carry-over 结转", row.carry_over_fen),
+        ("closing balance 期末余额", row.closing_fen),
+    ] {
+        s.push_str(&format!(
+            "<tr><th>{}</th><th></th><th></th><th class=\"num\">{}</th></tr>",
+            esc(label),
+            yuan(v)
+        ));
+    }
+    s.push_str("</table>");
+    s
+}
+
+async fn notice_page(
+    State(state): State<AppState>,
+    Path((code, month)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Html<String>, ApiError> {
+    let name = village_name(&state, &code)?;
+    let row = load_month(&state, &code, &month).await?;
+    let aud = audience(&state, &headers);
+    let table = statement_html(&state, &row, aud);
+    let body = format!(
+        "<h1>{n}光伏帮扶电站收益分配公示</h1><p>Public notice of PV income and its use · {c} · {m}</p>\
+         <p>{badge}</p>{table}\
+         <p class=\"muted\">{who} Objections may be raised with the village committee during the \
+         posting period (公示期内如有异议，请向村委会反映).</p>",
+        n = esc(&name),
+        c = esc(&code),
+        m = esc(&row.month),
+        badge = status_badge(row.provisional, &row.month_status),
+        who = if aud == Audience::Public {
+            "Names are masked; no id or bank numbers are shown."
+        } else {
+            "FULL VERSION for authorised roles only — do not post."
+        }
+    );
+    Ok(Html(layout(&format!("公示 {name} {}", row.month), &body)))
+}
+
+async fn export_file(
+    State(state): State<AppState>,
+    Path((code, month, file)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let row = load_month(&state, &code, &month).await?;
+    let aud = audience(&state, &headers);
+    let (kind, ext) = file
+        .rsplit_once('.')
+        .ok_or_else(|| ApiError::NotFound(format!("no export named {file}")))?;
+    let table = match kind {
+        "statement" => export::statement_table(&row, &state.deployment, aud),
+        "roster" if aud == Audience::Authorised => export::roster_table(&row, &state.deployment),
+        "roster" => {
+            return Err(ApiError::Forbidden(
+                "the payout roster holds bank accounts: present an authorised bearer token".into(),
+            ))
+        }
+        _ => return Err(ApiError::NotFound(format!("no export named {file}"))),
+    };
+    let (bytes, mime) = match ext {
+        "csv" => (export::to_csv(&table)?, "text/csv; charset=utf-8"),
+        "xlsx" => (
+            export::to_xlsx(kind, &table)?,
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        ),
+        _ => return Err(ApiError::NotFound(format!("no export named {file}"))),
+    };
+    let disposition = format!("attachment; filename=\"{code}-{}-{file}\"", row.month);
+    Ok((
+        [
+            (header::CONTENT_TYPE, mime.to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+#[derive(Debug, Serialize)]
+struct EntryJson {
+    kind: String,
+    line: String,
+    payee: String,
+    reference: String,
+    amount: String,
+    basis: String,
+}
+
+#[derive(Debug, Serialize)]
+struct MonthJson {
+    village: String,
+    month: String,
+    status: String,
+    provisional: bool,
+    plan_state: Option<String>,
+    opening_balance: String,
+    income: String,
+    advance: String,
+    advance_settled: String,
+    advance_outstanding: String,
+    cash: String,
+    payouts: String,
+    reserve: String,
+    carry_over: String,
+    closing_balance: String,
+    entries: Vec<EntryJson>,
+    notes: Vec<String>,
+    masked: bool,
+}
+
+async fn month_json(
+    State(state): State<AppState>,
+    Path((code, month)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<MonthJson>, ApiError> {
+    let row = load_month(&state, &code, &month).await?;
+    let aud = audience(&state, &headers);
+    let hh: HashMap<&str, &crate::domain::Household> = state
+        .deployment
+        .households
+        .iter()
+        .map(|h| (h.id.as_str(), h))
+        .collect();
+    Ok(Json(MonthJson {
+        village: row.village.clone(),
+        month: row.month.clone(),
+        status: row.month_status.clone(),
+        provisional: row.provisional,
+        plan_state: row.plan_state.clone(),
+        opening_balance: yuan(row.opening_fen),
+        income: yuan(row.income_fen),
+        advance: yuan(row.advance_fen),
+        advance_settled: yuan(row.advance_repaid_fen),
+        advance_outstanding: yuan(row.advance_outstanding_fen),
+        cash: yuan(row.cash_fen),
+        payouts: yuan(row.payouts_fen),
+        reserve: yuan(row.reserve_fen),
+        carry_over: yuan(row.carry_over_fen),
+        closing_balance: yuan(row.closing_fen),
+        entries: row
+            .entries
+            .iter()
+            .map(|e| EntryJson {
+                kind: e.kind.clone(),
+                line: e.line.clone(),
+                payee: payee_label(e.household.as_deref(), &e.payee, &hh, aud),
+                reference: e.reference.clone(),
+                amount: yuan(e.amount_fen),
+                basis: e.basis.clone(),
+            })
+            .collect(),
+        notes: row.notes.clone(),
+        masked: aud == Audience::Public,
+    }))
+}
+
+#[derive(Debug, Serialize)]
+struct TransitionJson {
+    from: String,
+    to: String,
+    who: String,
+    at: String,
+    note: String,
+}
+
+#[derive(Debug, Serialize)]
+struct PlanJson {
+    village: String,
+    year: i32,
+    state: String,
+    next: Vec<&'static str>,
+    transitions: Vec<TransitionJson>,
+}
+
+async fn plan_json(
+    State(state): State<AppState>,
+    Path((code, year)): Path<(String, i32)>,
+) -> Result<Json<PlanJson>, ApiError> {
+    village_name(&state, &code)?;
+    let current = state.store.plan_state(&code, year).await?;
+    let transitions = state
+        .store
+        .plan_history(&code, year)
+        .await?
+        .into_iter()
+        .map(|t| TransitionJson {
+            from: t.from,
+            to: t.to,
+            who: t.who,
+            at: t.at.to_rfc3339(),
+            note: t.note,
+        })
+        .collect();
+    Ok(Json(PlanJson {
+        village: code,
+        year,
+        state: current.to_string(),
+        next: current.next_states().iter().map(|s| s.code()).collect(),
+        transitions,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+struct TransitionRequest {
+    to: String,
+    note: String,
+    /// Who acts, when a shared token is used by several people; recorded with the token's name.
+    #[serde(default)]
+    who: Option<String>,
+}
+
+async fn plan_transition(
+    State(state): State<AppState>,
+    Path((code, year)): Path<(String, i32)>,
+    headers: HeaderMap,
+    Json(req): Json<TransitionRequest>,
+) -> Result<Json<PlanJson>, ApiError> {
+    let (name, role) = caller(&state, &headers).ok_or_else(|| {
+        ApiError::Forbidden("plan transitions need an accountant bearer token".into())
+    })?;
+    if role != Role::Accountant {
+        return Err(ApiError::Forbidden(format!(
+            "{name} may read the ledger but not move plans"
+        )));
+    }
+    let to = PlanState::parse(&req.to)
+        .ok_or_else(|| ApiError::BadRequest(format!("'{}' is not a plan state", req.to)))?;
+    let who = match req.who.as_deref().map(str::trim).filter(|w| !w.is_empty()) {
+        Some(w) => format!("{w} (via {name})"),
+        None => name.to_owned(),
+    };
+    ledger::transition(
+        &state.store,
+        &state.deployment,
+        &VillageId::new(code.clone()),
+        year,
+        to,
+        &who,
+        &req.note,
+    )
+    .await?;
+    plan_json(State(state), Path((code, year))).await
+}

@@ -1,0 +1,299 @@
+//! The village ledger service: loads a month's inputs (energy, carry-over, plan states), runs the money
+//! core and records the result; moves annual plans through their workflow; locks paid months.
+//!
+//! All rules live in `allocate` (money) and [`PlanState::can_go_to`] (workflow); all SQL in `store`.
+//! A run that breaks a rule records nothing; a paid month is never rewritten.
+
+pub mod cli;
+pub mod export;
+
+use crate::allocate::{self, Book, Carry, MonthRun, PlanState};
+use crate::config::Deployment;
+use crate::domain::{EnergyBasis, MonthEnergy, StationId, StationKind, VillageId, WattHours, YearMonth};
+use crate::store::{self, Store, MONTH_PAID};
+use chrono::{TimeZone, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tracing::info;
+
+/// `[ledger]` in the deployment file: who may see unmasked statements and change the ledger.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerConfig {
+    #[serde(default)]
+    pub tokens: Vec<AccessToken>,
+}
+
+/// A bearer token for the HTTP API and pages (`Authorization: Bearer <token>`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessToken {
+    /// Recorded as "who" in the audit trail.
+    pub name: String,
+    pub role: Role,
+    pub token: SecretString,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Sees full statements, rosters and notices (names, accounts).
+    Viewer,
+    /// Also moves plans through the workflow and locks paid months.
+    Accountant,
+}
+
+impl LedgerConfig {
+    /// The token holder presenting `token`, compared in constant time per candidate.
+    pub fn authorise(&self, token: &str) -> Option<(&str, Role)> {
+        self.tokens
+            .iter()
+            .find(|t| constant_time_eq(t.token.expose_secret().as_bytes(), token.as_bytes()))
+            .map(|t| (t.name.as_str(), t.role))
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() || a.is_empty() {
+        return false;
+    }
+    a.iter().zip(b).fold(0_u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Allocate(#[from] allocate::Error),
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error("{0} is paid and locked: corrections go into a later month as adjustments")]
+    Locked(YearMonth),
+    #[error("{month} cannot run before {missing}: the ledger has {last} but not {missing} (run the months in order)")]
+    Gap {
+        month: YearMonth,
+        missing: YearMonth,
+        last: String,
+    },
+    #[error("{0}")]
+    Workflow(String),
+    #[error("energy for station {station} in {month}: {detail}")]
+    Energy {
+        station: StationId,
+        month: YearMonth,
+        detail: String,
+    },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("stored ledger data is unreadable: {0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    Export(String),
+    #[error("{0}")]
+    Config(String),
+}
+
+/// Where a station's month of energy comes from. Kept to this one seam so that the accountable
+/// figure (settlement when imported, metered otherwise) can be swapped in without touching the ledger.
+#[async_trait::async_trait]
+pub trait EnergySource: Send + Sync + std::fmt::Debug {
+    async fn month_energy(&self, station: &StationId, month: YearMonth) -> Result<MonthEnergy, Error>;
+}
+
+/// Metered (provisional) energy from the store's daily rollups. A stand-in until energy accounting
+/// provides settled figures.
+#[derive(Debug, Clone)]
+pub struct RollupEnergy {
+    pub store: Store,
+    pub deployment: Arc<Deployment>,
+}
+
+#[async_trait::async_trait]
+impl EnergySource for RollupEnergy {
+    async fn month_energy(&self, station: &StationId, month: YearMonth) -> Result<MonthEnergy, Error> {
+        let err = |detail: String| Error::Energy {
+            station: station.clone(),
+            month,
+            detail,
+        };
+        let s = self
+            .deployment
+            .station(station.as_str())
+            .ok_or_else(|| err("not declared".into()))?;
+        let local = |d: chrono::NaiveDate| {
+            s.timezone
+                .from_local_datetime(&d.and_time(chrono::NaiveTime::MIN))
+                .earliest()
+                .map(|t| t.with_timezone(&Utc).timestamp_millis())
+                .ok_or_else(|| err(format!("no local midnight on {d}")))
+        };
+        let from = local(month.first_day())?;
+        let to = local(month.next().first_day())?;
+        let wh = self.store.station_metered_wh(station.as_str(), from, to).await?;
+        // Metering is physical and inexact; the figure becomes exact integer Wh here, before money.
+        let wh = if wh.is_finite() && wh > 0.0 { wh.round() as i64 } else { 0 };
+        Ok(MonthEnergy {
+            station: station.clone(),
+            month,
+            energy: WattHours(wh),
+            basis: EnergyBasis::Metered,
+        })
+    }
+}
+
+/// THE seam: the energy source the ledger uses. Switch to energy accounting here.
+pub fn energy_source(store: Store, deployment: Arc<Deployment>) -> Arc<dyn EnergySource> {
+    Arc::new(RollupEnergy { store, deployment })
+}
+
+/// A fingerprint of a run, to tell an unchanged re-run from a changed one in the audit trail.
+pub fn fingerprint(run: &MonthRun) -> String {
+    let text = serde_json::to_string(run).unwrap_or_default();
+    format!("{:08x}", crc32fast::hash(text.as_bytes()))
+}
+
+/// The carry-over a month starts from: the previous month's, or nothing for the ledger's first month.
+pub async fn opening_carry(store: &Store, month: YearMonth) -> Result<Carry, Error> {
+    match store.ledger_month(month.prev()).await? {
+        Some(row) => serde_json::from_str(&row.carry)
+            .map_err(|e| Error::Corrupt(format!("carry-over of {}: {e}", month.prev()))),
+        None => match store.ledger_months_before(month).await?.first() {
+            Some(last) => Err(Error::Gap {
+                month,
+                missing: month.prev(),
+                last: last.clone(),
+            }),
+            None => Ok(Carry::default()),
+        },
+    }
+}
+
+/// Runs one month for every village and records it (unless `record` is false). Refused for a paid
+/// month; a rule violation records nothing.
+pub async fn run_month(
+    store: &Store,
+    deployment: &Deployment,
+    energy: &dyn EnergySource,
+    month: YearMonth,
+    who: &str,
+    record: bool,
+) -> Result<MonthRun, Error> {
+    if let Some(row) = store.ledger_month(month).await? {
+        if row.status == MONTH_PAID {
+            return Err(Error::Locked(month));
+        }
+    }
+    let carry = opening_carry(store, month).await?;
+    let book = Book::new(deployment)?;
+    let mut energies = HashMap::new();
+    for s in &deployment.stations {
+        if s.kind != StationKind::Centralized {
+            energies.insert(s.id.clone(), energy.month_energy(&s.id, month).await?);
+        }
+    }
+    let states = store.plan_states().await?;
+    let run = book.month(month, &energies, &carry, &states)?;
+    if record {
+        let carry_json = serde_json::to_string(&run.carry)
+            .map_err(|e| Error::Corrupt(format!("carry-over: {e}")))?;
+        let fp = fingerprint(&run);
+        if !store
+            .record_month(&run, &fp, &carry_json, who, Utc::now())
+            .await?
+        {
+            return Err(Error::Locked(month));
+        }
+        info!(%month, fingerprint = %fp, villages = run.villages.len(), "month recorded");
+    }
+    Ok(run)
+}
+
+/// Locks a recorded month as paid.
+pub async fn pay_month(store: &Store, month: YearMonth, who: &str, note: &str) -> Result<(), Error> {
+    if who.trim().is_empty() {
+        return Err(Error::Workflow("say who marks the month paid".into()));
+    }
+    match store.ledger_month(month).await? {
+        None => Err(Error::NotFound(format!("{month} has not been run"))),
+        Some(r) if r.status == MONTH_PAID => Err(Error::Locked(month)),
+        Some(_) => {
+            if store.mark_month_paid(month, who, note, Utc::now()).await? {
+                Ok(())
+            } else {
+                Err(Error::Locked(month))
+            }
+        }
+    }
+}
+
+/// Moves a village's annual plan one step through the workflow of POLICY.md section 6.
+pub async fn transition(
+    store: &Store,
+    deployment: &Deployment,
+    village: &VillageId,
+    year: i32,
+    to: PlanState,
+    who: &str,
+    note: &str,
+) -> Result<PlanState, Error> {
+    if who.trim().is_empty() || note.trim().is_empty() {
+        return Err(Error::Workflow(
+            "every transition records who and a note (POLICY.md 6)".into(),
+        ));
+    }
+    if !deployment.villages.iter().any(|v| &v.code == village) {
+        return Err(Error::NotFound(format!("village {village} is not declared")));
+    }
+    if !deployment
+        .plans
+        .iter()
+        .any(|p| &p.village == village && p.year == year)
+    {
+        return Err(Error::NotFound(format!(
+            "village {village} has no plan for {year} in the deployment file"
+        )));
+    }
+    let from = store.plan_state(village.as_str(), year).await?;
+    if !from.can_go_to(to) {
+        let next: Vec<&str> = from.next_states().iter().map(|s| s.code()).collect();
+        return Err(Error::Workflow(format!(
+            "plan {year} of village {village} is {from} and cannot go to {to}; allowed: {}",
+            next.join(", ")
+        )));
+    }
+    if to != PlanState::Draft {
+        // A plan that breaks a rule does not move forward (the whole book is checked, as a run would).
+        Book::new(deployment)?;
+    }
+    if !store
+        .set_plan_state(village.as_str(), year, from, to, who, note, Utc::now())
+        .await?
+    {
+        return Err(Error::Workflow(format!(
+            "plan {year} of village {village} changed while this transition was made; try again"
+        )));
+    }
+    info!(%village, year, %from, %to, who, "plan transition");
+    Ok(from)
+}
+
+/// Masks a name for a public notice: 张三 → 张*, 张小三 → 张*三, 欧阳小明 → 欧**明.
+pub fn mask_name(name: &str) -> String {
+    let chars: Vec<char> = name.trim().chars().collect();
+    match chars.len() {
+        0 => String::new(),
+        1 => "*".into(),
+        2 => format!("{}*", chars[0]),
+        n => {
+            let mut s = String::new();
+            s.push(chars[0]);
+            s.extend(std::iter::repeat_n('*', n - 2));
+            s.push(chars[n - 1]);
+            s
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,247 @@
+//! The ledger service against a real store (SQLite always, PostgreSQL when configured).
+
+use super::*;
+use crate::allocate::{PlanState, Rule};
+use crate::config::Deployment;
+use crate::domain::{EnergyBasis, MonthEnergy, StationId, VillageId, WattHours, YearMonth};
+use crate::store::testing;
+use std::collections::HashSet;
+
+#[derive(Debug)]
+struct Fixed(i64);
+
+#[async_trait::async_trait]
+impl EnergySource for Fixed {
+    async fn month_energy(&self, station: &StationId, month: YearMonth) -> Result<MonthEnergy, Error> {
+        Ok(MonthEnergy {
+            station: station.clone(),
+            month,
+            energy: WattHours(self.0),
+            basis: EnergyBasis::Settled,
+        })
+    }
+}
+
+const V: &str = "V1";
+
+fn deployment(extra: &str) -> Deployment {
+    let mut t = String::from(
+        r#"
+[[counties]]
+id = "C1"
+name = "县"
+province = "shanxi"
+[[townships]]
+id = "T1"
+name = "镇"
+county = "C1"
+[[villages]]
+code = "V1"
+name = "东村"
+township = "T1"
+[[tariffs]]
+id = "III"
+price = "0.85"
+province = "shanxi"
+[[coal_prices]]
+province = "shanxi"
+from = "2017-01-01"
+price = "0.332"
+[[stations]]
+id = "S1"
+name = "东村电站"
+kind = "village"
+county = "C1"
+capacity_kwp = 300
+latitude = 37.8
+longitude = 112.5
+commissioned = "2019-06-30"
+tariff = "III"
+village = "V1"
+[[households]]
+id = "H1"
+village = "V1"
+head = "张小三"
+labour = "full"
+bank_account = "6228000011112222"
+status = [{ status = "not_exited", from = "2016-01-01" }]
+[[households]]
+id = "H2"
+village = "V1"
+head = "李四"
+labour = "weak"
+status = [{ status = "not_exited", from = "2016-01-01" }]
+[[jobs]]
+id = "J1"
+village = "V1"
+title = "电站管护员"
+holder = "H1"
+monthly_wage = "600"
+from = "2026-01-01"
+[[plans]]
+village = "V1"
+year = 2026
+expected_net = "100000"
+lines = { job_wages = "7200", temp_labour = "1000", small_project = "0", reward_subsidy = "0", reserve = "1200" }
+temp_labour = [{ household = "H2", month = "2026-02", amount = "1000", work = "ditch clearing, 10 days" }]
+"#,
+    );
+    t.push_str(extra);
+    match Deployment::from_str_with_env("test.toml", &t, &[], &HashSet::new()) {
+        Ok(d) => d,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn ym(s: &str) -> YearMonth {
+    s.parse().expect("month")
+}
+
+async fn activate(store: &Store, d: &Deployment) {
+    let v = VillageId::new(V);
+    for to in [
+        PlanState::Deliberated,
+        PlanState::PlanPublished,
+        PlanState::TownshipReviewed,
+        PlanState::CountyFiled,
+        PlanState::Active,
+    ] {
+        transition(store, d, &v, 2026, to, "村会计 王五", &format!("to {to}"))
+            .await
+            .expect("transition");
+    }
+}
+
+#[tokio::test]
+async fn workflow_runs_reruns_locks_and_audits() {
+    for t in testing::all("workflow_runs_reruns_locks_and_audits").await.expect("stores") {
+        let store = &t.store;
+        let d = deployment("");
+        let energy = Fixed(30_000_000); // 30,000 kWh → base 9,960.00
+        let v = VillageId::new(V);
+
+        // Not ACTIVE yet: income recorded, no payouts.
+        let jan = run_month(store, &d, &energy, ym("2026-01"), "test", true).await.expect("jan");
+        assert!(jan.villages[0].payouts.is_empty(), "{}", t.name);
+        // Skipping forward is refused: no gaps in the ledger.
+        let gap = run_month(store, &d, &energy, ym("2026-03"), "test", true).await;
+        assert!(matches!(gap, Err(Error::Gap { .. })), "{:?}", gap);
+
+        // Workflow: illegal jump refused; who and note required; each step recorded.
+        let jump = transition(store, &d, &v, 2026, PlanState::Active, "x", "skip").await;
+        assert!(matches!(jump, Err(Error::Workflow(_))), "{jump:?}");
+        let no_note = transition(store, &d, &v, 2026, PlanState::Deliberated, "x", " ").await;
+        assert!(matches!(no_note, Err(Error::Workflow(_))));
+        activate(store, &d).await;
+        assert_eq!(store.plan_state(V, 2026).await.expect("state"), PlanState::Active);
+        let history = store.plan_history(V, 2026).await.expect("history");
+        assert_eq!(history.len(), 5);
+        assert_eq!(history[4].to, "ACTIVE");
+        assert_eq!(history[4].who, "村会计 王五");
+
+        // January again: now with the job paid; re-running unchanged gives identical rows.
+        let jan = run_month(store, &d, &energy, ym("2026-01"), "test", true).await.expect("jan");
+        let first = store.village_month(V, "2026-01").await.expect("read").expect("row");
+        let jan2 = run_month(store, &d, &energy, ym("2026-01"), "test", true).await.expect("rerun");
+        assert_eq!(jan, jan2);
+        let second = store.village_month(V, "2026-01").await.expect("read").expect("row");
+        assert_eq!(first, second);
+        assert_eq!(first.payouts_fen, 60_000);
+        assert_eq!(first.entries.iter().filter(|e| e.kind == "PAYOUT").count(), 1);
+        assert_eq!(first.cash_fen, first.payouts_fen + first.reserve_fen + first.carry_over_fen);
+
+        // Pay January: locked, re-run refused, nothing changes.
+        pay_month(store, ym("2026-01"), "county finance", "bank batch 1").await.expect("pay");
+        let locked = run_month(store, &d, &energy, ym("2026-01"), "test", true).await;
+        assert!(matches!(locked, Err(Error::Locked(_))), "{locked:?}");
+        assert_eq!(store.village_month(V, "2026-01").await.expect("read").expect("row").month_status, "PAID");
+
+        // February carries January's closing balance.
+        let feb = run_month(store, &d, &energy, ym("2026-02"), "test", true).await.expect("feb");
+        assert_eq!(feb.villages[0].opening_balance.0, first.closing_fen);
+
+        let audit = store.audit_trail(100).await.expect("audit");
+        assert!(audit.iter().any(|a| a.action == "month_paid" && a.who == "county finance"));
+        assert!(audit.iter().any(|a| a.detail.contains("re-run, unchanged")));
+        assert_eq!(audit.iter().filter(|a| a.action == "plan_transition").count(), 5);
+        t.store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn a_broken_rule_records_nothing() {
+    for t in testing::all("a_broken_rule_records_nothing").await.expect("stores") {
+        let store = &t.store;
+        // H1 already exited before the plan year: not eligible for the job.
+        let mut d = deployment("");
+        d.households[0].status.push(crate::domain::StatusPeriod {
+            status: crate::domain::PovertyStatus::Exited,
+            from: chrono::NaiveDate::from_ymd_opt(2025, 6, 1).expect("date"),
+        });
+        activate(store, &d).await;
+        let err = run_month(store, &d, &Fixed(30_000_000), ym("2026-01"), "test", true)
+            .await
+            .expect_err("ineligible");
+        match &err {
+            Error::Allocate(e) => assert_eq!(e.violated(), Some(Rule::BeneficiaryEligible)),
+            other => panic!("{other:?}"),
+        }
+        assert!(store.ledger_month(ym("2026-01")).await.expect("read").is_none());
+        assert!(store.village_month(V, "2026-01").await.expect("read").is_none());
+        t.store.close().await;
+    }
+}
+
+#[test]
+fn names_are_masked_for_the_public_notice() {
+    assert_eq!(mask_name("张小三"), "张*三");
+    assert_eq!(mask_name("李四"), "李*");
+    assert_eq!(mask_name("欧阳小明"), "欧**明");
+    assert_eq!(mask_name("王"), "*");
+}
+
+#[test]
+fn tokens_authorise_by_exact_match() {
+    let cfg: LedgerConfig = toml::from_str(
+        "[[tokens]]\nname = \"county finance\"\nrole = \"accountant\"\ntoken = \"s3cret-token\"\n",
+    )
+    .expect("config");
+    assert_eq!(cfg.authorise("s3cret-token"), Some(("county finance", Role::Accountant)));
+    assert_eq!(cfg.authorise("s3cret-tokeN"), None);
+    assert_eq!(cfg.authorise(""), None);
+    assert!(!format!("{cfg:?}").contains("s3cret"), "secrets never reach Debug output");
+}
+
+#[test]
+fn exports_write_exact_amounts_and_roster_accounts() {
+    let d = deployment("");
+    let row = crate::store::VillageMonthRow {
+        month: "2026-02".into(),
+        village: V.into(),
+        provisional: true,
+        plan_state: Some("ACTIVE".into()),
+        opening_fen: 0,
+        income_fen: 100_001,
+        advance_fen: 0,
+        advance_repaid_fen: 0,
+        advance_outstanding_fen: 0,
+        cash_fen: 100_001,
+        payouts_fen: 60_000 + 100_000,
+        reserve_fen: 0,
+        carry_over_fen: -59_999,
+        closing_fen: -59_999,
+        notes: vec![],
+        entries: vec![
+            crate::store::EntryRow { kind: "PAYOUT".into(), line: "JOB_WAGES".into(), station: None, household: Some("H1".into()), payee: "H1".into(), reference: "J1".into(), amount_fen: 60_000, basis: "wage".into() },
+            crate::store::EntryRow { kind: "PAYOUT".into(), line: "TEMP_LABOUR".into(), station: None, household: Some("H1".into()), payee: "H1".into(), reference: "ditch".into(), amount_fen: 100_000, basis: "plan".into() },
+        ],
+        month_status: "COMPUTED".into(),
+    };
+    let public = String::from_utf8(export::to_csv(&export::statement_table(&row, &d, export::Audience::Public)).expect("csv")).expect("utf8");
+    assert!(public.contains("张*三") && !public.contains("张小三") && !public.contains("H1 "), "{public}");
+    assert!(public.contains("1000.01") && public.contains("600.00"));
+    let roster = String::from_utf8(export::to_csv(&export::roster_table(&row, &d)).expect("csv")).expect("utf8");
+    assert!(roster.contains("H1,张小三,6228000011112222,1600.00,JOB_WAGES TEMP_LABOUR"), "{roster}");
+    let xlsx = export::to_xlsx("roster", &export::roster_table(&row, &d)).expect("xlsx");
+    assert!(xlsx.starts_with(b"PK"), "an xlsx is a zip");
+}

@@ -1,0 +1,706 @@
+//! The village ledger's tables: plan workflow states and transitions, month runs (stations, villages,
+//! entries, pools), the paid-month lock and the audit trail.
+//!
+//! Rules (which transition is allowed, what a month pays) are decided by `ledger`; this file only
+//! reads and writes, atomically: a month is replaced in one transaction, and a paid month never is.
+
+use super::{Result, Store};
+use crate::allocate::{MonthRun, Payee, PlanState};
+use crate::domain::{VillageId, YearMonth};
+use chrono::{DateTime, Utc};
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
+use sqlx::{Any, Row};
+use std::collections::HashMap;
+
+/// Month status in `ledger_months`.
+pub const MONTH_COMPUTED: &str = "COMPUTED";
+pub const MONTH_PAID: &str = "PAID";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransitionRow {
+    pub from: String,
+    pub to: String,
+    pub who: String,
+    pub at: DateTime<Utc>,
+    pub note: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonthRow {
+    pub month: String,
+    pub status: String,
+    pub fingerprint: String,
+    pub carry: String,
+    pub computed_at: DateTime<Utc>,
+    pub computed_by: String,
+    pub paid_at: Option<DateTime<Utc>>,
+    pub paid_by: Option<String>,
+}
+
+/// One recorded line of a village-month.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryRow {
+    /// `INCOME` or `PAYOUT`.
+    pub kind: String,
+    pub line: String,
+    pub station: Option<String>,
+    pub household: Option<String>,
+    pub payee: String,
+    pub reference: String,
+    pub amount_fen: i64,
+    pub basis: String,
+}
+
+/// A recorded village-month as the statement, exports and notice show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VillageMonthRow {
+    pub month: String,
+    pub village: String,
+    pub provisional: bool,
+    pub plan_state: Option<String>,
+    pub opening_fen: i64,
+    pub income_fen: i64,
+    pub advance_fen: i64,
+    pub advance_repaid_fen: i64,
+    pub advance_outstanding_fen: i64,
+    pub cash_fen: i64,
+    pub payouts_fen: i64,
+    pub reserve_fen: i64,
+    pub carry_over_fen: i64,
+    pub closing_fen: i64,
+    pub notes: Vec<String>,
+    pub entries: Vec<EntryRow>,
+    pub month_status: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRow {
+    pub at: DateTime<Utc>,
+    pub who: String,
+    pub action: String,
+    pub village: Option<String>,
+    pub month: Option<String>,
+    pub detail: String,
+}
+
+/// A value for a batched insert.
+enum Val {
+    I(i64),
+    T(String),
+    OT(Option<String>),
+}
+
+/// Rows per INSERT: well under SQLite's and PostgreSQL's bound-parameter limits.
+const BATCH_PARAMS: usize = 8_000;
+
+async fn insert_batch(
+    tx: &mut sqlx::Transaction<'_, Any>,
+    table: &str,
+    cols: &[&str],
+    rows: Vec<Vec<Val>>,
+) -> Result<()> {
+    let per = (BATCH_PARAMS / cols.len()).max(1);
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<Vec<Val>> = rows.by_ref().take(per).collect();
+        let mut sql = format!("INSERT INTO {table} ({}) VALUES ", cols.join(", "));
+        let mut n = 0;
+        for (i, _) in chunk.iter().enumerate() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('(');
+            for c in 0..cols.len() {
+                if c > 0 {
+                    sql.push_str(", ");
+                }
+                n += 1;
+                sql.push('$');
+                sql.push_str(&n.to_string());
+            }
+            sql.push(')');
+        }
+        let mut q: Query<'_, Any, AnyArguments<'_>> = sqlx::query(&sql);
+        for row in chunk {
+            for v in row {
+                q = match v {
+                    Val::I(i) => q.bind(i),
+                    Val::T(t) => q.bind(t),
+                    Val::OT(t) => q.bind(t),
+                };
+            }
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+fn ms(at: DateTime<Utc>) -> i64 {
+    at.timestamp_millis()
+}
+
+fn from_ms(v: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(v).unwrap_or_default()
+}
+
+impl Store {
+    /// The workflow state of every plan that has left DRAFT at least once.
+    pub async fn plan_states(&self) -> Result<HashMap<(VillageId, i32), PlanState>> {
+        let rows = sqlx::query("SELECT village, year, state FROM ledger_plans")
+            .fetch_all(self.pool())
+            .await?;
+        let mut out = HashMap::with_capacity(rows.len());
+        for r in &rows {
+            let state: String = r.try_get(2)?;
+            let state = PlanState::parse(&state).ok_or_else(|| {
+                super::Error::Corrupt(format!("unknown plan state '{state}' in ledger_plans"))
+            })?;
+            let year: i64 = r.try_get(1)?;
+            out.insert(
+                (VillageId::new(r.try_get::<String, _>(0)?), year as i32),
+                state,
+            );
+        }
+        Ok(out)
+    }
+
+    pub async fn plan_state(&self, village: &str, year: i32) -> Result<PlanState> {
+        let row = sqlx::query("SELECT state FROM ledger_plans WHERE village = $1 AND year = $2")
+            .bind(village)
+            .bind(i64::from(year))
+            .fetch_optional(self.pool())
+            .await?;
+        match row {
+            None => Ok(PlanState::Draft),
+            Some(r) => {
+                let s: String = r.try_get(0)?;
+                PlanState::parse(&s).ok_or_else(|| {
+                    super::Error::Corrupt(format!("unknown plan state '{s}' in ledger_plans"))
+                })
+            }
+        }
+    }
+
+    /// Moves a plan from `from` to `to` if it is still in `from` (compare and set, with the
+    /// transition and an audit line in the same transaction). Returns false if the state moved on.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn set_plan_state(
+        &self,
+        village: &str,
+        year: i32,
+        from: PlanState,
+        to: PlanState,
+        who: &str,
+        note: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool> {
+        let mut tx = self.pool().begin().await?;
+        let current = sqlx::query("SELECT state FROM ledger_plans WHERE village = $1 AND year = $2")
+            .bind(village)
+            .bind(i64::from(year))
+            .fetch_optional(&mut *tx)
+            .await?;
+        let current = match current {
+            None => PlanState::Draft.code().to_owned(),
+            Some(r) => r.try_get::<String, _>(0)?,
+        };
+        if current != from.code() {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM ledger_plans WHERE village = $1 AND year = $2")
+            .bind(village)
+            .bind(i64::from(year))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO ledger_plans (village, year, state, updated_ms) VALUES ($1, $2, $3, $4)")
+            .bind(village)
+            .bind(i64::from(year))
+            .bind(to.code())
+            .bind(ms(at))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO ledger_plan_transitions (village, year, from_state, to_state, who, at_ms, note) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(village)
+        .bind(i64::from(year))
+        .bind(from.code())
+        .bind(to.code())
+        .bind(who)
+        .bind(ms(at))
+        .bind(note)
+        .execute(&mut *tx)
+        .await?;
+        audit_in(
+            &mut tx,
+            at,
+            who,
+            "plan_transition",
+            Some(village),
+            None,
+            &format!("plan {year}: {from} -> {to}: {note}"),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub async fn plan_history(&self, village: &str, year: i32) -> Result<Vec<TransitionRow>> {
+        let rows = sqlx::query(
+            "SELECT from_state, to_state, who, at_ms, note FROM ledger_plan_transitions \
+             WHERE village = $1 AND year = $2 ORDER BY id",
+        )
+        .bind(village)
+        .bind(i64::from(year))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(TransitionRow {
+                    from: r.try_get(0)?,
+                    to: r.try_get(1)?,
+                    who: r.try_get(2)?,
+                    at: from_ms(r.try_get(3)?),
+                    note: r.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn ledger_month(&self, month: YearMonth) -> Result<Option<MonthRow>> {
+        let row = sqlx::query(
+            "SELECT month, status, fingerprint, carry, computed_ms, computed_by, paid_ms, paid_by \
+             FROM ledger_months WHERE month = $1",
+        )
+        .bind(month.to_string())
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|r| {
+            Ok(MonthRow {
+                month: r.try_get(0)?,
+                status: r.try_get(1)?,
+                fingerprint: r.try_get(2)?,
+                carry: r.try_get(3)?,
+                computed_at: from_ms(r.try_get(4)?),
+                computed_by: r.try_get(5)?,
+                paid_at: r.try_get::<Option<i64>, _>(6)?.map(from_ms),
+                paid_by: r.try_get(7)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Months recorded before `month`, newest first.
+    pub async fn ledger_months_before(&self, month: YearMonth) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT month FROM ledger_months WHERE month < $1 ORDER BY month DESC")
+            .bind(month.to_string())
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
+    /// Replaces an unpaid month with `run` in one transaction. Returns false (and writes nothing) if
+    /// the month is paid.
+    pub async fn record_month(
+        &self,
+        run: &MonthRun,
+        fingerprint: &str,
+        carry: &str,
+        who: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool> {
+        let month = run.month.to_string();
+        let mut tx = self.pool().begin().await?;
+        let status = sqlx::query("SELECT status, fingerprint FROM ledger_months WHERE month = $1")
+            .bind(&month)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let previous = match status {
+            Some(r) => {
+                let s: String = r.try_get(0)?;
+                if s == MONTH_PAID {
+                    return Ok(false);
+                }
+                Some(r.try_get::<String, _>(1)?)
+            }
+            None => None,
+        };
+        for table in [
+            "ledger_months",
+            "ledger_station_months",
+            "ledger_village_months",
+            "ledger_entries",
+            "ledger_pool_months",
+        ] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE month = $1"))
+                .bind(&month)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(
+            "INSERT INTO ledger_months (month, status, fingerprint, carry, computed_ms, computed_by) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&month)
+        .bind(MONTH_COMPUTED)
+        .bind(fingerprint)
+        .bind(carry)
+        .bind(ms(at))
+        .bind(who)
+        .execute(&mut *tx)
+        .await?;
+        let stations = run
+            .stations
+            .iter()
+            .map(|s| {
+                vec![
+                    Val::T(month.clone()),
+                    Val::T(s.station.to_string()),
+                    Val::T(if s.basis.is_provisional() { "metered" } else { "settled" }.into()),
+                    Val::I(s.energy.0),
+                    Val::I(s.tariff.0),
+                    Val::I(s.coal_price.0),
+                    Val::I(s.adder_price.0),
+                    Val::I(s.base.0),
+                    Val::I(s.subsidy_accrued.0),
+                    Val::I(s.adder.0),
+                    Val::I(s.subsidy_received.0),
+                    Val::I(s.received.0),
+                    Val::I(s.costs_total.0),
+                    Val::I(s.net.0),
+                    Val::I(s.deficit_in.0),
+                    Val::I(s.distributable.0),
+                    Val::I(s.deficit_out.0),
+                    Val::T(
+                        s.notes
+                            .iter()
+                            .cloned()
+                            .chain(s.costs.iter().map(|c| format!("{}: {} ({})", c.label, c.amount, c.how)))
+                            .collect::<Vec<_>>()
+                            .join("\n"),
+                    ),
+                ]
+            })
+            .collect();
+        insert_batch(
+            &mut tx,
+            "ledger_station_months",
+            &[
+                "month", "station", "basis", "energy_wh", "tariff", "coal_price", "adder_price",
+                "base_fen", "subsidy_accrued_fen", "adder_fen", "subsidy_received_fen",
+                "received_fen", "costs_fen", "net_fen", "deficit_in_fen", "distributable_fen",
+                "deficit_out_fen", "explanation",
+            ],
+            stations,
+        )
+        .await?;
+        let mut villages = Vec::with_capacity(run.villages.len());
+        let mut entries = Vec::new();
+        for v in &run.villages {
+            villages.push(vec![
+                Val::T(month.clone()),
+                Val::T(v.village.to_string()),
+                Val::I(i64::from(v.provisional)),
+                Val::OT(v.plan_state.map(|p| p.code().to_owned())),
+                Val::I(v.opening_balance.0),
+                Val::I(v.income_total.0),
+                Val::I(v.advance.0),
+                Val::I(v.advance_repaid.0),
+                Val::I(v.advance_outstanding.0),
+                Val::I(v.cash.0),
+                Val::I(v.payouts_total.0),
+                Val::I(v.reserve.0),
+                Val::I(v.carry_over.0),
+                Val::I(v.closing_balance.0),
+                Val::T(v.notes.join("\n")),
+            ]);
+            let mut seq = 0_i64;
+            for i in &v.income {
+                seq += 1;
+                entries.push(vec![
+                    Val::T(month.clone()),
+                    Val::T(v.village.to_string()),
+                    Val::I(seq),
+                    Val::T("INCOME".into()),
+                    Val::T("INCOME".into()),
+                    Val::OT(Some(i.station.to_string())),
+                    Val::OT(None),
+                    Val::T(i.station.to_string()),
+                    Val::T(format!("weight {}/{}", i.weight, i.total_weight)),
+                    Val::I(i.amount.0),
+                    Val::T(if i.basis.is_provisional() { "metered (provisional)" } else { "settled" }.into()),
+                ]);
+            }
+            for p in &v.payouts {
+                seq += 1;
+                let (household, payee) = match &p.payee {
+                    Payee::Household(h) => (Some(h.to_string()), h.to_string()),
+                    Payee::Other(o) => (None, o.clone()),
+                };
+                entries.push(vec![
+                    Val::T(month.clone()),
+                    Val::T(v.village.to_string()),
+                    Val::I(seq),
+                    Val::T("PAYOUT".into()),
+                    Val::T(p.line.code().into()),
+                    Val::OT(None),
+                    Val::OT(household),
+                    Val::T(payee),
+                    Val::T(p.reference.clone()),
+                    Val::I(p.amount.0),
+                    Val::T(p.basis.to_string()),
+                ]);
+            }
+        }
+        insert_batch(
+            &mut tx,
+            "ledger_village_months",
+            &[
+                "month", "village", "provisional", "plan_state", "opening_fen", "income_fen",
+                "advance_fen", "advance_repaid_fen", "advance_outstanding_fen", "cash_fen",
+                "payouts_fen", "reserve_fen", "carry_over_fen", "closing_fen", "explanation",
+            ],
+            villages,
+        )
+        .await?;
+        insert_batch(
+            &mut tx,
+            "ledger_entries",
+            &[
+                "month", "village", "seq", "kind", "line", "station", "household", "payee",
+                "reference", "amount_fen", "basis",
+            ],
+            entries,
+        )
+        .await?;
+        let pools = run
+            .pools
+            .iter()
+            .flat_map(|p| {
+                let month = month.clone();
+                p.lines.iter().map(move |l| {
+                    vec![
+                        Val::T(month.clone()),
+                        Val::T(p.station.to_string()),
+                        Val::T(l.household.to_string()),
+                        Val::OT(l.village.as_ref().map(|v| v.to_string())),
+                        Val::I(l.amount.0),
+                    ]
+                })
+            })
+            .collect();
+        insert_batch(
+            &mut tx,
+            "ledger_pool_months",
+            &["month", "station", "household", "village", "amount_fen"],
+            pools,
+        )
+        .await?;
+        let detail = match previous {
+            None => format!("computed, fingerprint {fingerprint}"),
+            Some(p) if p == fingerprint => format!("re-run, unchanged (fingerprint {fingerprint})"),
+            Some(p) => format!("re-run, changed: fingerprint {p} -> {fingerprint}"),
+        };
+        audit_in(&mut tx, at, who, "month_run", None, Some(&month), &detail).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Locks a computed month as paid. Returns false if it is not recorded or already paid.
+    pub async fn mark_month_paid(
+        &self,
+        month: YearMonth,
+        who: &str,
+        note: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool> {
+        let mut tx = self.pool().begin().await?;
+        let done = sqlx::query(
+            "UPDATE ledger_months SET status = $1, paid_ms = $2, paid_by = $3 WHERE month = $4 AND status = $5",
+        )
+        .bind(MONTH_PAID)
+        .bind(ms(at))
+        .bind(who)
+        .bind(month.to_string())
+        .bind(MONTH_COMPUTED)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if done {
+            audit_in(&mut tx, at, who, "month_paid", None, Some(&month.to_string()), note).await?;
+        }
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    /// A recorded village-month with its entries in statement order.
+    pub async fn village_month(&self, village: &str, month: &str) -> Result<Option<VillageMonthRow>> {
+        let row = sqlx::query(
+            "SELECT v.provisional, v.plan_state, v.opening_fen, v.income_fen, v.advance_fen, \
+             v.advance_repaid_fen, v.advance_outstanding_fen, v.cash_fen, v.payouts_fen, v.reserve_fen, \
+             v.carry_over_fen, v.closing_fen, v.explanation, m.status \
+             FROM ledger_village_months v JOIN ledger_months m ON m.month = v.month \
+             WHERE v.village = $1 AND v.month = $2",
+        )
+        .bind(village)
+        .bind(month)
+        .fetch_optional(self.pool())
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        let entries = sqlx::query(
+            "SELECT kind, line, station, household, payee, reference, amount_fen, basis \
+             FROM ledger_entries WHERE village = $1 AND month = $2 ORDER BY seq",
+        )
+        .bind(village)
+        .bind(month)
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(|e| {
+            Ok(EntryRow {
+                kind: e.try_get(0)?,
+                line: e.try_get(1)?,
+                station: e.try_get(2)?,
+                household: e.try_get(3)?,
+                payee: e.try_get(4)?,
+                reference: e.try_get(5)?,
+                amount_fen: e.try_get(6)?,
+                basis: e.try_get(7)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+        let notes: String = r.try_get(12)?;
+        Ok(Some(VillageMonthRow {
+            month: month.to_owned(),
+            village: village.to_owned(),
+            provisional: r.try_get::<i64, _>(0)? != 0,
+            plan_state: r.try_get(1)?,
+            opening_fen: r.try_get(2)?,
+            income_fen: r.try_get(3)?,
+            advance_fen: r.try_get(4)?,
+            advance_repaid_fen: r.try_get(5)?,
+            advance_outstanding_fen: r.try_get(6)?,
+            cash_fen: r.try_get(7)?,
+            payouts_fen: r.try_get(8)?,
+            reserve_fen: r.try_get(9)?,
+            carry_over_fen: r.try_get(10)?,
+            closing_fen: r.try_get(11)?,
+            notes: notes.lines().filter(|l| !l.is_empty()).map(str::to_owned).collect(),
+            entries,
+            month_status: r.try_get(13)?,
+        }))
+    }
+
+    /// Each village's newest recorded month: (village, month, closing balance, provisional, status).
+    pub async fn villages_latest(&self) -> Result<Vec<(String, String, i64, bool, String)>> {
+        let rows = sqlx::query(
+            "SELECT v.village, v.month, v.closing_fen, v.provisional, m.status \
+             FROM ledger_village_months v JOIN ledger_months m ON m.month = v.month \
+             WHERE v.month = (SELECT MAX(month) FROM ledger_village_months w WHERE w.village = v.village) \
+             ORDER BY v.village",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get(0)?,
+                    r.try_get(1)?,
+                    r.try_get(2)?,
+                    r.try_get::<i64, _>(3)? != 0,
+                    r.try_get(4)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Months recorded for a village, newest first.
+    pub async fn village_month_list(&self, village: &str) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT month FROM ledger_village_months WHERE village = $1 ORDER BY month DESC",
+        )
+        .bind(village)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
+    pub async fn audit(
+        &self,
+        at: DateTime<Utc>,
+        who: &str,
+        action: &str,
+        village: Option<&str>,
+        month: Option<&str>,
+        detail: &str,
+    ) -> Result<()> {
+        let mut tx = self.pool().begin().await?;
+        audit_in(&mut tx, at, who, action, village, month, detail).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The newest `limit` audit lines.
+    pub async fn audit_trail(&self, limit: i64) -> Result<Vec<AuditRow>> {
+        let rows = sqlx::query(
+            "SELECT at_ms, who, action, village, month, detail FROM ledger_audit ORDER BY id DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditRow {
+                    at: from_ms(r.try_get(0)?),
+                    who: r.try_get(1)?,
+                    action: r.try_get(2)?,
+                    village: r.try_get(3)?,
+                    month: r.try_get(4)?,
+                    detail: r.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Metered energy of a station between two instants (UTC ms, half-open), from the daily rollups
+    /// of its devices: the sum over days of (last − first) lifetime counter.
+    pub async fn station_metered_wh(&self, station: &str, from_ms: i64, to_ms: i64) -> Result<f64> {
+        let row = sqlx::query(
+            "SELECT SUM(COALESCE(r.energy_last_wh - r.energy_first_wh, 0)) \
+             FROM rollups r JOIN devices d ON d.id = r.device_id \
+             WHERE d.station = $1 AND r.period_s = 86400 AND r.bucket_ms >= $2 AND r.bucket_ms < $3",
+        )
+        .bind(station)
+        .bind(from_ms)
+        .bind(to_ms)
+        .fetch_one(self.pool())
+        .await?;
+        Ok(row.try_get::<Option<f64>, _>(0)?.unwrap_or(0.0))
+    }
+}
+
+async fn audit_in(
+    tx: &mut sqlx::Transaction<'_, Any>,
+    at: DateTime<Utc>,
+    who: &str,
+    action: &str,
+    village: Option<&str>,
+    month: Option<&str>,
+    detail: &str,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO ledger_audit (at_ms, who, action, village, month, detail) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(ms(at))
+    .bind(who)
+    .bind(action)
+    .bind(village.map(str::to_owned))
+    .bind(month.map(str::to_owned))
+    .bind(detail)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,236 @@
+//! The village pages, notice, exports and plan API over real HTTP, and the CLI end to end.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use sunshare::allocate::PlanState;
+use sunshare::config::Deployment;
+use sunshare::domain::{EnergyBasis, MonthEnergy, StationId, VillageId, WattHours, YearMonth};
+use sunshare::ledger::{self, EnergySource};
+
+const CONFIG: &str = r#"
+[[counties]]
+id = "C1"
+name = "县"
+province = "shanxi"
+[[townships]]
+id = "T1"
+name = "镇"
+county = "C1"
+[[villages]]
+code = "V1"
+name = "东村"
+township = "T1"
+[[tariffs]]
+id = "III"
+price = "0.85"
+province = "shanxi"
+[[coal_prices]]
+province = "shanxi"
+from = "2017-01-01"
+price = "0.332"
+[[stations]]
+id = "S1"
+name = "东村电站"
+kind = "village"
+county = "C1"
+capacity_kwp = 300
+latitude = 37.8
+longitude = 112.5
+commissioned = "2019-06-30"
+tariff = "III"
+village = "V1"
+[[households]]
+id = "H1"
+village = "V1"
+head = "张小三"
+labour = "full"
+bank_account = "6228000011112222"
+status = [{ status = "not_exited", from = "2016-01-01" }]
+[[jobs]]
+id = "J1"
+village = "V1"
+title = "电站管护员"
+holder = "H1"
+monthly_wage = "600"
+from = "2026-01-01"
+[[plans]]
+village = "V1"
+year = 2026
+expected_net = "100000"
+lines = { job_wages = "7200", temp_labour = "0", small_project = "0", reward_subsidy = "0", reserve = "1200" }
+[[ledger.tokens]]
+name = "county finance"
+role = "accountant"
+token = "acct-token-123"
+[[ledger.tokens]]
+name = "auditor"
+role = "viewer"
+token = "view-token-456"
+"#;
+
+fn deployment() -> Deployment {
+    match Deployment::from_str_with_env("test.toml", CONFIG, &[], &HashSet::new()) {
+        Ok(d) => d,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[derive(Debug)]
+struct Fixed;
+
+#[async_trait::async_trait]
+impl EnergySource for Fixed {
+    async fn month_energy(
+        &self,
+        station: &StationId,
+        month: YearMonth,
+    ) -> Result<MonthEnergy, ledger::Error> {
+        Ok(MonthEnergy {
+            station: station.clone(),
+            month,
+            energy: WattHours(30_000_000),
+            basis: EnergyBasis::Metered,
+        })
+    }
+}
+
+#[tokio::test]
+async fn village_pages_notice_exports_and_plan_api() -> anyhow::Result<()> {
+    let t = sunshare::store::testing::sqlite().await?;
+    let store = t.store.clone();
+    let d = Arc::new(deployment());
+    let v = VillageId::new("V1");
+    for to in [
+        PlanState::Deliberated,
+        PlanState::PlanPublished,
+        PlanState::TownshipReviewed,
+        PlanState::CountyFiled,
+    ] {
+        ledger::transition(&store, &d, &v, 2026, to, "村委会", "step").await?;
+    }
+    let month: YearMonth = "2026-01".parse()?;
+
+    let state = sunshare::http::AppState::new(
+        Arc::clone(&d),
+        store.clone(),
+        Arc::new(sunshare::metrics::Metrics::new()),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(sunshare::http::serve(listener, state, cancel.clone()));
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()?;
+
+    // The last step over HTTP: refused without a token, refused for a viewer, done by the accountant.
+    let url = format!("{base}/api/villages/V1/plans/2026/transitions");
+    let body = serde_json::json!({ "to": "ACTIVE", "note": "filed with the county", "who": "李会计" });
+    let r = client.post(&url).json(&body).send().await?;
+    assert_eq!(r.status(), 403);
+    let r = client.post(&url).bearer_auth("view-token-456").json(&body).send().await?;
+    assert_eq!(r.status(), 403);
+    let r = client.post(&url).bearer_auth("acct-token-123").json(&body).send().await?;
+    assert_eq!(r.status(), 200, "{}", r.text().await?);
+    let plan: serde_json::Value = client.get(format!("{base}/api/villages/V1/plans/2026")).send().await?.json().await?;
+    assert_eq!(plan["state"], "ACTIVE");
+    assert_eq!(plan["transitions"][4]["who"], "李会计 (via county finance)");
+    let r = client.post(&url).bearer_auth("acct-token-123").json(&body).send().await?;
+    assert_eq!(r.status(), 409, "ACTIVE -> ACTIVE is not a transition");
+
+    ledger::run_month(&store, &d, &Fixed, month, "test", true).await?;
+
+    let list = client.get(format!("{base}/villages")).send().await?.text().await?;
+    assert!(list.contains("东村") && list.contains("2026-01") && list.contains("provisional"), "{list}");
+    let page = client.get(format!("{base}/villages/V1")).send().await?.text().await?;
+    assert!(page.contains("600.00") && page.contains("张*三") && !page.contains("张小三"), "{page}");
+
+    let notice = client.get(format!("{base}/villages/V1/notice/2026-01")).send().await?.text().await?;
+    assert!(notice.contains("公示") && notice.contains("张*三"));
+    assert!(!notice.contains("张小三") && !notice.contains("6228000011112222") && !notice.contains("H1 "));
+    let full = client
+        .get(format!("{base}/villages/V1/notice/2026-01"))
+        .bearer_auth("view-token-456")
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(full.contains("张小三") && full.contains("FULL VERSION"));
+
+    let json: serde_json::Value = client.get(format!("{base}/api/villages/V1/months/2026-01")).send().await?.json().await?;
+    assert_eq!(json["payouts"], "600.00");
+    assert_eq!(json["provisional"], true);
+    assert_eq!(json["masked"], true);
+    // 30,000 kWh × 0.332 = 9,960.00 income, 600.00 paid, reserve 100.00
+    assert_eq!(json["income"], "9960.00");
+    assert_eq!(json["reserve"], "100.00");
+    assert_eq!(json["closing_balance"], "9360.00");
+
+    let r = client.get(format!("{base}/villages/V1/months/2026-01/roster.csv")).send().await?;
+    assert_eq!(r.status(), 403, "the roster holds bank accounts");
+    let roster = client
+        .get(format!("{base}/villages/V1/months/2026-01/roster.csv"))
+        .bearer_auth("view-token-456")
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(roster.contains("H1,张小三,6228000011112222,600.00"), "{roster}");
+    let xlsx = client
+        .get(format!("{base}/villages/V1/months/2026-01/statement.xlsx"))
+        .send()
+        .await?;
+    assert_eq!(xlsx.status(), 200);
+    assert!(xlsx.bytes().await?.starts_with(b"PK"));
+    let missing = client.get(format!("{base}/api/villages/V1/months/2026-02")).send().await?;
+    assert_eq!(missing.status(), 404);
+
+    cancel.cancel();
+    server.await??;
+    store.close().await;
+    Ok(())
+}
+
+#[test]
+fn cli_allocates_moves_plans_and_locks_months() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("sunshare.toml");
+    let data = dir.path().join("data");
+    std::fs::write(
+        &config,
+        format!("[storage]\ndata_dir = {:?}\n{CONFIG}", data.display().to_string()),
+    )?;
+    let bin = env!("CARGO_BIN_EXE_sunshare");
+    let run = |args: &[&str]| -> anyhow::Result<(bool, String, String)> {
+        let out = std::process::Command::new(bin).args(args).output()?;
+        Ok((
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    };
+    let cfg = config.to_str().unwrap_or_default();
+    let (ok, out, err) = run(&["allocate", "--config", cfg, "--month", "2026-01"])?;
+    assert!(ok, "{err}");
+    assert!(out.contains("village V1") && out.contains("PROVISIONAL"), "{out}");
+    assert!(out.contains("no payouts"), "plan still DRAFT: {out}");
+    let (ok, _, err) = run(&["plan", "transition", "--config", cfg, "--village", "V1", "--year", "2026", "--to", "ACTIVE", "--who", "x", "--note", "jump"])?;
+    assert!(!ok && err.contains("DRAFT") && err.contains("DELIBERATED"), "{err}");
+    let (ok, out, err) = run(&["plan", "transition", "--config", cfg, "--village", "V1", "--year", "2026", "--to", "DELIBERATED", "--who", "村委会", "--note", "四议 meeting 2026-01-05"])?;
+    assert!(ok, "{err}");
+    assert!(out.contains("DRAFT -> DELIBERATED"), "{out}");
+    let (ok, out, err) = run(&["allocate", "--config", cfg, "--month", "2026-01", "--format", "csv"])?;
+    assert!(ok, "{err}");
+    assert!(out.starts_with("month,village,provisional"), "{out}");
+    let (ok, _, err) = run(&["ledger", "pay", "--config", cfg, "--month", "2026-01", "--who", "county finance"])?;
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(&["allocate", "--config", cfg, "--month", "2026-01"])?;
+    assert!(!ok && err.contains("locked"), "{err}");
+    let out_file = dir.path().join("statement.xlsx");
+    let (ok, _, err) = run(&["ledger", "export", "--config", cfg, "--month", "2026-01", "--village", "V1", "--kind", "statement", "--out", out_file.to_str().unwrap_or_default()])?;
+    assert!(ok, "{err}");
+    assert!(std::fs::read(&out_file)?.starts_with(b"PK"));
+    let (ok, out, _) = run(&["ledger", "audit", "--config", cfg])?;
+    assert!(ok && out.contains("month_paid") && out.contains("plan_transition"), "{out}");
+    Ok(())
+}
