@@ -9,9 +9,9 @@ pub mod export;
 
 use crate::allocate::{self, Book, Carry, MonthRun, PlanState};
 use crate::config::Deployment;
-use crate::domain::{EnergyBasis, MonthEnergy, StationId, StationKind, VillageId, WattHours, YearMonth};
+use crate::domain::{MonthEnergy, StationId, StationKind, VillageId, YearMonth};
 use crate::store::{self, Store, MONTH_PAID};
-use chrono::{TimeZone, Utc};
+use chrono::Utc;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -98,53 +98,41 @@ pub enum Error {
 /// figure (settlement when imported, metered otherwise) can be swapped in without touching the ledger.
 #[async_trait::async_trait]
 pub trait EnergySource: Send + Sync + std::fmt::Debug {
-    async fn month_energy(&self, station: &StationId, month: YearMonth) -> Result<MonthEnergy, Error>;
+    async fn month_energy(
+        &self,
+        station: &StationId,
+        month: YearMonth,
+    ) -> Result<MonthEnergy, Error>;
 }
 
-/// Metered (provisional) energy from the store's daily rollups. A stand-in until energy accounting
-/// provides settled figures.
+/// The accountable figure from energy accounting: the grid settlement when imported, else the
+/// metered figure from lifetime counters (provisional).
 #[derive(Debug, Clone)]
-pub struct RollupEnergy {
+pub struct AccountedEnergy {
     pub store: Store,
     pub deployment: Arc<Deployment>,
 }
 
 #[async_trait::async_trait]
-impl EnergySource for RollupEnergy {
-    async fn month_energy(&self, station: &StationId, month: YearMonth) -> Result<MonthEnergy, Error> {
-        let err = |detail: String| Error::Energy {
-            station: station.clone(),
-            month,
-            detail,
-        };
-        let s = self
-            .deployment
-            .station(station.as_str())
-            .ok_or_else(|| err("not declared".into()))?;
-        let local = |d: chrono::NaiveDate| {
-            s.timezone
-                .from_local_datetime(&d.and_time(chrono::NaiveTime::MIN))
-                .earliest()
-                .map(|t| t.with_timezone(&Utc).timestamp_millis())
-                .ok_or_else(|| err(format!("no local midnight on {d}")))
-        };
-        let from = local(month.first_day())?;
-        let to = local(month.next().first_day())?;
-        let wh = self.store.station_metered_wh(station.as_str(), from, to).await?;
-        // Metering is physical and inexact; the figure becomes exact integer Wh here, before money.
-        let wh = if wh.is_finite() && wh > 0.0 { wh.round() as i64 } else { 0 };
-        Ok(MonthEnergy {
-            station: station.clone(),
-            month,
-            energy: WattHours(wh),
-            basis: EnergyBasis::Metered,
-        })
+impl EnergySource for AccountedEnergy {
+    async fn month_energy(
+        &self,
+        station: &StationId,
+        month: YearMonth,
+    ) -> Result<MonthEnergy, Error> {
+        crate::energy::month_energy(&self.store, &self.deployment, station, month)
+            .await
+            .map_err(|e| Error::Energy {
+                station: station.clone(),
+                month,
+                detail: e.to_string(),
+            })
     }
 }
 
-/// THE seam: the energy source the ledger uses. Switch to energy accounting here.
+/// The energy source the ledger uses.
 pub fn energy_source(store: Store, deployment: Arc<Deployment>) -> Arc<dyn EnergySource> {
-    Arc::new(RollupEnergy { store, deployment })
+    Arc::new(AccountedEnergy { store, deployment })
 }
 
 /// A fingerprint of a run, to tell an unchanged re-run from a changed one in the audit trail.
@@ -210,7 +198,12 @@ pub async fn run_month(
 }
 
 /// Locks a recorded month as paid.
-pub async fn pay_month(store: &Store, month: YearMonth, who: &str, note: &str) -> Result<(), Error> {
+pub async fn pay_month(
+    store: &Store,
+    month: YearMonth,
+    who: &str,
+    note: &str,
+) -> Result<(), Error> {
     if who.trim().is_empty() {
         return Err(Error::Workflow("say who marks the month paid".into()));
     }
@@ -243,7 +236,9 @@ pub async fn transition(
         ));
     }
     if !deployment.villages.iter().any(|v| &v.code == village) {
-        return Err(Error::NotFound(format!("village {village} is not declared")));
+        return Err(Error::NotFound(format!(
+            "village {village} is not declared"
+        )));
     }
     if !deployment
         .plans

@@ -8,5 +8,5 @@ pub mod fleet;
 pub mod history;
 pub mod inverter;
 pub mod modbus;
-pub mod weather;
 pub mod settlement;
+pub mod weather;

@@ -196,11 +196,12 @@ impl Store {
         at: DateTime<Utc>,
     ) -> Result<bool> {
         let mut tx = self.pool().begin().await?;
-        let current = sqlx::query("SELECT state FROM ledger_plans WHERE village = $1 AND year = $2")
-            .bind(village)
-            .bind(i64::from(year))
-            .fetch_optional(&mut *tx)
-            .await?;
+        let current =
+            sqlx::query("SELECT state FROM ledger_plans WHERE village = $1 AND year = $2")
+                .bind(village)
+                .bind(i64::from(year))
+                .fetch_optional(&mut *tx)
+                .await?;
         let current = match current {
             None => PlanState::Draft.code().to_owned(),
             Some(r) => r.try_get::<String, _>(0)?,
@@ -213,13 +214,15 @@ impl Store {
             .bind(i64::from(year))
             .execute(&mut *tx)
             .await?;
-        sqlx::query("INSERT INTO ledger_plans (village, year, state, updated_ms) VALUES ($1, $2, $3, $4)")
-            .bind(village)
-            .bind(i64::from(year))
-            .bind(to.code())
-            .bind(ms(at))
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO ledger_plans (village, year, state, updated_ms) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(village)
+        .bind(i64::from(year))
+        .bind(to.code())
+        .bind(ms(at))
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(
             "INSERT INTO ledger_plan_transitions (village, year, from_state, to_state, who, at_ms, note) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -294,10 +297,11 @@ impl Store {
 
     /// Months recorded before `month`, newest first.
     pub async fn ledger_months_before(&self, month: YearMonth) -> Result<Vec<String>> {
-        let rows = sqlx::query("SELECT month FROM ledger_months WHERE month < $1 ORDER BY month DESC")
-            .bind(month.to_string())
-            .fetch_all(self.pool())
-            .await?;
+        let rows =
+            sqlx::query("SELECT month FROM ledger_months WHERE month < $1 ORDER BY month DESC")
+                .bind(month.to_string())
+                .fetch_all(self.pool())
+                .await?;
         rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }
 
@@ -358,7 +362,14 @@ impl Store {
                 vec![
                     Val::T(month.clone()),
                     Val::T(s.station.to_string()),
-                    Val::T(if s.basis.is_provisional() { "metered" } else { "settled" }.into()),
+                    Val::T(
+                        if s.basis.is_provisional() {
+                            "metered"
+                        } else {
+                            "settled"
+                        }
+                        .into(),
+                    ),
                     Val::I(s.energy.0),
                     Val::I(s.tariff.0),
                     Val::I(s.coal_price.0),
@@ -377,7 +388,11 @@ impl Store {
                         s.notes
                             .iter()
                             .cloned()
-                            .chain(s.costs.iter().map(|c| format!("{}: {} ({})", c.label, c.amount, c.how)))
+                            .chain(
+                                s.costs
+                                    .iter()
+                                    .map(|c| format!("{}: {} ({})", c.label, c.amount, c.how)),
+                            )
                             .collect::<Vec<_>>()
                             .join("\n"),
                     ),
@@ -388,10 +403,24 @@ impl Store {
             &mut tx,
             "ledger_station_months",
             &[
-                "month", "station", "basis", "energy_wh", "tariff", "coal_price", "adder_price",
-                "base_fen", "subsidy_accrued_fen", "adder_fen", "subsidy_received_fen",
-                "received_fen", "costs_fen", "net_fen", "deficit_in_fen", "distributable_fen",
-                "deficit_out_fen", "explanation",
+                "month",
+                "station",
+                "basis",
+                "energy_wh",
+                "tariff",
+                "coal_price",
+                "adder_price",
+                "base_fen",
+                "subsidy_accrued_fen",
+                "adder_fen",
+                "subsidy_received_fen",
+                "received_fen",
+                "costs_fen",
+                "net_fen",
+                "deficit_in_fen",
+                "distributable_fen",
+                "deficit_out_fen",
+                "explanation",
             ],
             stations,
         )
@@ -430,7 +459,14 @@ impl Store {
                     Val::T(i.station.to_string()),
                     Val::T(format!("weight {}/{}", i.weight, i.total_weight)),
                     Val::I(i.amount.0),
-                    Val::T(if i.basis.is_provisional() { "metered (provisional)" } else { "settled" }.into()),
+                    Val::T(
+                        if i.basis.is_provisional() {
+                            "metered (provisional)"
+                        } else {
+                            "settled"
+                        }
+                        .into(),
+                    ),
                 ]);
             }
             for p in &v.payouts {
@@ -458,9 +494,21 @@ impl Store {
             &mut tx,
             "ledger_village_months",
             &[
-                "month", "village", "provisional", "plan_state", "opening_fen", "income_fen",
-                "advance_fen", "advance_repaid_fen", "advance_outstanding_fen", "cash_fen",
-                "payouts_fen", "reserve_fen", "carry_over_fen", "closing_fen", "explanation",
+                "month",
+                "village",
+                "provisional",
+                "plan_state",
+                "opening_fen",
+                "income_fen",
+                "advance_fen",
+                "advance_repaid_fen",
+                "advance_outstanding_fen",
+                "cash_fen",
+                "payouts_fen",
+                "reserve_fen",
+                "carry_over_fen",
+                "closing_fen",
+                "explanation",
             ],
             villages,
         )
@@ -469,8 +517,17 @@ impl Store {
             &mut tx,
             "ledger_entries",
             &[
-                "month", "village", "seq", "kind", "line", "station", "household", "payee",
-                "reference", "amount_fen", "basis",
+                "month",
+                "village",
+                "seq",
+                "kind",
+                "line",
+                "station",
+                "household",
+                "payee",
+                "reference",
+                "amount_fen",
+                "basis",
             ],
             entries,
         )
@@ -530,14 +587,27 @@ impl Store {
         .rows_affected()
             == 1;
         if done {
-            audit_in(&mut tx, at, who, "month_paid", None, Some(&month.to_string()), note).await?;
+            audit_in(
+                &mut tx,
+                at,
+                who,
+                "month_paid",
+                None,
+                Some(&month.to_string()),
+                note,
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(done)
     }
 
     /// A recorded village-month with its entries in statement order.
-    pub async fn village_month(&self, village: &str, month: &str) -> Result<Option<VillageMonthRow>> {
+    pub async fn village_month(
+        &self,
+        village: &str,
+        month: &str,
+    ) -> Result<Option<VillageMonthRow>> {
         let row = sqlx::query(
             "SELECT v.provisional, v.plan_state, v.opening_fen, v.income_fen, v.advance_fen, \
              v.advance_repaid_fen, v.advance_outstanding_fen, v.cash_fen, v.payouts_fen, v.reserve_fen, \
@@ -588,7 +658,11 @@ impl Store {
             reserve_fen: r.try_get(9)?,
             carry_over_fen: r.try_get(10)?,
             closing_fen: r.try_get(11)?,
-            notes: notes.lines().filter(|l| !l.is_empty()).map(str::to_owned).collect(),
+            notes: notes
+                .lines()
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect(),
             entries,
             month_status: r.try_get(13)?,
         }))
@@ -663,22 +737,6 @@ impl Store {
                 })
             })
             .collect()
-    }
-
-    /// Metered energy of a station between two instants (UTC ms, half-open), from the daily rollups
-    /// of its devices: the sum over days of (last − first) lifetime counter.
-    pub async fn station_metered_wh(&self, station: &str, from_ms: i64, to_ms: i64) -> Result<f64> {
-        let row = sqlx::query(
-            "SELECT SUM(COALESCE(r.energy_last_wh - r.energy_first_wh, 0)) \
-             FROM rollups r JOIN devices d ON d.id = r.device_id \
-             WHERE d.station = $1 AND r.period_s = 86400 AND r.bucket_ms >= $2 AND r.bucket_ms < $3",
-        )
-        .bind(station)
-        .bind(from_ms)
-        .bind(to_ms)
-        .fetch_one(self.pool())
-        .await?;
-        Ok(row.try_get::<Option<f64>, _>(0)?.unwrap_or(0.0))
     }
 }
 

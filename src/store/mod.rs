@@ -11,7 +11,9 @@ mod registry;
 mod samples;
 
 pub use energy::{EnergyReading, SettlementInsert, SettlementRow};
-pub use ledger::{AuditRow, EntryRow, MonthRow, TransitionRow, VillageMonthRow, MONTH_COMPUTED, MONTH_PAID};
+pub use ledger::{
+    AuditRow, EntryRow, MonthRow, TransitionRow, VillageMonthRow, MONTH_COMPUTED, MONTH_PAID,
+};
 pub use samples::{bucket_start, LatestRow, RollupRow, StationNow, WriteOutcome, PERIODS};
 
 use crate::config::{Backend, StorageConfig};
