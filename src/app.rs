@@ -138,13 +138,29 @@ pub async fn start(
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
 
-    let (_ingest, worker) = ingest::channel(
+    let (ingest, worker) = ingest::channel(
         1024,
         store.clone(),
         device_profiles(&deployment),
         Arc::clone(&metrics),
     );
     tracker.spawn(worker.run(cancel.child_token()));
+
+    let catalog = match &deployment.collect.firmware_dir {
+        Some(dir) => crate::registers::Catalog::with_dir(dir),
+        None => crate::registers::Catalog::builtin(),
+    }
+    .context("loading register maps")?;
+    crate::collect::modbus::spawn_all(
+        &deployment,
+        &catalog,
+        ingest.clone(),
+        Arc::clone(&metrics),
+        &cancel,
+        &tracker,
+    )
+    .map_err(|e| anyhow::anyhow!(e))
+    .context("starting the modbus pollers")?;
 
     let http_addr = listener.local_addr().context("reading the HTTP address")?;
     let state = http::AppState {

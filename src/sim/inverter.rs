@@ -128,7 +128,8 @@ impl Inverter {
     }
 
     fn sun_up(&self, at: DateTime<Utc>) -> bool {
-        crate::solar::position(self.spec.plant.latitude, self.spec.plant.longitude, at).elevation_deg
+        crate::solar::position(self.spec.plant.latitude, self.spec.plant.longitude, at)
+            .elevation_deg
             > 0.0
     }
 
@@ -148,8 +149,14 @@ impl Inverter {
         r.set(Metric::PowerFactor, if producing { 0.999 } else { 0.0 });
         r.set(Metric::FrequencyHz, (50.0 + 0.02 * wobble).max(0.0));
         for ph in 1..=3 {
-            r.set(Metric::PhaseVoltageV(ph), 230.0 + f64::from(ph) * 0.4 + wobble);
-            r.set(Metric::PhaseCurrentA(ph), (ac / 3.0 / 230.0 * 100.0).round() / 100.0);
+            r.set(
+                Metric::PhaseVoltageV(ph),
+                230.0 + f64::from(ph) * 0.4 + wobble,
+            );
+            r.set(
+                Metric::PhaseCurrentA(ph),
+                (ac / 3.0 / 230.0 * 100.0).round() / 100.0,
+            );
         }
         for s in 1..=2u8 {
             let v = if producing { 600.0 + 10.0 * load } else { 0.0 };
@@ -302,7 +309,13 @@ mod tests {
 
     #[test]
     fn image_decodes_back_to_the_plant() {
-        for name in ["huawei_sun2000", "sungrow_sg", "sunspec", "solis", "growatt"] {
+        for name in [
+            "huawei_sun2000",
+            "sungrow_sg",
+            "sunspec",
+            "solis",
+            "growatt",
+        ] {
             let mut inv = Inverter::new(unit(name));
             let map = Arc::clone(&inv.spec.map);
             let blocks: Vec<(u16, Vec<u16>)> = map
@@ -318,7 +331,10 @@ mod tests {
             let want = truth.get(Metric::EnergyLifetimeWh).expect("lifetime");
             let got = r.get(Metric::EnergyLifetimeWh).expect("lifetime decoded");
             // kWh-resolution registers (Sungrow, Solis) lose up to 1 kWh.
-            assert!(got <= want && want - got < 1000.0, "{name}: {got} vs {want}");
+            assert!(
+                got <= want && want - got < 1000.0,
+                "{name}: {got} vs {want}"
+            );
             assert!(r.get(Metric::AcPowerW).is_some(), "{name}");
         }
     }

@@ -3,6 +3,6 @@
 //! Never used by production paths: `app` builds a simulated fleet only for `sunshare demo` and
 //! `sunshare simulate`.
 
-pub mod weather;
 pub mod inverter;
 pub mod modbus;
+pub mod weather;
