@@ -246,16 +246,10 @@ impl GatewayPoller {
         metrics: Arc<Metrics>,
     ) -> GatewayPoller {
         let now = Instant::now();
-        let n = targets.len().max(1) as u32;
         let slots = targets
             .into_iter()
-            .enumerate()
-            .map(|(i, target)| Slot {
-                // Spread first polls over the interval so units do not all fall due at once.
-                next_due: now
-                    + target
-                        .interval
-                        .mul_f64(f64::from(i as u32) / f64::from(n) * 0.5),
+            .map(|target| Slot {
+                next_due: now,
                 stats: DeviceStats {
                     device: target.device.clone(),
                     unit: target.unit,
@@ -289,6 +283,15 @@ impl GatewayPoller {
             last_request_end: None,
             rng: StdRng::from_entropy(),
         }
+    }
+
+    /// Delays every first poll by `phase`, so thousands of gateways started together do not all
+    /// fall due in the same instant.
+    pub fn with_phase(mut self, phase: Duration) -> GatewayPoller {
+        for s in &mut self.slots {
+            s.next_due += phase;
+        }
+        self
     }
 
     pub fn address(&self) -> &str {
@@ -749,14 +752,23 @@ pub fn spawn_all(
 ) -> Result<usize, String> {
     let gateways = plan_gateways(deployment, catalog, TimingOverride::default())?;
     let n = gateways.len();
+    let mut rng = StdRng::from_entropy();
     for ((address, framing), targets) in gateways {
+        let shortest = targets
+            .iter()
+            .map(|t| t.interval)
+            .min()
+            .unwrap_or(Duration::from_secs(60))
+            .min(Duration::from_secs(60));
+        let phase = shortest.mul_f64(rng.gen_range(0.0..1.0));
         let poller = GatewayPoller::new(
             address,
             framing,
             targets,
             ingest.clone(),
             Arc::clone(&metrics),
-        );
+        )
+        .with_phase(phase);
         tracker.spawn(poller.run(cancel.child_token()));
     }
     if n > 0 {
