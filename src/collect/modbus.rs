@@ -23,9 +23,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tokio_modbus::client::{Client as _, Context, Reader as _};
+use tokio_modbus::client::{Client as _, Context};
 use tokio_modbus::prelude::SlaveContext as _;
 use tokio_modbus::Slave;
+use tokio_modbus::{Request, Response};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, instrument, warn};
@@ -599,26 +600,37 @@ async fn read_block(
     pacer: &mut Pacer,
 ) -> Result<Vec<u16>, Error> {
     pacer.wait().await;
-    let call = async {
-        match function {
-            FunctionCode::ReadHolding => ctx.read_holding_registers(start, count).await,
-            FunctionCode::ReadInput => ctx.read_input_registers(start, count).await,
+    // `Client::call` rather than the `Reader` helpers: those assert on the answer's length, and a
+    // device that sends the wrong count must be an error here, never a panic.
+    let request = match function {
+        FunctionCode::ReadHolding => Request::ReadHoldingRegisters(start, count),
+        FunctionCode::ReadInput => Request::ReadInputRegisters(start, count),
+    };
+    let result = tokio::time::timeout(timeout, ctx.call(request)).await;
+    pacer.last_end = Some(Instant::now());
+    let words = match result {
+        Err(_) => return Err(Error::Timeout { unit, timeout }),
+        Ok(Err(e)) => return Err(Error::Transport(e.to_string())),
+        Ok(Ok(Err(code))) => {
+            return Err(Error::Exception {
+                unit,
+                code: u8::from(code),
+            })
+        }
+        Ok(Ok(Ok(Response::ReadHoldingRegisters(w) | Response::ReadInputRegisters(w)))) => w,
+        Ok(Ok(Ok(other))) => {
+            return Err(Error::Transport(format!(
+                "unexpected answer to a register read: {other:?}"
+            )))
         }
     };
-    let result = tokio::time::timeout(timeout, call).await;
-    pacer.last_end = Some(Instant::now());
-    match result {
-        Err(_) => Err(Error::Timeout { unit, timeout }),
-        Ok(Err(e)) => Err(Error::Transport(e.to_string())),
-        Ok(Ok(Err(code))) => Err(Error::Exception {
-            unit,
-            code: u8::from(code),
-        }),
-        Ok(Ok(Ok(words))) if words.len() == usize::from(count) => Ok(words),
-        Ok(Ok(Ok(words))) => Err(Error::Transport(format!(
+    if words.len() == usize::from(count) {
+        Ok(words)
+    } else {
+        Err(Error::Transport(format!(
             "asked for {count} registers at {start}, got {}",
             words.len()
-        ))),
+        )))
     }
 }
 

@@ -133,6 +133,7 @@ impl Inverter {
         self.spec.faults = Default::default();
         let _ = self.answer(plan.function.code(), plan.start, plan.count);
         self.spec.faults = saved;
+        self.reset_requests();
         Some(())
     }
 }
