@@ -44,6 +44,9 @@ enum Command {
     Probe(sunshare::collect::modbus::ProbeArgs),
     /// Serve simulated inverters over Modbus (gateways x unit ids) until Ctrl-C.
     Simulate(sunshare::sim::modbus::SimulateArgs),
+    /// Measure a component against its ceiling and a peer (see BENCHMARKS.md).
+    #[command(subcommand)]
+    Bench(sunshare::bench::BenchKind),
 }
 
 fn main() -> ExitCode {
@@ -93,6 +96,13 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Probe(args) => probe(args).await,
         Command::Simulate(args) => simulate(args).await,
+        Command::Bench(sunshare::bench::BenchKind::Modbus(args)) => {
+            let report = sunshare::bench::run_modbus(&args)
+                .await
+                .context("running the modbus benchmark")?;
+            print!("{}", report.to_markdown());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::CheckConfig { config } => match app::load_config(&config) {
             Ok(d) => {
                 println!(

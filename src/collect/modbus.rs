@@ -193,6 +193,60 @@ impl Slot {
     }
 }
 
+/// Poll latency and read counts shared by many pollers (benchmarks, status pages). Lock-free: a
+/// fixed log-scale histogram of atomics.
+#[derive(Debug)]
+pub struct PollObserver {
+    /// Bucket i counts polls that took [1.1^i, 1.1^(i+1)) microseconds.
+    buckets: Vec<std::sync::atomic::AtomicU64>,
+    pub blocks_read: std::sync::atomic::AtomicU64,
+    pub polls: std::sync::atomic::AtomicU64,
+}
+
+const BUCKET_BASE: f64 = 1.1;
+
+impl Default for PollObserver {
+    fn default() -> Self {
+        PollObserver {
+            buckets: (0..200).map(|_| Default::default()).collect(),
+            blocks_read: Default::default(),
+            polls: Default::default(),
+        }
+    }
+}
+
+impl PollObserver {
+    fn record(&self, took: Duration, blocks: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let us = took.as_micros().max(1) as f64;
+        let i = (us.ln() / BUCKET_BASE.ln()) as usize;
+        if let Some(b) = self.buckets.get(i.min(self.buckets.len() - 1)) {
+            b.fetch_add(1, Relaxed);
+        }
+        self.polls.fetch_add(1, Relaxed);
+        self.blocks_read.fetch_add(blocks as u64, Relaxed);
+    }
+
+    /// The latency below which `q` (0..=1) of the polls fell (upper bucket edge, ±10 %).
+    pub fn quantile(&self, q: f64) -> Duration {
+        use std::sync::atomic::Ordering::Relaxed;
+        let counts: Vec<u64> = self.buckets.iter().map(|b| b.load(Relaxed)).collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return Duration::ZERO;
+        }
+        let want = ((total as f64) * q).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, c) in counts.iter().enumerate() {
+            seen += c;
+            if seen >= want {
+                return Duration::from_micros(BUCKET_BASE.powi(i as i32 + 1) as u64);
+            }
+        }
+        Duration::MAX
+    }
+}
+
 /// What one [`GatewayPoller::tick`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Tick {
@@ -220,6 +274,7 @@ pub struct GatewayPoller {
     timeouts_in_row: u32,
     last_request_end: Option<Instant>,
     rng: StdRng,
+    observer: Option<Arc<PollObserver>>,
 }
 
 impl std::fmt::Debug for GatewayPoller {
@@ -283,7 +338,14 @@ impl GatewayPoller {
             timeouts_in_row: 0,
             last_request_end: None,
             rng: StdRng::from_entropy(),
+            observer: None,
         }
+    }
+
+    /// Records every successful poll's latency and block count into `observer`.
+    pub fn with_observer(mut self, observer: Arc<PollObserver>) -> GatewayPoller {
+        self.observer = Some(observer);
+        self
     }
 
     /// Delays every first poll by `phase`, so thousands of gateways started together do not all
@@ -303,8 +365,8 @@ impl GatewayPoller {
         self.slots.iter().map(|s| s.stats.clone()).collect()
     }
 
-    /// Polls until cancelled.
-    pub async fn run(mut self, cancel: CancellationToken) {
+    /// Polls until cancelled; returns the devices' final statistics.
+    pub async fn run(mut self, cancel: CancellationToken) -> Vec<DeviceStats> {
         loop {
             tokio::select! {
                 biased;
@@ -316,6 +378,7 @@ impl GatewayPoller {
             let _ = tokio::time::timeout(Duration::from_secs(1), ctx.disconnect()).await;
         }
         debug!(gateway = %self.address, "poller stopped");
+        self.stats()
     }
 
     /// Waits for the next device that falls due and polls it.
@@ -373,10 +436,15 @@ impl GatewayPoller {
             }
         }
         let device = self.slots[idx].target.device.clone();
+        let started = Instant::now();
         let result = self.read_slot(idx).await;
         let ok = result.is_ok();
         match result {
             Ok((at, decoded)) => {
+                if let Some(o) = &self.observer {
+                    let map = &self.slots[idx].target.map;
+                    o.record(started.elapsed(), map.plan().len());
+                }
                 self.on_success(idx, at);
                 let sample = Sample {
                     device: device.clone(),
@@ -421,8 +489,10 @@ impl GatewayPoller {
                 s.stats.link = Link::Unknown;
             }
         }
-        if self.gateway_up != Some(true) {
-            info!(gateway = %self.address, "gateway connected");
+        match self.gateway_up {
+            Some(false) => info!(gateway = %self.address, "gateway reachable again"),
+            None => debug!(gateway = %self.address, "gateway connected"),
+            Some(true) => debug!(gateway = %self.address, "reconnected"),
         }
         self.gateway_up = Some(true);
         Ok(())
@@ -762,7 +832,12 @@ pub fn spawn_all(
     cancel: &CancellationToken,
     tracker: &TaskTracker,
 ) -> Result<usize, String> {
-    let gateways = plan_gateways(deployment, catalog, TimingOverride::default())?;
+    let tuning = TimingOverride {
+        timeout: deployment.collect.modbus_timeout,
+        request_gap: deployment.collect.modbus_request_gap,
+        connect_delay: deployment.collect.modbus_connect_delay,
+    };
+    let gateways = plan_gateways(deployment, catalog, tuning)?;
     let n = gateways.len();
     let mut rng = StdRng::from_entropy();
     for ((address, framing), targets) in gateways {
