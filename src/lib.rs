@@ -25,6 +25,8 @@
 
 pub mod allocate;
 pub mod app;
+pub mod bench;
+pub mod collect;
 pub mod config;
 pub mod domain;
 pub mod energy;

@@ -250,6 +250,11 @@ impl Inverter {
         Answer::Words(words)
     }
 
+    /// Restarts the fault script's request count.
+    pub fn reset_requests(&mut self) {
+        self.requests = 0;
+    }
+
     pub fn requests(&self) -> u64 {
         self.requests
     }

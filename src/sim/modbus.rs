@@ -20,14 +20,7 @@ use tokio_modbus::{ExceptionCode, Request, Response, SlaveRequest};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-/// How requests are framed on the wire.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Framing {
-    /// Modbus TCP (MBAP header).
-    Tcp,
-    /// RTU frames (CRC) carried over TCP, as serial servers and DTUs do.
-    RtuOverTcp,
-}
+pub use crate::collect::modbus::Framing;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
@@ -140,6 +133,7 @@ impl Inverter {
         self.spec.faults = Default::default();
         let _ = self.answer(plan.function.code(), plan.start, plan.count);
         self.spec.faults = saved;
+        self.reset_requests();
         Some(())
     }
 }
@@ -388,7 +382,7 @@ pub async fn start_fleet(
                 map,
                 plant,
                 serial: format!("SIM{g:05}{u:03}"),
-                model_name: format!("SIM-{name}"),
+                model_name: sample_model_name(&name),
                 faults: super::inverter::FaultScript {
                     latency: std::time::Duration::from_millis(args.latency_ms),
                     ..Default::default()
@@ -413,4 +407,14 @@ pub async fn start_fleet(
         });
     }
     Ok(out)
+}
+
+/// A plausible model string for a family (Sungrow reports a numeric device type).
+pub fn sample_model_name(map: &str) -> String {
+    match map {
+        "huawei_sun2000" => "SUN2000-50KTL-M3".into(),
+        "sungrow_sg" => "0x2C10".into(),
+        "sunspec" => "SIM-SunSpec-50K".into(),
+        other => format!("SIM-{other}"),
+    }
 }
