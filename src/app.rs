@@ -106,7 +106,20 @@ pub async fn start(
         device_profiles(&deployment),
         Arc::clone(&metrics),
     );
+    let mut worker = worker.with_limits(ingest::ClockLimits::for_retention(
+        deployment.storage.raw_retention,
+    ));
+    worker
+        .seed_counters()
+        .await
+        .context("loading the last lifetime counters")?;
     tracker.spawn(worker.run(cancel.child_token()));
+    let retention = ingest::RawRetention::new(
+        store.clone(),
+        deployment.storage.raw_retention,
+        Arc::clone(&metrics),
+    );
+    tracker.spawn(retention.run(std::time::Duration::from_secs(3600), cancel.child_token()));
 
     let http_addr = listener.local_addr().context("reading the HTTP address")?;
     let state = http::AppState {

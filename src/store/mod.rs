@@ -8,7 +8,10 @@
 mod registry;
 mod samples;
 
-pub use samples::{bucket_start, LatestRow, RollupRow, StationNow, WriteOutcome, PERIODS};
+pub use samples::{
+    bucket_start, LatestRow, QuarantineEntry, QuarantineRow, RollupRow, StationNow, WriteOutcome,
+    PERIODS,
+};
 
 use crate::config::{Backend, StorageConfig};
 use secrecy::ExposeSecret;

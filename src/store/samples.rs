@@ -347,6 +347,28 @@ mod tests {
     }
 }
 
+/// A refused sample and why, as ingest hands it over.
+#[derive(Debug, Clone)]
+pub struct QuarantineEntry<'a> {
+    pub sample: &'a Sample,
+    /// Stable reason code, e.g. `counter_backwards`.
+    pub code: &'static str,
+    /// The human explanation with the values involved.
+    pub reason: String,
+}
+
+/// A quarantined sample as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuarantineRow {
+    pub id: i64,
+    pub device: DeviceId,
+    pub at: DateTime<Utc>,
+    pub received: DateTime<Utc>,
+    pub code: String,
+    pub reason: String,
+    pub readings: Readings,
+}
+
 impl Store {
     /// Keeps a refused sample with the reason it was refused.
     pub async fn quarantine(
@@ -367,5 +389,107 @@ impl Store {
         .execute(self.pool())
         .await?;
         Ok(())
+    }
+
+    /// Keeps refused samples with their reason codes, in one transaction.
+    pub async fn quarantine_many(
+        &self,
+        entries: &[QuarantineEntry<'_>],
+        received: DateTime<Utc>,
+    ) -> Result<()> {
+        let mut tx = self.pool().begin().await?;
+        for chunk in entries.chunks(rows_per_statement(6)) {
+            let mut sql = String::from(
+                "INSERT INTO quarantine (device_id, ts_ms, received_ms, code, reason, readings) VALUES ",
+            );
+            push_placeholders(&mut sql, chunk.len(), 6);
+            let mut q = sqlx::query(&sql);
+            for e in chunk {
+                q = q
+                    .bind(e.sample.device.as_str())
+                    .bind(e.sample.at.timestamp_millis())
+                    .bind(received.timestamp_millis())
+                    .bind(e.code)
+                    .bind(e.reason.as_str())
+                    .bind(encode_readings(&e.sample.readings));
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Quarantined samples, newest first, optionally of one device.
+    pub async fn quarantined(
+        &self,
+        device: Option<&DeviceId>,
+        limit: i64,
+    ) -> Result<Vec<QuarantineRow>> {
+        let cols =
+            "SELECT id, device_id, ts_ms, received_ms, code, reason, readings FROM quarantine";
+        let rows = match device {
+            Some(d) => {
+                sqlx::query(&format!(
+                    "{cols} WHERE device_id = $1 ORDER BY id DESC LIMIT $2"
+                ))
+                .bind(d.as_str())
+                .bind(limit)
+                .fetch_all(self.pool())
+                .await?
+            }
+            None => {
+                sqlx::query(&format!("{cols} ORDER BY id DESC LIMIT $1"))
+                    .bind(limit)
+                    .fetch_all(self.pool())
+                    .await?
+            }
+        };
+        rows.iter()
+            .map(|r| {
+                Ok(QuarantineRow {
+                    id: r.try_get(0)?,
+                    device: DeviceId::new(r.try_get::<String, _>(1)?),
+                    at: ms_to_utc(r.try_get(2)?),
+                    received: ms_to_utc(r.try_get(3)?),
+                    code: r.try_get(4)?,
+                    reason: r.try_get(5)?,
+                    readings: decode_readings(&r.try_get::<String, _>(6)?),
+                })
+            })
+            .collect()
+    }
+
+    /// Quarantined samples per reason code (for pages and checks).
+    pub async fn quarantine_counts(&self) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query("SELECT code, COUNT(*) FROM quarantine GROUP BY code ORDER BY code")
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+}
+
+/// SQLite accepts at most 32,766 bound parameters per statement (PostgreSQL 65,535); stay well below.
+const MAX_PARAMS: usize = 30_000;
+
+pub(crate) fn rows_per_statement(columns: usize) -> usize {
+    (MAX_PARAMS / columns).clamp(1, 1_000)
+}
+
+/// Appends `($1, $2, ...), (...)` for `rows` rows of `columns` parameters.
+pub(crate) fn push_placeholders(sql: &mut String, rows: usize, columns: usize) {
+    use std::fmt::Write as _;
+    let mut n = 1;
+    for r in 0..rows {
+        sql.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..columns {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            let _ = write!(sql, "${n}");
+            n += 1;
+        }
+        sql.push(')');
     }
 }
