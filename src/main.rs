@@ -40,6 +40,9 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Measure throughput (store write path, InfluxDB sink) against peers in the same run.
+    #[command(subcommand)]
+    Bench(sunshare::bench::BenchCommand),
 }
 
 fn main() -> ExitCode {
@@ -85,6 +88,10 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 }
             };
             app::serve(deployment).await.context("serving")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(what) => {
+            print!("{}", sunshare::bench::run(what).await.context("benchmark")?);
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckConfig { config } => match app::load_config(&config) {

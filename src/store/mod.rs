@@ -8,6 +8,8 @@
 mod registry;
 mod samples;
 
+pub mod bench;
+
 pub use samples::{
     bucket_start, LatestRow, QuarantineEntry, QuarantineRow, RollupRow, StationNow, WriteOutcome,
     PERIODS,
