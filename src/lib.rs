@@ -31,5 +31,6 @@ pub mod http;
 pub mod ingest;
 pub mod metrics;
 pub mod sim;
+pub mod sinks;
 pub mod solar;
 pub mod store;
