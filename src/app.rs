@@ -67,6 +67,8 @@ pub fn device_profiles(d: &Deployment) -> HashMap<crate::domain::DeviceId, Devic
 #[derive(Debug)]
 pub struct Running {
     pub http_addr: SocketAddr,
+    /// The door into storage, for collectors (and tests) to submit samples.
+    pub ingest: ingest::IngestHandle,
     pub store: Store,
     pub metrics: Arc<Metrics>,
     pub cancel: CancellationToken,
@@ -100,7 +102,7 @@ pub async fn start(
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
 
-    let (_ingest, worker) = ingest::channel(
+    let (ingest_handle, worker) = ingest::channel(
         1024,
         store.clone(),
         device_profiles(&deployment),
@@ -113,6 +115,26 @@ pub async fn start(
         .seed_counters()
         .await
         .context("loading the last lifetime counters")?;
+    if let Some(influx) = &deployment.influx {
+        let health = crate::sinks::influx::healthcheck(influx).await;
+        crate::sinks::influx::log_health(&health);
+        let spool_dir = influx
+            .spool_dir
+            .clone()
+            .unwrap_or_else(|| data_dir.join("influx-spool"));
+        let sink = crate::sinks::influx::InfluxSink::open(
+            influx,
+            &spool_dir,
+            crate::sinks::influx::device_tags(&deployment),
+            Arc::clone(&metrics),
+        )
+        .context("opening the InfluxDB sink")?;
+        let (sink_tx, sink_rx) = tokio::sync::mpsc::channel(64);
+        worker.forward_to(sink_tx);
+        // Stopped by the ingest worker dropping its sender after draining, not by the token, so
+        // whatever ingest stores during shutdown still reaches the spool.
+        tracker.spawn(sink.run(sink_rx, CancellationToken::new()));
+    }
     tracker.spawn(worker.run(cancel.child_token()));
     let retention = ingest::RawRetention::new(
         store.clone(),
@@ -135,6 +157,7 @@ pub async fn start(
     });
     Ok(Running {
         http_addr,
+        ingest: ingest_handle,
         store,
         metrics,
         cancel,

@@ -554,8 +554,11 @@ impl IngestWorker {
         let mut delay = Duration::from_millis(100);
         // A store error is retried with backoff: the batch is kept in memory, never dropped.
         loop {
-            match self.store.write_samples(&good, &tz_of).await {
-                Ok(outcome) => {
+            match self.store.write_samples_marked(&good, &tz_of).await {
+                Ok((outcome, stored)) => {
+                    // Only rows newly stored go on to the sinks: a redelivery is not a new point.
+                    let mut marks = stored.into_iter();
+                    good.retain(|_| marks.next().unwrap_or(false));
                     self.metrics
                         .store_write_seconds
                         .observe(started.elapsed().as_secs_f64());
@@ -574,7 +577,7 @@ impl IngestWorker {
                 }
             }
         }
-        if let Some(tx) = &self.forward {
+        if let Some(tx) = self.forward.as_ref().filter(|_| !good.is_empty()) {
             if tx.send(good).await.is_err() {
                 warn!("sink queue closed; samples stay in the store only");
                 self.forward = None;
@@ -874,6 +877,30 @@ mod tests {
             let avg = day[0].power_avg_w.unwrap_or_default();
             assert!((avg - 10_002.0).abs() < 1e-9, "{avg}");
         }
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn only_newly_stored_samples_are_forwarded_to_the_sinks() -> anyhow::Result<()> {
+        let ts = testing::sqlite().await?;
+        let (_h, mut w, _) = worker_for(&ts.store).await;
+        let (tx, mut rx) = mpsc::channel(8);
+        w.forward_to(tx);
+        let now = t0();
+        let a = sample("inv-1", now - ChronoDuration::minutes(2), 1.0, 1e6);
+        let b = sample("inv-1", now - ChronoDuration::minutes(1), 1.0, 1e6 + 10.0);
+        w.ingest_now(vec![a.clone(), b.clone()], now).await;
+        w.ingest_now(vec![b.clone(), a.clone()], now).await;
+        let mut nan = b.clone();
+        nan.at = now;
+        nan.readings.set(Metric::AcPowerW, f64::NAN);
+        w.ingest_now(vec![nan], now).await;
+        drop(w);
+        let mut forwarded = Vec::new();
+        while let Some(batch) = rx.recv().await {
+            forwarded.extend(batch);
+        }
+        assert_eq!(forwarded, vec![a, b]);
         Ok(())
     }
 

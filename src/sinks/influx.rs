@@ -581,7 +581,9 @@ impl InfluxSink {
     }
 
     /// Runs until cancelled or the sender side closes, then delivers what it can within
-    /// `shutdown_deadline` and leaves the rest in the spool for the next start.
+    /// `shutdown_deadline` and leaves the rest in the spool for the next start. In the service the
+    /// sink is stopped by ingest dropping its sender (so nothing ingest drains at shutdown is
+    /// missed); `cancel` is for callers that own the sink directly.
     pub async fn run(mut self, mut rx: mpsc::Receiver<Vec<Sample>>, cancel: CancellationToken) {
         let mut flush_tick = tokio::time::interval(self.flush_interval);
         flush_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -642,7 +644,8 @@ impl InfluxSink {
                 _ = health_tick.tick() => self.health_point(),
                 () = tokio::time::sleep_until(retry_at), if waiting => {}
             }
-            if !open && inflight.is_none() && self.buf_points == 0 && self.spool.is_empty() {
+            if !open {
+                // Ingest has stopped and dropped its sender: deliver what we can within the deadline.
                 break;
             }
         }
@@ -693,4 +696,213 @@ impl InfluxSink {
 
 fn clamp_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Metric, Readings};
+    use axum::http::StatusCode;
+    use axum::routing::{get, post};
+    use axum::Router;
+    use secrecy::SecretString;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn cfg(url: &str) -> InfluxConfig {
+        InfluxConfig {
+            url: url.to_owned(),
+            org: "o".into(),
+            bucket: "b".into(),
+            token: SecretString::from("t"),
+            batch_size: 2,
+            flush_interval: Duration::from_millis(50),
+            spool_max_bytes: 1 << 20,
+            spool_full: crate::config::SpoolFull::DropOldest,
+            spool_dir: None,
+            precision: InfluxPrecision::S,
+            request_timeout: Duration::from_millis(500),
+            shutdown_deadline: Duration::from_secs(1),
+        }
+    }
+
+    fn sample(dev: &str, secs: i64) -> Sample {
+        let mut r = Readings::default();
+        r.set(Metric::AcPowerW, 1500.5);
+        r.set(Metric::PvVoltageV(1), 600.0);
+        r.state = Some(DeviceState::Producing);
+        Sample {
+            device: DeviceId::new(dev),
+            at: chrono::DateTime::from_timestamp(secs, 0).unwrap_or_default(),
+            readings: r,
+        }
+    }
+
+    #[test]
+    fn line_protocol_carries_tags_fields_state_and_precision() {
+        let mut tags = HashMap::new();
+        tags.insert(
+            DeviceId::new("inv 1"),
+            DeviceTags {
+                station: "st,1".into(),
+                village: Some("v1+v2".into()),
+                county: "c1".into(),
+                model: "huawei_sun2000".into(),
+                kind: "inverter",
+            },
+        );
+        let mut out = Vec::new();
+        let n = encode(
+            &[sample("inv 1", 1_780_000_000)],
+            &tags,
+            InfluxPrecision::S,
+            &mut out,
+        );
+        assert_eq!(n, 1);
+        let line = String::from_utf8(out).unwrap_or_default();
+        assert_eq!(
+            line,
+            "pv_device,county=c1,device=inv\\ 1,kind=inverter,model=huawei_sun2000,station=st\\,1,village=v1+v2 \
+             ac_power_w=1500.5,alarms=0i,pv1_voltage_v=600,state=\"producing\",state_code=1i 1780000000\n"
+        );
+        let mut ns = Vec::new();
+        encode(
+            &[sample("x", 1)],
+            &HashMap::new(),
+            InfluxPrecision::Ns,
+            &mut ns,
+        );
+        assert!(String::from_utf8_lossy(&ns).ends_with(" 1000000000\n"));
+    }
+
+    /// A stub server answering writes with the statuses in `script`, then 204.
+    async fn stub(script: Vec<(u16, &'static str)>) -> anyhow::Result<(String, Arc<AtomicUsize>)> {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let c = Arc::clone(&calls);
+        let script = Arc::new(script);
+        let app = Router::new()
+            .route(
+                "/api/v2/write",
+                post(move || {
+                    let c = Arc::clone(&c);
+                    let script = Arc::clone(&script);
+                    async move {
+                        let i = c.fetch_add(1, Ordering::SeqCst);
+                        let (code, body) = script.get(i).copied().unwrap_or((204, ""));
+                        (StatusCode::from_u16(code).unwrap_or(StatusCode::OK), body)
+                    }
+                }),
+            )
+            .route("/health", get(|| async { "OK" }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Ok((format!("http://{addr}"), calls))
+    }
+
+    #[tokio::test]
+    async fn retriable_errors_keep_the_batch_and_4xx_goes_to_dead_letters() -> anyhow::Result<()> {
+        let (url, calls) = stub(vec![
+            (503, "overloaded"),
+            (429, "slow down"),
+            (
+                400,
+                "{\"code\":\"invalid\",\"message\":\"field type conflict\"}",
+            ),
+        ])
+        .await?;
+        let dir = tempfile::tempdir()?;
+        let metrics = Arc::new(Metrics::new());
+        let mut sink =
+            InfluxSink::open(&cfg(&url), dir.path(), HashMap::new(), Arc::clone(&metrics))?;
+        sink.push(&[sample("a", 10), sample("a", 20)])?;
+        sink.push(&[sample("a", 30), sample("a", 40)])?;
+        assert_eq!(sink.pending_points(), 4);
+        let d = sink.send_next().await?;
+        assert!(
+            matches!(d, Some(Delivery::Failed(ref w)) if w.contains("503")),
+            "{d:?}"
+        );
+        let d = sink.send_next().await?;
+        assert!(
+            matches!(d, Some(Delivery::Failed(ref w)) if w.contains("429")),
+            "{d:?}"
+        );
+        assert_eq!(
+            sink.pending_points(),
+            4,
+            "retriable failures keep the batch"
+        );
+        assert_eq!(sink.send_next().await?, Some(Delivery::DeadLettered(2)));
+        assert_eq!(sink.send_next().await?, Some(Delivery::Written(2)));
+        assert_eq!(sink.send_next().await?, None);
+        assert_eq!(calls.load(Ordering::SeqCst), 4);
+        let dead = std::fs::read_to_string(dir.path().join("dead-letter.lp"))?;
+        assert!(
+            dead.contains("HTTP 400: {\"code\":\"invalid\",\"message\":\"field type conflict\"}"),
+            "{dead}"
+        );
+        assert!(
+            dead.contains("pv_device,device=a ac_power_w=1500.5"),
+            "{dead}"
+        );
+        assert_eq!(
+            dead.lines().count(),
+            3,
+            "one comment line and the two points"
+        );
+        assert_eq!(metrics.sink_points_dead_letter.get(), 2);
+        assert_eq!(metrics.sink_points_written.get(), 2);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn healthcheck_says_what_it_found() -> anyhow::Result<()> {
+        let (url, _) = stub(vec![]).await?;
+        let h = healthcheck(&cfg(&url)).await;
+        assert!(h.server.is_ok(), "{h:?}");
+        assert!(
+            h.bucket.as_ref().is_ok_and(|s| s.contains("no bucket API")),
+            "{h:?}"
+        );
+        let port = crate::sinks::victoria::free_port()?;
+        let h = healthcheck(&cfg(&format!("http://127.0.0.1:{port}"))).await;
+        assert!(
+            h.server.as_ref().is_err_and(|e| e.contains("unreachable")),
+            "{h:?}"
+        );
+        assert!(h.bucket.is_err());
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn shutdown_leaves_undelivered_points_in_the_spool() -> anyhow::Result<()> {
+        let port = crate::sinks::victoria::free_port()?;
+        let dir = tempfile::tempdir()?;
+        let metrics = Arc::new(Metrics::new());
+        let sink = InfluxSink::open(
+            &cfg(&format!("http://127.0.0.1:{port}")),
+            dir.path(),
+            HashMap::new(),
+            Arc::clone(&metrics),
+        )?;
+        let (tx, rx) = mpsc::channel(4);
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(sink.run(rx, cancel.clone()));
+        tx.send(vec![sample("a", 1), sample("a", 2), sample("a", 3)])
+            .await?;
+        cancel.cancel();
+        tokio::time::timeout(Duration::from_secs(10), task).await??;
+        let reopened = InfluxSink::open(
+            &cfg(&format!("http://127.0.0.1:{port}")),
+            dir.path(),
+            HashMap::new(),
+            Arc::new(Metrics::new()),
+        )?;
+        assert!(
+            reopened.pending_points() >= 3,
+            "{}",
+            reopened.pending_points()
+        );
+        Ok(())
+    }
 }

@@ -145,21 +145,36 @@ impl Store {
         batch: &[Sample],
         tz_of: &(dyn Fn(&DeviceId) -> Tz + Sync),
     ) -> Result<WriteOutcome> {
+        self.write_samples_marked(batch, tz_of)
+            .await
+            .map(|(outcome, _)| outcome)
+    }
+
+    /// [`Store::write_samples`], also saying for each sample of `batch` whether it was newly stored
+    /// (`false`: a duplicate), so only new rows are forwarded to the sinks.
+    pub async fn write_samples_marked(
+        &self,
+        batch: &[Sample],
+        tz_of: &(dyn Fn(&DeviceId) -> Tz + Sync),
+    ) -> Result<(WriteOutcome, Vec<bool>)> {
         let mut outcome = WriteOutcome::default();
+        let mut origin: Vec<usize> = Vec::with_capacity(batch.len());
         // Repeats inside one batch are duplicates too; the first occurrence wins, as in the table.
         let mut index: HashMap<(&str, i64), usize> = HashMap::with_capacity(batch.len());
         let mut unique: Vec<&Sample> = Vec::with_capacity(batch.len());
-        for s in batch {
+        for (i, s) in batch.iter().enumerate() {
             let key = (s.device.as_str(), s.at.timestamp_millis());
             if index.contains_key(&key) {
                 outcome.duplicates += 1;
             } else {
                 index.insert(key, unique.len());
                 unique.push(s);
+                origin.push(i);
             }
         }
+        let mut marks = vec![false; batch.len()];
         if unique.is_empty() {
-            return Ok(outcome);
+            return Ok((outcome, marks));
         }
         // Encoded once: the same text goes to the raw row and, for the newest, to `latest`.
         let encoded: Vec<String> = unique
@@ -199,12 +214,14 @@ impl Store {
         let mut aggs: BTreeMap<(&str, i64, i64), Agg> = BTreeMap::new();
         let mut newest: BTreeMap<&str, (&Sample, &str)> = BTreeMap::new();
         let mut tz_cache: HashMap<&str, Tz> = HashMap::new();
-        for ((s, stored), text) in unique.into_iter().zip(inserted).zip(&encoded) {
+        for (((s, stored), text), at) in unique.into_iter().zip(inserted).zip(&encoded).zip(origin)
+        {
             let ts = s.at.timestamp_millis();
             if !stored {
                 outcome.duplicates += 1;
                 continue;
             }
+            marks[at] = true;
             outcome.inserted += 1;
             let tz = *tz_cache
                 .entry(s.device.as_str())
@@ -272,7 +289,7 @@ impl Store {
             q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
-        Ok(outcome)
+        Ok((outcome, marks))
     }
 
     /// The row-at-a-time form of [`Store::write_samples`]: same result, one statement per row. Kept
