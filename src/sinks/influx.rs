@@ -906,3 +906,51 @@ mod tests {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod dashboard_tests {
+    use crate::domain::Metric;
+
+    /// The fleet dashboard is valid JSON and asks only for fields the sink writes.
+    #[test]
+    fn the_fleet_dashboard_matches_the_measurement_design() {
+        let text = include_str!("../../dashboards/sunshare-fleet.json");
+        let dash: serde_json::Value = serde_json::from_str(text).expect("valid JSON");
+        let panels = dash["panels"].as_array().expect("panels");
+        assert!(panels.len() >= 5);
+        let sink_fields = [
+            "state",
+            "state_code",
+            "alarms",
+            "spool_points",
+            "spool_bytes",
+            "points_written",
+            "points_dropped",
+            "points_dead_letter",
+            "samples_ingested",
+            "samples_duplicate",
+        ];
+        let mut seen = 0;
+        for p in panels {
+            for t in p["targets"].as_array().expect("targets") {
+                let q = t["query"].as_str().expect("query");
+                for part in q.split("r._field == \"").skip(1) {
+                    let field = part.split('"').next().unwrap_or("");
+                    seen += 1;
+                    assert!(
+                        sink_fields.contains(&field) || field.parse::<Metric>().is_ok(),
+                        "dashboard asks for unknown field {field}"
+                    );
+                }
+                for part in q.split("r._measurement == \"").skip(1) {
+                    let m = part.split('"').next().unwrap_or("");
+                    assert!(
+                        m == super::MEASUREMENT || m == super::HEALTH_MEASUREMENT,
+                        "unknown measurement {m}"
+                    );
+                }
+            }
+        }
+        assert!(seen >= 8);
+    }
+}
