@@ -116,6 +116,7 @@ pub fn device_profiles(d: &Deployment) -> HashMap<crate::domain::DeviceId, Devic
 #[derive(Debug)]
 pub struct Running {
     pub http_addr: SocketAddr,
+    /// The door into storage, for collectors (and tests) to submit samples.
     pub ingest: ingest::IngestHandle,
     pub store: Store,
     pub metrics: Arc<Metrics>,
@@ -140,8 +141,17 @@ pub struct StartOptions {
     pub backfill: Option<Arc<crate::sim::history::Progress>>,
 }
 
-/// Starts store, ingest and HTTP for a deployment on an already-bound listener.
+/// Starts every component a deployment declares, serving HTTP on an already-bound listener.
 pub async fn start(
+    deployment: Arc<Deployment>,
+    data_dir: &Path,
+    listener: TcpListener,
+) -> anyhow::Result<Running> {
+    start_with(deployment, data_dir, listener, StartOptions::default()).await
+}
+
+/// [`start`] with extras (the demo's backfill progress).
+pub async fn start_with(
     deployment: Arc<Deployment>,
     data_dir: &Path,
     listener: TcpListener,
@@ -158,13 +168,46 @@ pub async fn start(
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
 
-    let (ingest, worker) = ingest::channel(
+    let (ingest_handle, worker) = ingest::channel(
         1024,
         store.clone(),
         device_profiles(&deployment),
         Arc::clone(&metrics),
     );
+    let mut worker = worker.with_limits(ingest::ClockLimits::for_retention(
+        deployment.storage.raw_retention,
+    ));
+    worker
+        .seed_counters()
+        .await
+        .context("loading the last lifetime counters")?;
+    if let Some(influx) = &deployment.influx {
+        let health = crate::sinks::influx::healthcheck(influx).await;
+        crate::sinks::influx::log_health(&health);
+        let spool_dir = influx
+            .spool_dir
+            .clone()
+            .unwrap_or_else(|| data_dir.join("influx-spool"));
+        let sink = crate::sinks::influx::InfluxSink::open(
+            influx,
+            &spool_dir,
+            crate::sinks::influx::device_tags(&deployment),
+            Arc::clone(&metrics),
+        )
+        .context("opening the InfluxDB sink")?;
+        let (sink_tx, sink_rx) = tokio::sync::mpsc::channel(64);
+        worker.forward_to(sink_tx);
+        // Stopped by the ingest worker dropping its sender after draining, not by the token, so
+        // whatever ingest stores during shutdown still reaches the spool.
+        tracker.spawn(sink.run(sink_rx, CancellationToken::new()));
+    }
     tracker.spawn(worker.run(cancel.child_token()));
+    let retention = ingest::RawRetention::new(
+        store.clone(),
+        deployment.storage.raw_retention,
+        Arc::clone(&metrics),
+    );
+    tracker.spawn(retention.run(std::time::Duration::from_secs(3600), cancel.child_token()));
 
     let catalog = match &deployment.collect.firmware_dir {
         Some(dir) => crate::registers::Catalog::with_dir(dir),
@@ -174,7 +217,7 @@ pub async fn start(
     crate::collect::modbus::spawn_all(
         &deployment,
         &catalog,
-        ingest.clone(),
+        ingest_handle.clone(),
         Arc::clone(&metrics),
         &cancel,
         &tracker,
@@ -183,12 +226,9 @@ pub async fn start(
     .context("starting the modbus pollers")?;
 
     let http_addr = listener.local_addr().context("reading the HTTP address")?;
-    let state = http::AppState {
-        deployment: Arc::clone(&deployment),
-        store: store.clone(),
-        metrics: Arc::clone(&metrics),
-        backfill: options.backfill,
-    };
+    let mut state =
+        http::AppState::new(Arc::clone(&deployment), store.clone(), Arc::clone(&metrics));
+    state.backfill = options.backfill;
     let http_cancel = cancel.child_token();
     tracker.spawn(async move {
         if let Err(error) = http::serve(listener, state, http_cancel).await {
@@ -197,7 +237,7 @@ pub async fn start(
     });
     Ok(Running {
         http_addr,
-        ingest,
+        ingest: ingest_handle,
         store,
         metrics,
         cancel,
@@ -215,13 +255,7 @@ pub async fn serve(deployment: Deployment) -> anyhow::Result<()> {
     let listener = TcpListener::bind(deployment.http.listen)
         .await
         .with_context(|| format!("binding {}", deployment.http.listen))?;
-    let running = start(
-        Arc::new(deployment),
-        &data_dir,
-        listener,
-        StartOptions::default(),
-    )
-    .await?;
+    let running = start(Arc::new(deployment), &data_dir, listener).await?;
     info!(url = %format!("http://{}/", running.http_addr), "sunshare is serving");
     shutdown_signal().await;
     info!("shutting down");
@@ -279,7 +313,7 @@ pub async fn start_demo(args: DemoArgs) -> anyhow::Result<Demo> {
         .context("starting the simulated gateways")?;
     let backfill = Arc::new(crate::sim::history::Progress::default());
     let deployment = Arc::new(fleet.deployment.clone());
-    let running = start(
+    let running = start_with(
         Arc::clone(&deployment),
         &data_dir,
         listener,

@@ -224,6 +224,51 @@ pub struct InfluxConfig {
     /// Upper bound of the on-disk spool used while the server is unreachable.
     #[serde(default = "default_spool_bytes")]
     pub spool_max_bytes: u64,
+    /// What to drop when the spool is full (default: keep the newest data).
+    #[serde(default)]
+    pub spool_full: SpoolFull,
+    /// Where the spool and the dead-letter file live (default: `<data_dir>/influx-spool`).
+    #[serde(default)]
+    pub spool_dir: Option<PathBuf>,
+    /// Timestamp precision written to the server.
+    #[serde(default)]
+    pub precision: InfluxPrecision,
+    /// Longest wait for one write before it counts as failed and is retried from the spool.
+    #[serde(default = "default_influx_timeout", with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// How long shutdown may spend delivering what is buffered before leaving it in the spool.
+    #[serde(default = "default_flush_deadline", with = "humantime_serde")]
+    pub shutdown_deadline: Duration,
+}
+
+/// What the InfluxDB sink's spool drops when it is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SpoolFull {
+    /// Drop the oldest spooled batches: recent data matters most to operators.
+    #[default]
+    DropOldest,
+    /// Refuse new batches: keeps the oldest gap-free history.
+    DropNewest,
+}
+
+/// Line-protocol timestamp precision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum InfluxPrecision {
+    S,
+    #[default]
+    Ms,
+    Us,
+    Ns,
+}
+
+fn default_influx_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_flush_deadline() -> Duration {
+    Duration::from_secs(5)
 }
 
 fn default_batch_size() -> usize {

@@ -36,5 +36,6 @@ pub mod ledger;
 pub mod metrics;
 pub mod registers;
 pub mod sim;
+pub mod sinks;
 pub mod solar;
 pub mod store;

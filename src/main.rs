@@ -46,7 +46,7 @@ enum Command {
     Simulate(sunshare::sim::modbus::SimulateArgs),
     /// Measure a component against its ceiling and a peer (see BENCHMARKS.md).
     #[command(subcommand)]
-    Bench(sunshare::bench::BenchKind),
+    Bench(sunshare::bench::BenchCommand),
     /// Allocate a month's station income to villages and households, and record it in the ledger.
     Allocate(sunshare::ledger::cli::AllocateArgs),
     /// Move village annual plans through their workflow.
@@ -144,11 +144,8 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Probe(args) => probe(args).await,
         Command::Simulate(args) => simulate(args).await,
-        Command::Bench(sunshare::bench::BenchKind::Modbus(args)) => {
-            let report = sunshare::bench::run_modbus(&args)
-                .await
-                .context("running the modbus benchmark")?;
-            print!("{}", report.to_markdown());
+        Command::Bench(what) => {
+            print!("{}", sunshare::bench::run(what).await.context("benchmark")?);
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckConfig { config } => match app::load_config(&config) {

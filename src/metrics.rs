@@ -29,6 +29,11 @@ pub struct Metrics {
     pub mqtt_messages: Family<ReasonLabels, Counter>,
     pub alerts_open: Gauge<i64, std::sync::atomic::AtomicI64>,
     pub notify_failures: Counter<u64, AtomicU64>,
+    pub raw_samples_purged: Counter,
+    pub sink_points_dead_letter: Counter,
+    pub sink_spool_bytes: Gauge<i64, std::sync::atomic::AtomicI64>,
+    pub sink_server_up: Gauge<i64, std::sync::atomic::AtomicI64>,
+    pub sink_write_errors: Family<ReasonLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -54,6 +59,11 @@ impl Metrics {
             mqtt_messages: Family::default(),
             alerts_open: Gauge::default(),
             notify_failures: Counter::default(),
+            raw_samples_purged: Counter::default(),
+            sink_points_dead_letter: Counter::default(),
+            sink_spool_bytes: Gauge::default(),
+            sink_server_up: Gauge::default(),
+            sink_write_errors: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -116,6 +126,31 @@ impl Metrics {
             "notify_failures",
             "Alert notifications that failed after retries",
             m.notify_failures.clone(),
+        );
+        registry.register(
+            "raw_samples_purged",
+            "Raw samples deleted by the retention purge",
+            m.raw_samples_purged.clone(),
+        );
+        registry.register(
+            "sink_points_dead_letter",
+            "Points the InfluxDB server refused (4xx) and kept in the dead-letter file",
+            m.sink_points_dead_letter.clone(),
+        );
+        registry.register(
+            "sink_spool_bytes",
+            "Bytes waiting in the sink's disk spool",
+            m.sink_spool_bytes.clone(),
+        );
+        registry.register(
+            "sink_server_up",
+            "1 when the last write to the InfluxDB server succeeded, else 0",
+            m.sink_server_up.clone(),
+        );
+        registry.register(
+            "sink_write_errors",
+            "Failed writes to the InfluxDB server, by kind",
+            m.sink_write_errors.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -6,7 +6,7 @@
 use chrono::Utc;
 use std::process::Command;
 use std::sync::Arc;
-use sunshare::app::{self, StartOptions};
+use sunshare::app;
 use sunshare::config::Deployment;
 use sunshare::domain::{DeviceState, Metric, Readings, Sample};
 use tokio::net::TcpListener;
@@ -62,14 +62,9 @@ async fn fleet_page_renders_and_refreshes_in_chromium() {
         .expect("valid"),
     );
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let running = app::start(
-        Arc::clone(&deployment),
-        dir.path(),
-        listener,
-        StartOptions::default(),
-    )
-    .await
-    .expect("start");
+    let running = app::start(Arc::clone(&deployment), dir.path(), listener)
+        .await
+        .expect("start");
     let device = &deployment.devices[0];
     let mut readings = Readings::default();
     readings.set(Metric::AcPowerW, 87_500.0);

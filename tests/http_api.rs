@@ -3,7 +3,7 @@
 
 use chrono::{Duration, Utc};
 use std::sync::Arc;
-use sunshare::app::{self, StartOptions};
+use sunshare::app;
 use sunshare::config::Deployment;
 use sunshare::domain::{DeviceState, Metric, Readings, Sample};
 use tokio::net::TcpListener;
@@ -15,14 +15,9 @@ async fn start() -> (app::Running, tempfile::TempDir, Arc<Deployment>) {
         Deployment::from_str_with_env("example", text, &[], &app::known_models()).expect("valid");
     let deployment = Arc::new(deployment);
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let running = app::start(
-        Arc::clone(&deployment),
-        dir.path(),
-        listener,
-        StartOptions::default(),
-    )
-    .await
-    .expect("start");
+    let running = app::start(Arc::clone(&deployment), dir.path(), listener)
+        .await
+        .expect("start");
     (running, dir, deployment)
 }
 

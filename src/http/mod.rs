@@ -6,6 +6,7 @@ mod error;
 mod fleet;
 mod ledger;
 mod page;
+mod quarantine;
 
 pub use error::ApiError;
 
@@ -47,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         .merge(fleet::routes())
         .merge(energy::routes())
         .merge(ledger::routes())
+        .merge(quarantine::routes())
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }

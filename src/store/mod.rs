@@ -10,11 +10,16 @@ mod ledger;
 mod registry;
 mod samples;
 
+pub mod bench;
+
 pub use energy::{EnergyReading, SettlementInsert, SettlementRow};
 pub use ledger::{
     AuditRow, EntryRow, MonthRow, TransitionRow, VillageMonthRow, MONTH_COMPUTED, MONTH_PAID,
 };
-pub use samples::{bucket_start, LatestRow, RollupRow, StationNow, WriteOutcome, PERIODS};
+pub use samples::{
+    bucket_start, LatestRow, QuarantineEntry, QuarantineRow, RollupRow, StationNow, WriteOutcome,
+    PERIODS,
+};
 
 use crate::config::{Backend, StorageConfig};
 use secrecy::ExposeSecret;

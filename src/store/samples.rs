@@ -1,11 +1,12 @@
 //! Raw samples, latest values and rollups.
 
 use super::{Result, Store};
+use crate::config::Backend;
 use crate::domain::{DeviceId, Metric, Readings, Sample};
 use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use sqlx::Row;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// The rollup periods kept, in seconds. The daily bucket starts at the station's local midnight.
 pub const PERIODS: [i64; 3] = [300, 3600, 86_400];
@@ -82,6 +83,30 @@ impl Agg {
     }
 }
 
+/// Merges a pre-aggregated bucket into a stored one: counts and sums add, min/max widen, and the
+/// first/last counters are chosen by timestamp, so late data lands where it belongs.
+const ROLLUP_MERGE: &str = " ON CONFLICT (device_id, period_s, bucket_ms) DO UPDATE SET \
+     samples = rollups.samples + excluded.samples, \
+     power_sum = rollups.power_sum + excluded.power_sum, \
+     power_min = CASE WHEN rollups.power_min IS NULL OR excluded.power_min < rollups.power_min \
+         THEN excluded.power_min ELSE rollups.power_min END, \
+     power_max = CASE WHEN rollups.power_max IS NULL OR excluded.power_max > rollups.power_max \
+         THEN excluded.power_max ELSE rollups.power_max END, \
+     energy_first_wh = CASE WHEN rollups.energy_first_ms IS NULL OR excluded.energy_first_ms < rollups.energy_first_ms \
+         THEN excluded.energy_first_wh ELSE rollups.energy_first_wh END, \
+     energy_first_ms = CASE WHEN rollups.energy_first_ms IS NULL OR excluded.energy_first_ms < rollups.energy_first_ms \
+         THEN excluded.energy_first_ms ELSE rollups.energy_first_ms END, \
+     energy_last_wh = CASE WHEN rollups.energy_last_ms IS NULL OR excluded.energy_last_ms > rollups.energy_last_ms \
+         THEN excluded.energy_last_wh ELSE rollups.energy_last_wh END, \
+     energy_last_ms = CASE WHEN rollups.energy_last_ms IS NULL OR excluded.energy_last_ms > rollups.energy_last_ms \
+         THEN excluded.energy_last_ms ELSE rollups.energy_last_ms END";
+
+/// Moves `latest` forward only.
+const LATEST_MERGE: &str = " ON CONFLICT (device_id) DO UPDATE SET ts_ms = excluded.ts_ms, \
+     ac_power_w = excluded.ac_power_w, energy_today_wh = excluded.energy_today_wh, \
+     energy_lifetime_wh = excluded.energy_lifetime_wh, state = excluded.state, \
+     readings = excluded.readings WHERE excluded.ts_ms > latest.ts_ms";
+
 /// The start of the bucket of `period_s` holding `at`; days start at local midnight in `tz`.
 pub fn bucket_start(at: DateTime<Utc>, period_s: i64, tz: Tz) -> i64 {
     if period_s == 86_400 {
@@ -111,7 +136,166 @@ fn ms_to_utc(ms: i64) -> DateTime<Utc> {
 impl Store {
     /// Writes a batch in one transaction: raw rows (a duplicate device+timestamp is skipped), rollups
     /// updated from the rows actually inserted, and the latest value moved forward only.
+    ///
+    /// Fast path: raw rows go in multi-row `INSERT ... ON CONFLICT DO NOTHING RETURNING` statements,
+    /// so only the rows really inserted reach the rollups; rollups are aggregated in memory first and
+    /// upserted once per bucket; every statement stays below SQLite's bound-parameter limit.
     pub async fn write_samples(
+        &self,
+        batch: &[Sample],
+        tz_of: &(dyn Fn(&DeviceId) -> Tz + Sync),
+    ) -> Result<WriteOutcome> {
+        self.write_samples_marked(batch, tz_of)
+            .await
+            .map(|(outcome, _)| outcome)
+    }
+
+    /// [`Store::write_samples`], also saying for each sample of `batch` whether it was newly stored
+    /// (`false`: a duplicate), so only new rows are forwarded to the sinks.
+    pub async fn write_samples_marked(
+        &self,
+        batch: &[Sample],
+        tz_of: &(dyn Fn(&DeviceId) -> Tz + Sync),
+    ) -> Result<(WriteOutcome, Vec<bool>)> {
+        let mut outcome = WriteOutcome::default();
+        let mut origin: Vec<usize> = Vec::with_capacity(batch.len());
+        // Repeats inside one batch are duplicates too; the first occurrence wins, as in the table.
+        let mut index: HashMap<(&str, i64), usize> = HashMap::with_capacity(batch.len());
+        let mut unique: Vec<&Sample> = Vec::with_capacity(batch.len());
+        for (i, s) in batch.iter().enumerate() {
+            let key = (s.device.as_str(), s.at.timestamp_millis());
+            if index.contains_key(&key) {
+                outcome.duplicates += 1;
+            } else {
+                index.insert(key, unique.len());
+                unique.push(s);
+                origin.push(i);
+            }
+        }
+        let mut marks = vec![false; batch.len()];
+        if unique.is_empty() {
+            return Ok((outcome, marks));
+        }
+        // Encoded once: the same text goes to the raw row and, for the newest, to `latest`.
+        let encoded: Vec<String> = unique
+            .iter()
+            .map(|s| encode_readings(&s.readings))
+            .collect();
+        let mut tx = self.pool().begin().await?;
+        let mut inserted = vec![false; unique.len()];
+        let per = rows_per_statement(7);
+        for (n, chunk) in unique.chunks(per).enumerate() {
+            let mut sql = String::with_capacity(160 + chunk.len() * 40);
+            sql.push_str(
+                "INSERT INTO raw_samples (device_id, ts_ms, ac_power_w, energy_today_wh, \
+                 energy_lifetime_wh, state, readings) VALUES ",
+            );
+            push_placeholders(&mut sql, self.backend(), chunk.len(), 7);
+            sql.push_str(" ON CONFLICT (device_id, ts_ms) DO NOTHING RETURNING device_id, ts_ms");
+            let mut q = sqlx::query(&sql);
+            for (s, text) in chunk.iter().zip(&encoded[n * per..]) {
+                q = q
+                    .bind(s.device.as_str())
+                    .bind(s.at.timestamp_millis())
+                    .bind(s.readings.get(Metric::AcPowerW))
+                    .bind(s.readings.get(Metric::EnergyTodayWh))
+                    .bind(s.readings.get(Metric::EnergyLifetimeWh))
+                    .bind(s.readings.state.map(|st| st.as_str()))
+                    .bind(text.as_str());
+            }
+            for row in q.fetch_all(&mut *tx).await? {
+                let device: String = row.try_get(0)?;
+                let ts: i64 = row.try_get(1)?;
+                if let Some(i) = index.get(&(device.as_str(), ts)) {
+                    inserted[*i] = true;
+                }
+            }
+        }
+        let mut aggs: BTreeMap<(&str, i64, i64), Agg> = BTreeMap::new();
+        let mut newest: BTreeMap<&str, (&Sample, &str)> = BTreeMap::new();
+        let mut tz_cache: HashMap<&str, Tz> = HashMap::new();
+        for (((s, stored), text), at) in unique.into_iter().zip(inserted).zip(&encoded).zip(origin)
+        {
+            let ts = s.at.timestamp_millis();
+            if !stored {
+                outcome.duplicates += 1;
+                continue;
+            }
+            marks[at] = true;
+            outcome.inserted += 1;
+            let tz = *tz_cache
+                .entry(s.device.as_str())
+                .or_insert_with(|| tz_of(&s.device));
+            let power = s.readings.get(Metric::AcPowerW);
+            let energy = s.readings.get(Metric::EnergyLifetimeWh);
+            for period in PERIODS {
+                aggs.entry((s.device.as_str(), period, bucket_start(s.at, period, tz)))
+                    .or_default()
+                    .add(ts, power, energy);
+            }
+            let entry = newest
+                .entry(s.device.as_str())
+                .or_insert((s, text.as_str()));
+            if s.at > entry.0.at {
+                *entry = (s, text.as_str());
+            }
+        }
+        let aggs: Vec<_> = aggs.into_iter().collect();
+        for chunk in aggs.chunks(rows_per_statement(11)) {
+            let mut sql = String::with_capacity(1_200 + chunk.len() * 60);
+            sql.push_str(
+                "INSERT INTO rollups (device_id, period_s, bucket_ms, samples, power_sum, power_min, \
+                 power_max, energy_first_ms, energy_first_wh, energy_last_ms, energy_last_wh) VALUES ",
+            );
+            push_placeholders(&mut sql, self.backend(), chunk.len(), 11);
+            sql.push_str(ROLLUP_MERGE);
+            let mut q = sqlx::query(&sql);
+            for ((device, period, bucket), a) in chunk {
+                q = q
+                    .bind(*device)
+                    .bind(*period)
+                    .bind(*bucket)
+                    .bind(a.samples)
+                    .bind(a.power_sum)
+                    .bind(a.power_min)
+                    .bind(a.power_max)
+                    .bind(a.first.map(|f| f.0))
+                    .bind(a.first.map(|f| f.1))
+                    .bind(a.last.map(|l| l.0))
+                    .bind(a.last.map(|l| l.1));
+            }
+            q.execute(&mut *tx).await?;
+        }
+        let newest: Vec<_> = newest.into_iter().collect();
+        for chunk in newest.chunks(rows_per_statement(7)) {
+            let mut sql = String::with_capacity(600 + chunk.len() * 40);
+            sql.push_str(
+                "INSERT INTO latest (device_id, ts_ms, ac_power_w, energy_today_wh, energy_lifetime_wh, \
+                 state, readings) VALUES ",
+            );
+            push_placeholders(&mut sql, self.backend(), chunk.len(), 7);
+            sql.push_str(LATEST_MERGE);
+            let mut q = sqlx::query(&sql);
+            for (device, (s, text)) in chunk {
+                q = q
+                    .bind(*device)
+                    .bind(s.at.timestamp_millis())
+                    .bind(s.readings.get(Metric::AcPowerW))
+                    .bind(s.readings.get(Metric::EnergyTodayWh))
+                    .bind(s.readings.get(Metric::EnergyLifetimeWh))
+                    .bind(s.readings.state.map(|st| st.as_str()))
+                    .bind(*text);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok((outcome, marks))
+    }
+
+    /// The row-at-a-time form of [`Store::write_samples`]: same result, one statement per row. Kept
+    /// as the benchmark's peer and as the oracle the batched path is tested against.
+    #[doc(hidden)]
+    pub async fn write_samples_row_by_row(
         &self,
         batch: &[Sample],
         tz_of: &(dyn Fn(&DeviceId) -> Tz + Sync),
@@ -321,6 +505,168 @@ impl Store {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fleet_batch(devices: usize, minutes: i64, start: DateTime<Utc>) -> Vec<Sample> {
+        let mut out = Vec::new();
+        for m in 0..minutes {
+            for d in 0..devices {
+                let mut r = Readings::default();
+                r.set(Metric::AcPowerW, 1_000.0 * d as f64 + m as f64);
+                r.set(Metric::EnergyLifetimeWh, 1e6 + 17.0 * m as f64);
+                r.set(Metric::EnergyTodayWh, 17.0 * m as f64);
+                r.state = Some(crate::domain::DeviceState::Producing);
+                out.push(Sample {
+                    device: DeviceId::new(format!("dev-{d}")),
+                    at: start + chrono::Duration::minutes(m),
+                    readings: r,
+                });
+            }
+        }
+        out
+    }
+
+    async fn dump(store: &Store, devices: usize, from: DateTime<Utc>) -> Vec<RollupRow> {
+        let mut out = Vec::new();
+        for d in 0..devices {
+            for p in PERIODS {
+                let dev = DeviceId::new(format!("dev-{d}"));
+                let to = from + chrono::Duration::days(3);
+                let rows = store
+                    .rollups(&dev, p, from - chrono::Duration::days(1), to)
+                    .await
+                    .expect("rollups");
+                out.extend(rows);
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn batched_writes_match_row_by_row_writes() -> anyhow::Result<()> {
+        let start = Utc
+            .with_ymd_and_hms(2026, 6, 1, 15, 30, 0)
+            .single()
+            .expect("valid");
+        let all = fleet_batch(7, 300, start);
+        let tz = |_: &DeviceId| chrono_tz::Asia::Shanghai;
+        for ts in crate::store::testing::all("batched_writes_match_row_by_row_writes").await? {
+            let reference = crate::store::testing::sqlite().await?;
+            // Live data in batches, then a late backlog and a redelivery with in-batch repeats.
+            let (live, late) = all.split_at(all.len() / 2);
+            let mut replay: Vec<Sample> = live[100..400].to_vec();
+            replay.extend_from_slice(&live[100..110]);
+            let mut batches: Vec<Vec<Sample>> = late.chunks(333).map(<[Sample]>::to_vec).collect();
+            batches.push(live.to_vec());
+            batches.push(replay);
+            let mut fast = WriteOutcome::default();
+            let mut slow = WriteOutcome::default();
+            for b in &batches {
+                let f = ts.store.write_samples(b, &tz).await?;
+                let r = reference.store.write_samples_row_by_row(b, &tz).await?;
+                fast.inserted += f.inserted;
+                fast.duplicates += f.duplicates;
+                slow.inserted += r.inserted;
+                slow.duplicates += r.duplicates;
+            }
+            assert_eq!(fast, slow, "{}", ts.name);
+            assert_eq!(fast.inserted, all.len());
+            assert_eq!(fast.duplicates, 310);
+            let a = dump(&ts.store, 7, start).await;
+            let b = dump(&reference.store, 7, start).await;
+            assert_eq!(a.len(), b.len());
+            for (x, y) in a.iter().zip(&b) {
+                assert_eq!(
+                    (
+                        x.bucket,
+                        x.samples,
+                        x.power_min_w,
+                        x.power_max_w,
+                        x.energy_first,
+                        x.energy_last
+                    ),
+                    (
+                        y.bucket,
+                        y.samples,
+                        y.power_min_w,
+                        y.power_max_w,
+                        y.energy_first,
+                        y.energy_last
+                    ),
+                    "{}",
+                    ts.name
+                );
+                let (pa, pb) = (x.power_avg_w.unwrap_or(0.0), y.power_avg_w.unwrap_or(0.0));
+                assert!((pa - pb).abs() < 1e-6);
+            }
+            assert_eq!(ts.store.latest().await?, reference.store.latest().await?);
+        }
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_batch_larger_than_the_parameter_limit_is_written() -> anyhow::Result<()> {
+        let ts = crate::store::testing::sqlite().await?;
+        let start = Utc
+            .with_ymd_and_hms(2026, 6, 1, 0, 0, 0)
+            .single()
+            .expect("valid");
+        let batch = fleet_batch(50, 200, start);
+        let out = ts
+            .store
+            .write_samples(&batch, &|_: &DeviceId| chrono_tz::Asia::Shanghai)
+            .await?;
+        assert_eq!(out.inserted, 10_000);
+        assert_eq!(ts.store.raw_count().await?, 10_000);
+        Ok(())
+    }
+
+    #[test]
+    fn day_buckets_start_at_local_midnight() {
+        let tz = chrono_tz::Asia::Shanghai;
+        // 2026-06-01 02:00 UTC is 10:00 in Shanghai; the local day starts 2026-05-31 16:00 UTC.
+        let at = Utc
+            .with_ymd_and_hms(2026, 6, 1, 2, 0, 0)
+            .single()
+            .expect("valid");
+        let start = Utc
+            .with_ymd_and_hms(2026, 5, 31, 16, 0, 0)
+            .single()
+            .expect("valid");
+        assert_eq!(bucket_start(at, 86_400, tz), start.timestamp_millis());
+        let five = Utc
+            .with_ymd_and_hms(2026, 6, 1, 2, 0, 0)
+            .single()
+            .expect("valid");
+        let later = five + chrono::Duration::seconds(299);
+        assert_eq!(bucket_start(later, 300, tz), five.timestamp_millis());
+    }
+}
+
+/// A refused sample and why, as ingest hands it over.
+#[derive(Debug, Clone)]
+pub struct QuarantineEntry<'a> {
+    pub sample: &'a Sample,
+    /// Stable reason code, e.g. `counter_backwards`.
+    pub code: &'static str,
+    /// The human explanation with the values involved.
+    pub reason: String,
+}
+
+/// A quarantined sample as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuarantineRow {
+    pub id: i64,
+    pub device: DeviceId,
+    pub at: DateTime<Utc>,
+    pub received: DateTime<Utc>,
+    pub code: String,
+    pub reason: String,
+    pub readings: Readings,
+}
+
 impl Store {
     /// Keeps a refused sample with the reason it was refused.
     pub async fn quarantine(
@@ -342,30 +688,113 @@ impl Store {
         .await?;
         Ok(())
     }
+
+    /// Keeps refused samples with their reason codes, in one transaction.
+    pub async fn quarantine_many(
+        &self,
+        entries: &[QuarantineEntry<'_>],
+        received: DateTime<Utc>,
+    ) -> Result<()> {
+        let mut tx = self.pool().begin().await?;
+        for chunk in entries.chunks(rows_per_statement(6)) {
+            let mut sql = String::from(
+                "INSERT INTO quarantine (device_id, ts_ms, received_ms, code, reason, readings) VALUES ",
+            );
+            push_placeholders(&mut sql, self.backend(), chunk.len(), 6);
+            let mut q = sqlx::query(&sql);
+            for e in chunk {
+                q = q
+                    .bind(e.sample.device.as_str())
+                    .bind(e.sample.at.timestamp_millis())
+                    .bind(received.timestamp_millis())
+                    .bind(e.code)
+                    .bind(e.reason.as_str())
+                    .bind(encode_readings(&e.sample.readings));
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Quarantined samples, newest first, optionally of one device.
+    pub async fn quarantined(
+        &self,
+        device: Option<&DeviceId>,
+        limit: i64,
+    ) -> Result<Vec<QuarantineRow>> {
+        let cols =
+            "SELECT id, device_id, ts_ms, received_ms, code, reason, readings FROM quarantine";
+        let rows = match device {
+            Some(d) => {
+                sqlx::query(&format!(
+                    "{cols} WHERE device_id = $1 ORDER BY id DESC LIMIT $2"
+                ))
+                .bind(d.as_str())
+                .bind(limit)
+                .fetch_all(self.pool())
+                .await?
+            }
+            None => {
+                sqlx::query(&format!("{cols} ORDER BY id DESC LIMIT $1"))
+                    .bind(limit)
+                    .fetch_all(self.pool())
+                    .await?
+            }
+        };
+        rows.iter()
+            .map(|r| {
+                Ok(QuarantineRow {
+                    id: r.try_get(0)?,
+                    device: DeviceId::new(r.try_get::<String, _>(1)?),
+                    at: ms_to_utc(r.try_get(2)?),
+                    received: ms_to_utc(r.try_get(3)?),
+                    code: r.try_get(4)?,
+                    reason: r.try_get(5)?,
+                    readings: decode_readings(&r.try_get::<String, _>(6)?),
+                })
+            })
+            .collect()
+    }
+
+    /// Quarantined samples per reason code (for pages and checks).
+    pub async fn quarantine_counts(&self) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query("SELECT code, COUNT(*) FROM quarantine GROUP BY code ORDER BY code")
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// SQLite accepts at most 32,766 bound parameters per statement (PostgreSQL 65,535); stay well below.
+const MAX_PARAMS: usize = 30_000;
 
-    #[test]
-    fn day_buckets_start_at_local_midnight() {
-        let tz = chrono_tz::Asia::Shanghai;
-        // 2026-06-01 02:00 UTC is 10:00 in Shanghai; the local day starts 2026-05-31 16:00 UTC.
-        let at = Utc
-            .with_ymd_and_hms(2026, 6, 1, 2, 0, 0)
-            .single()
-            .expect("valid");
-        let start = Utc
-            .with_ymd_and_hms(2026, 5, 31, 16, 0, 0)
-            .single()
-            .expect("valid");
-        assert_eq!(bucket_start(at, 86_400, tz), start.timestamp_millis());
-        let five = Utc
-            .with_ymd_and_hms(2026, 6, 1, 2, 0, 0)
-            .single()
-            .expect("valid");
-        let later = five + chrono::Duration::seconds(299);
-        assert_eq!(bucket_start(later, 300, tz), five.timestamp_millis());
+pub(crate) fn rows_per_statement(columns: usize) -> usize {
+    (MAX_PARAMS / columns).clamp(1, 1_000)
+}
+
+/// Appends `($1, $2, ...), (...)` for `rows` rows of `columns` parameters. SQLite gets anonymous
+/// `?` instead: it resolves each named `$N` with a linear search, which makes a statement with
+/// thousands of parameters quadratic to prepare and bind.
+pub(crate) fn push_placeholders(sql: &mut String, backend: Backend, rows: usize, columns: usize) {
+    use std::fmt::Write as _;
+    let mut n = 1;
+    for r in 0..rows {
+        sql.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..columns {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            match backend {
+                Backend::Sqlite => sql.push('?'),
+                Backend::Postgres => {
+                    let _ = write!(sql, "${n}");
+                }
+            }
+            n += 1;
+        }
+        sql.push(')');
     }
 }

@@ -26,13 +26,6 @@ fn err(context: &str) -> impl Fn(String) -> BenchError + '_ {
     move |e| BenchError(format!("{context}: {e}"))
 }
 
-/// Which benchmark to run.
-#[derive(Debug, Clone, clap::Subcommand)]
-pub enum BenchKind {
-    /// Modbus polling throughput, CPU, latency and memory against a separate simulator process.
-    Modbus(ModbusBenchArgs),
-}
-
 #[derive(Debug, Clone, clap::Args)]
 pub struct ModbusBenchArgs {
     /// Simulated gateways (one TCP connection each).

@@ -1,0 +1,151 @@
+//! The quarantine view: samples ingest refused, with their reasons, newest first.
+//! Read-only; what is shown here was never stored as truth.
+
+use super::{ApiError, AppState};
+use crate::domain::DeviceId;
+use crate::store::QuarantineRow;
+use axum::extract::{Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/api/quarantine", get(list))
+}
+
+const DEFAULT_LIMIT: i64 = 100;
+const MAX_LIMIT: i64 = 1_000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Params {
+    device: Option<String>,
+    limit: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Item {
+    id: i64,
+    device: String,
+    at: DateTime<Utc>,
+    received: DateTime<Utc>,
+    code: String,
+    reason: String,
+    readings: BTreeMap<String, f64>,
+    state: Option<&'static str>,
+}
+
+impl From<QuarantineRow> for Item {
+    fn from(r: QuarantineRow) -> Self {
+        Item {
+            id: r.id,
+            device: r.device.to_string(),
+            at: r.at,
+            received: r.received,
+            code: r.code,
+            reason: r.reason,
+            readings: r
+                .readings
+                .values
+                .iter()
+                .map(|(m, v)| (m.name(), *v))
+                .collect(),
+            state: r.readings.state.map(|s| s.as_str()),
+        }
+    }
+}
+
+async fn list(
+    State(state): State<AppState>,
+    params: Result<Query<Params>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<Item>>, ApiError> {
+    let Query(params) = params.map_err(|e| {
+        ApiError::BadRequest(format!(
+            "{e}; allowed query parameters: device, limit (1..={MAX_LIMIT})"
+        ))
+    })?;
+    let limit = match params.limit.as_deref() {
+        None | Some("") => DEFAULT_LIMIT,
+        Some(raw) => match raw.parse::<i64>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+            _ => {
+                return Err(ApiError::BadRequest(format!(
+                    "limit '{raw}' is not a number between 1 and {MAX_LIMIT}"
+                )))
+            }
+        },
+    };
+    let device = params.device.filter(|d| !d.is_empty()).map(DeviceId::new);
+    let rows = state.store.quarantined(device.as_ref(), limit).await?;
+    Ok(Json(rows.into_iter().map(Item::from).collect()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Deployment;
+    use crate::domain::{Metric, Readings, Sample};
+    use crate::metrics::Metrics;
+    use crate::store::QuarantineEntry;
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn lists_quarantined_samples_by_device_with_a_limit() -> anyhow::Result<()> {
+        let ts = crate::store::testing::sqlite().await?;
+        let mut readings = Readings::default();
+        readings.set(Metric::AcPowerW, f64::NAN);
+        let samples: Vec<Sample> = ["a", "b", "b"]
+            .iter()
+            .enumerate()
+            .map(|(i, d)| Sample {
+                device: DeviceId::new(*d),
+                at: DateTime::from_timestamp(1_780_000_000 + i as i64, 0).unwrap_or_default(),
+                readings: readings.clone(),
+            })
+            .collect();
+        let entries: Vec<_> = samples
+            .iter()
+            .map(|s| QuarantineEntry {
+                sample: s,
+                code: "not_finite",
+                reason: "ac_power_w is NaN or infinite".into(),
+            })
+            .collect();
+        ts.store.quarantine_many(&entries, Utc::now()).await?;
+        let deployment = Deployment::from_str_with_env("t.toml", "", &[], &Default::default())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let state = AppState::new(
+            Arc::new(deployment),
+            ts.store.clone(),
+            Arc::new(Metrics::new()),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let server = tokio::spawn(crate::http::serve(listener, state, cancel.clone()));
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()?;
+        let get = |q: &str| {
+            client
+                .get(format!("http://{addr}/api/quarantine{q}"))
+                .send()
+        };
+        let all: Vec<serde_json::Value> = get("").await?.json().await?;
+        assert_eq!(all.len(), 3);
+        let b: Vec<serde_json::Value> = get("?device=b&limit=1").await?.json().await?;
+        assert_eq!(b.len(), 1);
+        assert_eq!(b[0]["device"], "b");
+        assert_eq!(b[0]["code"], "not_finite");
+        assert_eq!(b[0]["reason"], "ac_power_w is NaN or infinite");
+        let bad = get("?limit=0").await?;
+        assert_eq!(bad.status(), 400);
+        let body: serde_json::Value = bad.json().await?;
+        assert!(body["message"].as_str().unwrap_or("").contains("limit '0'"));
+        cancel.cancel();
+        server.await??;
+        Ok(())
+    }
+}
