@@ -107,6 +107,14 @@ pub async fn start(
         Arc::clone(&metrics),
     );
     tracker.spawn(worker.run(cancel.child_token()));
+    crate::alerts::spawn(
+        Arc::clone(&deployment),
+        store.clone(),
+        Arc::clone(&metrics),
+        &tracker,
+        &cancel,
+    )
+    .context("starting alerts")?;
 
     let http_addr = listener.local_addr().context("reading the HTTP address")?;
     let state = http::AppState {

@@ -51,6 +51,8 @@ pub struct Deployment {
     pub households: Vec<Household>,
     #[serde(default)]
     pub jobs: Vec<JobPost>,
+    #[serde(default)]
+    pub alerts: crate::alerts::AlertsConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -668,6 +670,9 @@ impl Deployment {
                     "give the benchmark price in yuan/kWh, e.g. 0.332",
                 );
             }
+        }
+        for (key, message, fix) in self.alerts.problems(&|id| stations.contains(id)) {
+            push(key, message, &fix);
         }
         out
     }

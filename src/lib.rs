@@ -23,12 +23,14 @@
 )]
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 
+pub mod alerts;
 pub mod app;
 pub mod config;
 pub mod domain;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
+pub mod notify;
 pub mod sim;
 pub mod solar;
 pub mod store;
