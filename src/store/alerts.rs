@@ -250,11 +250,11 @@ impl Store {
         Ok(row.try_get(0)?)
     }
 
-    /// The newest history lines across all alerts.
+    /// The newest history lines across all alerts, in the order they were recorded.
     pub async fn alert_history(&self, limit: i64) -> Result<Vec<HistoryRow>> {
         let rows = sqlx::query(
             "SELECT h.alert_id, h.at_ms, h.event, h.actor, h.note, a.kind, a.station, a.subject, a.severity \
-             FROM alert_history h JOIN alerts a ON a.id = h.alert_id ORDER BY h.at_ms DESC, h.id DESC LIMIT $1",
+             FROM alert_history h JOIN alerts a ON a.id = h.alert_id ORDER BY h.id DESC LIMIT $1",
         )
         .bind(limit)
         .fetch_all(self.pool())
