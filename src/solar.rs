@@ -183,9 +183,9 @@ mod tests {
     fn near(at: DateTime<Utc>, d: NaiveDate, hms: (u32, u32, u32), tol_s: i64, what: &str) {
         let local = at.with_timezone(&SHANGHAI);
         let expected = SHANGHAI
-            .from_local_datetime(&d.and_time(
-                NaiveTime::from_hms_opt(hms.0, hms.1, hms.2).expect("valid time"),
-            ))
+            .from_local_datetime(
+                &d.and_time(NaiveTime::from_hms_opt(hms.0, hms.1, hms.2).expect("valid time")),
+            )
             .single()
             .expect("unambiguous");
         let off = (local - expected).num_seconds();

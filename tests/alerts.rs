@@ -89,19 +89,25 @@ rated_power_w = 50000
 "#;
 
 fn deployment(webhook: Option<&str>) -> Arc<Deployment> {
+    deployment_with(webhook, "")
+}
+
+fn deployment_with(webhook: Option<&str>, notify_extra: &str) -> Arc<Deployment> {
     let mut text = DEPLOYMENT.to_owned();
     if let Some(url) = webhook {
         text = text.replacen(
             "clear_after = \"1m\"\n",
             &format!(
-                "clear_after = \"1m\"\n\n[alerts.notify]\nbackoff_initial = \"10ms\"\n\n\
+                "clear_after = \"1m\"\n\n[alerts.notify]\nbackoff_initial = \"10ms\"\n{notify_extra}\n\
                  [[alerts.notify.webhooks]]\nname = \"ops\"\nurl = \"{url}\"\n"
             ),
             1,
         );
     }
     let models: HashSet<String> = ["m".to_owned()].into();
-    Arc::new(Deployment::from_str_with_env("test.toml", &text, &[], &models).expect("valid deployment"))
+    Arc::new(
+        Deployment::from_str_with_env("test.toml", &text, &[], &models).expect("valid deployment"),
+    )
 }
 
 /// Beijing time to UTC.
@@ -117,7 +123,11 @@ fn bj(d: u32, h: u32, m: u32) -> DateTime<Utc> {
 fn sample(device: &str, at: DateTime<Utc>) -> Sample {
     let elev = sunshare::solar::position(37.6, 112.4, at).elevation_deg;
     let mut r = Readings::default();
-    let power = if elev > 0.0 { (40_000.0 * elev.to_radians().sin()).round() } else { 0.0 };
+    let power = if elev > 0.0 {
+        (40_000.0 * elev.to_radians().sin()).round()
+    } else {
+        0.0
+    };
     r.set(Metric::AcPowerW, power);
     r.set(Metric::EnergyLifetimeWh, (at.timestamp() / 10) as f64);
     r.state = Some(if power > 0.0 {
@@ -172,7 +182,9 @@ async fn webhook_receiver() -> (Got, String) {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
@@ -190,9 +202,15 @@ fn app_state(d: Arc<Deployment>, store: Store, metrics: Arc<Metrics>) -> AppStat
 }
 
 async fn serve(state: AppState) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(sunshare::http::serve(listener, state, CancellationToken::new()));
+    tokio::spawn(sunshare::http::serve(
+        listener,
+        state,
+        CancellationToken::new(),
+    ));
     base
 }
 
@@ -203,12 +221,18 @@ async fn a_noon_outage_is_raised_notified_acknowledged_and_resolved_and_the_nigh
         let d = deployment(Some(&url));
         let store = ts.store.clone();
         let metrics = Arc::new(Metrics::new());
-        let dispatcher = Dispatcher::new(&d.alerts.notify, Some(store.clone()), Arc::clone(&metrics))
-            .expect("dispatcher");
+        let dispatcher =
+            Dispatcher::new(&d.alerts.notify, Some(store.clone()), Arc::clone(&metrics))
+                .expect("dispatcher");
         let (handle, worker) = notify::channel(dispatcher, 16, Arc::clone(&metrics));
         let cancel = CancellationToken::new();
         let worker = tokio::spawn(worker.run(cancel.clone()));
-        let mut engine = Engine::new(Arc::clone(&d), store.clone(), Arc::clone(&metrics), Some(handle));
+        let mut engine = Engine::new(
+            Arc::clone(&d),
+            store.clone(),
+            Arc::clone(&metrics),
+            Some(handle),
+        );
 
         // From the evening of June 1 to the morning of June 2 every 30 s, ticking every minute:
         // the inverters fall silent at sunset and wake at sunrise, and nothing is raised.
@@ -245,7 +269,10 @@ async fn a_noon_outage_is_raised_notified_acknowledged_and_resolved_and_the_nigh
         // The webhook receives one message for it.
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
         while got.lock().expect("lock").is_empty() {
-            assert!(tokio::time::Instant::now() < deadline, "no webhook within 10 s");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no webhook within 10 s"
+            );
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         let first = got.lock().expect("lock")[0].clone();
@@ -259,7 +286,10 @@ async fn a_noon_outage_is_raised_notified_acknowledged_and_resolved_and_the_nigh
         let state = app_state(Arc::clone(&d), store.clone(), Arc::clone(&metrics));
         let boxed = sunshare::http::alerts::open_alerts_box(&state).await;
         assert!(boxed.contains("Open alerts 未解决告警 (1)"), "{boxed}");
-        assert!(boxed.contains("东于村二号电站") && boxed.contains("10.0.0.2:502"), "{boxed}");
+        assert!(
+            boxed.contains("东于村二号电站") && boxed.contains("10.0.0.2:502"),
+            "{boxed}"
+        );
         let base = serve(state).await;
         let http = reqwest::Client::new();
         let open: serde_json::Value = http
@@ -275,7 +305,11 @@ async fn a_noon_outage_is_raised_notified_acknowledged_and_resolved_and_the_nigh
         let id = list[0]["id"].as_i64().expect("id");
         assert_eq!(list[0]["severity"], "critical");
         assert_eq!(list[0]["state"], "open");
-        let bad = http.get(format!("{base}/api/alerts?state=closed")).send().await.expect("get");
+        let bad = http
+            .get(format!("{base}/api/alerts?state=closed"))
+            .send()
+            .await
+            .expect("get");
         assert_eq!(bad.status(), 400);
 
         let nobody = http
@@ -314,7 +348,14 @@ async fn a_noon_outage_is_raised_notified_acknowledged_and_resolved_and_the_nigh
             .await
             .expect("post");
         assert_eq!(form.status(), 303);
-        let page = http.get(format!("{base}/alerts")).send().await.expect("get").text().await.expect("text");
+        let page = http
+            .get(format!("{base}/alerts"))
+            .send()
+            .await
+            .expect("get")
+            .text()
+            .await
+            .expect("text");
         assert!(page.contains("acknowledged by 李工"), "{page}");
         assert!(page.contains("东于村二号电站"));
 
@@ -343,15 +384,28 @@ async fn a_noon_outage_is_raised_notified_acknowledged_and_resolved_and_the_nigh
 
         let history = store.alert_history(10).await.expect("history");
         let events: Vec<&str> = history.iter().rev().map(|h| h.event.as_str()).collect();
-        assert_eq!(events, ["opened", "acknowledged", "acknowledged", "resolved"]);
-        let page = http.get(format!("{base}/alerts")).send().await.expect("get").text().await.expect("text");
+        assert_eq!(
+            events,
+            ["opened", "acknowledged", "acknowledged", "resolved"]
+        );
+        let page = http
+            .get(format!("{base}/alerts"))
+            .send()
+            .await
+            .expect("get")
+            .text()
+            .await
+            .expect("text");
         assert!(page.contains("No open alerts"), "{page}");
         assert!(page.contains("resolved") && page.contains("已派人去现场"));
 
         // The webhook saw the resolution too.
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
         while got.lock().expect("lock").len() < 2 {
-            assert!(tokio::time::Instant::now() < deadline, "no resolution webhook within 10 s");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no resolution webhook within 10 s"
+            );
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         assert_eq!(got.lock().expect("lock")[1]["alert"]["event"], "resolved");
@@ -382,4 +436,73 @@ async fn a_restarted_engine_keeps_an_open_alert_instead_of_opening_it_again() {
         assert_eq!(store.count_unresolved_alerts().await.expect("count"), 2);
         assert_eq!(metrics.alerts_open.get(), 2);
     }
+}
+
+#[tokio::test]
+async fn a_grid_outage_across_the_county_sends_one_summary() {
+    let ts = testing::sqlite().await.expect("store");
+    let (got, url) = webhook_receiver().await;
+    // Two stations in this county: fold anything above one event into a summary.
+    let d = deployment_with(Some(&url), "summary_threshold = 1\n");
+    let store = ts.store.clone();
+    let metrics = Arc::new(Metrics::new());
+    let dispatcher = Dispatcher::new(&d.alerts.notify, Some(store.clone()), Arc::clone(&metrics))
+        .expect("dispatcher");
+    let (handle, worker) = notify::channel(dispatcher, 16, Arc::clone(&metrics));
+    let cancel = CancellationToken::new();
+    let worker = tokio::spawn(worker.run(cancel.clone()));
+    let mut engine = Engine::new(
+        Arc::clone(&d),
+        store.clone(),
+        Arc::clone(&metrics),
+        Some(handle),
+    );
+    let mut t = bj(2, 9, 0);
+    while t < bj(2, 10, 30) {
+        let grid_down = t >= bj(2, 10, 0);
+        let batch: Vec<Sample> = ["S1-INV1", "S1-INV2", "S2-INV1"]
+            .into_iter()
+            .map(|dev| {
+                let mut s = sample(dev, t);
+                if grid_down {
+                    s.readings.set(Metric::AcPowerW, 0.0);
+                    s.readings.state = Some(DeviceState::Fault);
+                    s.readings.alarms.push(sunshare::domain::Alarm {
+                        code: "huawei.alarm1.b3".into(),
+                        text_en: "Grid power outage".into(),
+                        text_zh: "电网掉电".into(),
+                        grid_loss: true,
+                    });
+                }
+                s
+            })
+            .collect();
+        store
+            .write_samples(&batch, &|_| chrono_tz::Asia::Shanghai)
+            .await
+            .expect("write");
+        if t.timestamp() % 60 == 0 {
+            engine.tick(t).await.expect("tick");
+        }
+        t += Duration::seconds(30);
+    }
+    assert_eq!(metrics.alerts_open.get(), 2);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while got.lock().expect("lock").is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no webhook within 10 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Give a stray second message the chance to arrive before counting.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let got = got.lock().expect("lock").clone();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["type"], "summary");
+    assert_eq!(got[0]["opened"], 2);
+    assert_eq!(got[0]["by_kind"], serde_json::json!({"grid_outage": 2}));
+    assert_eq!(got[0]["by_county"], serde_json::json!({"C1": 2}));
+    cancel.cancel();
+    worker.await.expect("worker");
 }

@@ -522,9 +522,11 @@ fn nothing_opens_or_notifies_inside_a_maintenance_window() {
 
 #[test]
 fn a_flapping_logger_stops_paging_and_resolves_only_when_stable() {
-    let mut cfg = AlertsConfig::default();
-    cfg.offline_after = std::time::Duration::from_secs(5 * 60);
-    cfg.clear_after = std::time::Duration::from_secs(0);
+    let cfg = AlertsConfig {
+        offline_after: std::time::Duration::from_secs(5 * 60),
+        clear_after: std::time::Duration::from_secs(0),
+        ..AlertsConfig::default()
+    };
     let mut fleet = Fleet::new(cfg);
     fleet.station("S1", "C1", 1.0);
     // Silent 10 minutes, answering 5 minutes, from 09:00 to 13:00, then stable.

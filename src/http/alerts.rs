@@ -155,7 +155,7 @@ async fn ack(
             if is_form {
                 Ok(Redirect::to("/alerts").into_response())
             } else {
-                Ok(Json(to_json(&state, row)).into_response())
+                Ok(Json(to_json(&state, *row)).into_response())
             }
         }
     }

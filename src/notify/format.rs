@@ -119,7 +119,7 @@ fn markdown(message: &Message, keyword: Option<&str>, link: Option<&str>) -> (St
     let mut text = String::new();
     if let Some(k) = keyword {
         text.push_str(k);
-        text.push_str(" ");
+        text.push(' ');
     }
     let title = match message {
         Message::Single(n) => {

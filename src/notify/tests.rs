@@ -49,7 +49,9 @@ async fn receiver(status: u16, body: &str) -> (Receiver, String) {
 }
 
 fn at(h: u32, m: u32) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 6, 1, h, m, 0).single().expect("valid")
+    Utc.with_ymd_and_hms(2026, 6, 1, h, m, 0)
+        .single()
+        .expect("valid")
 }
 
 fn notice(id: i64, kind: AlertKind, station: &str, subject: &str, message: &str) -> AlertNotice {
@@ -101,7 +103,13 @@ async fn json_webhook_gets_the_exact_alert_document() {
     let (r, base) = receiver(200, "ok").await;
     let cfg = fast(vec![hook("ops", format!("{base}/hook"), Format::Json)]);
     let mut d = Dispatcher::new(&cfg, None, Arc::new(Metrics::new())).expect("dispatcher");
-    let n = notice(7, AlertKind::Offline, "S3", "10.0.0.3:502", "gateway silent for 15 min");
+    let n = notice(
+        7,
+        AlertKind::Offline,
+        "S3",
+        "10.0.0.3:502",
+        "gateway silent for 15 min",
+    );
     let report = d.dispatch(&[n], at(4, 15)).await;
     assert_eq!(report.messages_sent, 1);
     let got = r.requests();
@@ -131,13 +139,27 @@ async fn json_webhook_gets_the_exact_alert_document() {
 #[tokio::test]
 async fn dingtalk_and_wecom_robots_get_their_markdown_formats() {
     let (r, base) = receiver(200, r#"{"errcode":0,"errmsg":"ok"}"#).await;
-    let mut ding = hook("dingtalk", format!("{base}/robot/send?access_token=T"), Format::Dingtalk);
+    let mut ding = hook(
+        "dingtalk",
+        format!("{base}/robot/send?access_token=T"),
+        Format::Dingtalk,
+    );
     ding.keyword = Some("光伏告警".into());
     ding.secret = Some(SecretString::from("SECtest".to_owned()));
-    let wecom = hook("wecom", format!("{base}/cgi-bin/webhook/send?key=K"), Format::Wecom);
+    let wecom = hook(
+        "wecom",
+        format!("{base}/cgi-bin/webhook/send?key=K"),
+        Format::Wecom,
+    );
     let cfg = fast(vec![ding, wecom]);
     let mut d = Dispatcher::new(&cfg, None, Arc::new(Metrics::new())).expect("dispatcher");
-    let n = notice(9, AlertKind::Fault, "S1", "S1-INV2", "device S1-INV2: x.1 Arc fault / 电弧故障");
+    let n = notice(
+        9,
+        AlertKind::Fault,
+        "S1",
+        "S1-INV2",
+        "device S1-INV2: x.1 Arc fault / 电弧故障",
+    );
     assert_eq!(d.dispatch(&[n], at(4, 15)).await.messages_sent, 2);
     let got = r.requests();
     assert_eq!(got.len(), 2);
@@ -145,7 +167,13 @@ async fn dingtalk_and_wecom_robots_get_their_markdown_formats() {
                 - station 电站: S1 光伏电站 (S1)\n- county 县: C-LQ\n- subject 对象: S1-INV2\n\
                 - since 开始: 2026-06-01 04:00 UTC\n- alert id: 9\n\n\
                 device S1-INV2: x.1 Arc fault / 电弧故障\n";
-    assert!(got[0].0.starts_with("/robot/send?access_token=T&timestamp="), "{}", got[0].0);
+    assert!(
+        got[0]
+            .0
+            .starts_with("/robot/send?access_token=T&timestamp="),
+        "{}",
+        got[0].0
+    );
     assert!(got[0].0.contains("&sign="), "{}", got[0].0);
     assert_eq!(
         got[0].1,
@@ -164,8 +192,12 @@ async fn dingtalk_and_wecom_robots_get_their_markdown_formats() {
 #[test]
 fn dingtalk_signature_is_hmac_sha256_of_timestamp_and_secret() {
     // Independent check of the documented scheme with a fixed timestamp.
-    let url = format::dingtalk_signed_url("https://oapi.example/robot/send?access_token=T", "SECabc", 1_700_000_000_000)
-        .expect("url");
+    let url = format::dingtalk_signed_url(
+        "https://oapi.example/robot/send?access_token=T",
+        "SECabc",
+        1_700_000_000_000,
+    )
+    .expect("url");
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"SECabc").expect("key");
     mac.update(b"1700000000000\nSECabc");
     let expected = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
@@ -209,7 +241,10 @@ async fn a_county_wide_burst_is_one_summary_message() {
     assert_eq!(body["resolved"], 0);
     assert_eq!(body["by_kind"], json!({"grid_outage": 40}));
     assert_eq!(body["by_county"], json!({"C-LQ": 40}));
-    assert_eq!(body["alerts"].as_array().map(Vec::len), Some(format::SUMMARY_LIST));
+    assert_eq!(
+        body["alerts"].as_array().map(Vec::len),
+        Some(format::SUMMARY_LIST)
+    );
     assert_eq!(body["omitted"], 20);
     assert_eq!(body["alerts"][0]["station"], "S01");
 }
@@ -239,8 +274,13 @@ async fn a_failing_endpoint_is_retried_then_reported() {
     let (r, base) = receiver(500, "upstream broken").await;
     let ts = crate::store::testing::sqlite().await.expect("store");
     let metrics = Arc::new(Metrics::new());
-    let cfg = fast(vec![hook("county-office", format!("{base}/hook"), Format::Json)]);
-    let mut d = Dispatcher::new(&cfg, Some(ts.store.clone()), Arc::clone(&metrics)).expect("dispatcher");
+    let cfg = fast(vec![hook(
+        "county-office",
+        format!("{base}/hook"),
+        Format::Json,
+    )]);
+    let mut d =
+        Dispatcher::new(&cfg, Some(ts.store.clone()), Arc::clone(&metrics)).expect("dispatcher");
     let n = notice(1, AlertKind::Offline, "S3", "gw", "silent");
     let report = d.dispatch(&[n], at(4, 15)).await;
     assert_eq!(report.messages_failed, 1);
@@ -253,7 +293,10 @@ async fn a_failing_endpoint_is_retried_then_reported() {
     assert_eq!(status[0].failures, 1);
     let error = status[0].last_error.clone().unwrap_or_default();
     assert!(error.contains("after 3 attempt(s): HTTP 500"), "{error}");
-    assert!(!error.contains("127.0.0.1"), "the URL (and its token) stays out: {error}");
+    assert!(
+        !error.contains("127.0.0.1"),
+        "the URL (and its token) stays out: {error}"
+    );
     // The endpoint recovers: the next message goes out and the status is healthy again.
     *r.reply.lock().expect("lock") = (200, "ok".into());
     let n = notice(2, AlertKind::Offline, "S4", "gw", "silent");
@@ -264,11 +307,24 @@ async fn a_failing_endpoint_is_retried_then_reported() {
 
 #[tokio::test]
 async fn a_robot_refusal_is_not_retried() {
-    let (r, base) = receiver(200, r#"{"errcode":310000,"errmsg":"keywords not in content"}"#).await;
+    let (r, base) = receiver(
+        200,
+        r#"{"errcode":310000,"errmsg":"keywords not in content"}"#,
+    )
+    .await;
     let metrics = Arc::new(Metrics::new());
-    let cfg = fast(vec![hook("dingtalk", format!("{base}/robot"), Format::Dingtalk)]);
+    let cfg = fast(vec![hook(
+        "dingtalk",
+        format!("{base}/robot"),
+        Format::Dingtalk,
+    )]);
     let mut d = Dispatcher::new(&cfg, None, Arc::clone(&metrics)).expect("dispatcher");
-    let report = d.dispatch(&[notice(1, AlertKind::Offline, "S3", "gw", "silent")], at(4, 15)).await;
+    let report = d
+        .dispatch(
+            &[notice(1, AlertKind::Offline, "S3", "gw", "silent")],
+            at(4, 15),
+        )
+        .await;
     assert_eq!(report.messages_failed, 1);
     assert_eq!(r.requests().len(), 1);
     assert_eq!(metrics.notify_failures.get(), 1);
@@ -279,7 +335,8 @@ async fn flapping_and_low_severity_events_are_filtered_per_destination() {
     let (r, base) = receiver(200, "ok").await;
     let mut only_critical = hook("duty-phone", format!("{base}/hook"), Format::Json);
     only_critical.min_severity = Severity::Critical;
-    let mut d = Dispatcher::new(&fast(vec![only_critical]), None, Arc::new(Metrics::new())).expect("dispatcher");
+    let mut d = Dispatcher::new(&fast(vec![only_critical]), None, Arc::new(Metrics::new()))
+        .expect("dispatcher");
     let mut flapping = notice(1, AlertKind::Offline, "S1", "gw", "silent");
     flapping.event.notify = false;
     let minor = notice(2, AlertKind::Stale, "S2", "S2-INV1", "frozen");
@@ -296,13 +353,23 @@ async fn mqtt_alert_topic_receives_the_json_document() {
         eprintln!("SKIPPED (Mosquitto) mqtt_alert_topic_receives_the_json_document: set SUNSHARE_TEST_MQTT=127.0.0.1:1883 to run it");
         return;
     };
-    let prefix = format!("sunshare-test/{}-{}", std::process::id(), Utc::now().timestamp_micros());
+    let prefix = format!(
+        "sunshare-test/{}-{}",
+        std::process::id(),
+        Utc::now().timestamp_micros()
+    );
     // A subscriber first, so the QoS 1 publish has somewhere to go.
     let (host, port) = broker.rsplit_once(':').expect("host:port");
-    let mut opts = rumqttc::MqttOptions::new(format!("sub-{}", std::process::id()), host, port.parse().expect("port"));
+    let mut opts = rumqttc::MqttOptions::new(
+        format!("sub-{}", std::process::id()),
+        host,
+        port.parse().expect("port"),
+    );
     opts.set_keep_alive(Duration::from_secs(10));
     let (sub, mut sub_loop) = rumqttc::AsyncClient::new(opts, 16);
-    sub.subscribe(format!("{prefix}/#"), rumqttc::QoS::AtLeastOnce).await.expect("subscribe");
+    sub.subscribe(format!("{prefix}/#"), rumqttc::QoS::AtLeastOnce)
+        .await
+        .expect("subscribe");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let ev = tokio::time::timeout_at(deadline, sub_loop.poll())
@@ -326,8 +393,11 @@ async fn mqtt_alert_topic_receives_the_json_document() {
     let mut d = Dispatcher::new(&fast(vec![]), None, Arc::new(Metrics::new())).expect("dispatcher");
     d.add_mqtt(sink);
     let n = notice(5, AlertKind::Offline, "S3", "gw", "silent");
-    let report = d.dispatch(&[n.clone()], at(4, 15)).await;
-    assert_eq!(report.messages_sent, 1, "publish went through (retries cover the connect)");
+    let report = d.dispatch(std::slice::from_ref(&n), at(4, 15)).await;
+    assert_eq!(
+        report.messages_sent, 1,
+        "publish went through (retries cover the connect)"
+    );
     let got = loop {
         let ev = tokio::time::timeout_at(deadline, sub_loop.poll())
             .await
@@ -339,7 +409,10 @@ async fn mqtt_alert_topic_receives_the_json_document() {
     };
     assert_eq!(got.topic, format!("{prefix}/S3/offline"));
     let body: Value = serde_json::from_slice(&got.payload).expect("json");
-    assert_eq!(body, json!({"type": "alert", "alert": format::alert_json(&n)}));
+    assert_eq!(
+        body,
+        json!({"type": "alert", "alert": format::alert_json(&n)})
+    );
     cancel.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), driver).await;
 }

@@ -80,7 +80,7 @@ impl NotifyStatusRow {
 /// How an acknowledgement went.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AckOutcome {
-    Acknowledged(AlertRow),
+    Acknowledged(Box<AlertRow>),
     NotFound,
     AlreadyResolved,
 }
@@ -216,7 +216,7 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(match self.alert(id).await? {
-            Some(row) => AckOutcome::Acknowledged(row),
+            Some(row) => AckOutcome::Acknowledged(Box::new(row)),
             None => AckOutcome::NotFound,
         })
     }
