@@ -506,3 +506,31 @@ async fn a_grid_outage_across_the_county_sends_one_summary() {
     cancel.cancel();
     worker.await.expect("worker");
 }
+
+#[test]
+fn check_config_names_bad_alert_settings_with_their_lines() {
+    let text = DEPLOYMENT.replacen(
+        "clear_after = \"1m\"\n",
+        "clear_after = \"1m\"\n\n[alerts.underperforming]\nshare = 1.5\n\n\
+         [[alerts.maintenance]]\nstation = \"S9\"\nfrom = \"2026-06-01T01:00:00Z\"\nto = \"2026-06-01T00:00:00Z\"\n",
+        1,
+    );
+    let models: HashSet<String> = ["m".to_owned()].into();
+    let err = Deployment::from_str_with_env("fleet.toml", &text, &[], &models)
+        .expect_err("bad alert settings");
+    let shown = err.to_string();
+    assert!(shown.contains("alerts.underperforming.share: share 1.5 is not between 0 and 1"), "{shown}");
+    assert!(shown.contains("alerts.maintenance[0].station: station 'S9' is not declared"), "{shown}");
+    assert!(shown.contains("alerts.maintenance[0].to: the window ends"), "{shown}");
+    let station = err
+        .problems
+        .iter()
+        .find(|p| p.key == "alerts.maintenance[0].station")
+        .expect("problem");
+    let line = text.lines().position(|l| l == "station = \"S9\"").map(|i| i + 1);
+    assert_eq!(station.line, line, "{shown}");
+    // An unknown key in the section is refused at parse time.
+    let typo = DEPLOYMENT.replacen("offline_after", "offline_afer", 1);
+    let err = Deployment::from_str_with_env("fleet.toml", &typo, &[], &models).expect_err("typo");
+    assert!(err.to_string().contains("offline_afer"), "{err}");
+}

@@ -350,7 +350,12 @@ fn fmt_time(t: DateTime<Utc>, tz: Tz) -> String {
 fn alarm_text(alarms: &[Alarm]) -> String {
     alarms
         .iter()
-        .map(|a| format!("{} {} / {}", a.code, a.text_en, a.text_zh))
+        .map(|a| match (a.text_en.is_empty(), a.text_zh.is_empty()) {
+            (true, true) => a.code.clone(),
+            (false, true) => format!("{} {}", a.code, a.text_en),
+            (true, false) => format!("{} {}", a.code, a.text_zh),
+            (false, false) => format!("{} {} / {}", a.code, a.text_en, a.text_zh),
+        })
         .collect::<Vec<_>>()
         .join("; ")
 }
@@ -500,6 +505,10 @@ fn conditions(
             && fresh
                 .iter()
                 .all(|(_, l)| l.alarms.iter().any(|a| a.grid_loss));
+        if fresh.is_empty() {
+            // Nobody to ask (asleep or offline): an outage is neither confirmed nor over.
+            eval.held.insert(cond(AlertKind::GridOutage, "", String::new()).key);
+        }
         if grid_out {
             not_comparable.insert(&s.id);
             eval.active.push(cond(
@@ -522,10 +531,13 @@ fn conditions(
             };
             let is_fresh = now - l.at <= offline_after;
             // Fault: a fault state or alarm codes (grid loss is the grid's fault when station-wide).
-            if !is_fresh || offline_gateways.contains(d.gateway.as_str()) {
+            let faulted = l.state == Some(DeviceState::Fault) || !l.alarms.is_empty();
+            // Many inverters only evaluate alarms while producing: a fault that vanishes at dusk
+            // has not been repaired, so it is held until the device is awake again.
+            if !is_fresh || offline_gateways.contains(d.gateway.as_str()) || (!awake && !faulted) {
                 eval.held
                     .insert(cond(AlertKind::Fault, subject, String::new()).key);
-            } else if !grid_out && (l.state == Some(DeviceState::Fault) || !l.alarms.is_empty()) {
+            } else if !grid_out && faulted {
                 let text = if l.alarms.is_empty() {
                     "fault state without an alarm code".to_owned()
                 } else {

@@ -579,3 +579,29 @@ fn restored_alerts_resolve_instead_of_opening_twice() {
         (EventKind::Resolved, AlertKind::Offline)
     );
 }
+
+#[test]
+fn an_alarm_shown_only_while_producing_is_one_alert_not_one_per_day() {
+    let mut fleet = Fleet::new(AlertsConfig::default());
+    fleet.station("S1", "C1", 1.0);
+    // The device raises its alarm whenever it produces, for three days; repaired on day four.
+    let repaired = bj(2026, 6, 4, 0, 0);
+    fleet.script("S1", 0, move |t| {
+        if t < repaired {
+            Behaviour::Fault
+        } else {
+            Behaviour::Normal
+        }
+    });
+    fleet.run(bj(2026, 6, 1, 0, 0), bj(2026, 6, 4, 12, 0));
+    let ev = fleet.summary();
+    assert_eq!(ev.len(), 2, "{ev:?}");
+    assert_eq!((ev[0].0, ev[0].1), (EventKind::Opened, AlertKind::Fault));
+    // Resolved on the morning of day four, once the awake device shows no alarm.
+    assert_eq!((ev[1].0, ev[1].1), (EventKind::Resolved, AlertKind::Fault));
+    assert!(
+        between(ev[1].4, bj(2026, 6, 4, 5, 0), bj(2026, 6, 4, 7, 0)),
+        "{}",
+        ev[1].4
+    );
+}
