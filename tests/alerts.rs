@@ -519,18 +519,55 @@ fn check_config_names_bad_alert_settings_with_their_lines() {
     let err = Deployment::from_str_with_env("fleet.toml", &text, &[], &models)
         .expect_err("bad alert settings");
     let shown = err.to_string();
-    assert!(shown.contains("alerts.underperforming.share: share 1.5 is not between 0 and 1"), "{shown}");
-    assert!(shown.contains("alerts.maintenance[0].station: station 'S9' is not declared"), "{shown}");
-    assert!(shown.contains("alerts.maintenance[0].to: the window ends"), "{shown}");
+    assert!(
+        shown.contains("alerts.underperforming.share: share 1.5 is not between 0 and 1"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("alerts.maintenance[0].station: station 'S9' is not declared"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("alerts.maintenance[0].to: the window ends"),
+        "{shown}"
+    );
     let station = err
         .problems
         .iter()
         .find(|p| p.key == "alerts.maintenance[0].station")
         .expect("problem");
-    let line = text.lines().position(|l| l == "station = \"S9\"").map(|i| i + 1);
+    let line = text
+        .lines()
+        .position(|l| l == "station = \"S9\"")
+        .map(|i| i + 1);
     assert_eq!(station.line, line, "{shown}");
     // An unknown key in the section is refused at parse time.
     let typo = DEPLOYMENT.replacen("offline_after", "offline_afer", 1);
     let err = Deployment::from_str_with_env("fleet.toml", &typo, &[], &models).expect_err("typo");
     assert!(err.to_string().contains("offline_afer"), "{err}");
+}
+
+#[tokio::test]
+async fn the_service_starts_the_engine_serves_the_page_and_stops_cleanly() {
+    let dir = std::env::temp_dir().join(format!("sunshare-alerts-app-{}", std::process::id()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let running = sunshare::app::start(deployment(None), &dir, listener)
+        .await
+        .expect("start");
+    let base = format!("http://{}", running.http_addr);
+    let page = reqwest::get(format!("{base}/alerts")).await.expect("get");
+    assert_eq!(page.status(), 200);
+    let api: serde_json::Value = reqwest::get(format!("{base}/api/alerts?state=all"))
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert!(api.as_array().is_some());
+    tokio::time::timeout(std::time::Duration::from_secs(10), running.shutdown())
+        .await
+        .expect("every task stops within 10 s");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -369,6 +369,14 @@ pub fn evaluate(
 ) -> Evaluation {
     let started = *state.started.get_or_insert(now);
     let mut eval = conditions(state, snapshot, now, started, cfg);
+    // Right after a (re)start, silence and frozen values cannot be judged yet: alerts adopted from
+    // before keep their state instead of resolving and opening again.
+    let warming: Vec<AlertKey> = state
+        .open_keys()
+        .filter(|k| now - started < warm_up(k.kind, cfg))
+        .cloned()
+        .collect();
+    eval.held.extend(warming);
     let maintenance: HashSet<&StationId> = snapshot
         .stations
         .iter()
@@ -417,6 +425,9 @@ fn conditions(
                 ),
                 None => (started, elevation(s, started) < sleep),
             };
+            // Silence from before Sunshare was running is not the device's fault: the collectors
+            // get `offline_after` to reach it first (no alert storm after a restart).
+            let at = at.max(started);
             if went_to_sleep {
                 if awake {
                     Some(at.max(woke))
@@ -507,7 +518,8 @@ fn conditions(
                 .all(|(_, l)| l.alarms.iter().any(|a| a.grid_loss));
         if fresh.is_empty() {
             // Nobody to ask (asleep or offline): an outage is neither confirmed nor over.
-            eval.held.insert(cond(AlertKind::GridOutage, "", String::new()).key);
+            eval.held
+                .insert(cond(AlertKind::GridOutage, "", String::new()).key);
         }
         if grid_out {
             not_comparable.insert(&s.id);
@@ -640,6 +652,16 @@ fn conditions(
         }
     }
     eval
+}
+
+/// How long after start-up a condition of `kind` needs before its absence means anything.
+fn warm_up(kind: AlertKind, cfg: &AlertsConfig) -> Duration {
+    match kind {
+        AlertKind::Offline => dur(cfg.offline_after),
+        AlertKind::CommLost => dur(cfg.comm_lost_after),
+        AlertKind::Stale => dur(cfg.stale_after),
+        AlertKind::GridOutage | AlertKind::Fault | AlertKind::Underperforming => Duration::zero(),
+    }
 }
 
 fn grace(kind: AlertKind, cfg: &AlertsConfig) -> Duration {

@@ -605,3 +605,22 @@ fn an_alarm_shown_only_while_producing_is_one_alert_not_one_per_day() {
         ev[1].4
     );
 }
+
+#[test]
+fn a_restart_after_downtime_gives_collectors_time_before_blaming_gateways() {
+    // Sunshare was down overnight and restarts at 10:00 with every last contact from yesterday.
+    let mut fleet = Fleet::new(AlertsConfig::default());
+    fleet.station("S1", "C1", 1.0);
+    fleet.station("S2", "C1", 1.0);
+    fleet.run(bj(2026, 6, 1, 10, 0), bj(2026, 6, 1, 11, 0));
+    let mut fresh = Fleet::new(AlertsConfig::default());
+    fresh.stations = std::mem::take(&mut fleet.stations);
+    // S2 never answers again; S1 does.
+    fresh.script_station("S2", |_| Behaviour::Silent);
+    fresh.run(bj(2026, 6, 2, 10, 0), bj(2026, 6, 2, 11, 0));
+    let ev = fresh.summary();
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!((ev[0].1, ev[0].2.as_str()), (AlertKind::Offline, "S2"));
+    // 15 minutes after the restart, not at once.
+    assert_eq!(ev[0].4, bj(2026, 6, 2, 10, 20));
+}
