@@ -571,3 +571,32 @@ async fn the_service_starts_the_engine_serves_the_page_and_stops_cleanly() {
         .expect("every task stops within 10 s");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn two_instances_on_one_database_record_and_notify_an_alert_once() {
+    for ts in testing::all("alerts_two_instances").await.expect("stores") {
+        let d = deployment(None);
+        let store = ts.store.clone();
+        let metrics = Arc::new(Metrics::new());
+        let mut a = Engine::new(Arc::clone(&d), store.clone(), Arc::clone(&metrics), None);
+        let mut b = Engine::new(Arc::clone(&d), store.clone(), Arc::clone(&metrics), None);
+        write(&store, bj(2, 11, 50)).await;
+        assert!(a.tick(bj(2, 11, 50)).await.expect("tick").is_empty());
+        assert!(b.tick(bj(2, 11, 50)).await.expect("tick").is_empty());
+        // Both see the silence; the first records and notifies, the second adopts.
+        assert_eq!(a.tick(bj(2, 11, 54)).await.expect("tick").len(), 2);
+        assert!(
+            b.tick(bj(2, 11, 54)).await.expect("tick").is_empty(),
+            "{}",
+            ts.name
+        );
+        assert_eq!(store.count_unresolved_alerts().await.expect("count"), 2);
+        // Either instance resolves the shared row when the gateways return.
+        write(&store, bj(2, 11, 55)).await;
+        b.tick(bj(2, 11, 55)).await.expect("tick");
+        write(&store, bj(2, 11, 57)).await;
+        let resolved = b.tick(bj(2, 11, 57)).await.expect("tick");
+        assert_eq!(resolved.len(), 2, "{}: {resolved:?}", ts.name);
+        assert_eq!(store.count_unresolved_alerts().await.expect("count"), 0);
+    }
+}

@@ -163,7 +163,7 @@ impl Engine {
         for event in eval.events {
             let id = match event.kind {
                 EventKind::Opened => {
-                    let id = self
+                    let opened = self
                         .store
                         .open_alert(&NewAlert {
                             kind: event.key.kind.as_str(),
@@ -176,15 +176,31 @@ impl Engine {
                             since: event.since,
                             flapping: event.flapping,
                         })
-                        .await?;
+                        .await;
+                    let id = match opened {
+                        Ok(id) => id,
+                        // Already open in the shared database (another instance): adopt it and
+                        // leave the notifying to whoever opened it.
+                        Err(error) => match self.find(&event.key).await? {
+                            Some(id) => {
+                                self.ids.insert(event.key.clone(), id);
+                                continue;
+                            }
+                            None => return Err(error.into()),
+                        },
+                    };
                     info!(id, kind = %event.key.kind, station = %event.key.station,
                           subject = %event.key.subject, "alert opened");
                     self.ids.insert(event.key.clone(), id);
                     id
                 }
                 EventKind::Resolved => {
-                    let Some(id) = self.ids.remove(&event.key) else {
-                        continue;
+                    let id = match self.ids.remove(&event.key) {
+                        Some(id) => id,
+                        None => match self.find(&event.key).await? {
+                            Some(id) => id,
+                            None => continue,
+                        },
                     };
                     self.store
                         .resolve_alert(id, event.at, "condition cleared")
@@ -209,6 +225,13 @@ impl Engine {
             n.send(notices.clone());
         }
         Ok(notices)
+    }
+
+    async fn find(&self, key: &AlertKey) -> Result<Option<i64>, Error> {
+        Ok(self
+            .store
+            .find_unresolved_alert(key.kind.as_str(), key.station.as_str(), &key.subject)
+            .await?)
     }
 
     /// Ticks every `alerts.interval` until cancelled.

@@ -8,7 +8,7 @@
 use super::config::AlertsConfig;
 use crate::domain::{Alarm, CountyId, DeviceId, DeviceState, StationId};
 use crate::solar;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -315,9 +315,11 @@ pub fn risen_at(
 
 /// Time with the sun above `threshold` from local midnight to `now`, sampled every 5 minutes.
 fn daylight_so_far(s: &StationInput, now: DateTime<Utc>, threshold: f64) -> Duration {
-    let midnight =
-        DateTime::from_timestamp_millis(crate::store::bucket_start(now, 86_400, s.timezone))
-            .unwrap_or(now);
+    let local_day = now.with_timezone(&s.timezone).date_naive();
+    let midnight = local_day
+        .and_hms_opt(0, 0, 0)
+        .and_then(|m| s.timezone.from_local_datetime(&m).earliest())
+        .map_or(now - Duration::hours(24), |m| m.with_timezone(&Utc));
     let step = Duration::minutes(5);
     let mut t = midnight;
     let mut total = Duration::zero();

@@ -243,6 +243,24 @@ impl Store {
         rows.iter().map(alert_row).collect()
     }
 
+    /// The unresolved alert with this identity, if any (another instance may have opened it).
+    pub async fn find_unresolved_alert(
+        &self,
+        kind: &str,
+        station: &str,
+        subject: &str,
+    ) -> Result<Option<i64>> {
+        let row = sqlx::query(
+            "SELECT id FROM alerts WHERE kind = $1 AND station = $2 AND subject = $3 AND state <> 'resolved'",
+        )
+        .bind(kind)
+        .bind(station)
+        .bind(subject)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.map(|r| r.try_get::<i64, _>(0)).transpose()?)
+    }
+
     pub async fn count_unresolved_alerts(&self) -> Result<i64> {
         let row = sqlx::query("SELECT COUNT(*) FROM alerts WHERE state <> 'resolved'")
             .fetch_one(self.pool())
