@@ -225,6 +225,15 @@ pub async fn start_with(
     .map_err(|e| anyhow::anyhow!(e))
     .context("starting the modbus pollers")?;
 
+    crate::alerts::spawn(
+        Arc::clone(&deployment),
+        store.clone(),
+        Arc::clone(&metrics),
+        &tracker,
+        &cancel,
+    )
+    .context("starting alerts")?;
+
     let http_addr = listener.local_addr().context("reading the HTTP address")?;
     let mut state =
         http::AppState::new(Arc::clone(&deployment), store.clone(), Arc::clone(&metrics));

@@ -51,6 +51,8 @@ pub struct Deployment {
     pub households: Vec<Household>,
     #[serde(default)]
     pub jobs: Vec<JobPost>,
+    #[serde(default)]
+    pub alerts: crate::alerts::AlertsConfig,
     /// Allocation rules of POLICY.md section 5 (defaults: the national rules).
     #[serde(default)]
     pub policy: crate::allocate::PolicyConfig,
@@ -779,6 +781,9 @@ impl Deployment {
                     "give the benchmark price in yuan/kWh, e.g. 0.332",
                 );
             }
+        }
+        for (key, message, fix) in self.alerts.problems(&|id| stations.contains(id)) {
+            push(key, message, &fix);
         }
         out
     }

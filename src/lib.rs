@@ -23,6 +23,7 @@
 )]
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 
+pub mod alerts;
 pub mod allocate;
 pub mod app;
 pub mod bench;
@@ -34,6 +35,7 @@ pub mod http;
 pub mod ingest;
 pub mod ledger;
 pub mod metrics;
+pub mod notify;
 pub mod registers;
 pub mod sim;
 pub mod sinks;

@@ -160,3 +160,150 @@ pub fn sun_times(latitude: f64, longitude: f64, day: NaiveDate, tz: Tz) -> SunTi
 pub fn day_of_year(at: DateTime<Utc>, tz: Tz) -> u32 {
     at.with_timezone(&tz).ordinal()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{Duration, NaiveTime};
+
+    const SHANGHAI: Tz = chrono_tz::Asia::Shanghai;
+
+    fn day(y: i32, m: u32, d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, d).expect("valid date")
+    }
+
+    fn times(lat: f64, lon: f64, d: NaiveDate) -> (DateTime<Utc>, DateTime<Utc>) {
+        match sun_times(lat, lon, d, SHANGHAI) {
+            SunTimes::Normal { sunrise, sunset } => (sunrise, sunset),
+            other => panic!("expected a sunrise and a sunset, got {other:?}"),
+        }
+    }
+
+    /// Asserts a computed instant is within `tol_s` of a Beijing-time clock reading on `d`.
+    fn near(at: DateTime<Utc>, d: NaiveDate, hms: (u32, u32, u32), tol_s: i64, what: &str) {
+        let local = at.with_timezone(&SHANGHAI);
+        let expected = SHANGHAI
+            .from_local_datetime(
+                &d.and_time(NaiveTime::from_hms_opt(hms.0, hms.1, hms.2).expect("valid time")),
+            )
+            .single()
+            .expect("unambiguous");
+        let off = (local - expected).num_seconds();
+        assert!(
+            off.abs() <= tol_s,
+            "{what}: computed {local}, published {expected}, off by {off} s"
+        );
+    }
+
+    // Published values (Beijing time, sunrise/sunset = upper limb on the horizon with standard
+    // refraction). Tolerance: 2 minutes, plus 1 minute where the source rounds to the minute.
+    //
+    // Beijing (39.904 N, 116.407 E):
+    //   2026-07-01 04:49:23 / 19:46:55, 2026-07-15 04:58:09 / 19:42:13
+    //     (vercalendario.info, "Sun in China, July 2026" table for Beijing);
+    //   2021-12-21 07:32:25 / 16:52:46 (dailyq-a.com, "sunrise and sunset times of the 2021
+    //     winter solstice", Beijing time).
+    // Guangzhou (23.129 N, 113.264 E): 2021-12-21 07:04 / 17:46 (Guangzhou Wuyang Planetarium, as
+    //     reported by laitimes.com for the 2021 winter solstice).
+    // Summer-solstice day lengths (dailyq-a.com, "sunrise and sunset of the summer solstice"):
+    //     Harbin 15 h 43 min, Beijing 15 h 01 min.
+    // Lhasa: its clock offset from the 120 E meridian of Beijing time is 1 h 55 min 34 s
+    //     (lfasc.com, "Why does it get dark so late in Tibet?").
+
+    #[test]
+    fn beijing_matches_published_times() {
+        let (lat, lon) = (39.904, 116.407);
+        for (d, rise, set) in [
+            (day(2026, 7, 1), (4, 49, 23), (19, 46, 55)),
+            (day(2026, 7, 15), (4, 58, 9), (19, 42, 13)),
+            (day(2021, 12, 21), (7, 32, 25), (16, 52, 46)),
+        ] {
+            let (sunrise, sunset) = times(lat, lon, d);
+            near(sunrise, d, rise, 120, &format!("Beijing sunrise {d}"));
+            near(sunset, d, set, 120, &format!("Beijing sunset {d}"));
+        }
+    }
+
+    #[test]
+    fn guangzhou_winter_solstice_matches_the_planetarium() {
+        let d = day(2021, 12, 21);
+        let (sunrise, sunset) = times(23.129, 113.264, d);
+        near(sunrise, d, (7, 4, 0), 180, "Guangzhou sunrise");
+        near(sunset, d, (17, 46, 0), 180, "Guangzhou sunset");
+    }
+
+    #[test]
+    fn summer_solstice_day_lengths_of_harbin_and_beijing() {
+        let d = day(2016, 6, 21);
+        for (name, lat, lon, minutes) in [
+            ("Harbin", 45.803, 126.535, 15 * 60 + 43),
+            ("Beijing", 39.904, 116.407, 15 * 60 + 1),
+        ] {
+            let (sunrise, sunset) = times(lat, lon, d);
+            let len = (sunset - sunrise).num_seconds();
+            assert!(
+                (len - minutes * 60).abs() <= 180,
+                "{name}: computed {len} s of day, published {minutes} min"
+            );
+        }
+    }
+
+    #[test]
+    fn lhasa_noon_lags_the_beijing_time_meridian_by_its_longitude() {
+        // Lhasa (29.65 N, 91.11 E) against a point on its latitude at 120 E, at the March equinox
+        // and the December solstice: solar noon is the midpoint of sunrise and sunset.
+        for d in [day(2026, 3, 20), day(2026, 12, 21)] {
+            let noon = |lon: f64| {
+                let (r, s) = times(29.65, lon, d);
+                r + (s - r) / 2
+            };
+            let lag = (noon(91.11) - noon(120.0)).num_seconds();
+            let published = 3600 + 55 * 60 + 34;
+            assert!((lag - published).abs() <= 60, "{d}: lag {lag} s");
+            // And the Lhasa day at the equinox is a little over 12 hours (refraction, solar disc).
+            if d.month() == 3 {
+                let (r, s) = times(29.65, 91.11, d);
+                let len = (s - r).num_minutes();
+                assert!((725..=732).contains(&len), "equinox day length {len} min");
+            }
+        }
+    }
+
+    #[test]
+    fn taiyuan_noon_elevation_and_night() {
+        // Taiyuan (37.87 N, 112.55 E). At the June solstice the noon sun stands at
+        // 90 - latitude + obliquity = 75.57 degrees (plus a few arc-seconds of refraction).
+        let (lat, lon) = (37.87, 112.55);
+        let d = day(2026, 6, 21);
+        let (r, s) = times(lat, lon, d);
+        let noon = r + (s - r) / 2;
+        let p = position(lat, lon, noon);
+        assert!((p.elevation_deg - 75.57).abs() < 0.15, "{p:?}");
+        assert!((p.azimuth_deg - 180.0).abs() < 2.0, "{p:?}");
+        // Local midnight is deep night; at the computed sunrise the sun's centre is ~0.83 degrees
+        // below the geometric horizon, i.e. just under zero once refraction lifts it.
+        let midnight = SHANGHAI
+            .with_ymd_and_hms(2026, 6, 21, 0, 0, 0)
+            .single()
+            .expect("valid")
+            .with_timezone(&Utc);
+        assert!(position(lat, lon, midnight).elevation_deg < -20.0);
+        let at_rise = position(lat, lon, r).elevation_deg;
+        assert!((-0.6..0.0).contains(&at_rise), "{at_rise}");
+        // Morning azimuth is east of south, evening west of south.
+        assert!(position(lat, lon, r + Duration::hours(2)).azimuth_deg < 120.0);
+        assert!(position(lat, lon, s - Duration::hours(2)).azimuth_deg > 240.0);
+    }
+
+    #[test]
+    fn polar_day_and_night_are_reported() {
+        assert_eq!(
+            sun_times(78.2, 15.6, day(2026, 6, 21), chrono_tz::Europe::Oslo),
+            SunTimes::PolarDay
+        );
+        assert_eq!(
+            sun_times(78.2, 15.6, day(2026, 12, 21), chrono_tz::Europe::Oslo),
+            SunTimes::PolarNight
+        );
+    }
+}

@@ -1,6 +1,7 @@
 //! The HTTP surface: JSON API, HTML pages, `/healthz` and `/metrics`. The only module that defines
 //! JSON wire shapes. Each area adds its routes in its own file and merges them in [`router`].
 
+pub mod alerts;
 mod energy;
 mod error;
 mod fleet;
@@ -49,6 +50,7 @@ pub fn router(state: AppState) -> Router {
         .merge(energy::routes())
         .merge(ledger::routes())
         .merge(quarantine::routes())
+        .merge(alerts::routes())
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }

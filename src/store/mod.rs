@@ -5,6 +5,7 @@
 //! Times are stored as UTC epoch milliseconds, money as integer fen. This module never decides
 //! business rules: callers hand it validated data.
 
+mod alerts;
 mod energy;
 mod ledger;
 mod registry;
@@ -12,6 +13,7 @@ mod samples;
 
 pub mod bench;
 
+pub use alerts::{AckOutcome, AlertRow, HistoryRow, NewAlert, NotifyStatusRow};
 pub use energy::{EnergyReading, SettlementInsert, SettlementRow};
 pub use ledger::{
     AuditRow, EntryRow, MonthRow, TransitionRow, VillageMonthRow, MONTH_COMPUTED, MONTH_PAID,

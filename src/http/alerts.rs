@@ -1,0 +1,343 @@
+//! Alerts over HTTP: the `/alerts` page (open alerts with an acknowledge form, notifier health,
+//! history), `GET /api/alerts`, `POST /api/alerts/{id}/ack`, and the open-alerts box the fleet page
+//! embeds.
+
+use super::page::{esc, layout};
+use super::{ApiError, AppState};
+use crate::store::{AckOutcome, AlertRow, HistoryRow, NotifyStatusRow};
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::header;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Json, Router};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/alerts", get(alerts_page))
+        .route("/api/alerts", get(alerts_json))
+        .route("/api/alerts/{id}/ack", post(ack))
+}
+
+/// How many alerts and history lines the page and API show.
+const LIST_LIMIT: i64 = 500;
+
+#[derive(Debug, Serialize)]
+struct AlertJson {
+    id: i64,
+    kind: String,
+    severity: String,
+    state: String,
+    station: String,
+    station_name: String,
+    county: String,
+    subject: String,
+    message: String,
+    since: DateTime<Utc>,
+    opened_at: DateTime<Utc>,
+    resolved_at: Option<DateTime<Utc>>,
+    acknowledged: Option<AckJson>,
+    flapping: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct AckJson {
+    by: String,
+    note: String,
+    at: Option<DateTime<Utc>>,
+}
+
+fn station_name(state: &AppState, id: &str) -> String {
+    state
+        .deployment
+        .station(id)
+        .map_or_else(|| id.to_owned(), |s| s.name.clone())
+}
+
+fn to_json(state: &AppState, a: AlertRow) -> AlertJson {
+    AlertJson {
+        id: a.id,
+        station_name: station_name(state, &a.station),
+        acknowledged: a.ack_by.map(|by| AckJson {
+            by,
+            note: a.ack_note.unwrap_or_default(),
+            at: a.ack_at,
+        }),
+        kind: a.kind,
+        severity: a.severity,
+        state: a.state,
+        station: a.station,
+        county: a.county,
+        subject: a.subject,
+        message: a.message,
+        since: a.since,
+        opened_at: a.opened_at,
+        resolved_at: a.resolved_at,
+        flapping: a.flapping,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    state: Option<String>,
+}
+
+async fn alerts_json(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Vec<AlertJson>>, ApiError> {
+    let unresolved_only = match q.state.as_deref() {
+        None | Some("open") => true,
+        Some("all") => false,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "state '{other}' is not known: use state=open or state=all"
+            )))
+        }
+    };
+    let rows = state.store.alerts(unresolved_only, LIST_LIMIT).await?;
+    Ok(Json(rows.into_iter().map(|a| to_json(&state, a)).collect()))
+}
+
+/// An acknowledgement, from JSON or from the page's form.
+#[derive(Debug, Deserialize)]
+struct AckBody {
+    who: String,
+    #[serde(default)]
+    note: String,
+}
+
+async fn ack(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let is_form = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    let body: AckBody = if is_form {
+        Form::<AckBody>::from_request(request, &())
+            .await
+            .map_err(|e| ApiError::BadRequest(format!("acknowledge form: {e}")))?
+            .0
+    } else {
+        Json::<AckBody>::from_request(request, &())
+            .await
+            .map_err(|e| {
+                ApiError::BadRequest(format!(
+                    "acknowledge body: {e} (expected JSON {{\"who\": \"name\", \"note\": \"...\"}})"
+                ))
+            })?
+            .0
+    };
+    let who = body.who.trim();
+    if who.is_empty() || who.chars().count() > 100 {
+        return Err(ApiError::Unprocessable(
+            "who: give the name of the person acknowledging (1 to 100 characters)".into(),
+        ));
+    }
+    let note = body.note.trim();
+    if note.chars().count() > 1000 {
+        return Err(ApiError::Unprocessable(
+            "note: at most 1000 characters".into(),
+        ));
+    }
+    match state.store.ack_alert(id, who, note, Utc::now()).await? {
+        AckOutcome::NotFound => Err(ApiError::NotFound(format!("alert {id}"))),
+        AckOutcome::AlreadyResolved => Err(ApiError::Conflict(format!(
+            "alert {id} is already resolved"
+        ))),
+        AckOutcome::Acknowledged(row) => {
+            tracing::info!(id, who, "alert acknowledged");
+            if is_form {
+                Ok(Redirect::to("/alerts").into_response())
+            } else {
+                Ok(Json(to_json(&state, *row)).into_response())
+            }
+        }
+    }
+}
+
+fn badge(severity: &str) -> String {
+    let css = match severity {
+        "critical" => "offline",
+        "major" => "partial",
+        _ => "sleeping",
+    };
+    format!("<span class=\"status {css}\">{}</span>", esc(severity))
+}
+
+fn when(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M").to_string()
+}
+
+fn kind_label(kind: &str) -> &'static str {
+    crate::alerts::AlertKind::parse(kind).map_or("?", crate::alerts::AlertKind::label)
+}
+
+fn notifier_banner(status: &[NotifyStatusRow]) -> String {
+    let mut out = String::new();
+    for s in status.iter().filter(|s| s.failing()) {
+        out.push_str(&format!(
+            "<p class=\"note notify-failing\" style=\"background:#ffebe9;border-color:#f5a3a3\">\
+             Notifications to <b>{}</b> are failing (since {} UTC, {} failure(s)): {}</p>",
+            esc(&s.sink),
+            s.last_error_at.map(when).unwrap_or_default(),
+            s.failures,
+            esc(s.last_error.as_deref().unwrap_or(""))
+        ));
+    }
+    out
+}
+
+fn open_table(state: &AppState, rows: &[AlertRow], with_form: bool) -> String {
+    let mut out = String::from(
+        "<table class=\"alerts-open\"><thead><tr><th>Severity</th><th>Alert</th><th>Station</th>\
+         <th>Since (UTC)</th><th>Details</th><th>State</th></tr></thead><tbody>",
+    );
+    for a in rows {
+        let ack = match &a.ack_by {
+            Some(by) => format!(
+                "acknowledged by {}{}",
+                esc(by),
+                a.ack_note
+                    .as_deref()
+                    .filter(|n| !n.is_empty())
+                    .map(|n| format!(": <i>{}</i>", esc(n)))
+                    .unwrap_or_default()
+            ),
+            None if with_form => format!(
+                "<form method=\"post\" action=\"/api/alerts/{id}/ack\">\
+                 <input name=\"who\" placeholder=\"who 姓名\" required maxlength=\"100\" size=\"8\"> \
+                 <input name=\"note\" placeholder=\"note 备注\" maxlength=\"1000\" size=\"14\"> \
+                 <button type=\"submit\">Acknowledge 确认</button></form>",
+                id = a.id
+            ),
+            None => "open".to_owned(),
+        };
+        out.push_str(&format!(
+            "<tr data-alert=\"{id}\"><td>{sev}</td><td>{kind}{flap}</td>\
+             <td><a href=\"/stations/{sid}\">{name}</a><div class=\"muted\">{sid}</div></td>\
+             <td>{since}</td><td>{subject}{msg}</td><td>{ack}</td></tr>",
+            id = a.id,
+            sev = badge(&a.severity),
+            kind = kind_label(&a.kind),
+            flap = if a.flapping {
+                " <span class=\"muted\">(flapping)</span>"
+            } else {
+                ""
+            },
+            sid = esc(&a.station),
+            name = esc(&station_name(state, &a.station)),
+            since = when(a.since),
+            subject = if a.subject.is_empty() {
+                String::new()
+            } else {
+                format!("<div class=\"muted\">{}</div>", esc(&a.subject))
+            },
+            msg = esc(&a.message),
+        ));
+    }
+    out.push_str("</tbody></table>");
+    out
+}
+
+fn history_table(rows: &[HistoryRow]) -> String {
+    let mut out = String::from(
+        "<table class=\"alerts-history\"><thead><tr><th>When (UTC)</th><th>Event</th><th>Alert</th>\
+         <th>Station</th><th>By</th><th>Note</th></tr></thead><tbody>",
+    );
+    for h in rows {
+        out.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>#{} {} {}</td><td>{}{}</td><td>{}</td><td>{}</td></tr>",
+            when(h.at),
+            esc(&h.event),
+            h.alert_id,
+            badge(&h.severity),
+            kind_label(&h.kind),
+            esc(&h.station),
+            if h.subject.is_empty() {
+                String::new()
+            } else {
+                format!(" <span class=\"muted\">{}</span>", esc(&h.subject))
+            },
+            esc(h.actor.as_deref().unwrap_or("")),
+            esc(h.note.as_deref().unwrap_or("")),
+        ));
+    }
+    out.push_str("</tbody></table>");
+    out
+}
+
+async fn alerts_page(State(state): State<AppState>) -> Result<Html<String>, ApiError> {
+    let open = state.store.alerts(true, LIST_LIMIT).await?;
+    let history = state.store.alert_history(200).await?;
+    let status = state.store.notify_status().await?;
+    let mut body = String::from("<h1>Alerts 告警</h1>");
+    body.push_str(&notifier_banner(&status));
+    body.push_str(&format!("<h2>Open 未解决 ({})</h2>", open.len()));
+    if open.is_empty() {
+        body.push_str(
+            "<p class=\"muted\">No open alerts. Stations asleep at night are not alerts.</p>",
+        );
+    } else {
+        body.push_str(&open_table(&state, &open, true));
+    }
+    body.push_str("<h2>History 历史</h2>");
+    if history.is_empty() {
+        body.push_str("<p class=\"muted\">Nothing yet.</p>");
+    } else {
+        body.push_str(&history_table(&history));
+    }
+    if !status.is_empty() {
+        body.push_str("<h2>Notifications 通知</h2><table><thead><tr><th>Destination</th><th>Last sent (UTC)</th>\
+                       <th>Last failure (UTC)</th><th class=\"num\">Failures</th></tr></thead><tbody>");
+        for s in &status {
+            body.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td></tr>",
+                esc(&s.sink),
+                s.last_ok.map(when).unwrap_or_else(|| "never".into()),
+                s.last_error_at.map(when).unwrap_or_else(|| "-".into()),
+                s.failures
+            ));
+        }
+        body.push_str("</tbody></table>");
+    }
+    Ok(Html(layout("Alerts", &body)))
+}
+
+/// The open alerts as an HTML snippet for the fleet page: a heading with the count, the table (no
+/// forms), failing notifiers, and a link to `/alerts`. A store error becomes a short notice rather
+/// than breaking the page that embeds it.
+pub async fn open_alerts_box(state: &AppState) -> String {
+    let (open, status) = match (
+        state.store.alerts(true, 20).await,
+        state.store.notify_status().await,
+    ) {
+        (Ok(o), Ok(s)) => (o, s),
+        (Err(error), _) | (_, Err(error)) => {
+            tracing::warn!(%error, "cannot read alerts for the fleet page");
+            return "<section id=\"open-alerts\"><p class=\"note\">Alerts are unavailable right now.</p></section>"
+                .to_owned();
+        }
+    };
+    let total = state
+        .store
+        .count_unresolved_alerts()
+        .await
+        .unwrap_or(open.len() as i64);
+    let mut out = format!(
+        "<section id=\"open-alerts\"><h2>Open alerts 未解决告警 ({total})</h2>{}",
+        notifier_banner(&status)
+    );
+    if open.is_empty() {
+        out.push_str("<p class=\"muted\">None.</p>");
+    } else {
+        out.push_str(&open_table(state, &open, false));
+    }
+    out.push_str("<p><a href=\"/alerts\">All alerts and history →</a></p></section>");
+    out
+}

@@ -1,0 +1,496 @@
+//! Delivers alert events to people: generic JSON webhooks, DingTalk and WeCom group-chat robots, and
+//! an MQTT alert topic. Retries with capped exponential backoff and jitter; folds bursts into one
+//! summary and rate-limits each destination, so a county-wide blackout is one message, not a
+//! thousand. A destination that keeps failing is itself visible: a metric, a log line and a status
+//! row the alerts page shows.
+//!
+//! Must never: block the alert engine (it hands batches over a bounded channel), or log a webhook URL
+//! (robot URLs carry their access token).
+
+mod format;
+mod mqtt;
+
+pub use format::{render, Format, Message};
+pub use mqtt::{MqttSink, MqttSinkConfig};
+
+use crate::alerts::{Event, Severity};
+use crate::metrics::Metrics;
+use crate::store::Store;
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+    #[error("bad MQTT broker address '{0}' (expected host:port)")]
+    BadBroker(String),
+}
+
+/// Why one delivery attempt failed, and whether trying again can help.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendError {
+    pub retriable: bool,
+    pub message: String,
+}
+
+impl SendError {
+    fn retriable(message: impl Into<String>) -> Self {
+        Self {
+            retriable: true,
+            message: message.into(),
+        }
+    }
+    fn fatal(message: impl Into<String>) -> Self {
+        Self {
+            retriable: false,
+            message: message.into(),
+        }
+    }
+}
+
+/// `[alerts.notify]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    pub webhooks: Vec<WebhookConfig>,
+    pub mqtt: Option<MqttSinkConfig>,
+    /// Per attempt.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Attempts per message, the first included.
+    pub max_attempts: u32,
+    #[serde(with = "humantime_serde")]
+    pub backoff_initial: Duration,
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Duration,
+    /// More events than this in one batch (per destination) are sent as one summary.
+    pub summary_threshold: usize,
+    /// Messages per destination per hour; what does not fit waits and goes out as one summary.
+    pub max_per_hour: usize,
+    /// Link to the alerts page in chat messages, e.g. `http://noc.example:8080`.
+    pub public_url: Option<String>,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        Self {
+            webhooks: Vec::new(),
+            mqtt: None,
+            timeout: Duration::from_secs(10),
+            max_attempts: 5,
+            backoff_initial: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+            summary_threshold: 3,
+            max_per_hour: 30,
+            public_url: None,
+        }
+    }
+}
+
+impl NotifyConfig {
+    pub(crate) fn problems(&self) -> Vec<(String, String, String)> {
+        let mut out = Vec::new();
+        if self.max_attempts == 0 {
+            out.push((
+                "max_attempts".into(),
+                "0 attempts would never send anything".into(),
+                "use at least 1, e.g. 5".into(),
+            ));
+        }
+        if self.max_per_hour == 0 {
+            out.push((
+                "max_per_hour".into(),
+                "a rate of 0 messages per hour would never send anything".into(),
+                "use at least 1, e.g. 30".into(),
+            ));
+        }
+        for (i, w) in self.webhooks.iter().enumerate() {
+            let url = w.url.expose_secret();
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                out.push((
+                    format!("webhooks[{i}].url"),
+                    format!("webhook '{}' has a URL that is not http(s)", w.name),
+                    "give the full URL, e.g. https://oapi.dingtalk.com/robot/send?access_token=..."
+                        .into(),
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// One webhook destination.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Shown on the alerts page and in logs instead of the URL.
+    pub name: String,
+    /// Carries the robot's access token: a secret.
+    pub url: SecretString,
+    #[serde(default)]
+    pub format: Format,
+    /// Events below this severity are not sent here.
+    #[serde(default)]
+    pub min_severity: Severity,
+    /// DingTalk "sign" security setting: the robot's secret (SEC...).
+    #[serde(default)]
+    pub secret: Option<SecretString>,
+    /// DingTalk/WeCom "keyword" security setting: put into every message.
+    #[serde(default)]
+    pub keyword: Option<String>,
+}
+
+/// An event with what a person needs to act on it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertNotice {
+    pub id: i64,
+    pub station_name: String,
+    pub event: Event,
+}
+
+enum SinkKind {
+    Webhook {
+        client: reqwest::Client,
+        cfg: WebhookConfig,
+    },
+    Mqtt(MqttSink),
+}
+
+struct Slot {
+    name: String,
+    format: Format,
+    min_severity: Severity,
+    kind: SinkKind,
+    sent: VecDeque<DateTime<Utc>>,
+    deferred: Vec<AlertNotice>,
+}
+
+impl std::fmt::Debug for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Slot")
+            .field("name", &self.name)
+            .field("format", &self.format)
+            .field("deferred", &self.deferred.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one dispatch did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DispatchReport {
+    pub messages_sent: usize,
+    pub messages_failed: usize,
+    pub deferred: usize,
+}
+
+/// Turns batches of events into messages per destination and delivers them.
+#[derive(Debug)]
+pub struct Dispatcher {
+    slots: Vec<Slot>,
+    cfg: NotifyConfig,
+    store: Option<Store>,
+    metrics: Arc<Metrics>,
+}
+
+impl Dispatcher {
+    /// Builds the webhook destinations; add MQTT with [`Dispatcher::add_mqtt`].
+    pub fn new(
+        cfg: &NotifyConfig,
+        store: Option<Store>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, Error> {
+        let client = reqwest::Client::builder()
+            .timeout(cfg.timeout)
+            .connect_timeout(cfg.timeout)
+            .build()
+            .map_err(|e| Error::Client(e.to_string()))?;
+        let slots = cfg
+            .webhooks
+            .iter()
+            .map(|w| Slot {
+                name: w.name.clone(),
+                format: w.format,
+                min_severity: w.min_severity,
+                kind: SinkKind::Webhook {
+                    client: client.clone(),
+                    cfg: w.clone(),
+                },
+                sent: VecDeque::new(),
+                deferred: Vec::new(),
+            })
+            .collect();
+        Ok(Self {
+            slots,
+            cfg: cfg.clone(),
+            store,
+            metrics,
+        })
+    }
+
+    pub fn add_mqtt(&mut self, sink: MqttSink) {
+        self.slots.push(Slot {
+            name: sink.name(),
+            format: Format::Json,
+            min_severity: Severity::Minor,
+            kind: SinkKind::Mqtt(sink),
+            sent: VecDeque::new(),
+            deferred: Vec::new(),
+        });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Sends `notices` (plus anything deferred by the rate limit) to every destination.
+    pub async fn dispatch(
+        &mut self,
+        notices: &[AlertNotice],
+        now: DateTime<Utc>,
+    ) -> DispatchReport {
+        let mut report = DispatchReport::default();
+        let hour = chrono::Duration::hours(1);
+        for i in 0..self.slots.len() {
+            let (messages, deferred) = {
+                let slot = &mut self.slots[i];
+                while slot.sent.front().is_some_and(|t| now - *t >= hour) {
+                    slot.sent.pop_front();
+                }
+                let had_deferred = !slot.deferred.is_empty();
+                let mut pending = std::mem::take(&mut slot.deferred);
+                pending.extend(
+                    notices
+                        .iter()
+                        .filter(|n| n.event.notify && n.event.severity >= slot.min_severity)
+                        .cloned(),
+                );
+                if pending.is_empty() {
+                    continue;
+                }
+                let budget = self.cfg.max_per_hour.saturating_sub(slot.sent.len());
+                let mut messages = Vec::new();
+                if budget == 0 {
+                    slot.deferred = pending;
+                } else if had_deferred || pending.len() > self.cfg.summary_threshold {
+                    messages.push(Message::Summary(pending));
+                } else if pending.len() <= budget {
+                    messages.extend(pending.into_iter().map(Message::Single));
+                } else {
+                    messages.push(Message::Summary(pending));
+                }
+                for _ in &messages {
+                    slot.sent.push_back(now);
+                }
+                (messages, slot.deferred.len())
+            };
+            report.deferred += deferred;
+            for m in messages {
+                match self.deliver(i, &m).await {
+                    Ok(()) => report.messages_sent += 1,
+                    Err(_) => report.messages_failed += 1,
+                }
+            }
+        }
+        report
+    }
+
+    async fn deliver(&self, i: usize, message: &Message) -> Result<(), SendError> {
+        let slot = &self.slots[i];
+        let body = render(
+            slot.format,
+            message,
+            &self.keyword(i),
+            self.cfg.public_url.as_deref(),
+        );
+        let mut delay = self.cfg.backoff_initial;
+        let mut attempt = 1;
+        let outcome = loop {
+            let result = match &slot.kind {
+                SinkKind::Webhook { client, cfg } => {
+                    send_webhook(client, cfg, slot.format, &body, self.cfg.timeout).await
+                }
+                SinkKind::Mqtt(sink) => sink.publish(message, &body, self.cfg.timeout).await,
+            };
+            match result {
+                Ok(()) => break Ok(()),
+                Err(e) if e.retriable && attempt < self.cfg.max_attempts => {
+                    debug!(sink = %slot.name, attempt, error = %e.message, "notification failed; retrying");
+                    tokio::time::sleep(jitter(delay)).await;
+                    delay = (delay * 2).min(self.cfg.backoff_max);
+                    attempt += 1;
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        let now = Utc::now();
+        match &outcome {
+            Ok(()) => {
+                info!(sink = %slot.name, kind = message.kind_label(), "notification sent");
+                if let Some(store) = &self.store {
+                    if let Err(error) = store.record_notify(&slot.name, now, None).await {
+                        warn!(%error, "cannot record notifier status");
+                    }
+                }
+            }
+            Err(e) => {
+                self.metrics.notify_failures.inc();
+                warn!(sink = %slot.name, attempts = attempt, error = %e.message, "notification failed");
+                if let Some(store) = &self.store {
+                    let text = format!("after {attempt} attempt(s): {}", e.message);
+                    if let Err(error) = store.record_notify(&slot.name, now, Some(&text)).await {
+                        warn!(%error, "cannot record notifier status");
+                    }
+                }
+            }
+        }
+        outcome
+    }
+
+    fn keyword(&self, i: usize) -> Option<String> {
+        match &self.slots[i].kind {
+            SinkKind::Webhook { cfg, .. } => cfg.keyword.clone(),
+            SinkKind::Mqtt(_) => None,
+        }
+    }
+}
+
+/// Equal jitter: half the delay fixed, half random, so retries from many instances spread out.
+fn jitter(d: Duration) -> Duration {
+    let half = d / 2;
+    let extra = rand::thread_rng().gen_range(0.0..=1.0);
+    half + half.mul_f64(extra)
+}
+
+async fn send_webhook(
+    client: &reqwest::Client,
+    cfg: &WebhookConfig,
+    format: Format,
+    body: &serde_json::Value,
+    timeout: Duration,
+) -> Result<(), SendError> {
+    let url = match (&cfg.secret, format) {
+        (Some(secret), Format::Dingtalk) => format::dingtalk_signed_url(
+            cfg.url.expose_secret(),
+            secret.expose_secret(),
+            Utc::now().timestamp_millis(),
+        )
+        .map_err(SendError::fatal)?,
+        _ => cfg.url.expose_secret().to_owned(),
+    };
+    let request = client.post(url).json(body).send();
+    let response = match tokio::time::timeout(timeout, request).await {
+        Err(_) => return Err(SendError::retriable("timed out")),
+        // reqwest errors can embed the URL (and so the token): keep only the kind.
+        Ok(Err(e)) => {
+            let kind = if e.is_timeout() {
+                "timed out"
+            } else if e.is_connect() {
+                "cannot connect"
+            } else {
+                "request failed"
+            };
+            return Err(SendError::retriable(kind));
+        }
+        Ok(Ok(r)) => r,
+    };
+    let status = response.status();
+    let text = tokio::time::timeout(timeout, response.text())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    if !status.is_success() {
+        let retriable =
+            status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408;
+        let snippet: String = text.chars().take(200).collect();
+        let message = format!("HTTP {status}: {snippet}");
+        return Err(if retriable {
+            SendError::retriable(message)
+        } else {
+            SendError::fatal(message)
+        });
+    }
+    if matches!(format, Format::Dingtalk | Format::Wecom) {
+        return format::check_robot_reply(&text);
+    }
+    Ok(())
+}
+
+/// The sending side the engine holds: never blocks; a full queue is a counted, logged failure.
+#[derive(Debug, Clone)]
+pub struct NotifyHandle {
+    tx: mpsc::Sender<Vec<AlertNotice>>,
+    metrics: Arc<Metrics>,
+}
+
+impl NotifyHandle {
+    pub fn send(&self, batch: Vec<AlertNotice>) {
+        if batch.is_empty() {
+            return;
+        }
+        let n = batch.len();
+        if let Err(e) = self.tx.try_send(batch) {
+            self.metrics.notify_failures.inc();
+            warn!(events = n, error = %e, "notification queue full or closed; events recorded but not sent");
+        }
+    }
+}
+
+/// The task that owns the destinations.
+#[derive(Debug)]
+pub struct NotifyWorker {
+    dispatcher: Dispatcher,
+    rx: mpsc::Receiver<Vec<AlertNotice>>,
+}
+
+/// A bounded queue (`capacity` batches; when full the newest batch is dropped and counted) between the
+/// engine and the dispatcher.
+pub fn channel(
+    dispatcher: Dispatcher,
+    capacity: usize,
+    metrics: Arc<Metrics>,
+) -> (NotifyHandle, NotifyWorker) {
+    let (tx, rx) = mpsc::channel(capacity.max(1));
+    (
+        NotifyHandle { tx, metrics },
+        NotifyWorker { dispatcher, rx },
+    )
+}
+
+impl NotifyWorker {
+    /// Delivers batches until cancelled; every minute it also flushes what the rate limit deferred.
+    pub async fn run(mut self, cancel: CancellationToken) {
+        let mut flush = tokio::time::interval(Duration::from_secs(60));
+        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                batch = self.rx.recv() => {
+                    let Some(batch) = batch else { break };
+                    tokio::select! {
+                        () = cancel.cancelled() => break,
+                        _ = self.dispatcher.dispatch(&batch, Utc::now()) => {}
+                    }
+                }
+                _ = flush.tick() => {
+                    tokio::select! {
+                        () = cancel.cancelled() => break,
+                        _ = self.dispatcher.dispatch(&[], Utc::now()) => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
