@@ -135,7 +135,11 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let Ok(d) = app::load_config(&config).map_err(|e| eprint!("{e}")) else {
                 return Ok(ExitCode::from(2));
             };
-            let data_dir = d.storage.data_dir.clone().unwrap_or_else(app::default_data_dir);
+            let data_dir = d
+                .storage
+                .data_dir
+                .clone()
+                .unwrap_or_else(app::default_data_dir);
             match sunshare::energy::import_file(&d, &data_dir, &file).await {
                 Ok(report) => {
                     print!("{report}");
@@ -156,7 +160,11 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let Ok(d) = app::load_config(&config).map_err(|e| eprint!("{e}")) else {
                 return Ok(ExitCode::from(2));
             };
-            let data_dir = d.storage.data_dir.clone().unwrap_or_else(app::default_data_dir);
+            let data_dir = d
+                .storage
+                .data_dir
+                .clone()
+                .unwrap_or_else(app::default_data_dir);
             let text = sunshare::energy::month_text(&d, &data_dir, &station.as_str().into(), month)
                 .await
                 .context("reading the station's energy")?;

@@ -64,7 +64,9 @@ impl Note {
     pub fn explain(self) -> &'static str {
         match self {
             Note::Bridged => "a data gap was bridged with the counter difference across it",
-            Note::CounterReset => "the counter reset or was replaced (device swap or firmware reset)",
+            Note::CounterReset => {
+                "the counter reset or was replaced (device swap or firmware reset)"
+            }
             Note::Rollover => "a 16/32-bit counter wrapped around and was unwrapped",
             Note::SpikeExcluded => "an implausible counter spike was excluded",
             Note::StepBack => "a reading lower than an earlier one was ignored",
@@ -303,9 +305,7 @@ pub fn clean(points: &[CounterPoint], rules: &CounterRules, w: &dyn Weight) -> C
         let push = |out: &mut CleanSeries, wh: f64| {
             let limit = rules.max_gap.num_seconds() as f64;
             // Productive time never exceeds elapsed time: only long segments need the weight.
-            let gap = wh > 0.0
-                && Elapsed.weight(ref_t, t) > limit
-                && w.weight(ref_t, t) > limit;
+            let gap = wh > 0.0 && Elapsed.weight(ref_t, t) > limit && w.weight(ref_t, t) > limit;
             out.segments.push(Segment {
                 from: ref_t,
                 to: t,
@@ -410,7 +410,8 @@ pub fn energy_between(
             {
                 notes.insert(Note::Bridged);
             }
-            let covered = matches!((series.first, series.last), (Some(f), Some(l)) if f < to && l >= from);
+            let covered =
+                matches!((series.first, series.last), (Some(f), Some(l)) if f < to && l >= from);
             if !covered {
                 notes.insert(Note::NoData);
             } else if series.daily_register {
@@ -436,7 +437,8 @@ pub struct Completeness {
 impl Completeness {
     /// Received over expected, at most 1; `None` when nothing was expected (polar night, future).
     pub fn ratio(self) -> Option<f64> {
-        (self.expected > 0).then(|| (self.received.min(self.expected)) as f64 / self.expected as f64)
+        (self.expected > 0)
+            .then(|| (self.received.min(self.expected)) as f64 / self.expected as f64)
     }
 
     pub fn add(self, other: Completeness) -> Completeness {

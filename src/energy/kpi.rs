@@ -70,7 +70,10 @@ mod tests {
     fn performance_index_against_the_county_median() {
         assert_eq!(median(&[4.0, 1.0, 3.0]), Some(3.0));
         assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
-        assert_eq!(performance_index(2.4, &[2.4, 4.0, 4.2, 3.8]), Some(2.4 / 3.9));
+        assert_eq!(
+            performance_index(2.4, &[2.4, 4.0, 4.2, 3.8]),
+            Some(2.4 / 3.9)
+        );
         assert_eq!(performance_index(2.4, &[2.4, 4.0]), None);
         assert_eq!(performance_index(0.0, &[0.0, 0.0, 0.0]), None);
     }

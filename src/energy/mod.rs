@@ -54,9 +54,10 @@ pub async fn import_file(
         source,
     })?;
     let store = Store::open(&deployment.storage, data_dir).await?;
-    let name = file
-        .file_name()
-        .map_or_else(|| file.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let name = file.file_name().map_or_else(
+        || file.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
     let outcome = settlement::import(&store, deployment, &bytes, &name, Utc::now()).await;
     store.close().await;
     Ok(outcome?)
@@ -98,7 +99,9 @@ pub async fn month_energy(
     Ok(MonthEnergy {
         station: station.clone(),
         month,
-        energy: figures.first().map_or(crate::domain::WattHours::ZERO, |f| f.energy),
+        energy: figures
+            .first()
+            .map_or(crate::domain::WattHours::ZERO, |f| f.energy),
         basis: EnergyBasis::Metered,
     })
 }
@@ -122,7 +125,11 @@ pub async fn describe_month(
         deployment,
         s,
         month.first_day(),
-        month.next().first_day().pred_opt().unwrap_or(month.first_day()),
+        month
+            .next()
+            .first_day()
+            .pred_opt()
+            .unwrap_or(month.first_day()),
         now,
     )
     .await?;
@@ -146,8 +153,10 @@ pub async fn describe_month(
         let _ = writeln!(
             out,
             "  specific yield {} kWh/kWp, equivalent full-load hours {} h, availability {}",
-            m.specific_yield.map_or_else(|| "-".to_owned(), |y| format!("{y:.2}")),
-            m.full_load_hours.map_or_else(|| "-".to_owned(), |y| format!("{y:.1}")),
+            m.specific_yield
+                .map_or_else(|| "-".to_owned(), |y| format!("{y:.2}")),
+            m.full_load_hours
+                .map_or_else(|| "-".to_owned(), |y| format!("{y:.1}")),
             pct(m.availability),
         );
         if let Some(r) = &m.reconciliation {
@@ -156,7 +165,8 @@ pub async fn describe_month(
                 "  reconciliation: metered {:.3} kWh vs settled {:.3} kWh ({}){}",
                 r.metered.kwh(),
                 r.settled.kwh(),
-                r.difference_pct.map_or_else(|| "-".to_owned(), |p| format!("{p:+.2}%")),
+                r.difference_pct
+                    .map_or_else(|| "-".to_owned(), |p| format!("{p:+.2}%")),
                 if r.flagged { " FLAGGED" } else { " ok" }
             );
             for c in &r.causes {
@@ -164,7 +174,10 @@ pub async fn describe_month(
             }
         }
     }
-    let _ = writeln!(out, "  day         kWh       kWh/kWp  complete  PI     notes");
+    let _ = writeln!(
+        out,
+        "  day         kWh       kWh/kWp  complete  PI     notes"
+    );
     for d in &days {
         let notes: Vec<&str> = d.figures.notes.iter().map(|n| n.as_str()).collect();
         let _ = writeln!(
@@ -172,9 +185,11 @@ pub async fn describe_month(
             "  {}  {:>10.3}  {:>6}  {:>8}  {:>5}  {}",
             d.day,
             d.figures.energy.kwh(),
-            d.specific_yield.map_or_else(|| "-".to_owned(), |y| format!("{y:.2}")),
+            d.specific_yield
+                .map_or_else(|| "-".to_owned(), |y| format!("{y:.2}")),
             pct(d.figures.completeness.ratio()),
-            d.performance_index.map_or_else(|| "-".to_owned(), |p| format!("{p:.2}")),
+            d.performance_index
+                .map_or_else(|| "-".to_owned(), |p| format!("{p:.2}")),
             notes.join(" "),
         );
     }

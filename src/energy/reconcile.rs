@@ -20,7 +20,9 @@ pub enum Cause {
     /// Readings are missing: energy produced while unobserved is only partly in the metered figure.
     DataGap { completeness: f64 },
     /// A counter reset or was replaced during the month.
-    MeterReplaced { resets: Vec<(DeviceId, DateTime<Utc>)> },
+    MeterReplaced {
+        resets: Vec<(DeviceId, DateTime<Utc>)>,
+    },
     /// Devices reported derating or ran at their limit: output was curtailed.
     Curtailment {
         derated_readings: i64,
@@ -165,7 +167,13 @@ mod tests {
 
     #[test]
     fn within_threshold_is_not_flagged() {
-        let r = reconcile(&"S1".into(), month(), &figures(1_020_000, 100, 100), WattHours(1_000_000), 3.0);
+        let r = reconcile(
+            &"S1".into(),
+            month(),
+            &figures(1_020_000, 100, 100),
+            WattHours(1_000_000),
+            3.0,
+        );
         assert_eq!(r.difference_pct, Some(2.0));
         assert!(!r.flagged);
         assert!(r.causes.is_empty());
@@ -173,11 +181,23 @@ mod tests {
 
     #[test]
     fn a_data_gap_explains_a_low_meter() {
-        let r = reconcile(&"S1".into(), month(), &figures(900_000, 1000, 880), WattHours(1_000_000), 3.0);
+        let r = reconcile(
+            &"S1".into(),
+            month(),
+            &figures(900_000, 1000, 880),
+            WattHours(1_000_000),
+            3.0,
+        );
         assert!(r.flagged);
         assert_eq!(r.causes, vec![Cause::DataGap { completeness: 0.88 }]);
         assert!(r.causes[0].explain().contains("88.0%"));
-        let r = reconcile(&"S1".into(), month(), &figures(0, 1000, 0), WattHours(1_000_000), 3.0);
+        let r = reconcile(
+            &"S1".into(),
+            month(),
+            &figures(0, 1000, 0),
+            WattHours(1_000_000),
+            3.0,
+        );
         assert_eq!(r.causes, vec![Cause::NoReadings]);
     }
 
@@ -198,10 +218,27 @@ mod tests {
         f.clipped_hours = 12;
         let r = reconcile(&"S1".into(), month(), &f, WattHours(1_000_000), 3.0);
         assert_eq!(r.causes[0].code(), "curtailment");
-        let r = reconcile(&"S1".into(), month(), &figures(1_087_000, 1000, 1000), WattHours(1_000_000), 3.0);
-        assert_eq!(r.causes, vec![Cause::Unexplained { metered_above: true }]);
+        let r = reconcile(
+            &"S1".into(),
+            month(),
+            &figures(1_087_000, 1000, 1000),
+            WattHours(1_000_000),
+            3.0,
+        );
+        assert_eq!(
+            r.causes,
+            vec![Cause::Unexplained {
+                metered_above: true
+            }]
+        );
         // The threshold is configurable.
-        let r = reconcile(&"S1".into(), month(), &figures(1_087_000, 1000, 1000), WattHours(1_000_000), 10.0);
+        let r = reconcile(
+            &"S1".into(),
+            month(),
+            &figures(1_087_000, 1000, 1000),
+            WattHours(1_000_000),
+            10.0,
+        );
         assert!(!r.flagged);
     }
 }

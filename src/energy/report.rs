@@ -60,7 +60,10 @@ pub async fn days(
             metered::station_days(store, d, peer, first, last, now).await?
         };
         for f in figures {
-            let usable = f.completeness.ratio().is_some_and(|r| r >= PEER_COMPLETENESS);
+            let usable = f
+                .completeness
+                .ratio()
+                .is_some_and(|r| r >= PEER_COMPLETENESS);
             if let (true, Some(y)) = (usable, kpi::specific_yield(f.energy, peer.capacity_kwp)) {
                 county.entry(f.first_day).or_default().push(y);
             }
@@ -70,7 +73,10 @@ pub async fn days(
         .into_iter()
         .map(|f| {
             let specific_yield = kpi::specific_yield(f.energy, station.capacity_kwp);
-            let usable = f.completeness.ratio().is_some_and(|r| r >= PEER_COMPLETENESS);
+            let usable = f
+                .completeness
+                .ratio()
+                .is_some_and(|r| r >= PEER_COMPLETENESS);
             let performance_index = specific_yield
                 .filter(|_| usable)
                 .and_then(|y| kpi::performance_index(y, county.get(&f.first_day)?));

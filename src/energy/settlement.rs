@@ -88,9 +88,7 @@ impl fmt::Display for ImportReport {
             self.encoding
         )?;
         for s in &self.lines {
-            let amount = s
-                .amount
-                .map_or_else(String::new, |a| format!(", {a} yuan"));
+            let amount = s.amount.map_or_else(String::new, |a| format!(", {a} yuan"));
             writeln!(
                 f,
                 "  {} {}: {:.3} kWh{amount}",
@@ -138,7 +136,14 @@ fn decode_text(bytes: &[u8]) -> Result<(String, &'static str), Problem> {
     if bytes.starts_with(b"\xFF\xFE") || bytes.starts_with(b"\xFE\xFF") {
         let (text, enc, bad) = encoding_rs::UTF_16LE.decode(bytes);
         if !bad {
-            return Ok((text.into_owned(), if enc == encoding_rs::UTF_16BE { "utf-16be" } else { "utf-16le" }));
+            return Ok((
+                text.into_owned(),
+                if enc == encoding_rs::UTF_16BE {
+                    "utf-16be"
+                } else {
+                    "utf-16le"
+                },
+            ));
         }
     }
     if let Some(text) = encoding_rs::GBK.decode_without_bom_handling_and_without_replacement(body) {
@@ -283,20 +288,19 @@ fn classify(header: &str) -> Result<Option<Column>, String> {
         Some(h[open + 1..].trim_end_matches(')').to_owned())
     };
     let base = h.split('(').next().unwrap_or("");
-    let column = match base {
-        "电站编号" | "电站代码" | "电站id" | "电站" | "station" | "station_id" | "stationid" => {
-            Column::Station
-        }
-        "结算月份" | "月份" | "结算月" | "电费年月" | "结算年月" | "month" | "settlement_month" => {
-            Column::Month
-        }
-        "上网电量" | "结算电量" | "上网电量合计" | "on_grid_kwh" | "ongrid_kwh" | "on_grid_energy"
-        | "energy_kwh" | "kwh" => Column::Energy,
-        "结算金额" | "结算电费" | "金额" | "amount" | "amount_yuan" | "settled_amount" => {
-            Column::Amount
-        }
-        _ => return Ok(None),
-    };
+    let column =
+        match base {
+            "电站编号" | "电站代码" | "电站id" | "电站" | "station" | "station_id"
+            | "stationid" => Column::Station,
+            "结算月份" | "月份" | "结算月" | "电费年月" | "结算年月" | "month"
+            | "settlement_month" => Column::Month,
+            "上网电量" | "结算电量" | "上网电量合计" | "on_grid_kwh" | "ongrid_kwh"
+            | "on_grid_energy" | "energy_kwh" | "kwh" => Column::Energy,
+            "结算金额" | "结算电费" | "金额" | "amount" | "amount_yuan" | "settled_amount" => {
+                Column::Amount
+            }
+            _ => return Ok(None),
+        };
     if let Some(unit) = unit_of(&h) {
         let ok = match column {
             Column::Energy => matches!(unit.as_str(), "kwh" | "千瓦时" | "kw·h" | "kw.h" | "度"),
@@ -333,7 +337,10 @@ fn parse_month(text: &str) -> Option<YearMonth> {
 
 /// Parses a kWh amount exactly into Wh ("12,345.678" -> 12,345,678).
 fn parse_kwh(text: &str) -> Result<i64, String> {
-    let t: String = text.chars().filter(|c| *c != ',' && !c.is_whitespace()).collect();
+    let t: String = text
+        .chars()
+        .filter(|c| *c != ',' && !c.is_whitespace())
+        .collect();
     let (neg, digits) = match t.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, t.as_str()),
@@ -363,7 +370,10 @@ fn parse_kwh(text: &str) -> Result<i64, String> {
 }
 
 /// Parses and validates a whole statement against the deployment (pure: no store).
-pub fn parse(bytes: &[u8], deployment: &Deployment) -> Result<(Vec<Statement>, &'static str), Vec<Problem>> {
+pub fn parse(
+    bytes: &[u8],
+    deployment: &Deployment,
+) -> Result<(Vec<Statement>, &'static str), Vec<Problem>> {
     let (rows, encoding) = read_rows(bytes).map_err(|p| vec![p])?;
     let Some((header, body)) = rows.split_first() else {
         return Err(vec![problem(0, "the file is empty")]);
@@ -399,9 +409,11 @@ pub fn parse(bytes: &[u8], deployment: &Deployment) -> Result<(Vec<Statement>, &
     if !problems.is_empty() {
         return Err(problems);
     }
-    let (Some(ci_station), Some(ci_month), Some(ci_energy)) =
-        (index(Column::Station), index(Column::Month), index(Column::Energy))
-    else {
+    let (Some(ci_station), Some(ci_month), Some(ci_energy)) = (
+        index(Column::Station),
+        index(Column::Month),
+        index(Column::Energy),
+    ) else {
         return Err(problems);
     };
     let ci_amount = index(Column::Amount);
@@ -410,7 +422,10 @@ pub fn parse(bytes: &[u8], deployment: &Deployment) -> Result<(Vec<Statement>, &
     for row in body {
         let cell = |i: usize| row.cells.get(i).map_or("", String::as_str);
         let station_text = cell(ci_station);
-        if matches!(station_text, "合计" | "总计" | "小计" | "total" | "Total" | "TOTAL") {
+        if matches!(
+            station_text,
+            "合计" | "总计" | "小计" | "total" | "Total" | "TOTAL"
+        ) {
             continue;
         }
         let mut bad = |m: String| problems.push(problem(row.line, m));
@@ -435,7 +450,10 @@ pub fn parse(bytes: &[u8], deployment: &Deployment) -> Result<(Vec<Statement>, &
         }
         let energy = match parse_kwh(cell(ci_energy)) {
             Ok(wh) if wh < 0 => {
-                bad(format!("on-grid energy {} kWh is negative", cell(ci_energy)));
+                bad(format!(
+                    "on-grid energy {} kWh is negative",
+                    cell(ci_energy)
+                ));
                 None
             }
             Ok(wh) => Some(WattHours(wh)),
@@ -486,7 +504,10 @@ pub fn parse(bytes: &[u8], deployment: &Deployment) -> Result<(Vec<Statement>, &
         return Err(problems);
     }
     if out.is_empty() {
-        return Err(vec![problem(header.line, "the file has a header but no statement lines")]);
+        return Err(vec![problem(
+            header.line,
+            "the file has a header but no statement lines",
+        )]);
     }
     Ok((out, encoding))
 }

@@ -120,8 +120,18 @@ pub fn history(device: &str, skip: impl Fn(DateTime<Utc>) -> bool) -> Vec<Sample
         let minutes = (local.time() - chrono::NaiveTime::MIN).num_minutes();
         let today = (minutes - 360).clamp(0, 720) as f64 * 1000.0 / 60.0;
         let mut readings = Readings::default();
-        readings.set(Metric::EnergyLifetimeWh, 500_000.0 + day as f64 * 12_000.0 + today);
-        readings.set(Metric::AcPowerW, if today > 0.0 && today < 12_000.0 { 1000.0 } else { 0.0 });
+        readings.set(
+            Metric::EnergyLifetimeWh,
+            500_000.0 + day as f64 * 12_000.0 + today,
+        );
+        readings.set(
+            Metric::AcPowerW,
+            if today > 0.0 && today < 12_000.0 {
+                1000.0
+            } else {
+                0.0
+            },
+        );
         if !skip(at) {
             out.push(Sample {
                 device: DeviceId::new(device),
@@ -133,4 +143,3 @@ pub fn history(device: &str, skip: impl Fn(DateTime<Utc>) -> bool) -> Vec<Sample
     }
     out
 }
-

@@ -14,13 +14,19 @@ fn day(d: u32) -> NaiveDate {
 
 #[test]
 fn store_figures_days_months_and_the_settled_switch() -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
-        for t in crate::store::testing::all("store_figures_days_months_and_the_settled_switch").await? {
+        for t in
+            crate::store::testing::all("store_figures_days_months_and_the_settled_switch").await?
+        {
             let store = &t.store;
             let d = testing::deployment();
             let tz = |_: &DeviceId| Shanghai;
-            store.write_samples(&history("S1-INV1", |_| false), &tz).await?;
+            store
+                .write_samples(&history("S1-INV1", |_| false), &tz)
+                .await?;
             // S2's logger is silent from 10:00 to 14:00 on 2 March.
             let gap = |at: DateTime<Utc>| at >= sh(3, 2, 10, 0) && at < sh(3, 2, 14, 0);
             store.write_samples(&history("S2-INV1", gap), &tz).await?;
@@ -37,13 +43,26 @@ fn store_figures_days_months_and_the_settled_switch() -> anyhow::Result<()> {
             let c = days[1].completeness;
             assert!(c.ratio().is_some_and(|r| r > 0.99), "{}: {c:?}", t.name);
             assert!(days[1].observed_hours >= 8, "{}", t.name);
-            assert_eq!(days[1].observed_hours, days[1].producing_hours, "{}", t.name);
+            assert_eq!(
+                days[1].observed_hours, days[1].producing_hours,
+                "{}",
+                t.name
+            );
 
             let gappy = metered::station_days(store, &d, s2, day(2), day(2), now).await?;
-            assert_eq!(gappy[0].energy, WattHours(12_000), "{}: kept, not lost", t.name);
+            assert_eq!(
+                gappy[0].energy,
+                WattHours(12_000),
+                "{}: kept, not lost",
+                t.name
+            );
             assert!(gappy[0].notes.contains(&Note::Bridged), "{}", t.name);
             let r = gappy[0].completeness.ratio().expect("daylight");
-            assert!(r > 0.6 && r < 0.75, "{}: 4 of ~11.5 daylight hours missing: {r}", t.name);
+            assert!(
+                r > 0.6 && r < 0.75,
+                "{}: 4 of ~11.5 daylight hours missing: {r}",
+                t.name
+            );
 
             // Raw readings past retention: the rollups still give the same figures.
             store.purge_raw_before(sh(3, 3, 0, 0)).await?;
@@ -53,11 +72,21 @@ fn store_figures_days_months_and_the_settled_switch() -> anyhow::Result<()> {
 
             let march: YearMonth = "2026-03".parse()?;
             let m = month_energy(store, &d, &"S1".into(), march).await?;
-            assert_eq!((m.energy, m.basis), (WattHours(36_000), EnergyBasis::Metered), "{}", t.name);
+            assert_eq!(
+                (m.energy, m.basis),
+                (WattHours(36_000), EnergyBasis::Metered),
+                "{}",
+                t.name
+            );
             let statement = "电站编号,结算月份,上网电量(kWh)\nS1,2026-03,35.2\n";
             settlement::import(store, &d, statement.as_bytes(), "march.csv", now).await?;
             let m = month_energy(store, &d, &"S1".into(), march).await?;
-            assert_eq!((m.energy, m.basis), (WattHours(35_200), EnergyBasis::Settled), "{}", t.name);
+            assert_eq!(
+                (m.energy, m.basis),
+                (WattHours(35_200), EnergyBasis::Settled),
+                "{}",
+                t.name
+            );
             assert!(matches!(
                 month_energy(store, &d, &"S9".into(), march).await,
                 Err(Error::UnknownStation(_))
@@ -75,7 +104,9 @@ fn simulated_plant_days_match_the_model_exactly() -> anyhow::Result<()> {
     use crate::domain::{Metric, Readings, Sample};
     use crate::energy::counters::local_midnight;
     use crate::sim::weather::{seed_of, PlantModel};
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         let t = crate::store::testing::sqlite().await?;
         let d = testing::deployment();
@@ -132,20 +163,41 @@ fn simulated_plant_days_match_the_model_exactly() -> anyhow::Result<()> {
         t.store.write_samples(&batch, &tz).await?;
         let now = sh(3, 20, 0, 0);
         let days = metered::station_days(&t.store, &d, s1, day(1), day(7), now).await?;
-        let logger_days =
-            metered::station_days(&t.store, &d, d.station("S2").expect("S2"), day(1), day(7), now)
-                .await?;
+        let logger_days = metered::station_days(
+            &t.store,
+            &d,
+            d.station("S2").expect("S2"),
+            day(1),
+            day(7),
+            now,
+        )
+        .await?;
         for (i, (f, g)) in days.iter().zip(&logger_days).enumerate() {
             let from = local_midnight(Shanghai, day(1 + i as u32));
             let to = local_midnight(Shanghai, day(2 + i as u32));
             let expected = (truth[&to] - truth[&from]) as i64;
             assert_eq!(f.energy.0, expected, "day {}", f.first_day);
-            assert_eq!(f.notes.contains(&Note::Bridged), i == 2, "day {}: {:?}", f.first_day, f.notes);
+            assert_eq!(
+                f.notes.contains(&Note::Bridged),
+                i == 2,
+                "day {}: {:?}",
+                f.first_day,
+                f.notes
+            );
             // The daily register gives the same figure to within its own whole-Wh rounding.
-            assert!((g.energy.0 - expected).abs() <= 1, "day {}: {} vs {expected}", g.first_day, g.energy.0);
+            assert!(
+                (g.energy.0 - expected).abs() <= 1,
+                "day {}: {} vs {expected}",
+                g.first_day,
+                g.energy.0
+            );
             assert!(g.notes.contains(&Note::DailyRegister));
         }
-        assert!(days[0].energy.0 > 20_000, "a March day in Shanxi yields kWh, got {}", days[0].energy.0);
+        assert!(
+            days[0].energy.0 > 20_000,
+            "a March day in Shanxi yields kWh, got {}",
+            days[0].energy.0
+        );
         Ok(())
     })
 }

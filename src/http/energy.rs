@@ -201,7 +201,9 @@ struct DayRange {
 
 fn parse_day(text: &str, what: &str) -> Result<NaiveDate, ApiError> {
     NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
-        ApiError::BadRequest(format!("{what} '{text}' is not a date (write it as YYYY-MM-DD)"))
+        ApiError::BadRequest(format!(
+            "{what} '{text}' is not a date (write it as YYYY-MM-DD)"
+        ))
     })
 }
 
@@ -245,7 +247,8 @@ async fn months_json(
     let s = station(&state, &id)?;
     let now = Utc::now();
     let parse = |t: &str| -> Result<YearMonth, ApiError> {
-        t.parse().map_err(|e: crate::domain::BadMonth| ApiError::BadRequest(e.to_string()))
+        t.parse()
+            .map_err(|e: crate::domain::BadMonth| ApiError::BadRequest(e.to_string()))
     };
     let to = match &q.to {
         Some(t) => parse(t)?,
@@ -255,8 +258,8 @@ async fn months_json(
         Some(f) => parse(f)?,
         None => back(to, 11),
     };
-    let span = i64::from(to.year() - from.year()) * 12 + i64::from(to.month())
-        - i64::from(from.month());
+    let span =
+        i64::from(to.year() - from.year()) * 12 + i64::from(to.month()) - i64::from(from.month());
     if !(0..MAX_MONTHS).contains(&span) {
         return Err(ApiError::BadRequest(format!(
             "from must not be after to, and a range is at most {MAX_MONTHS} months"
@@ -434,9 +437,9 @@ async fn station_page(
         tz = s.timezone.name(),
     );
     let total_30: WattHours = days.iter().map(|d| d.figures.energy).sum();
-    let c30 = days
-        .iter()
-        .fold(Completeness::default(), |a, d| a.add(d.figures.completeness));
+    let c30 = days.iter().fold(Completeness::default(), |a, d| {
+        a.add(d.figures.completeness)
+    });
     let today_row = days.last();
     let settled = months.iter().filter(|m| m.settlement.is_some()).count();
     let flagged = months
@@ -461,7 +464,12 @@ async fn station_page(
          <th class=\"num\">Rated kW</th><th class=\"num\">Power kW</th><th class=\"num\">Lifetime kWh</th>\
          <th>State</th><th>Last reading (UTC)</th></tr></thead><tbody>",
     );
-    for dev in state.deployment.devices.iter().filter(|d| d.station == s.id) {
+    for dev in state
+        .deployment
+        .devices
+        .iter()
+        .filter(|d| d.station == s.id)
+    {
         let l = latest.iter().find(|l| l.device == dev.id);
         body.push_str(&format!(
             "<tr><td>{id}</td><td>{kind}</td><td>{model}</td><td class=\"num\">{rated:.1}</td>\
@@ -473,7 +481,10 @@ async fn station_page(
             p = num(l.and_then(|l| l.ac_power_w).map(|w| w / 1000.0), 2),
             e = num(l.and_then(|l| l.energy_lifetime_wh).map(|w| w / 1000.0), 1),
             st = esc(l.and_then(|l| l.state.as_deref()).unwrap_or("–")),
-            at = l.map_or_else(|| "never".to_owned(), |l| l.at.format("%Y-%m-%d %H:%M:%S").to_string()),
+            at = l.map_or_else(
+                || "never".to_owned(),
+                |l| l.at.format("%Y-%m-%d %H:%M:%S").to_string()
+            ),
         ));
     }
     body.push_str("</tbody></table>");
@@ -495,7 +506,8 @@ async fn station_page(
         };
         let (diff, flag) = match &m.reconciliation {
             Some(r) => (
-                r.difference_pct.map_or_else(|| "–".to_owned(), |p| format!("{p:+.1}%")),
+                r.difference_pct
+                    .map_or_else(|| "–".to_owned(), |p| format!("{p:+.1}%")),
                 if r.flagged {
                     "<span class=\"status offline\">flagged</span>".to_owned()
                 } else {

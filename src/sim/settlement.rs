@@ -70,11 +70,7 @@ pub async fn statement_lines(
     let mut out = Vec::new();
     for s in &d.stations {
         let figures = metered::station_months(store, d, s, first, last, now).await?;
-        let price = d
-            .tariffs
-            .iter()
-            .find(|t| t.id == s.tariff)
-            .map(|t| t.price);
+        let price = d.tariffs.iter().find(|t| t.id == s.tariff).map(|t| t.price);
         for f in &figures {
             let month = YearMonth::of(f.first_day);
             if !months.contains(&month) || f.energy.0 <= 0 {
@@ -145,8 +141,10 @@ pub async fn settle_demo_history(
                 path: path.display().to_string(),
                 source,
             })?;
-            path.file_name()
-                .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
+            path.file_name().map_or_else(
+                || path.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            )
         }
         None => "demo-settlement.csv".to_owned(),
     };
@@ -164,7 +162,10 @@ mod tests {
         assert_eq!(settle_wh(WattHours(36_000), 990), WattHours(36_000));
         assert_eq!(settle_wh(WattHours(1_234_567), 920), WattHours(1_136_000));
         // 1,136 kWh x 0.85 yuan = 965.60 yuan.
-        assert_eq!(amount_of(WattHours(1_136_000), crate::domain::Price(8500)), Some(Fen(96_560)));
+        assert_eq!(
+            amount_of(WattHours(1_136_000), crate::domain::Price(8500)),
+            Some(Fen(96_560))
+        );
     }
 
     #[tokio::test]
@@ -182,7 +183,11 @@ mod tests {
         let path = dir.path().join("statement.csv");
         let report = settle_demo_history(&t.store, &d, now, 2, Some(&path)).await?;
         assert_eq!(report.encoding, "gbk");
-        assert_eq!(report.lines.len(), 3, "February had no energy and is not settled");
+        assert_eq!(
+            report.lines.len(),
+            3,
+            "February had no energy and is not settled"
+        );
         let bytes = std::fs::read(&path)?;
         assert!(std::str::from_utf8(&bytes).is_err(), "the file is GBK");
         let mut flagged = Vec::new();

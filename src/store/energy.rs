@@ -130,10 +130,7 @@ impl Store {
 
     /// Inserts a whole settlement file in one transaction, or nothing when any station-month is
     /// already settled (a correction is a new statement from the grid company, never an edit).
-    pub async fn insert_settlements(
-        &self,
-        rows: &[SettlementRow],
-    ) -> Result<SettlementInsert> {
+    pub async fn insert_settlements(&self, rows: &[SettlementRow]) -> Result<SettlementInsert> {
         let mut tx = self.pool().begin().await?;
         let mut taken = Vec::new();
         for (i, s) in rows.iter().enumerate() {

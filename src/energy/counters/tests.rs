@@ -85,7 +85,10 @@ fn days_sum_exactly_to_their_month() {
     let series = clean(&pts, &rules(), &Elapsed);
     let month = energy_between(
         &series,
-        &[local_midnight(Shanghai, day(3, 1)), local_midnight(Shanghai, day(4, 1))],
+        &[
+            local_midnight(Shanghai, day(3, 1)),
+            local_midnight(Shanghai, day(4, 1)),
+        ],
         &Elapsed,
     );
     assert_eq!(wh.iter().sum::<i64>(), month[0].energy.0);
@@ -237,7 +240,11 @@ fn daylight_weighting_puts_gap_energy_on_the_days_not_the_night() {
         (sh(3, 2, 10, 0), 24_000.0),
     ]);
     let series = clean(&pts, &rules(), &light);
-    let per_day = energy_between(&series, &day_boundaries(Shanghai, day(3, 1), day(3, 2)), &light);
+    let per_day = energy_between(
+        &series,
+        &day_boundaries(Shanghai, day(3, 1), day(3, 2)),
+        &light,
+    );
     // Sunset in Taiyuan on 1 March is about 18:20 and sunrise about 07:00: 2.3 h of daylight before
     // midnight against 3 h after, so about 43% of the 10,000 Wh belongs to 1 March.
     let first = per_day[0].energy.0 - 4_000;
@@ -260,7 +267,11 @@ fn a_night_without_readings_is_not_a_gap() {
         (sh(3, 2, 8, 0), 11_000.0),
     ]);
     let series = clean(&pts, &rules(), &light);
-    let per_day = energy_between(&series, &day_boundaries(Shanghai, day(3, 1), day(3, 2)), &light);
+    let per_day = energy_between(
+        &series,
+        &day_boundaries(Shanghai, day(3, 1), day(3, 2)),
+        &light,
+    );
     assert!(per_day.iter().all(|p| !p.notes.contains(&Note::Bridged)));
     assert_eq!(per_day[0].energy.0 + per_day[1].energy.0, 1_000);
 }
@@ -341,9 +352,18 @@ fn completeness_counts_daylight_readings_only() {
         buckets.push((sh(3, 1, h, 0), Duration::hours(1), n));
     }
     let c = completeness(Some((rise, set_)), &buckets, Duration::minutes(5));
-    assert_eq!(c, Completeness { expected: 144, received: 135 });
+    assert_eq!(
+        c,
+        Completeness {
+            expected: 144,
+            received: 135
+        }
+    );
     assert_eq!(c.ratio(), Some(135.0 / 144.0));
-    assert_eq!(completeness(None, &buckets, Duration::minutes(5)).ratio(), None);
+    assert_eq!(
+        completeness(None, &buckets, Duration::minutes(5)).ratio(),
+        None
+    );
 }
 
 #[test]
@@ -366,11 +386,16 @@ fn golden_counter_histories() {
         .filter(|p| p.is_dir())
         .collect();
     cases.sort();
-    assert!(cases.len() >= 5, "fixtures missing under {}", root.display());
+    assert!(
+        cases.len() >= 5,
+        "fixtures missing under {}",
+        root.display()
+    );
     for case in cases {
         let input = std::fs::read_to_string(case.join("input")).expect("input");
         let expected = std::fs::read_to_string(case.join("expected")).expect("expected");
-        let field = |s: &str| -> Option<f64> { (!s.is_empty()).then(|| s.parse().expect("number")) };
+        let field =
+            |s: &str| -> Option<f64> { (!s.is_empty()).then(|| s.parse().expect("number")) };
         let points: Vec<CounterPoint> = input
             .lines()
             .skip(1)
@@ -394,13 +419,14 @@ fn golden_counter_histories() {
         let first = local_day(points.first().expect("readings").at);
         let last = local_day(points.last().expect("readings").at);
         let series = clean(&points, &rules(), &Elapsed);
-        let got: Vec<String> = energy_between(&series, &day_boundaries(Shanghai, first, last), &Elapsed)
-            .iter()
-            .map(|p| {
-                let notes: Vec<&str> = p.notes.iter().map(|n| n.as_str()).collect();
-                format!("{},{},{}", local_day(p.from), p.energy.0, notes.join(" "))
-            })
-            .collect();
+        let got: Vec<String> =
+            energy_between(&series, &day_boundaries(Shanghai, first, last), &Elapsed)
+                .iter()
+                .map(|p| {
+                    let notes: Vec<&str> = p.notes.iter().map(|n| n.as_str()).collect();
+                    format!("{},{},{}", local_day(p.from), p.energy.0, notes.join(" "))
+                })
+                .collect();
         let want: Vec<String> = expected
             .lines()
             .filter(|l| !l.starts_with('#') && !l.trim().is_empty())

@@ -18,13 +18,33 @@ S1,东村光伏电站,202602,1500,\r\n\
 fn expect_lines(lines: &[Statement]) {
     let got: Vec<_> = lines
         .iter()
-        .map(|s| (s.line, s.station.to_string(), s.month.to_string(), s.energy.0, s.amount))
+        .map(|s| {
+            (
+                s.line,
+                s.station.to_string(),
+                s.month.to_string(),
+                s.energy.0,
+                s.amount,
+            )
+        })
         .collect();
     assert_eq!(
         got,
         vec![
-            (2, "S1".into(), "2026-01".into(), 1_234_500, Some(Fen(104_933))),
-            (3, "S2".into(), "2026-01".into(), 1_000_000, Some(Fen(85_000))),
+            (
+                2,
+                "S1".into(),
+                "2026-01".into(),
+                1_234_500,
+                Some(Fen(104_933))
+            ),
+            (
+                3,
+                "S2".into(),
+                "2026-01".into(),
+                1_000_000,
+                Some(Fen(85_000))
+            ),
             (4, "S1".into(), "2026-02".into(), 1_500_000, None),
         ]
     );
@@ -33,7 +53,10 @@ fn expect_lines(lines: &[Statement]) {
 #[test]
 fn excel_gbk_csv_with_chinese_headers_imports() {
     let bytes = gbk(CHINESE);
-    assert!(std::str::from_utf8(&bytes).is_err(), "really GBK, not UTF-8");
+    assert!(
+        std::str::from_utf8(&bytes).is_err(),
+        "really GBK, not UTF-8"
+    );
     let (lines, encoding) = parse(&bytes, &deployment()).expect("valid statement");
     assert_eq!(encoding, "gbk");
     expect_lines(&lines);
@@ -41,7 +64,10 @@ fn excel_gbk_csv_with_chinese_headers_imports() {
 
 #[test]
 fn utf8_with_and_without_bom_imports() {
-    for bytes in [CHINESE.as_bytes().to_vec(), [b"\xEF\xBB\xBF".as_slice(), CHINESE.as_bytes()].concat()] {
+    for bytes in [
+        CHINESE.as_bytes().to_vec(),
+        [b"\xEF\xBB\xBF".as_slice(), CHINESE.as_bytes()].concat(),
+    ] {
         let (lines, encoding) = parse(&bytes, &deployment()).expect("valid statement");
         assert_eq!(encoding, "utf-8");
         expect_lines(&lines);
@@ -126,19 +152,29 @@ fn xlsx_written_by_a_spreadsheet_imports() {
     // A real date cell, as Excel stores a month typed as 2026/1/1.
     let date = rust_xlsxwriter::ExcelDateTime::from_ymd(2026, 1, 1).expect("date");
     let fmt = rust_xlsxwriter::Format::new().set_num_format("yyyy-mm");
-    sheet.write_datetime_with_format(2, 1, &date, &fmt).expect("cell");
+    sheet
+        .write_datetime_with_format(2, 1, &date, &fmt)
+        .expect("cell");
     sheet.write_number(2, 2, 1000).expect("cell");
     let bytes = book.save_to_buffer().expect("xlsx bytes");
     let (lines, encoding) = parse(&bytes, &deployment()).expect("valid statement");
     assert_eq!(encoding, "xlsx");
     assert_eq!(lines.len(), 2);
-    assert_eq!((lines[0].line, lines[0].energy, lines[0].amount), (2, WattHours(1_234_500), Some(Fen(104_933))));
-    assert_eq!((lines[1].line, lines[1].month.to_string(), lines[1].energy), (3, "2026-01".to_owned(), WattHours(1_000_000)));
+    assert_eq!(
+        (lines[0].line, lines[0].energy, lines[0].amount),
+        (2, WattHours(1_234_500), Some(Fen(104_933)))
+    );
+    assert_eq!(
+        (lines[1].line, lines[1].month.to_string(), lines[1].energy),
+        (3, "2026-01".to_owned(), WattHours(1_000_000))
+    );
 }
 
 #[test]
 fn import_is_all_or_nothing_and_never_twice() -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         for t in crate::store::testing::all("import_is_all_or_nothing_and_never_twice").await? {
             let store = &t.store;
@@ -148,7 +184,11 @@ fn import_is_all_or_nothing_and_never_twice() -> anyhow::Result<()> {
             let bad = gbk("电站编号,结算月份,上网电量(kWh)\nS1,2026-01,100\nS9,2026-01,100\n");
             let err = import(store, &d, &bad, "bad.csv", now).await;
             assert!(matches!(err, Err(ImportError::Rejected(_))), "{}", t.name);
-            assert!(store.settlements_of(&"S1".into()).await?.is_empty(), "{}", t.name);
+            assert!(
+                store.settlements_of(&"S1".into()).await?.is_empty(),
+                "{}",
+                t.name
+            );
 
             let report = import(store, &d, &gbk(CHINESE), "jan.csv", now).await?;
             assert_eq!(report.lines.len(), 3);
@@ -162,12 +202,32 @@ fn import_is_all_or_nothing_and_never_twice() -> anyhow::Result<()> {
                 Err(ImportError::Rejected(r)) => {
                     assert_eq!(r.problems.len(), 1);
                     assert_eq!(r.problems[0].line, 3);
-                    assert!(r.to_string().contains("again.csv:3: station 'S1' month 2026-02 is already settled"), "{r}");
+                    assert!(
+                        r.to_string()
+                            .contains("again.csv:3: station 'S1' month 2026-02 is already settled"),
+                        "{r}"
+                    );
                 }
                 other => panic!("{}: expected a rejection, got {other:?}", t.name),
             }
-            assert!(store.settlements_of(&"S3".into()).await?.is_empty(), "{}", t.name);
+            assert!(
+                store.settlements_of(&"S3".into()).await?.is_empty(),
+                "{}",
+                t.name
+            );
         }
         Ok(())
     })
+}
+
+#[test]
+fn utf16_unicode_text_with_tabs_imports() {
+    let text = "电站编号\t结算月份\t上网电量(kWh)\r\nS1\t2026-01\t12.5\r\n";
+    let mut bytes = vec![0xFF, 0xFE];
+    for unit in text.encode_utf16() {
+        bytes.extend_from_slice(&unit.to_le_bytes());
+    }
+    let (lines, encoding) = parse(&bytes, &deployment()).expect("valid statement");
+    assert_eq!(encoding, "utf-16le");
+    assert_eq!((lines[0].line, lines[0].energy), (2, WattHours(12_500)));
 }

@@ -16,7 +16,9 @@ async fn station_page_api_and_upload() -> anyhow::Result<()> {
     let t = crate::store::testing::sqlite().await?;
     let d = deployment();
     let tz = |_: &crate::domain::DeviceId| chrono_tz::Asia::Shanghai;
-    t.store.write_samples(&history("S1-INV1", |_| false), &tz).await?;
+    t.store
+        .write_samples(&history("S1-INV1", |_| false), &tz)
+        .await?;
     let state = AppState {
         deployment: Arc::new(d),
         store: t.store.clone(),
@@ -50,10 +52,15 @@ async fn station_page_api_and_upload() -> anyhow::Result<()> {
         .await?;
     assert_eq!(r.status(), 201);
     let json: serde_json::Value = r.json().await?;
-    assert_eq!((json["imported"].clone(), json["encoding"].clone()), (1.into(), "gbk".into()));
+    assert_eq!(
+        (json["imported"].clone(), json["encoding"].clone()),
+        (1.into(), "gbk".into())
+    );
 
     let months: serde_json::Value = client
-        .get(format!("{base}/api/stations/S1/months?from=2026-02&to=2026-03"))
+        .get(format!(
+            "{base}/api/stations/S1/months?from=2026-02&to=2026-03"
+        ))
         .send()
         .await?
         .json()
@@ -69,19 +76,28 @@ async fn station_page_api_and_upload() -> anyhow::Result<()> {
     assert_eq!(march["reconciliation"]["causes"][0]["code"], "unexplained");
 
     let days: serde_json::Value = client
-        .get(format!("{base}/api/stations/S1/energy?from=2026-03-01&to=2026-03-03"))
+        .get(format!(
+            "{base}/api/stations/S1/energy?from=2026-03-01&to=2026-03-03"
+        ))
         .send()
         .await?
         .json()
         .await?;
     assert_eq!(days.as_array().map(Vec::len), Some(3));
     assert_eq!(days[1]["energy_wh"], 12_000);
-    assert!(days[1]["completeness"]["ratio"].as_f64().is_some_and(|r| r > 0.99), "{days}");
+    assert!(
+        days[1]["completeness"]["ratio"]
+            .as_f64()
+            .is_some_and(|r| r > 0.99),
+        "{days}"
+    );
     // Three stations in the county, two without data: no median to compare against.
     assert!(days[1]["performance_index"].is_null());
 
     let r = client
-        .get(format!("{base}/api/stations/S1/energy?from=2026-03-05&to=2026-03-01"))
+        .get(format!(
+            "{base}/api/stations/S1/energy?from=2026-03-05&to=2026-03-01"
+        ))
         .send()
         .await?;
     assert_eq!(r.status(), 400);
