@@ -3,7 +3,7 @@
 
 use super::counters::{
     self, clean, completeness, daylight_window, energy_between, local_midnight, CleanSeries,
-    Completeness, CounterPoint, CounterRules, Daylight, Note,
+    Completeness, CounterPoint, CounterRules, Daylight, DaylightWindow, Note,
 };
 use super::Error;
 use crate::config::Deployment;
@@ -182,7 +182,7 @@ pub async fn station_periods(
         })
         .collect();
     // Daylight of every local day in range, computed once.
-    let mut windows: BTreeMap<NaiveDate, Option<(DateTime<Utc>, DateTime<Utc>)>> = BTreeMap::new();
+    let mut windows: BTreeMap<NaiveDate, DaylightWindow> = BTreeMap::new();
     let mut day = from.with_timezone(&tz).date_naive();
     while local_midnight(tz, day) < to {
         windows.insert(
@@ -237,7 +237,7 @@ pub async fn station_periods(
                 .iter()
                 .map(|h| (h.bucket, Duration::hours(1), h.samples))
                 .collect();
-            fig.completeness = fig.completeness.add(completeness(*window, &buckets, poll));
+            fig.completeness = fig.completeness + completeness(*window, &buckets, poll);
             let Some((rise, set)) = window else { continue };
             // Availability and clipping only while the sun is well up (an hour after sunrise to
             // an hour before sunset), where an inverter without output is a real loss.
