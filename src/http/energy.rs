@@ -17,6 +17,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
+use std::ops::Add as _;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -437,9 +438,9 @@ async fn station_page(
         tz = s.timezone.name(),
     );
     let total_30: WattHours = days.iter().map(|d| d.figures.energy).sum();
-    let c30 = days
-        .iter()
-        .fold(Completeness::default(), |a, d| a + d.figures.completeness);
+    let c30 = days.iter().fold(Completeness::default(), |a, d| {
+        a.add(d.figures.completeness)
+    });
     let today_row = days.last();
     let settled = months.iter().filter(|m| m.settlement.is_some()).count();
     let flagged = months
