@@ -121,6 +121,9 @@ const ROLLOVER_MODULI: [f64; 8] = [
     4_294_967_296_000.0,
 ];
 
+/// How many readings after a jump are searched for one back in line with the counter before it.
+const SPIKE_LOOKAHEAD: usize = 5;
+
 /// How time between readings is weighed when a counter difference is spread over it.
 pub trait Weight {
     /// Productive seconds in `[from, to)`.
@@ -319,15 +322,16 @@ pub fn clean(points: &[CounterPoint], rules: &CounterRules, w: &dyn Weight) -> C
                 ref_v = v;
                 ref_t = t;
             } else {
-                // Too fast: a lone spike if the next reading agrees with the reference, a new base
-                // if the next reading continues from this one.
-                let next = pts.get(i + 1).copied();
-                let agrees_with_ref = next.is_some_and(|(tn, vn)| {
+                // Too fast: a spike if a reading soon after is back in line with the reference
+                // (a glitch may last a few readings), a new base if the next reading continues
+                // from this one and none comes back.
+                let ahead = &pts[i + 1..(i + 1 + SPIKE_LOOKAHEAD).min(pts.len())];
+                let agrees_with_ref = ahead.iter().any(|(tn, vn)| {
                     vn - ref_v >= -rules.step_tolerance(ref_v)
-                        && vn - ref_v <= rules.max_increase(tn - ref_t)
+                        && vn - ref_v <= rules.max_increase(*tn - ref_t)
                 });
-                let continues = next.is_some_and(|(tn, vn)| {
-                    vn >= v - rules.step_tolerance(v) && vn - v <= rules.max_increase(tn - t)
+                let continues = ahead.first().is_some_and(|(tn, vn)| {
+                    *vn >= v - rules.step_tolerance(v) && vn - v <= rules.max_increase(*tn - t)
                 });
                 if !agrees_with_ref && continues {
                     out.events.push((t, Note::CounterReset));
@@ -440,14 +444,20 @@ impl Completeness {
         (self.expected > 0)
             .then(|| (self.received.min(self.expected)) as f64 / self.expected as f64)
     }
+}
 
-    pub fn add(self, other: Completeness) -> Completeness {
+impl std::ops::Add for Completeness {
+    type Output = Completeness;
+    fn add(self, other: Completeness) -> Completeness {
         Completeness {
             expected: self.expected + other.expected,
             received: self.received + other.received,
         }
     }
 }
+
+/// Sunrise to sunset of one local day, `None` when the sun does not rise (or has not yet).
+pub type DaylightWindow = Option<(DateTime<Utc>, DateTime<Utc>)>;
 
 /// The daylight window `[sunrise, sunset)` of a local day, clipped to `until` (now, for today).
 pub fn daylight_window(
@@ -456,7 +466,7 @@ pub fn daylight_window(
     tz: Tz,
     day: NaiveDate,
     until: DateTime<Utc>,
-) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+) -> DaylightWindow {
     let (rise, set) = match solar::sun_times(latitude, longitude, day, tz) {
         SunTimes::Normal { sunrise, sunset } => (sunrise, sunset),
         SunTimes::PolarDay => (local_midnight(tz, day), next_midnight(tz, day)),
@@ -471,7 +481,7 @@ pub fn daylight_window(
 /// and a bucket never counts more readings than it could hold (night readings do not make up for a
 /// daytime gap).
 pub fn completeness(
-    daylight: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    daylight: DaylightWindow,
     buckets: &[(DateTime<Utc>, Duration, i64)],
     poll: Duration,
 ) -> Completeness {

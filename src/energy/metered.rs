@@ -3,7 +3,7 @@
 
 use super::counters::{
     self, clean, completeness, daylight_window, energy_between, local_midnight, CleanSeries,
-    Completeness, CounterPoint, CounterRules, Daylight, Note,
+    Completeness, CounterPoint, CounterRules, Daylight, DaylightWindow, Note,
 };
 use super::Error;
 use crate::config::Deployment;
@@ -11,6 +11,12 @@ use crate::domain::{Device, DeviceId, DeviceKind, Station, WattHours, YearMonth}
 use crate::store::Store;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use std::collections::{BTreeMap, BTreeSet};
+
+/// Completeness is judged per 5-minute slot (the store's finest rollup): a device polled faster
+/// is complete when every daylight slot has a reading, one polled slower when it has every poll.
+/// Counters make energy exact between any two readings, so polling faster than this adds nothing
+/// to the energy figure, and a sub-slot gap cannot hide behind many readings elsewhere in the hour.
+const SLOT: Duration = Duration::minutes(5);
 
 /// One device's share of a period.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +95,7 @@ pub fn month_bounds(station: &Station, first: YearMonth, last: YearMonth) -> Vec
 struct DeviceData {
     series: CleanSeries,
     hours: Vec<crate::store::RollupRow>,
+    slots: Vec<crate::store::RollupRow>,
     derated: Vec<DateTime<Utc>>,
 }
 
@@ -102,6 +109,7 @@ async fn load_device(
 ) -> Result<DeviceData, Error> {
     let raw = store.energy_readings(&dev.id, from, to).await?;
     let hours = store.rollups(&dev.id, 3600, from, to).await?;
+    let slots = store.rollups(&dev.id, SLOT.num_seconds(), from, to).await?;
     let neighbours = store.energy_neighbours(&dev.id, from, to).await?;
     let mut points: BTreeMap<DateTime<Utc>, CounterPoint> = BTreeMap::new();
     for h in &hours {
@@ -147,6 +155,7 @@ async fn load_device(
     Ok(DeviceData {
         series,
         hours,
+        slots,
         derated,
     })
 }
@@ -182,7 +191,7 @@ pub async fn station_periods(
         })
         .collect();
     // Daylight of every local day in range, computed once.
-    let mut windows: BTreeMap<NaiveDate, Option<(DateTime<Utc>, DateTime<Utc>)>> = BTreeMap::new();
+    let mut windows: BTreeMap<NaiveDate, DaylightWindow> = BTreeMap::new();
     let mut day = from.with_timezone(&tz).date_naive();
     while local_midnight(tz, day) < to {
         windows.insert(
@@ -196,7 +205,8 @@ pub async fn station_periods(
     for dev in energy_devices(d, station) {
         let data = load_device(store, d, station, dev, from, to).await?;
         let poll = Duration::from_std(dev.poll_interval.unwrap_or(d.collect.poll_interval))
-            .unwrap_or(Duration::minutes(1));
+            .unwrap_or(Duration::minutes(1))
+            .max(SLOT);
         let periods = energy_between(&data.series, boundaries, &light);
         for (fig, p) in out.iter_mut().zip(periods) {
             fig.energy = fig.energy + p.energy;
@@ -219,25 +229,33 @@ pub async fn station_periods(
                 .filter(|t| **t >= fig.from && **t < fig.to)
                 .count() as i64;
         }
-        // Hourly buckets by local day, for completeness and availability.
-        let mut by_day: BTreeMap<NaiveDate, Vec<&crate::store::RollupRow>> = BTreeMap::new();
-        for h in &data.hours {
+        // Hourly buckets (availability) and 5-minute slots (completeness) by local day.
+        let group = |rows: &[crate::store::RollupRow]| {
+            let mut by_day: BTreeMap<NaiveDate, Vec<crate::store::RollupRow>> = BTreeMap::new();
+            for r in rows {
+                by_day
+                    .entry(r.bucket.with_timezone(&tz).date_naive())
+                    .or_default()
+                    .push(r.clone());
+            }
             by_day
-                .entry(h.bucket.with_timezone(&tz).date_naive())
-                .or_default()
-                .push(h);
-        }
+        };
+        let by_day = group(&data.hours);
+        let slots_by_day = group(&data.slots);
         for (day, window) in &windows {
             let start = local_midnight(tz, *day);
             let Some(fig) = out.iter_mut().find(|f| f.from <= start && start < f.to) else {
                 continue;
             };
             let hours = by_day.get(day).map(Vec::as_slice).unwrap_or(&[]);
-            let buckets: Vec<_> = hours
+            let buckets: Vec<_> = slots_by_day
+                .get(day)
+                .map(Vec::as_slice)
+                .unwrap_or(&[])
                 .iter()
-                .map(|h| (h.bucket, Duration::hours(1), h.samples))
+                .map(|h| (h.bucket, SLOT, h.samples))
                 .collect();
-            fig.completeness = fig.completeness.add(completeness(*window, &buckets, poll));
+            fig.completeness = fig.completeness + completeness(*window, &buckets, poll);
             let Some((rise, set)) = window else { continue };
             // Availability and clipping only while the sun is well up (an hour after sunrise to
             // an hour before sunset), where an inverter without output is a real loss.

@@ -1,10 +1,10 @@
 //! A station's days and months with everything shown next to a figure: completeness, KPIs, the
 //! settlement status and the reconciliation. Used by the station page, the JSON API and the CLI.
 
-use super::kpi;
 use super::metered::{self, Figures};
 use super::reconcile::{reconcile, Reconciliation};
 use super::Error;
+use super::{counters, kpi};
 use crate::config::Deployment;
 use crate::domain::{EnergyBasis, Station, WattHours, YearMonth};
 use crate::store::{SettlementRow, Store};
@@ -51,21 +51,41 @@ pub async fn days(
     now: DateTime<Utc>,
 ) -> Result<Vec<DayRow>, Error> {
     let own = metered::station_days(store, d, station, first, last, now).await?;
-    // Specific yields of every county station per day (the station itself included).
+    // Specific yields of every county station per day: this station's accountable figure, and
+    // for its neighbours the daily rollups' counter span (one query, however large the county;
+    // precise enough for a median, and a reset or an empty day is left out).
     let mut county: HashMap<NaiveDate, Vec<f64>> = HashMap::new();
-    for peer in d.stations.iter().filter(|s| s.county == station.county) {
-        let figures = if peer.id == station.id {
-            own.clone()
-        } else {
-            metered::station_days(store, d, peer, first, last, now).await?
-        };
-        for f in figures {
-            let usable = f
-                .completeness
-                .ratio()
-                .is_some_and(|r| r >= PEER_COMPLETENESS);
-            if let (true, Some(y)) = (usable, kpi::specific_yield(f.energy, peer.capacity_kwp)) {
-                county.entry(f.first_day).or_default().push(y);
+    for f in &own {
+        let usable = f
+            .completeness
+            .ratio()
+            .is_some_and(|r| r >= PEER_COMPLETENESS);
+        if let (true, Some(y)) = (usable, kpi::specific_yield(f.energy, station.capacity_kwp)) {
+            county.entry(f.first_day).or_default().push(y);
+        }
+    }
+    let peers: HashMap<&str, &Station> = d
+        .stations
+        .iter()
+        .filter(|s| s.county == station.county && s.id != station.id)
+        .map(|s| (s.id.as_str(), s))
+        .collect();
+    if !peers.is_empty() {
+        let since = counters::local_midnight(station.timezone, first);
+        for (id, bucket_ms, wh) in store.station_day_energy_since(since).await? {
+            let Some(peer) = peers.get(id.as_str()) else {
+                continue;
+            };
+            let Some(bucket) = DateTime::from_timestamp_millis(bucket_ms) else {
+                continue;
+            };
+            let day = bucket.with_timezone(&peer.timezone).date_naive();
+            let most = peer.capacity_kwp * 1000.0 * 24.0;
+            if day > last || wh <= 0.0 || wh > most {
+                continue;
+            }
+            if let Some(y) = kpi::specific_yield(WattHours(wh.round() as i64), peer.capacity_kwp) {
+                county.entry(day).or_default().push(y);
             }
         }
     }

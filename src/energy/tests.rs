@@ -201,3 +201,43 @@ fn simulated_plant_days_match_the_model_exactly() -> anyhow::Result<()> {
         Ok(())
     })
 }
+
+/// Three stations under the same sky: the one producing half as much has a performance index of
+/// 0.5 against the county median, the others 1.0.
+#[test]
+fn performance_index_against_the_county_median() -> anyhow::Result<()> {
+    use crate::domain::Metric;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let t = crate::store::testing::sqlite().await?;
+        let d = testing::deployment();
+        // The neighbours' daily figures come from the registry mirror, as in a running service.
+        t.store.sync_registry(&d).await?;
+        let tz = |_: &DeviceId| Shanghai;
+        for dev in ["S1-INV1", "S2-INV1"] {
+            t.store.write_samples(&history(dev, |_| false), &tz).await?;
+        }
+        let mut weak = history("S3-INV1", |_| false);
+        for s in &mut weak {
+            if let Some(v) = s.readings.get(Metric::EnergyLifetimeWh) {
+                s.readings.set(Metric::EnergyLifetimeWh, v / 2.0);
+            }
+        }
+        t.store.write_samples(&weak, &tz).await?;
+        let now = sh(3, 10, 0, 0);
+        let pi = |id: &'static str| {
+            let d = &d;
+            let store = &t.store;
+            async move {
+                let s = d.station(id).expect("station");
+                let rows = report::days(store, d, s, day(2), day(2), now).await?;
+                anyhow::Ok((rows[0].specific_yield, rows[0].performance_index))
+            }
+        };
+        assert_eq!(pi("S1").await?, (Some(1.2), Some(1.0)));
+        assert_eq!(pi("S3").await?, (Some(0.6), Some(0.5)));
+        Ok(())
+    })
+}

@@ -113,7 +113,8 @@ pub fn to_gbk_csv(lines: &[StatementLine]) -> Vec<u8> {
 
 /// For `sunshare demo`, after the history is backfilled: settles the last `months` complete months
 /// before `now` (the current month stays provisional), writes the statement to `write_to` when
-/// given (so a user can open it or import it again by hand) and imports it.
+/// given (so a user can open it or import it again by hand) and imports it. Station-months already
+/// settled are left out, so calling it again on the same store imports nothing and succeeds.
 pub async fn settle_demo_history(
     store: &Store,
     d: &Deployment,
@@ -133,7 +134,20 @@ pub async fn settle_demo_history(
         list.push(m);
     }
     list.reverse();
-    let lines = statement_lines(store, d, &list, None, now).await?;
+    let mut lines = Vec::new();
+    // A demo restarted on the same data directory keeps what it settled before.
+    for l in statement_lines(store, d, &list, None, now).await? {
+        if store.settlement(&l.station, l.month).await?.is_none() {
+            lines.push(l);
+        }
+    }
+    if lines.is_empty() {
+        return Ok(settlement::ImportReport {
+            source: "demo-settlement.csv".to_owned(),
+            encoding: "gbk",
+            lines: Vec::new(),
+        });
+    }
     let bytes = to_gbk_csv(&lines);
     let name = match write_to {
         Some(path) => {
@@ -201,6 +215,9 @@ mod tests {
         }
         // S3 (the last village station) is settled at 33 kWh against 36 metered: +9.1%.
         assert_eq!(flagged, vec![("S3".to_owned(), Some(9.0))]);
+        // A restarted demo settles nothing twice.
+        let again = settle_demo_history(&t.store, &d, now, 2, None).await?;
+        assert!(again.lines.is_empty());
         Ok(())
     }
 }

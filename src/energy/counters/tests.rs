@@ -166,6 +166,20 @@ fn a_spike_is_excluded() {
 }
 
 #[test]
+fn a_glitch_of_several_readings_is_excluded() {
+    let pts = life(&[
+        (sh(3, 1, 8, 0), 1_000.0),
+        (sh(3, 1, 9, 0), 4_000.0),
+        (sh(3, 1, 9, 5), 65_535_000.0),
+        (sh(3, 1, 9, 10), 65_535_100.0),
+        (sh(3, 1, 10, 0), 7_000.0),
+    ]);
+    let (wh, notes) = days(&pts, day(3, 1), day(3, 1));
+    assert_eq!(wh, vec![6_000]);
+    assert_eq!(notes[0], set(&[Note::SpikeExcluded]));
+}
+
+#[test]
 fn a_jump_that_stays_is_a_new_base_not_energy() {
     let pts = life(&[
         (sh(3, 1, 8, 0), 1_000.0),

@@ -219,3 +219,15 @@ fn import_is_all_or_nothing_and_never_twice() -> anyhow::Result<()> {
         Ok(())
     })
 }
+
+#[test]
+fn utf16_unicode_text_with_tabs_imports() {
+    let text = "电站编号\t结算月份\t上网电量(kWh)\r\nS1\t2026-01\t12.5\r\n";
+    let mut bytes = vec![0xFF, 0xFE];
+    for unit in text.encode_utf16() {
+        bytes.extend_from_slice(&unit.to_le_bytes());
+    }
+    let (lines, encoding) = parse(&bytes, &deployment()).expect("valid statement");
+    assert_eq!(encoding, "utf-16le");
+    assert_eq!((lines[0].line, lines[0].energy), (2, WattHours(12_500)));
+}
