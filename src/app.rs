@@ -331,21 +331,63 @@ pub async fn start_demo(args: DemoArgs) -> anyhow::Result<Demo> {
         },
     )
     .await?;
-    let ingest = running.ingest.clone();
+    // History goes through its own ingest worker (same validation, same store), so live readings
+    // are never queued behind a year of backfill, and so the demo knows when it is all written.
+    let (history_ingest, history_worker) = ingest::channel(
+        64,
+        running.store.clone(),
+        device_profiles(&deployment),
+        Arc::clone(&running.metrics),
+    );
+    let history_worker = history_worker.with_limits(ingest::ClockLimits::for_retention(
+        deployment.storage.raw_retention,
+    ));
     let cancel = running.cancel.child_token();
     let progress = Arc::clone(&backfill);
+    let store = running.store.clone();
+    let settle_deployment = Arc::clone(&deployment);
+    let statement = data_dir.join("settlement-demo.csv");
     running.tracker.spawn(async move {
         let started = std::time::Instant::now();
-        match crate::sim::history::backfill(&fleet, now, &ingest, Arc::clone(&progress), &cancel)
-            .await
-        {
-            Ok(()) => info!(
-                samples = progress.samples.load(std::sync::atomic::Ordering::Relaxed),
-                seconds = started.elapsed().as_secs(),
-                "history backfilled"
-            ),
-            Err(error) => tracing::warn!(%error, "history backfill stopped"),
+        let writer = tokio::spawn(history_worker.run(cancel.clone()));
+        let submitted = crate::sim::history::backfill(
+            &fleet,
+            now,
+            &history_ingest,
+            Arc::clone(&progress),
+            &cancel,
+        )
+        .await;
+        drop(history_ingest);
+        // The worker returns once every queued sample is written.
+        let _ = writer.await;
+        if let Err(error) = submitted {
+            tracing::warn!(%error, "history backfill stopped");
+            return;
         }
+        info!(
+            samples = progress.samples.load(std::sync::atomic::Ordering::Relaxed),
+            seconds = started.elapsed().as_secs(),
+            "history backfilled"
+        );
+        if cancel.is_cancelled() {
+            return;
+        }
+        match crate::sim::settlement::settle_demo_history(
+            &store,
+            &settle_deployment,
+            now,
+            12,
+            Some(&statement),
+        )
+        .await
+        {
+            Ok(report) => info!(file = %statement.display(), "grid settlement imported: {report}"),
+            Err(error) => tracing::warn!(%error, "demo settlement not imported"),
+        }
+        progress
+            .settled
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     });
     let outage_address = deployment
         .devices

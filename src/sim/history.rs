@@ -22,6 +22,8 @@ pub struct Progress {
     pub done_devices: AtomicU64,
     pub total_devices: AtomicU64,
     pub samples: AtomicU64,
+    /// The history is written and the demo's grid settlement imported.
+    pub settled: std::sync::atomic::AtomicBool,
 }
 
 impl Progress {
