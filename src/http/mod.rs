@@ -3,6 +3,7 @@
 
 mod error;
 mod fleet;
+mod mqtt;
 mod page;
 
 pub use error::ApiError;
@@ -29,6 +30,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .merge(fleet::routes())
+        .merge(mqtt::routes())
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -4,3 +4,4 @@
 //! `sunshare simulate`.
 
 pub mod weather;
+pub mod logger;

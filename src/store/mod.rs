@@ -5,9 +5,11 @@
 //! Times are stored as UTC epoch milliseconds, money as integer fen. This module never decides
 //! business rules: callers hand it validated data.
 
+mod mqtt;
 mod registry;
 mod samples;
 
+pub use mqtt::{MqttRejectedRow, MqttUnknownRow};
 pub use samples::{bucket_start, LatestRow, RollupRow, StationNow, WriteOutcome, PERIODS};
 
 use crate::config::{Backend, StorageConfig};
