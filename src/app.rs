@@ -67,6 +67,8 @@ pub fn device_profiles(d: &Deployment) -> HashMap<crate::domain::DeviceId, Devic
 #[derive(Debug)]
 pub struct Running {
     pub http_addr: SocketAddr,
+    /// The embedded MQTT broker's address, when `mqtt.embedded` is on.
+    pub mqtt_broker: Option<SocketAddr>,
     pub store: Store,
     pub metrics: Arc<Metrics>,
     pub cancel: CancellationToken,
@@ -100,13 +102,27 @@ pub async fn start(
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
 
-    let (_ingest, worker) = ingest::channel(
+    let (ingest, worker) = ingest::channel(
         1024,
         store.clone(),
         device_profiles(&deployment),
         Arc::clone(&metrics),
     );
     tracker.spawn(worker.run(cancel.child_token()));
+
+    let mqtt = crate::collect::mqtt::spawn(
+        &deployment,
+        crate::collect::mqtt::Wiring {
+            ingest: ingest.clone(),
+            metrics: Arc::clone(&metrics),
+            store: store.clone(),
+            decoder: None,
+        },
+        &tracker,
+        &cancel,
+    )
+    .await
+    .context("starting mqtt collection")?;
 
     let http_addr = listener.local_addr().context("reading the HTTP address")?;
     let state = http::AppState {
@@ -121,6 +137,7 @@ pub async fn start(
         }
     });
     Ok(Running {
+        mqtt_broker: mqtt.and_then(|m| m.embedded_broker),
         http_addr,
         store,
         metrics,

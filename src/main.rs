@@ -40,6 +40,15 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Print what a field technician loads into the 4G data loggers of a station (broker, topic,
+    /// interval, poll table, JSON keys).
+    LoggerConfig {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The station id, as in the deployment file.
+        #[arg(long)]
+        station: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -105,5 +114,24 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::from(2))
             }
         },
+        Command::LoggerConfig { config, station } => {
+            let deployment = match app::load_config(&config) {
+                Ok(d) => d,
+                Err(e) => {
+                    eprint!("{e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            match sunshare::collect::mqtt::setup::logger_config(&deployment, &station, None) {
+                Ok(text) => {
+                    print!("{text}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Ok(ExitCode::from(2))
+                }
+            }
+        }
     }
 }

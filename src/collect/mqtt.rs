@@ -94,9 +94,9 @@ pub fn parse_broker(addr: &str, tls: bool) -> Result<(String, u16), Error> {
     let default = if tls { 8883 } else { 1883 };
     match addr.rsplit_once(':') {
         Some((host, port)) if !host.is_empty() && !host.ends_with(':') => {
-            let port = port
-                .parse::<u16>()
-                .map_err(|_| Error::Config(format!("mqtt.broker '{addr}': port is not a number")))?;
+            let port = port.parse::<u16>().map_err(|_| {
+                Error::Config(format!("mqtt.broker '{addr}': port is not a number"))
+            })?;
             Ok((host.trim_matches(['[', ']']).to_owned(), port))
         }
         _ if !addr.is_empty() => Ok((addr.to_owned(), default)),
@@ -254,6 +254,8 @@ impl ProblemLog {
 #[derive(Debug, Clone, Default)]
 pub struct Status {
     pub connected: bool,
+    /// The broker acknowledged every subscription of the current connection.
+    pub subscribed: bool,
     pub broker: String,
     pub last_error: Option<String>,
     pub last_message: Option<DateTime<Utc>>,
@@ -396,13 +398,21 @@ impl MqttCollector {
                 Problem::Rejected { reason, detail } => {
                     self.count("rejected", reason.label());
                     if self.problems.note(topic, p, payload, now) {
-                        warn!(topic, reason = reason.label(), detail, "mqtt message refused");
+                        warn!(
+                            topic,
+                            reason = reason.label(),
+                            detail,
+                            "mqtt message refused"
+                        );
                     }
                 }
                 Problem::UnknownDevice { logger, key } => {
                     self.count("unknown_device", "unknown_device");
                     if self.problems.note(topic, p, payload, now) {
-                        warn!(topic, logger, key, "mqtt message from an unknown logger or device");
+                        warn!(
+                            topic,
+                            logger, key, "mqtt message from an unknown logger or device"
+                        );
                     }
                 }
             }
@@ -474,10 +484,14 @@ impl MqttCollector {
             };
             match event {
                 Ok(Ok(Event::Incoming(Packet::ConnAck(ack)))) => {
-                    info!(session_present = ack.session_present, "connected to the mqtt broker");
+                    info!(
+                        session_present = ack.session_present,
+                        "connected to the mqtt broker"
+                    );
                     self.backoff.reset();
                     self.set_status(|s| {
                         s.connected = true;
+                        s.subscribed = false;
                         s.last_error = None;
                     });
                     // Subscribing again is harmless when the broker kept the session, and needed
@@ -503,6 +517,7 @@ impl MqttCollector {
                         error!(failed, filters = ?self.filters, "the broker refused subscriptions (check its ACLs)");
                     } else {
                         debug!(filters = ?self.filters, "subscribed");
+                        self.set_status(|s| s.subscribed = true);
                     }
                 }
                 Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
@@ -541,6 +556,7 @@ impl MqttCollector {
                     }
                     self.set_status(|s| {
                         s.connected = false;
+                        s.subscribed = false;
                         s.last_error = Some(e.to_string());
                     });
                     tokio::select! {
@@ -555,6 +571,7 @@ impl MqttCollector {
                     self.count("connection_error", "timeout");
                     self.set_status(|s| {
                         s.connected = false;
+                        s.subscribed = false;
                         s.last_error = Some("broker silent past the keep-alive".into());
                     });
                     tokio::select! {
@@ -616,7 +633,10 @@ mod tests {
             last = b.next_delay();
             assert!(last <= Duration::from_secs(5));
         }
-        assert!(last >= Duration::from_millis(2500), "capped at max with jitter: {last:?}");
+        assert!(
+            last >= Duration::from_millis(2500),
+            "capped at max with jitter: {last:?}"
+        );
         b.reset();
         assert!(b.next_delay() <= Duration::from_millis(100));
         let spread: std::collections::HashSet<_> = (0..20)
@@ -651,4 +671,50 @@ mod tests {
         assert!(transport_limit(256 * 1024) > 256 * 1024);
         assert!(transport_limit(100 << 20) > 100 << 20);
     }
+}
+
+/// What [`spawn`] started.
+#[derive(Debug, Clone)]
+pub struct Started {
+    /// The embedded broker's address, when `mqtt.embedded` is on.
+    pub embedded_broker: Option<std::net::SocketAddr>,
+    pub status: StatusHandle,
+}
+
+/// Starts the embedded broker (when configured) and the collector, both stopping on `cancel`.
+/// Returns `None` when the deployment has no `[mqtt]` table.
+pub async fn spawn(
+    deployment: &Deployment,
+    wiring: Wiring,
+    tracker: &tokio_util::task::TaskTracker,
+    cancel: &CancellationToken,
+) -> Result<Option<Started>, Error> {
+    let Some(cfg) = &deployment.mqtt else {
+        return Ok(None);
+    };
+    let mut embedded_broker = None;
+    let mut broker_override = None;
+    if cfg.embedded {
+        let max_payload = transport_limit(cfg.max_message_bytes);
+        let broker = crate::collect::broker::EmbeddedBroker::start(cfg.listen, max_payload)
+            .await
+            .map_err(|e| Error::Config(e.to_string()))?;
+        let addr = broker.addr();
+        embedded_broker = Some(addr);
+        if cfg.broker.is_none() {
+            broker_override = Some(addr.to_string());
+        }
+        let stop = cancel.child_token();
+        tracker.spawn(async move {
+            stop.cancelled().await;
+            broker.shutdown().await;
+        });
+    }
+    let collector = MqttCollector::new(deployment, broker_override.as_deref(), wiring)?;
+    let status = collector.status();
+    tracker.spawn(collector.run(cancel.child_token()));
+    Ok(Some(Started {
+        embedded_broker,
+        status,
+    }))
 }

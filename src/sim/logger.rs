@@ -209,7 +209,11 @@ pub async fn run_logger(broker: SocketAddr, logger: SimLogger, cancel: Cancellat
     let publish = |payload: Vec<u8>| {
         let client = client.clone();
         let topic = logger.topic.clone();
-        async move { client.publish(topic, QoS::AtLeastOnce, false, payload).await }
+        async move {
+            client
+                .publish(topic, QoS::AtLeastOnce, false, payload)
+                .await
+        }
     };
 
     let start = Utc::now();
@@ -241,7 +245,10 @@ pub async fn run_logger(broker: SocketAddr, logger: SimLogger, cancel: Cancellat
             }
         }
         for r in &records {
-            if publish(serde_json::to_vec(r).unwrap_or_default()).await.is_err() {
+            if publish(serde_json::to_vec(r).unwrap_or_default())
+                .await
+                .is_err()
+            {
                 failed = true;
             }
         }
@@ -281,11 +288,17 @@ pub fn for_deployment(
     };
     let templates = crate::collect::mqtt::template::load_templates(mqtt.loggers_dir.as_deref())
         .unwrap_or_default();
-    let epoch = DateTime::from_timestamp(1_514_764_800, 0).unwrap_or_default(); // 2018-01-01
+    // The counter starts two days back from a base of some years' yield, so reading it integrates
+    // two days at most.
+    let now = Utc::now();
+    let epoch =
+        now - ChronoDuration::days(2) - ChronoDuration::seconds(now.timestamp().rem_euclid(86_400));
     let mut out = Vec::new();
     for l in &mqtt.loggers {
-        let (Some(station), Some(t)) = (deployment.station(l.station.as_str()), templates.get(&l.template))
-        else {
+        let (Some(station), Some(t)) = (
+            deployment.station(l.station.as_str()),
+            templates.get(&l.template),
+        ) else {
             continue;
         };
         let payload = match (t.payload, &registers) {
@@ -316,7 +329,7 @@ pub fn for_deployment(
                         station_seed: super::weather::seed_of(station.id.as_str()),
                         device_seed: super::weather::seed_of(d.id.as_str()),
                         counter_epoch: epoch,
-                        counter_base_wh: 0.0,
+                        counter_base_wh: d.rated_power_w * 1.2 * 1.3 * 365.0 * 5.0,
                         health: 1.0,
                         outages: Vec::new(),
                     },
@@ -363,7 +376,10 @@ mod tests {
                 rated_ac_w: 50_000.0,
                 station_seed: 1,
                 device_seed: 2,
-                counter_epoch: Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).single().expect("date"),
+                counter_epoch: Utc
+                    .with_ymd_and_hms(2025, 1, 1, 0, 0, 0)
+                    .single()
+                    .expect("date"),
                 counter_base_wh: 0.0,
                 health: 1.0,
                 outages: vec![],
@@ -374,7 +390,10 @@ mod tests {
     #[test]
     fn json_records_follow_the_plant() {
         let d = device();
-        let noon = Utc.with_ymd_and_hms(2025, 5, 2, 4, 30, 0).single().expect("date");
+        let noon = Utc
+            .with_ymd_and_hms(2025, 5, 2, 4, 30, 0)
+            .single()
+            .expect("date");
         let r = json_record(&d, noon);
         assert_eq!(r["addr"], 3);
         assert_eq!(r["ts"], noon.timestamp());
@@ -396,7 +415,10 @@ mod tests {
             link_down: vec![],
             backlog_chunk: 5,
         };
-        let start = Utc.with_ymd_and_hms(2025, 5, 2, 4, 0, 0).single().expect("date");
+        let start = Utc
+            .with_ymd_and_hms(2025, 5, 2, 4, 0, 0)
+            .single()
+            .expect("date");
         let times = l.backlog_times(start);
         assert_eq!(times.len(), 12);
         assert!(times.windows(2).all(|w| w[0] < w[1]));
@@ -405,6 +427,9 @@ mod tests {
         assert_eq!(msgs.len(), 3);
         let first: Value = serde_json::from_slice(&msgs[0]).expect("json");
         assert_eq!(first.as_array().map(Vec::len), Some(5));
-        assert_eq!(first[0]["ts"], (start - ChronoDuration::hours(1)).timestamp());
+        assert_eq!(
+            first[0]["ts"],
+            (start - ChronoDuration::hours(1)).timestamp()
+        );
     }
 }

@@ -3,5 +3,5 @@
 //! Never used by production paths: `app` builds a simulated fleet only for `sunshare demo` and
 //! `sunshare simulate`.
 
-pub mod weather;
 pub mod logger;
+pub mod weather;

@@ -168,7 +168,9 @@ mod tests {
                 messages: 2,
                 last_payload: "{}".into(),
             };
-            s.record_mqtt_unknown(std::slice::from_ref(&row)).await.expect("write");
+            s.record_mqtt_unknown(std::slice::from_ref(&row))
+                .await
+                .expect("write");
             let later = MqttUnknownRow {
                 last_seen: t1,
                 first_seen: t1,
@@ -190,12 +192,22 @@ mod tests {
                 messages: 1,
                 last_detail: "EOF".into(),
             };
-            s.record_mqtt_rejected(&[rej.clone(), MqttRejectedRow { reason: "oversized".into(), ..rej.clone() }])
-                .await
-                .expect("write");
-            s.record_mqtt_rejected(&[MqttRejectedRow { last_detail: "trailing".into(), last_seen: t1, ..rej }])
-                .await
-                .expect("write");
+            s.record_mqtt_rejected(&[
+                rej.clone(),
+                MqttRejectedRow {
+                    reason: "oversized".into(),
+                    ..rej.clone()
+                },
+            ])
+            .await
+            .expect("write");
+            s.record_mqtt_rejected(&[MqttRejectedRow {
+                last_detail: "trailing".into(),
+                last_seen: t1,
+                ..rej
+            }])
+            .await
+            .expect("write");
             let got = s.mqtt_rejected(10).await.expect("read");
             assert_eq!(got.len(), 2, "{}", t.name);
             assert_eq!(got[0].reason, "malformed_json", "{}", t.name);

@@ -148,10 +148,7 @@ pub fn decode_message(
     let root: Value = match serde_json::from_str(text) {
         Ok(v) => v,
         Err(e) => {
-            out.reject(
-                Reason::MalformedJson,
-                format!("{e}: {}", excerpt(text)),
-            );
+            out.reject(Reason::MalformedJson, format!("{e}: {}", excerpt(text)));
             return out;
         }
     };
@@ -173,7 +170,10 @@ pub fn decode_message(
         let result = match logger.template.payload {
             PayloadKind::Json => match &logger.template.json {
                 Some(layout) => json_record(logger, layout, &captures, obj).map(|s| vec![s]),
-                None => Err(rejected(Reason::DecodeFailed, "template has no [json]".into())),
+                None => Err(rejected(
+                    Reason::DecodeFailed,
+                    "template has no [json]".into(),
+                )),
             },
             PayloadKind::Registers => register_record(logger, decoder, &captures, obj),
         };
@@ -191,7 +191,13 @@ fn json_record(
     captures: &Captures,
     obj: &Map<String, Value>,
 ) -> Result<Sample, RecordError> {
-    let device = resolve_device(logger, captures, layout.device.as_deref(), layout.unit.as_deref(), obj)?;
+    let device = resolve_device(
+        logger,
+        captures,
+        layout.device.as_deref(),
+        layout.unit.as_deref(),
+        obj,
+    )?;
     let at = time_field(obj, &layout.time, layout.time_format)?;
     let values = if layout.values.is_empty() {
         obj
@@ -201,7 +207,11 @@ fn json_record(
             Some(other) => {
                 return Err(rejected(
                     Reason::WrongType,
-                    format!("'{}' is {}, expected an object", layout.values, kind_of(other)),
+                    format!(
+                        "'{}' is {}, expected an object",
+                        layout.values,
+                        kind_of(other)
+                    ),
                 ))
             }
             None => {
@@ -233,8 +243,13 @@ fn json_record(
                 }
             };
             if !code.is_empty() {
-                readings.state =
-                    Some(layout.states.get(&code).copied().unwrap_or(DeviceState::Unknown));
+                readings.state = Some(
+                    layout
+                        .states
+                        .get(&code)
+                        .copied()
+                        .unwrap_or(DeviceState::Unknown),
+                );
             }
         }
     }
@@ -258,12 +273,18 @@ fn json_record(
 fn number(v: &Value, field: &str) -> Result<Option<f64>, RecordError> {
     match v {
         Value::Number(n) => n.as_f64().map(Some).ok_or_else(|| {
-            rejected(Reason::WrongType, format!("'{field}' = {n} is not representable"))
+            rejected(
+                Reason::WrongType,
+                format!("'{field}' = {n} is not representable"),
+            )
         }),
         Value::String(s) => s.trim().parse::<f64>().map(Some).map_err(|_| {
             rejected(
                 Reason::WrongType,
-                format!("'{field}' is the string {}, expected a number", excerpt(&format!("{s:?}"))),
+                format!(
+                    "'{field}' is the string {}, expected a number",
+                    excerpt(&format!("{s:?}"))
+                ),
             )
         }),
         Value::Null => Ok(None),
@@ -294,22 +315,31 @@ fn resolve_device<'a>(
                 format!("device field is {}, expected a string", kind_of(v)),
             ));
         };
-        return logger.by_id(id).ok_or_else(|| unknown(format!("device {id}")));
+        return logger
+            .by_id(id)
+            .ok_or_else(|| unknown(format!("device {id}")));
     }
     if let Some(id) = &captures.device {
-        return logger.by_id(id).ok_or_else(|| unknown(format!("device {id}")));
+        return logger
+            .by_id(id)
+            .ok_or_else(|| unknown(format!("device {id}")));
     }
     let unit = match unit_field.and_then(|f| obj.get(f)) {
         Some(v) => Some(unit_of(v)?),
         None => match &captures.unit {
             Some(u) => Some(u.parse::<u8>().map_err(|_| {
-                rejected(Reason::WrongType, format!("unit '{u}' in the topic is not 0..=255"))
+                rejected(
+                    Reason::WrongType,
+                    format!("unit '{u}' in the topic is not 0..=255"),
+                )
             })?),
             None => None,
         },
     };
     match unit {
-        Some(u) => logger.by_unit(u).ok_or_else(|| unknown(format!("unit {u}"))),
+        Some(u) => logger
+            .by_unit(u)
+            .ok_or_else(|| unknown(format!("unit {u}"))),
         None => logger.sole().ok_or_else(|| {
             rejected(
                 Reason::MissingField,
@@ -332,7 +362,10 @@ fn unit_of(v: &Value) -> Result<u8, RecordError> {
     n.and_then(|n| u8::try_from(n).ok()).ok_or_else(|| {
         rejected(
             Reason::WrongType,
-            format!("unit is {}, expected an integer 0..=255", excerpt(&v.to_string())),
+            format!(
+                "unit is {}, expected an integer 0..=255",
+                excerpt(&v.to_string())
+            ),
         )
     })
 }
@@ -343,12 +376,18 @@ fn time_field(
     format: TimeFormat,
 ) -> Result<DateTime<Utc>, RecordError> {
     let v = obj.get(field).ok_or_else(|| {
-        rejected(Reason::MissingField, format!("no '{field}' (read time) in the record"))
+        rejected(
+            Reason::MissingField,
+            format!("no '{field}' (read time) in the record"),
+        )
     })?;
     parse_time(v, format).ok_or_else(|| {
         rejected(
             Reason::BadTimestamp,
-            format!("'{field}' = {} is not a {format:?} time", excerpt(&v.to_string())),
+            format!(
+                "'{field}' = {} is not a {format:?} time",
+                excerpt(&v.to_string())
+            ),
         )
     })
 }
@@ -478,7 +517,10 @@ fn parse_block(
             }),
             Some(other) => Err(rejected(
                 Reason::WrongType,
-                format!("blocks[{i}].{key} is {}, expected an integer", kind_of(other)),
+                format!(
+                    "blocks[{i}].{key} is {}, expected an integer",
+                    kind_of(other)
+                ),
             )),
             None => Err(rejected(
                 Reason::MissingField,
@@ -522,19 +564,28 @@ fn parse_block(
                 ));
             }
             hex::decode(&h).map_err(|e| {
-                rejected(Reason::WrongType, format!("blocks[{i}].hex is not hex: {e}"))
+                rejected(
+                    Reason::WrongType,
+                    format!("blocks[{i}].hex is not hex: {e}"),
+                )
             })?
         }
         (None, Some(Value::String(s))) => {
             let raw = base64::engine::general_purpose::STANDARD
                 .decode(s.trim())
                 .map_err(|e| {
-                    rejected(Reason::WrongType, format!("blocks[{i}].b64 is not base64: {e}"))
+                    rejected(
+                        Reason::WrongType,
+                        format!("blocks[{i}].b64 is not base64: {e}"),
+                    )
                 })?;
             if raw.len() % 2 != 0 {
                 return Err(rejected(
                     Reason::TruncatedBlock,
-                    format!("blocks[{i}].b64 holds {} bytes, not whole registers", raw.len()),
+                    format!(
+                        "blocks[{i}].b64 holds {} bytes, not whole registers",
+                        raw.len()
+                    ),
                 ));
             }
             raw
@@ -570,7 +621,10 @@ fn parse_block(
     }
     if let Some(count) = b.get("count") {
         let expected = count.as_u64().ok_or_else(|| {
-            rejected(Reason::WrongType, format!("blocks[{i}].count is not an integer"))
+            rejected(
+                Reason::WrongType,
+                format!("blocks[{i}].count is not an integer"),
+            )
         })?;
         if expected != words.len() as u64 {
             return Err(rejected(
@@ -699,7 +753,6 @@ rated_power_w = 50000
         let models: HashSet<String> = ["huawei_sun2000".to_owned()].into();
         Deployment::from_str_with_env("test.toml", text, &[], &models).expect("deployment")
     }
-
 }
 
 #[cfg(test)]
@@ -739,7 +792,10 @@ mod tests {
         assert_eq!(s.device, DeviceId::new("S1-INV2"));
         assert_eq!(s.at.timestamp(), 1_763_884_800);
         assert_eq!(s.readings.get(Metric::AcPowerW), Some(48_210.0));
-        assert_eq!(s.readings.get(Metric::EnergyLifetimeWh), Some(184_233_700.0));
+        assert_eq!(
+            s.readings.get(Metric::EnergyLifetimeWh),
+            Some(184_233_700.0)
+        );
         assert_eq!(s.readings.get(Metric::TemperatureC), None);
         assert_eq!(s.readings.state, Some(DeviceState::Producing));
     }
@@ -765,21 +821,47 @@ mod tests {
     fn each_bad_input_has_its_reason() {
         let dir = dir();
         let cases: [(&[u8], &str); 10] = [
-            (b"{\"ts\": 1, \"addr\": 1, \"data\": {\"pac\": 1}", "malformed_json"),
+            (
+                b"{\"ts\": 1, \"addr\": 1, \"data\": {\"pac\": 1}",
+                "malformed_json",
+            ),
             (b"\xff\xfe\x00garbage\x81", "binary_garbage"),
             (b"{\"addr\": 1, \"data\": {\"pac\": 1}}", "missing_field"),
-            (b"{\"ts\": \"yesterday\", \"addr\": 1, \"data\": {\"pac\": 1}}", "bad_timestamp"),
-            (b"{\"ts\": 1763884800, \"addr\": 1, \"data\": [1,2]}", "wrong_type"),
-            (b"{\"ts\": 1763884800, \"addr\": 1, \"data\": {\"pac\": true}}", "wrong_type"),
-            (b"{\"ts\": 1763884800, \"addr\": 1, \"data\": {\"other\": 5}}", "no_values"),
-            (b"{\"ts\": 1763884800, \"data\": {\"pac\": 5}}", "missing_field"),
-            (b"{\"ts\": 1763884800, \"addr\": 7, \"data\": {\"pac\": 5}}", "unknown L1 unit 7"),
+            (
+                b"{\"ts\": \"yesterday\", \"addr\": 1, \"data\": {\"pac\": 1}}",
+                "bad_timestamp",
+            ),
+            (
+                b"{\"ts\": 1763884800, \"addr\": 1, \"data\": [1,2]}",
+                "wrong_type",
+            ),
+            (
+                b"{\"ts\": 1763884800, \"addr\": 1, \"data\": {\"pac\": true}}",
+                "wrong_type",
+            ),
+            (
+                b"{\"ts\": 1763884800, \"addr\": 1, \"data\": {\"other\": 5}}",
+                "no_values",
+            ),
+            (
+                b"{\"ts\": 1763884800, \"data\": {\"pac\": 5}}",
+                "missing_field",
+            ),
+            (
+                b"{\"ts\": 1763884800, \"addr\": 7, \"data\": {\"pac\": 5}}",
+                "unknown L1 unit 7",
+            ),
             (b"42", "wrong_type"),
         ];
         for (payload, want) in cases {
             let d = decode_message(&dir, None, JSON_TOPIC, payload, 4096);
             assert!(d.samples.is_empty(), "{want}");
-            assert_eq!(reasons(&d), vec![want.to_owned()], "{}", String::from_utf8_lossy(payload));
+            assert_eq!(
+                reasons(&d),
+                vec![want.to_owned()],
+                "{}",
+                String::from_utf8_lossy(payload)
+            );
         }
         let big = vec![b' '; 5000];
         assert_eq!(
@@ -787,7 +869,13 @@ mod tests {
             vec!["oversized"]
         );
         assert_eq!(
-            reasons(&decode_message(&dir, None, "t1/sunshare/S1/L404/telemetry", b"{}", 4096)),
+            reasons(&decode_message(
+                &dir,
+                None,
+                "t1/sunshare/S1/L404/telemetry",
+                b"{}",
+                4096
+            )),
             vec!["unknown L404 "]
         );
         assert_eq!(
@@ -843,7 +931,12 @@ mod tests {
         for (payload, want) in cases {
             let d = decode_message(&dir, Some(&SumDecoder), topic, payload, 4096);
             assert!(d.samples.is_empty(), "{want}");
-            assert_eq!(reasons(&d), vec![want.to_owned()], "{}", String::from_utf8_lossy(payload));
+            assert_eq!(
+                reasons(&d),
+                vec![want.to_owned()],
+                "{}",
+                String::from_utf8_lossy(payload)
+            );
         }
     }
 }

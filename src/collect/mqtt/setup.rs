@@ -18,7 +18,8 @@ pub struct PollRead {
 /// Plans the reads that cover a register map (implemented next to the register maps, so the logger
 /// reads exactly what the decoder needs).
 pub trait PollPlanner: std::fmt::Debug {
-    fn poll_table(&self, model: &str, max_registers_per_read: u16) -> Result<Vec<PollRead>, String>;
+    fn poll_table(&self, model: &str, max_registers_per_read: u16)
+        -> Result<Vec<PollRead>, String>;
     /// Where a metric lives in a register map, for JSON loggers that poll by themselves.
     fn register_of(&self, model: &str, metric: crate::domain::Metric) -> Option<String>;
 }
@@ -48,7 +49,10 @@ pub fn logger_config(
     }
     let broker = match (&mqtt.broker, mqtt.embedded) {
         (Some(b), _) => b.clone(),
-        (None, true) => format!("{} (this Sunshare's embedded broker; use the address the loggers can reach)", mqtt.listen),
+        (None, true) => format!(
+            "{} (this Sunshare's embedded broker; use the address the loggers can reach)",
+            mqtt.listen
+        ),
         (None, false) => "(set mqtt.broker)".to_owned(),
     };
     let mut out = String::new();
@@ -71,11 +75,18 @@ pub fn logger_config(
             let _ = writeln!(out, "tls = true");
         }
         let _ = writeln!(out, "interval_s = {}", t.interval.as_secs());
-        let _ = writeln!(out, "payload = \"{}\"", match t.payload {
-            PayloadKind::Json => "json",
-            PayloadKind::Registers => "registers",
-        });
-        let max_read = t.registers.as_ref().map_or(64, |r| r.max_registers_per_read);
+        let _ = writeln!(
+            out,
+            "payload = \"{}\"",
+            match t.payload {
+                PayloadKind::Json => "json",
+                PayloadKind::Registers => "registers",
+            }
+        );
+        let max_read = t
+            .registers
+            .as_ref()
+            .map_or(64, |r| r.max_registers_per_read);
         if let Some(r) = &t.registers {
             let _ = writeln!(out, "encoding = \"{:?}\"", r.encoding).map(|_| ());
         }
@@ -83,14 +94,22 @@ pub fn logger_config(
             let _ = writeln!(out);
             let _ = writeln!(out, "[[devices]]");
             let _ = writeln!(out, "id = \"{}\"", d.id);
-            let _ = writeln!(out, "unit = {}", d.unit.map_or("1".to_owned(), |u| u.to_string()));
+            let _ = writeln!(
+                out,
+                "unit = {}",
+                d.unit.map_or("1".to_owned(), |u| u.to_string())
+            );
             let _ = writeln!(out, "register_map = \"{}\"", d.model);
             match planner.map(|p| p.poll_table(&d.model, max_read)) {
                 Some(Ok(reads)) => {
                     let _ = writeln!(out, "# fc, start (PDU, 0-based), count");
                     let _ = writeln!(out, "poll = [");
                     for r in reads {
-                        let _ = writeln!(out, "  {{ fc = {}, start = {}, count = {} }},", r.function, r.start, r.count);
+                        let _ = writeln!(
+                            out,
+                            "  {{ fc = {}, start = {}, count = {} }},",
+                            r.function, r.start, r.count
+                        );
                     }
                     let _ = writeln!(out, "]");
                 }
@@ -104,15 +123,23 @@ pub fn logger_config(
         }
         if let Some(j) = &t.json {
             let _ = writeln!(out);
-            let _ = writeln!(out, "# JSON the logger sends: {{\"{}\": <epoch s>, {}\"{}\": {{ <key>: <value> }}}}",
+            let _ = writeln!(
+                out,
+                "# JSON the logger sends: {{\"{}\": <epoch s>, {}\"{}\": {{ <key>: <value> }}}}",
                 j.time,
-                j.unit.as_ref().map(|u| format!("\"{u}\": <unit>, ")).unwrap_or_default(),
-                j.values);
+                j.unit
+                    .as_ref()
+                    .map(|u| format!("\"{u}\": <unit>, "))
+                    .unwrap_or_default(),
+                j.values
+            );
             let _ = writeln!(out, "[json_keys]");
             let model = l.devices.first().map(|d| d.model.as_str());
             for (key, map) in &j.fields {
                 let source = match (planner, model) {
-                    (Some(p), Some(m)) => p.register_of(m, map.metric()).map(|r| format!("  # {r}")),
+                    (Some(p), Some(m)) => {
+                        p.register_of(m, map.metric()).map(|r| format!("  # {r}"))
+                    }
                     _ => None,
                 };
                 let scale = if (map.scale() - 1.0).abs() > f64::EPSILON {
@@ -120,7 +147,12 @@ pub fn logger_config(
                 } else {
                     String::new()
                 };
-                let _ = writeln!(out, "{key} = \"{}{scale}\"{}", map.metric(), source.unwrap_or_default());
+                let _ = writeln!(
+                    out,
+                    "{key} = \"{}{scale}\"{}",
+                    map.metric(),
+                    source.unwrap_or_default()
+                );
             }
             if let Some(s) = &j.state {
                 let _ = writeln!(out, "{s} = \"device status code\"");
@@ -145,11 +177,20 @@ mod tests {
     fn prints_topic_interval_and_devices() {
         let d = super::super::payload::tests_support::deployment();
         let text = logger_config(&d, "S1", None).expect("config");
-        assert!(text.contains("topic = \"t1/sunshare/S1/L1/telemetry\""), "{text}");
-        assert!(text.contains("topic = \"t1/sunshare/S1/L2/registers\""), "{text}");
+        assert!(
+            text.contains("topic = \"t1/sunshare/S1/L1/telemetry\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("topic = \"t1/sunshare/S1/L2/registers\""),
+            "{text}"
+        );
         assert!(text.contains("interval_s = 60"), "{text}");
         assert!(text.contains("id = \"S1-INV2\"\nunit = 2"), "{text}");
-        assert!(text.contains("etotal = \"energy_lifetime_wh (Sunshare multiplies by 1000)\""), "{text}");
+        assert!(
+            text.contains("etotal = \"energy_lifetime_wh (Sunshare multiplies by 1000)\""),
+            "{text}"
+        );
         let e = logger_config(&d, "S404", None).expect_err("unknown station");
         assert!(e.to_string().contains("S404"));
     }

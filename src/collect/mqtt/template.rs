@@ -459,7 +459,9 @@ impl Directory {
                 message,
             };
             if l.id.is_empty() || l.id.contains(['/', '+', '#']) {
-                return Err(err("a logger id must be non-empty without '/', '+' or '#'".into()));
+                return Err(err(
+                    "a logger id must be non-empty without '/', '+' or '#'".into()
+                ));
             }
             let template = templates.get(&l.template).ok_or_else(|| {
                 err(format!(
@@ -485,10 +487,12 @@ impl Directory {
             let Transport::Mqtt { logger, unit } = &d.transport else {
                 continue;
             };
-            let entry = loggers.get_mut(logger).ok_or_else(|| TemplateError::Device {
-                device: d.id.to_string(),
-                message: format!("logger '{logger}' is not declared in [[mqtt.loggers]]"),
-            })?;
+            let entry = loggers
+                .get_mut(logger)
+                .ok_or_else(|| TemplateError::Device {
+                    device: d.id.to_string(),
+                    message: format!("logger '{logger}' is not declared in [[mqtt.loggers]]"),
+                })?;
             if entry.station != d.station {
                 return Err(TemplateError::Device {
                     device: d.id.to_string(),
@@ -596,7 +600,9 @@ mod tests {
         let j = &t["json_generic"];
         assert_eq!(j.payload, PayloadKind::Json);
         let fields = &j.json.as_ref().expect("json").fields;
-        assert!(fields.values().any(|f| f.metric() == Metric::EnergyLifetimeWh));
+        assert!(fields
+            .values()
+            .any(|f| f.metric() == Metric::EnergyLifetimeWh));
     }
 
     #[test]
@@ -621,7 +627,10 @@ mod tests {
     #[test]
     fn bad_patterns_are_refused() {
         assert!(TopicPattern::parse("a/+/b").is_err());
-        assert!(TopicPattern::parse("a/{station}/b").is_err(), "needs logger");
+        assert!(
+            TopicPattern::parse("a/{station}/b").is_err(),
+            "needs logger"
+        );
         assert!(TopicPattern::parse("a/x{logger}").is_err());
         assert!(TopicPattern::parse("a/{serial}/{logger}").is_err());
     }
