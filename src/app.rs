@@ -27,14 +27,52 @@ pub struct DemoArgs {
     pub data: Option<PathBuf>,
 }
 
-/// The register maps a deployment may name.
+/// The register maps a deployment may name (the built-in ones).
 pub fn known_models() -> HashSet<String> {
-    HashSet::new()
+    crate::registers::Catalog::builtin()
+        .map(|c| c.names())
+        .unwrap_or_default()
 }
 
-/// Loads and validates a deployment file.
+/// The register maps for a deployment file: built-in plus its `collect.firmware_dir` (relative to
+/// the file's directory). A bad map file is reported with its file and key.
+pub fn load_catalog(path: &Path) -> Result<crate::registers::Catalog, crate::config::ConfigError> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let firmware_dir = toml::from_str::<toml::Table>(&text)
+        .ok()
+        .and_then(|t| {
+            t.get("collect")?
+                .get("firmware_dir")?
+                .as_str()
+                .map(PathBuf::from)
+        })
+        .or_else(|| std::env::var_os("SUNSHARE_COLLECT__FIRMWARE_DIR").map(PathBuf::from));
+    let result = match firmware_dir {
+        None => crate::registers::Catalog::builtin(),
+        Some(dir) => {
+            let dir = if dir.is_relative() {
+                path.parent().unwrap_or(Path::new(".")).join(dir)
+            } else {
+                dir
+            };
+            crate::registers::Catalog::with_dir(&dir)
+        }
+    };
+    result.map_err(|e| crate::config::ConfigError {
+        file: e.file().to_owned(),
+        problems: vec![crate::config::Problem {
+            key: e.key().unwrap_or("(file)").to_owned(),
+            line: None,
+            message: e.to_string(),
+            fix: "correct the register map (see docs/modbus.md for the format)".into(),
+        }],
+    })
+}
+
+/// Loads and validates a deployment file against the register maps it can use.
 pub fn load_config(path: &Path) -> Result<Deployment, crate::config::ConfigError> {
-    Deployment::load(path, &known_models())
+    let catalog = load_catalog(path)?;
+    Deployment::load(path, &catalog.names())
 }
 
 /// The default data directory: `$XDG_DATA_HOME/sunshare` or the platform's equivalent.

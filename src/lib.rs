@@ -30,6 +30,7 @@ pub mod domain;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
+pub mod registers;
 pub mod sim;
 pub mod solar;
 pub mod store;

@@ -5,3 +5,5 @@
 
 pub mod logger;
 pub mod weather;
+pub mod inverter;
+pub mod modbus;
