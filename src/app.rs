@@ -154,7 +154,10 @@ pub async fn start(
             ingest: ingest.clone(),
             metrics: Arc::clone(&metrics),
             store: store.clone(),
-            decoder: None,
+            decoder: Some(Arc::new(
+                crate::collect::mqtt::maps::for_deployment(&deployment)
+                    .context("loading register maps for mqtt")?,
+            )),
         },
         &tracker,
         &cancel,

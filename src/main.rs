@@ -122,7 +122,15 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::from(2));
                 }
             };
-            match sunshare::collect::mqtt::setup::logger_config(&deployment, &station, None) {
+            let maps = match app::load_catalog(&config) {
+                Ok(c) => sunshare::collect::mqtt::maps::CatalogMaps::new(c),
+                Err(e) => {
+                    eprint!("{e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            match sunshare::collect::mqtt::setup::logger_config(&deployment, &station, Some(&maps))
+            {
                 Ok(text) => {
                     print!("{text}");
                     Ok(ExitCode::SUCCESS)

@@ -42,6 +42,15 @@ fn mosquitto(test: &str) -> anyhow::Result<Option<String>> {
 
 /// A deployment with one station, a JSON logger L1 (units 1 and 2) and the given broker settings.
 fn deployment(prefix: &str, client_id: &str, extra_mqtt: &str) -> anyhow::Result<Deployment> {
+    deployment_with(prefix, client_id, extra_mqtt, "")
+}
+
+fn deployment_with(
+    prefix: &str,
+    client_id: &str,
+    extra_mqtt: &str,
+    tail: &str,
+) -> anyhow::Result<Deployment> {
     let text = format!(
         r#"
 [mqtt]
@@ -98,6 +107,7 @@ kind = "inverter"
 model = "huawei_sun2000"
 transport = {{ type = "mqtt", logger = "L1", unit = 2 }}
 rated_power_w = 50000
+{tail}
 "#
     );
     let models: HashSet<String> = ["huawei_sun2000".to_owned()].into();
@@ -545,7 +555,24 @@ async fn broker_restart_mid_stream_loses_nothing_and_stores_nothing_twice() -> a
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn app_with_embedded_broker_and_simulated_loggers() -> anyhow::Result<()> {
     let id = unique("app");
-    let d = deployment(&id, &id, "embedded = true\nlisten = \"127.0.0.1:0\"")?;
+    let d = deployment_with(
+        &id,
+        &id,
+        "embedded = true\nlisten = \"127.0.0.1:0\"",
+        r#"
+[[mqtt.loggers]]
+id = "L2"
+station = "S1"
+template = "modbus_forward"
+[[devices]]
+id = "S1-INV3"
+station = "S1"
+kind = "inverter"
+model = "huawei_sun2000"
+transport = { type = "mqtt", logger = "L2", unit = 1 }
+rated_power_w = 50000
+"#,
+    )?;
     let dir = std::env::temp_dir().join(format!("sunshare-{id}"));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let running = sunshare::app::start(Arc::new(d.clone()), &dir, listener).await?;
@@ -553,13 +580,17 @@ async fn app_with_embedded_broker_and_simulated_loggers() -> anyhow::Result<()> 
     let cancel = CancellationToken::new();
     let mut loggers = sunshare::sim::logger::for_deployment(
         &d,
-        None,
+        Some(Arc::new(sunshare::sim::logger::MapSource::builtin()?)),
         Duration::from_secs(1),
         Duration::from_secs(600),
     );
-    assert_eq!(loggers.len(), 1);
+    assert_eq!(
+        loggers.len(),
+        2,
+        "a JSON logger and a register-forwarding logger"
+    );
     // Backlog messages must stay under this deployment's 4 KiB message limit.
-    loggers.iter_mut().for_each(|l| l.backlog_chunk = 5);
+    loggers.iter_mut().for_each(|l| l.backlog_chunk = 1);
     let sims = sunshare::sim::logger::run_loggers(broker, loggers, &cancel);
     let store = running.store.clone();
     // Ten minutes of backlog, a record a second for each of two devices.
@@ -582,6 +613,17 @@ async fn app_with_embedded_broker_and_simulated_loggers() -> anyhow::Result<()> 
             .collect();
         bail!("{e}; stored {}; {mqtt:#?}", store.raw_count().await?);
     }
+    // The register-forwarding logger's blocks were decoded with the Huawei map.
+    let latest = store.latest().await?;
+    let inv3 = latest
+        .iter()
+        .find(|r| r.device.as_str() == "S1-INV3")
+        .context("S1-INV3 has a latest value")?;
+    assert!(
+        inv3.energy_lifetime_wh.is_some_and(|e| e > 1_000_000.0),
+        "{inv3:?}"
+    );
+    assert!(inv3.state.is_some(), "{inv3:?}");
     // Samples flow, so the collector is subscribed: a logger nobody registered shows up.
     let stranger = Publisher::new(&broker.ip().to_string(), broker.port(), &format!("{id}-x"));
     stranger

@@ -11,6 +11,7 @@
 //! from an unknown logger or device, and counted in `sunshare_mqtt_messages{outcome,reason}`. Never
 //! writes SQL itself (problems go through `store`), never logs a secret.
 
+pub mod maps;
 pub mod payload;
 pub mod setup;
 pub mod template;

@@ -32,6 +32,62 @@ pub trait RegisterSource: Send + Sync + std::fmt::Debug {
     ) -> Result<Vec<RegisterBlock>, String>;
 }
 
+/// Register blocks from the register maps, through the same encoder and device model the Modbus
+/// simulator uses, split into the logger's read size.
+#[derive(Debug, Clone)]
+pub struct MapSource(pub Arc<crate::registers::Catalog>);
+
+impl MapSource {
+    /// The built-in register maps.
+    pub fn builtin() -> Result<MapSource, crate::registers::MapError> {
+        Ok(MapSource(Arc::new(crate::registers::Catalog::builtin()?)))
+    }
+}
+
+impl RegisterSource for MapSource {
+    fn blocks(
+        &self,
+        model: &str,
+        unit: u8,
+        plant: &PlantModel,
+        at: DateTime<Utc>,
+        max_registers_per_read: u16,
+    ) -> Result<Vec<RegisterBlock>, String> {
+        let map = self
+            .0
+            .get(model)
+            .ok_or_else(|| format!("register map '{model}' does not exist"))?;
+        let mut inverter = super::inverter::Inverter::new(super::inverter::SimUnit {
+            unit,
+            map: Arc::clone(&map),
+            plant: plant.clone(),
+            serial: format!("SIM{unit:04}"),
+            model_name: model.to_owned(),
+            faults: super::inverter::FaultScript::default(),
+            time_shift: ChronoDuration::zero(),
+        });
+        let img = map.encode(&inverter.readings(at));
+        Ok(
+            crate::collect::mqtt::maps::split_plan(map.plan(), max_registers_per_read)
+                .into_iter()
+                .map(|r| RegisterBlock {
+                    unit,
+                    function: r.function,
+                    start: r.start,
+                    words: (0..r.count)
+                        .map(|i| {
+                            r.start
+                                .checked_add(i)
+                                .and_then(|a| img.get(&a).copied())
+                                .unwrap_or(0)
+                        })
+                        .collect(),
+                })
+                .collect(),
+        )
+    }
+}
+
 /// What a simulated logger sends.
 #[derive(Debug, Clone)]
 pub enum SimPayload {
