@@ -99,14 +99,19 @@ impl PollPlanner for CatalogMaps {
             return None;
         }
         let base = map.encode(&Decoded::default());
-        let mut with = Decoded::default();
-        with.readings.set(metric, 1234.5);
-        let img = map.encode(&with);
-        let changed: Vec<u16> = img
+        // Probe with a few values: one may round to the sentinel or overflow a register's range.
+        let changed: Vec<u16> = [1234.5, 123.0, 1.5]
             .iter()
-            .filter(|(a, w)| base.get(a) != Some(w))
-            .map(|(a, _)| *a)
-            .collect();
+            .map(|v| {
+                let mut with = Decoded::default();
+                with.readings.set(metric, *v);
+                let img = map.encode(&with);
+                img.iter()
+                    .filter(|(a, w)| base.get(a) != Some(w))
+                    .map(|(a, _)| *a)
+                    .collect::<Vec<u16>>()
+            })
+            .find(|c| !c.is_empty())?;
         let first = *changed.first()?;
         let fc = map.function().code();
         Some(if changed.len() == 1 {

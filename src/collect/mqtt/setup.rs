@@ -88,7 +88,11 @@ pub fn logger_config(
             .as_ref()
             .map_or(64, |r| r.max_registers_per_read);
         if let Some(r) = &t.registers {
-            let _ = writeln!(out, "encoding = \"{:?}\"", r.encoding).map(|_| ());
+            let encoding = match r.encoding {
+                template::BlockEncoding::Hex => "hex",
+                template::BlockEncoding::Base64 => "base64",
+            };
+            let _ = writeln!(out, "encoding = \"{encoding}\"");
         }
         for d in &l.devices {
             let _ = writeln!(out);
