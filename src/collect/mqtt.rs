@@ -541,6 +541,9 @@ impl MqttCollector {
                 }
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => {
+                    // Acks of the lost connection are void: the broker redelivers those messages
+                    // on the resumed session, and the store recognises them as duplicates.
+                    pending_acks.clear();
                     let fatal = is_auth_error(&e);
                     let reason = connection_reason(&e);
                     self.count("connection_error", reason);
@@ -566,6 +569,7 @@ impl MqttCollector {
                     }
                 }
                 Err(_) => {
+                    pending_acks.clear();
                     let delay = self.backoff.next_delay();
                     warn!(retry_in = ?delay, "mqtt broker silent past the keep-alive; reconnecting");
                     eventloop.clean();
