@@ -37,6 +37,8 @@ pub struct EmbeddedBroker {
     epoch: CancellationToken,
     tracker: TaskTracker,
     server: tokio::task::JoinHandle<()>,
+    /// The accept loop of the current listener.
+    accept: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// How large a message the embedded broker accepts from a client, in bytes.
@@ -125,14 +127,15 @@ impl EmbeddedBroker {
                 });
             }
         };
-        let broker = EmbeddedBroker {
+        let mut broker = EmbeddedBroker {
             addr,
             inner,
             epoch: CancellationToken::new(),
             tracker,
             server,
+            accept: None,
         };
-        broker.serve(listener);
+        broker.accept = Some(broker.serve(listener));
         info!(%addr, "embedded mqtt broker listening");
         Ok(broker)
     }
@@ -142,7 +145,7 @@ impl EmbeddedBroker {
         self.addr
     }
 
-    fn serve(&self, listener: TcpListener) {
+    fn serve(&self, listener: TcpListener) -> tokio::task::JoinHandle<()> {
         let epoch = self.epoch.clone();
         let inner = self.inner;
         let tracker = self.tracker.clone();
@@ -179,14 +182,18 @@ impl EmbeddedBroker {
                     }
                 });
             }
-        });
+        })
     }
 
     /// Closes every client connection and stops listening: to clients the broker is gone. Sessions
     /// and queued messages stay in the router.
-    pub fn pause(&mut self) {
+    pub async fn pause(&mut self) {
         self.epoch.cancel();
         self.epoch = CancellationToken::new();
+        // The listener is closed once its accept loop has ended.
+        if let Some(accept) = self.accept.take() {
+            let _ = accept.await;
+        }
     }
 
     /// Listens again on the same address after [`Self::pause`].
@@ -195,7 +202,7 @@ impl EmbeddedBroker {
             addr: self.addr,
             source,
         })?;
-        self.serve(listener);
+        self.accept = Some(self.serve(listener));
         Ok(())
     }
 
