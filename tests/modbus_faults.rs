@@ -309,7 +309,7 @@ async fn sleeping_gateway_refuses_tcp_at_night() {
     let cancel = CancellationToken::new();
     let mut u = unit(1, "sungrow_sg");
     // Midnight at the plant: the dongle is off.
-    u.time_shift = u.time_shift + chrono::Duration::hours(12);
+    u.time_shift += chrono::Duration::hours(12);
     u.faults.night = sunshare::sim::inverter::NightMode::NoTcp;
     let gw = gateway(vec![u], Framing::Tcp, &cancel).await;
     let map = catalog().get("sungrow_sg").expect("map");
