@@ -303,7 +303,9 @@ async fn unreachable_gateway_backs_off_instead_of_spinning() {
     }
     // 1 s backoff capped at the 1 s floor: about 3 attempts, not 50.
     assert!((1..=4).contains(&attempts), "{attempts} connect attempts");
-    assert_eq!(rig.poller.stats()[0].link, Link::Unreachable);
+    let s = &rig.poller.stats()[0];
+    assert_eq!(s.link, Link::Unreachable);
+    assert_eq!(s.missed, 0, "an absent gateway is not a slow poller: {s:?}");
 }
 
 #[tokio::test]

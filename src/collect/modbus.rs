@@ -520,9 +520,20 @@ impl GatewayPoller {
             debug!(gateway = %self.address, %error, ?wait, "gateway still unreachable");
         }
         self.gateway_up = Some(false);
+        let back = Instant::now() + wait;
         for s in &mut self.slots {
             s.stats.link = Link::Unreachable;
             s.stats.last_error = Some(error.to_string());
+            // Slots that pass while the gateway is away are not "missed" by a slow poller: move
+            // the grid past the reconnect without counting them.
+            let interval = s.target.interval.max(Duration::from_millis(1));
+            if s.next_due < back {
+                let behind = (back - s.next_due).as_nanos() / interval.as_nanos();
+                let skip = u32::try_from(behind).unwrap_or(u32::MAX).saturating_add(1);
+                s.next_due += interval.saturating_mul(skip);
+            }
+            s.retry_at = None;
+            s.attempt = 0;
         }
     }
 
