@@ -273,7 +273,7 @@ pub async fn run_modbus(args: &ModbusBenchArgs) -> Result<ModbusBenchReport, Ben
     // Warm-up: one full schedule period (connections opened, first polls done), then measure.
     let warm = args
         .interval
-        .min(args.duration / 4)
+        .min(Duration::from_secs(90))
         .max(Duration::from_secs(1));
     tokio::time::sleep(warm).await;
     let polls0 = observer.polls.load(Ordering::Relaxed);
