@@ -37,6 +37,12 @@ pub fn known_models() -> HashSet<String> {
 /// The register maps for a deployment file: built-in plus its `collect.firmware_dir` (relative to
 /// the file's directory). A bad map file is reported with its file and key.
 pub fn load_catalog(path: &Path) -> Result<crate::registers::Catalog, crate::config::ConfigError> {
+    load_catalog_dir(path).map(|(c, _)| c)
+}
+
+fn load_catalog_dir(
+    path: &Path,
+) -> Result<(crate::registers::Catalog, Option<PathBuf>), crate::config::ConfigError> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let firmware_dir = toml::from_str::<toml::Table>(&text)
         .ok()
@@ -47,32 +53,37 @@ pub fn load_catalog(path: &Path) -> Result<crate::registers::Catalog, crate::con
                 .map(PathBuf::from)
         })
         .or_else(|| std::env::var_os("SUNSHARE_COLLECT__FIRMWARE_DIR").map(PathBuf::from));
-    let result = match firmware_dir {
-        None => crate::registers::Catalog::builtin(),
-        Some(dir) => {
-            let dir = if dir.is_relative() {
-                path.parent().unwrap_or(Path::new(".")).join(dir)
-            } else {
-                dir
-            };
-            crate::registers::Catalog::with_dir(&dir)
+    let dir = firmware_dir.map(|dir| {
+        if dir.is_relative() {
+            path.parent().unwrap_or(Path::new(".")).join(dir)
+        } else {
+            dir
         }
+    });
+    let result = match &dir {
+        None => crate::registers::Catalog::builtin(),
+        Some(dir) => crate::registers::Catalog::with_dir(dir),
     };
-    result.map_err(|e| crate::config::ConfigError {
-        file: e.file().to_owned(),
-        problems: vec![crate::config::Problem {
-            key: e.key().unwrap_or("(file)").to_owned(),
-            line: None,
-            message: e.to_string(),
-            fix: "correct the register map (see docs/modbus.md for the format)".into(),
-        }],
-    })
+    result
+        .map(|c| (c, dir))
+        .map_err(|e| crate::config::ConfigError {
+            file: e.file().to_owned(),
+            problems: vec![crate::config::Problem {
+                key: e.key().unwrap_or("(file)").to_owned(),
+                line: None,
+                message: e.to_string(),
+                fix: "correct the register map (see docs/modbus.md for the format)".into(),
+            }],
+        })
 }
 
 /// Loads and validates a deployment file against the register maps it can use.
 pub fn load_config(path: &Path) -> Result<Deployment, crate::config::ConfigError> {
-    let catalog = load_catalog(path)?;
-    Deployment::load(path, &catalog.names())
+    let (catalog, dir) = load_catalog_dir(path)?;
+    let mut deployment = Deployment::load(path, &catalog.names())?;
+    // Resolved against the file's directory, so `start` finds the same maps from any directory.
+    deployment.collect.firmware_dir = dir;
+    Ok(deployment)
 }
 
 /// The default data directory: `$XDG_DATA_HOME/sunshare` or the platform's equivalent.
@@ -148,16 +159,31 @@ pub async fn start(
     );
     tracker.spawn(worker.run(cancel.child_token()));
 
+    let catalog = match &deployment.collect.firmware_dir {
+        Some(dir) => crate::registers::Catalog::with_dir(dir),
+        None => crate::registers::Catalog::builtin(),
+    }
+    .context("loading register maps")?;
+    crate::collect::modbus::spawn_all(
+        &deployment,
+        &catalog,
+        ingest.clone(),
+        Arc::clone(&metrics),
+        &cancel,
+        &tracker,
+    )
+    .map_err(|e| anyhow::anyhow!(e))
+    .context("starting the modbus pollers")?;
+
     let mqtt = crate::collect::mqtt::spawn(
         &deployment,
         crate::collect::mqtt::Wiring {
             ingest: ingest.clone(),
             metrics: Arc::clone(&metrics),
             store: store.clone(),
-            decoder: Some(Arc::new(
-                crate::collect::mqtt::maps::for_deployment(&deployment)
-                    .context("loading register maps for mqtt")?,
-            )),
+            decoder: Some(Arc::new(crate::collect::mqtt::maps::CatalogMaps::new(
+                catalog.clone(),
+            ))),
         },
         &tracker,
         &cancel,

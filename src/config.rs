@@ -129,6 +129,15 @@ pub struct CollectConfig {
     /// Extra register maps that add to (or replace) the built-in ones of the same name.
     #[serde(default)]
     pub firmware_dir: Option<PathBuf>,
+    /// Overrides every register map's per-request Modbus timeout.
+    #[serde(default, with = "humantime_serde")]
+    pub modbus_timeout: Option<Duration>,
+    /// Overrides every register map's pause between two requests on one connection.
+    #[serde(default, with = "humantime_serde")]
+    pub modbus_request_gap: Option<Duration>,
+    /// Overrides every register map's wait after connecting.
+    #[serde(default, with = "humantime_serde")]
+    pub modbus_connect_delay: Option<Duration>,
 }
 
 fn default_poll() -> Duration {
@@ -140,6 +149,9 @@ impl Default for CollectConfig {
         Self {
             poll_interval: default_poll(),
             firmware_dir: None,
+            modbus_timeout: None,
+            modbus_request_gap: None,
+            modbus_connect_delay: None,
         }
     }
 }

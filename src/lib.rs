@@ -24,6 +24,7 @@
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 
 pub mod app;
+pub mod bench;
 pub mod collect;
 pub mod config;
 pub mod domain;

@@ -49,6 +49,13 @@ enum Command {
         #[arg(long)]
         station: String,
     },
+    /// Read one inverter once over Modbus and print what it says (for commissioning).
+    Probe(sunshare::collect::modbus::ProbeArgs),
+    /// Serve simulated inverters over Modbus (gateways x unit ids) until Ctrl-C.
+    Simulate(sunshare::sim::modbus::SimulateArgs),
+    /// Measure a component against its ceiling and a peer (see BENCHMARKS.md).
+    #[command(subcommand)]
+    Bench(sunshare::bench::BenchKind),
 }
 
 fn main() -> ExitCode {
@@ -94,6 +101,15 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 }
             };
             app::serve(deployment).await.context("serving")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Probe(args) => probe(args).await,
+        Command::Simulate(args) => simulate(args).await,
+        Command::Bench(sunshare::bench::BenchKind::Modbus(args)) => {
+            let report = sunshare::bench::run_modbus(&args)
+                .await
+                .context("running the modbus benchmark")?;
+            print!("{}", report.to_markdown());
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckConfig { config } => match app::load_config(&config) {
@@ -142,4 +158,66 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
         }
     }
+}
+
+async fn probe(args: sunshare::collect::modbus::ProbeArgs) -> anyhow::Result<ExitCode> {
+    use sunshare::collect::modbus::{self as poll, Framing, ProbeFormat};
+    let catalog = match &args.firmware_dir {
+        Some(dir) => sunshare::registers::Catalog::with_dir(dir),
+        None => sunshare::registers::Catalog::builtin(),
+    }
+    .context("loading register maps")?;
+    let Some(map) = catalog.get(&args.model) else {
+        let mut names: Vec<_> = catalog.names().into_iter().collect();
+        names.sort();
+        eprintln!(
+            "error: no register map '{}' (known: {})",
+            args.model,
+            names.join(", ")
+        );
+        return Ok(ExitCode::from(2));
+    };
+    let framing = if args.rtu {
+        Framing::RtuOverTcp
+    } else {
+        Framing::Tcp
+    };
+    let timeout = args.timeout.unwrap_or(map.timing().timeout);
+    match poll::probe(&map, &args.address, args.unit, framing, timeout).await {
+        Ok(decoded) => {
+            match args.format {
+                ProbeFormat::Json => println!("{}", poll::probe_json(&map, &decoded)),
+                ProbeFormat::Text => print!("{}", poll::probe_text(&map, &decoded)),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            eprintln!(
+                "error: probing unit {} at {} with map {}: {error}",
+                args.unit, args.address, args.model
+            );
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+async fn simulate(args: sunshare::sim::modbus::SimulateArgs) -> anyhow::Result<ExitCode> {
+    let catalog = sunshare::registers::Catalog::builtin().context("loading register maps")?;
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let started = sunshare::sim::modbus::start_fleet(&args, &catalog, &cancel)
+        .await
+        .context("starting simulated gateways")?;
+    for s in &started {
+        let units: Vec<String> = s.units.iter().map(|(u, m)| format!("{u}:{m}")).collect();
+        println!(
+            "gateway {} {} units {}",
+            s.gateway.local_addr(),
+            if args.rtu { "rtu" } else { "tcp" },
+            units.join(",")
+        );
+    }
+    println!("ready");
+    app::shutdown_signal().await;
+    cancel.cancel();
+    Ok(ExitCode::SUCCESS)
 }

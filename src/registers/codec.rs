@@ -342,7 +342,8 @@ impl RegisterMap {
                 };
                 match t.kind {
                     AlarmKind::Bits => {
-                        if let Some(bit) = rest.strip_prefix('b').and_then(|b| b.parse::<u32>().ok())
+                        if let Some(bit) =
+                            rest.strip_prefix('b').and_then(|b| b.parse::<u32>().ok())
                         {
                             if bit < 16 * u32::from(t.words) {
                                 raw |= 1 << bit;
@@ -403,10 +404,7 @@ impl RegisterMap {
 
 fn put(img: &mut RegisterImage, address: u16, words: &[u16]) {
     for (i, w) in words.iter().enumerate() {
-        if let Some(a) = u16::try_from(i)
-            .ok()
-            .and_then(|i| address.checked_add(i))
-        {
+        if let Some(a) = u16::try_from(i).ok().and_then(|i| address.checked_add(i)) {
             img.insert(a, *w);
         }
     }

@@ -46,9 +46,9 @@ pub enum MapError {
 impl MapError {
     pub fn file(&self) -> &str {
         match self {
-            MapError::Io { file, .. } | MapError::Parse { file, .. } | MapError::Invalid { file, .. } => {
-                file
-            }
+            MapError::Io { file, .. }
+            | MapError::Parse { file, .. }
+            | MapError::Invalid { file, .. } => file,
         }
     }
 

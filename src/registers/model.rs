@@ -803,9 +803,8 @@ impl RegisterMap {
             map.plan = map.build_plan();
         }
         for (i, t) in raw.tests.iter().enumerate() {
-            super::vectors::run(&map, &c.numbering, t).map_err(|m| {
-                c.err(format!("test[{i}] ({})", t.name), m)
-            })?;
+            super::vectors::run(&map, &c.numbering, t)
+                .map_err(|m| c.err(format!("test[{i}] ({})", t.name), m))?;
         }
         if raw.tests.is_empty() {
             return Err(c.err(

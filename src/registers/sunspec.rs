@@ -40,8 +40,9 @@ pub fn default_chain(base: u16, ids: &[u16], mppt_modules: u16) -> Result<Sunspe
         .checked_add(2)
         .ok_or_else(|| "base too high".to_owned())?;
     for id in ids {
-        let len = model_len(*id, mppt_modules)
-            .ok_or_else(|| format!("model {id} has no known length (use 1, 101-103, 111-113, 120, 160)"))?;
+        let len = model_len(*id, mppt_modules).ok_or_else(|| {
+            format!("model {id} has no known length (use 1, 101-103, 111-113, 120, 160)")
+        })?;
         models.push(ModelLoc {
             id: *id,
             address,
@@ -137,7 +138,12 @@ mod tests {
         let chain = default_chain(40000, &[1, 103, 160], 2).expect("chain");
         let mut img = RegisterImage::new();
         write_chain(&chain, &mut img);
-        let read2 = |a: u16| vec![img.get(&a).copied().unwrap_or(0), img.get(&(a + 1)).copied().unwrap_or(0)];
+        let read2 = |a: u16| {
+            vec![
+                img.get(&a).copied().unwrap_or(0),
+                img.get(&(a + 1)).copied().unwrap_or(0),
+            ]
+        };
         assert!(is_marker(&read2(40000)));
         let mut w = ChainWalker::new(40000);
         let found = loop {

@@ -15,7 +15,13 @@ fn every_builtin_map_loads_and_passes_its_vectors() {
     names.sort();
     assert_eq!(
         names,
-        ["growatt", "huawei_sun2000", "solis", "sungrow_sg", "sunspec"]
+        [
+            "growatt",
+            "huawei_sun2000",
+            "solis",
+            "sungrow_sg",
+            "sunspec"
+        ]
     );
 }
 
@@ -30,7 +36,13 @@ fn plans_respect_block_limits_and_cover_every_field() {
         }
         // Every metric decodes from an image holding only the plan's registers.
         let mut r = Readings::default();
-        let value = |m: Metric| if m.name().starts_with("energy") { 100_000.0 } else { 1.0 };
+        let value = |m: Metric| {
+            if m.name().starts_with("energy") {
+                100_000.0
+            } else {
+                1.0
+            }
+        };
         for m in map.metrics() {
             r.set(m, value(m));
         }
@@ -40,7 +52,9 @@ fn plans_respect_block_limits_and_cover_every_field() {
             serial: None,
             model: None,
         };
-        let back = map.decode(&map.blocks_from(&map.encode(&decoded))).expect("decode");
+        let back = map
+            .decode(&map.blocks_from(&map.encode(&decoded)))
+            .expect("decode");
         for m in map.metrics() {
             assert_eq!(back.get(m), Some(value(m)), "{name}: {m}");
         }
@@ -52,11 +66,11 @@ fn plans_respect_block_limits_and_cover_every_field() {
 fn huawei_plan_splits_at_gaps() {
     let map = catalog().get("huawei_sun2000").expect("map");
     let starts: Vec<(u16, u16)> = map.plan().iter().map(|b| (b.start, b.count)).collect();
-    assert_eq!(
-        starts,
-        vec![(30000, 25), (32008, 16), (32064, 52)]
-    );
-    assert!(map.plan().iter().all(|b| b.function == FunctionCode::ReadHolding));
+    assert_eq!(starts, vec![(30000, 25), (32008, 16), (32064, 52)]);
+    assert!(map
+        .plan()
+        .iter()
+        .all(|b| b.function == FunctionCode::ReadHolding));
 }
 
 #[test]
@@ -82,7 +96,10 @@ fn sunspec_relayout_moves_fields() {
     assert!(relaid.metrics().contains(&Metric::AcPowerW));
     assert!(!relaid.metrics().contains(&Metric::PvVoltageV(1)));
     let only_common = sunspec::default_chain(0, &[1], 0).expect("chain");
-    assert_eq!(map.with_chain(only_common).err(), Some(DecodeError::NoKnownModel));
+    assert_eq!(
+        map.with_chain(only_common).err(),
+        Some(DecodeError::NoKnownModel)
+    );
 }
 
 const GOOD: &str = r#"
@@ -124,7 +141,10 @@ fn bad_maps_name_file_and_key() {
     assert!(e.to_string().contains("scael"), "{e}");
     let e = bad(&GOOD.replace("metric = \"ac_power_w\"", "metric = \"power\""));
     assert_eq!(e.key(), Some("field[0].metric"));
-    let e = bad(&GOOD.replace("word_order = \"high_first\"", "word_order = \"high_first\"\nmax_block = 200"));
+    let e = bad(&GOOD.replace(
+        "word_order = \"high_first\"",
+        "word_order = \"high_first\"\nmax_block = 200",
+    ));
     assert_eq!(e.key(), Some("max_block"));
 }
 
@@ -137,8 +157,11 @@ fn with_dir_overrides_builtin_and_rejects_bad_files() {
     assert_eq!(c.get("huawei_sun2000").expect("map").family(), "x");
     assert!(c.names().contains("extra"));
     assert!(c.names().contains("sunspec"));
-    std::fs::write(dir.path().join("broken.toml"), GOOD.replace("address = 10", "address = 70000"))
-        .expect("write");
+    std::fs::write(
+        dir.path().join("broken.toml"),
+        GOOD.replace("address = 10", "address = 70000"),
+    )
+    .expect("write");
     let e = Catalog::with_dir(dir.path()).expect_err("broken");
     assert!(e.file().ends_with("broken.toml"), "{e}");
     assert_eq!(e.key(), Some("field[0]"));

@@ -66,7 +66,10 @@ fn check(d: &Decoded, t: &RawTest) -> Result<(), String> {
                 let want = want.as_str().ok_or("expect.state must be a string")?;
                 let got = d.readings.state.unwrap_or(DeviceState::Unknown);
                 if got.as_str() != want {
-                    return Err(format!("expect.state: want {want}, decoded {}", got.as_str()));
+                    return Err(format!(
+                        "expect.state: want {want}, decoded {}",
+                        got.as_str()
+                    ));
                 }
             }
             "alarms" => {
@@ -76,16 +79,21 @@ fn check(d: &Decoded, t: &RawTest) -> Result<(), String> {
                     .iter()
                     .filter_map(toml::Value::as_str)
                     .collect();
-                let mut got: Vec<&str> = d.readings.alarms.iter().map(|a| a.code.as_str()).collect();
+                let mut got: Vec<&str> =
+                    d.readings.alarms.iter().map(|a| a.code.as_str()).collect();
                 let mut want_sorted = want.clone();
                 got.sort_unstable();
                 want_sorted.sort_unstable();
                 if got != want_sorted {
-                    return Err(format!("expect.alarms: want {want_sorted:?}, decoded {got:?}"));
+                    return Err(format!(
+                        "expect.alarms: want {want_sorted:?}, decoded {got:?}"
+                    ));
                 }
             }
             "grid_loss" => {
-                let want = want.as_bool().ok_or("expect.grid_loss must be true or false")?;
+                let want = want
+                    .as_bool()
+                    .ok_or("expect.grid_loss must be true or false")?;
                 let got = d.readings.alarms.iter().any(|a| a.grid_loss);
                 if got != want {
                     return Err(format!("expect.grid_loss: want {want}, decoded {got}"));
@@ -105,14 +113,18 @@ fn check(d: &Decoded, t: &RawTest) -> Result<(), String> {
                 }
             }
             "serial" | "model" => {
-                let want = want.as_str().ok_or("expect.serial/model must be a string")?;
+                let want = want
+                    .as_str()
+                    .ok_or("expect.serial/model must be a string")?;
                 let got = if key == "serial" { &d.serial } else { &d.model };
                 if got.as_deref() != Some(want) {
                     return Err(format!("expect.{key}: want {want:?}, decoded {got:?}"));
                 }
             }
             metric => {
-                let m: Metric = metric.parse().map_err(|e| format!("expect.{metric}: {e}"))?;
+                let m: Metric = metric
+                    .parse()
+                    .map_err(|e| format!("expect.{metric}: {e}"))?;
                 let want = match want {
                     toml::Value::Float(f) => *f,
                     toml::Value::Integer(i) => *i as f64,
@@ -120,7 +132,9 @@ fn check(d: &Decoded, t: &RawTest) -> Result<(), String> {
                 };
                 match d.readings.get(m) {
                     Some(got) if close(got, want) => {}
-                    Some(got) => return Err(format!("expect.{metric}: want {want}, decoded {got}")),
+                    Some(got) => {
+                        return Err(format!("expect.{metric}: want {want}, decoded {got}"))
+                    }
                     None => return Err(format!("expect.{metric}: want {want}, decoded nothing")),
                 }
             }

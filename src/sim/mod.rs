@@ -3,7 +3,7 @@
 //! Never used by production paths: `app` builds a simulated fleet only for `sunshare demo` and
 //! `sunshare simulate`.
 
-pub mod logger;
-pub mod weather;
 pub mod inverter;
+pub mod logger;
 pub mod modbus;
+pub mod weather;

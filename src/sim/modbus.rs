@@ -20,14 +20,7 @@ use tokio_modbus::{ExceptionCode, Request, Response, SlaveRequest};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-/// How requests are framed on the wire.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Framing {
-    /// Modbus TCP (MBAP header).
-    Tcp,
-    /// RTU frames (CRC) carried over TCP, as serial servers and DTUs do.
-    RtuOverTcp,
-}
+pub use crate::collect::modbus::Framing;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
@@ -140,6 +133,7 @@ impl Inverter {
         self.spec.faults = Default::default();
         let _ = self.answer(plan.function.code(), plan.start, plan.count);
         self.spec.faults = saved;
+        self.reset_requests();
         Some(())
     }
 }
@@ -185,7 +179,13 @@ async fn serve(
                 kill: Arc::clone(&kill),
                 framing,
             };
-            Ok(Some((service, Killable { inner: stream, kill })))
+            Ok(Some((
+                service,
+                Killable {
+                    inner: stream,
+                    kill,
+                },
+            )))
         }
     };
     let on_error = |error: io::Error| debug!(%error, "simulated gateway connection ended");
@@ -205,6 +205,9 @@ async fn serve(
         warn!(%error, "simulated gateway stopped");
     }
 }
+
+/// Builds the response variant that matches the request's function code.
+type WrapWords = fn(Vec<u16>) -> Response;
 
 struct GatewayService {
     units: Units,
@@ -237,17 +240,13 @@ impl tokio_modbus::server::Service for GatewayService {
                     Framing::RtuOverTcp => Ok(None),
                 };
             };
-            let (function, start, count, wrap): (u8, u16, u16, fn(Vec<u16>) -> Response) =
-                match req.request {
-                    Request::ReadHoldingRegisters(a, n) => (3, a, n, Response::ReadHoldingRegisters),
-                    Request::ReadInputRegisters(a, n) => (4, a, n, Response::ReadInputRegisters),
-                    _ => return Err(ExceptionCode::IllegalFunction),
-                };
+            let (function, start, count, wrap): (u8, u16, u16, WrapWords) = match req.request {
+                Request::ReadHoldingRegisters(a, n) => (3, a, n, Response::ReadHoldingRegisters),
+                Request::ReadInputRegisters(a, n) => (4, a, n, Response::ReadInputRegisters),
+                _ => return Err(ExceptionCode::IllegalFunction),
+            };
             let (answer, latency) = match unit.lock() {
-                Ok(mut inv) => (
-                    inv.answer(function, start, count),
-                    inv.spec.faults.latency,
-                ),
+                Ok(mut inv) => (inv.answer(function, start, count), inv.spec.faults.latency),
                 Err(_) => return Err(ExceptionCode::ServerDeviceFailure),
             };
             if !latency.is_zero() {
@@ -348,13 +347,20 @@ pub async fn start_fleet(
     catalog: &Catalog,
     cancel: &CancellationToken,
 ) -> Result<Vec<Started>, SimError> {
-    let families = ["huawei_sun2000", "sungrow_sg", "sunspec", "solis", "growatt"];
+    let families = [
+        "huawei_sun2000",
+        "sungrow_sg",
+        "sunspec",
+        "solis",
+        "growatt",
+    ];
     let mut out = Vec::with_capacity(args.gateways);
     for g in 0..args.gateways {
         let port = if args.base_port == 0 {
             0
         } else {
-            args.base_port.saturating_add(u16::try_from(g).unwrap_or(u16::MAX))
+            args.base_port
+                .saturating_add(u16::try_from(g).unwrap_or(u16::MAX))
         };
         let listener = TcpListener::bind((args.host.as_str(), port)).await?;
         let mut units = Vec::new();
@@ -377,7 +383,7 @@ pub async fn start_fleet(
                 map,
                 plant,
                 serial: format!("SIM{g:05}{u:03}"),
-                model_name: format!("SIM-{name}"),
+                model_name: sample_model_name(&name),
                 faults: super::inverter::FaultScript {
                     latency: std::time::Duration::from_millis(args.latency_ms),
                     ..Default::default()
@@ -402,4 +408,14 @@ pub async fn start_fleet(
         });
     }
     Ok(out)
+}
+
+/// A plausible model string for a family (Sungrow reports a numeric device type).
+pub fn sample_model_name(map: &str) -> String {
+    match map {
+        "huawei_sun2000" => "SUN2000-50KTL-M3".into(),
+        "sungrow_sg" => "0x2C10".into(),
+        "sunspec" => "SIM-SunSpec-50K".into(),
+        other => format!("SIM-{other}"),
+    }
 }
