@@ -83,6 +83,17 @@ pub fn load_config(path: &Path) -> Result<Deployment, crate::config::ConfigError
     let mut deployment = Deployment::load(path, &catalog.names())?;
     // Resolved against the file's directory, so `start` finds the same maps from any directory.
     deployment.collect.firmware_dir = dir;
+    crate::collect::mqtt::check(&deployment).map_err(|e| crate::config::ConfigError {
+        file: path.display().to_string(),
+        problems: vec![crate::config::Problem {
+            key: "mqtt".into(),
+            line: None,
+            message: e.to_string(),
+            fix: "declare each logger in [[mqtt.loggers]] with a known template and station, \
+                  and point devices at it (docs/mqtt.md)"
+                .into(),
+        }],
+    })?;
     Ok(deployment)
 }
 

@@ -654,6 +654,21 @@ mod tests {
     }
 
     #[test]
+    fn check_names_a_device_on_an_undeclared_logger() {
+        let mut d = payload::tests_support::deployment();
+        assert!(check(&d).is_ok());
+        if let Some(dev) = d.devices.last_mut() {
+            dev.transport = crate::domain::Transport::Mqtt {
+                logger: "L404".into(),
+                unit: Some(1),
+            };
+        }
+        let e = check(&d).expect_err("undeclared logger");
+        assert!(e.to_string().contains("L404"), "{e}");
+        assert!(e.to_string().contains("S1-INV3"), "{e}");
+    }
+
+    #[test]
     fn broker_addresses() {
         assert_eq!(
             parse_broker("127.0.0.1:1883", false).expect("addr"),
@@ -676,6 +691,22 @@ mod tests {
         assert!(transport_limit(256 * 1024) > 256 * 1024);
         assert!(transport_limit(100 << 20) > 100 << 20);
     }
+}
+
+/// Checks the deployment's loggers, templates and MQTT devices without connecting (for
+/// `check-config`).
+pub fn check(deployment: &Deployment) -> Result<(), Error> {
+    let Some(cfg) = &deployment.mqtt else {
+        return Ok(());
+    };
+    let templates = template::load_templates(cfg.loggers_dir.as_deref())?;
+    Directory::build(deployment, &templates)?;
+    if cfg.broker.is_none() && !cfg.embedded {
+        return Err(Error::Config(
+            "set mqtt.broker = \"host:port\" or mqtt.embedded = true".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// What [`spawn`] started.
