@@ -83,6 +83,17 @@ pub fn load_config(path: &Path) -> Result<Deployment, crate::config::ConfigError
     let mut deployment = Deployment::load(path, &catalog.names())?;
     // Resolved against the file's directory, so `start` finds the same maps from any directory.
     deployment.collect.firmware_dir = dir;
+    crate::collect::mqtt::check(&deployment).map_err(|e| crate::config::ConfigError {
+        file: path.display().to_string(),
+        problems: vec![crate::config::Problem {
+            key: "mqtt".into(),
+            line: None,
+            message: e.to_string(),
+            fix: "declare each logger in [[mqtt.loggers]] with a known template and station, \
+                  and point devices at it (docs/mqtt.md)"
+                .into(),
+        }],
+    })?;
     Ok(deployment)
 }
 
@@ -118,6 +129,8 @@ pub struct Running {
     pub http_addr: SocketAddr,
     /// The door into storage, for collectors (and tests) to submit samples.
     pub ingest: ingest::IngestHandle,
+    /// The embedded MQTT broker's address, when `mqtt.embedded` is on.
+    pub mqtt_broker: Option<SocketAddr>,
     pub store: Store,
     pub metrics: Arc<Metrics>,
     pub cancel: CancellationToken,
@@ -234,6 +247,22 @@ pub async fn start_with(
     )
     .context("starting alerts")?;
 
+    let mqtt = crate::collect::mqtt::spawn(
+        &deployment,
+        crate::collect::mqtt::Wiring {
+            ingest: ingest_handle.clone(),
+            metrics: Arc::clone(&metrics),
+            store: store.clone(),
+            decoder: Some(Arc::new(crate::collect::mqtt::maps::CatalogMaps::new(
+                catalog.clone(),
+            ))),
+        },
+        &tracker,
+        &cancel,
+    )
+    .await
+    .context("starting mqtt collection")?;
+
     let http_addr = listener.local_addr().context("reading the HTTP address")?;
     let mut state =
         http::AppState::new(Arc::clone(&deployment), store.clone(), Arc::clone(&metrics));
@@ -245,6 +274,7 @@ pub async fn start_with(
         }
     });
     Ok(Running {
+        mqtt_broker: mqtt.and_then(|m| m.embedded_broker),
         http_addr,
         ingest: ingest_handle,
         store,

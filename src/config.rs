@@ -297,10 +297,85 @@ pub struct MqttConfig {
     pub password: Option<SecretString>,
     #[serde(default = "default_client_id")]
     pub client_id: String,
+    /// Run the broker inside Sunshare (single-machine deployments); `broker` may then be omitted.
+    #[serde(default)]
+    pub embedded: bool,
+    /// Where the embedded broker listens for data loggers.
+    #[serde(default = "default_mqtt_listen")]
+    pub listen: SocketAddr,
+    /// Prepended to every logger template's topic (a tenant or site prefix, e.g. `county-a/`).
+    #[serde(default)]
+    pub topic_prefix: String,
+    /// Subscribe through `$share/<group>/...` so several Sunshare instances split the messages.
+    #[serde(default)]
+    pub shared_group: Option<String>,
+    /// TLS to the external broker; absent means plain TCP.
+    #[serde(default)]
+    pub tls: Option<MqttTlsConfig>,
+    #[serde(default = "default_mqtt_keep_alive", with = "humantime_serde")]
+    pub keep_alive: Duration,
+    /// Messages larger than this are refused (counted as `oversized`), never parsed.
+    #[serde(default = "default_mqtt_max_message")]
+    pub max_message_bytes: usize,
+    /// First and longest wait between reconnect attempts (capped exponential backoff with jitter).
+    #[serde(default = "default_mqtt_backoff_min", with = "humantime_serde")]
+    pub reconnect_min: Duration,
+    #[serde(default = "default_mqtt_backoff_max", with = "humantime_serde")]
+    pub reconnect_max: Duration,
+    /// Extra logger templates that add to (or replace) `firmware-config/loggers/`.
+    #[serde(default)]
+    pub loggers_dir: Option<PathBuf>,
+    /// The data loggers in the field; devices name them in `transport = { type = "mqtt", logger = ... }`.
+    #[serde(default)]
+    pub loggers: Vec<MqttLogger>,
 }
 
 fn default_client_id() -> String {
     "sunshare".to_owned()
+}
+
+fn default_mqtt_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 1883))
+}
+
+fn default_mqtt_keep_alive() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_mqtt_max_message() -> usize {
+    256 * 1024
+}
+
+fn default_mqtt_backoff_min() -> Duration {
+    Duration::from_millis(500)
+}
+
+fn default_mqtt_backoff_max() -> Duration {
+    Duration::from_secs(60)
+}
+
+/// TLS to the broker. Without `ca_file` the platform's root certificates are trusted.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttTlsConfig {
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and key (PEM) for brokers that authenticate clients by certificate.
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
+}
+
+/// One 4G data logger (DTU) in the field.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttLogger {
+    /// The id the logger puts in its topic, usually its IMEI or serial.
+    pub id: String,
+    pub station: crate::domain::StationId,
+    /// A template in `firmware-config/loggers/` (file stem), e.g. `json_generic`.
+    pub template: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -40,6 +40,15 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Print what a field technician loads into the 4G data loggers of a station (broker, topic,
+    /// interval, poll table, JSON keys).
+    LoggerConfig {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The station id, as in the deployment file.
+        #[arg(long)]
+        station: String,
+    },
     /// Read one inverter once over Modbus and print what it says (for commissioning).
     Probe(sunshare::collect::modbus::ProbeArgs),
     /// Serve simulated inverters over Modbus (gateways x unit ids) until Ctrl-C.
@@ -217,6 +226,33 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 .context("reading the station's energy")?;
             print!("{text}");
             Ok(ExitCode::SUCCESS)
+        }
+        Command::LoggerConfig { config, station } => {
+            let deployment = match app::load_config(&config) {
+                Ok(d) => d,
+                Err(e) => {
+                    eprint!("{e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let maps = match app::load_catalog(&config) {
+                Ok(c) => sunshare::collect::mqtt::maps::CatalogMaps::new(c),
+                Err(e) => {
+                    eprint!("{e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            match sunshare::collect::mqtt::setup::logger_config(&deployment, &station, Some(&maps))
+            {
+                Ok(text) => {
+                    print!("{text}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Ok(ExitCode::from(2))
+                }
+            }
         }
     }
 }

@@ -257,12 +257,14 @@ async fn one_dead_unit_among_eight_does_not_delay_the_others() {
         })
         .collect();
     let gw = gateway(units, Framing::Tcp, &cancel).await;
-    let interval = 400;
+    // Generous slots: the point is that the dead unit's timeouts never push the others a whole
+    // slot late, even on a loaded machine.
+    let interval = 1_000;
     let targets = (1..=8)
         .map(|id| target(&format!("U{id}"), id, "huawei_sun2000", interval, 100))
         .collect();
     let mut rig = rig(gw.local_addr().to_string(), Framing::Tcp, targets).await;
-    let window = Duration::from_millis(4_000);
+    let window = Duration::from_millis(8_000);
     run_for(&mut rig.poller, window).await;
     let stats = rig.poller.stats();
     let slots = (window.as_millis() / interval as u128) as u64;
@@ -271,7 +273,7 @@ async fn one_dead_unit_among_eight_does_not_delay_the_others() {
             assert_eq!(s.polls_ok, 0);
             assert_eq!(s.link, Link::Open, "{s:?}");
             // The breaker spaces the dead unit's tries out (growing cooldown), not one per slot.
-            assert!(s.polls_failed + 3 <= slots, "{s:?} in {slots} slots");
+            assert!(s.polls_failed + 2 <= slots, "{s:?} in {slots} slots");
         } else {
             assert_eq!(s.missed, 0, "{s:?}");
             assert!(s.polls_ok + 1 >= slots, "{s:?} in {slots} slots");
@@ -301,7 +303,9 @@ async fn unreachable_gateway_backs_off_instead_of_spinning() {
     }
     // 1 s backoff capped at the 1 s floor: about 3 attempts, not 50.
     assert!((1..=4).contains(&attempts), "{attempts} connect attempts");
-    assert_eq!(rig.poller.stats()[0].link, Link::Unreachable);
+    let s = &rig.poller.stats()[0];
+    assert_eq!(s.link, Link::Unreachable);
+    assert_eq!(s.missed, 0, "an absent gateway is not a slow poller: {s:?}");
 }
 
 #[tokio::test]
@@ -309,7 +313,7 @@ async fn sleeping_gateway_refuses_tcp_at_night() {
     let cancel = CancellationToken::new();
     let mut u = unit(1, "sungrow_sg");
     // Midnight at the plant: the dongle is off.
-    u.time_shift = u.time_shift + chrono::Duration::hours(12);
+    u.time_shift += chrono::Duration::hours(12);
     u.faults.night = sunshare::sim::inverter::NightMode::NoTcp;
     let gw = gateway(vec![u], Framing::Tcp, &cancel).await;
     let map = catalog().get("sungrow_sg").expect("map");

@@ -49,6 +49,10 @@ pub struct ModbusBenchArgs {
     /// Seconds the ceiling and the peer each run.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub side_duration: Duration,
+    /// Simulator processes sharing the gateways (each gateway costs the simulator two file
+    /// descriptors: split large runs across processes to stay under the descriptor limit).
+    #[arg(long, default_value_t = 1)]
+    pub sim_processes: usize,
     /// python3 with pymodbus for the peer (skipped when unset).
     #[arg(long, env = "SUNSHARE_TEST_PYMODBUS")]
     pub peer_python: Option<String>,
@@ -168,50 +172,15 @@ fn rss_bytes() -> u64 {
 pub async fn run_modbus(args: &ModbusBenchArgs) -> Result<ModbusBenchReport, BenchError> {
     let exe =
         std::env::current_exe().map_err(|e| err("finding the sunshare binary")(e.to_string()))?;
-    let mut sim = tokio::process::Command::new(exe)
-        .args([
-            "simulate",
-            "--gateways",
-            &args.gateways.to_string(),
-            "--units",
-            &args.units.to_string(),
-            "--model",
-            "huawei_sun2000",
-            "--noon",
-            "--latency-ms",
-            &args.latency_ms.to_string(),
-            "--log",
-            "warn",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| err("starting the simulator process")(e.to_string()))?;
-    let stdout = sim
-        .stdout
-        .take()
-        .ok_or_else(|| BenchError("simulator has no stdout".into()))?;
-    let mut lines = BufReader::new(stdout).lines();
+    let processes = args.sim_processes.clamp(1, args.gateways.max(1));
+    let mut sims = Vec::with_capacity(processes);
     let mut addresses = Vec::new();
-    let ready = async {
-        while let Some(line) = lines.next_line().await.map_err(|e| e.to_string())? {
-            if line == "ready" {
-                return Ok(());
-            }
-            if let Some(addr) = line
-                .strip_prefix("gateway ")
-                .and_then(|r| r.split(' ').next())
-            {
-                addresses.push(addr.to_owned());
-            }
-        }
-        Err("simulator exited before it was ready".to_owned())
-    };
-    tokio::time::timeout(Duration::from_secs(300), ready)
-        .await
-        .map_err(|_| BenchError("simulator not ready within 300 s".into()))?
-        .map_err(err("simulator"))?;
+    for p in 0..processes {
+        let share = args.gateways / processes + usize::from(p < args.gateways % processes);
+        let (child, mut addrs) = start_simulator(&exe, share, args.units, args.latency_ms).await?;
+        sims.push(child);
+        addresses.append(&mut addrs);
+    }
 
     let mut report = ModbusBenchReport {
         gateways: addresses.len(),
@@ -297,7 +266,7 @@ pub async fn run_modbus(args: &ModbusBenchArgs) -> Result<ModbusBenchReport, Ben
     // Warm-up: one full schedule period (connections opened, first polls done), then measure.
     let warm = args
         .interval
-        .min(args.duration / 4)
+        .min(Duration::from_secs(90))
         .max(Duration::from_secs(1));
     tokio::time::sleep(warm).await;
     let polls0 = observer.polls.load(Ordering::Relaxed);
@@ -332,8 +301,66 @@ pub async fn run_modbus(args: &ModbusBenchArgs) -> Result<ModbusBenchReport, Ben
     report.stored = store.raw_count().await.unwrap_or(-1);
     store.close().await;
     let _ = std::fs::remove_dir_all(&dir);
-    let _ = sim.kill().await;
+    for mut sim in sims {
+        let _ = sim.kill().await;
+    }
     Ok(report)
+}
+
+/// Starts one `sunshare simulate` process and reads the addresses it prints.
+async fn start_simulator(
+    exe: &std::path::Path,
+    gateways: usize,
+    units: u8,
+    latency_ms: u64,
+) -> Result<(tokio::process::Child, Vec<String>), BenchError> {
+    let mut sim = tokio::process::Command::new(exe)
+        .args([
+            "simulate",
+            "--gateways",
+            &gateways.to_string(),
+            "--units",
+            &units.to_string(),
+            "--model",
+            "huawei_sun2000",
+            "--noon",
+            "--latency-ms",
+            &latency_ms.to_string(),
+            "--log",
+            "warn",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| err("starting the simulator process")(e.to_string()))?;
+    let stdout = sim
+        .stdout
+        .take()
+        .ok_or_else(|| BenchError("simulator has no stdout".into()))?;
+    let mut lines = BufReader::new(stdout).lines();
+    let mut addresses = Vec::new();
+    let ready = async {
+        while let Some(line) = lines.next_line().await.map_err(|e| e.to_string())? {
+            if line == "ready" {
+                return Ok(());
+            }
+            if let Some(addr) = line
+                .strip_prefix("gateway ")
+                .and_then(|r| r.split(' ').next())
+            {
+                addresses.push(addr.to_owned());
+            }
+        }
+        Err("simulator exited before it was ready".to_owned())
+    };
+    tokio::time::timeout(Duration::from_secs(600), ready)
+        .await
+        .map_err(|_| BenchError("simulator not ready within 600 s".into()))?
+        .map_err(err("simulator"))?;
+    // Keep draining its stdout so the child never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok((sim, addresses))
 }
 
 /// A bare tokio-modbus request/response loop: 120 registers per read, one request in flight per

@@ -2,5 +2,9 @@
 //! store or forward to sinks themselves.
 //!
 //! - [`modbus`]: one task per gateway connection polling the unit ids behind it.
+//! - [`mqtt`]: the subscriber for 4G data loggers (JSON telemetry or forwarded register blocks);
+//!   [`broker`] is the embedded MQTT broker for single-machine deployments.
 
+pub mod broker;
 pub mod modbus;
+pub mod mqtt;

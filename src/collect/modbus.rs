@@ -520,9 +520,20 @@ impl GatewayPoller {
             debug!(gateway = %self.address, %error, ?wait, "gateway still unreachable");
         }
         self.gateway_up = Some(false);
+        let back = Instant::now() + wait;
         for s in &mut self.slots {
             s.stats.link = Link::Unreachable;
             s.stats.last_error = Some(error.to_string());
+            // Slots that pass while the gateway is away are not "missed" by a slow poller: move
+            // the grid past the reconnect without counting them.
+            let interval = s.target.interval.max(Duration::from_millis(1));
+            if s.next_due < back {
+                let behind = (back - s.next_due).as_nanos() / interval.as_nanos();
+                let skip = u32::try_from(behind).unwrap_or(u32::MAX).saturating_add(1);
+                s.next_due += interval.saturating_mul(skip);
+            }
+            s.retry_at = None;
+            s.attempt = 0;
         }
     }
 
@@ -984,4 +995,62 @@ pub struct ProbeArgs {
 pub enum ProbeFormat {
     Text,
     Json,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn observer_quantiles_follow_the_recorded_latencies() {
+        let o = PollObserver::default();
+        for _ in 0..98 {
+            o.record(Duration::from_millis(2), 3);
+        }
+        o.record(Duration::from_millis(200), 3);
+        o.record(Duration::from_millis(250), 3);
+        let p50 = o.quantile(0.5);
+        assert!(
+            p50 >= Duration::from_millis(2) && p50 < Duration::from_micros(2_300),
+            "{p50:?}"
+        );
+        let p99 = o.quantile(0.99);
+        assert!(
+            p99 >= Duration::from_millis(200) && p99 < Duration::from_millis(230),
+            "{p99:?}"
+        );
+        assert_eq!(
+            o.blocks_read.load(std::sync::atomic::Ordering::Relaxed),
+            300
+        );
+    }
+
+    #[test]
+    fn only_busy_and_device_failure_are_retried() {
+        let e = |code| Error::Exception { unit: 1, code };
+        assert!(e(6).retry_later() && e(4).retry_later());
+        assert!(!e(2).retry_later() && !e(0x0B).retry_later());
+        assert!(!Error::Timeout {
+            unit: 1,
+            timeout: Duration::from_secs(1)
+        }
+        .retry_later());
+        assert_eq!(e(6).kind(), "busy");
+        assert!(e(2).to_string().contains("illegal data address"));
+    }
+
+    #[test]
+    fn config_overrides_map_timing() {
+        let t = TimingOverride {
+            timeout: Some(Duration::from_secs(2)),
+            ..Default::default()
+        }
+        .apply(Timing {
+            connect_delay: Duration::from_secs(1),
+            request_gap: Duration::from_millis(50),
+            timeout: Duration::from_secs(10),
+        });
+        assert_eq!(t.timeout, Duration::from_secs(2));
+        assert_eq!(t.connect_delay, Duration::from_secs(1));
+    }
 }

@@ -6,6 +6,7 @@ mod energy;
 mod error;
 mod fleet;
 mod ledger;
+mod mqtt;
 mod page;
 mod quarantine;
 
@@ -51,6 +52,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ledger::routes())
         .merge(quarantine::routes())
         .merge(alerts::routes())
+        .merge(mqtt::routes())
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -77,6 +77,8 @@ pub struct Inverter {
     /// integrate from there rather than from the commissioning date on every read.
     anchored: PlantModel,
     anchor_at: DateTime<Utc>,
+    /// (local midnight as epoch seconds, lifetime counter then).
+    midnight: Option<(i64, f64)>,
     image: Option<(i64, RegisterImage)>,
 }
 
@@ -92,6 +94,7 @@ impl Inverter {
             requests: 0,
             anchored,
             anchor_at,
+            midnight: None,
             image: None,
         }
     }
@@ -100,15 +103,28 @@ impl Inverter {
         Utc::now() + self.spec.time_shift
     }
 
-    /// Moves the anchor forward to the last grid point before today's local midnight.
+    /// Moves the anchor forward to the last grid point before `at`, so a read integrates at most one
+    /// step; remembers the counter at local midnight for the "today" value. Identical to
+    /// integrating from the epoch: the anchors sit on the epoch's own 5-minute grid.
     fn reanchor(&mut self, at: DateTime<Utc>) {
         let epoch = self.spec.plant.counter_epoch;
         let local = at.timestamp() + UTC_OFFSET_S;
-        let midnight = local - local.rem_euclid(86_400) - UTC_OFFSET_S;
-        if midnight <= epoch.timestamp() {
+        let midnight_s = local - local.rem_euclid(86_400) - UTC_OFFSET_S;
+        if self.midnight.map(|(m, _)| m) != Some(midnight_s) {
+            let midnight = DateTime::from_timestamp(midnight_s, 0).unwrap_or(at);
+            // The anchor never passes `at`, so it is still at or before this midnight's grid
+            // point unless the clock went backwards (then integrate from the epoch again).
+            if midnight < self.anchor_at {
+                self.anchored = self.spec.plant.clone();
+                self.anchor_at = epoch;
+            }
+            let value = self.anchored.lifetime_wh(midnight.max(epoch));
+            self.midnight = Some((midnight_s, value));
+        }
+        if at <= epoch {
             return;
         }
-        let steps = (midnight - epoch.timestamp()) / STEP_S;
+        let steps = (at.timestamp() - epoch.timestamp()) / STEP_S;
         let target = epoch + ChronoDuration::seconds(steps * STEP_S);
         if target <= self.anchor_at {
             return;
@@ -168,8 +184,10 @@ impl Inverter {
         r.set(Metric::InsulationMohm, 2.0);
         r.set(Metric::EfficiencyPct, if producing { 97.5 } else { 0.0 });
         // Counters: whole Wh so every register scale (0.01 kWh, 0.1 kWh, kWh) reads consistently low.
-        r.set(Metric::EnergyLifetimeWh, p.lifetime_wh(at).floor());
-        r.set(Metric::EnergyTodayWh, p.today_wh(at, UTC_OFFSET_S).floor());
+        let lifetime = p.lifetime_wh(at);
+        let today = lifetime - self.midnight.map_or(lifetime, |(_, v)| v);
+        r.set(Metric::EnergyLifetimeWh, lifetime.floor());
+        r.set(Metric::EnergyTodayWh, today.max(0.0).floor());
         r.state = Some(if producing {
             if ac >= p.rated_ac_w {
                 DeviceState::Derated
@@ -341,6 +359,24 @@ mod tests {
                 "{name}: {got} vs {want}"
             );
             assert!(r.get(Metric::AcPowerW).is_some(), "{name}");
+        }
+    }
+
+    #[test]
+    fn anchored_counters_match_the_plant_model() {
+        let u = unit("huawei_sun2000");
+        let plant = u.plant.clone();
+        let mut inv = Inverter::new(u);
+        let at = inv.now();
+        for later in [0, 7, 301, 3_600] {
+            let t = at + ChronoDuration::seconds(later);
+            let r = inv.readings(t).readings;
+            let want = plant.lifetime_wh(t).floor();
+            let got = r.get(Metric::EnergyLifetimeWh).expect("lifetime");
+            assert!((got - want).abs() <= 1.0, "{got} vs {want}");
+            let today = plant.today_wh(t, UTC_OFFSET_S).floor();
+            let got = r.get(Metric::EnergyTodayWh).expect("today");
+            assert!((got - today).abs() <= 1.0, "{got} vs {today}");
         }
     }
 

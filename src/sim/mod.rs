@@ -7,6 +7,7 @@ pub mod demo;
 pub mod fleet;
 pub mod history;
 pub mod inverter;
+pub mod logger;
 pub mod modbus;
 pub mod settlement;
 pub mod weather;

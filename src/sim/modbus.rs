@@ -206,6 +206,9 @@ async fn serve(
     }
 }
 
+/// Builds the response variant that matches the request's function code.
+type WrapWords = fn(Vec<u16>) -> Response;
+
 struct GatewayService {
     units: Units,
     stats: Arc<GatewayStats>,
@@ -237,9 +240,7 @@ impl tokio_modbus::server::Service for GatewayService {
                     Framing::RtuOverTcp => Ok(None),
                 };
             };
-            let (function, start, count, wrap): (u8, u16, u16, fn(Vec<u16>) -> Response) = match req
-                .request
-            {
+            let (function, start, count, wrap): (u8, u16, u16, WrapWords) = match req.request {
                 Request::ReadHoldingRegisters(a, n) => (3, a, n, Response::ReadHoldingRegisters),
                 Request::ReadInputRegisters(a, n) => (4, a, n, Response::ReadInputRegisters),
                 _ => return Err(ExceptionCode::IllegalFunction),

@@ -8,6 +8,7 @@
 mod alerts;
 mod energy;
 mod ledger;
+mod mqtt;
 mod registry;
 mod samples;
 
@@ -18,6 +19,7 @@ pub use energy::{EnergyReading, SettlementInsert, SettlementRow};
 pub use ledger::{
     AuditRow, EntryRow, MonthRow, TransitionRow, VillageMonthRow, MONTH_COMPUTED, MONTH_PAID,
 };
+pub use mqtt::{MqttRejectedRow, MqttUnknownRow};
 pub use samples::{
     bucket_start, LatestRow, QuarantineEntry, QuarantineRow, RollupRow, StationNow, WriteOutcome,
     PERIODS,

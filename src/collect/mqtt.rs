@@ -1,0 +1,756 @@
+//! The MQTT subscriber: reads what 4G data loggers publish, decodes it (JSON telemetry through a
+//! logger template, or forwarded register blocks through the inverter's register map) and hands the
+//! samples to ingest.
+//!
+//! Delivery: QoS 1 on a persistent session (clean session off, stable client id), so the broker keeps
+//! what loggers publish while Sunshare restarts. A message is acknowledged only after its samples are
+//! queued into ingest; a redelivery carries the same read times and is recognised by the store as a
+//! duplicate, never stored twice. Reconnects wait a capped exponential backoff with jitter.
+//!
+//! Never drops a message silently: each one is accepted, refused with a reason, or recorded as coming
+//! from an unknown logger or device, and counted in `sunshare_mqtt_messages{outcome,reason}`. Never
+//! writes SQL itself (problems go through `store`), never logs a secret.
+
+pub mod maps;
+pub mod payload;
+pub mod setup;
+pub mod template;
+
+pub use payload::{BlockDecoder, Decoded, Problem, Reason, RegisterBlock};
+pub use template::{Directory, LoggerTemplate, TemplateError};
+
+use crate::config::{Deployment, MqttConfig};
+use crate::ingest::IngestHandle;
+use crate::metrics::Metrics;
+use crate::store::{MqttRejectedRow, MqttUnknownRow, Store};
+use chrono::{DateTime, Utc};
+use rand::Rng as _;
+use rumqttc::{AsyncClient, ConnectionError, Event, MqttOptions, Packet, Publish, QoS};
+use secrecy::ExposeSecret;
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, instrument, warn};
+
+/// What can stop the collector from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("mqtt configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error("reading {path}: {source}")]
+    File {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// Capped exponential backoff with jitter: the n-th wait is uniform in [d/2, d] where
+/// d = min(max, min * 2^n). Never spins against a dead broker.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    min: Duration,
+    max: Duration,
+    attempt: u32,
+}
+
+impl Backoff {
+    pub fn new(min: Duration, max: Duration) -> Backoff {
+        let min = min.max(Duration::from_millis(10));
+        Backoff {
+            min,
+            max: max.max(min),
+            attempt: 0,
+        }
+    }
+
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+
+    /// Jumps to the longest wait (an error that retrying soon will not fix, e.g. bad credentials).
+    pub fn saturate(&mut self) {
+        self.attempt = 32;
+    }
+
+    pub fn next_delay(&mut self) -> Duration {
+        let factor = 2u32.saturating_pow(self.attempt.min(20));
+        self.attempt = self.attempt.saturating_add(1);
+        let d = self.min.saturating_mul(factor).min(self.max);
+        let half = d / 2;
+        half + rand::thread_rng().gen_range(Duration::ZERO..=half)
+    }
+}
+
+/// Where to connect: `host:port`, defaulting the port to 1883 (8883 with TLS).
+pub fn parse_broker(addr: &str, tls: bool) -> Result<(String, u16), Error> {
+    let addr = addr
+        .trim()
+        .trim_start_matches("mqtt://")
+        .trim_start_matches("mqtts://")
+        .trim_start_matches("tcp://");
+    let default = if tls { 8883 } else { 1883 };
+    match addr.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && !host.ends_with(':') => {
+            let port = port.parse::<u16>().map_err(|_| {
+                Error::Config(format!("mqtt.broker '{addr}': port is not a number"))
+            })?;
+            Ok((host.trim_matches(['[', ']']).to_owned(), port))
+        }
+        _ if !addr.is_empty() => Ok((addr.to_owned(), default)),
+        _ => Err(Error::Config("mqtt.broker is empty".into())),
+    }
+}
+
+/// The transport limit is larger than the application limit so that an oversized message is read,
+/// refused with a reason and acknowledged, instead of breaking the connection (and being redelivered
+/// forever on the persistent session).
+fn transport_limit(max_message: usize) -> usize {
+    max_message
+        .saturating_mul(4)
+        .clamp(1 << 20, 64 << 20)
+        .max(max_message + 1024)
+}
+
+/// Client options from the configuration. Credentials go straight into the options: they are
+/// never formatted or logged.
+pub fn options(cfg: &MqttConfig, host: &str, port: u16) -> Result<MqttOptions, Error> {
+    if cfg.client_id.is_empty() {
+        return Err(Error::Config(
+            "mqtt.client_id must be set: the persistent session is keyed by it".into(),
+        ));
+    }
+    let mut o = MqttOptions::new(cfg.client_id.clone(), host, port);
+    o.set_clean_session(false)
+        .set_keep_alive(cfg.keep_alive.max(Duration::from_secs(5)))
+        .set_manual_acks(true)
+        .set_max_packet_size(transport_limit(cfg.max_message_bytes), 64 * 1024);
+    match (&cfg.username, &cfg.password) {
+        (Some(user), Some(pass)) => {
+            o.set_credentials(user.clone(), pass.expose_secret().to_owned());
+        }
+        (Some(user), None) => {
+            o.set_credentials(user.clone(), String::new());
+        }
+        (None, Some(_)) => {
+            return Err(Error::Config(
+                "mqtt.password is set without mqtt.username".into(),
+            ))
+        }
+        (None, None) => {}
+    }
+    if let Some(tls) = &cfg.tls {
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).map_err(|source| Error::File {
+                path: p.display().to_string(),
+                source,
+            })
+        };
+        let client_auth = match (&tls.client_cert, &tls.client_key) {
+            (Some(c), Some(k)) => Some((read(c)?, read(k)?)),
+            (None, None) => None,
+            _ => {
+                return Err(Error::Config(
+                    "mqtt.tls: give both client_cert and client_key, or neither".into(),
+                ))
+            }
+        };
+        let transport = match &tls.ca_file {
+            Some(ca) => rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Simple {
+                ca: read(ca)?,
+                alpn: None,
+                client_auth,
+            }),
+            None if client_auth.is_none() => rumqttc::Transport::tls_with_default_config(),
+            None => {
+                return Err(Error::Config(
+                    "mqtt.tls: a client certificate needs ca_file as well".into(),
+                ))
+            }
+        };
+        o.set_transport(transport);
+    }
+    Ok(o)
+}
+
+/// Problems seen since the last flush, aggregated so that a flood costs memory bounded by
+/// [`ProblemLog::MAX_KEYS`] and one store write per flush.
+#[derive(Debug, Default)]
+struct ProblemLog {
+    unknown: HashMap<(String, String), MqttUnknownRow>,
+    rejected: HashMap<(String, String), MqttRejectedRow>,
+    overflow: u64,
+}
+
+impl ProblemLog {
+    const MAX_KEYS: usize = 1_000;
+
+    /// Returns true the first time a key is seen in this window (worth a log line).
+    fn note(&mut self, topic: &str, problem: &Problem, payload: &[u8], now: DateTime<Utc>) -> bool {
+        let full = self.unknown.len() + self.rejected.len() >= Self::MAX_KEYS;
+        match problem {
+            Problem::UnknownDevice { logger, key } => {
+                let k = (logger.clone(), key.clone());
+                if let Some(row) = self.unknown.get_mut(&k) {
+                    row.messages += 1;
+                    row.last_seen = now;
+                    return false;
+                }
+                if full {
+                    self.overflow += 1;
+                    return false;
+                }
+                let sample = String::from_utf8_lossy(&payload[..payload.len().min(240)]);
+                self.unknown.insert(
+                    k,
+                    MqttUnknownRow {
+                        logger: logger.clone(),
+                        device_key: key.clone(),
+                        topic: topic.to_owned(),
+                        first_seen: now,
+                        last_seen: now,
+                        messages: 1,
+                        last_payload: payload::excerpt(&sample),
+                    },
+                );
+                true
+            }
+            Problem::Rejected { reason, detail } => {
+                let k = (topic.to_owned(), reason.label().to_owned());
+                if let Some(row) = self.rejected.get_mut(&k) {
+                    row.messages += 1;
+                    row.last_seen = now;
+                    row.last_detail.clone_from(detail);
+                    return false;
+                }
+                if full {
+                    self.overflow += 1;
+                    return false;
+                }
+                self.rejected.insert(
+                    k,
+                    MqttRejectedRow {
+                        topic: topic.to_owned(),
+                        reason: reason.label().to_owned(),
+                        first_seen: now,
+                        last_seen: now,
+                        messages: 1,
+                        last_detail: detail.clone(),
+                    },
+                );
+                true
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.unknown.is_empty() && self.rejected.is_empty() && self.overflow == 0
+    }
+}
+
+/// How the collector is doing, for the operators' page.
+#[derive(Debug, Clone, Default)]
+pub struct Status {
+    pub connected: bool,
+    /// The broker acknowledged every subscription of the current connection.
+    pub subscribed: bool,
+    pub broker: String,
+    pub last_error: Option<String>,
+    pub last_message: Option<DateTime<Utc>>,
+    pub subscriptions: Vec<String>,
+}
+
+/// Shared, cheap to clone view of the collector's status.
+pub type StatusHandle = Arc<std::sync::Mutex<Status>>;
+
+/// The subscriber. Build it with [`MqttCollector::new`], then [`MqttCollector::run`] it.
+pub struct MqttCollector {
+    options: MqttOptions,
+    broker: String,
+    filters: Vec<String>,
+    directory: Arc<Directory>,
+    decoder: Option<Arc<dyn BlockDecoder>>,
+    ingest: IngestHandle,
+    metrics: Arc<Metrics>,
+    store: Store,
+    max_message_bytes: usize,
+    backoff: Backoff,
+    problems: ProblemLog,
+    status: StatusHandle,
+}
+
+impl fmt::Debug for MqttCollector {
+    // Hand-written so the client options (which hold the password) never reach a log.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MqttCollector")
+            .field("broker", &self.broker)
+            .field("filters", &self.filters)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Everything the collector needs from the rest of the application.
+#[derive(Debug, Clone)]
+pub struct Wiring {
+    pub ingest: IngestHandle,
+    pub metrics: Arc<Metrics>,
+    pub store: Store,
+    /// Decodes forwarded register blocks; `None` refuses them with `decode_failed`.
+    pub decoder: Option<Arc<dyn BlockDecoder>>,
+}
+
+impl MqttCollector {
+    /// Builds the collector for a deployment. `broker` overrides `mqtt.broker` (the embedded
+    /// broker's actual address).
+    pub fn new(
+        deployment: &Deployment,
+        broker: Option<&str>,
+        wiring: Wiring,
+    ) -> Result<MqttCollector, Error> {
+        let cfg = deployment
+            .mqtt
+            .as_ref()
+            .ok_or_else(|| Error::Config("the deployment has no [mqtt] table".into()))?;
+        let templates = template::load_templates(cfg.loggers_dir.as_deref())?;
+        let directory = Directory::build(deployment, &templates)?;
+        let addr = broker
+            .map(str::to_owned)
+            .or_else(|| cfg.broker.clone())
+            .ok_or_else(|| {
+                Error::Config("set mqtt.broker = \"host:port\" or mqtt.embedded = true".into())
+            })?;
+        let (host, port) = parse_broker(&addr, cfg.tls.is_some())?;
+        let options = options(cfg, &host, port)?;
+        let filters = directory
+            .filters()
+            .into_iter()
+            .map(|f| match &cfg.shared_group {
+                Some(g) => format!("$share/{g}/{f}"),
+                None => f,
+            })
+            .collect();
+        if let Some(g) = &cfg.shared_group {
+            if g.is_empty() || g.contains(['/', '+', '#']) {
+                return Err(Error::Config(format!(
+                    "mqtt.shared_group '{g}' must be a plain name without '/', '+' or '#'"
+                )));
+            }
+        }
+        Ok(MqttCollector {
+            options,
+            broker: format!("{host}:{port}"),
+            filters,
+            directory: Arc::new(directory),
+            decoder: wiring.decoder,
+            ingest: wiring.ingest,
+            metrics: wiring.metrics,
+            store: wiring.store,
+            max_message_bytes: cfg.max_message_bytes,
+            backoff: Backoff::new(cfg.reconnect_min, cfg.reconnect_max),
+            problems: ProblemLog::default(),
+            status: StatusHandle::default(),
+        })
+    }
+
+    /// The subscription filters (with `$share/...` when configured).
+    pub fn filters(&self) -> &[String] {
+        &self.filters
+    }
+
+    pub fn status(&self) -> StatusHandle {
+        Arc::clone(&self.status)
+    }
+
+    fn set_status(&self, f: impl FnOnce(&mut Status)) {
+        if let Ok(mut s) = self.status.lock() {
+            f(&mut s);
+        }
+    }
+
+    fn count(&self, outcome: &str, reason: &str) {
+        self.metrics
+            .mqtt_messages
+            .get_or_create(&vec![
+                ("outcome", outcome.to_owned()),
+                ("reason", reason.to_owned()),
+            ])
+            .inc();
+    }
+
+    /// Decodes one message and queues its samples. Errors only when ingest has stopped.
+    pub async fn handle_message(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<Decoded, crate::ingest::Closed> {
+        let decoded = payload::decode_message(
+            &self.directory,
+            self.decoder.as_deref(),
+            topic,
+            payload,
+            self.max_message_bytes,
+        );
+        for p in &decoded.problems {
+            match p {
+                Problem::Rejected { reason, detail } => {
+                    self.count("rejected", reason.label());
+                    if self.problems.note(topic, p, payload, now) {
+                        warn!(
+                            topic,
+                            reason = reason.label(),
+                            detail,
+                            "mqtt message refused"
+                        );
+                    }
+                }
+                Problem::UnknownDevice { logger, key } => {
+                    self.count("unknown_device", "unknown_device");
+                    if self.problems.note(topic, p, payload, now) {
+                        warn!(
+                            topic,
+                            logger, key, "mqtt message from an unknown logger or device"
+                        );
+                    }
+                }
+            }
+        }
+        if !decoded.samples.is_empty() {
+            self.count("accepted", "ok");
+            self.ingest.submit(decoded.samples.clone()).await?;
+        }
+        Ok(decoded)
+    }
+
+    /// Writes the aggregated problems to the store (for `/api/mqtt/unknown`).
+    pub async fn flush_problems(&mut self) {
+        if self.problems.is_empty() {
+            return;
+        }
+        let log = std::mem::take(&mut self.problems);
+        if log.overflow > 0 {
+            warn!(
+                dropped_keys = log.overflow,
+                "too many distinct mqtt problems in one window; counted in metrics only"
+            );
+        }
+        let unknown: Vec<_> = log.unknown.into_values().collect();
+        let rejected: Vec<_> = log.rejected.into_values().collect();
+        let write = async {
+            self.store.record_mqtt_unknown(&unknown).await?;
+            self.store.record_mqtt_rejected(&rejected).await
+        };
+        match tokio::time::timeout(Duration::from_secs(10), write).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => warn!(%error, "could not record mqtt problems"),
+            Err(_) => warn!("recording mqtt problems timed out"),
+        }
+    }
+
+    /// Runs until cancelled: connect, subscribe, read, reconnect with backoff.
+    #[instrument(skip_all, fields(broker = %self.broker))]
+    pub async fn run(mut self, cancel: CancellationToken) {
+        if self.filters.is_empty() {
+            warn!("no data loggers are configured; the mqtt collector has nothing to subscribe to");
+        }
+        let (client, mut eventloop) = AsyncClient::new(self.options.clone(), 1024);
+        // Acks that did not fit the request queue; sent before the next poll, never lost.
+        let mut pending_acks: VecDeque<Publish> = VecDeque::new();
+        let mut flush = tokio::time::interval(Duration::from_secs(2));
+        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A live connection yields at least a ping response every keep-alive.
+        let poll_timeout = self.options.keep_alive() * 3 + Duration::from_secs(10);
+        self.set_status(|s| {
+            s.broker.clone_from(&self.broker);
+            s.subscriptions.clone_from(&self.filters);
+        });
+        loop {
+            while let Some(p) = pending_acks.front() {
+                if client.try_ack(p).is_err() {
+                    break;
+                }
+                pending_acks.pop_front();
+            }
+            let event = tokio::select! {
+                biased;
+                () = cancel.cancelled() => break,
+                _ = flush.tick() => {
+                    self.flush_problems().await;
+                    continue;
+                }
+                e = tokio::time::timeout(poll_timeout, eventloop.poll()) => e,
+            };
+            match event {
+                Ok(Ok(Event::Incoming(Packet::ConnAck(ack)))) => {
+                    info!(
+                        session_present = ack.session_present,
+                        "connected to the mqtt broker"
+                    );
+                    self.backoff.reset();
+                    self.set_status(|s| {
+                        s.connected = true;
+                        s.subscribed = false;
+                        s.last_error = None;
+                    });
+                    // Subscribing again is harmless when the broker kept the session, and needed
+                    // when it did not (a broker restarted without persistence, a new filter).
+                    let subs = self
+                        .filters
+                        .iter()
+                        .map(|f| rumqttc::SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
+                    if !self.filters.is_empty() {
+                        if let Err(error) = client.try_subscribe_many(subs) {
+                            warn!(%error, "could not queue the subscription; reconnecting");
+                            eventloop.clean();
+                        }
+                    }
+                }
+                Ok(Ok(Event::Incoming(Packet::SubAck(ack)))) => {
+                    let failed = ack
+                        .return_codes
+                        .iter()
+                        .filter(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
+                        .count();
+                    if failed > 0 {
+                        error!(failed, filters = ?self.filters, "the broker refused subscriptions (check its ACLs)");
+                    } else {
+                        debug!(filters = ?self.filters, "subscribed");
+                        self.set_status(|s| s.subscribed = true);
+                    }
+                }
+                Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
+                    let now = Utc::now();
+                    self.set_status(|s| s.last_message = Some(now));
+                    let topic = p.topic.clone();
+                    match self.handle_message(&topic, &p.payload, now).await {
+                        Ok(_) => {}
+                        Err(_) => {
+                            // Not acknowledged: the broker keeps it for the next run.
+                            warn!("ingest has stopped; the mqtt collector stops without acknowledging");
+                            break;
+                        }
+                    }
+                    if p.qos != QoS::AtMostOnce {
+                        if let Err(rumqttc::ClientError::TryRequest(_)) = client.try_ack(&p) {
+                            pending_acks.push_back(p);
+                        }
+                    }
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    // Acks of the lost connection are void: the broker redelivers those messages
+                    // on the resumed session, and the store recognises them as duplicates.
+                    pending_acks.clear();
+                    let fatal = is_auth_error(&e);
+                    let reason = connection_reason(&e);
+                    self.count("connection_error", reason);
+                    let delay = if fatal {
+                        self.backoff.saturate();
+                        self.backoff.next_delay()
+                    } else {
+                        self.backoff.next_delay()
+                    };
+                    if fatal {
+                        error!(error = %e, retry_in = ?delay, "the mqtt broker refused the login");
+                    } else {
+                        warn!(error = %e, retry_in = ?delay, "mqtt connection lost");
+                    }
+                    self.set_status(|s| {
+                        s.connected = false;
+                        s.subscribed = false;
+                        s.last_error = Some(e.to_string());
+                    });
+                    tokio::select! {
+                        () = cancel.cancelled() => break,
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                }
+                Err(_) => {
+                    pending_acks.clear();
+                    let delay = self.backoff.next_delay();
+                    warn!(retry_in = ?delay, "mqtt broker silent past the keep-alive; reconnecting");
+                    eventloop.clean();
+                    self.count("connection_error", "timeout");
+                    self.set_status(|s| {
+                        s.connected = false;
+                        s.subscribed = false;
+                        s.last_error = Some("broker silent past the keep-alive".into());
+                    });
+                    tokio::select! {
+                        () = cancel.cancelled() => break,
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+        self.flush_problems().await;
+        // A clean DISCONNECT keeps the persistent session on the broker (clean session is off).
+        if client.try_disconnect().is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                while let Ok(ev) = eventloop.poll().await {
+                    if matches!(ev, Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
+        info!("mqtt collector stopped");
+    }
+}
+
+fn is_auth_error(e: &ConnectionError) -> bool {
+    matches!(
+        e,
+        ConnectionError::ConnectionRefused(
+            rumqttc::ConnectReturnCode::BadUserNamePassword
+                | rumqttc::ConnectReturnCode::NotAuthorized
+                | rumqttc::ConnectReturnCode::BadClientId
+        )
+    )
+}
+
+fn connection_reason(e: &ConnectionError) -> &'static str {
+    match e {
+        ConnectionError::ConnectionRefused(_) => "refused",
+        ConnectionError::NetworkTimeout | ConnectionError::FlushTimeout => "timeout",
+        ConnectionError::Io(_) => "io",
+        ConnectionError::Tls(_) => "tls",
+        ConnectionError::MqttState(_) => "protocol",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_caps_and_jitters() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        let first = b.next_delay();
+        assert!((Duration::from_millis(50)..=Duration::from_millis(100)).contains(&first));
+        let mut last = Duration::ZERO;
+        for _ in 0..20 {
+            last = b.next_delay();
+            assert!(last <= Duration::from_secs(5));
+        }
+        assert!(
+            last >= Duration::from_millis(2500),
+            "capped at max with jitter: {last:?}"
+        );
+        b.reset();
+        assert!(b.next_delay() <= Duration::from_millis(100));
+        let spread: std::collections::HashSet<_> = (0..20)
+            .map(|_| {
+                let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(1));
+                b.next_delay()
+            })
+            .collect();
+        assert!(spread.len() > 1, "jitter must vary the delay");
+    }
+
+    #[test]
+    fn check_names_a_device_on_an_undeclared_logger() {
+        let mut d = payload::tests_support::deployment();
+        assert!(check(&d).is_ok());
+        if let Some(dev) = d.devices.last_mut() {
+            dev.transport = crate::domain::Transport::Mqtt {
+                logger: "L404".into(),
+                unit: Some(1),
+            };
+        }
+        let e = check(&d).expect_err("undeclared logger");
+        assert!(e.to_string().contains("L404"), "{e}");
+        assert!(e.to_string().contains("S1-INV3"), "{e}");
+    }
+
+    #[test]
+    fn broker_addresses() {
+        assert_eq!(
+            parse_broker("127.0.0.1:1883", false).expect("addr"),
+            ("127.0.0.1".into(), 1883)
+        );
+        assert_eq!(
+            parse_broker("mqtts://broker.example", true).expect("addr"),
+            ("broker.example".into(), 8883)
+        );
+        assert_eq!(
+            parse_broker("[::1]:1884", false).expect("addr"),
+            ("::1".into(), 1884)
+        );
+        assert!(parse_broker("host:x", false).is_err());
+        assert!(parse_broker("", false).is_err());
+    }
+
+    #[test]
+    fn oversized_messages_fit_the_transport() {
+        assert!(transport_limit(256 * 1024) > 256 * 1024);
+        assert!(transport_limit(100 << 20) > 100 << 20);
+    }
+}
+
+/// Checks the deployment's loggers, templates and MQTT devices without connecting (for
+/// `check-config`).
+pub fn check(deployment: &Deployment) -> Result<(), Error> {
+    let Some(cfg) = &deployment.mqtt else {
+        return Ok(());
+    };
+    let templates = template::load_templates(cfg.loggers_dir.as_deref())?;
+    Directory::build(deployment, &templates)?;
+    if cfg.broker.is_none() && !cfg.embedded {
+        return Err(Error::Config(
+            "set mqtt.broker = \"host:port\" or mqtt.embedded = true".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// What [`spawn`] started.
+#[derive(Debug, Clone)]
+pub struct Started {
+    /// The embedded broker's address, when `mqtt.embedded` is on.
+    pub embedded_broker: Option<std::net::SocketAddr>,
+    pub status: StatusHandle,
+}
+
+/// Starts the embedded broker (when configured) and the collector, both stopping on `cancel`.
+/// Returns `None` when the deployment has no `[mqtt]` table.
+pub async fn spawn(
+    deployment: &Deployment,
+    wiring: Wiring,
+    tracker: &tokio_util::task::TaskTracker,
+    cancel: &CancellationToken,
+) -> Result<Option<Started>, Error> {
+    let Some(cfg) = &deployment.mqtt else {
+        return Ok(None);
+    };
+    let mut embedded_broker = None;
+    let mut broker_override = None;
+    if cfg.embedded {
+        let max_payload = transport_limit(cfg.max_message_bytes);
+        let broker = crate::collect::broker::EmbeddedBroker::start(cfg.listen, max_payload)
+            .await
+            .map_err(|e| Error::Config(e.to_string()))?;
+        let addr = broker.addr();
+        embedded_broker = Some(addr);
+        if cfg.broker.is_none() {
+            broker_override = Some(addr.to_string());
+        }
+        let stop = cancel.child_token();
+        tracker.spawn(async move {
+            stop.cancelled().await;
+            broker.shutdown().await;
+        });
+    }
+    let collector = MqttCollector::new(deployment, broker_override.as_deref(), wiring)?;
+    let status = collector.status();
+    tracker.spawn(collector.run(cancel.child_token()));
+    Ok(Some(Started {
+        embedded_broker,
+        status,
+    }))
+}
