@@ -67,7 +67,7 @@ village = "V1"
 id = "S1-INV1"
 station = "S1"
 kind = "inverter"
-model = "m"
+model = "huawei_sun2000"
 transport = { type = "modbus_tcp", address = "10.0.0.1:502", unit = 1 }
 rated_power_w = 50000
 
@@ -75,7 +75,7 @@ rated_power_w = 50000
 id = "S1-INV2"
 station = "S1"
 kind = "inverter"
-model = "m"
+model = "huawei_sun2000"
 transport = { type = "modbus_tcp", address = "10.0.0.1:502", unit = 2 }
 rated_power_w = 50000
 
@@ -83,7 +83,7 @@ rated_power_w = 50000
 id = "S2-INV1"
 station = "S2"
 kind = "inverter"
-model = "m"
+model = "huawei_sun2000"
 transport = { type = "modbus_tcp", address = "10.0.0.2:502", unit = 1 }
 rated_power_w = 50000
 "#;
@@ -104,7 +104,7 @@ fn deployment_with(webhook: Option<&str>, notify_extra: &str) -> Arc<Deployment>
             1,
         );
     }
-    let models: HashSet<String> = ["m".to_owned()].into();
+    let models: HashSet<String> = ["huawei_sun2000".to_owned()].into();
     Arc::new(
         Deployment::from_str_with_env("test.toml", &text, &[], &models).expect("valid deployment"),
     )
@@ -515,7 +515,7 @@ fn check_config_names_bad_alert_settings_with_their_lines() {
          [[alerts.maintenance]]\nstation = \"S9\"\nfrom = \"2026-06-01T01:00:00Z\"\nto = \"2026-06-01T00:00:00Z\"\n",
         1,
     );
-    let models: HashSet<String> = ["m".to_owned()].into();
+    let models: HashSet<String> = ["huawei_sun2000".to_owned()].into();
     let err = Deployment::from_str_with_env("fleet.toml", &text, &[], &models)
         .expect_err("bad alert settings");
     let shown = err.to_string();
