@@ -141,8 +141,12 @@ async fn fleet_page(State(state): State<AppState>) -> Result<Html<String>, ApiEr
         .iter()
         .filter(|r| r.status == FleetStatus::Producing)
         .count();
-    let mut body = format!(
-        "<h1>Fleet 电站总览</h1><div class=\"cards\">\
+    let mut body = String::from("<h1>Fleet 电站总览</h1>");
+    if let Some(note) = backfill_note(&state) {
+        body.push_str(&note);
+    }
+    body.push_str(&format!(
+        "<div class=\"cards\">\
          <div class=\"card\"><div class=\"k\">Stations producing</div><div class=\"v\" id=\"producing\">{producing} / {n}</div></div>\
          <div class=\"card\"><div class=\"k\">Power now</div><div class=\"v\" id=\"total-power\">{total_kw:.1} kW</div></div>\
          <div class=\"card\"><div class=\"k\">Energy today</div><div class=\"v\" id=\"total-today\">{total_kwh:.1} kWh</div></div>\
@@ -151,7 +155,7 @@ async fn fleet_page(State(state): State<AppState>) -> Result<Html<String>, ApiEr
          <th class=\"num\">Power kW</th><th class=\"num\">Today kWh</th><th class=\"num\">Capacity kWp</th>\
          <th class=\"num\">Devices</th><th>Last contact (UTC)</th></tr></thead><tbody>",
         n = rows.len()
-    );
+    ));
     for r in &rows {
         body.push_str(&format!(
             "<tr data-station=\"{id}\"><td><a href=\"/stations/{id}\">{name}</a><div class=\"muted\">{id}</div></td>\
@@ -174,8 +178,22 @@ async fn fleet_page(State(state): State<AppState>) -> Result<Html<String>, ApiEr
         ));
     }
     body.push_str("</tbody></table><p class=\"muted\">Refreshes every 15 s.</p>");
+    body.push_str(&super::alerts::open_alerts_box(&state).await);
     body.push_str(REFRESH_SCRIPT);
     Ok(Html(layout("Fleet", &body)))
+}
+
+/// While the demo's history is still being written, say so: figures for past days are incomplete.
+fn backfill_note(state: &AppState) -> Option<String> {
+    let p = state.backfill.as_ref()?;
+    if p.settled.load(std::sync::atomic::Ordering::Relaxed) {
+        return None;
+    }
+    Some(format!(
+        "<p class=\"note\" id=\"backfill\">Demo: writing a year of simulated history ({:.0}% of devices \
+         queued); daily and monthly figures fill in as it lands, then the grid settlement is imported.</p>",
+        p.fraction() * 100.0
+    ))
 }
 
 /// Live values without a page reload: fetches the JSON and updates the cells in place.

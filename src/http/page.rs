@@ -45,7 +45,7 @@ pub fn layout(title: &str, body: &str) -> String {
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>{t} · Sunshare</title><style>{STYLE}</style></head><body>\
          <header><a class=\"brand\" href=\"/\">Sunshare 光伏帮扶</a>\
-         <a href=\"/\">Fleet</a><a href=\"/alerts\">Alerts</a><a href=\"/villages\">Villages</a>\
+         <a href=\"/\">Fleet</a><a href=\"/alerts\">Alerts</a><a href=\"/villages\">Villages</a><a href=\"/mqtt\">Loggers</a>\
          <a href=\"/metrics\">Metrics</a></header><main>{body}</main></body></html>",
         t = esc(title)
     )
