@@ -25,6 +25,9 @@ pub struct DemoArgs {
     /// Data directory for the embedded store (default: the user's data directory).
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// Days of simulated history to backfill.
+    #[arg(long, default_value_t = crate::sim::fleet::HISTORY_DAYS)]
+    pub history_days: i64,
 }
 
 /// The register maps a deployment may name (the built-in ones).
@@ -327,9 +330,10 @@ impl Demo {
 pub async fn start_demo(args: DemoArgs) -> anyhow::Result<Demo> {
     let data_dir = args.data.unwrap_or_else(|| default_data_dir().join("demo"));
     let now = chrono::Utc::now();
-    let mut fleet = crate::sim::fleet::DemoFleet::load(now, &known_models())
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .context("loading the demo fleet")?;
+    let mut fleet =
+        crate::sim::fleet::DemoFleet::load(now, &known_models(), args.history_days.clamp(1, 400))
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .context("loading the demo fleet")?;
     // The demo's history is modelled from today, so an old demo database would disagree with it.
     for name in ["sunshare.db", "sunshare.db-wal", "sunshare.db-shm"] {
         let path = data_dir.join(name);

@@ -16,7 +16,7 @@ pub const DEMO_FLEET: &str = include_str!("demo_fleet.toml");
 /// the demo starts.
 pub const OUTAGE_STATION: &str = "YG-NG-01";
 
-/// How long history reaches back.
+/// How long history reaches back by default.
 pub const HISTORY_DAYS: i64 = 366;
 
 #[derive(Debug, Clone)]
@@ -37,12 +37,13 @@ impl DemoFleet {
     pub fn load(
         now: DateTime<Utc>,
         known_models: &HashSet<String>,
+        history_days: i64,
     ) -> Result<DemoFleet, ConfigError> {
         let deployment =
             Deployment::from_str_with_env("demo_fleet.toml", DEMO_FLEET, &[], known_models)?;
         let day = now.timestamp().div_euclid(86_400) * 86_400;
         let history_start =
-            DateTime::from_timestamp(day, 0).unwrap_or(now) - Duration::days(HISTORY_DAYS);
+            DateTime::from_timestamp(day, 0).unwrap_or(now) - Duration::days(history_days);
         let mut plants = HashMap::new();
         let mut gateways: BTreeMap<String, Vec<DeviceId>> = BTreeMap::new();
         for station in &deployment.stations {
@@ -59,7 +60,7 @@ impl DemoFleet {
                     .max(0) as f64;
                 let mut outages = Vec::new();
                 if station.id.as_str() == OUTAGE_STATION {
-                    let from = history_start + Duration::days(HISTORY_DAYS - 45);
+                    let from = history_start + Duration::days((history_days - 45).max(1));
                     outages.push(Outage {
                         from,
                         to: from + Duration::days(3),
@@ -120,7 +121,8 @@ mod tests {
     #[test]
     fn the_demo_fleet_is_a_valid_deployment_of_the_promised_shape() {
         let now = Utc::now();
-        let fleet = DemoFleet::load(now, &crate::app::known_models()).expect("valid demo fleet");
+        let fleet = DemoFleet::load(now, &crate::app::known_models(), HISTORY_DAYS)
+            .expect("valid demo fleet");
         let d = &fleet.deployment;
         use crate::domain::StationKind::*;
         let count = |k| d.stations.iter().filter(|s| s.kind == k).count();
