@@ -213,7 +213,7 @@ async fn send(target: Target, body: Vec<u8>) -> Result<(), SendError> {
             let message: String = text.chars().take(500).collect();
             if (200..300).contains(&code) {
                 Ok(())
-            } else if code == 429 || code >= 500 || code < 400 {
+            } else if code == 429 || !(400..500).contains(&code) {
                 Err(SendError::Retriable(format!("HTTP {code}: {message}")))
             } else {
                 Err(SendError::Rejected {
