@@ -38,6 +38,10 @@ pub struct SinkArgs {
     /// Devices in the simulated fleet.
     #[arg(long, default_value_t = 2_000)]
     pub devices: usize,
+    /// Light points (ac_power_w, energy_lifetime_wh and state) instead of full inverter readings,
+    /// to see the per-point cost apart from the per-field cost on the server.
+    #[arg(long)]
+    pub light: bool,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -110,7 +114,15 @@ async fn sink(a: SinkArgs) -> Result<String, Error> {
         .await
         .map_err(|e| setup(&e))?;
     let start = chrono::Utc::now() - chrono::Duration::days(400);
-    let fleet = crate::store::bench::fleet(a.points * 2, a.devices, start);
+    let mut fleet = crate::store::bench::fleet(a.points * 2, a.devices, start);
+    if a.light {
+        use crate::domain::Metric;
+        for s in &mut fleet {
+            s.readings
+                .values
+                .retain(|(m, _)| matches!(m, Metric::AcPowerW | Metric::EnergyLifetimeWh));
+        }
+    }
     let (first, second) = fleet.split_at(a.points);
     let tags = std::collections::HashMap::new();
     let cfg = crate::config::InfluxConfig {
@@ -142,7 +154,27 @@ async fn sink(a: SinkArgs) -> Result<String, Error> {
         .timeout(std::time::Duration::from_secs(60))
         .build()
         .map_err(|e| setup(&e))?;
-    // Warm-up write so series creation is not billed to whoever goes first.
+    // Warm-up write (one point per device, an hour before the measured ones) so series creation
+    // is not billed to whoever goes first.
+    let warm: Vec<_> = first
+        .iter()
+        .take(a.devices)
+        .map(|s| {
+            let mut w = s.clone();
+            w.at -= chrono::Duration::hours(1);
+            w
+        })
+        .collect();
+    let mut body = Vec::new();
+    influx::encode(&warm, &tags, cfg.precision, &mut body);
+    http.post(format!(
+        "{}/api/v2/write?org=bench&bucket=bench&precision=ms",
+        vm.url()
+    ))
+    .body(body)
+    .send()
+    .await
+    .map_err(|e| setup(&e))?;
     let t = Instant::now();
     for body in &bodies {
         let r = http
@@ -226,7 +258,7 @@ async fn sink(a: SinkArgs) -> Result<String, Error> {
     let _ = writeln!(
         out,
         "  check: pv_device_ac_power_w samples stored = {stored} (expected {})",
-        a.points * 3
+        a.points * 3 + a.devices.min(a.points)
     );
     Ok(out)
 }
