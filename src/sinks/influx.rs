@@ -607,7 +607,8 @@ impl InfluxSink {
                     }
                 }
             }
-            let waiting = inflight.is_none() && !self.spool.is_empty();
+            // Only a future retry time is worth a wake-up; anything else would spin.
+            let waiting = inflight.is_none() && !self.spool.is_empty() && retry_at > Instant::now();
             tokio::select! {
                 biased;
                 () = cancel.cancelled() => break,
