@@ -55,9 +55,9 @@ pub struct StoreArgs {
     /// Samples per write (the ingest worker's batch size).
     #[arg(long, default_value_t = 2_000)]
     pub batch: usize,
-    /// Samples given to the row-at-a-time peer.
-    #[arg(long, default_value_t = 30_000)]
-    pub peer_samples: usize,
+    /// Samples given to the row-at-a-time peer (default: all of them, on an equally large table).
+    #[arg(long)]
+    pub peer_samples: Option<usize>,
     /// A python3 interpreter for the sqlite3.executemany peer (skipped when absent).
     #[arg(long)]
     pub python: Option<PathBuf>,
@@ -84,7 +84,7 @@ pub async fn run(cmd: BenchCommand) -> Result<String, Error> {
                 samples: a.samples,
                 devices: a.devices,
                 batch: a.batch,
-                peer_samples: a.peer_samples,
+                peer_samples: a.peer_samples.unwrap_or(a.samples),
                 python: a.python,
                 dir,
             };
