@@ -245,8 +245,9 @@ async fn sink(a: SinkArgs) -> Result<String, Error> {
     let _ = vm.stop().await;
     let mut out = report(
         &format!(
-            "InfluxDB sink into VictoriaMetrics: {} points per phase (full inverter readings, {} fields each), batches of {}",
+            "InfluxDB sink into VictoriaMetrics: {} points per phase ({}, {} fields each), batches of {}",
             a.points,
+            if a.light { "light points" } else { "full inverter readings" },
             fleet.first().map_or(0, |s| s.readings.values.len() + 3),
             a.batch
         ),

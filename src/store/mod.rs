@@ -77,7 +77,7 @@ impl Store {
         }
         let url = format!("sqlite://{}?mode=rwc", path.display());
         // One writer at a time is SQLite's nature; readers run concurrently thanks to WAL. A 32 MiB
-        // page cache and checkpoints every 32 MiB of WAL roughly double the batched write rate.
+        // page cache and checkpoints every 32 MiB of WAL raise the batched write rate by about half.
         let pool = AnyPoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
