@@ -955,3 +955,32 @@ mod dashboard_tests {
         assert!(seen >= 8);
     }
 }
+
+#[cfg(test)]
+mod config_tests {
+    use crate::config::Deployment;
+
+    #[test]
+    fn a_bad_influx_table_is_refused_with_the_key_line_and_fix() {
+        let text = "[influx]\nurl = \"127.0.0.1:8086\"\norg = \"o\"\nbucket = \"b\"\ntoken = \"t\"\nbatch_size = 0\n";
+        let err = Deployment::from_str_with_env("d.toml", text, &[], &Default::default())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("d.toml:2: influx.url: '127.0.0.1:8086' is not an http(s) URL"),
+            "{err}"
+        );
+        assert!(err.contains("influx.batch_size"), "{err}");
+        let ok = "[influx]\nurl = \"http://127.0.0.1:8086\"\norg = \"o\"\nbucket = \"b\"\ntoken = \"t\"\nspool_full = \"drop_newest\"\nprecision = \"s\"\n";
+        let d = Deployment::from_str_with_env("d.toml", ok, &[], &Default::default());
+        let influx = d.ok().and_then(|d| d.influx);
+        assert_eq!(
+            influx.map(|i| (i.spool_full, i.precision)),
+            Some((
+                crate::config::SpoolFull::DropNewest,
+                crate::config::InfluxPrecision::S
+            ))
+        );
+    }
+}
