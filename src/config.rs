@@ -578,6 +578,34 @@ impl Deployment {
             );
         }
 
+        if let Some(influx) = &self.influx {
+            let scheme_ok = influx.url.starts_with("http://") || influx.url.starts_with("https://");
+            if !scheme_ok || reqwest::Url::parse(&influx.url).is_err() {
+                push(
+                    "influx.url".into(),
+                    format!("'{}' is not an http(s) URL", influx.url),
+                    "give the server's base URL, e.g. url = \"http://127.0.0.1:8086\"",
+                );
+            }
+            if influx.batch_size == 0 {
+                push(
+                    "influx.batch_size".into(),
+                    "a batch size of 0 points".into(),
+                    "give the points per write request, e.g. batch_size = 5000",
+                );
+            }
+            if influx.spool_max_bytes < 1 << 20 {
+                push(
+                    "influx.spool_max_bytes".into(),
+                    format!(
+                        "a spool of {} bytes cannot hold a batch",
+                        influx.spool_max_bytes
+                    ),
+                    "give at least 1 MiB, e.g. spool_max_bytes = 1073741824 (1 GiB)",
+                );
+            }
+        }
+
         let counties = unique_ids(&self.counties, |c| c.id.as_str(), "counties", &mut push);
         let townships = unique_ids(&self.townships, |t| t.id.as_str(), "townships", &mut push);
         let villages = unique_ids(&self.villages, |v| v.code.as_str(), "villages", &mut push);

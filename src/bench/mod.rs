@@ -42,6 +42,10 @@ pub struct SinkArgs {
     /// Devices in the simulated fleet.
     #[arg(long, default_value_t = 2_000)]
     pub devices: usize,
+    /// Light points (ac_power_w, energy_lifetime_wh and state) instead of full inverter readings,
+    /// to see the per-point cost apart from the per-field cost on the server.
+    #[arg(long)]
+    pub light: bool,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -55,9 +59,9 @@ pub struct StoreArgs {
     /// Samples per write (the ingest worker's batch size).
     #[arg(long, default_value_t = 2_000)]
     pub batch: usize,
-    /// Samples given to the row-at-a-time peer.
-    #[arg(long, default_value_t = 30_000)]
-    pub peer_samples: usize,
+    /// Samples given to the row-at-a-time peer (default: all of them, on an equally large table).
+    #[arg(long)]
+    pub peer_samples: Option<usize>,
     /// A python3 interpreter for the sqlite3.executemany peer (skipped when absent).
     #[arg(long)]
     pub python: Option<PathBuf>,
@@ -88,7 +92,7 @@ pub async fn run(cmd: BenchCommand) -> Result<String, Error> {
                 samples: a.samples,
                 devices: a.devices,
                 batch: a.batch,
-                peer_samples: a.peer_samples,
+                peer_samples: a.peer_samples.unwrap_or(a.samples),
                 python: a.python,
                 dir,
             };
@@ -118,7 +122,15 @@ async fn sink(a: SinkArgs) -> Result<String, Error> {
         .await
         .map_err(|e| setup(&e))?;
     let start = chrono::Utc::now() - chrono::Duration::days(400);
-    let fleet = crate::store::bench::fleet(a.points * 2, a.devices, start);
+    let mut fleet = crate::store::bench::fleet(a.points * 2, a.devices, start);
+    if a.light {
+        use crate::domain::Metric;
+        for s in &mut fleet {
+            s.readings
+                .values
+                .retain(|(m, _)| matches!(m, Metric::AcPowerW | Metric::EnergyLifetimeWh));
+        }
+    }
     let (first, second) = fleet.split_at(a.points);
     let tags = std::collections::HashMap::new();
     let cfg = crate::config::InfluxConfig {
@@ -150,7 +162,27 @@ async fn sink(a: SinkArgs) -> Result<String, Error> {
         .timeout(std::time::Duration::from_secs(60))
         .build()
         .map_err(|e| setup(&e))?;
-    // Warm-up write so series creation is not billed to whoever goes first.
+    // Warm-up write (one point per device, an hour before the measured ones) so series creation
+    // is not billed to whoever goes first.
+    let warm: Vec<_> = first
+        .iter()
+        .take(a.devices)
+        .map(|s| {
+            let mut w = s.clone();
+            w.at -= chrono::Duration::hours(1);
+            w
+        })
+        .collect();
+    let mut body = Vec::new();
+    influx::encode(&warm, &tags, cfg.precision, &mut body);
+    http.post(format!(
+        "{}/api/v2/write?org=bench&bucket=bench&precision=ms",
+        vm.url()
+    ))
+    .body(body)
+    .send()
+    .await
+    .map_err(|e| setup(&e))?;
     let t = Instant::now();
     for body in &bodies {
         let r = http
@@ -221,8 +253,9 @@ async fn sink(a: SinkArgs) -> Result<String, Error> {
     let _ = vm.stop().await;
     let mut out = report(
         &format!(
-            "InfluxDB sink into VictoriaMetrics: {} points per phase (full inverter readings, {} fields each), batches of {}",
+            "InfluxDB sink into VictoriaMetrics: {} points per phase ({}, {} fields each), batches of {}",
             a.points,
+            if a.light { "light points" } else { "full inverter readings" },
             fleet.first().map_or(0, |s| s.readings.values.len() + 3),
             a.batch
         ),
@@ -234,7 +267,7 @@ async fn sink(a: SinkArgs) -> Result<String, Error> {
     let _ = writeln!(
         out,
         "  check: pv_device_ac_power_w samples stored = {stored} (expected {})",
-        a.points * 3
+        a.points * 3 + a.devices.min(a.points)
     );
     Ok(out)
 }

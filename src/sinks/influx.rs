@@ -213,7 +213,7 @@ async fn send(target: Target, body: Vec<u8>) -> Result<(), SendError> {
             let message: String = text.chars().take(500).collect();
             if (200..300).contains(&code) {
                 Ok(())
-            } else if code == 429 || code >= 500 || code < 400 {
+            } else if code == 429 || !(400..500).contains(&code) {
                 Err(SendError::Retriable(format!("HTTP {code}: {message}")))
             } else {
                 Err(SendError::Rejected {
@@ -607,7 +607,8 @@ impl InfluxSink {
                     }
                 }
             }
-            let waiting = inflight.is_none() && !self.spool.is_empty();
+            // Only a future retry time is worth a wake-up; anything else would spin.
+            let waiting = inflight.is_none() && !self.spool.is_empty() && retry_at > Instant::now();
             tokio::select! {
                 biased;
                 () = cancel.cancelled() => break,
@@ -952,5 +953,34 @@ mod dashboard_tests {
             }
         }
         assert!(seen >= 8);
+    }
+}
+
+#[cfg(test)]
+mod config_tests {
+    use crate::config::Deployment;
+
+    #[test]
+    fn a_bad_influx_table_is_refused_with_the_key_line_and_fix() {
+        let text = "[influx]\nurl = \"127.0.0.1:8086\"\norg = \"o\"\nbucket = \"b\"\ntoken = \"t\"\nbatch_size = 0\n";
+        let err = Deployment::from_str_with_env("d.toml", text, &[], &Default::default())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("d.toml:2: influx.url: '127.0.0.1:8086' is not an http(s) URL"),
+            "{err}"
+        );
+        assert!(err.contains("influx.batch_size"), "{err}");
+        let ok = "[influx]\nurl = \"http://127.0.0.1:8086\"\norg = \"o\"\nbucket = \"b\"\ntoken = \"t\"\nspool_full = \"drop_newest\"\nprecision = \"s\"\n";
+        let d = Deployment::from_str_with_env("d.toml", ok, &[], &Default::default());
+        let influx = d.ok().and_then(|d| d.influx);
+        assert_eq!(
+            influx.map(|i| (i.spool_full, i.precision)),
+            Some((
+                crate::config::SpoolFull::DropNewest,
+                crate::config::InfluxPrecision::S
+            ))
+        );
     }
 }

@@ -486,21 +486,22 @@ impl Spool {
             {
                 front.records.pop_front();
             }
-            if front.records.is_empty() && front.len <= cursor.offset {
-                if !is_head || front.len >= RECYCLE_BYTES {
-                    let id = front.id;
-                    let path = segment_path(&self.dir, id);
-                    let _ = std::fs::remove_file(&path);
-                    self.segments.pop_front();
-                    if is_head {
-                        self.writer = None;
-                    }
-                    self.cursor = Position {
-                        segment: id + 1,
-                        offset: 0,
-                    };
-                    continue;
+            if front.records.is_empty()
+                && front.len <= cursor.offset
+                && (!is_head || front.len >= RECYCLE_BYTES)
+            {
+                let id = front.id;
+                let path = segment_path(&self.dir, id);
+                let _ = std::fs::remove_file(&path);
+                self.segments.pop_front();
+                if is_head {
+                    self.writer = None;
                 }
+                self.cursor = Position {
+                    segment: id + 1,
+                    offset: 0,
+                };
+                continue;
             }
             break;
         }

@@ -153,6 +153,8 @@ for suffix in ("", "-wal", "-shm"):
 con = sqlite3.connect(db_path, isolation_level=None)
 con.execute("PRAGMA journal_mode = WAL")
 con.execute("PRAGMA synchronous = NORMAL")
+con.execute("PRAGMA cache_size = -32768")
+con.execute("PRAGMA wal_autocheckpoint = 8192")
 con.execute("""CREATE TABLE raw_samples (device_id TEXT NOT NULL, ts_ms BIGINT NOT NULL,
     ac_power_w DOUBLE PRECISION, energy_today_wh DOUBLE PRECISION, energy_lifetime_wh DOUBLE PRECISION,
     state TEXT, readings TEXT NOT NULL, PRIMARY KEY (device_id, ts_ms))""")

@@ -164,12 +164,13 @@ impl Store {
         let mut unique: Vec<&Sample> = Vec::with_capacity(batch.len());
         for (i, s) in batch.iter().enumerate() {
             let key = (s.device.as_str(), s.at.timestamp_millis());
-            if index.contains_key(&key) {
-                outcome.duplicates += 1;
-            } else {
-                index.insert(key, unique.len());
-                unique.push(s);
-                origin.push(i);
+            match index.entry(key) {
+                std::collections::hash_map::Entry::Occupied(_) => outcome.duplicates += 1,
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(unique.len());
+                    unique.push(s);
+                    origin.push(i);
+                }
             }
         }
         let mut marks = vec![false; batch.len()];
