@@ -25,17 +25,27 @@ async fn the_demo_collects_backfills_settles_and_serves() {
         .expect("client");
 
     // The page answers at once, while history is still being written.
-    let page = client.get(format!("{base}/")).send().await.expect("fleet page");
+    let page = client
+        .get(format!("{base}/"))
+        .send()
+        .await
+        .expect("fleet page");
     assert_eq!(page.status(), 200);
 
     // Wait (bounded) for the history and the settlement.
     let deadline = std::time::Instant::now() + Duration::from_secs(300);
     while !demo.backfill.settled.load(Ordering::Relaxed) {
-        assert!(std::time::Instant::now() < deadline, "history not written within 5 minutes");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "history not written within 5 minutes"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(demo.backfill.samples.load(Ordering::Relaxed) > 10_000);
-    assert!(dir.path().join("settlement-demo.csv").exists(), "the statement is kept for users");
+    assert!(
+        dir.path().join("settlement-demo.csv").exists(),
+        "the statement is kept for users"
+    );
 
     let stations: serde_json::Value = client
         .get(format!("{base}/api/stations"))
@@ -73,10 +83,17 @@ async fn the_demo_collects_backfills_settles_and_serves() {
             .expect("station page");
         assert_eq!(page.status(), 200, "{id}");
     }
-    assert_eq!(flagged, 1, "exactly one station's settlement disagrees with its meter");
+    assert_eq!(
+        flagged, 1,
+        "exactly one station's settlement disagrees with its meter"
+    );
 
     for path in ["/alerts", "/villages", "/mqtt", "/metrics", "/healthz"] {
-        let r = client.get(format!("{base}{path}")).send().await.expect(path);
+        let r = client
+            .get(format!("{base}{path}"))
+            .send()
+            .await
+            .expect(path);
         assert_eq!(r.status(), 200, "{path}");
     }
     demo.shutdown().await;

@@ -91,6 +91,7 @@ async fn poller_reads_huawei_and_sungrow_registers_from_pymodbus() {
             "2": {"input": {
                 "5003": [0x5A3C, 0x0001],
                 "5030": [22500, 0],
+                "5035": [500],
                 "5037": [0x8100]
             }}
         }}),
@@ -123,7 +124,11 @@ async fn poller_reads_huawei_and_sungrow_registers_from_pymodbus() {
         rig.poller.stats()
     );
     while rig.store.store.latest().await.expect("latest").len() < 2 {
-        assert!(rig.worker.tick().await);
+        assert!(
+            tokio::time::timeout(Duration::from_secs(20), rig.worker.tick())
+                .await
+                .expect("a sample reaches ingest within 20 s (or was it quarantined?)")
+        );
     }
     let latest = rig.store.store.latest().await.expect("latest");
     let hw = latest

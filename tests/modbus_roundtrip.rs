@@ -30,7 +30,11 @@ async fn round_trip(map: &str, framing: Framing) {
         "{map} {framing:?}: {:?}",
         rig.poller.stats()
     );
-    assert!(rig.worker.tick().await);
+    assert!(
+        tokio::time::timeout(Duration::from_secs(20), rig.worker.tick())
+            .await
+            .expect("a sample reaches ingest within 20 s (or was it quarantined?)")
+    );
     let latest = rig.store.store.latest().await.expect("latest");
     assert_eq!(latest.len(), 1, "{map}");
     let row = &latest[0];
@@ -122,7 +126,11 @@ async fn several_units_share_one_connection() {
         1
     );
     while rig.store.store.latest().await.expect("latest").len() < 5 {
-        assert!(rig.worker.tick().await);
+        assert!(
+            tokio::time::timeout(Duration::from_secs(20), rig.worker.tick())
+                .await
+                .expect("a sample reaches ingest within 20 s (or was it quarantined?)")
+        );
     }
     cancel.cancel();
 }
