@@ -74,7 +74,7 @@ fn load_catalog_dir(
             problems: vec![crate::config::Problem {
                 key: e.key().unwrap_or("(file)").to_owned(),
                 line: None,
-                message: e.to_string(),
+                message: e.message(),
                 fix: "correct the register map (see docs/modbus.md for the format)".into(),
             }],
         })

@@ -681,7 +681,7 @@ async fn read_block(
     pacer: &mut Pacer,
 ) -> Result<Vec<u16>, Error> {
     pacer.wait().await;
-    // `Client::call` rather than the `Reader` helpers: those assert on the answer's length, and a
+    // `Client::call` rather than the `Reader` methods: those assert on the answer's length, and a
     // device that sends the wrong count must be an error here, never a panic.
     let request = match function {
         FunctionCode::ReadHolding => Request::ReadHoldingRegisters(start, count),

@@ -52,6 +52,14 @@ impl MapError {
         }
     }
 
+    /// What is wrong, without the file and key.
+    pub fn message(&self) -> String {
+        match self {
+            MapError::Io { source, .. } => format!("cannot read: {source}"),
+            MapError::Parse { message, .. } | MapError::Invalid { message, .. } => message.clone(),
+        }
+    }
+
     /// The key at fault, when known.
     pub fn key(&self) -> Option<&str> {
         match self {

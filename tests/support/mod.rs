@@ -1,4 +1,4 @@
-//! Shared helpers for the Modbus integration tests: simulated units, pollers wired to a fresh
+//! Shared support code for the Modbus integration tests: simulated units, pollers wired to a fresh
 //! SQLite store, and bounded waits.
 #![allow(dead_code)]
 
