@@ -5,6 +5,7 @@
 //! reads and writes, atomically: a month is replaced in one transaction, and a paid month never is.
 
 use super::{Result, Store};
+use crate::config::Backend;
 use crate::allocate::{MonthRun, Payee, PlanState};
 use crate::domain::{VillageId, YearMonth};
 use chrono::{DateTime, Utc};
@@ -96,6 +97,7 @@ const BATCH_PARAMS: usize = 8_000;
 
 async fn insert_batch(
     tx: &mut sqlx::Transaction<'_, Any>,
+    backend: Backend,
     table: &str,
     cols: &[&str],
     rows: Vec<Vec<Val>>,
@@ -115,9 +117,15 @@ async fn insert_batch(
                 if c > 0 {
                     sql.push_str(", ");
                 }
+                // SQLite resolves `$N` names linearly per parameter (quadratic in a large batch);
+                // anonymous `?` binds in order.
                 n += 1;
-                sql.push('$');
-                sql.push_str(&n.to_string());
+                if backend == Backend::Sqlite {
+                    sql.push('?');
+                } else {
+                    sql.push('$');
+                    sql.push_str(&n.to_string());
+                }
             }
             sql.push(')');
         }
@@ -386,6 +394,7 @@ impl Store {
             .collect();
         insert_batch(
             &mut tx,
+            self.backend(),
             "ledger_station_months",
             &[
                 "month", "station", "basis", "energy_wh", "tariff", "coal_price", "adder_price",
@@ -456,6 +465,7 @@ impl Store {
         }
         insert_batch(
             &mut tx,
+            self.backend(),
             "ledger_village_months",
             &[
                 "month", "village", "provisional", "plan_state", "opening_fen", "income_fen",
@@ -467,6 +477,7 @@ impl Store {
         .await?;
         insert_batch(
             &mut tx,
+            self.backend(),
             "ledger_entries",
             &[
                 "month", "village", "seq", "kind", "line", "station", "household", "payee",
@@ -493,6 +504,7 @@ impl Store {
             .collect();
         insert_batch(
             &mut tx,
+            self.backend(),
             "ledger_pool_months",
             &["month", "station", "household", "village", "amount_fen"],
             pools,
