@@ -80,7 +80,11 @@ fn province() -> Deployment {
                     from: day(2016, 1, 1),
                 }],
                 deep_poverty: h % 7 == 0,
-                labour: if h < 20 { LabourCapacity::Full } else { LabourCapacity::None },
+                labour: if h < 20 {
+                    LabourCapacity::Full
+                } else {
+                    LabourCapacity::None
+                },
                 birth_year: Some(1975),
                 bank_account: Some(format!("6228{i:06}{h:04}")),
             });
@@ -162,9 +166,14 @@ fn province() -> Deployment {
             let text = format!(
                 "station = \"{}\"\nkind = \"{kind}\"\nyear = {YEAR}\namount = \"{}\"\n",
                 s.id,
-                if s.kind == StationKind::JointVillage { 90_001 } else { 5_000 }
+                if s.kind == StationKind::JointVillage {
+                    90_001
+                } else {
+                    5_000
+                }
             );
-            d.costs.push(toml::from_str(&text).unwrap_or_else(|e| panic!("{e}")));
+            d.costs
+                .push(toml::from_str(&text).unwrap_or_else(|e| panic!("{e}")));
         }
     }
     d
@@ -175,8 +184,13 @@ fn energy(d: &Deployment, month: YearMonth) -> HashMap<StationId, MonthEnergy> {
         .iter()
         .map(|s| {
             // 1,350 kWh/kW a year with a seasonal swing, in Wh, plus an odd few Wh per station
-            let season = [70, 80, 95, 105, 115, 120, 120, 115, 105, 95, 80, 70][month.month() as usize - 1];
-            let kw = if s.kind == StationKind::JointVillage { 6_000 } else { 300 };
+            let season =
+                [70, 80, 95, 105, 115, 120, 120, 115, 105, 95, 80, 70][month.month() as usize - 1];
+            let kw = if s.kind == StationKind::JointVillage {
+                6_000
+            } else {
+                300
+            };
             let wh = kw * 112_500 * season / 100 + (s.id.as_str().len() as i64 * 37);
             (
                 s.id.clone(),
@@ -196,7 +210,11 @@ struct Precomputed(HashMap<(StationId, YearMonth), MonthEnergy>);
 
 #[async_trait::async_trait]
 impl EnergySource for Precomputed {
-    async fn month_energy(&self, station: &StationId, month: YearMonth) -> Result<MonthEnergy, ledger::Error> {
+    async fn month_energy(
+        &self,
+        station: &StationId,
+        month: YearMonth,
+    ) -> Result<MonthEnergy, ledger::Error> {
         self.0
             .get(&(station.clone(), month))
             .cloned()
@@ -208,9 +226,11 @@ fn peak_rss_mib() -> String {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<u64>().ok()))
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|kb| kb.parse::<u64>().ok())
+            })
         })
         .map_or("unknown".into(), |kb| format!("{} MiB", kb / 1024))
 }
@@ -219,7 +239,8 @@ fn main() {
     let t0 = Instant::now();
     let d = province();
     let months: Vec<YearMonth> = (1..=12).map(ym).collect();
-    let energies: Vec<HashMap<StationId, MonthEnergy>> = months.iter().map(|m| energy(&d, *m)).collect();
+    let energies: Vec<HashMap<StationId, MonthEnergy>> =
+        months.iter().map(|m| energy(&d, *m)).collect();
     let states: HashMap<(VillageId, i32), PlanState> = d
         .villages
         .iter()
@@ -241,7 +262,9 @@ fn main() {
     let mut payouts = 0usize;
     let mut paid = 0i64;
     for (m, e) in months.iter().zip(&energies) {
-        let run = book.month(*m, e, &carry, &states).unwrap_or_else(|e| panic!("{e}"));
+        let run = book
+            .month(*m, e, &carry, &states)
+            .unwrap_or_else(|e| panic!("{e}"));
         for v in &run.villages {
             payouts += v.payouts.len();
             paid += v.payouts_total.0;

@@ -125,29 +125,75 @@ async fn village_pages_notice_exports_and_plan_api() -> anyhow::Result<()> {
 
     // The last step over HTTP: refused without a token, refused for a viewer, done by the accountant.
     let url = format!("{base}/api/villages/V1/plans/2026/transitions");
-    let body = serde_json::json!({ "to": "ACTIVE", "note": "filed with the county", "who": "李会计" });
+    let body =
+        serde_json::json!({ "to": "ACTIVE", "note": "filed with the county", "who": "李会计" });
     let r = client.post(&url).json(&body).send().await?;
     assert_eq!(r.status(), 403);
-    let r = client.post(&url).bearer_auth("view-token-456").json(&body).send().await?;
+    let r = client
+        .post(&url)
+        .bearer_auth("view-token-456")
+        .json(&body)
+        .send()
+        .await?;
     assert_eq!(r.status(), 403);
-    let r = client.post(&url).bearer_auth("acct-token-123").json(&body).send().await?;
+    let r = client
+        .post(&url)
+        .bearer_auth("acct-token-123")
+        .json(&body)
+        .send()
+        .await?;
     assert_eq!(r.status(), 200, "{}", r.text().await?);
-    let plan: serde_json::Value = client.get(format!("{base}/api/villages/V1/plans/2026")).send().await?.json().await?;
+    let plan: serde_json::Value = client
+        .get(format!("{base}/api/villages/V1/plans/2026"))
+        .send()
+        .await?
+        .json()
+        .await?;
     assert_eq!(plan["state"], "ACTIVE");
     assert_eq!(plan["transitions"][4]["who"], "李会计 (via county finance)");
-    let r = client.post(&url).bearer_auth("acct-token-123").json(&body).send().await?;
+    let r = client
+        .post(&url)
+        .bearer_auth("acct-token-123")
+        .json(&body)
+        .send()
+        .await?;
     assert_eq!(r.status(), 409, "ACTIVE -> ACTIVE is not a transition");
 
     ledger::run_month(&store, &d, &Fixed, month, "test", true).await?;
 
-    let list = client.get(format!("{base}/villages")).send().await?.text().await?;
-    assert!(list.contains("东村") && list.contains("2026-01") && list.contains("provisional"), "{list}");
-    let page = client.get(format!("{base}/villages/V1")).send().await?.text().await?;
-    assert!(page.contains("600.00") && page.contains("张*三") && !page.contains("张小三"), "{page}");
+    let list = client
+        .get(format!("{base}/villages"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(
+        list.contains("东村") && list.contains("2026-01") && list.contains("provisional"),
+        "{list}"
+    );
+    let page = client
+        .get(format!("{base}/villages/V1"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(
+        page.contains("600.00") && page.contains("张*三") && !page.contains("张小三"),
+        "{page}"
+    );
 
-    let notice = client.get(format!("{base}/villages/V1/notice/2026-01")).send().await?.text().await?;
+    let notice = client
+        .get(format!("{base}/villages/V1/notice/2026-01"))
+        .send()
+        .await?
+        .text()
+        .await?;
     assert!(notice.contains("公示") && notice.contains("张*三"));
-    assert!(!notice.contains("张小三") && !notice.contains("6228000011112222") && !notice.contains("H1 "));
+    assert!(
+        !notice.contains("张小三")
+            && !notice.contains("6228000011112222")
+            && !notice.contains("H1 ")
+    );
     let full = client
         .get(format!("{base}/villages/V1/notice/2026-01"))
         .bearer_auth("view-token-456")
@@ -157,7 +203,12 @@ async fn village_pages_notice_exports_and_plan_api() -> anyhow::Result<()> {
         .await?;
     assert!(full.contains("张小三") && full.contains("FULL VERSION"));
 
-    let json: serde_json::Value = client.get(format!("{base}/api/villages/V1/months/2026-01")).send().await?.json().await?;
+    let json: serde_json::Value = client
+        .get(format!("{base}/api/villages/V1/months/2026-01"))
+        .send()
+        .await?
+        .json()
+        .await?;
     assert_eq!(json["payouts"], "600.00");
     assert_eq!(json["provisional"], true);
     assert_eq!(json["masked"], true);
@@ -166,7 +217,10 @@ async fn village_pages_notice_exports_and_plan_api() -> anyhow::Result<()> {
     assert_eq!(json["reserve"], "100.00");
     assert_eq!(json["closing_balance"], "9360.00");
 
-    let r = client.get(format!("{base}/villages/V1/months/2026-01/roster.csv")).send().await?;
+    let r = client
+        .get(format!("{base}/villages/V1/months/2026-01/roster.csv"))
+        .send()
+        .await?;
     assert_eq!(r.status(), 403, "the roster holds bank accounts");
     let roster = client
         .get(format!("{base}/villages/V1/months/2026-01/roster.csv"))
@@ -175,14 +229,20 @@ async fn village_pages_notice_exports_and_plan_api() -> anyhow::Result<()> {
         .await?
         .text()
         .await?;
-    assert!(roster.contains("H1,张小三,6228000011112222,600.00"), "{roster}");
+    assert!(
+        roster.contains("H1,张小三,6228000011112222,600.00"),
+        "{roster}"
+    );
     let xlsx = client
         .get(format!("{base}/villages/V1/months/2026-01/statement.xlsx"))
         .send()
         .await?;
     assert_eq!(xlsx.status(), 200);
     assert!(xlsx.bytes().await?.starts_with(b"PK"));
-    let missing = client.get(format!("{base}/api/villages/V1/months/2026-02")).send().await?;
+    let missing = client
+        .get(format!("{base}/api/villages/V1/months/2026-02"))
+        .send()
+        .await?;
     assert_eq!(missing.status(), 404);
 
     cancel.cancel();
@@ -198,7 +258,10 @@ fn cli_allocates_moves_plans_and_locks_months() -> anyhow::Result<()> {
     let data = dir.path().join("data");
     std::fs::write(
         &config,
-        format!("[storage]\ndata_dir = {:?}\n{CONFIG}", data.display().to_string()),
+        format!(
+            "[storage]\ndata_dir = {:?}\n{CONFIG}",
+            data.display().to_string()
+        ),
     )?;
     let bin = env!("CARGO_BIN_EXE_sunshare");
     let run = |args: &[&str]| -> anyhow::Result<(bool, String, String)> {
@@ -212,25 +275,88 @@ fn cli_allocates_moves_plans_and_locks_months() -> anyhow::Result<()> {
     let cfg = config.to_str().unwrap_or_default();
     let (ok, out, err) = run(&["allocate", "--config", cfg, "--month", "2026-01"])?;
     assert!(ok, "{err}");
-    assert!(out.contains("village V1") && out.contains("PROVISIONAL"), "{out}");
+    assert!(
+        out.contains("village V1") && out.contains("PROVISIONAL"),
+        "{out}"
+    );
     assert!(out.contains("no payouts"), "plan still DRAFT: {out}");
-    let (ok, _, err) = run(&["plan", "transition", "--config", cfg, "--village", "V1", "--year", "2026", "--to", "ACTIVE", "--who", "x", "--note", "jump"])?;
-    assert!(!ok && err.contains("DRAFT") && err.contains("DELIBERATED"), "{err}");
-    let (ok, out, err) = run(&["plan", "transition", "--config", cfg, "--village", "V1", "--year", "2026", "--to", "DELIBERATED", "--who", "村委会", "--note", "四议 meeting 2026-01-05"])?;
+    let (ok, _, err) = run(&[
+        "plan",
+        "transition",
+        "--config",
+        cfg,
+        "--village",
+        "V1",
+        "--year",
+        "2026",
+        "--to",
+        "ACTIVE",
+        "--who",
+        "x",
+        "--note",
+        "jump",
+    ])?;
+    assert!(
+        !ok && err.contains("DRAFT") && err.contains("DELIBERATED"),
+        "{err}"
+    );
+    let (ok, out, err) = run(&[
+        "plan",
+        "transition",
+        "--config",
+        cfg,
+        "--village",
+        "V1",
+        "--year",
+        "2026",
+        "--to",
+        "DELIBERATED",
+        "--who",
+        "村委会",
+        "--note",
+        "四议 meeting 2026-01-05",
+    ])?;
     assert!(ok, "{err}");
     assert!(out.contains("DRAFT -> DELIBERATED"), "{out}");
-    let (ok, out, err) = run(&["allocate", "--config", cfg, "--month", "2026-01", "--format", "csv"])?;
+    let (ok, out, err) = run(&[
+        "allocate", "--config", cfg, "--month", "2026-01", "--format", "csv",
+    ])?;
     assert!(ok, "{err}");
     assert!(out.starts_with("month,village,provisional"), "{out}");
-    let (ok, _, err) = run(&["ledger", "pay", "--config", cfg, "--month", "2026-01", "--who", "county finance"])?;
+    let (ok, _, err) = run(&[
+        "ledger",
+        "pay",
+        "--config",
+        cfg,
+        "--month",
+        "2026-01",
+        "--who",
+        "county finance",
+    ])?;
     assert!(ok, "{err}");
     let (ok, _, err) = run(&["allocate", "--config", cfg, "--month", "2026-01"])?;
     assert!(!ok && err.contains("locked"), "{err}");
     let out_file = dir.path().join("statement.xlsx");
-    let (ok, _, err) = run(&["ledger", "export", "--config", cfg, "--month", "2026-01", "--village", "V1", "--kind", "statement", "--out", out_file.to_str().unwrap_or_default()])?;
+    let (ok, _, err) = run(&[
+        "ledger",
+        "export",
+        "--config",
+        cfg,
+        "--month",
+        "2026-01",
+        "--village",
+        "V1",
+        "--kind",
+        "statement",
+        "--out",
+        out_file.to_str().unwrap_or_default(),
+    ])?;
     assert!(ok, "{err}");
     assert!(std::fs::read(&out_file)?.starts_with(b"PK"));
     let (ok, out, _) = run(&["ledger", "audit", "--config", cfg])?;
-    assert!(ok && out.contains("month_paid") && out.contains("plan_transition"), "{out}");
+    assert!(
+        ok && out.contains("month_paid") && out.contains("plan_transition"),
+        "{out}"
+    );
     Ok(())
 }

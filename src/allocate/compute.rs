@@ -210,7 +210,10 @@ impl<'a> Book<'a> {
                         ),
                     ));
                 }
-                return Err(Error::Input(format!("household {} is declared twice", h.id)));
+                return Err(Error::Input(format!(
+                    "household {} is declared twice",
+                    h.id
+                )));
             }
             *village_households.entry(h.village.as_str()).or_default() += 1;
         }
@@ -245,7 +248,10 @@ impl<'a> Book<'a> {
                     c.station, c.billed_in
                 )));
             }
-            costs.entry((c.station.as_str(), c.year)).or_default().push(c);
+            costs
+                .entry((c.station.as_str(), c.year))
+                .or_default()
+                .push(c);
         }
         let mut jobs: HashMap<&str, Vec<&JobPost>> = HashMap::new();
         for j in &d.jobs {
@@ -274,7 +280,10 @@ impl<'a> Book<'a> {
                     r.station, r.month
                 )));
             }
-            receipts.entry((r.station.as_str(), r.month)).or_default().push(r);
+            receipts
+                .entry((r.station.as_str(), r.month))
+                .or_default()
+                .push(r);
         }
         let mut advances: HashMap<(&str, YearMonth), Vec<&Advance>> = HashMap::new();
         for a in &d.advances {
@@ -284,11 +293,17 @@ impl<'a> Book<'a> {
                     a.reference, a.village
                 )));
             }
-            advances.entry((a.village.as_str(), a.month)).or_default().push(a);
+            advances
+                .entry((a.village.as_str(), a.month))
+                .or_default()
+                .push(a);
         }
         let mut adjustments: HashMap<(&str, YearMonth), Vec<&Adjustment>> = HashMap::new();
         for a in &d.adjustments {
-            adjustments.entry((a.village.as_str(), a.month)).or_default().push(a);
+            adjustments
+                .entry((a.village.as_str(), a.month))
+                .or_default()
+                .push(a);
         }
         let mut membership = HashMap::new();
         for m in &d.pool_membership {
@@ -354,9 +369,15 @@ impl<'a> Book<'a> {
             l.reward_subsidy,
             l.reserve,
         ])?;
-        if [l.job_wages, l.temp_labour, l.small_project, l.reward_subsidy, l.reserve]
-            .iter()
-            .any(|f| f.is_negative())
+        if [
+            l.job_wages,
+            l.temp_labour,
+            l.small_project,
+            l.reward_subsidy,
+            l.reserve,
+        ]
+        .iter()
+        .any(|f| f.is_negative())
         {
             return Err(Error::Input(format!("{scope}: a plan line is negative")));
         }
@@ -571,11 +592,8 @@ impl<'a> Book<'a> {
             if rev.deficit_out.is_negative() {
                 next.station_deficit.insert(s.id.clone(), rev.deficit_out);
             }
-            let weights: Vec<(VillageId, u64)> = rev
-                .shares
-                .iter()
-                .map(|(v, w, _)| (v.clone(), *w))
-                .collect();
+            let weights: Vec<(VillageId, u64)> =
+                rev.shares.iter().map(|(v, w, _)| (v.clone(), *w)).collect();
             let total_weight: u64 = weights.iter().map(|(_, w)| *w).sum();
             let receipt_split = if rev.subsidy_received > Fen::ZERO {
                 split_largest_remainder(rev.subsidy_received, &weights)?
@@ -639,7 +657,10 @@ impl<'a> Book<'a> {
     ) -> Result<StationRevenue, Error> {
         let d = self.d;
         let tariff = self.tariffs.get(s.tariff.as_str()).ok_or_else(|| {
-            Error::Input(format!("station {} names unknown tariff {}", s.id, s.tariff))
+            Error::Input(format!(
+                "station {} names unknown tariff {}",
+                s.id, s.tariff
+            ))
         })?;
         let day = month.first_day();
         let coal = d.coal_price(&tariff.province, day).ok_or_else(|| {
@@ -650,7 +671,9 @@ impl<'a> Book<'a> {
         })?;
         let mut notes = Vec::new();
         notes.push(match e.basis {
-            EnergyBasis::Settled => format!("energy {} Wh from the grid settlement (结算单)", e.energy.0),
+            EnergyBasis::Settled => {
+                format!("energy {} Wh from the grid settlement (结算单)", e.energy.0)
+            }
             EnergyBasis::Metered => format!(
                 "energy {} Wh metered by Sunshare: PROVISIONAL until the settlement is imported",
                 e.energy.0
@@ -693,7 +716,12 @@ impl<'a> Book<'a> {
             tariff.price
         ));
         let mut subsidy_received = Fen::ZERO;
-        for r in self.receipts.get(&(s.id.as_str(), month)).into_iter().flatten() {
+        for r in self
+            .receipts
+            .get(&(s.id.as_str(), month))
+            .into_iter()
+            .flatten()
+        {
             subsidy_received = add(subsidy_received, r.amount)?;
             notes.push(format!("subsidy received {} ({})", r.amount, r.covers));
         }
@@ -706,11 +734,16 @@ impl<'a> Book<'a> {
             .flatten()
         {
             let (amount, how) = match c.billed_in {
-                Some(m) if m == month.month() => (c.amount, format!("billed at once: {}", c.amount)),
+                Some(m) if m == month.month() => {
+                    (c.amount, format!("billed at once: {}", c.amount))
+                }
                 Some(_) => continue,
                 None => (
                     instalment(c.amount, month.month(), d.policy.instalment)?,
-                    format!("annual {} in 12 instalments ({:?})", c.amount, d.policy.instalment),
+                    format!(
+                        "annual {} in 12 instalments ({:?})",
+                        c.amount, d.policy.instalment
+                    ),
                 ),
             };
             if amount != Fen::ZERO {
@@ -854,21 +887,26 @@ impl<'a> Book<'a> {
             .flatten()
             .map(|a| a.amount))?;
         let mut notes = Vec::new();
-        for a in self.advances.get(&(code.as_str(), month)).into_iter().flatten() {
+        for a in self
+            .advances
+            .get(&(code.as_str(), month))
+            .into_iter()
+            .flatten()
+        {
             notes.push(format!("county advance {} ({})", a.amount, a.reference));
         }
         let outstanding = add(prev.advance_outstanding, advance)?;
-        let advance_repaid = outstanding.min(receipt_share).min(income_total).max(Fen::ZERO);
+        let advance_repaid = outstanding
+            .min(receipt_share)
+            .min(income_total)
+            .max(Fen::ZERO);
         if advance_repaid > Fen::ZERO {
             notes.push(format!(
                 "{advance_repaid} of county advances settled from subsidy received"
             ));
         }
         let advance_outstanding = sub(outstanding, advance_repaid)?;
-        let cash = sub(
-            sum([prev.balance, income_total, advance])?,
-            advance_repaid,
-        )?;
+        let cash = sub(sum([prev.balance, income_total, advance])?, advance_repaid)?;
         let plan = self.plan(code.as_str(), month.year());
         let plan_state = plan_states.get(&(code.clone(), month.year())).copied();
         let mut payouts = Vec::new();
@@ -882,7 +920,8 @@ impl<'a> Book<'a> {
             (Some(_), state) => notes.push(format!(
                 "plan {} is {}: no payouts (payouts only in ACTIVE, POLICY.md 6)",
                 month.year(),
-                state.map_or("not yet in the workflow (DRAFT)".to_owned(), |s| s.to_string())
+                state.map_or("not yet in the workflow (DRAFT)".to_owned(), |s| s
+                    .to_string())
             )),
             (None, _) => notes.push(format!(
                 "no annual plan for {}: no payouts; income stays in the village account",
@@ -1039,9 +1078,10 @@ impl<'a> Book<'a> {
                 }
             }
             let (amount, basis) = match self.attendance.get(&(j.id.as_str(), month)) {
-                Some(a) if a.worked == a.required => {
-                    (j.monthly_wage, Cow::Borrowed("monthly wage, full attendance"))
-                }
+                Some(a) if a.worked == a.required => (
+                    j.monthly_wage,
+                    Cow::Borrowed("monthly wage, full attendance"),
+                ),
                 Some(a) => (
                     prorate(j.monthly_wage, a.worked, a.required)?,
                     Cow::Owned(format!(

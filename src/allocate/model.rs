@@ -2,7 +2,9 @@
 //! receipts, advances, adjustments and centralized-pool membership. Pure data, read by serde.
 
 use super::money::Instalment;
-use crate::domain::{Fen, HouseholdId, JobId, PovertyStatus, Price, StationId, VillageId, YearMonth};
+use crate::domain::{
+    Fen, HouseholdId, JobId, PovertyStatus, Price, StationId, VillageId, YearMonth,
+};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -377,7 +379,10 @@ impl PlanState {
                 | (Active, ResultPublished)
                 | (ResultPublished, Closed)
                 | (Active | ResultPublished, Deliberated)
-                | (Deliberated | PlanPublished | TownshipReviewed | CountyFiled, Draft)
+                | (
+                    Deliberated | PlanPublished | TownshipReviewed | CountyFiled,
+                    Draft
+                )
         )
     }
 

@@ -174,24 +174,39 @@ fn run_months(
 
 fn assert_cash_identity(v: &VillageStatement) {
     let total = money::sum([v.payouts_total, v.reserve, v.carry_over]).expect("sum");
-    assert_eq!(total, v.cash, "payouts + reserve + carry-over == cash for {}", v.village);
+    assert_eq!(
+        total, v.cash,
+        "payouts + reserve + carry-over == cash for {}",
+        v.village
+    );
     assert_eq!(
         v.payouts_total,
         money::sum(v.payouts.iter().map(|p| p.amount)).expect("sum")
     );
-    assert!(v.payouts.iter().all(|p| p.amount > Fen::ZERO), "no payout negative");
+    assert!(
+        v.payouts.iter().all(|p| p.amount > Fen::ZERO),
+        "no payout negative"
+    );
 }
 
 fn year(y: i32) -> Vec<YearMonth> {
-    (1..=12).map(|m| YearMonth::new(y, m).expect("month")).collect()
+    (1..=12)
+        .map(|m| YearMonth::new(y, m).expect("month"))
+        .collect()
 }
 
 const MONTH_WH: i64 = 33_750_000; // 405,000 kWh a year
 
 #[test]
 fn revenue_lines_are_exact_and_rounded_once() {
-    assert_eq!(revenue_line(WattHours(405_000_000), Price(3320)), Ok(fen("134460")));
-    assert_eq!(revenue_line(WattHours(405_000_000), Price(5180)), Ok(fen("209790")));
+    assert_eq!(
+        revenue_line(WattHours(405_000_000), Price(3320)),
+        Ok(fen("134460"))
+    );
+    assert_eq!(
+        revenue_line(WattHours(405_000_000), Price(5180)),
+        Ok(fen("209790"))
+    );
     // 1 kWh at 0.3844 is 38.44 fen: 13 Wh is 0.49972 fen → 0, 14 Wh is 0.53816 fen → 1
     assert_eq!(revenue_line(WattHours(13), Price(3844)), Ok(Fen(0)));
     assert_eq!(revenue_line(WattHours(14), Price(3844)), Ok(Fen(1)));
@@ -226,9 +241,14 @@ fn annual_costs_spread_as_the_worked_example_shows() {
 
 #[test]
 fn largest_remainder_breaks_ties_by_village_code() {
-    let parts = split_largest_remainder(Fen(10_000), &[("B", 1), ("A", 1), ("C", 1)]).expect("split");
-    assert_eq!(parts, vec![("B", Fen(3333)), ("A", Fen(3334)), ("C", Fen(3333))]);
-    let parts = split_largest_remainder(Fen(101), &[("A", 500), ("B", 300), ("C", 200)]).expect("split");
+    let parts =
+        split_largest_remainder(Fen(10_000), &[("B", 1), ("A", 1), ("C", 1)]).expect("split");
+    assert_eq!(
+        parts,
+        vec![("B", Fen(3333)), ("A", Fen(3334)), ("C", Fen(3333))]
+    );
+    let parts =
+        split_largest_remainder(Fen(101), &[("A", 500), ("B", 300), ("C", 200)]).expect("split");
     // exact 50.5 / 30.3 / 20.2: floors 50+30+20 = 100, the leftover fen to A (largest remainder .5)
     assert_eq!(parts, vec![("A", Fen(51)), ("B", Fen(30)), ("C", Fen(20))]);
 }
@@ -237,9 +257,15 @@ fn largest_remainder_breaks_ties_by_village_code() {
 fn worked_example_year_with_subsidy_received() {
     let d = load(&worked_example(&receipts_each_month(2020, "17482.50")));
     let book = Book::new(&d).expect("book");
-    let (runs, carry) =
-        run_months(&book, &d, &year(2020), MONTH_WH, &active(&[V], 2020), Carry::default())
-            .expect("year runs");
+    let (runs, carry) = run_months(
+        &book,
+        &d,
+        &year(2020),
+        MONTH_WH,
+        &active(&[V], 2020),
+        Carry::default(),
+    )
+    .expect("year runs");
     let st = |f: fn(&StationRevenue) -> Fen| {
         money::sum(runs.iter().map(|r| f(&r.stations[0]))).expect("sum")
     };
@@ -277,7 +303,11 @@ fn worked_example_year_with_subsidy_received() {
     );
     assert_eq!(line(PlanLine::SmallProject), fen("35000"));
     assert_eq!(line(PlanLine::RewardSubsidy), fen("24000"));
-    assert_eq!(carry.villages[&VillageId::new(V)].balance, fen("6810"), "carry-over");
+    assert_eq!(
+        carry.villages[&VillageId::new(V)].balance,
+        fen("6810"),
+        "carry-over"
+    );
     assert!(!runs[0].villages[0].provisional);
     assert!(runs[0].stations[0].notes[0].contains("settlement"));
 }
@@ -287,11 +317,19 @@ fn first_year_base_only_is_refused_without_a_county_advance() {
     let d = load(&worked_example(""));
     let book = Book::new(&d).expect("book");
     let err = book
-        .month(ym("2020-01"), &monthly_energy(&d, ym("2020-01"), MONTH_WH), &Carry::default(), &active(&[V], 2020))
+        .month(
+            ym("2020-01"),
+            &monthly_energy(&d, ym("2020-01"), MONTH_WH),
+            &Carry::default(),
+            &active(&[V], 2020),
+        )
         .expect_err("cash short");
     assert_eq!(err.violated(), Some(Rule::CashOnHand));
     let msg = err.to_string();
-    assert!(msg.contains("CASH_ON_HAND") && msg.contains("21000.00") && msg.contains("9938.33"), "{msg}");
+    assert!(
+        msg.contains("CASH_ON_HAND") && msg.contains("21000.00") && msg.contains("9938.33"),
+        "{msg}"
+    );
     assert!(msg.contains("short by 11061.67"), "{msg}");
 }
 
@@ -311,9 +349,15 @@ covers = "2020 subsidy arrears"
 "#;
     let d = load(&worked_example(extra));
     let book = Book::new(&d).expect("book");
-    let (runs, carry) =
-        run_months(&book, &d, &year(2020), MONTH_WH, &active(&[V], 2020), Carry::default())
-            .expect("2020 with the advance");
+    let (runs, carry) = run_months(
+        &book,
+        &d,
+        &year(2020),
+        MONTH_WH,
+        &active(&[V], 2020),
+        Carry::default(),
+    )
+    .expect("2020 with the advance");
     let v = VillageId::new(V);
     assert_eq!(carry.villages[&v].advance_outstanding, fen("210000"));
     // 119,260 income + 210,000 advance − 322,240 payouts
@@ -342,7 +386,13 @@ fn labour_share_below_80_percent_in_2020_is_refused() {
     let err = Book::new(&d).expect_err("labour share");
     assert_eq!(err.violated(), Some(Rule::LabourShare));
     let msg = err.to_string();
-    assert!(msg.contains("3号") && msg.contains("80%") && msg.contains("263240.00") && msg.contains("252000.00"), "{msg}");
+    assert!(
+        msg.contains("3号")
+            && msg.contains("80%")
+            && msg.contains("263240.00")
+            && msg.contains("252000.00"),
+        "{msg}"
+    );
     // with the rule configured for another year only, the plan passes
     d.policy.labour_share[0].year = 2019;
     Book::new(&d).expect("no rule for 2020 now");
@@ -377,10 +427,18 @@ fn ineligible_job_holder_is_refused() {
     });
     let book = Book::new(&d).expect("book");
     let err = book
-        .month(ym("2020-01"), &monthly_energy(&d, ym("2020-01"), MONTH_WH), &Carry::default(), &active(&[V], 2020))
+        .month(
+            ym("2020-01"),
+            &monthly_energy(&d, ym("2020-01"), MONTH_WH),
+            &Carry::default(),
+            &active(&[V], 2020),
+        )
         .expect_err("ineligible");
     assert_eq!(err.violated(), Some(Rule::BeneficiaryEligible));
-    assert!(err.to_string().contains("H05") && err.to_string().contains("Exited"), "{err}");
+    assert!(
+        err.to_string().contains("H05") && err.to_string().contains("Exited"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -391,12 +449,26 @@ fn a_status_change_mid_year_waits_for_the_next_plan() {
         from: chrono::NaiveDate::from_ymd_opt(2020, 7, 1).expect("date"),
     });
     let book = Book::new(&d).expect("book");
-    run_months(&book, &d, &year(2020), MONTH_WH, &active(&[V], 2020), Carry::default())
-        .expect("status read on 1 January");
+    run_months(
+        &book,
+        &d,
+        &year(2020),
+        MONTH_WH,
+        &active(&[V], 2020),
+        Carry::default(),
+    )
+    .expect("status read on 1 January");
     d.policy.status_change = StatusChange::Immediate;
     let book = Book::new(&d).expect("book");
-    let err = run_months(&book, &d, &year(2020), MONTH_WH, &active(&[V], 2020), Carry::default())
-        .expect_err("immediate");
+    let err = run_months(
+        &book,
+        &d,
+        &year(2020),
+        MONTH_WH,
+        &active(&[V], 2020),
+        Carry::default(),
+    )
+    .expect_err("immediate");
     assert_eq!(err.violated(), Some(Rule::BeneficiaryEligible));
 }
 
@@ -408,14 +480,23 @@ fn shares_not_summing_are_refused() {
     s.kind = crate::domain::StationKind::JointVillage;
     s.village = None;
     s.owners = vec![
-        crate::domain::OwnerShare { village: VillageId::new(V), weight: 300 },
-        crate::domain::OwnerShare { village: VillageId::new("140000000002"), weight: 200 },
+        crate::domain::OwnerShare {
+            village: VillageId::new(V),
+            weight: 300,
+        },
+        crate::domain::OwnerShare {
+            village: VillageId::new("140000000002"),
+            weight: 200,
+        },
     ];
     s.total_weight = Some(600);
     d.stations.push(s);
     let err = Book::new(&d).expect_err("shares");
     assert_eq!(err.violated(), Some(Rule::SharesSum));
-    assert!(err.to_string().contains("500") && err.to_string().contains("600"), "{err}");
+    assert!(
+        err.to_string().contains("500") && err.to_string().contains("600"),
+        "{err}"
+    );
 }
 
 fn joint_deployment() -> Deployment {
@@ -473,7 +554,9 @@ billed_in = 1
 "#,
     );
     for v in ["V1", "V2", "V3"] {
-        t.push_str(&format!("[[villages]]\ncode = \"{v}\"\nname = \"{v}村\"\ntownship = \"T1\"\n"));
+        t.push_str(&format!(
+            "[[villages]]\ncode = \"{v}\"\nname = \"{v}村\"\ntownship = \"T1\"\n"
+        ));
     }
     for (h, v) in [("P1", "V1"), ("P2", "V2"), ("P3", "V3"), ("W1", "V1")] {
         t.push_str(&format!(
@@ -489,7 +572,12 @@ fn joint_station_split_with_a_rounding_remainder_and_a_negative_month() {
     let book = Book::new(&d).expect("book");
     // January: base R(100,000 kWh × 0.3844) = 38,440.00 minus 60,000.00 insurance billed at once.
     let jan = book
-        .month(ym("2020-01"), &monthly_energy(&d, ym("2020-01"), 100_000_000), &Carry::default(), &HashMap::new())
+        .month(
+            ym("2020-01"),
+            &monthly_energy(&d, ym("2020-01"), 100_000_000),
+            &Carry::default(),
+            &HashMap::new(),
+        )
         .expect("january");
     let s = &jan.stations[0];
     assert_eq!(s.station.as_str(), "JOINT");
@@ -498,10 +586,18 @@ fn joint_station_split_with_a_rounding_remainder_and_a_negative_month() {
     assert_eq!(s.distributable, Fen::ZERO);
     assert_eq!(s.deficit_out, fen("-21560"));
     assert!(s.notes.iter().any(|n| n.contains("negative month")));
-    assert!(jan.villages.iter().all(|v| v.income_total == Fen::ZERO && v.cash == Fen::ZERO));
+    assert!(jan
+        .villages
+        .iter()
+        .all(|v| v.income_total == Fen::ZERO && v.cash == Fen::ZERO));
     // February: 60,000 kWh → base 23,064.00, minus the carried 21,560.00 = 1,504.00 split three ways.
     let feb = book
-        .month(ym("2020-02"), &monthly_energy(&d, ym("2020-02"), 60_000_000), &jan.carry, &HashMap::new())
+        .month(
+            ym("2020-02"),
+            &monthly_energy(&d, ym("2020-02"), 60_000_000),
+            &jan.carry,
+            &HashMap::new(),
+        )
         .expect("february");
     let s = &feb.stations[0];
     assert_eq!(s.deficit_in, fen("-21560"));
@@ -514,7 +610,12 @@ fn joint_station_split_with_a_rounding_remainder_and_a_negative_month() {
     assert_eq!(share("V3"), Some(Fen(50_133)));
     // March: an odd amount again, through a different month
     let mar = book
-        .month(ym("2020-03"), &monthly_energy(&d, ym("2020-03"), 1_000), &feb.carry, &HashMap::new())
+        .month(
+            ym("2020-03"),
+            &monthly_energy(&d, ym("2020-03"), 1_000),
+            &feb.carry,
+            &HashMap::new(),
+        )
         .expect("march");
     let total: i64 = mar.villages.iter().map(|v| v.income_total.0).sum();
     assert_eq!(Fen(total), mar.stations[0].distributable);
@@ -525,10 +626,19 @@ fn centralized_pool_pays_per_beneficiary_and_stops_for_a_household_that_left() {
     let d = joint_deployment();
     let book = Book::new(&d).expect("book");
     let e = |m: &str| monthly_energy(&d, ym(m), 0);
-    let june = book.month(ym("2020-06"), &e("2020-06"), &Carry::default(), &HashMap::new()).expect("june");
+    let june = book
+        .month(
+            ym("2020-06"),
+            &e("2020-06"),
+            &Carry::default(),
+            &HashMap::new(),
+        )
+        .expect("june");
     assert_eq!(june.pools[0].lines.len(), 3);
     assert_eq!(june.pools[0].total, fen("750"));
-    let july = book.month(ym("2020-07"), &e("2020-07"), &june.carry, &HashMap::new()).expect("july");
+    let july = book
+        .month(ym("2020-07"), &e("2020-07"), &june.carry, &HashMap::new())
+        .expect("july");
     let pool = &july.pools[0];
     let paid: Vec<&str> = pool.lines.iter().map(|l| l.household.as_str()).collect();
     assert_eq!(paid, vec!["P1", "P3"]);
@@ -538,7 +648,14 @@ fn centralized_pool_pays_per_beneficiary_and_stops_for_a_household_that_left() {
     let mut sum = Fen::ZERO;
     for m in 1..=12 {
         let month = YearMonth::new(2020, m).expect("m");
-        let run = book.month(month, &monthly_energy(&d, month, 0), &Carry::default(), &HashMap::new()).expect("run");
+        let run = book
+            .month(
+                month,
+                &monthly_energy(&d, month, 0),
+                &Carry::default(),
+                &HashMap::new(),
+            )
+            .expect("run");
         sum = money::add(sum, run.pools[0].lines[0].amount).expect("sum");
     }
     assert_eq!(sum, fen("3000"));
@@ -561,7 +678,11 @@ fn a_pool_beneficiary_cannot_also_hold_a_village_job() {
         year: 2020,
         expected_net: fen("10000"),
         expected_gross: None,
-        lines: PlanBudget { job_wages: fen("6000"), temp_labour: fen("2000"), ..PlanBudget::default() },
+        lines: PlanBudget {
+            job_wages: fen("6000"),
+            temp_labour: fen("2000"),
+            ..PlanBudget::default()
+        },
         temp_labour: vec![],
         projects: vec![],
         rewards: vec![],
@@ -570,13 +691,28 @@ fn a_pool_beneficiary_cannot_also_hold_a_village_job() {
     let book = Book::new(&d).expect("book");
     let carry = Carry {
         station_deficit: Default::default(),
-        villages: [(VillageId::new("V1"), VillageCarry { balance: fen("5000"), advance_outstanding: Fen::ZERO })].into(),
+        villages: [(
+            VillageId::new("V1"),
+            VillageCarry {
+                balance: fen("5000"),
+                advance_outstanding: Fen::ZERO,
+            },
+        )]
+        .into(),
     };
     let err = book
-        .month(ym("2020-02"), &monthly_energy(&d, ym("2020-02"), 0), &carry, &active(&["V1"], 2020))
+        .month(
+            ym("2020-02"),
+            &monthly_energy(&d, ym("2020-02"), 0),
+            &carry,
+            &active(&["V1"], 2020),
+        )
         .expect_err("double benefit");
     assert_eq!(err.violated(), Some(Rule::NoDoubleBenefit));
-    assert!(err.to_string().contains("P1") && err.to_string().contains("29号"), "{err}");
+    assert!(
+        err.to_string().contains("P1") && err.to_string().contains("29号"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -587,10 +723,18 @@ fn equal_temp_labour_to_every_household_is_a_handout() {
         year: 2020,
         expected_net: fen("1250"),
         expected_gross: None,
-        lines: PlanBudget { temp_labour: fen("1000"), ..PlanBudget::default() },
+        lines: PlanBudget {
+            temp_labour: fen("1000"),
+            ..PlanBudget::default()
+        },
         temp_labour: ["P1", "W1"]
             .iter()
-            .map(|h| TempLabour { household: HouseholdId::new(*h), month: ym("2020-02"), amount: fen("500"), work: "cleaning".into() })
+            .map(|h| TempLabour {
+                household: HouseholdId::new(*h),
+                month: ym("2020-02"),
+                amount: fen("500"),
+                work: "cleaning".into(),
+            })
             .collect(),
         projects: vec![],
         rewards: vec![],
@@ -601,10 +745,22 @@ fn equal_temp_labour_to_every_household_is_a_handout() {
     let book = Book::new(&d).expect("book");
     let carry = Carry {
         station_deficit: Default::default(),
-        villages: [(VillageId::new("V1"), VillageCarry { balance: fen("5000"), advance_outstanding: Fen::ZERO })].into(),
+        villages: [(
+            VillageId::new("V1"),
+            VillageCarry {
+                balance: fen("5000"),
+                advance_outstanding: Fen::ZERO,
+            },
+        )]
+        .into(),
     };
     let err = book
-        .month(ym("2020-02"), &monthly_energy(&d, ym("2020-02"), 0), &carry, &active(&["V1"], 2020))
+        .month(
+            ym("2020-02"),
+            &monthly_energy(&d, ym("2020-02"), 0),
+            &carry,
+            &active(&["V1"], 2020),
+        )
         .expect_err("handout");
     assert_eq!(err.violated(), Some(Rule::NoCashHandouts));
 }
@@ -617,8 +773,15 @@ fn an_adjustment_after_payment_is_a_new_entry_in_a_later_month() {
     );
     let d = load(&worked_example(&extra));
     let book = Book::new(&d).expect("book");
-    let (runs, _) = run_months(&book, &d, &year(2020)[..3], MONTH_WH, &active(&[V], 2020), Carry::default())
-        .expect("runs");
+    let (runs, _) = run_months(
+        &book,
+        &d,
+        &year(2020)[..3],
+        MONTH_WH,
+        &active(&[V], 2020),
+        Carry::default(),
+    )
+    .expect("runs");
     let j07 = runs[0].villages[0]
         .payouts
         .iter()
@@ -626,21 +789,37 @@ fn an_adjustment_after_payment_is_a_new_entry_in_a_later_month() {
         .expect("J07 paid");
     assert_eq!(j07.amount, fen("545.45"), "600 × 20/22 half-up");
     assert!(j07.basis.contains("20/22"));
-    let adj: Vec<&Payout> = runs[2].villages[0].payouts.iter().filter(|p| p.line == PlanLine::Adjustment).collect();
+    let adj: Vec<&Payout> = runs[2].villages[0]
+        .payouts
+        .iter()
+        .filter(|p| p.line == PlanLine::Adjustment)
+        .collect();
     assert_eq!(adj.len(), 1);
     assert_eq!(adj[0].amount, fen("60"));
     assert_eq!(adj[0].reference, "corrects 2020-01");
     // January itself is computed exactly as before: the paid month is untouched
     let again = book
-        .month(ym("2020-01"), &monthly_energy(&d, ym("2020-01"), MONTH_WH), &Carry::default(), &active(&[V], 2020))
+        .month(
+            ym("2020-01"),
+            &monthly_energy(&d, ym("2020-01"), MONTH_WH),
+            &Carry::default(),
+            &active(&[V], 2020),
+        )
         .expect("january again");
     assert_eq!(again, runs[0]);
     // a negative correction would claw back a paid wage
     let mut d2 = d.clone();
     d2.adjustments[0].amount = fen("-10");
     let book = Book::new(&d2).expect("book");
-    let err = run_months(&book, &d2, &year(2020)[..3], MONTH_WH, &active(&[V], 2020), Carry::default())
-        .expect_err("claw back");
+    let err = run_months(
+        &book,
+        &d2,
+        &year(2020)[..3],
+        MONTH_WH,
+        &active(&[V], 2020),
+        Carry::default(),
+    )
+    .expect_err("claw back");
     assert_eq!(err.violated(), Some(Rule::NoClawback));
 }
 
@@ -650,7 +829,12 @@ fn no_payouts_unless_the_plan_is_active() {
     let book = Book::new(&d).expect("book");
     let states: HashMap<_, _> = [((VillageId::new(V), 2020), PlanState::CountyFiled)].into();
     let run = book
-        .month(ym("2020-01"), &monthly_energy(&d, ym("2020-01"), MONTH_WH), &Carry::default(), &states)
+        .month(
+            ym("2020-01"),
+            &monthly_energy(&d, ym("2020-01"), MONTH_WH),
+            &Carry::default(),
+            &states,
+        )
         .expect("run");
     let v = &run.villages[0];
     assert!(v.payouts.is_empty());
@@ -675,12 +859,19 @@ note = "provincial adder"
         m.basis = EnergyBasis::Metered;
     }
     let states = HashMap::new();
-    let jan = book.month(ym("2020-01"), &e, &Carry::default(), &states).expect("jan");
+    let jan = book
+        .month(ym("2020-01"), &e, &Carry::default(), &states)
+        .expect("jan");
     assert!(jan.villages[0].provisional);
     assert!(jan.stations[0].notes[0].contains("PROVISIONAL"));
     assert_eq!(jan.stations[0].adder, fen("6750"));
     let feb = book
-        .month(ym("2020-02"), &monthly_energy(&d, ym("2020-02"), MONTH_WH), &jan.carry, &states)
+        .month(
+            ym("2020-02"),
+            &monthly_energy(&d, ym("2020-02"), MONTH_WH),
+            &jan.carry,
+            &states,
+        )
         .expect("feb");
     assert_eq!(feb.stations[0].adder, Fen::ZERO);
     assert!(!feb.villages[0].provisional);
@@ -692,16 +883,33 @@ fn a_station_outside_the_catalogue_accrues_no_subsidy() {
     d.tariffs[0].in_subsidy_catalogue = false;
     let book = Book::new(&d).expect("book");
     let run = book
-        .month(ym("2020-01"), &monthly_energy(&d, ym("2020-01"), MONTH_WH), &Carry::default(), &HashMap::new())
+        .month(
+            ym("2020-01"),
+            &monthly_energy(&d, ym("2020-01"), MONTH_WH),
+            &Carry::default(),
+            &HashMap::new(),
+        )
         .expect("run");
     assert_eq!(run.stations[0].subsidy_accrued, Fen::ZERO);
-    assert!(run.stations[0].notes.iter().any(|n| n.contains("not in the subsidy catalogue")));
+    assert!(run.stations[0]
+        .notes
+        .iter()
+        .any(|n| n.contains("not in the subsidy catalogue")));
 }
 
 #[test]
 fn workflow_steps_amendments_and_rejections() {
     use PlanState::*;
-    let path = [Draft, Deliberated, PlanPublished, TownshipReviewed, CountyFiled, Active, ResultPublished, Closed];
+    let path = [
+        Draft,
+        Deliberated,
+        PlanPublished,
+        TownshipReviewed,
+        CountyFiled,
+        Active,
+        ResultPublished,
+        Closed,
+    ];
     for w in path.windows(2) {
         assert!(w[0].can_go_to(w[1]), "{} -> {}", w[0], w[1]);
     }
@@ -718,7 +926,10 @@ fn household(id: &str, village: &str) -> Household {
         id: HouseholdId::new(id),
         village: VillageId::new(village),
         head: "张三".into(),
-        status: vec![StatusPeriod { status: PovertyStatus::NotExited, from: chrono::NaiveDate::from_ymd_opt(2016, 1, 1).expect("date") }],
+        status: vec![StatusPeriod {
+            status: PovertyStatus::NotExited,
+            from: chrono::NaiveDate::from_ymd_opt(2016, 1, 1).expect("date"),
+        }],
         deep_poverty: false,
         labour: LabourCapacity::Full,
         birth_year: None,

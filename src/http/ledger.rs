@@ -62,7 +62,8 @@ fn audience(state: &AppState, headers: &HeaderMap) -> Audience {
 }
 
 fn parse_month(s: &str) -> Result<YearMonth, ApiError> {
-    s.parse().map_err(|e: crate::domain::BadMonth| ApiError::BadRequest(e.to_string()))
+    s.parse()
+        .map_err(|e: crate::domain::BadMonth| ApiError::BadRequest(e.to_string()))
 }
 
 fn village_name(state: &AppState, code: &str) -> Result<String, ApiError> {
@@ -75,14 +76,22 @@ fn village_name(state: &AppState, code: &str) -> Result<String, ApiError> {
         .ok_or_else(|| ApiError::NotFound(format!("village {code} is not declared")))
 }
 
-async fn load_month(state: &AppState, code: &str, month: &str) -> Result<VillageMonthRow, ApiError> {
+async fn load_month(
+    state: &AppState,
+    code: &str,
+    month: &str,
+) -> Result<VillageMonthRow, ApiError> {
     village_name(state, code)?;
     let month = parse_month(month)?.to_string();
     state
         .store
         .village_month(code, &month)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("{month} of village {code} has not been allocated yet")))
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "{month} of village {code} has not been allocated yet"
+            ))
+        })
 }
 
 fn yuan(fen: i64) -> String {
@@ -170,7 +179,13 @@ async fn village_page(
     let table = statement_html(&state, &row, aud);
     let month_links: String = months
         .iter()
-        .map(|m| format!("<a href=\"/villages/{c}?month={m}\">{m}</a>", c = esc(&code), m = esc(m)))
+        .map(|m| {
+            format!(
+                "<a href=\"/villages/{c}?month={m}\">{m}</a>",
+                c = esc(&code),
+                m = esc(m)
+            )
+        })
         .collect::<Vec<_>>()
         .join(" · ");
     let year = month.get(..4).unwrap_or_default();
@@ -223,7 +238,11 @@ fn statement_html(state: &AppState, row: &VillageMonthRow, aud: Audience) -> Str
     line(&mut s, "opening balance 期初余额", "", "", row.opening_fen);
     for e in &row.entries {
         let who = payee_label(e.household.as_deref(), &e.payee, &hh, aud);
-        let label = if e.kind == "INCOME" { "income 收入".to_owned() } else { e.line.clone() };
+        let label = if e.kind == "INCOME" {
+            "income 收入".to_owned()
+        } else {
+            e.line.clone()
+        };
         line(&mut s, &label, &who, &e.reference, e.amount_fen);
     }
     for (label, v) in [

@@ -135,7 +135,15 @@ async fn open(config: &std::path::Path) -> Result<(Arc<Deployment>, Store), Erro
 pub async fn allocate(args: AllocateArgs) -> Result<String, Error> {
     let (d, store) = open(&args.config).await?;
     let energy = energy_source(store.clone(), Arc::clone(&d));
-    let result = run_month(&store, &d, energy.as_ref(), args.month, &args.who, !args.dry_run).await;
+    let result = run_month(
+        &store,
+        &d,
+        energy.as_ref(),
+        args.month,
+        &args.who,
+        !args.dry_run,
+    )
+    .await;
     store.close().await;
     let mut run = result?;
     if let Some(v) = &args.village {
@@ -159,26 +167,74 @@ pub async fn allocate(args: AllocateArgs) -> Result<String, Error> {
 fn run_csv(run: &MonthRun) -> Result<String, Error> {
     let mut w = csv::Writer::from_writer(Vec::new());
     let x = |e: csv::Error| Error::Export(e.to_string());
-    w.write_record(["month", "village", "provisional", "kind", "line", "payee", "reference", "amount", "basis"])
-        .map_err(x)?;
+    w.write_record([
+        "month",
+        "village",
+        "provisional",
+        "kind",
+        "line",
+        "payee",
+        "reference",
+        "amount",
+        "basis",
+    ])
+    .map_err(x)?;
     for v in &run.villages {
         let m = v.month.to_string();
-        let prov = if v.provisional { "provisional" } else { "settled" };
+        let prov = if v.provisional {
+            "provisional"
+        } else {
+            "settled"
+        };
         for i in &v.income {
-            w.write_record([&m, v.village.as_str(), prov, "INCOME", "INCOME", i.station.as_str(), &format!("weight {}/{}", i.weight, i.total_weight), &i.amount.to_string(), ""])
-                .map_err(x)?;
+            w.write_record([
+                &m,
+                v.village.as_str(),
+                prov,
+                "INCOME",
+                "INCOME",
+                i.station.as_str(),
+                &format!("weight {}/{}", i.weight, i.total_weight),
+                &i.amount.to_string(),
+                "",
+            ])
+            .map_err(x)?;
         }
         for p in &v.payouts {
             let payee = match &p.payee {
                 Payee::Household(h) => h.to_string(),
                 Payee::Other(o) => o.clone(),
             };
-            w.write_record([&m, v.village.as_str(), prov, "PAYOUT", p.line.code(), &payee, &p.reference, &p.amount.to_string(), &p.basis])
-                .map_err(x)?;
+            w.write_record([
+                &m,
+                v.village.as_str(),
+                prov,
+                "PAYOUT",
+                p.line.code(),
+                &payee,
+                &p.reference,
+                &p.amount.to_string(),
+                &p.basis,
+            ])
+            .map_err(x)?;
         }
-        for (label, amount) in [("RESERVE", v.reserve), ("CARRY_OVER", v.carry_over), ("CLOSING_BALANCE", v.closing_balance)] {
-            w.write_record([&m, v.village.as_str(), prov, "BALANCE", label, "", "", &amount.to_string(), ""])
-                .map_err(x)?;
+        for (label, amount) in [
+            ("RESERVE", v.reserve),
+            ("CARRY_OVER", v.carry_over),
+            ("CLOSING_BALANCE", v.closing_balance),
+        ] {
+            w.write_record([
+                &m,
+                v.village.as_str(),
+                prov,
+                "BALANCE",
+                label,
+                "",
+                "",
+                &amount.to_string(),
+                "",
+            ])
+            .map_err(x)?;
         }
     }
     let bytes = w.into_inner().map_err(|e| Error::Export(e.to_string()))?;
@@ -192,7 +248,11 @@ pub fn render_text(run: &MonthRun, dry_run: bool) -> String {
         s,
         "Sunshare allocation for {}{}",
         run.month,
-        if dry_run { " (dry run: nothing recorded)" } else { "" }
+        if dry_run {
+            " (dry run: nothing recorded)"
+        } else {
+            ""
+        }
     );
     for st in &run.stations {
         let _ = writeln!(
@@ -233,15 +293,32 @@ pub fn render_text(run: &MonthRun, dry_run: bool) -> String {
             s,
             "\nvillage {} {}  plan {}",
             v.village,
-            if v.provisional { "PROVISIONAL (metered energy)" } else { "settled" },
+            if v.provisional {
+                "PROVISIONAL (metered energy)"
+            } else {
+                "settled"
+            },
             v.plan_state.map_or("none".to_owned(), |p| p.to_string())
         );
         let _ = writeln!(s, "  opening balance {:>14}", v.opening_balance.to_string());
         for i in &v.income {
-            let _ = writeln!(s, "  income {:<20} {:>14}  (weight {}/{})", i.station.as_str(), i.amount.to_string(), i.weight, i.total_weight);
+            let _ = writeln!(
+                s,
+                "  income {:<20} {:>14}  (weight {}/{})",
+                i.station.as_str(),
+                i.amount.to_string(),
+                i.weight,
+                i.total_weight
+            );
         }
         if v.advance != crate::domain::Fen::ZERO || v.advance_repaid != crate::domain::Fen::ZERO {
-            let _ = writeln!(s, "  county advance {:>14}  settled {}  outstanding {}", v.advance.to_string(), v.advance_repaid, v.advance_outstanding);
+            let _ = writeln!(
+                s,
+                "  county advance {:>14}  settled {}  outstanding {}",
+                v.advance.to_string(),
+                v.advance_repaid,
+                v.advance_outstanding
+            );
         }
         let _ = writeln!(s, "  cash on hand    {:>14}", v.cash.to_string());
         for p in &v.payouts {
@@ -249,7 +326,15 @@ pub fn render_text(run: &MonthRun, dry_run: bool) -> String {
                 Payee::Household(h) => h.to_string(),
                 Payee::Other(o) => o.clone(),
             };
-            let _ = writeln!(s, "  {:<14} {:<12} {:>12}  {} — {}", p.line.code(), payee, p.amount.to_string(), p.reference, p.basis);
+            let _ = writeln!(
+                s,
+                "  {:<14} {:<12} {:>12}  {} — {}",
+                p.line.code(),
+                payee,
+                p.amount.to_string(),
+                p.reference,
+                p.basis
+            );
         }
         let _ = writeln!(s, "  payouts         {:>14}", v.payouts_total.to_string());
         let _ = writeln!(s, "  reserve         {:>14}", v.reserve.to_string());
@@ -264,27 +349,52 @@ pub fn render_text(run: &MonthRun, dry_run: bool) -> String {
 
 pub async fn plan(args: PlanArgs) -> Result<String, Error> {
     match args.command {
-        PlanCommand::Transition { config, village, year, to, who, note } => {
+        PlanCommand::Transition {
+            config,
+            village,
+            year,
+            to,
+            who,
+            note,
+        } => {
             let to = PlanState::parse(&to).ok_or_else(|| {
                 Error::Workflow(format!(
                     "'{to}' is not a plan state; use one of {}",
-                    PlanState::ALL.iter().map(|s| s.code()).collect::<Vec<_>>().join(", ")
+                    PlanState::ALL
+                        .iter()
+                        .map(|s| s.code())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ))
             })?;
             let (d, store) = open(&config).await?;
             let result = transition(&store, &d, &village, year, to, &who, &note).await;
             store.close().await;
             let from = result?;
-            Ok(format!("plan {year} of village {village}: {from} -> {to} (by {who})\n"))
+            Ok(format!(
+                "plan {year} of village {village}: {from} -> {to} (by {who})\n"
+            ))
         }
-        PlanCommand::Show { config, village, year } => {
+        PlanCommand::Show {
+            config,
+            village,
+            year,
+        } => {
             let (_d, store) = open(&config).await?;
             let state = store.plan_state(village.as_str(), year).await;
             let history = store.plan_history(village.as_str(), year).await;
             store.close().await;
             let mut s = format!("plan {year} of village {village}: {}\n", state?);
             for t in history? {
-                let _ = writeln!(s, "  {}  {} -> {}  by {}: {}", t.at.to_rfc3339(), t.from, t.to, t.who, t.note);
+                let _ = writeln!(
+                    s,
+                    "  {}  {} -> {}  by {}: {}",
+                    t.at.to_rfc3339(),
+                    t.from,
+                    t.to,
+                    t.who,
+                    t.note
+                );
             }
             Ok(s)
         }
@@ -293,27 +403,50 @@ pub async fn plan(args: PlanArgs) -> Result<String, Error> {
 
 pub async fn ledger(args: LedgerArgs) -> Result<String, Error> {
     match args.command {
-        LedgerCommand::Pay { config, month, who, note } => {
+        LedgerCommand::Pay {
+            config,
+            month,
+            who,
+            note,
+        } => {
             let (_d, store) = open(&config).await?;
             let r = pay_month(&store, month, &who, &note).await;
             store.close().await;
             r?;
             Ok(format!("{month} is paid and locked (by {who})\n"))
         }
-        LedgerCommand::Export { config, month, village, kind, out } => {
+        LedgerCommand::Export {
+            config,
+            month,
+            village,
+            kind,
+            out,
+        } => {
             let (d, store) = open(&config).await?;
-            let row = store.village_month(village.as_str(), &month.to_string()).await;
+            let row = store
+                .village_month(village.as_str(), &month.to_string())
+                .await;
             store.close().await;
             let row = row?.ok_or_else(|| {
                 Error::NotFound(format!("{month} of village {village} is not in the ledger; run `sunshare allocate` first"))
             })?;
             let (sheet, table) = match kind {
-                ExportKind::Statement => ("statement", export::statement_table(&row, &d, Audience::Authorised)),
+                ExportKind::Statement => (
+                    "statement",
+                    export::statement_table(&row, &d, Audience::Authorised),
+                ),
                 ExportKind::Roster => ("roster", export::roster_table(&row, &d)),
             };
-            let xlsx = out.extension().is_some_and(|e| e.eq_ignore_ascii_case("xlsx"));
-            let bytes = if xlsx { export::to_xlsx(sheet, &table)? } else { export::to_csv(&table)? };
-            std::fs::write(&out, bytes).map_err(|e| Error::Export(format!("writing {}: {e}", out.display())))?;
+            let xlsx = out
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("xlsx"));
+            let bytes = if xlsx {
+                export::to_xlsx(sheet, &table)?
+            } else {
+                export::to_csv(&table)?
+            };
+            std::fs::write(&out, bytes)
+                .map_err(|e| Error::Export(format!("writing {}: {e}", out.display())))?;
             Ok(format!("wrote {}\n", out.display()))
         }
         LedgerCommand::Audit { config, limit } => {

@@ -48,18 +48,60 @@ pub fn payee_label(
 }
 
 /// The statement as rows: a header block, income by station, each payout, and the closing lines.
-pub fn statement_table(row: &VillageMonthRow, d: &Deployment, audience: Audience) -> Vec<Vec<Cell>> {
+pub fn statement_table(
+    row: &VillageMonthRow,
+    d: &Deployment,
+    audience: Audience,
+) -> Vec<Vec<Cell>> {
     let hh = households(d);
     let mut out = vec![
-        vec![t("section 栏目"), t("line 科目"), t("payee / station 对象"), t("reference 依据"), t("amount 金额"), t("basis 说明")],
-        vec![t("month"), t(row.month.clone()), t(row.village.clone()), t(if row.provisional { "PROVISIONAL (metered energy) 暂估" } else { "settled 结算" }), Cell::Money(row.opening_fen), t("opening balance 期初余额")],
+        vec![
+            t("section 栏目"),
+            t("line 科目"),
+            t("payee / station 对象"),
+            t("reference 依据"),
+            t("amount 金额"),
+            t("basis 说明"),
+        ],
+        vec![
+            t("month"),
+            t(row.month.clone()),
+            t(row.village.clone()),
+            t(if row.provisional {
+                "PROVISIONAL (metered energy) 暂估"
+            } else {
+                "settled 结算"
+            }),
+            Cell::Money(row.opening_fen),
+            t("opening balance 期初余额"),
+        ],
     ];
     for e in &row.entries {
         let who = payee_label(e.household.as_deref(), &e.payee, &hh, audience);
-        let section = if e.kind == "INCOME" { "income 收入" } else { "payout 支出" };
-        out.push(vec![t(section), t(e.line.clone()), t(who), t(e.reference.clone()), Cell::Money(e.amount_fen), t(e.basis.clone())]);
+        let section = if e.kind == "INCOME" {
+            "income 收入"
+        } else {
+            "payout 支出"
+        };
+        out.push(vec![
+            t(section),
+            t(e.line.clone()),
+            t(who),
+            t(e.reference.clone()),
+            Cell::Money(e.amount_fen),
+            t(e.basis.clone()),
+        ]);
     }
-    let total = |label: &str, v: i64| vec![t("total 合计"), t(label), t(""), t(""), Cell::Money(v), t("")];
+    let total = |label: &str, v: i64| {
+        vec![
+            t("total 合计"),
+            t(label),
+            t(""),
+            t(""),
+            Cell::Money(v),
+            t(""),
+        ]
+    };
     out.push(total("income 收入合计", row.income_fen));
     out.push(total("county advance 县级垫付", row.advance_fen));
     out.push(total("advance settled 垫付归还", row.advance_repaid_fen));
@@ -82,7 +124,13 @@ pub fn roster_table(row: &VillageMonthRow, d: &Deployment) -> Vec<Vec<Cell>> {
             entry.1.push(e.line.as_str());
         }
     }
-    let mut out = vec![vec![t("household 户编号"), t("account holder 户主"), t("bank account 账号"), t("amount 金额"), t("lines 科目")]];
+    let mut out = vec![vec![
+        t("household 户编号"),
+        t("account holder 户主"),
+        t("bank account 账号"),
+        t("amount 金额"),
+        t("lines 科目"),
+    ]];
     for (id, (fen, lines)) in per {
         let h = hh.get(id);
         out.push(vec![
@@ -107,7 +155,8 @@ pub fn to_csv(rows: &[Vec<Cell>]) -> Result<Vec<u8>, Error> {
                 Cell::Money(f) => Fen(*f).to_string(),
             })
             .collect();
-        w.write_record(&fields).map_err(|e| Error::Export(e.to_string()))?;
+        w.write_record(&fields)
+            .map_err(|e| Error::Export(e.to_string()))?;
     }
     w.into_inner().map_err(|e| Error::Export(e.to_string()))
 }
@@ -122,7 +171,8 @@ pub fn to_xlsx(sheet: &str, rows: &[Vec<Cell>]) -> Result<Vec<u8>, Error> {
     ws.set_name(sheet).map_err(x)?;
     let width = rows.iter().map(Vec::len).max().unwrap_or(0);
     let fen_col = u16::try_from(width).map_err(|e| Error::Export(e.to_string()))?;
-    ws.write_string(0, fen_col, "amount in fen 金额(分)").map_err(x)?;
+    ws.write_string(0, fen_col, "amount in fen 金额(分)")
+        .map_err(x)?;
     for (r, row) in rows.iter().enumerate() {
         let r = u32::try_from(r).map_err(|e| Error::Export(e.to_string()))?;
         for (c, cell) in row.iter().enumerate() {

@@ -9,7 +9,9 @@ pub mod export;
 
 use crate::allocate::{self, Book, Carry, MonthRun, PlanState};
 use crate::config::Deployment;
-use crate::domain::{EnergyBasis, MonthEnergy, StationId, StationKind, VillageId, WattHours, YearMonth};
+use crate::domain::{
+    EnergyBasis, MonthEnergy, StationId, StationKind, VillageId, WattHours, YearMonth,
+};
 use crate::store::{self, Store, MONTH_PAID};
 use chrono::{TimeZone, Utc};
 use secrecy::{ExposeSecret, SecretString};
@@ -98,7 +100,11 @@ pub enum Error {
 /// figure (settlement when imported, metered otherwise) can be swapped in without touching the ledger.
 #[async_trait::async_trait]
 pub trait EnergySource: Send + Sync + std::fmt::Debug {
-    async fn month_energy(&self, station: &StationId, month: YearMonth) -> Result<MonthEnergy, Error>;
+    async fn month_energy(
+        &self,
+        station: &StationId,
+        month: YearMonth,
+    ) -> Result<MonthEnergy, Error>;
 }
 
 /// Metered (provisional) energy from the store's daily rollups. A stand-in until energy accounting
@@ -111,7 +117,11 @@ pub struct RollupEnergy {
 
 #[async_trait::async_trait]
 impl EnergySource for RollupEnergy {
-    async fn month_energy(&self, station: &StationId, month: YearMonth) -> Result<MonthEnergy, Error> {
+    async fn month_energy(
+        &self,
+        station: &StationId,
+        month: YearMonth,
+    ) -> Result<MonthEnergy, Error> {
         let err = |detail: String| Error::Energy {
             station: station.clone(),
             month,
@@ -130,9 +140,16 @@ impl EnergySource for RollupEnergy {
         };
         let from = local(month.first_day())?;
         let to = local(month.next().first_day())?;
-        let wh = self.store.station_metered_wh(station.as_str(), from, to).await?;
+        let wh = self
+            .store
+            .station_metered_wh(station.as_str(), from, to)
+            .await?;
         // Metering is physical and inexact; the figure becomes exact integer Wh here, before money.
-        let wh = if wh.is_finite() && wh > 0.0 { wh.round() as i64 } else { 0 };
+        let wh = if wh.is_finite() && wh > 0.0 {
+            wh.round() as i64
+        } else {
+            0
+        };
         Ok(MonthEnergy {
             station: station.clone(),
             month,
@@ -210,7 +227,12 @@ pub async fn run_month(
 }
 
 /// Locks a recorded month as paid.
-pub async fn pay_month(store: &Store, month: YearMonth, who: &str, note: &str) -> Result<(), Error> {
+pub async fn pay_month(
+    store: &Store,
+    month: YearMonth,
+    who: &str,
+    note: &str,
+) -> Result<(), Error> {
     if who.trim().is_empty() {
         return Err(Error::Workflow("say who marks the month paid".into()));
     }
@@ -243,7 +265,9 @@ pub async fn transition(
         ));
     }
     if !deployment.villages.iter().any(|v| &v.code == village) {
-        return Err(Error::NotFound(format!("village {village} is not declared")));
+        return Err(Error::NotFound(format!(
+            "village {village} is not declared"
+        )));
     }
     if !deployment
         .plans

@@ -12,7 +12,11 @@ struct Fixed(i64);
 
 #[async_trait::async_trait]
 impl EnergySource for Fixed {
-    async fn month_energy(&self, station: &StationId, month: YearMonth) -> Result<MonthEnergy, Error> {
+    async fn month_energy(
+        &self,
+        station: &StationId,
+        month: YearMonth,
+    ) -> Result<MonthEnergy, Error> {
         Ok(MonthEnergy {
             station: station.clone(),
             month,
@@ -114,14 +118,19 @@ async fn activate(store: &Store, d: &Deployment) {
 
 #[tokio::test]
 async fn workflow_runs_reruns_locks_and_audits() {
-    for t in testing::all("workflow_runs_reruns_locks_and_audits").await.expect("stores") {
+    for t in testing::all("workflow_runs_reruns_locks_and_audits")
+        .await
+        .expect("stores")
+    {
         let store = &t.store;
         let d = deployment("");
         let energy = Fixed(30_000_000); // 30,000 kWh → base 9,960.00
         let v = VillageId::new(V);
 
         // Not ACTIVE yet: income recorded, no payouts.
-        let jan = run_month(store, &d, &energy, ym("2026-01"), "test", true).await.expect("jan");
+        let jan = run_month(store, &d, &energy, ym("2026-01"), "test", true)
+            .await
+            .expect("jan");
         assert!(jan.villages[0].payouts.is_empty(), "{}", t.name);
         // Skipping forward is refused: no gaps in the ledger.
         let gap = run_month(store, &d, &energy, ym("2026-03"), "test", true).await;
@@ -133,44 +142,88 @@ async fn workflow_runs_reruns_locks_and_audits() {
         let no_note = transition(store, &d, &v, 2026, PlanState::Deliberated, "x", " ").await;
         assert!(matches!(no_note, Err(Error::Workflow(_))));
         activate(store, &d).await;
-        assert_eq!(store.plan_state(V, 2026).await.expect("state"), PlanState::Active);
+        assert_eq!(
+            store.plan_state(V, 2026).await.expect("state"),
+            PlanState::Active
+        );
         let history = store.plan_history(V, 2026).await.expect("history");
         assert_eq!(history.len(), 5);
         assert_eq!(history[4].to, "ACTIVE");
         assert_eq!(history[4].who, "村会计 王五");
 
         // January again: now with the job paid; re-running unchanged gives identical rows.
-        let jan = run_month(store, &d, &energy, ym("2026-01"), "test", true).await.expect("jan");
-        let first = store.village_month(V, "2026-01").await.expect("read").expect("row");
-        let jan2 = run_month(store, &d, &energy, ym("2026-01"), "test", true).await.expect("rerun");
+        let jan = run_month(store, &d, &energy, ym("2026-01"), "test", true)
+            .await
+            .expect("jan");
+        let first = store
+            .village_month(V, "2026-01")
+            .await
+            .expect("read")
+            .expect("row");
+        let jan2 = run_month(store, &d, &energy, ym("2026-01"), "test", true)
+            .await
+            .expect("rerun");
         assert_eq!(jan, jan2);
-        let second = store.village_month(V, "2026-01").await.expect("read").expect("row");
+        let second = store
+            .village_month(V, "2026-01")
+            .await
+            .expect("read")
+            .expect("row");
         assert_eq!(first, second);
         assert_eq!(first.payouts_fen, 60_000);
-        assert_eq!(first.entries.iter().filter(|e| e.kind == "PAYOUT").count(), 1);
-        assert_eq!(first.cash_fen, first.payouts_fen + first.reserve_fen + first.carry_over_fen);
+        assert_eq!(
+            first.entries.iter().filter(|e| e.kind == "PAYOUT").count(),
+            1
+        );
+        assert_eq!(
+            first.cash_fen,
+            first.payouts_fen + first.reserve_fen + first.carry_over_fen
+        );
 
         // Pay January: locked, re-run refused, nothing changes.
-        pay_month(store, ym("2026-01"), "county finance", "bank batch 1").await.expect("pay");
+        pay_month(store, ym("2026-01"), "county finance", "bank batch 1")
+            .await
+            .expect("pay");
         let locked = run_month(store, &d, &energy, ym("2026-01"), "test", true).await;
         assert!(matches!(locked, Err(Error::Locked(_))), "{locked:?}");
-        assert_eq!(store.village_month(V, "2026-01").await.expect("read").expect("row").month_status, "PAID");
+        assert_eq!(
+            store
+                .village_month(V, "2026-01")
+                .await
+                .expect("read")
+                .expect("row")
+                .month_status,
+            "PAID"
+        );
 
         // February carries January's closing balance.
-        let feb = run_month(store, &d, &energy, ym("2026-02"), "test", true).await.expect("feb");
+        let feb = run_month(store, &d, &energy, ym("2026-02"), "test", true)
+            .await
+            .expect("feb");
         assert_eq!(feb.villages[0].opening_balance.0, first.closing_fen);
 
         let audit = store.audit_trail(100).await.expect("audit");
-        assert!(audit.iter().any(|a| a.action == "month_paid" && a.who == "county finance"));
+        assert!(audit
+            .iter()
+            .any(|a| a.action == "month_paid" && a.who == "county finance"));
         assert!(audit.iter().any(|a| a.detail.contains("re-run, unchanged")));
-        assert_eq!(audit.iter().filter(|a| a.action == "plan_transition").count(), 5);
+        assert_eq!(
+            audit
+                .iter()
+                .filter(|a| a.action == "plan_transition")
+                .count(),
+            5
+        );
         t.store.close().await;
     }
 }
 
 #[tokio::test]
 async fn a_broken_rule_records_nothing() {
-    for t in testing::all("a_broken_rule_records_nothing").await.expect("stores") {
+    for t in testing::all("a_broken_rule_records_nothing")
+        .await
+        .expect("stores")
+    {
         let store = &t.store;
         // H1 already exited before the plan year: not eligible for the job.
         let mut d = deployment("");
@@ -186,8 +239,16 @@ async fn a_broken_rule_records_nothing() {
             Error::Allocate(e) => assert_eq!(e.violated(), Some(Rule::BeneficiaryEligible)),
             other => panic!("{other:?}"),
         }
-        assert!(store.ledger_month(ym("2026-01")).await.expect("read").is_none());
-        assert!(store.village_month(V, "2026-01").await.expect("read").is_none());
+        assert!(store
+            .ledger_month(ym("2026-01"))
+            .await
+            .expect("read")
+            .is_none());
+        assert!(store
+            .village_month(V, "2026-01")
+            .await
+            .expect("read")
+            .is_none());
         t.store.close().await;
     }
 }
@@ -206,10 +267,16 @@ fn tokens_authorise_by_exact_match() {
         "[[tokens]]\nname = \"county finance\"\nrole = \"accountant\"\ntoken = \"s3cret-token\"\n",
     )
     .expect("config");
-    assert_eq!(cfg.authorise("s3cret-token"), Some(("county finance", Role::Accountant)));
+    assert_eq!(
+        cfg.authorise("s3cret-token"),
+        Some(("county finance", Role::Accountant))
+    );
     assert_eq!(cfg.authorise("s3cret-tokeN"), None);
     assert_eq!(cfg.authorise(""), None);
-    assert!(!format!("{cfg:?}").contains("s3cret"), "secrets never reach Debug output");
+    assert!(
+        !format!("{cfg:?}").contains("s3cret"),
+        "secrets never reach Debug output"
+    );
 }
 
 #[test]
@@ -232,16 +299,44 @@ fn exports_write_exact_amounts_and_roster_accounts() {
         closing_fen: -59_999,
         notes: vec![],
         entries: vec![
-            crate::store::EntryRow { kind: "PAYOUT".into(), line: "JOB_WAGES".into(), station: None, household: Some("H1".into()), payee: "H1".into(), reference: "J1".into(), amount_fen: 60_000, basis: "wage".into() },
-            crate::store::EntryRow { kind: "PAYOUT".into(), line: "TEMP_LABOUR".into(), station: None, household: Some("H1".into()), payee: "H1".into(), reference: "ditch".into(), amount_fen: 100_000, basis: "plan".into() },
+            crate::store::EntryRow {
+                kind: "PAYOUT".into(),
+                line: "JOB_WAGES".into(),
+                station: None,
+                household: Some("H1".into()),
+                payee: "H1".into(),
+                reference: "J1".into(),
+                amount_fen: 60_000,
+                basis: "wage".into(),
+            },
+            crate::store::EntryRow {
+                kind: "PAYOUT".into(),
+                line: "TEMP_LABOUR".into(),
+                station: None,
+                household: Some("H1".into()),
+                payee: "H1".into(),
+                reference: "ditch".into(),
+                amount_fen: 100_000,
+                basis: "plan".into(),
+            },
         ],
         month_status: "COMPUTED".into(),
     };
-    let public = String::from_utf8(export::to_csv(&export::statement_table(&row, &d, export::Audience::Public)).expect("csv")).expect("utf8");
-    assert!(public.contains("张*三") && !public.contains("张小三") && !public.contains("H1 "), "{public}");
+    let public = String::from_utf8(
+        export::to_csv(&export::statement_table(&row, &d, export::Audience::Public)).expect("csv"),
+    )
+    .expect("utf8");
+    assert!(
+        public.contains("张*三") && !public.contains("张小三") && !public.contains("H1 "),
+        "{public}"
+    );
     assert!(public.contains("1000.01") && public.contains("600.00"));
-    let roster = String::from_utf8(export::to_csv(&export::roster_table(&row, &d)).expect("csv")).expect("utf8");
-    assert!(roster.contains("H1,张小三,6228000011112222,1600.00,JOB_WAGES TEMP_LABOUR"), "{roster}");
+    let roster = String::from_utf8(export::to_csv(&export::roster_table(&row, &d)).expect("csv"))
+        .expect("utf8");
+    assert!(
+        roster.contains("H1,张小三,6228000011112222,1600.00,JOB_WAGES TEMP_LABOUR"),
+        "{roster}"
+    );
     let xlsx = export::to_xlsx("roster", &export::roster_table(&row, &d)).expect("xlsx");
     assert!(xlsx.starts_with(b"PK"), "an xlsx is a zip");
 }

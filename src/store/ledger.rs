@@ -5,8 +5,8 @@
 //! reads and writes, atomically: a month is replaced in one transaction, and a paid month never is.
 
 use super::{Result, Store};
-use crate::config::Backend;
 use crate::allocate::{MonthRun, Payee, PlanState};
+use crate::config::Backend;
 use crate::domain::{VillageId, YearMonth};
 use chrono::{DateTime, Utc};
 use sqlx::any::AnyArguments;
@@ -204,11 +204,12 @@ impl Store {
         at: DateTime<Utc>,
     ) -> Result<bool> {
         let mut tx = self.pool().begin().await?;
-        let current = sqlx::query("SELECT state FROM ledger_plans WHERE village = $1 AND year = $2")
-            .bind(village)
-            .bind(i64::from(year))
-            .fetch_optional(&mut *tx)
-            .await?;
+        let current =
+            sqlx::query("SELECT state FROM ledger_plans WHERE village = $1 AND year = $2")
+                .bind(village)
+                .bind(i64::from(year))
+                .fetch_optional(&mut *tx)
+                .await?;
         let current = match current {
             None => PlanState::Draft.code().to_owned(),
             Some(r) => r.try_get::<String, _>(0)?,
@@ -221,13 +222,15 @@ impl Store {
             .bind(i64::from(year))
             .execute(&mut *tx)
             .await?;
-        sqlx::query("INSERT INTO ledger_plans (village, year, state, updated_ms) VALUES ($1, $2, $3, $4)")
-            .bind(village)
-            .bind(i64::from(year))
-            .bind(to.code())
-            .bind(ms(at))
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO ledger_plans (village, year, state, updated_ms) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(village)
+        .bind(i64::from(year))
+        .bind(to.code())
+        .bind(ms(at))
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(
             "INSERT INTO ledger_plan_transitions (village, year, from_state, to_state, who, at_ms, note) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -302,10 +305,11 @@ impl Store {
 
     /// Months recorded before `month`, newest first.
     pub async fn ledger_months_before(&self, month: YearMonth) -> Result<Vec<String>> {
-        let rows = sqlx::query("SELECT month FROM ledger_months WHERE month < $1 ORDER BY month DESC")
-            .bind(month.to_string())
-            .fetch_all(self.pool())
-            .await?;
+        let rows =
+            sqlx::query("SELECT month FROM ledger_months WHERE month < $1 ORDER BY month DESC")
+                .bind(month.to_string())
+                .fetch_all(self.pool())
+                .await?;
         rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }
 
@@ -366,7 +370,14 @@ impl Store {
                 vec![
                     Val::T(month.clone()),
                     Val::T(s.station.to_string()),
-                    Val::T(if s.basis.is_provisional() { "metered" } else { "settled" }.into()),
+                    Val::T(
+                        if s.basis.is_provisional() {
+                            "metered"
+                        } else {
+                            "settled"
+                        }
+                        .into(),
+                    ),
                     Val::I(s.energy.0),
                     Val::I(s.tariff.0),
                     Val::I(s.coal_price.0),
@@ -385,7 +396,11 @@ impl Store {
                         s.notes
                             .iter()
                             .cloned()
-                            .chain(s.costs.iter().map(|c| format!("{}: {} ({})", c.label, c.amount, c.how)))
+                            .chain(
+                                s.costs
+                                    .iter()
+                                    .map(|c| format!("{}: {} ({})", c.label, c.amount, c.how)),
+                            )
                             .collect::<Vec<_>>()
                             .join("\n"),
                     ),
@@ -397,10 +412,24 @@ impl Store {
             self.backend(),
             "ledger_station_months",
             &[
-                "month", "station", "basis", "energy_wh", "tariff", "coal_price", "adder_price",
-                "base_fen", "subsidy_accrued_fen", "adder_fen", "subsidy_received_fen",
-                "received_fen", "costs_fen", "net_fen", "deficit_in_fen", "distributable_fen",
-                "deficit_out_fen", "explanation",
+                "month",
+                "station",
+                "basis",
+                "energy_wh",
+                "tariff",
+                "coal_price",
+                "adder_price",
+                "base_fen",
+                "subsidy_accrued_fen",
+                "adder_fen",
+                "subsidy_received_fen",
+                "received_fen",
+                "costs_fen",
+                "net_fen",
+                "deficit_in_fen",
+                "distributable_fen",
+                "deficit_out_fen",
+                "explanation",
             ],
             stations,
         )
@@ -439,7 +468,14 @@ impl Store {
                     Val::T(i.station.to_string()),
                     Val::T(format!("weight {}/{}", i.weight, i.total_weight)),
                     Val::I(i.amount.0),
-                    Val::T(if i.basis.is_provisional() { "metered (provisional)" } else { "settled" }.into()),
+                    Val::T(
+                        if i.basis.is_provisional() {
+                            "metered (provisional)"
+                        } else {
+                            "settled"
+                        }
+                        .into(),
+                    ),
                 ]);
             }
             for p in &v.payouts {
@@ -468,9 +504,21 @@ impl Store {
             self.backend(),
             "ledger_village_months",
             &[
-                "month", "village", "provisional", "plan_state", "opening_fen", "income_fen",
-                "advance_fen", "advance_repaid_fen", "advance_outstanding_fen", "cash_fen",
-                "payouts_fen", "reserve_fen", "carry_over_fen", "closing_fen", "explanation",
+                "month",
+                "village",
+                "provisional",
+                "plan_state",
+                "opening_fen",
+                "income_fen",
+                "advance_fen",
+                "advance_repaid_fen",
+                "advance_outstanding_fen",
+                "cash_fen",
+                "payouts_fen",
+                "reserve_fen",
+                "carry_over_fen",
+                "closing_fen",
+                "explanation",
             ],
             villages,
         )
@@ -480,8 +528,17 @@ impl Store {
             self.backend(),
             "ledger_entries",
             &[
-                "month", "village", "seq", "kind", "line", "station", "household", "payee",
-                "reference", "amount_fen", "basis",
+                "month",
+                "village",
+                "seq",
+                "kind",
+                "line",
+                "station",
+                "household",
+                "payee",
+                "reference",
+                "amount_fen",
+                "basis",
             ],
             entries,
         )
@@ -542,14 +599,27 @@ impl Store {
         .rows_affected()
             == 1;
         if done {
-            audit_in(&mut tx, at, who, "month_paid", None, Some(&month.to_string()), note).await?;
+            audit_in(
+                &mut tx,
+                at,
+                who,
+                "month_paid",
+                None,
+                Some(&month.to_string()),
+                note,
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(done)
     }
 
     /// A recorded village-month with its entries in statement order.
-    pub async fn village_month(&self, village: &str, month: &str) -> Result<Option<VillageMonthRow>> {
+    pub async fn village_month(
+        &self,
+        village: &str,
+        month: &str,
+    ) -> Result<Option<VillageMonthRow>> {
         let row = sqlx::query(
             "SELECT v.provisional, v.plan_state, v.opening_fen, v.income_fen, v.advance_fen, \
              v.advance_repaid_fen, v.advance_outstanding_fen, v.cash_fen, v.payouts_fen, v.reserve_fen, \
@@ -600,7 +670,11 @@ impl Store {
             reserve_fen: r.try_get(9)?,
             carry_over_fen: r.try_get(10)?,
             closing_fen: r.try_get(11)?,
-            notes: notes.lines().filter(|l| !l.is_empty()).map(str::to_owned).collect(),
+            notes: notes
+                .lines()
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect(),
             entries,
             month_status: r.try_get(13)?,
         }))

@@ -9,7 +9,9 @@ mod ledger;
 mod registry;
 mod samples;
 
-pub use ledger::{AuditRow, EntryRow, MonthRow, TransitionRow, VillageMonthRow, MONTH_COMPUTED, MONTH_PAID};
+pub use ledger::{
+    AuditRow, EntryRow, MonthRow, TransitionRow, VillageMonthRow, MONTH_COMPUTED, MONTH_PAID,
+};
 pub use samples::{bucket_start, LatestRow, RollupRow, StationNow, WriteOutcome, PERIODS};
 
 use crate::config::{Backend, StorageConfig};
