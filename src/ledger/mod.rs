@@ -5,6 +5,7 @@
 //! A run that breaks a rule records nothing; a paid month is never rewritten.
 
 pub mod cli;
+pub mod demo;
 pub mod export;
 
 use crate::allocate::{self, Book, Carry, MonthRun, PlanState};
