@@ -691,6 +691,18 @@ impl Deployment {
                 );
             }
         }
+        if out.is_empty() {
+            // Allocation data (plans, costs, policies) is checked by the money core's own rules.
+            if let Err(e) = crate::allocate::Book::new(self) {
+                out.push(Problem {
+                    key: "plans".into(),
+                    line: loc.line_of("plans"),
+                    message: e.to_string(),
+                    fix: "correct the allocation data the message names (see docs/allocation.md)"
+                        .into(),
+                });
+            }
+        }
         out
     }
 }

@@ -377,3 +377,30 @@ status = [{ status = "not_exited", from = "2016-01-01" }]
     }
     t.store.close().await;
 }
+
+#[test]
+fn check_config_reports_allocation_rule_errors() {
+    let text = r#"
+[[counties]]
+id = "C1"
+name = "县"
+province = "shanxi"
+[[townships]]
+id = "T1"
+name = "镇"
+county = "C1"
+[[villages]]
+code = "V1"
+name = "东村"
+township = "T1"
+[[plans]]
+village = "V1"
+year = 2020
+expected_net = "1000"
+lines = { job_wages = "0", temp_labour = "0", small_project = "1000", reward_subsidy = "0", reserve = "0" }
+"#;
+    let err = Deployment::from_str_with_env("t.toml", text, &[], &HashSet::new())
+        .expect_err("labour share");
+    let msg = err.to_string();
+    assert!(msg.contains("LABOUR_SHARE") && msg.contains("t.toml:14"), "{msg}");
+}
