@@ -77,6 +77,9 @@ pub struct IncomeLine {
     pub basis: EnergyBasis,
     pub weight: u64,
     pub total_weight: u64,
+    /// The station's received money and costs this month (whole station, before the split).
+    pub station_received: Fen,
+    pub station_costs: Fen,
     pub amount: Fen,
 }
 
@@ -607,6 +610,8 @@ impl<'a> Book<'a> {
                     basis: rev.basis,
                     weight: *w,
                     total_weight,
+                    station_received: rev.received,
+                    station_costs: rev.costs_total,
                     amount: *amount,
                 });
                 if let Some((_, r)) = receipt_split.get(i) {

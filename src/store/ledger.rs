@@ -466,7 +466,10 @@ impl Store {
                     Val::OT(Some(i.station.to_string())),
                     Val::OT(None),
                     Val::T(i.station.to_string()),
-                    Val::T(format!("weight {}/{}", i.weight, i.total_weight)),
+                    Val::T(format!(
+                        "share {}/{} of received {} − costs {}",
+                        i.weight, i.total_weight, i.station_received, i.station_costs
+                    )),
                     Val::I(i.amount.0),
                     Val::T(
                         if i.basis.is_provisional() {
