@@ -222,6 +222,20 @@ impl EnergySource for Precomputed {
     }
 }
 
+/// CPU seconds (user + system) this process has used: on a shared machine wall time includes waiting
+/// for a core, CPU time does not.
+fn cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+            Some(ticks as f64 / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
 fn peak_rss_mib() -> String {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -257,7 +271,9 @@ fn main() {
 
     // (1) the money core: index and check the book, then twelve months.
     let t1 = Instant::now();
+    let c1 = cpu_seconds();
     let book = Book::new(&d).unwrap_or_else(|e| panic!("{e}"));
+    let book_time = t1.elapsed();
     let mut carry = Carry::default();
     let mut payouts = 0usize;
     let mut paid = 0i64;
@@ -273,7 +289,8 @@ fn main() {
     }
     let core = t1.elapsed();
     println!(
-        "money core: 12 months in {core:.2?} ({payouts} payouts, {} paid); peak RSS {}",
+        "money core: book {book_time:.2?}, book + 12 months {core:.2?} wall, {:.2} s CPU ({payouts} payouts, {} paid); peak RSS {}",
+        cpu_seconds() - c1,
         Fen(paid),
         peak_rss_mib()
     );
@@ -303,6 +320,7 @@ fn main() {
         );
         println!("ledger setup (10,000 plans ACTIVE): {:.2?}", setup.elapsed());
         let t2 = Instant::now();
+        let c2 = cpu_seconds();
         for m in &months {
             ledger::run_month(&store, &d, &source, *m, "bench", true)
                 .await
@@ -311,7 +329,8 @@ fn main() {
         let total = t2.elapsed();
         let rows = store.audit_trail(1).await.map(|a| a.len()).unwrap_or(0);
         println!(
-            "compute + write ledger to SQLite: 12 months in {total:.2?}; peak RSS {} (audit rows seen: {rows})",
+            "compute + write ledger to SQLite: 12 months in {total:.2?} wall, {:.2} s CPU (all threads); peak RSS {} (audit rows seen: {rows})",
+            cpu_seconds() - c2,
             peak_rss_mib()
         );
         store.close().await;
