@@ -402,5 +402,8 @@ lines = { job_wages = "0", temp_labour = "0", small_project = "1000", reward_sub
     let err = Deployment::from_str_with_env("t.toml", text, &[], &HashSet::new())
         .expect_err("labour share");
     let msg = err.to_string();
-    assert!(msg.contains("LABOUR_SHARE") && msg.contains("t.toml:14"), "{msg}");
+    assert!(
+        msg.contains("LABOUR_SHARE") && msg.contains("t.toml:14"),
+        "{msg}"
+    );
 }
