@@ -888,6 +888,18 @@ impl Deployment {
         for (key, message, fix) in self.alerts.problems(&|id| stations.contains(id)) {
             push(key, message, &fix);
         }
+        if out.is_empty() {
+            // Allocation data (plans, costs, policies) is checked by the money core's own rules.
+            if let Err(e) = crate::allocate::Book::new(self) {
+                out.push(Problem {
+                    key: "plans".into(),
+                    line: loc.line_of("plans"),
+                    message: e.to_string(),
+                    fix: "correct the allocation data the message names (see docs/allocation.md)"
+                        .into(),
+                });
+            }
+        }
         out
     }
 }

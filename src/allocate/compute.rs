@@ -77,6 +77,9 @@ pub struct IncomeLine {
     pub basis: EnergyBasis,
     pub weight: u64,
     pub total_weight: u64,
+    /// The station's received money and costs this month (whole station, before the split).
+    pub station_received: Fen,
+    pub station_costs: Fen,
     pub amount: Fen,
 }
 
@@ -169,13 +172,21 @@ pub struct Book<'a> {
     tariffs: HashMap<&'a str, &'a Tariff>,
     costs: HashMap<(&'a str, i32), Vec<&'a CostItem>>,
     plans: HashMap<(&'a str, i32), &'a VillagePlan>,
-    jobs: HashMap<&'a str, Vec<&'a JobPost>>,
+    jobs: HashMap<&'a str, Vec<JobRef<'a>>>,
     attendance: HashMap<(&'a str, YearMonth), &'a Attendance>,
     receipts: HashMap<(&'a str, YearMonth), Vec<&'a SubsidyReceipt>>,
     advances: HashMap<(&'a str, YearMonth), Vec<&'a Advance>>,
     adjustments: HashMap<(&'a str, YearMonth), Vec<&'a Adjustment>>,
     membership: HashMap<(&'a str, &'a str), &'a PoolMembership>,
     provinces: HashMap<&'a str, &'a str>,
+}
+
+/// A job with its holder resolved once, so a month does not look households up again.
+#[derive(Debug)]
+struct JobRef<'a> {
+    job: &'a JobPost,
+    holder: Option<&'a Household>,
+    reference: String,
 }
 
 fn job_active(job: &JobPost, month: YearMonth) -> bool {
@@ -253,9 +264,16 @@ impl<'a> Book<'a> {
                 .or_default()
                 .push(c);
         }
-        let mut jobs: HashMap<&str, Vec<&JobPost>> = HashMap::new();
+        let mut jobs: HashMap<&str, Vec<JobRef<'_>>> = HashMap::new();
         for j in &d.jobs {
-            jobs.entry(j.village.as_str()).or_default().push(j);
+            jobs.entry(j.village.as_str()).or_default().push(JobRef {
+                job: j,
+                holder: households.get(j.holder.as_str()).copied(),
+                reference: format!("{} {}", j.id, j.title),
+            });
+        }
+        for list in jobs.values_mut() {
+            list.sort_by(|a, b| a.job.id.cmp(&b.job.id));
         }
         let mut attendance = HashMap::new();
         for a in &d.attendance {
@@ -427,8 +445,8 @@ impl<'a> Book<'a> {
         let mut wages = Fen::ZERO;
         for j in self.jobs.get(p.village.as_str()).into_iter().flatten() {
             for m in 1..=12 {
-                if job_active(j, year_month(p.year, m)?) {
-                    wages = add(wages, j.monthly_wage)?;
+                if job_active(j.job, year_month(p.year, m)?) {
+                    wages = add(wages, j.job.monthly_wage)?;
                 }
             }
         }
@@ -536,6 +554,17 @@ impl<'a> Book<'a> {
         scope: &str,
     ) -> Result<&'a Household, Error> {
         let hh = self.member_of(h, &plan.village, scope)?;
+        self.status_allows(hh, plan, month, scope)
+    }
+
+    fn status_allows(
+        &self,
+        hh: &'a Household,
+        plan: &VillagePlan,
+        month: YearMonth,
+        scope: &str,
+    ) -> Result<&'a Household, Error> {
+        let h = &hh.id;
         let policy = &self.d.policy;
         let day = if plan.status_change_immediate || policy.status_change == StatusChange::Immediate
         {
@@ -607,6 +636,8 @@ impl<'a> Book<'a> {
                     basis: rev.basis,
                     weight: *w,
                     total_weight,
+                    station_received: rev.received,
+                    station_costs: rev.costs_total,
                     amount: *amount,
                 });
                 if let Some((_, r)) = receipt_split.get(i) {
@@ -1027,16 +1058,14 @@ impl<'a> Book<'a> {
         let policy = &self.d.policy;
         let code = plan.village.as_str();
         let mut holders: HashMap<&str, &str> = HashMap::new();
-        let mut jobs: Vec<&JobPost> = self
+        for jr in self
             .jobs
             .get(code)
             .into_iter()
             .flatten()
-            .copied()
-            .filter(|j| job_active(j, month))
-            .collect();
-        jobs.sort_by(|a, b| a.id.cmp(&b.id));
-        for j in jobs {
+            .filter(|j| job_active(j.job, month))
+        {
+            let j = jr.job;
             if policy.one_job_per_household {
                 if let Some(other) = holders.insert(j.holder.as_str(), j.id.as_str()) {
                     return Err(Error::rule(
@@ -1049,7 +1078,12 @@ impl<'a> Book<'a> {
                     ));
                 }
             }
-            let hh = self.eligible(&j.holder, plan, month, scope)?;
+            let hh = match jr.holder {
+                Some(hh) if hh.village == plan.village => {
+                    self.status_allows(hh, plan, month, scope)?
+                }
+                _ => self.eligible(&j.holder, plan, month, scope)?,
+            };
             if hh.labour == LabourCapacity::None {
                 return Err(Error::rule(
                     Rule::JobHolderCapacity,
@@ -1102,7 +1136,7 @@ impl<'a> Book<'a> {
                 out.push(Payout {
                     line: PlanLine::JobWages,
                     payee: Payee::Household(j.holder.clone()),
-                    reference: format!("{} {}", j.id, j.title),
+                    reference: jr.reference.clone(),
                     amount,
                     basis,
                 });

@@ -5,6 +5,7 @@
 //! A run that breaks a rule records nothing; a paid month is never rewritten.
 
 pub mod cli;
+pub mod demo;
 pub mod export;
 
 use crate::allocate::{self, Book, Carry, MonthRun, PlanState};
@@ -211,6 +212,15 @@ pub async fn pay_month(
         None => Err(Error::NotFound(format!("{month} has not been run"))),
         Some(r) if r.status == MONTH_PAID => Err(Error::Locked(month)),
         Some(_) => {
+            // Months are paid in order: an unpaid earlier month could still change this one's opening.
+            if let Some(prev) = store.ledger_month(month.prev()).await? {
+                if prev.status != MONTH_PAID {
+                    return Err(Error::Workflow(format!(
+                        "{} is not paid yet: pay the months in order",
+                        month.prev()
+                    )));
+                }
+            }
             if store.mark_month_paid(month, who, note, Utc::now()).await? {
                 Ok(())
             } else {

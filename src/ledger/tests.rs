@@ -340,3 +340,70 @@ fn exports_write_exact_amounts_and_roster_accounts() {
     let xlsx = export::to_xlsx("roster", &export::roster_table(&row, &d)).expect("xlsx");
     assert!(xlsx.starts_with(b"PK"), "an xlsx is a zip");
 }
+
+#[tokio::test]
+async fn demo_allocation_runs_a_year_cleanly() {
+    let t = testing::sqlite().await.expect("store");
+    let mut d = deployment(
+        r#"
+[[households]]
+id = "H3"
+village = "V1"
+head = "赵六"
+labour = "none"
+status = [{ status = "not_exited", from = "2016-01-01" }]
+"#,
+    );
+    d.plans.clear();
+    d.jobs.clear();
+    demo::add_demo_allocation(&mut d, 2026);
+    crate::allocate::Book::new(&d).expect("demo plans obey every rule");
+    assert_eq!(d.plans.len(), 1);
+    assert!(!d.jobs.is_empty());
+    demo::activate_plans(&t.store, &d, 2026, "demo")
+        .await
+        .expect("activate");
+    assert_eq!(
+        t.store.plan_state(V, 2026).await.expect("state"),
+        PlanState::Active
+    );
+    // A poor year: 80 kWh per kW a month (960 a year), below the 1,100 the plan assumes.
+    for m in 1..=12 {
+        let month = YearMonth::new(2026, m).expect("month");
+        let run = run_month(&t.store, &d, &Fixed(24_000_000), month, "demo", true)
+            .await
+            .unwrap_or_else(|e| panic!("{month}: {e}"));
+        assert!(!run.villages[0].payouts.is_empty(), "{month}");
+    }
+    t.store.close().await;
+}
+
+#[test]
+fn check_config_reports_allocation_rule_errors() {
+    let text = r#"
+[[counties]]
+id = "C1"
+name = "县"
+province = "shanxi"
+[[townships]]
+id = "T1"
+name = "镇"
+county = "C1"
+[[villages]]
+code = "V1"
+name = "东村"
+township = "T1"
+[[plans]]
+village = "V1"
+year = 2020
+expected_net = "1000"
+lines = { job_wages = "0", temp_labour = "0", small_project = "1000", reward_subsidy = "0", reserve = "0" }
+"#;
+    let err = Deployment::from_str_with_env("t.toml", text, &[], &HashSet::new())
+        .expect_err("labour share");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("LABOUR_SHARE") && msg.contains("t.toml:14"),
+        "{msg}"
+    );
+}

@@ -6,6 +6,7 @@
 
 use super::{Result, Store};
 use crate::allocate::{MonthRun, Payee, PlanState};
+use crate::config::Backend;
 use crate::domain::{VillageId, YearMonth};
 use chrono::{DateTime, Utc};
 use sqlx::any::AnyArguments;
@@ -96,6 +97,7 @@ const BATCH_PARAMS: usize = 8_000;
 
 async fn insert_batch(
     tx: &mut sqlx::Transaction<'_, Any>,
+    backend: Backend,
     table: &str,
     cols: &[&str],
     rows: Vec<Vec<Val>>,
@@ -115,9 +117,15 @@ async fn insert_batch(
                 if c > 0 {
                     sql.push_str(", ");
                 }
+                // SQLite resolves `$N` names linearly per parameter (quadratic in a large batch);
+                // anonymous `?` binds in order.
                 n += 1;
-                sql.push('$');
-                sql.push_str(&n.to_string());
+                if backend == Backend::Sqlite {
+                    sql.push('?');
+                } else {
+                    sql.push('$');
+                    sql.push_str(&n.to_string());
+                }
             }
             sql.push(')');
         }
@@ -401,6 +409,7 @@ impl Store {
             .collect();
         insert_batch(
             &mut tx,
+            self.backend(),
             "ledger_station_months",
             &[
                 "month",
@@ -457,7 +466,10 @@ impl Store {
                     Val::OT(Some(i.station.to_string())),
                     Val::OT(None),
                     Val::T(i.station.to_string()),
-                    Val::T(format!("weight {}/{}", i.weight, i.total_weight)),
+                    Val::T(format!(
+                        "share {}/{} of received {} − costs {}",
+                        i.weight, i.total_weight, i.station_received, i.station_costs
+                    )),
                     Val::I(i.amount.0),
                     Val::T(
                         if i.basis.is_provisional() {
@@ -492,6 +504,7 @@ impl Store {
         }
         insert_batch(
             &mut tx,
+            self.backend(),
             "ledger_village_months",
             &[
                 "month",
@@ -515,6 +528,7 @@ impl Store {
         .await?;
         insert_batch(
             &mut tx,
+            self.backend(),
             "ledger_entries",
             &[
                 "month",
@@ -550,6 +564,7 @@ impl Store {
             .collect();
         insert_batch(
             &mut tx,
+            self.backend(),
             "ledger_pool_months",
             &["month", "station", "household", "village", "amount_fen"],
             pools,
