@@ -7,6 +7,7 @@ use crate::ingest::{self, DeviceProfile};
 use crate::metrics::Metrics;
 use crate::store::Store;
 use anyhow::Context as _;
+use chrono::Datelike as _;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -354,6 +355,9 @@ pub async fn start_demo(args: DemoArgs) -> anyhow::Result<Demo> {
     let gateways = crate::sim::demo::start_gateways(&mut fleet, &catalog)
         .await
         .context("starting the simulated gateways")?;
+    // The villages' plans, jobs and costs for this year, so the ledger has something to run.
+    let year = now.with_timezone(&chrono_tz::Asia::Shanghai).year();
+    crate::ledger::demo::add_demo_allocation(&mut fleet.deployment, year);
     let backfill = Arc::new(crate::sim::history::Progress::default());
     let deployment = Arc::new(fleet.deployment.clone());
     let running = start_with(
@@ -381,6 +385,7 @@ pub async fn start_demo(args: DemoArgs) -> anyhow::Result<Demo> {
     let store = running.store.clone();
     let settle_deployment = Arc::clone(&deployment);
     let statement = data_dir.join("settlement-demo.csv");
+    let first_month = fleet.history_start_month.next();
     running.tracker.spawn(async move {
         let started = std::time::Instant::now();
         let writer = tokio::spawn(history_worker.run(cancel.clone()));
@@ -419,6 +424,9 @@ pub async fn start_demo(args: DemoArgs) -> anyhow::Result<Demo> {
             Ok(report) => info!(file = %statement.display(), "grid settlement imported: {report}"),
             Err(error) => tracing::warn!(%error, "demo settlement not imported"),
         }
+        if let Err(error) = run_demo_ledger(&store, &settle_deployment, now, first_month).await {
+            tracing::warn!(error = %format!("{error:#}"), "demo ledger stopped");
+        }
         progress
             .settled
             .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -445,6 +453,42 @@ pub async fn start_demo(args: DemoArgs) -> anyhow::Result<Demo> {
         gateways,
         backfill,
     })
+}
+
+/// Activates this year's village plans and runs (and pays) every complete month of the year that
+/// the demo's history covers, so the village pages show real statements. The last month is left
+/// computed but unpaid, as an accountant would find it before payday.
+async fn run_demo_ledger(
+    store: &Store,
+    d: &Deployment,
+    now: chrono::DateTime<chrono::Utc>,
+    first_month: crate::domain::YearMonth,
+) -> anyhow::Result<()> {
+    use crate::domain::YearMonth;
+    let current = YearMonth::of(now.with_timezone(&chrono_tz::Asia::Shanghai).date_naive());
+    let Some(january) = YearMonth::new(current.year(), 1) else {
+        return Ok(());
+    };
+    crate::ledger::demo::activate_plans(store, d, current.year(), "demo")
+        .await
+        .context("activating the demo plans")?;
+    let energy = crate::ledger::energy_source(store.clone(), Arc::new(d.clone()));
+    let mut month = january.max(first_month);
+    let mut previous: Option<YearMonth> = None;
+    while month < current {
+        crate::ledger::run_month(store, d, energy.as_ref(), month, "demo", true)
+            .await
+            .with_context(|| format!("allocating {month}"))?;
+        if let Some(p) = previous {
+            crate::ledger::pay_month(store, p, "demo", "paid by the village accountant")
+                .await
+                .with_context(|| format!("paying {p}"))?;
+        }
+        previous = Some(month);
+        month = month.next();
+    }
+    info!(until = %current.prev(), "demo ledger: months allocated");
+    Ok(())
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -101,7 +101,9 @@ impl Default for UnderperformingConfig {
 #[serde(deny_unknown_fields)]
 pub struct MaintenanceWindow {
     pub station: StationId,
+    #[serde(with = "crate::domain::date::instant")]
     pub from: DateTime<Utc>,
+    #[serde(with = "crate::domain::date::instant")]
     pub to: DateTime<Utc>,
     #[serde(default)]
     pub note: String,

@@ -105,7 +105,9 @@ pub enum ShareBase {
 pub struct Adder {
     pub province: String,
     pub price: Price,
+    #[serde(with = "crate::domain::date")]
     pub from: NaiveDate,
+    #[serde(with = "crate::domain::date")]
     pub until: NaiveDate,
     /// Only these stations (empty: every station whose tariff is in the province).
     #[serde(default)]

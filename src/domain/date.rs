@@ -53,3 +53,47 @@ pub mod option {
         }
     }
 }
+
+/// Instants in deployment files: `from = 2026-05-01T08:00:00+08:00` (a TOML date-time) or the same as
+/// a string; always converted to UTC.
+pub mod instant {
+    use chrono::{DateTime, Utc};
+    use serde::de::{self, MapAccess, Visitor};
+    use serde::{Deserializer, Serializer};
+    use std::fmt;
+
+    struct InstantVisitor;
+
+    impl<'de> Visitor<'de> for InstantVisitor {
+        type Value = DateTime<Utc>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a date-time with an offset, such as 2026-05-01T08:00:00+08:00")
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<DateTime<Utc>, E> {
+            DateTime::parse_from_rfc3339(v.trim())
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| {
+                    E::custom(format!(
+                        "'{v}' is not a date-time with an offset (write it as 2026-05-01T08:00:00+08:00)"
+                    ))
+                })
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<DateTime<Utc>, A::Error> {
+            let Some((_, text)) = map.next_entry::<String, String>()? else {
+                return Err(de::Error::custom("expected a date-time"));
+            };
+            self.visit_str(&text)
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        d.deserialize_any(InstantVisitor)
+    }
+
+    pub fn serialize<S: Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&at.to_rfc3339())
+    }
+}
