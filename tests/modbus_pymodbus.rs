@@ -30,10 +30,10 @@ fn python() -> Option<String> {
     match std::env::var(VAR) {
         Ok(p) if !p.is_empty() => Some(p),
         _ => {
-            eprintln!(
+            sunshare::store::testing::announce_skip(&format!(
                 "SKIPPED (pymodbus) {}: set {VAR}=python3 (with pymodbus installed) to run it",
                 module_path!()
-            );
+            ));
             None
         }
     }

@@ -34,7 +34,9 @@ fn mosquitto(test: &str) -> anyhow::Result<Option<String>> {
     match std::env::var(MQTT_VAR) {
         Ok(addr) if !addr.is_empty() => Ok(Some(addr)),
         _ => {
-            eprintln!("SKIPPED (Mosquitto) {test}: set {MQTT_VAR}=127.0.0.1:1883 to run it");
+            sunshare::store::testing::announce_skip(&format!(
+                "SKIPPED (Mosquitto) {test}: set {MQTT_VAR}=127.0.0.1:1883 to run it"
+            ));
             Ok(None)
         }
     }

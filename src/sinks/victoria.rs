@@ -22,9 +22,9 @@ pub fn binary_for_test(test: &str) -> Option<PathBuf> {
     match std::env::var_os(VAR) {
         Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
         _ => {
-            eprintln!(
+            crate::store::testing::announce_skip(&format!(
                 "SKIPPED (VictoriaMetrics) {test}: set {VAR}=/usr/bin/victoria-metrics to run it"
-            );
+            ));
             None
         }
     }

@@ -40,6 +40,13 @@ fn unique_suffix() -> String {
     format!("{}_{n}_{nanos}", std::process::id())
 }
 
+/// Says on the terminal that a test skipped for want of a service. Written straight to stderr, past
+/// the test harness's output capture, so a passing run still shows what it did not check.
+pub fn announce_skip(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 /// A fresh SQLite store in a temporary directory.
 pub async fn sqlite() -> Result<TestStore> {
     let dir = std::env::temp_dir().join(format!("sunshare-test-{}", unique_suffix()));
@@ -54,7 +61,7 @@ pub async fn sqlite() -> Result<TestStore> {
 /// A fresh PostgreSQL database, or `None` (with a skip line on stderr) when no server is configured.
 pub async fn postgres(test: &str) -> Result<Option<TestStore>> {
     let Ok(admin_url) = std::env::var(PG_URL_VAR) else {
-        eprintln!("SKIPPED (PostgreSQL) {test}: set {PG_URL_VAR}=postgres://postgres@127.0.0.1:5432/test to run it");
+        announce_skip(&format!("SKIPPED (PostgreSQL) {test}: set {PG_URL_VAR}=postgres://postgres@127.0.0.1:5432/test to run it"));
         return Ok(None);
     };
     sqlx::any::install_default_drivers();
