@@ -15,7 +15,7 @@ fn chromium() -> Option<String> {
     match std::env::var("SUNSHARE_TEST_CHROMIUM") {
         Ok(path) => Some(path),
         Err(_) => {
-            sunshare::store::testing::announce_skip(&format!("SKIPPED (Chromium) fleet page browser test: set SUNSHARE_TEST_CHROMIUM=/usr/bin/chromium to run it"));
+            sunshare::store::testing::announce_skip("SKIPPED (Chromium) fleet page browser test: set SUNSHARE_TEST_CHROMIUM=/usr/bin/chromium to run it");
             None
         }
     }

@@ -350,7 +350,7 @@ async fn flapping_and_low_severity_events_are_filtered_per_destination() {
 #[tokio::test]
 async fn mqtt_alert_topic_receives_the_json_document() {
     let Ok(broker) = std::env::var("SUNSHARE_TEST_MQTT") else {
-        crate::store::testing::announce_skip(&format!("SKIPPED (Mosquitto) mqtt_alert_topic_receives_the_json_document: set SUNSHARE_TEST_MQTT=127.0.0.1:1883 to run it"));
+        crate::store::testing::announce_skip("SKIPPED (Mosquitto) mqtt_alert_topic_receives_the_json_document: set SUNSHARE_TEST_MQTT=127.0.0.1:1883 to run it");
         return;
     };
     let prefix = format!(
