@@ -385,7 +385,7 @@ pub async fn start_demo(args: DemoArgs) -> anyhow::Result<Demo> {
     let store = running.store.clone();
     let settle_deployment = Arc::clone(&deployment);
     let statement = data_dir.join("settlement-demo.csv");
-    let first_month = fleet.history_start_month.next();
+    let first_month = crate::domain::YearMonth::of(fleet.history_start.date_naive()).next();
     running.tracker.spawn(async move {
         let started = std::time::Instant::now();
         let writer = tokio::spawn(history_worker.run(cancel.clone()));

@@ -4,7 +4,7 @@
 //! sunset at Chinese latitudes). Alerts use it to tell night from an outage; the simulator uses it to
 //! shape the daily curve. No I/O, no clock: callers pass the instant.
 
-use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Timelike, Utc};
+use chrono::{DateTime, NaiveDate, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 
 /// The sun seen from a point on Earth at an instant.
@@ -156,14 +156,10 @@ pub fn sun_times(latitude: f64, longitude: f64, day: NaiveDate, tz: Tz) -> SunTi
     }
 }
 
-/// The day of the year (1-366), for seasonal models.
-pub fn day_of_year(at: DateTime<Utc>, tz: Tz) -> u32 {
-    at.with_timezone(&tz).ordinal()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::Datelike;
     use chrono::{Duration, NaiveTime};
 
     const SHANGHAI: Tz = chrono_tz::Asia::Shanghai;

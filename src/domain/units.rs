@@ -12,12 +12,6 @@ use std::ops::{Add, Sub};
 #[serde(transparent)]
 pub struct Watts(pub f64);
 
-impl Watts {
-    pub fn kw(self) -> f64 {
-        self.0 / 1000.0
-    }
-}
-
 /// Energy in whole watt-hours: counters and daily energy are exact integers.
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,

@@ -27,8 +27,6 @@ pub struct DemoFleet {
     pub gateways: BTreeMap<String, Vec<DeviceId>>,
     /// The instant history starts; counters are modelled from here.
     pub history_start: DateTime<Utc>,
-    /// The month history starts in (the first complete month is the next one).
-    pub history_start_month: crate::domain::YearMonth,
 }
 
 /// Specific yield before the modelled period, for a plausible lifetime counter at its start.
@@ -98,7 +96,6 @@ impl DemoFleet {
             plants,
             gateways,
             history_start,
-            history_start_month: crate::domain::YearMonth::of(history_start.date_naive()),
         })
     }
 

@@ -34,11 +34,6 @@ impl Progress {
         }
         self.done_devices.load(Ordering::Relaxed) as f64 / total as f64
     }
-
-    pub fn finished(&self) -> bool {
-        let total = self.total_devices.load(Ordering::Relaxed);
-        total > 0 && self.done_devices.load(Ordering::Relaxed) >= total
-    }
 }
 
 /// What one device reported at one grid instant, or `None` while it sleeps or is unreachable.
