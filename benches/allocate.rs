@@ -2,8 +2,8 @@
 //! 300,000 households, 100,000 public-welfare jobs, 12 months.
 //!
 //! Measures (1) the money core alone and (2) computing plus writing the ledger to SQLite, and the peak
-//! resident memory after each. Run with `cargo bench --bench allocate`; figures go to
-//! docs/bench-allocate.md.
+//! resident memory after each. Run with `cargo bench --bench allocate` (`-- core` for the money core
+//! alone, e.g. under a profiler); figures go to docs/bench-allocate.md.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
@@ -295,6 +295,9 @@ fn main() {
         peak_rss_mib()
     );
     drop(book);
+    if std::env::args().any(|a| a == "core") {
+        return;
+    }
 
     // (2) compute and write the ledger to SQLite, month by month, as `sunshare allocate` does.
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -15,6 +15,9 @@ use crate::domain::{
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// What one month leaves to the next: station deficits and village balances.
@@ -95,8 +98,9 @@ pub enum Payee {
 pub struct Payout {
     pub line: PlanLine,
     pub payee: Payee,
-    /// Job id and title, work done, project, approval reference or corrected month.
-    pub reference: String,
+    /// Job id and title, work done, project, approval reference or corrected month (shared text: a
+    /// job's reference is the same every month).
+    pub reference: Arc<str>,
     pub amount: Fen,
     /// Why this amount: the rule or plan entry that decided it.
     pub basis: Cow<'static, str>,
@@ -167,18 +171,21 @@ impl MonthRun {
 #[derive(Debug)]
 pub struct Book<'a> {
     d: &'a Deployment,
-    households: HashMap<&'a str, &'a Household>,
-    village_households: HashMap<&'a str, usize>,
-    tariffs: HashMap<&'a str, &'a Tariff>,
-    costs: HashMap<(&'a str, i32), Vec<&'a CostItem>>,
-    plans: HashMap<(&'a str, i32), &'a VillagePlan>,
-    jobs: HashMap<&'a str, Vec<JobRef<'a>>>,
-    attendance: HashMap<(&'a str, YearMonth), &'a Attendance>,
-    receipts: HashMap<(&'a str, YearMonth), Vec<&'a SubsidyReceipt>>,
-    advances: HashMap<(&'a str, YearMonth), Vec<&'a Advance>>,
-    adjustments: HashMap<(&'a str, YearMonth), Vec<&'a Adjustment>>,
-    membership: HashMap<(&'a str, &'a str), &'a PoolMembership>,
-    provinces: HashMap<&'a str, &'a str>,
+    households: FxHashMap<&'a str, &'a Household>,
+    village_households: FxHashMap<&'a str, usize>,
+    tariffs: FxHashMap<&'a str, &'a Tariff>,
+    costs: FxHashMap<(&'a str, i32), Vec<&'a CostItem>>,
+    plans: FxHashMap<(&'a str, i32), &'a VillagePlan>,
+    jobs: FxHashMap<&'a str, Vec<JobRef<'a>>>,
+    attendance: FxHashMap<(&'a str, YearMonth), &'a Attendance>,
+    receipts: FxHashMap<(&'a str, YearMonth), Vec<&'a SubsidyReceipt>>,
+    advances: FxHashMap<(&'a str, YearMonth), Vec<&'a Advance>>,
+    adjustments: FxHashMap<(&'a str, YearMonth), Vec<&'a Adjustment>>,
+    membership: FxHashMap<(&'a str, &'a str), &'a PoolMembership>,
+    provinces: FxHashMap<&'a str, &'a str>,
+    /// Threads a month's villages are spread over, and the fewest villages worth spreading.
+    threads: usize,
+    min_parallel: usize,
 }
 
 /// A job with its holder resolved once, so a month does not look households up again.
@@ -186,13 +193,64 @@ pub struct Book<'a> {
 struct JobRef<'a> {
     job: &'a JobPost,
     holder: Option<&'a Household>,
-    reference: String,
+    /// The holder is registered in the job's village (checked once, not every month).
+    holder_in_village: bool,
+    reference: Arc<str>,
 }
 
-fn job_active(job: &JobPost, month: YearMonth) -> bool {
-    let first = month.first_day();
-    let last = month.next().first_day() - chrono::Duration::days(1);
-    job.from <= last && job.until.is_none_or(|u| u >= first)
+/// Below this many villages a month is computed on one thread: spawning is not worth it.
+const PARALLEL_MIN_VILLAGES: usize = 2_000;
+
+/// A station's month: a centralized station's pool or another station's revenue.
+enum StationPart {
+    Pool(PoolStatement),
+    Revenue(StationRevenue),
+}
+
+/// What one village's month starts from.
+struct VillageInput<'v> {
+    code: &'v VillageId,
+    lines: Vec<IncomeLine>,
+    receipt_share: Fen,
+    prev: VillageCarry,
+}
+
+/// "plan 2026 of village X", written only when an error needs it.
+struct PlanScope<'p>(&'p VillagePlan);
+
+impl fmt::Display for PlanScope<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "plan {} of village {}", self.0.year, self.0.village)
+    }
+}
+
+/// "village X, 2026-05", written only when an error needs it.
+struct VillageMonth<'v>(&'v VillageId, YearMonth);
+
+impl fmt::Display for VillageMonth<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "village {}, {}", self.0, self.1)
+    }
+}
+
+/// The first and last day of a month, computed once for all the jobs checked against it.
+#[derive(Clone, Copy)]
+struct Days {
+    first: NaiveDate,
+    last: NaiveDate,
+}
+
+impl Days {
+    fn of(month: YearMonth) -> Days {
+        Days {
+            first: month.first_day(),
+            last: month.next().first_day() - chrono::Duration::days(1),
+        }
+    }
+}
+
+fn job_active(job: &JobPost, days: Days) -> bool {
+    job.from <= days.last && job.until.is_none_or(|u| u >= days.first)
 }
 
 fn in_window(month: YearMonth, from: Option<YearMonth>, until: Option<YearMonth>) -> bool {
@@ -207,8 +265,9 @@ impl<'a> Book<'a> {
     /// Indexes the deployment and checks what does not depend on the month: one household one village,
     /// ownership shares, attendance records and every annual plan.
     pub fn new(d: &'a Deployment) -> Result<Book<'a>, Error> {
-        let mut households: HashMap<&str, &Household> = HashMap::with_capacity(d.households.len());
-        let mut village_households: HashMap<&str, usize> = HashMap::new();
+        let mut households: FxHashMap<&str, &Household> =
+            FxHashMap::with_capacity_and_hasher(d.households.len(), Default::default());
+        let mut village_households: FxHashMap<&str, usize> = FxHashMap::default();
         for h in &d.households {
             if let Some(first) = households.insert(h.id.as_str(), h) {
                 if first.village != h.village {
@@ -245,7 +304,7 @@ impl<'a> Book<'a> {
                 }
             }
         }
-        let mut costs: HashMap<(&str, i32), Vec<&CostItem>> = HashMap::new();
+        let mut costs: FxHashMap<(&str, i32), Vec<&CostItem>> = FxHashMap::default();
         for c in &d.costs {
             if c.amount.is_negative() {
                 return Err(Error::Input(format!(
@@ -264,18 +323,20 @@ impl<'a> Book<'a> {
                 .or_default()
                 .push(c);
         }
-        let mut jobs: HashMap<&str, Vec<JobRef<'_>>> = HashMap::new();
+        let mut jobs: FxHashMap<&str, Vec<JobRef<'_>>> = FxHashMap::default();
         for j in &d.jobs {
+            let holder = households.get(j.holder.as_str()).copied();
             jobs.entry(j.village.as_str()).or_default().push(JobRef {
                 job: j,
-                holder: households.get(j.holder.as_str()).copied(),
-                reference: format!("{} {}", j.id, j.title),
+                holder,
+                holder_in_village: holder.is_some_and(|h| h.village == j.village),
+                reference: Arc::from(format!("{} {}", j.id, j.title)),
             });
         }
         for list in jobs.values_mut() {
             list.sort_by(|a, b| a.job.id.cmp(&b.job.id));
         }
-        let mut attendance = HashMap::new();
+        let mut attendance = FxHashMap::default();
         for a in &d.attendance {
             if a.required == 0 || a.worked > a.required {
                 return Err(Error::Input(format!(
@@ -290,7 +351,8 @@ impl<'a> Book<'a> {
                 )));
             }
         }
-        let mut receipts: HashMap<(&str, YearMonth), Vec<&SubsidyReceipt>> = HashMap::new();
+        let mut receipts: FxHashMap<(&str, YearMonth), Vec<&SubsidyReceipt>> =
+            FxHashMap::default();
         for r in &d.subsidy_receipts {
             if r.amount.is_negative() {
                 return Err(Error::Input(format!(
@@ -303,7 +365,7 @@ impl<'a> Book<'a> {
                 .or_default()
                 .push(r);
         }
-        let mut advances: HashMap<(&str, YearMonth), Vec<&Advance>> = HashMap::new();
+        let mut advances: FxHashMap<(&str, YearMonth), Vec<&Advance>> = FxHashMap::default();
         for a in &d.advances {
             if a.amount.is_negative() {
                 return Err(Error::Input(format!(
@@ -316,14 +378,15 @@ impl<'a> Book<'a> {
                 .or_default()
                 .push(a);
         }
-        let mut adjustments: HashMap<(&str, YearMonth), Vec<&Adjustment>> = HashMap::new();
+        let mut adjustments: FxHashMap<(&str, YearMonth), Vec<&Adjustment>> =
+            FxHashMap::default();
         for a in &d.adjustments {
             adjustments
                 .entry((a.village.as_str(), a.month))
                 .or_default()
                 .push(a);
         }
-        let mut membership = HashMap::new();
+        let mut membership = FxHashMap::default();
         for m in &d.pool_membership {
             membership.insert((m.station.as_str(), m.household.as_str()), m);
         }
@@ -351,7 +414,7 @@ impl<'a> Book<'a> {
             village_households,
             tariffs,
             costs,
-            plans: HashMap::new(),
+            plans: FxHashMap::default(),
             jobs,
             attendance,
             receipts,
@@ -359,9 +422,13 @@ impl<'a> Book<'a> {
             adjustments,
             membership,
             provinces,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
+            min_parallel: PARALLEL_MIN_VILLAGES,
         };
-        for p in &d.plans {
-            book.check_plan(p)?;
+        // Plans are checked independently (spread over the cores when many), then indexed in order.
+        let checked = book.spread(d.plans.iter().collect(), |p| book.check_plan(p));
+        for (p, check) in d.plans.iter().zip(checked) {
+            check?;
             if book.plans.insert((p.village.as_str(), p.year), p).is_some() {
                 return Err(Error::Input(format!(
                     "village {} has two plans for {}",
@@ -372,13 +439,22 @@ impl<'a> Book<'a> {
         Ok(book)
     }
 
+    /// Spreads months over `threads` threads from `min_villages` villages on (tests use it to run
+    /// the parallel path on small deployments).
+    #[cfg(test)]
+    pub(crate) fn spread_over(mut self, threads: usize, min_villages: usize) -> Self {
+        self.threads = threads;
+        self.min_parallel = min_villages;
+        self
+    }
+
     pub fn plan(&self, village: &str, year: i32) -> Option<&'a VillagePlan> {
         self.plans.get(&(village, year)).copied()
     }
 
     /// The plan rules that do not depend on a month (61号, 3号).
     fn check_plan(&self, p: &VillagePlan) -> Result<(), Error> {
-        let scope = format!("plan {} of village {}", p.year, p.village);
+        let scope = &PlanScope(p);
         let l = &p.lines;
         let lines = sum([
             l.job_wages,
@@ -443,9 +519,12 @@ impl<'a> Book<'a> {
             }
         }
         let mut wages = Fen::ZERO;
+        let year: Vec<Days> = (1..=12)
+            .map(|m| year_month(p.year, m).map(Days::of))
+            .collect::<Result<_, _>>()?;
         for j in self.jobs.get(p.village.as_str()).into_iter().flatten() {
-            for m in 1..=12 {
-                if job_active(j.job, year_month(p.year, m)?) {
+            for days in &year {
+                if job_active(j.job, *days) {
                     wages = add(wages, j.job.monthly_wage)?;
                 }
             }
@@ -482,7 +561,7 @@ impl<'a> Book<'a> {
                     ),
                 ));
             }
-            self.member_of(&t.household, &p.village, &scope)?;
+            self.member_of(&t.household, &p.village, scope)?;
             temp = add(temp, t.amount)?;
         }
         budget(PlanLine::TempLabour, temp, l.temp_labour)?;
@@ -511,7 +590,7 @@ impl<'a> Book<'a> {
                     ),
                 ));
             }
-            self.member_of(&r.household, &p.village, &scope)?;
+            self.member_of(&r.household, &p.village, scope)?;
             rewards = add(rewards, r.amount)?;
         }
         budget(PlanLine::RewardSubsidy, rewards, l.reward_subsidy)?;
@@ -522,7 +601,7 @@ impl<'a> Book<'a> {
         &self,
         h: &HouseholdId,
         village: &VillageId,
-        scope: &str,
+        scope: &dyn fmt::Display,
     ) -> Result<&'a Household, Error> {
         let Some(hh) = self.households.get(h.as_str()).copied() else {
             return Err(Error::rule(
@@ -551,7 +630,7 @@ impl<'a> Book<'a> {
         h: &HouseholdId,
         plan: &VillagePlan,
         month: YearMonth,
-        scope: &str,
+        scope: &dyn fmt::Display,
     ) -> Result<&'a Household, Error> {
         let hh = self.member_of(h, &plan.village, scope)?;
         self.status_allows(hh, plan, month, scope)
@@ -562,7 +641,7 @@ impl<'a> Book<'a> {
         hh: &'a Household,
         plan: &VillagePlan,
         month: YearMonth,
-        scope: &str,
+        scope: &dyn fmt::Display,
     ) -> Result<&'a Household, Error> {
         let h = &hh.id;
         let policy = &self.d.policy;
@@ -601,25 +680,34 @@ impl<'a> Book<'a> {
         let mut pools = Vec::new();
         let mut next = Carry::default();
         // village -> (income lines, subsidy receipts share)
-        let mut income: HashMap<VillageId, (Vec<IncomeLine>, Fen)> = HashMap::new();
-        let mut pool_members: HashSet<&str> = HashSet::new();
-        for s in stations {
+        let mut income: FxHashMap<VillageId, (Vec<IncomeLine>, Fen)> = FxHashMap::default();
+        let mut pool_members: FxHashSet<&str> = FxHashSet::default();
+        // Stations are independent: computed (spread over the cores when many), then merged in order,
+        // so the first failing station in order is the error reported.
+        let computed = self.spread(stations, |s| -> Result<StationPart, Error> {
             if s.kind == StationKind::Centralized {
-                let pool = self.pool(s, month)?;
-                for l in &pool.lines {
-                    if let Some(h) = self.households.get(l.household.as_str()) {
-                        pool_members.insert(h.id.as_str());
-                    }
-                }
-                pools.push(pool);
-                continue;
+                return self.pool(s, month).map(StationPart::Pool);
             }
             let e = energy.get(&s.id).ok_or_else(|| {
                 Error::Input(format!("no energy figure for station {} in {month}", s.id))
             })?;
-            let rev = self.station(s, e, month, carry)?;
+            self.station(s, e, month, carry).map(StationPart::Revenue)
+        });
+        for part in computed {
+            let rev = match part? {
+                StationPart::Pool(pool) => {
+                    for l in &pool.lines {
+                        if let Some(h) = self.households.get(l.household.as_str()) {
+                            pool_members.insert(h.id.as_str());
+                        }
+                    }
+                    pools.push(pool);
+                    continue;
+                }
+                StationPart::Revenue(rev) => rev,
+            };
             if rev.deficit_out.is_negative() {
-                next.station_deficit.insert(s.id.clone(), rev.deficit_out);
+                next.station_deficit.insert(rev.station.clone(), rev.deficit_out);
             }
             let weights: Vec<(VillageId, u64)> =
                 rev.shares.iter().map(|(v, w, _)| (v.clone(), *w)).collect();
@@ -632,7 +720,7 @@ impl<'a> Book<'a> {
             for (i, (v, w, amount)) in rev.shares.iter().enumerate() {
                 let entry = income.entry(v.clone()).or_default();
                 entry.0.push(IncomeLine {
-                    station: s.id.clone(),
+                    station: rev.station.clone(),
                     basis: rev.basis,
                     weight: *w,
                     total_weight,
@@ -649,26 +737,27 @@ impl<'a> Book<'a> {
 
         let mut villages: Vec<&crate::config::Village> = self.d.villages.iter().collect();
         villages.sort_by(|a, b| a.code.cmp(&b.code));
-        let mut statements = Vec::with_capacity(villages.len());
-        for v in villages {
-            let (lines, receipt_share) = income.remove(&v.code).unwrap_or_default();
-            let st = self.village(
-                &v.code,
-                month,
-                lines,
-                receipt_share,
-                carry.villages.get(&v.code).copied().unwrap_or_default(),
-                plan_states,
-                &pool_members,
-            )?;
+        let inputs: Vec<VillageInput<'_>> = villages
+            .into_iter()
+            .map(|v| {
+                let (lines, receipt_share) = income.remove(&v.code).unwrap_or_default();
+                VillageInput {
+                    code: &v.code,
+                    lines,
+                    receipt_share,
+                    prev: carry.villages.get(&v.code).copied().unwrap_or_default(),
+                }
+            })
+            .collect();
+        let statements = self.villages(inputs, month, plan_states, &pool_members)?;
+        for st in &statements {
             next.villages.insert(
-                v.code.clone(),
+                st.village.clone(),
                 VillageCarry {
                     balance: st.closing_balance,
                     advance_outstanding: st.advance_outstanding,
                 },
             );
-            statements.push(st);
         }
         Ok(MonthRun {
             month,
@@ -676,6 +765,64 @@ impl<'a> Book<'a> {
             villages: statements,
             pools,
             carry: next,
+        })
+    }
+
+    /// Every village's statement, in the order given. Villages are independent once their income is
+    /// known, so large runs are spread over the machine's cores; the result, and the error reported
+    /// (the first village in order that fails), are the same as one pass would give.
+    fn villages(
+        &self,
+        inputs: Vec<VillageInput<'_>>,
+        month: YearMonth,
+        plan_states: &HashMap<(VillageId, i32), PlanState>,
+        pool_members: &FxHashSet<&str>,
+    ) -> Result<Vec<VillageStatement>, Error> {
+        let one = |v: VillageInput<'_>| {
+            self.village(
+                v.code,
+                month,
+                v.lines,
+                v.receipt_share,
+                v.prev,
+                plan_states,
+                pool_members,
+            )
+        };
+        self.spread(inputs, one).into_iter().collect()
+    }
+
+    /// Maps `items` in order. From `min_parallel` items on, they are spread over the book's threads
+    /// in contiguous chunks and joined back in order, so the output is the same as one pass gives.
+    fn spread<T: Send, R: Send>(&self, items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+        if self.threads < 2 || items.len() < self.min_parallel {
+            return items.into_iter().map(f).collect();
+        }
+        let total = items.len();
+        let per = total.div_ceil(self.threads);
+        let mut chunks: Vec<Vec<T>> = Vec::with_capacity(self.threads);
+        let mut rest = items.into_iter();
+        loop {
+            let chunk: Vec<T> = rest.by_ref().take(per).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            chunks.push(chunk);
+        }
+        let f = &f;
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = chunks
+                .into_iter()
+                .map(|chunk| scope.spawn(move || chunk.into_iter().map(f).collect::<Vec<R>>()))
+                .collect();
+            let mut out = Vec::with_capacity(total);
+            for w in workers {
+                match w.join() {
+                    Ok(part) => out.extend(part),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+            out
         })
     }
 
@@ -905,9 +1052,9 @@ impl<'a> Book<'a> {
         receipt_share: Fen,
         prev: VillageCarry,
         plan_states: &HashMap<(VillageId, i32), PlanState>,
-        pool_members: &HashSet<&str>,
+        pool_members: &FxHashSet<&str>,
     ) -> Result<VillageStatement, Error> {
-        let scope = format!("village {code}, {month}");
+        let scope = &VillageMonth(code, month);
         let policy = &self.d.policy;
         let income_total = sum(income.iter().map(|l| l.amount))?;
         let provisional = income.iter().any(|l| l.basis.is_provisional());
@@ -945,7 +1092,7 @@ impl<'a> Book<'a> {
         let adjustments = self.adjustments.get(&(code.as_str(), month));
         match (plan, plan_state) {
             (Some(plan), Some(PlanState::Active)) => {
-                self.payouts(plan, month, &scope, pool_members, &mut payouts)?;
+                self.payouts(plan, month, scope, pool_members, &mut payouts)?;
                 reserve_part = instalment(plan.lines.reserve, month.month(), policy.instalment)?;
             }
             (Some(_), state) => notes.push(format!(
@@ -982,11 +1129,11 @@ impl<'a> Book<'a> {
                     a.corrects
                 )));
             }
-            self.member_of(&a.household, code, &scope)?;
+            self.member_of(&a.household, code, scope)?;
             payouts.push(Payout {
                 line: PlanLine::Adjustment,
                 payee: Payee::Household(a.household.clone()),
-                reference: format!("corrects {}", a.corrects),
+                reference: Arc::from(format!("corrects {}", a.corrects)),
                 amount: a.amount,
                 basis: Cow::Owned(a.reason.clone()),
             });
@@ -1050,24 +1197,22 @@ impl<'a> Book<'a> {
         &self,
         plan: &VillagePlan,
         month: YearMonth,
-        scope: &str,
-        pool_members: &HashSet<&str>,
+        scope: &dyn fmt::Display,
+        pool_members: &FxHashSet<&str>,
         out: &mut Vec<Payout>,
     ) -> Result<(), Error> {
         let _ = pool_members;
         let policy = &self.d.policy;
         let code = plan.village.as_str();
-        let mut holders: HashMap<&str, &str> = HashMap::new();
-        for jr in self
-            .jobs
-            .get(code)
-            .into_iter()
-            .flatten()
-            .filter(|j| job_active(j.job, month))
-        {
+        let jobs = self.jobs.get(code).map_or(&[][..], Vec::as_slice);
+        let days = Days::of(month);
+        // (holder, job) of the jobs paid so far: a village has tens of jobs, so a scan beats hashing.
+        let mut holders: Vec<(&str, &str)> = Vec::with_capacity(jobs.len());
+        for jr in jobs.iter().filter(|j| job_active(j.job, days)) {
             let j = jr.job;
             if policy.one_job_per_household {
-                if let Some(other) = holders.insert(j.holder.as_str(), j.id.as_str()) {
+                let held = holders.iter().find(|(h, _)| *h == j.holder.as_str());
+                if let Some((_, other)) = held {
                     return Err(Error::rule(
                         Rule::OneJobPerHousehold,
                         scope,
@@ -1077,9 +1222,10 @@ impl<'a> Book<'a> {
                         ),
                     ));
                 }
+                holders.push((j.holder.as_str(), j.id.as_str()));
             }
             let hh = match jr.holder {
-                Some(hh) if hh.village == plan.village => {
+                Some(hh) if jr.holder_in_village => {
                     self.status_allows(hh, plan, month, scope)?
                 }
                 _ => self.eligible(&j.holder, plan, month, scope)?,
@@ -1149,7 +1295,7 @@ impl<'a> Book<'a> {
             out.push(Payout {
                 line: PlanLine::TempLabour,
                 payee: Payee::Household(t.household.clone()),
-                reference: t.work.clone(),
+                reference: Arc::from(t.work.as_str()),
                 amount: t.amount,
                 basis: Cow::Borrowed("plan TEMP_LABOUR entry"),
             });
@@ -1173,7 +1319,7 @@ impl<'a> Book<'a> {
             out.push(Payout {
                 line: PlanLine::SmallProject,
                 payee: Payee::Other(p.payee.clone()),
-                reference: p.project.clone(),
+                reference: Arc::from(p.project.as_str()),
                 amount: p.amount,
                 basis: Cow::Borrowed("plan SMALL_PROJECT entry"),
             });
@@ -1183,7 +1329,7 @@ impl<'a> Book<'a> {
             out.push(Payout {
                 line: PlanLine::RewardSubsidy,
                 payee: Payee::Household(r.household.clone()),
-                reference: r.approval.clone(),
+                reference: Arc::from(r.approval.as_str()),
                 amount: r.amount,
                 basis: Cow::Owned(if r.reason.is_empty() {
                     "individually approved REWARD_SUBSIDY".to_owned()

@@ -102,10 +102,14 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn rule(rule: Rule, scope: impl Into<String>, detail: impl Into<String>) -> Error {
+    pub(crate) fn rule(
+        rule: Rule,
+        scope: impl std::fmt::Display,
+        detail: impl Into<String>,
+    ) -> Error {
         Error::Rule {
             rule,
-            scope: Some(scope.into()),
+            scope: Some(scope.to_string()),
             detail: detail.into(),
         }
     }

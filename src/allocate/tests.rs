@@ -796,7 +796,7 @@ fn an_adjustment_after_payment_is_a_new_entry_in_a_later_month() {
         .collect();
     assert_eq!(adj.len(), 1);
     assert_eq!(adj[0].amount, fen("60"));
-    assert_eq!(adj[0].reference, "corrects 2020-01");
+    assert_eq!(&*adj[0].reference, "corrects 2020-01");
     // January itself is computed exactly as before: the paid month is untouched
     let again = book
         .month(
@@ -982,16 +982,20 @@ proptest! {
             d.villages.push(v);
             d.households.push(household(&format!("X{code}"), code));
         }
-        let book = Book::new(&d).expect("book");
+        let book = Book::new(&d).expect("book").spread_over(1, usize::MAX);
+        // The same book with every month's villages spread over three threads, one village each.
+        let spread = Book::new(&d).expect("book").spread_over(3, 0);
         let states = active(&[V], 2020);
         let mut carry = Carry::default();
         for (i, wh) in energies.iter().enumerate() {
             let m = YearMonth::new(2020, i as u32 + 1).expect("m");
             let e = monthly_energy(&d, m, *wh);
+            let parallel = spread.month(m, &e, &carry, &states);
             match book.month(m, &e, &carry, &states) {
                 Ok(run) => {
                     let again = book.month(m, &e, &carry, &states).expect("rerun");
                     prop_assert_eq!(&again, &run);
+                    prop_assert_eq!(parallel.as_ref().ok(), Some(&run));
                     for v in &run.villages {
                         let total = money::sum([v.payouts_total, v.reserve, v.carry_over]).expect("sum");
                         prop_assert_eq!(total, v.cash);
@@ -1005,6 +1009,7 @@ proptest! {
                 }
                 Err(e) => {
                     prop_assert_eq!(e.violated(), Some(Rule::CashOnHand), "{}", e);
+                    prop_assert_eq!(parallel.err().map(|p| p.to_string()), Some(e.to_string()));
                     break;
                 }
             }

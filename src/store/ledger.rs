@@ -496,7 +496,7 @@ impl Store {
                     Val::OT(None),
                     Val::OT(household),
                     Val::T(payee),
-                    Val::T(p.reference.clone()),
+                    Val::T(p.reference.to_string()),
                     Val::I(p.amount.0),
                     Val::T(p.basis.to_string()),
                 ]);
