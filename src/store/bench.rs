@@ -155,6 +155,7 @@ con.execute("PRAGMA journal_mode = WAL")
 con.execute("PRAGMA synchronous = NORMAL")
 con.execute("PRAGMA cache_size = -32768")
 con.execute("PRAGMA wal_autocheckpoint = 8192")
+con.execute("PRAGMA temp_store = MEMORY")
 con.execute("""CREATE TABLE raw_samples (device_id TEXT NOT NULL, ts_ms BIGINT NOT NULL,
     ac_power_w DOUBLE PRECISION, energy_today_wh DOUBLE PRECISION, energy_lifetime_wh DOUBLE PRECISION,
     state TEXT, readings TEXT NOT NULL, PRIMARY KEY (device_id, ts_ms))""")
