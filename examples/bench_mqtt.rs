@@ -50,7 +50,10 @@ fn split(addr: &str) -> anyhow::Result<(String, u16)> {
 async fn publish(broker: &str, prefix: &str, seconds: u64, conns: usize) -> anyhow::Result<()> {
     let (host, port) = split(broker)?;
     let stop = Instant::now() + Duration::from_secs(seconds);
-    let base = chrono::Utc::now().timestamp() - 300 * 86_400;
+    // A logger backlog starting 20 days ago, one minute of data per round of all devices: a 60 s
+    // run at 50,000 messages/s is 3,000 rounds, about two days, so every message is a valid new
+    // sample well inside ingest's clock limits (at most 30 days back, never in the future).
+    let base = chrono::Utc::now().timestamp() - 20 * 86_400;
     let sent = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for c in 0..conns {
@@ -67,11 +70,15 @@ async fn publish(broker: &str, prefix: &str, seconds: u64, conns: usize) -> anyh
             while Instant::now() < stop {
                 let device = (seq as usize * conns + c) % (LOGGERS * UNITS);
                 let (logger, unit) = (device / UNITS, device % UNITS + 1);
-                let ts = base + (seq / (LOGGERS * UNITS) as u64 * conns as u64) as i64 + c as i64;
+                // Each connection serves every conns-th device; a round of them is one minute of a
+                // 60 s schedule, producing a steady 30 kW: plausible values that pass ingest's
+                // counter checks (a counter may not grow faster than the device's rating allows).
+                let round = seq * conns as u64 / (LOGGERS * UNITS) as u64;
+                let ts = base + round as i64 * 60;
                 let payload = format!(
                     r#"{{"ts": {ts}, "addr": {unit}, "data": {{"pac": {}, "etotal": {}, "etoday": 12.5, "temp": 41.5, "status": 1}}}}"#,
-                    1000 + seq % 5000,
-                    100_000.0 + seq as f64 / 1000.0
+                    29_500 + seq % 1000,
+                    100_000.0 + round as f64 * 0.5
                 );
                 let topic = format!("{prefix}/sunshare/S1/L{logger}/telemetry");
                 if client
@@ -249,7 +256,17 @@ async fn end_to_end(broker: &str, seconds: u64) -> anyhow::Result<Figure> {
             .unwrap_or(0)
     };
     let mut child = spawn_publisher(broker, &prefix, seconds)?;
+    let first = Instant::now();
     while ingested() == 0 {
+        if first.elapsed() > Duration::from_secs(30) {
+            let refused: Vec<String> = metrics
+                .render()
+                .lines()
+                .filter(|l| l.starts_with("sunshare_samples_quarantined_total"))
+                .map(str::to_owned)
+                .collect();
+            bail!("nothing was stored in 30 s; quarantined: {refused:?}");
+        }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let (n0, c0, t0) = (ingested(), cpu_seconds(), Instant::now());
@@ -263,10 +280,19 @@ async fn end_to_end(broker: &str, seconds: u64) -> anyhow::Result<Figure> {
     store.close().await;
     let _ = std::fs::remove_dir_all(&dir);
     let n = (n1 - n0) as f64;
+    let refused: u64 = metrics
+        .render()
+        .lines()
+        .filter(|l| l.starts_with("sunshare_samples_quarantined_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
     Ok(Figure {
         rate: n / (t1 - t0).as_secs_f64(),
         cpu_us: (c1 - c0) / n * 1e6,
-        extra: format!("rows stored {rows}, peak RSS {} KiB", peak_rss_kib()),
+        extra: format!(
+            "rows stored {rows}, quarantined {refused}, peak RSS {} KiB",
+            peak_rss_kib()
+        ),
     })
 }
 

@@ -13,12 +13,12 @@ use crate::domain::{
     StationId, StationKind, VillageId, WattHours, YearMonth,
 };
 use chrono::NaiveDate;
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
-use rustc_hash::{FxHashMap, FxHashSet};
-use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// What one month leaves to the next: station deficits and village balances.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -351,8 +351,7 @@ impl<'a> Book<'a> {
                 )));
             }
         }
-        let mut receipts: FxHashMap<(&str, YearMonth), Vec<&SubsidyReceipt>> =
-            FxHashMap::default();
+        let mut receipts: FxHashMap<(&str, YearMonth), Vec<&SubsidyReceipt>> = FxHashMap::default();
         for r in &d.subsidy_receipts {
             if r.amount.is_negative() {
                 return Err(Error::Input(format!(
@@ -378,8 +377,7 @@ impl<'a> Book<'a> {
                 .or_default()
                 .push(a);
         }
-        let mut adjustments: FxHashMap<(&str, YearMonth), Vec<&Adjustment>> =
-            FxHashMap::default();
+        let mut adjustments: FxHashMap<(&str, YearMonth), Vec<&Adjustment>> = FxHashMap::default();
         for a in &d.adjustments {
             adjustments
                 .entry((a.village.as_str(), a.month))
@@ -707,7 +705,8 @@ impl<'a> Book<'a> {
                 StationPart::Revenue(rev) => rev,
             };
             if rev.deficit_out.is_negative() {
-                next.station_deficit.insert(rev.station.clone(), rev.deficit_out);
+                next.station_deficit
+                    .insert(rev.station.clone(), rev.deficit_out);
             }
             let weights: Vec<(VillageId, u64)> =
                 rev.shares.iter().map(|(v, w, _)| (v.clone(), *w)).collect();
@@ -1225,9 +1224,7 @@ impl<'a> Book<'a> {
                 holders.push((j.holder.as_str(), j.id.as_str()));
             }
             let hh = match jr.holder {
-                Some(hh) if jr.holder_in_village => {
-                    self.status_allows(hh, plan, month, scope)?
-                }
+                Some(hh) if jr.holder_in_village => self.status_allows(hh, plan, month, scope)?,
                 _ => self.eligible(&j.holder, plan, month, scope)?,
             };
             if hh.labour == LabourCapacity::None {
