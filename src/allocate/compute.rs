@@ -183,7 +183,8 @@ pub struct Book<'a> {
     adjustments: FxHashMap<(&'a str, YearMonth), Vec<&'a Adjustment>>,
     membership: FxHashMap<(&'a str, &'a str), &'a PoolMembership>,
     provinces: FxHashMap<&'a str, &'a str>,
-    /// Threads a month's villages are spread over, and the fewest villages worth spreading.
+    /// Threads that large inputs (plans, stations, villages) are spread over, and the fewest items
+    /// worth spreading.
     threads: usize,
     min_parallel: usize,
 }
@@ -198,8 +199,8 @@ struct JobRef<'a> {
     reference: Arc<str>,
 }
 
-/// Below this many villages a month is computed on one thread: spawning is not worth it.
-const PARALLEL_MIN_VILLAGES: usize = 2_000;
+/// Below this many plans, stations or villages the work stays on one thread: spawning is not worth it.
+const PARALLEL_MIN_ITEMS: usize = 2_000;
 
 /// A station's month: a centralized station's pool or another station's revenue.
 enum StationPart {
@@ -421,7 +422,7 @@ impl<'a> Book<'a> {
             membership,
             provinces,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
-            min_parallel: PARALLEL_MIN_VILLAGES,
+            min_parallel: PARALLEL_MIN_ITEMS,
         };
         // Plans are checked independently (spread over the cores when many), then indexed in order.
         let checked = book.spread(d.plans.iter().collect(), |p| book.check_plan(p));
@@ -437,12 +438,12 @@ impl<'a> Book<'a> {
         Ok(book)
     }
 
-    /// Spreads months over `threads` threads from `min_villages` villages on (tests use it to run
-    /// the parallel path on small deployments).
+    /// Spreads work over `threads` threads from `min_items` items on (tests use it to run the
+    /// parallel path on small deployments).
     #[cfg(test)]
-    pub(crate) fn spread_over(mut self, threads: usize, min_villages: usize) -> Self {
+    pub(crate) fn spread_over(mut self, threads: usize, min_items: usize) -> Self {
         self.threads = threads;
-        self.min_parallel = min_villages;
+        self.min_parallel = min_items;
         self
     }
 
