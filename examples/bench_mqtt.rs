@@ -255,17 +255,23 @@ async fn end_to_end(broker: &str, seconds: u64) -> anyhow::Result<Figure> {
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0)
     };
+    // The quarantine counters, one line per reason.
+    let quarantined = || -> Vec<String> {
+        metrics
+            .render()
+            .lines()
+            .filter(|l| l.starts_with("sunshare_samples_quarantined_total"))
+            .map(str::to_owned)
+            .collect()
+    };
     let mut child = spawn_publisher(broker, &prefix, seconds)?;
     let first = Instant::now();
     while ingested() == 0 {
         if first.elapsed() > Duration::from_secs(30) {
-            let refused: Vec<String> = metrics
-                .render()
-                .lines()
-                .filter(|l| l.starts_with("sunshare_samples_quarantined_total"))
-                .map(str::to_owned)
-                .collect();
-            bail!("nothing was stored in 30 s; quarantined: {refused:?}");
+            bail!(
+                "nothing was stored in 30 s; quarantined: {:?}",
+                quarantined()
+            );
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -280,10 +286,8 @@ async fn end_to_end(broker: &str, seconds: u64) -> anyhow::Result<Figure> {
     store.close().await;
     let _ = std::fs::remove_dir_all(&dir);
     let n = (n1 - n0) as f64;
-    let refused: u64 = metrics
-        .render()
-        .lines()
-        .filter(|l| l.starts_with("sunshare_samples_quarantined_total"))
+    let refused: u64 = quarantined()
+        .iter()
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum();
     Ok(Figure {

@@ -1092,7 +1092,7 @@ impl<'a> Book<'a> {
         let adjustments = self.adjustments.get(&(code.as_str(), month));
         match (plan, plan_state) {
             (Some(plan), Some(PlanState::Active)) => {
-                self.payouts(plan, month, scope, pool_members, &mut payouts)?;
+                self.payouts(plan, month, scope, &mut payouts)?;
                 reserve_part = instalment(plan.lines.reserve, month.month(), policy.instalment)?;
             }
             (Some(_), state) => notes.push(format!(
@@ -1198,10 +1198,8 @@ impl<'a> Book<'a> {
         plan: &VillagePlan,
         month: YearMonth,
         scope: &dyn fmt::Display,
-        pool_members: &FxHashSet<&str>,
         out: &mut Vec<Payout>,
     ) -> Result<(), Error> {
-        let _ = pool_members;
         let policy = &self.d.policy;
         let code = plan.village.as_str();
         let jobs = self.jobs.get(code).map_or(&[][..], Vec::as_slice);
