@@ -405,6 +405,9 @@ pub struct IngestWorker {
     seeded: bool,
 }
 
+/// How long a batch under load waits to fill up to the batch limit.
+const LINGER: Duration = Duration::from_millis(10);
+
 /// Creates the handle and its worker; `capacity` is in submissions (each a batch of samples).
 pub fn channel(
     capacity: usize,
@@ -481,10 +484,23 @@ impl IngestWorker {
             return false;
         };
         let mut batch = first;
+        // Under load (more was already queued), a batch waits up to LINGER to fill: fewer, larger
+        // transactions. A lone submission is written at once.
+        let mut deadline = None;
         while batch.len() < self.max_batch {
             match self.rx.try_recv() {
-                Ok(more) => batch.extend(more),
-                Err(_) => break,
+                Ok(more) => {
+                    batch.extend(more);
+                    deadline.get_or_insert_with(|| tokio::time::Instant::now() + LINGER);
+                }
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    let Some(at) = deadline else { break };
+                    match tokio::time::timeout_at(at, self.rx.recv()).await {
+                        Ok(Some(more)) => batch.extend(more),
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
             }
         }
         self.metrics
