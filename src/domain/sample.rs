@@ -54,13 +54,7 @@ impl Metric {
     ];
 
     pub fn name(self) -> String {
-        match self {
-            Metric::PhaseVoltageV(n) => format!("phase{}_voltage_v", phase_letter(n)),
-            Metric::PhaseCurrentA(n) => format!("phase{}_current_a", phase_letter(n)),
-            Metric::PvVoltageV(n) => format!("pv{n}_voltage_v"),
-            Metric::PvCurrentA(n) => format!("pv{n}_current_a"),
-            other => other.scalar_name().to_owned(),
-        }
+        self.to_string()
     }
 
     fn scalar_name(self) -> &'static str {
@@ -100,7 +94,13 @@ fn phase_letter(n: u8) -> char {
 
 impl fmt::Display for Metric {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.name())
+        match *self {
+            Metric::PhaseVoltageV(n) => write!(f, "phase{}_voltage_v", phase_letter(n)),
+            Metric::PhaseCurrentA(n) => write!(f, "phase{}_current_a", phase_letter(n)),
+            Metric::PvVoltageV(n) => write!(f, "pv{n}_voltage_v"),
+            Metric::PvCurrentA(n) => write!(f, "pv{n}_current_a"),
+            other => f.write_str(other.scalar_name()),
+        }
     }
 }
 
@@ -151,7 +151,8 @@ impl FromStr for Metric {
 
 impl Serialize for Metric {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.name())
+        // Written straight into the output, without an intermediate String.
+        s.collect_str(self)
     }
 }
 
