@@ -1,5 +1,6 @@
 //! `sunshare bench store`: the write path (raw rows, three rollups, latest) on SQLite, measured
-//! against peers in the same run on the same rows:
+//! against peers in the same run on the same rows. The batched path is timed until everything it
+//! writes behind is in its tables.
 //!
 //! - the row-at-a-time form of the same write (same work, one statement per row);
 //! - optionally Python's `sqlite3.executemany` inserting the same raw rows into the same raw table
@@ -87,15 +88,21 @@ fn shanghai(_: &DeviceId) -> chrono_tz::Tz {
     chrono_tz::Asia::Shanghai
 }
 
-async fn fresh(dir: &Path, name: &str) -> Result<Store> {
+/// The path of a database file for `name`, with any earlier run's files removed.
+fn reset(dir: &Path, name: &str) -> PathBuf {
     let path = dir.join(format!("{name}.db"));
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
-    Store::open_sqlite(&path).await
+    path
 }
 
-/// Runs the benchmark; results in the order: batched path, row-at-a-time peer, python peer.
+async fn fresh(dir: &Path, name: &str) -> Result<Store> {
+    Store::open_sqlite(&reset(dir, name)).await
+}
+
+/// Runs the benchmark; results in the order: batched path, batched write-through, row-at-a-time
+/// peer, python peer.
 pub async fn run(b: &StoreBench) -> Result<Vec<Measured>> {
     let start = DateTime::from_timestamp(1_780_000_000, 0).unwrap_or_default();
     let rows = fleet(b.samples, b.devices, start);
@@ -107,14 +114,28 @@ pub async fn run(b: &StoreBench) -> Result<Vec<Measured>> {
     for chunk in rows.chunks(batch) {
         store.write_samples(chunk, &shanghai).await?;
     }
+    // The clock stops once the rollups and latest values written behind are in their tables.
+    store.settle().await?;
     out.push(Measured {
-        name: "sunshare write_samples (batched, raw + rollups + latest)".into(),
+        name: "sunshare write_samples (batched, raw + rollups + latest written behind)".into(),
         samples: rows.len(),
         elapsed: t.elapsed(),
     });
     if store.raw_count().await? != i64::try_from(rows.len()).unwrap_or(i64::MAX) {
         return Err(Error::Corrupt("the batched path lost rows".into()));
     }
+    store.close().await;
+
+    let store = Store::open_sqlite_write_through(&reset(&b.dir, "write_through")).await?;
+    let t = Instant::now();
+    for chunk in rows.chunks(batch) {
+        store.write_samples(chunk, &shanghai).await?;
+    }
+    out.push(Measured {
+        name: "the same, rollups + latest written in each batch's transaction".into(),
+        samples: rows.len(),
+        elapsed: t.elapsed(),
+    });
     store.close().await;
 
     let peer_rows = &rows[..b.peer_samples.min(rows.len())];
@@ -239,9 +260,10 @@ mod tests {
             dir: dir.path().to_path_buf(),
         };
         let out = run(&b).await?;
-        assert_eq!(out.len(), 2);
+        assert_eq!(out.len(), 3);
         assert_eq!(out[0].samples, 3_000);
-        assert_eq!(out[1].samples, 1_000);
+        assert_eq!(out[1].samples, 3_000);
+        assert_eq!(out[2].samples, 1_000);
         assert!(out.iter().all(|m| m.per_second() > 0.0));
         Ok(())
     }

@@ -96,6 +96,7 @@ impl Store {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<EnergyReading>> {
+        self.settle_part(super::behind::Part::Rollups).await?;
         let mut out = Vec::new();
         let queries = [
             "SELECT ts_ms, energy_lifetime_wh, energy_today_wh FROM raw_samples \

@@ -155,6 +155,7 @@ impl Store {
 
     /// Current power and contact per station, from the latest value of each of its devices.
     pub async fn fleet_now(&self) -> Result<HashMap<StationId, StationNow>> {
+        self.settle_part(super::behind::Part::Latest).await?;
         let rows = sqlx::query(
             "SELECT d.station, COUNT(*), COUNT(l.device_id), CAST(SUM(COALESCE(l.ac_power_w, 0.0)) AS DOUBLE PRECISION), MAX(l.ts_ms) \
              FROM devices d LEFT JOIN latest l ON l.device_id = d.id GROUP BY d.station",
@@ -186,6 +187,7 @@ impl Store {
         &self,
         since: chrono::DateTime<chrono::Utc>,
     ) -> Result<Vec<(StationId, i64, f64)>> {
+        self.settle_part(super::behind::Part::Rollups).await?;
         let rows = sqlx::query(
             "SELECT d.station, r.bucket_ms, CAST(SUM(COALESCE(r.energy_last_wh - r.energy_first_wh, 0.0)) AS DOUBLE PRECISION) \
              FROM rollups r JOIN devices d ON d.id = r.device_id \

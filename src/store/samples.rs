@@ -1,12 +1,14 @@
 //! Raw samples, latest values and rollups.
 
+use super::behind::Part;
 use super::{Result, Store};
 use crate::config::Backend;
-use crate::domain::{DeviceId, Metric, Readings, Sample};
+use crate::domain::{DeviceId, DeviceState, Metric, Readings, Sample};
 use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Tz;
+use rustc_hash::FxHashMap;
 use sqlx::Row;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 /// The rollup periods kept, in seconds. The daily bucket starts at the station's local midnight.
 pub const PERIODS: [i64; 3] = [300, 3600, 86_400];
@@ -54,8 +56,9 @@ pub struct WriteOutcome {
     pub duplicates: usize,
 }
 
-#[derive(Default)]
-struct Agg {
+/// A rollup bucket's contribution: what `ROLLUP_MERGE` adds to the stored row.
+#[derive(Debug, Default, Clone)]
+pub(super) struct Agg {
     samples: i64,
     power_sum: f64,
     power_min: Option<f64>,
@@ -64,8 +67,55 @@ struct Agg {
     last: Option<(i64, f64)>,
 }
 
+/// A device's newest reading, as `latest` stores it.
+#[derive(Debug, Clone)]
+pub(super) struct LatestVals {
+    pub ts_ms: i64,
+    pub ac_power_w: Option<f64>,
+    pub energy_today_wh: Option<f64>,
+    pub energy_lifetime_wh: Option<f64>,
+    pub state: Option<DeviceState>,
+    /// The readings encoded as JSON.
+    pub readings: String,
+}
+
+impl LatestVals {
+    fn of(s: &Sample, readings: String) -> Self {
+        Self {
+            ts_ms: s.at.timestamp_millis(),
+            ac_power_w: s.readings.get(Metric::AcPowerW),
+            energy_today_wh: s.readings.get(Metric::EnergyTodayWh),
+            energy_lifetime_wh: s.readings.get(Metric::EnergyLifetimeWh),
+            state: s.readings.state,
+            readings,
+        }
+    }
+}
+
 impl Agg {
-    fn add(&mut self, ts_ms: i64, power: Option<f64>, energy: Option<f64>) {
+    /// Merges another contribution, exactly as `ROLLUP_MERGE` merges into a stored row.
+    pub(super) fn merge(&mut self, o: &Agg) {
+        self.samples += o.samples;
+        self.power_sum += o.power_sum;
+        if let Some(m) = o.power_min {
+            self.power_min = Some(self.power_min.map_or(m, |x| x.min(m)));
+        }
+        if let Some(m) = o.power_max {
+            self.power_max = Some(self.power_max.map_or(m, |x| x.max(m)));
+        }
+        if let Some((t, v)) = o.first {
+            if self.first.is_none_or(|(x, _)| t < x) {
+                self.first = Some((t, v));
+            }
+        }
+        if let Some((t, v)) = o.last {
+            if self.last.is_none_or(|(x, _)| t > x) {
+                self.last = Some((t, v));
+            }
+        }
+    }
+
+    pub(super) fn add(&mut self, ts_ms: i64, power: Option<f64>, energy: Option<f64>) {
         self.samples += 1;
         if let Some(p) = power {
             self.power_sum += p;
@@ -160,7 +210,8 @@ impl Store {
         let mut outcome = WriteOutcome::default();
         let mut origin: Vec<usize> = Vec::with_capacity(batch.len());
         // Repeats inside one batch are duplicates too; the first occurrence wins, as in the table.
-        let mut index: HashMap<(&str, i64), usize> = HashMap::with_capacity(batch.len());
+        let mut index: FxHashMap<(&str, i64), usize> =
+            FxHashMap::with_capacity_and_hasher(batch.len(), Default::default());
         let mut unique: Vec<&Sample> = Vec::with_capacity(batch.len());
         for (i, s) in batch.iter().enumerate() {
             let key = (s.device.as_str(), s.at.timestamp_millis());
@@ -173,121 +224,226 @@ impl Store {
                 }
             }
         }
-        let mut marks = vec![false; batch.len()];
+        let marks = vec![false; batch.len()];
         if unique.is_empty() {
             return Ok((outcome, marks));
         }
-        // Encoded once: the same text goes to the raw row and, for the newest, to `latest`.
-        let encoded: Vec<String> = unique
-            .iter()
-            .map(|s| encode_readings(&s.readings))
-            .collect();
-        let mut tx = self.pool().begin().await?;
-        let mut inserted = vec![false; unique.len()];
-        let per = rows_per_statement(7);
-        for (n, chunk) in unique.chunks(per).enumerate() {
-            let mut sql = String::with_capacity(160 + chunk.len() * 40);
+        // On SQLite the write-behind state is held for the whole write, so the rows this batch
+        // inserts and their contribution reach `Pending` together (see `behind`).
+        let mut behind = match self.behind() {
+            Some(b) => Some(b.lock().await),
+            None => None,
+        };
+        // The newest sample of each device in the batch: its encoded readings also go to `latest`.
+        let mut newest_at: FxHashMap<&DeviceId, usize> = FxHashMap::default();
+        for (n, s) in unique.iter().enumerate() {
+            let e = newest_at.entry(&s.device).or_insert(n);
+            if s.at > unique[*e].at {
+                *e = n;
+            }
+        }
+        let mut latest_text: Vec<Option<String>> = vec![None; unique.len()];
+        let mut is_newest = vec![false; unique.len()];
+        for n in newest_at.values() {
+            is_newest[*n] = true;
+        }
+        // Raw rows go in several statements, pipelined: while the database runs one, this thread
+        // encodes and binds the next.
+        // SQLite says how many rows a statement inserted, and the rows of one statement get
+        // consecutive rowids ending at `last_insert_rowid()`, so when some were duplicates the
+        // inserted ones are read back by rowid. PostgreSQL names the inserted rows with RETURNING.
+        let sqlite = self.backend() == Backend::Sqlite;
+        let returning = if sqlite {
+            " ON CONFLICT (device_id, ts_ms) DO NOTHING"
+        } else {
+            " ON CONFLICT (device_id, ts_ms) DO NOTHING RETURNING device_id, ts_ms"
+        };
+        let raw_sql = |rows: usize| {
+            let mut sql = String::with_capacity(160 + rows * 40);
             sql.push_str(
                 "INSERT INTO raw_samples (device_id, ts_ms, ac_power_w, energy_today_wh, \
                  energy_lifetime_wh, state, readings) VALUES ",
             );
-            push_placeholders(&mut sql, self.backend(), chunk.len(), 7);
-            sql.push_str(" ON CONFLICT (device_id, ts_ms) DO NOTHING RETURNING device_id, ts_ms");
-            let mut q = sqlx::query(&sql);
-            for (s, text) in chunk.iter().zip(&encoded[n * per..]) {
+            push_placeholders(&mut sql, self.backend(), rows, 7);
+            sql.push_str(returning);
+            sql
+        };
+        let per = RAW_ROWS_PER_STATEMENT;
+        let full_sql = raw_sql(per.min(unique.len()));
+        let tail_sql = raw_sql(unique.len() % per);
+        let build = |k: usize, latest_text: &mut [Option<String>]| {
+            let from = k * per;
+            let chunk = &unique[from..unique.len().min(from + per)];
+            let sql = if chunk.len() == per.min(unique.len()) {
+                full_sql.as_str()
+            } else {
+                tail_sql.as_str()
+            };
+            let mut q = sqlx::query(sql);
+            for (n, s) in chunk.iter().enumerate() {
+                let text = encode_readings(&s.readings);
+                if is_newest[from + n] {
+                    latest_text[from + n] = Some(text.clone());
+                }
                 q = q
                     .bind(s.device.as_str())
                     .bind(s.at.timestamp_millis())
                     .bind(s.readings.get(Metric::AcPowerW))
                     .bind(s.readings.get(Metric::EnergyTodayWh))
                     .bind(s.readings.get(Metric::EnergyLifetimeWh))
-                    .bind(s.readings.state.map(|st| st.as_str()))
-                    .bind(text.as_str());
+                    .bind(s.readings.state.map(DeviceState::as_str))
+                    .bind(text);
             }
-            for row in q.fetch_all(&mut *tx).await? {
-                let device: String = row.try_get(0)?;
+            q
+        };
+        let statements = unique.len().div_ceil(per);
+        let mut tx = self.writer().begin().await?;
+        let mut inserted = vec![false; unique.len()];
+        let mut any_stored = false;
+        let mut next = Some(build(0, &mut latest_text));
+        for k in 0..statements {
+            let Some(q) = next.take() else { break };
+            let from = k * per;
+            let to = unique.len().min(from + per);
+            if !sqlite {
+                let (rows, built) = futures::join!(q.fetch_all(&mut *tx), async {
+                    (k + 1 < statements).then(|| build(k + 1, &mut latest_text))
+                });
+                next = built;
+                for row in rows? {
+                    let device: &str = row.try_get(0)?;
+                    let ts: i64 = row.try_get(1)?;
+                    if let Some(i) = index.get(&(device, ts)) {
+                        inserted[*i] = true;
+                    }
+                }
+                continue;
+            }
+            let (done, built) = futures::join!(q.execute(&mut *tx), async {
+                (k + 1 < statements).then(|| build(k + 1, &mut latest_text))
+            });
+            next = built;
+            let stored = usize::try_from(done?.rows_affected()).unwrap_or(usize::MAX);
+            if stored == 0 {
+                continue;
+            }
+            any_stored = true;
+            if stored == to - from {
+                inserted[from..to].fill(true);
+                continue;
+            }
+            // (sqlx's Any driver does not pass SQLite's last rowid on, so it is asked for.)
+            let last = last_insert_rowid(&mut tx).await?;
+            let rows = sqlx::query(
+                "SELECT device_id, ts_ms FROM raw_samples WHERE rowid > $1 AND rowid <= $2",
+            )
+            .bind(last - i64::try_from(stored).unwrap_or(i64::MAX))
+            .bind(last)
+            .fetch_all(&mut *tx)
+            .await?;
+            if rows.len() != stored {
+                return Err(super::Error::Corrupt(format!(
+                    "raw insert reported {stored} new rows up to rowid {last}, found {}",
+                    rows.len()
+                )));
+            }
+            for row in rows {
+                let device: &str = row.try_get(0)?;
                 let ts: i64 = row.try_get(1)?;
-                if let Some(i) = index.get(&(device.as_str(), ts)) {
+                if let Some(i) = index.get(&(device, ts)) {
                     inserted[*i] = true;
                 }
             }
         }
-        let mut aggs: BTreeMap<(&str, i64, i64), Agg> = BTreeMap::new();
-        let mut newest: BTreeMap<&str, (&Sample, &str)> = BTreeMap::new();
-        let mut tz_cache: HashMap<&str, Tz> = HashMap::new();
-        for (((s, stored), text), at) in unique.into_iter().zip(inserted).zip(&encoded).zip(origin)
-        {
-            let ts = s.at.timestamp_millis();
-            if !stored {
-                outcome.duplicates += 1;
-                continue;
+        // The highest rowid this batch stored (rowids only grow while the write lock is held).
+        let max_rowid = if sqlite && any_stored {
+            last_insert_rowid(&mut tx).await?
+        } else {
+            0
+        };
+        let aggregate = || {
+            let mut outcome = outcome;
+            let mut marks = marks;
+            let mut aggs: FxHashMap<(&DeviceId, i64, i64), Agg> = FxHashMap::default();
+            let mut newest: FxHashMap<&DeviceId, usize> = FxHashMap::default();
+            let mut tz_cache: FxHashMap<&DeviceId, Tz> = FxHashMap::default();
+            for (n, ((s, stored), at)) in unique.iter().zip(&inserted).zip(&origin).enumerate() {
+                let ts = s.at.timestamp_millis();
+                if !stored {
+                    outcome.duplicates += 1;
+                    continue;
+                }
+                marks[*at] = true;
+                outcome.inserted += 1;
+                let tz = *tz_cache
+                    .entry(&s.device)
+                    .or_insert_with(|| tz_of(&s.device));
+                let power = s.readings.get(Metric::AcPowerW);
+                let energy = s.readings.get(Metric::EnergyLifetimeWh);
+                for period in PERIODS {
+                    aggs.entry((&s.device, period, bucket_start(s.at, period, tz)))
+                        .or_default()
+                        .add(ts, power, energy);
+                }
+                let e = newest.entry(&s.device).or_insert(n);
+                if s.at > unique[*e].at {
+                    *e = n;
+                }
             }
-            marks[at] = true;
-            outcome.inserted += 1;
-            let tz = *tz_cache
-                .entry(s.device.as_str())
-                .or_insert_with(|| tz_of(&s.device));
-            let power = s.readings.get(Metric::AcPowerW);
-            let energy = s.readings.get(Metric::EnergyLifetimeWh);
-            for period in PERIODS {
-                aggs.entry((s.device.as_str(), period, bucket_start(s.at, period, tz)))
-                    .or_default()
-                    .add(ts, power, energy);
-            }
-            let entry = newest
-                .entry(s.device.as_str())
-                .or_insert((s, text.as_str()));
-            if s.at > entry.0.at {
-                *entry = (s, text.as_str());
-            }
-        }
-        let aggs: Vec<_> = aggs.into_iter().collect();
-        for chunk in aggs.chunks(rows_per_statement(11)) {
-            let mut sql = String::with_capacity(1_200 + chunk.len() * 60);
-            sql.push_str(
-                "INSERT INTO rollups (device_id, period_s, bucket_ms, samples, power_sum, power_min, \
-                 power_max, energy_first_ms, energy_first_wh, energy_last_ms, energy_last_wh) VALUES ",
+            (outcome, marks, aggs, newest)
+        };
+        if let Some(pending) = behind.as_mut() {
+            // The commit runs while this thread aggregates; the contribution joins `Pending` only
+            // once the rows are committed.
+            let (committed, (outcome, marks, aggs, newest)) =
+                futures::join!(tx.commit(), async { aggregate() });
+            committed?;
+            let newest: Vec<(DeviceId, LatestVals)> = newest
+                .into_iter()
+                .map(|(d, n)| {
+                    let text = latest_text[n]
+                        .take()
+                        .unwrap_or_else(|| encode_readings(&unique[n].readings));
+                    (d.clone(), LatestVals::of(unique[n], text))
+                })
+                .collect();
+            pending.absorb(
+                aggs.into_iter()
+                    .map(|((d, p, b), a)| ((d.clone(), p, b), a)),
+                newest,
+                max_rowid,
             );
-            push_placeholders(&mut sql, self.backend(), chunk.len(), 11);
-            sql.push_str(ROLLUP_MERGE);
-            let mut q = sqlx::query(&sql);
-            for ((device, period, bucket), a) in chunk {
-                q = q
-                    .bind(*device)
-                    .bind(*period)
-                    .bind(*bucket)
-                    .bind(a.samples)
-                    .bind(a.power_sum)
-                    .bind(a.power_min)
-                    .bind(a.power_max)
-                    .bind(a.first.map(|f| f.0))
-                    .bind(a.first.map(|f| f.1))
-                    .bind(a.last.map(|l| l.0))
-                    .bind(a.last.map(|l| l.1));
+            if pending.due() {
+                // The raw rows are committed and their contribution is kept in memory (and can be
+                // rebuilt from them), so a failed flush is only retried later, not reported as a
+                // failed write that would make the caller send the batch again.
+                if let Err(error) = self.flush_pending(pending, Part::All).await {
+                    tracing::warn!(%error, "writing pending rollups failed; will retry");
+                }
             }
-            q.execute(&mut *tx).await?;
+            return Ok((outcome, marks));
         }
-        let newest: Vec<_> = newest.into_iter().collect();
-        for chunk in newest.chunks(rows_per_statement(7)) {
-            let mut sql = String::with_capacity(600 + chunk.len() * 40);
-            sql.push_str(
-                "INSERT INTO latest (device_id, ts_ms, ac_power_w, energy_today_wh, energy_lifetime_wh, \
-                 state, readings) VALUES ",
-            );
-            push_placeholders(&mut sql, self.backend(), chunk.len(), 7);
-            sql.push_str(LATEST_MERGE);
-            let mut q = sqlx::query(&sql);
-            for (device, (s, text)) in chunk {
-                q = q
-                    .bind(*device)
-                    .bind(s.at.timestamp_millis())
-                    .bind(s.readings.get(Metric::AcPowerW))
-                    .bind(s.readings.get(Metric::EnergyTodayWh))
-                    .bind(s.readings.get(Metric::EnergyLifetimeWh))
-                    .bind(s.readings.state.map(|st| st.as_str()))
-                    .bind(*text);
-            }
-            q.execute(&mut *tx).await?;
+        let (outcome, marks, aggs, newest) = aggregate();
+        let mut aggs: Vec<(&str, i64, i64, &Agg)> = aggs
+            .iter()
+            .map(|((d, p, b), a)| (d.as_str(), *p, *b, a))
+            .collect();
+        aggs.sort_unstable_by(|x, y| (x.0, x.1, x.2).cmp(&(y.0, y.1, y.2)));
+        upsert_rollups(&mut tx, self.backend(), &aggs).await?;
+        let newest: Vec<(&str, LatestVals)> = newest
+            .into_iter()
+            .map(|(d, n)| {
+                let text = latest_text[n]
+                    .take()
+                    .unwrap_or_else(|| encode_readings(&unique[n].readings));
+                (d.as_str(), LatestVals::of(unique[n], text))
+            })
+            .collect();
+        let mut newest: Vec<(&str, &LatestVals)> = newest.iter().map(|(d, v)| (*d, v)).collect();
+        newest.sort_unstable_by(|x, y| x.0.cmp(y.0));
+        upsert_latest(&mut tx, self.backend(), &newest).await?;
+        if self.backend() == Backend::Sqlite {
+            mark_all_rows_covered(&mut tx).await?;
         }
         tx.commit().await?;
         Ok((outcome, marks))
@@ -301,7 +457,15 @@ impl Store {
         batch: &[Sample],
         tz_of: &(dyn Fn(&DeviceId) -> Tz + Sync),
     ) -> Result<WriteOutcome> {
-        let mut tx = self.pool().begin().await?;
+        // Write-through: whatever is pending goes first, and the watermark then covers every row.
+        let mut behind = match self.behind() {
+            Some(b) => Some(b.lock().await),
+            None => None,
+        };
+        if let Some(pending) = behind.as_mut() {
+            self.flush_pending(pending, Part::All).await?;
+        }
+        let mut tx = self.writer().begin().await?;
         let mut outcome = WriteOutcome::default();
         let mut aggs: BTreeMap<(&str, i64, i64), Agg> = BTreeMap::new();
         let mut newest: BTreeMap<&str, &Sample> = BTreeMap::new();
@@ -393,12 +557,19 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        tx.commit().await?;
+        if let Some(pending) = behind.as_mut() {
+            let top = mark_all_rows_covered(&mut tx).await?;
+            tx.commit().await?;
+            pending.mark_written(top);
+        } else {
+            tx.commit().await?;
+        }
         Ok(outcome)
     }
 
     /// The newest reading of every device that has reported.
     pub async fn latest(&self) -> Result<Vec<LatestRow>> {
+        self.settle_part(Part::Latest).await?;
         let rows = sqlx::query(
             "SELECT device_id, ts_ms, ac_power_w, energy_today_wh, energy_lifetime_wh, state, readings \
              FROM latest ORDER BY device_id",
@@ -455,6 +626,7 @@ impl Store {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<RollupRow>> {
+        self.settle_part(Part::Rollups).await?;
         let rows = sqlx::query(
             "SELECT bucket_ms, samples, power_sum, power_min, power_max, energy_first_ms, energy_first_wh, \
              energy_last_ms, energy_last_wh FROM rollups WHERE device_id = $1 AND period_s = $2 \
@@ -490,10 +662,25 @@ impl Store {
 
     /// Deletes raw samples older than `cutoff` (rollups stay). Returns how many were removed.
     pub async fn purge_raw_before(&self, cutoff: DateTime<Utc>) -> Result<u64> {
+        let Some(behind) = self.behind() else {
+            let done = sqlx::query("DELETE FROM raw_samples WHERE ts_ms < $1")
+                .bind(cutoff.timestamp_millis())
+                .execute(self.pool())
+                .await?;
+            return Ok(done.rows_affected());
+        };
+        // The rows' contribution is written before they go. SQLite may hand a deleted highest
+        // rowid out again, so the watermark is reset to what remains.
+        let mut pending = behind.lock().await;
+        self.flush_pending(&mut pending, Part::Rollups).await?;
+        let mut tx = self.writer().begin().await?;
         let done = sqlx::query("DELETE FROM raw_samples WHERE ts_ms < $1")
             .bind(cutoff.timestamp_millis())
-            .execute(self.pool())
+            .execute(&mut *tx)
             .await?;
+        let top = mark_all_rows_covered(&mut tx).await?;
+        tx.commit().await?;
+        pending.mark_written(top);
         Ok(done.rows_affected())
     }
 
@@ -607,6 +794,100 @@ mod tests {
         Ok(())
     }
 
+    async fn same_rollups(a: &Store, b: &Store, devices: usize, start: DateTime<Utc>) {
+        let (x, y) = (dump(a, devices, start).await, dump(b, devices, start).await);
+        assert_eq!(x.len(), y.len());
+        for (x, y) in x.iter().zip(&y) {
+            assert_eq!(
+                (x.bucket, x.samples, x.power_min_w, x.power_max_w),
+                (y.bucket, y.samples, y.power_min_w, y.power_max_w)
+            );
+            assert_eq!(
+                (x.energy_first, x.energy_last),
+                (y.energy_first, y.energy_last)
+            );
+            let (pa, pb) = (x.power_avg_w.unwrap_or(0.0), y.power_avg_w.unwrap_or(0.0));
+            assert!((pa - pb).abs() < 1e-6, "{pa} != {pb}");
+        }
+    }
+
+    #[tokio::test]
+    async fn rollups_left_pending_by_a_crash_are_rebuilt_at_start_up() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("sunshare.db");
+        let start = Utc
+            .with_ymd_and_hms(2026, 6, 1, 15, 30, 0)
+            .single()
+            .expect("valid");
+        let all = fleet_batch(5, 240, start);
+        let tz = |_: &DeviceId| chrono_tz::Asia::Shanghai;
+        let reference = crate::store::testing::sqlite().await?;
+        reference.store.write_samples_row_by_row(&all, &tz).await?;
+        {
+            let store = Store::open_sqlite(&path).await?;
+            // A first part is written and read (which writes the pending rollups), the rest only
+            // written; then the process "dies": the store is dropped without closing.
+            let first = &all[..400];
+            store.write_samples(first, &tz).await?;
+            let dev0 = DeviceId::new("dev-0");
+            let day = start + chrono::Duration::days(1);
+            // 80 minutes of samples: sixteen 5-minute buckets.
+            assert_eq!(store.rollups(&dev0, 300, start, day).await?.len(), 16);
+            assert_eq!(store.pending_sizes().await, (0, 5));
+            assert_eq!(store.latest().await?.len(), 5);
+            assert_eq!(store.pending_sizes().await, (0, 0));
+            // The first of these batches repeats 50 stored samples: only its new rows count.
+            for b in all[350..].chunks(150) {
+                store.write_samples(b, &tz).await?;
+            }
+            let (buckets, devices) = store.pending_sizes().await;
+            assert!(
+                buckets > 0 && devices == 5,
+                "{buckets} buckets, {devices} devices pending"
+            );
+        }
+        let store = Store::open_sqlite(&path).await?;
+        assert_eq!(store.pending_sizes().await, (0, 0));
+        same_rollups(&store, &reference.store, 5, start).await;
+        assert_eq!(store.latest().await?, reference.store.latest().await?);
+        // A second start has nothing to replay and changes nothing.
+        store.close().await;
+        let store = Store::open_sqlite(&path).await?;
+        same_rollups(&store, &reference.store, 5, start).await;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn rows_written_after_a_purge_are_replayed_after_a_crash() -> anyhow::Result<()> {
+        // Purging the newest raw rows lets SQLite hand their rowids out again; rows stored after
+        // the purge must still count once, not be mistaken for rows the rollups already hold.
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("sunshare.db");
+        let start = Utc
+            .with_ymd_and_hms(2026, 6, 1, 0, 0, 0)
+            .single()
+            .expect("valid");
+        let tz = |_: &DeviceId| chrono_tz::Asia::Shanghai;
+        let old = fleet_batch(3, 60, start);
+        let new = fleet_batch(3, 60, start + chrono::Duration::hours(5));
+        let reference = crate::store::testing::sqlite().await?;
+        reference.store.write_samples_row_by_row(&old, &tz).await?;
+        reference.store.write_samples_row_by_row(&new, &tz).await?;
+        {
+            let store = Store::open_sqlite(&path).await?;
+            store.write_samples(&old, &tz).await?;
+            let removed = store
+                .purge_raw_before(start + chrono::Duration::hours(4))
+                .await?;
+            assert_eq!(removed, old.len() as u64);
+            assert_eq!(store.raw_count().await?, 0);
+            store.write_samples(&new, &tz).await?;
+        }
+        let store = Store::open_sqlite(&path).await?;
+        same_rollups(&store, &reference.store, 3, start).await;
+        Ok(())
+    }
+
     #[tokio::test]
     async fn a_batch_larger_than_the_parameter_limit_is_written() -> anyhow::Result<()> {
         let ts = crate::store::testing::sqlite().await?;
@@ -696,7 +977,7 @@ impl Store {
         entries: &[QuarantineEntry<'_>],
         received: DateTime<Utc>,
     ) -> Result<()> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         for chunk in entries.chunks(rows_per_statement(6)) {
             let mut sql = String::from(
                 "INSERT INTO quarantine (device_id, ts_ms, received_ms, code, reason, readings) VALUES ",
@@ -768,6 +1049,96 @@ impl Store {
             .collect()
     }
 }
+
+/// The rowid of the last row the connection's latest successful insert stored (SQLite only).
+async fn last_insert_rowid(conn: &mut sqlx::AnyConnection) -> Result<i64> {
+    Ok(sqlx::query("SELECT last_insert_rowid()")
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get(0)?)
+}
+
+/// Sets the watermark to the highest raw rowid (SQLite only): for when every raw row's contribution
+/// is in the rollups table.
+async fn mark_all_rows_covered(conn: &mut sqlx::AnyConnection) -> Result<i64> {
+    let top: i64 = sqlx::query("SELECT COALESCE(MAX(rowid), 0) FROM raw_samples")
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get(0)?;
+    sqlx::query("UPDATE rollup_watermark SET raw_rowid = $1 WHERE id = 1")
+        .bind(top)
+        .execute(&mut *conn)
+        .await?;
+    Ok(top)
+}
+
+/// Merges rollup contributions into the `rollups` table, many rows per statement.
+pub(super) async fn upsert_rollups(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+    rows: &[(&str, i64, i64, &Agg)],
+) -> Result<()> {
+    for chunk in rows.chunks(rows_per_statement(11)) {
+        let mut sql = String::with_capacity(1_200 + chunk.len() * 60);
+        sql.push_str(
+            "INSERT INTO rollups (device_id, period_s, bucket_ms, samples, power_sum, power_min, \
+             power_max, energy_first_ms, energy_first_wh, energy_last_ms, energy_last_wh) VALUES ",
+        );
+        push_placeholders(&mut sql, backend, chunk.len(), 11);
+        sql.push_str(ROLLUP_MERGE);
+        let mut q = sqlx::query(&sql);
+        for (device, period, bucket, a) in chunk {
+            q = q
+                .bind(*device)
+                .bind(*period)
+                .bind(*bucket)
+                .bind(a.samples)
+                .bind(a.power_sum)
+                .bind(a.power_min)
+                .bind(a.power_max)
+                .bind(a.first.map(|f| f.0))
+                .bind(a.first.map(|f| f.1))
+                .bind(a.last.map(|l| l.0))
+                .bind(a.last.map(|l| l.1));
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Moves `latest` forward to these readings, many devices per statement.
+pub(super) async fn upsert_latest(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+    rows: &[(&str, &LatestVals)],
+) -> Result<()> {
+    for chunk in rows.chunks(rows_per_statement(7)) {
+        let mut sql = String::with_capacity(600 + chunk.len() * 40);
+        sql.push_str(
+            "INSERT INTO latest (device_id, ts_ms, ac_power_w, energy_today_wh, energy_lifetime_wh, \
+             state, readings) VALUES ",
+        );
+        push_placeholders(&mut sql, backend, chunk.len(), 7);
+        sql.push_str(LATEST_MERGE);
+        let mut q = sqlx::query(&sql);
+        for (device, v) in chunk {
+            q = q
+                .bind(*device)
+                .bind(v.ts_ms)
+                .bind(v.ac_power_w)
+                .bind(v.energy_today_wh)
+                .bind(v.energy_lifetime_wh)
+                .bind(v.state.map(DeviceState::as_str))
+                .bind(v.readings.as_str());
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Raw rows per insert statement: small enough that binding the next statement overlaps with
+/// running this one, large enough that per-statement costs stay small.
+const RAW_ROWS_PER_STATEMENT: usize = 400;
 
 /// SQLite accepts at most 32,766 bound parameters per statement (PostgreSQL 65,535); stay well below.
 const MAX_PARAMS: usize = 30_000;
