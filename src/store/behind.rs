@@ -2,9 +2,10 @@
 //!
 //! A raw row is the only thing a sample must write at once. Its contribution to the 5-minute, hourly
 //! and daily rollups and to the device's latest value is merged into [`Pending`] in memory and
-//! written later, many samples to one row write: when [`FLUSH_EVERY`] has passed, when the pending
-//! buckets pass [`MAX_PENDING_BUCKETS`], before any read of those tables, before raw rows are
-//! purged and when the store closes.
+//! written later, many samples to one row write: by the first write after [`FLUSH_EVERY`] has
+//! passed or once the pending buckets reach [`MAX_PENDING_BUCKETS`], before any read of those
+//! tables (so every reader sees every stored sample), before raw rows are purged and when the store
+//! closes. What waits while no samples arrive is safe in the raw rows.
 //!
 //! Nothing is lost when the process dies in between: `rollup_watermark` holds the highest raw
 //! `rowid` whose contribution is in the `rollups` table, advanced in the same transaction that
