@@ -101,6 +101,41 @@ async fn fresh(dir: &Path, name: &str) -> Result<Store> {
     Store::open_sqlite(&reset(dir, name)).await
 }
 
+/// Which write path a contender takes.
+#[derive(Clone, Copy)]
+enum WritePath {
+    Batched,
+    RowByRow,
+}
+
+/// Writes `rows` in batches and times it. The clock stops once anything written behind is in its
+/// tables (a no-op for the write-through stores).
+async fn timed(
+    name: &str,
+    store: &Store,
+    rows: &[Sample],
+    batch: usize,
+    path: WritePath,
+) -> Result<Measured> {
+    let t = Instant::now();
+    for chunk in rows.chunks(batch) {
+        match path {
+            WritePath::Batched => {
+                store.write_samples(chunk, &shanghai).await?;
+            }
+            WritePath::RowByRow => {
+                store.write_samples_row_by_row(chunk, &shanghai).await?;
+            }
+        }
+    }
+    store.settle().await?;
+    Ok(Measured {
+        name: name.to_owned(),
+        samples: rows.len(),
+        elapsed: t.elapsed(),
+    })
+}
+
 /// Runs the benchmark; results in the order: batched path, batched write-through, row-at-a-time
 /// peer, python peer.
 pub async fn run(b: &StoreBench) -> Result<Vec<Measured>> {
@@ -110,45 +145,46 @@ pub async fn run(b: &StoreBench) -> Result<Vec<Measured>> {
     let mut out = Vec::new();
 
     let store = fresh(&b.dir, "batched").await?;
-    let t = Instant::now();
-    for chunk in rows.chunks(batch) {
-        store.write_samples(chunk, &shanghai).await?;
-    }
-    // The clock stops once the rollups and latest values written behind are in their tables.
-    store.settle().await?;
-    out.push(Measured {
-        name: "sunshare write_samples (batched, raw + rollups + latest written behind)".into(),
-        samples: rows.len(),
-        elapsed: t.elapsed(),
-    });
+    out.push(
+        timed(
+            "sunshare write_samples (batched, raw + rollups + latest written behind)",
+            &store,
+            &rows,
+            batch,
+            WritePath::Batched,
+        )
+        .await?,
+    );
     if store.raw_count().await? != i64::try_from(rows.len()).unwrap_or(i64::MAX) {
         return Err(Error::Corrupt("the batched path lost rows".into()));
     }
     store.close().await;
 
     let store = Store::open_sqlite_write_through(&reset(&b.dir, "write_through")).await?;
-    let t = Instant::now();
-    for chunk in rows.chunks(batch) {
-        store.write_samples(chunk, &shanghai).await?;
-    }
-    out.push(Measured {
-        name: "the same, rollups + latest written in each batch's transaction".into(),
-        samples: rows.len(),
-        elapsed: t.elapsed(),
-    });
+    out.push(
+        timed(
+            "the same, rollups + latest written in each batch's transaction",
+            &store,
+            &rows,
+            batch,
+            WritePath::Batched,
+        )
+        .await?,
+    );
     store.close().await;
 
     let peer_rows = &rows[..b.peer_samples.min(rows.len())];
     let store = fresh(&b.dir, "row_by_row").await?;
-    let t = Instant::now();
-    for chunk in peer_rows.chunks(batch) {
-        store.write_samples_row_by_row(chunk, &shanghai).await?;
-    }
-    out.push(Measured {
-        name: "row-at-a-time sqlx (same work, one statement per row)".into(),
-        samples: peer_rows.len(),
-        elapsed: t.elapsed(),
-    });
+    out.push(
+        timed(
+            "row-at-a-time sqlx (same work, one statement per row)",
+            &store,
+            peer_rows,
+            batch,
+            WritePath::RowByRow,
+        )
+        .await?,
+    );
     store.close().await;
 
     if let Some(python) = &b.python {

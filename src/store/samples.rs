@@ -270,7 +270,10 @@ impl Store {
         };
         let per = RAW_ROWS_PER_STATEMENT;
         let full_sql = raw_sql(per.min(unique.len()));
-        let tail_sql = raw_sql(unique.len() % per);
+        let tail_sql = match unique.len() % per {
+            0 => String::new(),
+            rows => raw_sql(rows),
+        };
         let build = |k: usize, latest_text: &mut [Option<String>]| {
             let from = k * per;
             let chunk = &unique[from..unique.len().min(from + per)];
