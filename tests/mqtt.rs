@@ -658,3 +658,163 @@ rated_power_w = 50000
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
+
+/// What a broker answers to a CONNECT from `id`: its CONNACK, or the error that ended the attempt.
+async fn first_answer(
+    addr: SocketAddr,
+    id: &str,
+    clean: bool,
+) -> anyhow::Result<Result<rumqttc::ConnAck, rumqttc::ConnectionError>> {
+    let mut o = MqttOptions::new(id, addr.ip().to_string(), addr.port());
+    o.set_clean_session(clean)
+        .set_keep_alive(Duration::from_secs(30));
+    let (_client, mut el) = AsyncClient::new(o, 10);
+    let polled = tokio::time::timeout(Duration::from_secs(20), el.poll())
+        .await
+        .context("no answer to CONNECT within 20 s")?;
+    Ok(match polled {
+        Ok(Event::Incoming(Packet::ConnAck(ack))) => Ok(ack),
+        Ok(other) => bail!("expected a CONNACK first, got {other:?}"),
+        Err(e) => Err(e),
+    })
+}
+
+/// A QoS 1 round trip through `addr`: a persistent subscriber, then a publisher.
+async fn round_trip(addr: SocketAddr, id: &str) -> anyhow::Result<()> {
+    let topic = format!("{id}/t");
+    let mut o = MqttOptions::new(format!("{id}-sub"), addr.ip().to_string(), addr.port());
+    o.set_clean_session(false);
+    let (sub, mut sub_el) = AsyncClient::new(o, 10);
+    sub.subscribe(&topic, QoS::AtLeastOnce).await?;
+    let received = tokio::spawn(async move {
+        loop {
+            match sub_el.poll().await {
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    let pub_ = Publisher::new(
+                        &addr.ip().to_string(),
+                        addr.port(),
+                        &format!("{topic}-pub").replace('/', "-"),
+                    );
+                    pub_.send(&topic, b"hello".to_vec()).await?;
+                    // Keep the publisher's loop alive until the message arrives.
+                    loop {
+                        if let Event::Incoming(Packet::Publish(p)) = sub_el.poll().await? {
+                            pub_.stop();
+                            return anyhow::Ok(p.payload.to_vec());
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    });
+    let payload = tokio::time::timeout(Duration::from_secs(20), received)
+        .await
+        .context("no message within 20 s")???;
+    assert_eq!(payload, b"hello");
+    Ok(())
+}
+
+/// rumqttd's router drops a client id with `/` in it without a word; the embedded broker says so
+/// with a CONNACK refusal, and repeated tries never disturb other clients.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_broker_refuses_client_ids_it_cannot_serve() -> anyhow::Result<()> {
+    let broker = EmbeddedBroker::start("127.0.0.1:0".parse()?, 1 << 20).await?;
+    let id = unique("badid");
+    for _ in 0..3 {
+        let answer = first_answer(broker.addr(), &format!("{id}/logger"), false).await?;
+        match answer {
+            Err(rumqttc::ConnectionError::ConnectionRefused(code)) => {
+                assert_eq!(code, rumqttc::ConnectReturnCode::BadClientId)
+            }
+            other => bail!("expected a refusal of the client id, got {other:?}"),
+        }
+    }
+    round_trip(broker.addr(), &id).await?;
+    assert_eq!(broker.listener_replacements(), 0);
+    broker.shutdown().await;
+    Ok(())
+}
+
+/// rumqttd's client listener can wedge (its will-handler table poisoned: every new connection dies
+/// before its CONNACK). Wedge it on purpose, straight on its private port, and check that clients of
+/// the embedded broker still connect, and that a persistent session and its queued message
+/// survive the replacement of the listener.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_broker_replaces_a_wedged_listener_and_keeps_sessions() -> anyhow::Result<()> {
+    let broker = EmbeddedBroker::start("127.0.0.1:0".parse()?, 1 << 20).await?;
+    let id = unique("wedge");
+    let topic = format!("{id}/queued");
+    // A persistent subscriber that goes away before the message is published.
+    let keeper = format!("{id}-keeper");
+    {
+        let mut o = MqttOptions::new(
+            &keeper,
+            broker.addr().ip().to_string(),
+            broker.addr().port(),
+        );
+        o.set_clean_session(false);
+        let (c, mut el) = AsyncClient::new(o, 10);
+        c.subscribe(&topic, QoS::AtLeastOnce).await?;
+        loop {
+            match tokio::time::timeout(Duration::from_secs(20), el.poll()).await?? {
+                Event::Incoming(Packet::SubAck(_)) => break,
+                _ => continue,
+            }
+        }
+        c.disconnect().await?;
+        while tokio::time::timeout(Duration::from_secs(20), el.poll())
+            .await?
+            .is_ok()
+        {}
+    }
+
+    // Wedge rumqttd: a client id its router refuses leaves a stale will handler; the second
+    // connect with that id panics while holding the table's lock.
+    let private = broker.private_addr();
+    let bad = format!("{id}/x");
+    for _ in 0..2 {
+        let answer = first_answer(private, &bad, false).await?;
+        assert!(answer.is_err(), "rumqttd answered {bad}: {answer:?}");
+    }
+    let answer = first_answer(private, &format!("{id}-direct"), true).await?;
+    assert!(
+        answer.is_err(),
+        "rumqttd's listener should now be wedged, but it answered: {answer:?}"
+    );
+
+    // Through the embedded broker, clients still connect.
+    let publisher = Publisher::new(
+        &broker.addr().ip().to_string(),
+        broker.addr().port(),
+        &format!("{id}-pub"),
+    );
+    publisher.send(&topic, b"kept".to_vec()).await?;
+    publisher.wait_acked(1).await?;
+    assert_eq!(broker.listener_replacements(), 1);
+    assert_ne!(broker.private_addr(), private);
+
+    // The subscriber's session, with the message queued for it, is still there.
+    let mut o = MqttOptions::new(
+        &keeper,
+        broker.addr().ip().to_string(),
+        broker.addr().port(),
+    );
+    o.set_clean_session(false);
+    let (_c, mut el) = AsyncClient::new(o, 10);
+    let payload = loop {
+        match tokio::time::timeout(Duration::from_secs(20), el.poll()).await?? {
+            Event::Incoming(Packet::ConnAck(ack)) => {
+                assert!(ack.session_present, "the session was lost")
+            }
+            Event::Incoming(Packet::Publish(p)) => break p.payload.to_vec(),
+            _ => continue,
+        }
+    };
+    assert_eq!(payload, b"kept");
+    publisher.stop();
+    round_trip(broker.addr(), &id).await?;
+    broker.shutdown().await;
+    Ok(())
+}

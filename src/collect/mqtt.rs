@@ -275,6 +275,8 @@ pub struct MqttCollector {
     decoder: Option<Arc<dyn BlockDecoder>>,
     ingest: IngestHandle,
     metrics: Arc<Metrics>,
+    /// The `accepted/ok` message counter, looked up once.
+    accepted: prometheus_client::metrics::counter::Counter,
     store: Store,
     max_message_bytes: usize,
     backoff: Backoff,
@@ -339,6 +341,14 @@ impl MqttCollector {
                 )));
             }
         }
+        let accepted = wiring
+            .metrics
+            .mqtt_messages
+            .get_or_create(&vec![
+                ("outcome", "accepted".to_owned()),
+                ("reason", "ok".to_owned()),
+            ])
+            .clone();
         Ok(MqttCollector {
             options,
             broker: format!("{host}:{port}"),
@@ -346,6 +356,7 @@ impl MqttCollector {
             directory: Arc::new(directory),
             decoder: wiring.decoder,
             ingest: wiring.ingest,
+            accepted,
             metrics: wiring.metrics,
             store: wiring.store,
             max_message_bytes: cfg.max_message_bytes,
@@ -380,14 +391,15 @@ impl MqttCollector {
             .inc();
     }
 
-    /// Decodes one message and queues its samples. Errors only when ingest has stopped.
+    /// Decodes one message and queues its samples; returns the problems it had. Errors only when
+    /// ingest has stopped.
     pub async fn handle_message(
         &mut self,
         topic: &str,
         payload: &[u8],
         now: DateTime<Utc>,
-    ) -> Result<Decoded, crate::ingest::Closed> {
-        let decoded = payload::decode_message(
+    ) -> Result<Vec<Problem>, crate::ingest::Closed> {
+        let mut decoded = payload::decode_message(
             &self.directory,
             self.decoder.as_deref(),
             topic,
@@ -418,11 +430,12 @@ impl MqttCollector {
                 }
             }
         }
-        if !decoded.samples.is_empty() {
-            self.count("accepted", "ok");
-            self.ingest.submit(decoded.samples.clone()).await?;
+        let samples = std::mem::take(&mut decoded.samples);
+        if !samples.is_empty() {
+            self.accepted.inc();
+            self.ingest.submit(samples).await?;
         }
-        Ok(decoded)
+        Ok(decoded.problems)
     }
 
     /// Writes the aggregated problems to the store (for `/api/mqtt/unknown`).
@@ -524,8 +537,7 @@ impl MqttCollector {
                 Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
                     let now = Utc::now();
                     self.set_status(|s| s.last_message = Some(now));
-                    let topic = p.topic.clone();
-                    match self.handle_message(&topic, &p.payload, now).await {
+                    match self.handle_message(&p.topic, &p.payload, now).await {
                         Ok(_) => {}
                         Err(_) => {
                             // Not acknowledged: the broker keeps it for the next run.
