@@ -440,7 +440,7 @@ impl GatewayPoller {
         let result = self.read_slot(idx).await;
         let ok = result.is_ok();
         match result {
-            Ok((at, decoded)) => {
+            Ok((at, readings)) => {
                 if let Some(o) = &self.observer {
                     let map = &self.slots[idx].target.map;
                     o.record(started.elapsed(), map.plan().len());
@@ -449,7 +449,7 @@ impl GatewayPoller {
                 let sample = Sample {
                     device: device.clone(),
                     at,
-                    readings: decoded.readings,
+                    readings,
                 };
                 if self.ingest.submit(vec![sample]).await.is_err() {
                     warn!(gateway = %self.address, "ingest has stopped; sample not stored");
@@ -602,8 +602,11 @@ impl GatewayPoller {
         }
     }
 
-    #[instrument(skip_all, fields(device = %self.slots[idx].target.device))]
-    async fn read_slot(&mut self, idx: usize) -> Result<(DateTime<Utc>, Decoded), Error> {
+    #[instrument(level = "debug", skip_all, fields(device = %self.slots[idx].target.device))]
+    async fn read_slot(
+        &mut self,
+        idx: usize,
+    ) -> Result<(DateTime<Utc>, crate::domain::Readings), Error> {
         let Some(ctx) = self.conn.as_mut() else {
             return Err(Error::Transport("not connected".into()));
         };
@@ -624,9 +627,10 @@ impl GatewayPoller {
             .placed
             .clone()
             .unwrap_or_else(|| Arc::clone(&slot.target.map));
-        let result = read_map(ctx, &map, unit, timing.timeout, &mut pacer).await;
+        let result = read_plan(ctx, &map, unit, timing.timeout, &mut pacer).await;
         self.last_request_end = pacer.last_end;
-        result
+        let (at, blocks) = result?;
+        Ok((at, map.decode(&blocks)?))
     }
 }
 
@@ -715,15 +719,14 @@ async fn read_block(
     }
 }
 
-/// Reads every block of a map's plan and decodes them. The sample is stamped when the first
-/// answer arrived.
-async fn read_map(
+/// Reads every block of a map's plan. The sample is stamped when the first answer arrived.
+async fn read_plan(
     ctx: &mut Context,
     map: &RegisterMap,
     unit: u8,
     timeout: Duration,
     pacer: &mut Pacer,
-) -> Result<(DateTime<Utc>, Decoded), Error> {
+) -> Result<(DateTime<Utc>, Vec<(u16, Vec<u16>)>), Error> {
     let mut blocks = Vec::with_capacity(map.plan().len());
     let mut at = None;
     for b in map.plan() {
@@ -731,8 +734,7 @@ async fn read_map(
         at.get_or_insert_with(Utc::now);
         blocks.push((b.start, words));
     }
-    let decoded = map.decode_full(&blocks)?;
-    Ok((at.unwrap_or_else(Utc::now), decoded))
+    Ok((at.unwrap_or_else(Utc::now), blocks))
 }
 
 /// Finds a SunSpec device's model chain and lays the map on it.
@@ -793,9 +795,10 @@ pub async fn probe(
     } else {
         map
     };
-    let result = read_map(&mut ctx, map, unit, timeout, &mut pacer).await;
+    let result = read_plan(&mut ctx, map, unit, timeout, &mut pacer).await;
     let _ = tokio::time::timeout(Duration::from_secs(1), ctx.disconnect()).await;
-    result.map(|(_, d)| d)
+    let (_, blocks) = result?;
+    Ok(map.decode_full(&blocks)?)
 }
 
 /// The devices of a deployment grouped by the gateway connection that reaches them.

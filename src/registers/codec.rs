@@ -28,6 +28,20 @@ impl Blocks<'_> {
         })
     }
 
+    /// One or two consecutive words without allocating (the second is 0 when `n` is 1): numeric
+    /// fields, states and alarms are never longer.
+    fn short(&self, address: u16, n: u16) -> Result<[u16; 2], DecodeError> {
+        debug_assert!((1..=2).contains(&n), "a short read is 1 or 2 words");
+        let mut out = [0u16; 2];
+        for (i, slot) in (0..n.min(2)).zip(out.iter_mut()) {
+            let a = address
+                .checked_add(i)
+                .ok_or(DecodeError::Missing { address })?;
+            *slot = self.word(a).ok_or(DecodeError::Missing { address: a })?;
+        }
+        Ok(out)
+    }
+
     fn words(&self, address: u16, n: u16) -> Result<Vec<u16>, DecodeError> {
         (0..n)
             .map(|i| {
@@ -81,34 +95,44 @@ impl RegisterMap {
     /// Decodes the blocks of one poll (`(start PDU address, words)`, as read by [`Self::plan`])
     /// into normalised readings. Values at their "not implemented" sentinel are left out.
     pub fn decode(&self, blocks: &[(u16, Vec<u16>)]) -> Result<Readings, DecodeError> {
-        self.decode_full(blocks).map(|d| d.readings)
+        self.readings(&Blocks(blocks))
     }
 
     /// [`Self::decode`] plus the serial number and model the device reports.
     pub fn decode_full(&self, blocks: &[(u16, Vec<u16>)]) -> Result<Decoded, DecodeError> {
         let b = Blocks(blocks);
+        let readings = self.readings(&b)?;
+        let serial = self.read_text(&b, self.serial.as_ref())?;
+        let mut model = self.read_text(&b, self.model.as_ref())?;
+        if model.is_none() {
+            if let Some(a) = self.model_code.as_ref().and_then(|l| self.place(l)) {
+                let w = b.short(a, 1)?[0];
+                if w != 0xFFFF {
+                    model = Some(format!("0x{w:04X}"));
+                }
+            }
+        }
+        Ok(Decoded {
+            readings,
+            serial,
+            model,
+        })
+    }
+
+    fn readings(&self, b: &Blocks<'_>) -> Result<Readings, DecodeError> {
         let mut out = Decoded::default();
+        out.readings.values.reserve_exact(self.fields.len());
         for f in &self.fields {
             let Some(address) = self.place(&f.loc) else {
                 continue;
             };
-            if let Some(v) = self.field_value(&b, f, address)? {
+            if let Some(v) = self.field_value(b, f, address)? {
                 out.readings.set(f.metric, v);
-            }
-        }
-        out.serial = self.read_text(&b, self.serial.as_ref())?;
-        out.model = self.read_text(&b, self.model.as_ref())?;
-        if out.model.is_none() {
-            if let Some(a) = self.model_code.as_ref().and_then(|l| self.place(l)) {
-                let w = b.words(a, 1)?[0];
-                if w != 0xFFFF {
-                    out.model = Some(format!("0x{w:04X}"));
-                }
             }
         }
         if let Some((t, a)) = self.state_table() {
             {
-                let raw = u32::from(b.words(a, 1)?[0]);
+                let raw = u32::from(b.short(a, 1)?[0]);
                 let state = t
                     .values
                     .iter()
@@ -127,7 +151,7 @@ impl RegisterMap {
                     continue;
                 }
             }
-            let w = b.words(a, t.words)?;
+            let w = b.short(a, t.words)?;
             let raw = if t.words == 2 {
                 join(self.word_order, &w)
             } else {
@@ -183,7 +207,7 @@ impl RegisterMap {
                 }
             }
         }
-        Ok(out)
+        Ok(out.readings)
     }
 
     fn read_text(
@@ -204,7 +228,14 @@ impl RegisterMap {
         f: &Field,
         address: u16,
     ) -> Result<Option<f64>, DecodeError> {
-        let w = b.words(address, f.ty.words())?;
+        if matches!(
+            f.ty,
+            DataType::String | DataType::Bitfield16 | DataType::Bitfield32 | DataType::Sunssf
+        ) {
+            // Rejected when the map is compiled.
+            return Ok(None);
+        }
+        let w = b.short(address, f.ty.words())?;
         let (bits, raw) = match f.ty {
             DataType::U16 | DataType::Enum16 => (u32::from(w[0]), f64::from(w[0])),
             DataType::I16 => (u32::from(w[0]), f64::from(w[0] as i16)),
@@ -220,7 +251,6 @@ impl RegisterMap {
                 let v = join(self.word_order, &w);
                 (v, f64::from(f32::from_bits(v)))
             }
-            // Rejected when the map is compiled.
             DataType::String | DataType::Bitfield16 | DataType::Bitfield32 | DataType::Sunssf => {
                 return Ok(None)
             }
@@ -233,7 +263,7 @@ impl RegisterMap {
             let Some(sf_addr) = self.place(sf_loc) else {
                 return Ok(None);
             };
-            let sf = b.words(sf_addr, 1)?[0] as i16;
+            let sf = b.short(sf_addr, 1)?[0] as i16;
             if !(-10..=10).contains(&sf) {
                 // 0x8000: the scale factor itself is not implemented.
                 return Ok(None);

@@ -172,7 +172,12 @@ pub fn bucket_start(at: DateTime<Utc>, period_s: i64, tz: Tz) -> i64 {
 }
 
 pub(crate) fn encode_readings(r: &Readings) -> String {
-    serde_json::to_string(r).unwrap_or_else(|_| "{}".to_owned())
+    // Sized for a full inverter read at once (about 20 bytes a value), not grown piecewise.
+    let mut buf = Vec::with_capacity(64 + 24 * r.values.len());
+    match serde_json::to_writer(&mut buf, r) {
+        Ok(()) => String::from_utf8(buf).unwrap_or_else(|_| "{}".to_owned()),
+        Err(_) => "{}".to_owned(),
+    }
 }
 
 pub(crate) fn decode_readings(text: &str) -> Readings {
@@ -253,15 +258,22 @@ impl Store {
         // consecutive rowids ending at `last_insert_rowid()`, so when some were duplicates the
         // inserted ones are read back by rowid. PostgreSQL names the inserted rows with RETURNING.
         let sqlite = self.backend() == Backend::Sqlite;
-        let returning = if sqlite {
-            " ON CONFLICT (device_id, ts_ms) DO NOTHING"
+        // On SQLite, OR IGNORE rather than ON CONFLICT DO NOTHING: no conflict can abort the
+        // statement half-way, so SQLite keeps no statement journal for these multi-row inserts.
+        // The columns bound are never NULL, so only the key conflict is ever ignored.
+        let (insert, returning) = if sqlite {
+            ("INSERT OR IGNORE INTO", "")
         } else {
-            " ON CONFLICT (device_id, ts_ms) DO NOTHING RETURNING device_id, ts_ms"
+            (
+                "INSERT INTO",
+                " ON CONFLICT (device_id, ts_ms) DO NOTHING RETURNING device_id, ts_ms",
+            )
         };
         let raw_sql = |rows: usize| {
             let mut sql = String::with_capacity(160 + rows * 40);
+            sql.push_str(insert);
             sql.push_str(
-                "INSERT INTO raw_samples (device_id, ts_ms, ac_power_w, energy_today_wh, \
+                " raw_samples (device_id, ts_ms, ac_power_w, energy_today_wh, \
                  energy_lifetime_wh, state, readings) VALUES ",
             );
             push_placeholders(&mut sql, self.backend(), rows, 7);
