@@ -149,10 +149,46 @@ impl FromStr for Metric {
     }
 }
 
+/// A metric name formatted on the stack (the longest, `pv255_current_a`, has 15 bytes).
+struct NameBuf {
+    bytes: [u8; 24],
+    len: usize,
+}
+
+impl fmt::Write for NameBuf {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        self.bytes
+            .get_mut(self.len..end)
+            .ok_or(fmt::Error)?
+            .copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
 impl Serialize for Metric {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        // Written straight into the output, without an intermediate String.
-        s.collect_str(self)
+        // Without an intermediate String: scalar names are static, indexed ones built on the stack.
+        match self {
+            Metric::PhaseVoltageV(_)
+            | Metric::PhaseCurrentA(_)
+            | Metric::PvVoltageV(_)
+            | Metric::PvCurrentA(_) => {
+                let mut name = NameBuf {
+                    bytes: [0; 24],
+                    len: 0,
+                };
+                match fmt::Write::write_fmt(&mut name, format_args!("{self}")) {
+                    Ok(()) => match std::str::from_utf8(&name.bytes[..name.len]) {
+                        Ok(text) => s.serialize_str(text),
+                        Err(_) => s.collect_str(self),
+                    },
+                    Err(_) => s.collect_str(self),
+                }
+            }
+            other => s.serialize_str(other.scalar_name()),
+        }
     }
 }
 
@@ -267,6 +303,21 @@ mod tests {
         assert!("pv0_voltage_v".parse::<Metric>().is_err());
         assert!("phased_voltage_v".parse::<Metric>().is_err());
         assert!("power".parse::<Metric>().is_err());
+    }
+
+    #[test]
+    fn metric_json_names_are_their_display_names() {
+        let all = Metric::SCALARS.iter().copied().chain([
+            Metric::PhaseVoltageV(1),
+            Metric::PhaseCurrentA(3),
+            Metric::PvVoltageV(12),
+            Metric::PvCurrentA(255),
+        ]);
+        for m in all {
+            let json = serde_json::to_string(&m).expect("serialise");
+            assert_eq!(json, format!("\"{m}\""));
+            assert_eq!(serde_json::from_str::<Metric>(&json).expect("parse"), m);
+        }
     }
 
     #[test]
