@@ -192,9 +192,10 @@ impl Store {
     /// Writes a batch in one transaction: raw rows (a duplicate device+timestamp is skipped), rollups
     /// updated from the rows actually inserted, and the latest value moved forward only.
     ///
-    /// Fast path: raw rows go in multi-row `INSERT ... ON CONFLICT DO NOTHING RETURNING` statements,
-    /// so only the rows really inserted reach the rollups; rollups are aggregated in memory first and
-    /// upserted once per bucket; every statement stays below SQLite's bound-parameter limit.
+    /// Fast path: raw rows go in multi-row inserts that skip an existing device+timestamp (`INSERT OR
+    /// IGNORE` on SQLite, `ON CONFLICT DO NOTHING RETURNING` on PostgreSQL), so only the rows really
+    /// inserted reach the rollups; rollups are aggregated in memory first and upserted once per
+    /// bucket; every statement stays below SQLite's bound-parameter limit.
     pub async fn write_samples(
         &self,
         batch: &[Sample],
