@@ -451,6 +451,10 @@ async fn relay(mut client: TcpStream, upstream: &Upstream) -> Closed {
                 },
                 r = client.read(&mut more) => match r {
                     Ok(n) if n > 0 => {
+                        // MQTT lets a client send before its CONNACK, but not without bound.
+                        if sent.len() + n > 2 * upstream.max_payload {
+                            return Closed::Client("too much sent before CONNACK");
+                        }
                         sent.extend_from_slice(&more[..n]);
                         if up.write_all(&more[..n]).await.is_err() {
                             break None;
