@@ -519,59 +519,14 @@ impl Store {
                 *entry = s;
             }
         }
+        // One statement per row, through the same merges as the batched path.
+        let backend = self.backend();
         for ((device, period, bucket), a) in &aggs {
-            sqlx::query(
-                "INSERT INTO rollups (device_id, period_s, bucket_ms, samples, power_sum, power_min, \
-                 power_max, energy_first_ms, energy_first_wh, energy_last_ms, energy_last_wh) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-                 ON CONFLICT (device_id, period_s, bucket_ms) DO UPDATE SET \
-                 samples = rollups.samples + excluded.samples, \
-                 power_sum = rollups.power_sum + excluded.power_sum, \
-                 power_min = CASE WHEN rollups.power_min IS NULL OR excluded.power_min < rollups.power_min \
-                     THEN excluded.power_min ELSE rollups.power_min END, \
-                 power_max = CASE WHEN rollups.power_max IS NULL OR excluded.power_max > rollups.power_max \
-                     THEN excluded.power_max ELSE rollups.power_max END, \
-                 energy_first_wh = CASE WHEN rollups.energy_first_ms IS NULL OR excluded.energy_first_ms < rollups.energy_first_ms \
-                     THEN excluded.energy_first_wh ELSE rollups.energy_first_wh END, \
-                 energy_first_ms = CASE WHEN rollups.energy_first_ms IS NULL OR excluded.energy_first_ms < rollups.energy_first_ms \
-                     THEN excluded.energy_first_ms ELSE rollups.energy_first_ms END, \
-                 energy_last_wh = CASE WHEN rollups.energy_last_ms IS NULL OR excluded.energy_last_ms > rollups.energy_last_ms \
-                     THEN excluded.energy_last_wh ELSE rollups.energy_last_wh END, \
-                 energy_last_ms = CASE WHEN rollups.energy_last_ms IS NULL OR excluded.energy_last_ms > rollups.energy_last_ms \
-                     THEN excluded.energy_last_ms ELSE rollups.energy_last_ms END",
-            )
-            .bind(*device)
-            .bind(*period)
-            .bind(*bucket)
-            .bind(a.samples)
-            .bind(a.power_sum)
-            .bind(a.power_min)
-            .bind(a.power_max)
-            .bind(a.first.map(|f| f.0))
-            .bind(a.first.map(|f| f.1))
-            .bind(a.last.map(|l| l.0))
-            .bind(a.last.map(|l| l.1))
-            .execute(&mut *tx)
-            .await?;
+            upsert_rollups(&mut tx, backend, &[(*device, *period, *bucket, a)]).await?;
         }
         for (device, s) in newest {
-            sqlx::query(
-                "INSERT INTO latest (device_id, ts_ms, ac_power_w, energy_today_wh, energy_lifetime_wh, \
-                 state, readings) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                 ON CONFLICT (device_id) DO UPDATE SET ts_ms = excluded.ts_ms, \
-                 ac_power_w = excluded.ac_power_w, energy_today_wh = excluded.energy_today_wh, \
-                 energy_lifetime_wh = excluded.energy_lifetime_wh, state = excluded.state, \
-                 readings = excluded.readings WHERE excluded.ts_ms > latest.ts_ms",
-            )
-            .bind(device)
-            .bind(s.at.timestamp_millis())
-            .bind(s.readings.get(Metric::AcPowerW))
-            .bind(s.readings.get(Metric::EnergyTodayWh))
-            .bind(s.readings.get(Metric::EnergyLifetimeWh))
-            .bind(s.readings.state.map(|st| st.as_str()))
-            .bind(encode_readings(&s.readings))
-            .execute(&mut *tx)
-            .await?;
+            let vals = LatestVals::of(s, encode_readings(&s.readings));
+            upsert_latest(&mut tx, backend, &[(device, &vals)]).await?;
         }
         if let Some(pending) = behind.as_mut() {
             let top = mark_all_rows_covered(&mut tx).await?;
