@@ -364,14 +364,20 @@ async fn bad_inputs_and_floods(broker: &str, prefix: &str, client_id: &str) -> a
     assert_eq!(p.count("accepted", "ok"), 25);
     assert_eq!(p.store.store.raw_count().await?, 25);
 
-    // Problems reach the operators' list (flushed every 2 s).
-    wait_for("the unknown-device list", Duration::from_secs(20), || {
-        let store = store.clone();
-        async move {
-            let rows = store.mqtt_unknown(500).await?;
-            Ok(rows.iter().map(|r| r.messages).sum::<i64>() == 600)
-        }
-    })
+    // Problems reach the operators' lists (flushed every 2 s: unknown devices, then refusals).
+    wait_for(
+        "the unknown-device and refusal lists",
+        Duration::from_secs(20),
+        || {
+            let store = store.clone();
+            async move {
+                let rows = store.mqtt_unknown(500).await?;
+                let refused = store.mqtt_rejected(100).await?;
+                let reasons: HashSet<&str> = refused.iter().map(|r| r.reason.as_str()).collect();
+                Ok(rows.iter().map(|r| r.messages).sum::<i64>() == 600 && reasons.len() == 5)
+            }
+        },
+    )
     .await?;
     let unknown = p.store.store.mqtt_unknown(500).await?;
     assert_eq!(
