@@ -405,8 +405,10 @@ pub struct IngestWorker {
     seeded: bool,
 }
 
-/// How long a batch under load waits to fill up to the batch limit.
-const LINGER: Duration = Duration::from_millis(10);
+/// How long a batch under load waits to fill up to the batch limit. Each commit writes every index
+/// page it touched, and samples of different devices touch different pages, so a commit of many
+/// samples costs far less per sample than many small ones (a reader waits at most this long more).
+const LINGER: Duration = Duration::from_millis(100);
 
 /// Creates the handle and its worker; `capacity` is in submissions (each a batch of samples).
 pub fn channel(
@@ -424,7 +426,7 @@ pub fn channel(
             profiles: Arc::new(profiles),
             metrics,
             forward: None,
-            max_batch: 2_000,
+            max_batch: 8_000,
             limits: ClockLimits::default(),
             counters: CounterCache::default(),
             seeded: false,
@@ -485,19 +487,23 @@ impl IngestWorker {
         };
         let mut batch = first;
         // Under load (more was already queued), a batch waits up to LINGER to fill: fewer, larger
-        // transactions. A lone submission is written at once.
-        let mut deadline = None;
+        // transactions. A lone submission is written at once. One timer serves the whole wait.
+        let mut linger: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
         while batch.len() < self.max_batch {
             match self.rx.try_recv() {
                 Ok(more) => {
                     batch.extend(more);
-                    deadline.get_or_insert_with(|| tokio::time::Instant::now() + LINGER);
+                    linger.get_or_insert_with(|| Box::pin(tokio::time::sleep(LINGER)));
                 }
                 Err(mpsc::error::TryRecvError::Empty) => {
-                    let Some(at) = deadline else { break };
-                    match tokio::time::timeout_at(at, self.rx.recv()).await {
-                        Ok(Some(more)) => batch.extend(more),
-                        Ok(None) | Err(_) => break,
+                    let Some(wait) = linger.as_mut() else { break };
+                    tokio::select! {
+                        biased;
+                        more = self.rx.recv() => match more {
+                            Some(more) => batch.extend(more),
+                            None => break,
+                        },
+                        () = wait.as_mut() => break,
                     }
                 }
                 Err(mpsc::error::TryRecvError::Disconnected) => break,
