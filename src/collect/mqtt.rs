@@ -472,6 +472,8 @@ impl MqttCollector {
         let (client, mut eventloop) = AsyncClient::new(self.options.clone(), 1024);
         // Acks that did not fit the request queue; sent before the next poll, never lost.
         let mut pending_acks: VecDeque<Publish> = VecDeque::new();
+        // PUBACKs written into the connection's buffer but not yet sent (see `queue_puback`).
+        let mut unflushed = false;
         let mut flush = tokio::time::interval(Duration::from_secs(2));
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // A live connection yields at least a ping response every keep-alive.
@@ -486,6 +488,16 @@ impl MqttCollector {
                     break;
                 }
                 pending_acks.pop_front();
+            }
+            // The messages of one network read are handed out one poll at a time; once they are
+            // all handled, their acks leave in one write before the next read.
+            if unflushed && eventloop.state.events.is_empty() {
+                unflushed = false;
+                if let Err(reason) = flush_acks(&mut eventloop).await {
+                    // The connection is failing: the next poll reports it and reconnects; the
+                    // broker redelivers what was not acknowledged.
+                    debug!(reason, "could not send the acknowledgements");
+                }
             }
             let event = tokio::select! {
                 biased;
@@ -545,9 +557,15 @@ impl MqttCollector {
                             break;
                         }
                     }
-                    if p.qos != QoS::AtMostOnce {
-                        if let Err(rumqttc::ClientError::TryRequest(_)) = client.try_ack(&p) {
-                            pending_acks.push_back(p);
+                    match p.qos {
+                        QoS::AtMostOnce => {}
+                        QoS::AtLeastOnce if queue_puback(&mut eventloop, p.pkid).await => {
+                            unflushed = true;
+                        }
+                        _ => {
+                            if let Err(rumqttc::ClientError::TryRequest(_)) = client.try_ack(&p) {
+                                pending_acks.push_back(p);
+                            }
                         }
                     }
                 }
@@ -556,6 +574,7 @@ impl MqttCollector {
                     // Acks of the lost connection are void: the broker redelivers those messages
                     // on the resumed session, and the store recognises them as duplicates.
                     pending_acks.clear();
+                    unflushed = false;
                     let fatal = is_auth_error(&e);
                     let reason = connection_reason(&e);
                     self.count("connection_error", reason);
@@ -582,6 +601,7 @@ impl MqttCollector {
                 }
                 Err(_) => {
                     pending_acks.clear();
+                    unflushed = false;
                     let delay = self.backoff.next_delay();
                     warn!(retry_in = ?delay, "mqtt broker silent past the keep-alive; reconnecting");
                     eventloop.clean();
@@ -611,6 +631,37 @@ impl MqttCollector {
             .await;
         }
         info!("mqtt collector stopped");
+    }
+}
+
+/// How long sending buffered acknowledgements may take before the connection is given up.
+const ACK_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Writes a PUBACK into the connection's send buffer without sending it. rumqttc sends each manual
+/// ack through its request channel with a write of its own; a logger's backlog arrives at thousands
+/// of messages a second, so the acks of one network read are batched into one write instead (QoS 1
+/// acks carry no state on the client side: the packet is all there is). False when there is no
+/// connection to write to (the caller falls back to the request channel).
+async fn queue_puback(eventloop: &mut rumqttc::EventLoop, pkid: u16) -> bool {
+    let Some(network) = eventloop.network.as_mut() else {
+        return false;
+    };
+    let write = network.write(Packet::PubAck(rumqttc::PubAck::new(pkid)));
+    matches!(
+        tokio::time::timeout(ACK_FLUSH_TIMEOUT, write).await,
+        Ok(Ok(()))
+    )
+}
+
+/// Sends the acknowledgements [`queue_puback`] buffered.
+async fn flush_acks(eventloop: &mut rumqttc::EventLoop) -> Result<(), &'static str> {
+    let Some(network) = eventloop.network.as_mut() else {
+        return Err("no connection");
+    };
+    match tokio::time::timeout(ACK_FLUSH_TIMEOUT, network.flush()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err("write failed"),
+        Err(_) => Err("timed out"),
     }
 }
 
