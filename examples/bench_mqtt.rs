@@ -373,12 +373,14 @@ async fn main() -> anyhow::Result<()> {
             (c1 - c0) / n as f64 * 1e6
         );
     }
+    let (mut bare, mut ours, mut python) = (None, None, None);
     if which == "all" || which == "ceiling" {
         let f = ceiling(&broker, seconds).await?;
         println!(
             "ceiling (bare rumqttc QoS 1 sub): {:.0} msg/s, {:.2} us CPU/msg",
             f.rate, f.cpu_us
         );
+        bare = Some(f);
     }
     if which == "all" || which == "sunshare" {
         let f = end_to_end(&broker, seconds).await?;
@@ -386,12 +388,23 @@ async fn main() -> anyhow::Result<()> {
             "sunshare (decode+ingest+SQLite): {:.0} msg/s, {:.2} us CPU/msg, {}",
             f.rate, f.cpu_us, f.extra
         );
+        ours = Some(f);
     }
     if which == "all" || which == "peer" {
         let f = peer(&broker, seconds).await?;
         println!(
             "peer (python paho + sqlite): {:.0} msg/s, {:.2} us CPU/msg, {}",
             f.rate, f.cpu_us, f.extra
+        );
+        python = Some(f);
+    }
+    if let (Some(b), Some(o), Some(p)) = (bare, ours, python) {
+        println!(
+            "ratios: throughput {:.2} of the ceiling; CPU per message {:.3} of the peer's; \
+             the bare subscriber alone {:.3} of the peer's",
+            o.rate / b.rate,
+            o.cpu_us / p.cpu_us,
+            b.cpu_us / p.cpu_us
         );
     }
     Ok(())

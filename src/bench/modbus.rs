@@ -146,6 +146,16 @@ impl ModbusBenchReport {
                 self.peer.as_deref().unwrap_or("not run (set SUNSHARE_TEST_PYMODBUS=python3)")
             )),
         }
+        // What the transport alone costs against the peer: no poller built on the same reads can
+        // use a smaller share of the peer's CPU than this.
+        if let (Some(c), Some(p)) = (self.ceiling_cpu_us_per_read, self.peer_cpu_us_per_poll) {
+            let per_poll = self.blocks as f64 / (self.polls.max(1) as f64);
+            o.push_str(&format!(
+                "| floor against the peer: the bare loop's reads of one poll | {:.1} % of the peer's CPU per poll (a tenth of it is {:.1} µs) |\n",
+                c * per_poll / p * 100.0,
+                p / 10.0
+            ));
+        }
         o
     }
 }
