@@ -81,7 +81,17 @@ def main():
     cpu = (u1.ru_utime - u0.ru_utime) + (u1.ru_stime - u0.ru_stime)
     print(json.dumps({"messages": n, "seconds": t1 - t0, "rate": n / (t1 - t0),
                       "cpu_us_per_msg": cpu / max(n, 1) * 1e6, "stored": state["stored"],
-                      "bad": state["bad"], "max_rss_kib": u1.ru_maxrss}), flush=True)
+                      "bad": state["bad"], "max_rss_kib": peak_rss_kib()}), flush=True)
+
+
+def peak_rss_kib():
+    """This process's own peak RSS. (ru_maxrss is carried over an exec on Linux, so a peer started
+    by a large benchmark process would report the benchmark's peak instead.)"""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
 
 
 if __name__ == "__main__":
