@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Peer for `sunshare bench modbus`: a small asyncio pymodbus poller doing what Sunshare does per
-poll of a Huawei SUN2000 (three register-block reads, decoding, one SQLite insert), one connection
+poll of a Huawei SUN2000 (the two block reads of its poll plan, decoding, one SQLite insert), one connection
 per gateway, one request in flight per connection, as fast as the simulator answers.
 
 Usage: modbus_peer.py --units N --seconds S HOST:PORT [HOST:PORT ...]
@@ -16,7 +16,9 @@ import time
 
 from pymodbus.client import AsyncModbusTcpClient
 
-BLOCKS = [(30000, 25), (32008, 16), (32064, 52)]
+# The readings' blocks; like Sunshare, a routine poll leaves the model and serial (30000..30025) to
+# commissioning.
+BLOCKS = [(32008, 16), (32064, 52)]
 
 
 def s32(hi, lo):

@@ -14,7 +14,7 @@ use crate::config::Deployment;
 use crate::domain::{DeviceId, Sample, Transport};
 use crate::ingest::IngestHandle;
 use crate::metrics::Metrics;
-use crate::registers::{sunspec, Catalog, Decoded, FunctionCode, RegisterMap, Timing};
+use crate::registers::{sunspec, Catalog, Decoded, FunctionCode, ReadBlock, RegisterMap, Timing};
 use chrono::{DateTime, Utc};
 use rand::{rngs::StdRng, Rng as _, SeedableRng as _};
 use std::collections::BTreeMap;
@@ -443,7 +443,7 @@ impl GatewayPoller {
             Ok((at, readings)) => {
                 if let Some(o) = &self.observer {
                     let map = &self.slots[idx].target.map;
-                    o.record(started.elapsed(), map.plan().len());
+                    o.record(started.elapsed(), map.poll_plan().len());
                 }
                 self.on_success(idx, at);
                 let sample = Sample {
@@ -627,7 +627,7 @@ impl GatewayPoller {
             .placed
             .clone()
             .unwrap_or_else(|| Arc::clone(&slot.target.map));
-        let result = read_plan(ctx, &map, unit, timing.timeout, &mut pacer).await;
+        let result = read_plan(ctx, map.poll_plan(), unit, timing.timeout, &mut pacer).await;
         self.last_request_end = pacer.last_end;
         let (at, blocks) = result?;
         Ok((at, map.decode(&blocks)?))
@@ -719,17 +719,17 @@ async fn read_block(
     }
 }
 
-/// Reads every block of a map's plan. The sample is stamped when the first answer arrived.
+/// Reads the blocks of a plan. The sample is stamped when the first answer arrived.
 async fn read_plan(
     ctx: &mut Context,
-    map: &RegisterMap,
+    plan: &[ReadBlock],
     unit: u8,
     timeout: Duration,
     pacer: &mut Pacer,
 ) -> Result<(DateTime<Utc>, Vec<(u16, Vec<u16>)>), Error> {
-    let mut blocks = Vec::with_capacity(map.plan().len());
+    let mut blocks = Vec::with_capacity(plan.len());
     let mut at = None;
-    for b in map.plan() {
+    for b in plan {
         let words = read_block(ctx, b.function, b.start, b.count, unit, timeout, pacer).await?;
         at.get_or_insert_with(Utc::now);
         blocks.push((b.start, words));
@@ -795,7 +795,7 @@ pub async fn probe(
     } else {
         map
     };
-    let result = read_plan(&mut ctx, map, unit, timeout, &mut pacer).await;
+    let result = read_plan(&mut ctx, map.plan(), unit, timeout, &mut pacer).await;
     let _ = tokio::time::timeout(Duration::from_secs(1), ctx.disconnect()).await;
     let (_, blocks) = result?;
     Ok(map.decode_full(&blocks)?)

@@ -447,6 +447,7 @@ pub struct RegisterMap {
     pub(super) sunspec: Option<SunspecInfo>,
     pub(super) chain: Option<SunspecChain>,
     pub(super) plan: Vec<ReadBlock>,
+    pub(super) poll: Vec<ReadBlock>,
 }
 
 /// The dimension a metric is measured in, and the units that can feed it.
@@ -794,13 +795,14 @@ impl RegisterMap {
             sunspec,
             chain: None,
             plan: Vec::new(),
+            poll: Vec::new(),
         };
         if let Some(chain) = chain {
             map = map
                 .with_chain(chain)
                 .map_err(|e| c.err("sunspec.default_chain", e.to_string()))?;
         } else {
-            map.plan = map.build_plan();
+            map.plan_reads();
         }
         for (i, t) in raw.tests.iter().enumerate() {
             super::vectors::run(&map, &c.numbering, t)
@@ -817,6 +819,26 @@ impl RegisterMap {
 
     /// Every register span the map reads (absolute PDU addresses), for the plan and the encoder.
     pub(super) fn spans(&self) -> Vec<(u16, u16)> {
+        let mut spans = self.reading_spans();
+        let mut add = |loc: &Loc, words: u16| {
+            if let Some(a) = self.place(loc) {
+                spans.push((a, words));
+            }
+        };
+        if let Some(t) = &self.serial {
+            add(&t.loc, t.words);
+        }
+        if let Some(t) = &self.model {
+            add(&t.loc, t.words);
+        }
+        if let Some(l) = &self.model_code {
+            add(l, 1);
+        }
+        spans
+    }
+
+    /// The spans the readings are decoded from: everything but the identity.
+    fn reading_spans(&self) -> Vec<(u16, u16)> {
         let mut spans = Vec::new();
         let mut add = |loc: &Loc, words: u16| {
             if let Some(a) = self.place(loc) {
@@ -828,15 +850,6 @@ impl RegisterMap {
             if let Some(sf) = &f.scale_factor {
                 add(sf, 1);
             }
-        }
-        if let Some(t) = &self.serial {
-            add(&t.loc, t.words);
-        }
-        if let Some(t) = &self.model {
-            add(&t.loc, t.words);
-        }
-        if let Some(l) = &self.model_code {
-            add(l, 1);
         }
         for s in &self.states {
             add(&s.loc, 1);
@@ -861,10 +874,15 @@ impl RegisterMap {
         }
     }
 
+    /// Lays out both plans: everything (probe), and the readings alone (routine polls).
+    fn plan_reads(&mut self) {
+        self.plan = self.build_plan(self.spans());
+        self.poll = self.build_plan(self.reading_spans());
+    }
+
     /// Merges the spans into blocks of at most `max_block` registers, reading through gaps of at
     /// most `max_gap` unused registers.
-    fn build_plan(&self) -> Vec<ReadBlock> {
-        let mut spans = self.spans();
+    fn build_plan(&self, mut spans: Vec<(u16, u16)>) -> Vec<ReadBlock> {
         spans.sort_unstable();
         let mut plan: Vec<ReadBlock> = Vec::new();
         for (start, words) in spans {
@@ -899,7 +917,7 @@ impl RegisterMap {
         if !map.fields.iter().any(|f| map.place(&f.loc).is_some()) {
             return Err(super::DecodeError::NoKnownModel);
         }
-        map.plan = map.build_plan();
+        map.plan_reads();
         Ok(map)
     }
 
@@ -919,9 +937,17 @@ impl RegisterMap {
         self.function
     }
 
-    /// The requests that read everything this map decodes, in address order.
+    /// The requests that read everything this map decodes, identity included, in address order
+    /// (what `probe` reads).
     pub fn plan(&self) -> &[ReadBlock] {
         &self.plan
+    }
+
+    /// The requests of a routine poll: the registers the readings are decoded from. The serial
+    /// number and model never change while a device runs, so a poll does not spend a request on
+    /// them (on a serial bus behind a data logger every request costs its gap and its air time).
+    pub fn poll_plan(&self) -> &[ReadBlock] {
+        &self.poll
     }
 
     pub fn timing(&self) -> Timing {

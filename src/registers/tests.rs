@@ -59,6 +59,22 @@ fn plans_respect_block_limits_and_cover_every_field() {
             assert_eq!(back.get(m), Some(value(m)), "{name}: {m}");
         }
         assert_eq!(back.state, Some(DeviceState::Producing), "{name}");
+        // A routine poll reads no more than the full plan, and its blocks alone give the same
+        // readings.
+        let img = map.encode(&decoded);
+        let polled: Vec<(u16, Vec<u16>)> = map
+            .poll_plan()
+            .iter()
+            .map(|b| {
+                let words = (0..b.count)
+                    .map(|i| img.get(&(b.start + i)).copied().unwrap_or(0))
+                    .collect();
+                (b.start, words)
+            })
+            .collect();
+        let words = |plan: &[ReadBlock]| plan.iter().map(|b| u32::from(b.count)).sum::<u32>();
+        assert!(words(map.poll_plan()) <= words(map.plan()), "{name}");
+        assert_eq!(map.decode(&polled).expect("decode"), back, "{name}");
     }
 }
 
@@ -67,6 +83,9 @@ fn huawei_plan_splits_at_gaps() {
     let map = catalog().get("huawei_sun2000").expect("map");
     let starts: Vec<(u16, u16)> = map.plan().iter().map(|b| (b.start, b.count)).collect();
     assert_eq!(starts, vec![(30000, 25), (32008, 16), (32064, 52)]);
+    // The model and serial (30000..30025) are read by `probe`, not by every poll.
+    let polled: Vec<(u16, u16)> = map.poll_plan().iter().map(|b| (b.start, b.count)).collect();
+    assert_eq!(polled, vec![(32008, 16), (32064, 52)]);
     assert!(map
         .plan()
         .iter()

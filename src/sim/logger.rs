@@ -68,7 +68,7 @@ impl RegisterSource for MapSource {
         });
         let img = map.encode(&inverter.readings(at));
         Ok(
-            crate::collect::mqtt::maps::split_plan(map.plan(), max_registers_per_read)
+            crate::collect::mqtt::maps::split_plan(map.poll_plan(), max_registers_per_read)
                 .into_iter()
                 .map(|r| RegisterBlock {
                     unit,

@@ -88,7 +88,7 @@ impl PollPlanner for CatalogMaps {
                         read it with `sunshare probe --model sunspec` first"
                 .into());
         }
-        Ok(split_plan(map.plan(), max_registers_per_read))
+        Ok(split_plan(map.poll_plan(), max_registers_per_read))
     }
 
     fn register_of(&self, model: &str, metric: Metric) -> Option<String> {
@@ -142,7 +142,7 @@ mod tests {
         let map = m.0.get("huawei_sun2000").expect("map");
         let reads = m.poll_table("huawei_sun2000", 64).expect("table");
         assert!(reads.iter().all(|r| r.count <= 64 && r.function == 3));
-        let planned: u32 = map.plan().iter().map(|b| u32::from(b.count)).sum();
+        let planned: u32 = map.poll_plan().iter().map(|b| u32::from(b.count)).sum();
         let polled: u32 = reads.iter().map(|r| u32::from(r.count)).sum();
         assert_eq!(planned, polled);
         assert!(m
@@ -160,7 +160,7 @@ mod tests {
         want.readings.set(Metric::AcPowerW, 41_234.0);
         want.readings.set(Metric::EnergyLifetimeWh, 184_233_700.0);
         let img = map.encode(&want);
-        let blocks: Vec<serde_json::Value> = split_plan(map.plan(), 64)
+        let blocks: Vec<serde_json::Value> = split_plan(map.poll_plan(), 64)
             .iter()
             .map(|r| {
                 let words: Vec<u8> = (0..r.count)
