@@ -228,29 +228,30 @@ impl RegisterMap {
         f: &Field,
         address: u16,
     ) -> Result<Option<f64>, DecodeError> {
-        if matches!(
-            f.ty,
-            DataType::String | DataType::Bitfield16 | DataType::Bitfield32 | DataType::Sunssf
-        ) {
-            // Rejected when the map is compiled.
-            return Ok(None);
-        }
-        let w = b.short(address, f.ty.words())?;
+        let one = || b.short(address, 1).map(|w| w[0]);
+        let two = || b.short(address, 2).map(|w| join(self.word_order, &w));
         let (bits, raw) = match f.ty {
-            DataType::U16 | DataType::Enum16 => (u32::from(w[0]), f64::from(w[0])),
-            DataType::I16 => (u32::from(w[0]), f64::from(w[0] as i16)),
+            DataType::U16 | DataType::Enum16 => {
+                let w = one()?;
+                (u32::from(w), f64::from(w))
+            }
+            DataType::I16 => {
+                let w = one()?;
+                (u32::from(w), f64::from(w as i16))
+            }
             DataType::U32 | DataType::Acc32 => {
-                let v = join(self.word_order, &w);
+                let v = two()?;
                 (v, f64::from(v))
             }
             DataType::I32 => {
-                let v = join(self.word_order, &w);
+                let v = two()?;
                 (v, f64::from(v as i32))
             }
             DataType::Float32 => {
-                let v = join(self.word_order, &w);
+                let v = two()?;
                 (v, f64::from(f32::from_bits(v)))
             }
+            // Rejected when the map is compiled.
             DataType::String | DataType::Bitfield16 | DataType::Bitfield32 | DataType::Sunssf => {
                 return Ok(None)
             }

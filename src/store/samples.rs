@@ -214,35 +214,25 @@ impl Store {
         tz_of: &(dyn Fn(&DeviceId) -> Tz + Sync),
     ) -> Result<(WriteOutcome, Vec<bool>)> {
         let mut outcome = WriteOutcome::default();
-        let mut origin: Vec<usize> = Vec::with_capacity(batch.len());
-        // Repeats inside one batch are duplicates too; the first occurrence wins, as in the table.
-        let mut index: FxHashMap<(&str, i64), usize> =
-            FxHashMap::with_capacity_and_hasher(batch.len(), Default::default());
-        let mut unique: Vec<&Sample> = Vec::with_capacity(batch.len());
-        for (i, s) in batch.iter().enumerate() {
-            let key = (s.device.as_str(), s.at.timestamp_millis());
-            match index.entry(key) {
-                std::collections::hash_map::Entry::Occupied(_) => outcome.duplicates += 1,
-                std::collections::hash_map::Entry::Vacant(v) => {
-                    v.insert(unique.len());
-                    unique.push(s);
-                    origin.push(i);
-                }
-            }
-        }
-        let marks = vec![false; batch.len()];
-        if unique.is_empty() {
-            return Ok((outcome, marks));
-        }
         // Rows go in in key order: consecutive inserts then land on the same or the next leaf of
         // the (device, timestamp) index, which the database finds without a fresh descent.
-        let mut order: Vec<usize> = (0..unique.len()).collect();
-        order.sort_unstable_by_key(|&n| (unique[n].device.as_str(), unique[n].at));
-        let unique: Vec<&Sample> = order.iter().map(|&n| unique[n]).collect();
-        let origin: Vec<usize> = order.iter().map(|&n| origin[n]).collect();
-        for (n, s) in unique.iter().enumerate() {
-            index.insert((s.device.as_str(), s.at.timestamp_millis()), n);
+        // Repeats inside one batch are duplicates too; the sort is stable, so the first occurrence
+        // wins, as in the table.
+        let key = |i: usize| (batch[i].device.as_str(), batch[i].at.timestamp_millis());
+        let mut origin: Vec<usize> = (0..batch.len()).collect();
+        origin.sort_by_key(|&i| key(i));
+        origin.dedup_by_key(|i| key(*i));
+        outcome.duplicates += batch.len() - origin.len();
+        let marks = vec![false; batch.len()];
+        if origin.is_empty() {
+            return Ok((outcome, marks));
         }
+        let unique: Vec<&Sample> = origin.iter().map(|&i| &batch[i]).collect();
+        let index: FxHashMap<(&str, i64), usize> = unique
+            .iter()
+            .enumerate()
+            .map(|(n, s)| ((s.device.as_str(), s.at.timestamp_millis()), n))
+            .collect();
         // On SQLite the write-behind state is held for the whole write, so the rows this batch
         // inserts and their contribution reach `Pending` together (see `behind`).
         let mut behind = match self.behind() {
