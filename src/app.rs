@@ -29,6 +29,10 @@ pub struct DemoArgs {
     /// Days of simulated history to backfill.
     #[arg(long, default_value_t = crate::sim::fleet::HISTORY_DAYS)]
     pub history_days: i64,
+    /// Also write an administrator's API token to this file (mode 0600), for scripts and API
+    /// test tools run against the demo.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
 }
 
 /// The register maps a deployment may name (the built-in ones).
@@ -310,6 +314,8 @@ pub async fn serve(deployment: Deployment) -> anyhow::Result<()> {
 #[derive(Debug)]
 pub struct Demo {
     pub running: Running,
+    /// Who can sign in (all with [`crate::sim::accounts::DEMO_PASSWORD`]).
+    pub accounts: Vec<crate::sim::accounts::DemoAccount>,
     pub data_dir: PathBuf,
     pub stations: usize,
     pub devices: usize,
@@ -369,6 +375,12 @@ pub async fn start_demo(args: DemoArgs) -> anyhow::Result<Demo> {
         },
     )
     .await?;
+    let accounts = crate::sim::accounts::create(&running.store, &deployment)
+        .await
+        .context("creating the demo accounts")?;
+    if let Some(path) = &args.token_file {
+        write_demo_token(&running.store, path).await?;
+    }
     // History goes through its own ingest worker (same validation, same store), so live readings
     // are never queued behind a year of backfill, and so the demo knows when it is all written.
     let (history_ingest, history_worker) = ingest::channel(
@@ -447,12 +459,33 @@ pub async fn start_demo(args: DemoArgs) -> anyhow::Result<Demo> {
     }
     Ok(Demo {
         running,
+        accounts,
         data_dir,
         stations: deployment.stations.len(),
         devices: deployment.devices.len(),
         gateways,
         backfill,
     })
+}
+
+/// An administrator's API token for the demo, written where only this user can read it.
+async fn write_demo_token(store: &Store, path: &Path) -> anyhow::Result<()> {
+    use secrecy::ExposeSecret as _;
+    let until = chrono::Utc::now() + chrono::Duration::days(1);
+    let (_, token) =
+        crate::accounts::add_token(store, "admin", "demo --token-file", until, "demo", "demo")
+            .await
+            .context("making the demo API token")?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("writing the demo token to {}", path.display()))?;
+    std::io::Write::write_all(&mut file, token.expose_secret().as_bytes())
+        .with_context(|| format!("writing the demo token to {}", path.display()))?;
+    Ok(())
 }
 
 /// Activates this year's village plans and runs (and pays) every complete month of the year that

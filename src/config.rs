@@ -72,7 +72,7 @@ pub struct Deployment {
     pub adjustments: Vec<crate::allocate::Adjustment>,
     #[serde(default)]
     pub pool_membership: Vec<crate::allocate::PoolMembership>,
-    /// Who may see full (unmasked) village statements and move plans through the workflow.
+    /// Only to say where the bearer tokens that once lived here went (accounts in the database).
     #[serde(default)]
     pub ledger: crate::ledger::LedgerConfig,
     #[serde(default)]
@@ -161,16 +161,53 @@ impl Default for StorageConfig {
 pub struct HttpConfig {
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// Send the session cookie only over HTTPS. Set it whenever Sunshare is reached through a
+    /// TLS proxy (it should always be, beyond one machine).
+    #[serde(default)]
+    pub secure_cookies: bool,
+    /// A browser session ends after this long without a request.
+    #[serde(default = "default_session_idle", with = "humantime_serde")]
+    pub session_idle: Duration,
+    /// ... and after this long in any case: the user signs in again.
+    #[serde(default = "default_session_max", with = "humantime_serde")]
+    pub session_max: Duration,
+    /// A request that takes longer is answered with 503.
+    #[serde(default = "default_request_timeout", with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Heavy pages (fleet, station, village) served at once; more wait their turn.
+    #[serde(default = "default_heavy_pages")]
+    pub heavy_pages: usize,
 }
 
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
 }
 
+fn default_session_idle() -> Duration {
+    Duration::from_secs(8 * 3600)
+}
+
+fn default_session_max() -> Duration {
+    Duration::from_secs(12 * 3600)
+}
+
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_heavy_pages() -> usize {
+    16
+}
+
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             listen: default_listen(),
+            secure_cookies: false,
+            session_idle: default_session_idle(),
+            session_max: default_session_max(),
+            request_timeout: default_request_timeout(),
+            heavy_pages: default_heavy_pages(),
         }
     }
 }
@@ -575,6 +612,17 @@ impl Deployment {
                 "storage.url".into(),
                 "the postgres backend needs a connection URL".into(),
                 "set storage.url = \"postgres://user@host/db\" or SUNSHARE_STORAGE__URL",
+            );
+        }
+
+        if self.ledger.tokens.is_some() {
+            push(
+                "ledger.tokens".into(),
+                "bearer tokens are no longer kept in the deployment file: accounts and API tokens \
+                 live in the database, hashed, each with a role and the villages it covers"
+                    .into(),
+                "remove [[ledger.tokens]]; create users with `sunshare user add` and API tokens \
+                 with `sunshare token add`",
             );
         }
 

@@ -10,6 +10,8 @@
 //! - [`allocate`] is the pure money core; the ledger in [`store`] records plans and payouts;
 //! - [`alerts`] are pure rules with [`solar`] to know night from outage; notifiers deliver them;
 //! - [`http`] serves the JSON API, the HTML pages and `/metrics`; [`sim`] simulates a fleet;
+//! - [`accounts`] creates users and API tokens; [`cli`] holds command handlers;
+//! - [`auth`] decides who may do what where (roles, scopes, credentials); pure;
 //! - [`app`] wires the components; [`config`] is the deployment file; [`domain`] the vocabulary.
 #![cfg_attr(
     not(test),
@@ -23,10 +25,13 @@
 )]
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 
+pub mod accounts;
 pub mod alerts;
 pub mod allocate;
 pub mod app;
+pub mod auth;
 pub mod bench;
+pub mod cli;
 pub mod collect;
 pub mod config;
 pub mod domain;

@@ -65,6 +65,12 @@ enum Command {
     /// Grid settlements (结算单): import the grid company's monthly statements.
     #[command(subcommand)]
     Settlement(SettlementCommand),
+    /// Users: add (the first administrator too), passwd, disable, enable, list.
+    #[command(subcommand)]
+    User(sunshare::cli::accounts::UserCommand),
+    /// API tokens for dashboards and scripts: add, list, revoke.
+    #[command(subcommand)]
+    Token(sunshare::cli::accounts::TokenCommand),
     /// Print a station's energy for a month: the figure and its basis (settled or provisional),
     /// each day with completeness and notes, KPIs and the reconciliation.
     Energy {
@@ -130,6 +136,20 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 demo.gateways.len()
             );
             println!("  Fleet page:    http://{}/", demo.running.http_addr);
+            println!(
+                "  Sign in as any of these, password {}:",
+                sunshare::sim::accounts::DEMO_PASSWORD
+            );
+            for a in &demo.accounts {
+                let scope: Vec<String> = a.scope.iter().map(ToString::to_string).collect();
+                println!(
+                    "    {:<22} {:<10} {} ({})",
+                    a.username,
+                    a.role.to_string(),
+                    a.display_name,
+                    scope.join(", ")
+                );
+            }
             println!("  Data:          {}", demo.data_dir.display());
             println!(
                 "  A year of history is being backfilled in the background; stop with Ctrl-C."
@@ -181,6 +201,14 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Plan(args) => {
             print!("{}", sunshare::ledger::cli::plan(args).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::User(cmd) => {
+            print!("{}", sunshare::cli::accounts::user(cmd).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token(cmd) => {
+            print!("{}", sunshare::cli::accounts::token(cmd).await?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Ledger(args) => {

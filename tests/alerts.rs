@@ -280,14 +280,25 @@ async fn a_noon_outage_is_raised_notified_acknowledged_and_resolved_and_the_nigh
 
         // API and pages.
         let state = app_state(Arc::clone(&d), store.clone(), Arc::clone(&metrics));
-        let boxed = sunshare::http::alerts::open_alerts_box(&state).await;
+        let operator = sunshare::http::testing::caller(
+            sunshare::domain::Role::Operator,
+            vec![sunshare::domain::ScopeEntry::All],
+        );
+        let boxed = sunshare::http::alerts::open_alerts_box(&state, &operator).await;
         assert!(boxed.contains("Open alerts 未解决告警 (1)"), "{boxed}");
         assert!(
             boxed.contains("东于村二号电站") && boxed.contains("127.0.0.3:502"),
             "{boxed}"
         );
         let base = serve(state).await;
-        let http = reqwest::Client::new();
+        let token = testing::api_token(
+            &store,
+            sunshare::domain::Role::Operator,
+            vec![sunshare::domain::ScopeEntry::All],
+        )
+        .await
+        .expect("token");
+        let http = sunshare::http::testing::client_with_token(&token);
         let open: serde_json::Value = http
             .get(format!("{base}/api/alerts?state=open"))
             .send()
@@ -308,13 +319,15 @@ async fn a_noon_outage_is_raised_notified_acknowledged_and_resolved_and_the_nigh
             .expect("get");
         assert_eq!(bad.status(), 400);
 
-        let nobody = http
+        let long = http
             .post(format!("{base}/api/alerts/{id}/ack"))
-            .json(&serde_json::json!({"who": "  ", "note": "x"}))
+            .json(&serde_json::json!({"who": "王工", "note": "x".repeat(1001)}))
             .send()
             .await
             .expect("post");
-        assert_eq!(nobody.status(), 422);
+        assert_eq!(long.status(), 400);
+        let long: serde_json::Value = long.json().await.expect("json");
+        assert_eq!(long["field"], "note");
         let missing = http
             .post(format!("{base}/api/alerts/999999/ack"))
             .json(&serde_json::json!({"who": "王工"}))
@@ -332,12 +345,13 @@ async fn a_noon_outage_is_raised_notified_acknowledged_and_resolved_and_the_nigh
             .await
             .expect("json");
         assert_eq!(acked["state"], "acknowledged");
-        assert_eq!(acked["acknowledged"]["by"], "王工");
+        let by = acked["acknowledged"]["by"].as_str().expect("by");
+        assert!(
+            by.starts_with("王工 (via t"),
+            "the person and the account: {by}"
+        );
         // The page's form works too (and redirects back to the page).
-        let form = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("client")
+        let form = http
             .post(format!("{base}/api/alerts/{id}/ack"))
             .form(&[("who", "李工"), ("note", "到达现场")])
             .send()
@@ -553,9 +567,21 @@ async fn the_service_starts_the_engine_serves_the_page_and_stops_cleanly() {
         .await
         .expect("start");
     let base = format!("http://{}", running.http_addr);
-    let page = reqwest::get(format!("{base}/alerts")).await.expect("get");
+    let anonymous = reqwest::get(format!("{base}/api/alerts"))
+        .await
+        .expect("get");
+    assert_eq!(anonymous.status(), 401);
+    let token = testing::admin_token(&running.store).await.expect("token");
+    let http = sunshare::http::testing::client_with_token(&token);
+    let page = http
+        .get(format!("{base}/alerts"))
+        .send()
+        .await
+        .expect("get");
     assert_eq!(page.status(), 200);
-    let api: serde_json::Value = reqwest::get(format!("{base}/api/alerts?state=all"))
+    let api: serde_json::Value = http
+        .get(format!("{base}/api/alerts?state=all"))
+        .send()
         .await
         .expect("get")
         .json()

@@ -12,6 +12,7 @@ async fn the_demo_collects_backfills_settles_and_serves() {
         listen: "127.0.0.1:0".parse().expect("address"),
         data: Some(dir.path().to_path_buf()),
         history_days: 75,
+        token_file: Some(dir.path().join("admin.token")),
     })
     .await
     .expect("demo starts");
@@ -19,8 +20,28 @@ async fn the_demo_collects_backfills_settles_and_serves() {
     assert!(demo.devices >= 20);
     assert!(demo.gateways.len() >= 5);
     let base = format!("http://{}", demo.running.http_addr);
+    // Every demo role can sign in; the administrator's API token reads every page.
+    assert!(demo.accounts.iter().any(|a| a.username == "admin"));
+    assert!(demo
+        .accounts
+        .iter()
+        .any(|a| a.role == sunshare::domain::Role::Accountant));
+    let token = std::fs::read_to_string(dir.path().join("admin.token")).expect("token file");
+    let anonymous = reqwest::Client::new();
+    let refused = anonymous
+        .get(format!("{base}/api/stations"))
+        .send()
+        .await
+        .expect("anonymous request");
+    assert_eq!(refused.status(), 401, "the API needs a credential");
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().expect("header"),
+    );
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
+        .default_headers(headers)
         .build()
         .expect("client");
 

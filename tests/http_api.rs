@@ -25,9 +25,12 @@ async fn start() -> (app::Running, tempfile::TempDir, Arc<Deployment>) {
 async fn healthz_metrics_and_fleet_reflect_ingested_samples() {
     let (running, _dir, deployment) = start().await;
     let base = format!("http://{}", running.http_addr);
-    let client = reqwest::Client::new();
+    let token = sunshare::store::testing::admin_token(&running.store)
+        .await
+        .expect("token");
+    let client = sunshare::http::testing::client_with_token(&token);
 
-    let health = client
+    let health = reqwest::Client::new()
         .get(format!("{base}/healthz"))
         .send()
         .await

@@ -104,9 +104,9 @@ async fn samples_flow_to_store_quarantine_metrics_and_the_line_protocol_server(
     running.ingest.submit(good.clone()).await?;
     running.ingest.submit(vec![bad, good[3].clone()]).await?;
 
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()?;
+    let http = sunshare::http::testing::client_with_token(
+        &sunshare::store::testing::admin_token(&running.store).await?,
+    );
     let base = format!("http://{}", running.http_addr);
     let mut quarantined = Vec::new();
     for _ in 0..100 {

@@ -58,14 +58,6 @@ village = "V1"
 year = 2026
 expected_net = "100000"
 lines = { job_wages = "7200", temp_labour = "0", small_project = "0", reward_subsidy = "0", reserve = "1200" }
-[[ledger.tokens]]
-name = "county finance"
-role = "accountant"
-token = "acct-token-123"
-[[ledger.tokens]]
-name = "auditor"
-role = "viewer"
-token = "view-token-456"
 "#;
 
 fn deployment() -> Deployment {
@@ -119,45 +111,76 @@ async fn village_pages_notice_exports_and_plan_api() -> anyhow::Result<()> {
     let base = format!("http://{}", listener.local_addr()?);
     let cancel = tokio_util::sync::CancellationToken::new();
     let server = tokio::spawn(sunshare::http::serve(listener, state, cancel.clone()));
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(10))
-        .build()?;
+    use sunshare::domain::{Role, ScopeEntry};
+    use sunshare::http::testing::client_with_token;
+    use sunshare::store::testing::named_token;
+    let anonymous = client_with_token("");
+    let viewer = client_with_token(
+        &named_token(&store, "auditor", Role::Viewer, vec![ScopeEntry::All]).await?,
+    );
+    let accountant = client_with_token(
+        &named_token(
+            &store,
+            "li",
+            Role::Accountant,
+            vec![ScopeEntry::Village("V1".into())],
+        )
+        .await?,
+    );
+    let county = client_with_token(
+        &named_token(
+            &store,
+            "county-office",
+            Role::Admin,
+            vec![ScopeEntry::County("C1".into())],
+        )
+        .await?,
+    );
 
-    // The last step over HTTP: refused without a token, refused for a viewer, done by the accountant.
+    // The last step over HTTP is the county's: refused without a credential, refused for a
+    // viewer and for the village's accountant, done by the county office.
     let url = format!("{base}/api/villages/V1/plans/2026/transitions");
     let body =
-        serde_json::json!({ "to": "ACTIVE", "note": "filed with the county", "who": "李会计" });
-    let r = client.post(&url).json(&body).send().await?;
+        serde_json::json!({ "to": "ACTIVE", "note": "filed with the county", "who": "王科长" });
+    let r = anonymous.post(&url).json(&body).send().await?;
+    assert_eq!(r.status(), 401);
+    let r = viewer.post(&url).json(&body).send().await?;
     assert_eq!(r.status(), 403);
-    let r = client
-        .post(&url)
-        .bearer_auth("view-token-456")
-        .json(&body)
-        .send()
-        .await?;
-    assert_eq!(r.status(), 403);
-    let r = client
-        .post(&url)
-        .bearer_auth("acct-token-123")
-        .json(&body)
-        .send()
-        .await?;
+    let r = accountant.post(&url).json(&body).send().await?;
+    assert_eq!(
+        r.status(),
+        403,
+        "activating a filed plan is the county's step"
+    );
+    let r = county.post(&url).json(&body).send().await?;
     assert_eq!(r.status(), 200, "{}", r.text().await?);
-    let plan: serde_json::Value = client
+    let plan: serde_json::Value = viewer
         .get(format!("{base}/api/villages/V1/plans/2026"))
         .send()
         .await?
         .json()
         .await?;
     assert_eq!(plan["state"], "ACTIVE");
-    assert_eq!(plan["transitions"][4]["who"], "李会计 (via county finance)");
-    let r = client
+    assert_eq!(plan["transitions"][4]["who"], "王科长 (via county-office)");
+    let r = county.post(&url).json(&body).send().await?;
+    assert_eq!(r.status(), 409, "ACTIVE -> ACTIVE is not a transition");
+    let r = county
         .post(&url)
-        .bearer_auth("acct-token-123")
-        .json(&body)
+        .json(&serde_json::json!({ "to": "SOMEWHERE", "note": "x" }))
         .send()
         .await?;
-    assert_eq!(r.status(), 409, "ACTIVE -> ACTIVE is not a transition");
+    assert_eq!(r.status(), 400);
+    let err: serde_json::Value = r.json().await?;
+    assert_eq!(err["field"], "to", "{err}");
+    let r = county
+        .post(&url)
+        .json(&serde_json::json!({ "to": "CLOSED" }))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 400);
+    let err: serde_json::Value = r.json().await?;
+    assert_eq!(err["field"], "note", "{err}");
+    let client = viewer;
 
     ledger::run_month(&store, &d, &Fixed, month, "test", true).await?;
 
@@ -194,9 +217,18 @@ async fn village_pages_notice_exports_and_plan_api() -> anyhow::Result<()> {
             && !notice.contains("6228000011112222")
             && !notice.contains("H1 ")
     );
-    let full = client
+    let public = anonymous
         .get(format!("{base}/villages/V1/notice/2026-01"))
-        .bearer_auth("view-token-456")
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(
+        public.contains("张*三") && !public.contains("张小三"),
+        "{public}"
+    );
+    let full = accountant
+        .get(format!("{base}/villages/V1/notice/2026-01"))
         .send()
         .await?
         .text()
@@ -222,9 +254,8 @@ async fn village_pages_notice_exports_and_plan_api() -> anyhow::Result<()> {
         .send()
         .await?;
     assert_eq!(r.status(), 403, "the roster holds bank accounts");
-    let roster = client
+    let roster = accountant
         .get(format!("{base}/villages/V1/months/2026-01/roster.csv"))
-        .bearer_auth("view-token-456")
         .send()
         .await?
         .text()

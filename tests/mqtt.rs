@@ -652,9 +652,17 @@ rated_power_w = 50000
         )
         .await?;
     let url = format!("http://{}/api/mqtt/unknown", running.http_addr);
+    let operator = sunshare::http::testing::client_with_token(
+        &sunshare::store::testing::api_token(
+            &running.store,
+            sunshare::domain::Role::Operator,
+            vec![sunshare::domain::ScopeEntry::All],
+        )
+        .await?,
+    );
     let mut listed = false;
     for _ in 0..100 {
-        let body = reqwest::get(&url).await?.text().await?;
+        let body = operator.get(&url).send().await?.text().await?;
         if body.contains("L404") {
             listed = true;
             break;
@@ -662,7 +670,9 @@ rated_power_w = 50000
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(listed, "the unknown logger is listed for operators");
-    let page = reqwest::get(format!("http://{}/mqtt", running.http_addr))
+    let page = operator
+        .get(format!("http://{}/mqtt", running.http_addr))
+        .send()
         .await?
         .text()
         .await?;

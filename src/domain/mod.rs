@@ -3,6 +3,7 @@
 //!
 //! Pure data with invariants. This module never does I/O and never knows about JSON or SQL shapes.
 
+mod account;
 pub mod date;
 mod energy;
 mod ids;
@@ -10,6 +11,7 @@ mod registry;
 mod sample;
 mod units;
 
+pub use account::{Account, Role, ScopeEntry};
 pub use energy::{BadMonth, EnergyBasis, MonthEnergy, YearMonth};
 pub use ids::{CountyId, DeviceId, HouseholdId, JobId, StationId, TariffId, TownshipId, VillageId};
 pub use registry::{

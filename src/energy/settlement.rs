@@ -520,11 +520,40 @@ pub async fn import(
     source: &str,
     now: DateTime<Utc>,
 ) -> Result<ImportReport, ImportError> {
+    import_within(store, deployment, bytes, source, now, |_| true).await
+}
+
+/// As [`import`], for someone who may import only some stations: a file naming any other
+/// station is refused whole, each such line named.
+pub async fn import_within(
+    store: &Store,
+    deployment: &Deployment,
+    bytes: &[u8],
+    source: &str,
+    now: DateTime<Utc>,
+    allowed: impl Fn(&StationId) -> bool,
+) -> Result<ImportReport, ImportError> {
     let rejected = |problems| Rejected {
         file: source.to_owned(),
         problems,
     };
     let (lines, encoding) = parse(bytes, deployment).map_err(rejected)?;
+    let outside: Vec<Problem> = lines
+        .iter()
+        .filter(|l| !allowed(&l.station))
+        .map(|l| {
+            problem(
+                l.line,
+                format!(
+                    "station {} is outside your scope: ask an account that covers it to import this file",
+                    l.station
+                ),
+            )
+        })
+        .collect();
+    if !outside.is_empty() {
+        return Err(rejected(outside).into());
+    }
     let rows: Vec<SettlementRow> = lines
         .iter()
         .map(|s| SettlementRow {

@@ -2,22 +2,42 @@
 //! history), `GET /api/alerts`, `POST /api/alerts/{id}/ack`, and the open-alerts box the fleet page
 //! embeds.
 
+use super::extract::{parse_form, parse_json, Path, Query};
+use super::guard::{Caller, CSRF_FIELD};
 use super::page::{esc, layout};
+use super::routes::{Access, Routes};
 use super::{ApiError, AppState};
+use crate::auth::{decide, Action};
 use crate::store::{AckOutcome, AlertRow, HistoryRow, NotifyStatusRow};
-use axum::extract::{FromRequest, Path, Query, Request, State};
-use axum::http::header;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
-use axum::{Form, Json, Router};
+use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/alerts", get(alerts_page))
-        .route("/api/alerts", get(alerts_json))
-        .route("/api/alerts/{id}/ack", post(ack))
+pub fn routes() -> Routes {
+    Routes::new()
+        .get("/alerts", Access::fleet(Action::ViewFleet), alerts_page)
+        .get("/api/alerts", Access::fleet(Action::ViewFleet), alerts_json)
+        .post(
+            "/api/alerts/{id}/ack",
+            Access::alert(Action::AckAlert, "id"),
+            ack,
+        )
+}
+
+/// Whether the caller may see alerts of `station`.
+fn visible(state: &AppState, caller: &Caller, station: &str) -> bool {
+    state
+        .geography
+        .may_on_station(caller.who(), Action::ViewStation, station)
+}
+
+/// Notifier health is operations data.
+fn sees_operations(caller: &Caller) -> bool {
+    decide(caller.who(), Action::ViewOperations, None).allowed()
 }
 
 /// How many alerts and history lines the page and API show.
@@ -85,73 +105,78 @@ struct ListQuery {
 
 async fn alerts_json(
     State(state): State<AppState>,
+    caller: Caller,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Vec<AlertJson>>, ApiError> {
     let unresolved_only = match q.state.as_deref() {
         None | Some("open") => true,
         Some("all") => false,
         Some(other) => {
-            return Err(ApiError::BadRequest(format!(
-                "state '{other}' is not known: use state=open or state=all"
-            )))
+            return Err(ApiError::invalid(
+                "state",
+                format!("'{other}' is not known: use state=open or state=all"),
+            ))
         }
     };
     let rows = state.store.alerts(unresolved_only, LIST_LIMIT).await?;
-    Ok(Json(rows.into_iter().map(|a| to_json(&state, a)).collect()))
+    Ok(Json(
+        rows.into_iter()
+            .filter(|a| visible(&state, &caller, &a.station))
+            .map(|a| to_json(&state, a))
+            .collect(),
+    ))
 }
 
-/// An acknowledgement, from JSON or from the page's form.
+/// An acknowledgement, from JSON or from the page's form. The signed-in user is who
+/// acknowledged; `who` names the person at a shared desk, recorded beside the account.
 #[derive(Debug, Deserialize)]
 struct AckBody {
-    who: String,
+    #[serde(default)]
+    who: Option<String>,
     #[serde(default)]
     note: String,
+    /// The page form's CSRF token (checked by the guard).
+    #[serde(default, rename = "csrf")]
+    _csrf: Option<String>,
 }
 
 async fn ack(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<i64>,
-    request: Request,
+    headers: HeaderMap,
+    body: Bytes,
 ) -> Result<Response, ApiError> {
-    let is_form = request
-        .headers()
+    let account = caller.signed_in()?;
+    let is_form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
     let body: AckBody = if is_form {
-        Form::<AckBody>::from_request(request, &())
-            .await
-            .map_err(|e| ApiError::BadRequest(format!("acknowledge form: {e}")))?
-            .0
+        parse_form(&body)?
     } else {
-        Json::<AckBody>::from_request(request, &())
-            .await
-            .map_err(|e| {
-                ApiError::BadRequest(format!(
-                    "acknowledge body: {e} (expected JSON {{\"who\": \"name\", \"note\": \"...\"}})"
-                ))
-            })?
-            .0
+        parse_json(&body)?
     };
-    let who = body.who.trim();
-    if who.is_empty() || who.chars().count() > 100 {
-        return Err(ApiError::Unprocessable(
-            "who: give the name of the person acknowledging (1 to 100 characters)".into(),
-        ));
-    }
+    let who = match body.who.as_deref().map(str::trim).filter(|w| !w.is_empty()) {
+        Some(w) if w.chars().count() > 100 => {
+            return Err(ApiError::invalid("who", "at most 100 characters"))
+        }
+        Some(w) if w != account.username && w != account.display_name => {
+            format!("{w} (via {})", account.username)
+        }
+        _ => account.username.clone(),
+    };
     let note = body.note.trim();
     if note.chars().count() > 1000 {
-        return Err(ApiError::Unprocessable(
-            "note: at most 1000 characters".into(),
-        ));
+        return Err(ApiError::invalid("note", "at most 1000 characters"));
     }
-    match state.store.ack_alert(id, who, note, Utc::now()).await? {
+    match state.store.ack_alert(id, &who, note, Utc::now()).await? {
         AckOutcome::NotFound => Err(ApiError::NotFound(format!("alert {id}"))),
         AckOutcome::AlreadyResolved => Err(ApiError::Conflict(format!(
             "alert {id} is already resolved"
         ))),
         AckOutcome::Acknowledged(row) => {
-            tracing::info!(id, who, "alert acknowledged");
+            tracing::info!(id, who = %who, "alert acknowledged");
             if is_form {
                 Ok(Redirect::to("/alerts").into_response())
             } else {
@@ -193,7 +218,8 @@ fn notifier_banner(status: &[NotifyStatusRow]) -> String {
     out
 }
 
-fn open_table(state: &AppState, rows: &[AlertRow], with_form: bool) -> String {
+/// The open alerts; `forms` adds an acknowledge form where the caller may acknowledge.
+fn open_table(state: &AppState, rows: &[AlertRow], forms: Option<&Caller>) -> String {
     let mut out = String::from(
         "<table class=\"alerts-open\"><thead><tr><th>Severity</th><th>Alert</th><th>Station</th>\
          <th>Since (UTC)</th><th>Details</th><th>State</th></tr></thead><tbody>",
@@ -209,14 +235,25 @@ fn open_table(state: &AppState, rows: &[AlertRow], with_form: bool) -> String {
                     .map(|n| format!(": <i>{}</i>", esc(n)))
                     .unwrap_or_default()
             ),
-            None if with_form => format!(
-                "<form method=\"post\" action=\"/api/alerts/{id}/ack\">\
-                 <input name=\"who\" placeholder=\"who 姓名\" required maxlength=\"100\" size=\"8\"> \
-                 <input name=\"note\" placeholder=\"note 备注\" maxlength=\"1000\" size=\"14\"> \
-                 <button type=\"submit\">Acknowledge 确认</button></form>",
-                id = a.id
-            ),
-            None => "open".to_owned(),
+            None => match forms.and_then(|c| Some((c, c.csrf.as_deref()?))) {
+                Some((caller, csrf))
+                    if state.geography.may_on_station(
+                        caller.who(),
+                        Action::AckAlert,
+                        &a.station,
+                    ) =>
+                {
+                    format!(
+                        "<form method=\"post\" action=\"/api/alerts/{id}/ack\">\
+                         <input type=\"hidden\" name=\"{CSRF_FIELD}\" value=\"{csrf}\">\
+                         <input name=\"note\" placeholder=\"note 备注\" maxlength=\"1000\" size=\"14\"> \
+                         <button type=\"submit\">Acknowledge 确认</button></form>",
+                        id = a.id,
+                        csrf = esc(csrf),
+                    )
+                }
+                _ => "open".to_owned(),
+            },
         };
         out.push_str(&format!(
             "<tr data-alert=\"{id}\"><td>{sev}</td><td>{kind}{flap}</td>\
@@ -272,10 +309,19 @@ fn history_table(rows: &[HistoryRow]) -> String {
     out
 }
 
-async fn alerts_page(State(state): State<AppState>) -> Result<Html<String>, ApiError> {
-    let open = state.store.alerts(true, LIST_LIMIT).await?;
-    let history = state.store.alert_history(200).await?;
-    let status = state.store.notify_status().await?;
+async fn alerts_page(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Html<String>, ApiError> {
+    let mut open = state.store.alerts(true, LIST_LIMIT).await?;
+    open.retain(|a| visible(&state, &caller, &a.station));
+    let mut history = state.store.alert_history(200).await?;
+    history.retain(|h| visible(&state, &caller, &h.station));
+    let status = if sees_operations(&caller) {
+        state.store.notify_status().await?
+    } else {
+        Vec::new()
+    };
     let mut body = String::from("<h1>Alerts 告警</h1>");
     body.push_str(&notifier_banner(&status));
     body.push_str(&format!("<h2>Open 未解决 ({})</h2>", open.len()));
@@ -284,7 +330,7 @@ async fn alerts_page(State(state): State<AppState>) -> Result<Html<String>, ApiE
             "<p class=\"muted\">No open alerts. Stations asleep at night are not alerts.</p>",
         );
     } else {
-        body.push_str(&open_table(&state, &open, true));
+        body.push_str(&open_table(&state, &open, Some(&caller)));
     }
     body.push_str("<h2>History 历史</h2>");
     if history.is_empty() {
@@ -306,15 +352,15 @@ async fn alerts_page(State(state): State<AppState>) -> Result<Html<String>, ApiE
         }
         body.push_str("</tbody></table>");
     }
-    Ok(Html(layout("Alerts", &body)))
+    Ok(Html(layout("Alerts", &body, &caller)))
 }
 
 /// The open alerts as an HTML snippet for the fleet page: a heading with the count, the table (no
 /// forms), failing notifiers, and a link to `/alerts`. A store error becomes a short notice rather
 /// than breaking the page that embeds it.
-pub async fn open_alerts_box(state: &AppState) -> String {
-    let (open, status) = match (
-        state.store.alerts(true, 20).await,
+pub async fn open_alerts_box(state: &AppState, caller: &Caller) -> String {
+    let (mut open, mut status) = match (
+        state.store.alerts(true, LIST_LIMIT).await,
         state.store.notify_status().await,
     ) {
         (Ok(o), Ok(s)) => (o, s),
@@ -324,11 +370,12 @@ pub async fn open_alerts_box(state: &AppState) -> String {
                 .to_owned();
         }
     };
-    let total = state
-        .store
-        .count_unresolved_alerts()
-        .await
-        .unwrap_or(open.len() as i64);
+    open.retain(|a| visible(state, caller, &a.station));
+    if !sees_operations(caller) {
+        status.clear();
+    }
+    let total = open.len();
+    open.truncate(20);
     let mut out = format!(
         "<section id=\"open-alerts\"><h2>Open alerts 未解决告警 ({total})</h2>{}",
         notifier_banner(&status)
@@ -336,7 +383,7 @@ pub async fn open_alerts_box(state: &AppState) -> String {
     if open.is_empty() {
         out.push_str("<p class=\"muted\">None.</p>");
     } else {
-        out.push_str(&open_table(state, &open, false));
+        out.push_str(&open_table(state, &open, None));
     }
     out.push_str("<p><a href=\"/alerts\">All alerts and history →</a></p></section>");
     out

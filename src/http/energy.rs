@@ -3,28 +3,40 @@
 //! Every energy figure travels with its completeness and notes, and every month says whether it
 //! is settled or provisional.
 
+use super::extract::{Path, Query};
+use super::guard::Caller;
 use super::page::{esc, layout};
+use super::routes::{Access, Routes};
 use super::{ApiError, AppState};
+use crate::auth::Action;
 use crate::domain::{EnergyBasis, Station, WattHours, YearMonth};
 use crate::energy::counters::{Completeness, Note};
 use crate::energy::report::{self, DayRow, MonthRow};
 use crate::energy::settlement::{self, ImportError};
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use std::ops::Add as _;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/stations/{id}", get(station_page))
-        .route("/api/stations/{id}/energy", get(energy_json))
-        .route("/api/stations/{id}/months", get(months_json))
-        .route("/api/settlements", post(upload_settlement))
+pub fn routes() -> Routes {
+    let station = Access::station(Action::ViewStation, "id");
+    Routes::new()
+        .get("/stations/{id}", station, station_page)
+        .heavy()
+        .get("/api/stations/{id}/energy", station, energy_json)
+        .heavy()
+        .get("/api/stations/{id}/months", station, months_json)
+        .heavy()
+        .post(
+            "/api/settlements",
+            Access::fleet(Action::ImportSettlement),
+            upload_settlement,
+        )
+        .upload(super::MAX_UPLOAD)
 }
 
 /// The longest range one request may ask for.
@@ -202,9 +214,10 @@ struct DayRange {
 
 fn parse_day(text: &str, what: &str) -> Result<NaiveDate, ApiError> {
     NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
-        ApiError::BadRequest(format!(
-            "{what} '{text}' is not a date (write it as YYYY-MM-DD)"
-        ))
+        ApiError::invalid(
+            what,
+            format!("'{text}' is not a date (write it as YYYY-MM-DD)"),
+        )
     })
 }
 
@@ -224,9 +237,10 @@ async fn energy_json(
         None => to - Duration::days(29),
     };
     if from > to || (to - from).num_days() >= MAX_DAYS {
-        return Err(ApiError::BadRequest(format!(
-            "from must not be after to, and a range is at most {MAX_DAYS} days"
-        )));
+        return Err(ApiError::invalid(
+            "from",
+            format!("must not be after to, and a range is at most {MAX_DAYS} days"),
+        ));
     }
     let days = report::days(&state.store, &state.deployment, s, from, to, now)
         .await
@@ -247,24 +261,25 @@ async fn months_json(
 ) -> Result<Json<Vec<MonthJson>>, ApiError> {
     let s = station(&state, &id)?;
     let now = Utc::now();
-    let parse = |t: &str| -> Result<YearMonth, ApiError> {
+    let parse = |t: &str, field: &str| -> Result<YearMonth, ApiError> {
         t.parse()
-            .map_err(|e: crate::domain::BadMonth| ApiError::BadRequest(e.to_string()))
+            .map_err(|e: crate::domain::BadMonth| ApiError::invalid(field, e.to_string()))
     };
     let to = match &q.to {
-        Some(t) => parse(t)?,
+        Some(t) => parse(t, "to")?,
         None => YearMonth::of(today(s, now)),
     };
     let from = match &q.from {
-        Some(f) => parse(f)?,
+        Some(f) => parse(f, "from")?,
         None => back(to, 11),
     };
     let span =
         i64::from(to.year() - from.year()) * 12 + i64::from(to.month()) - i64::from(from.month());
     if !(0..MAX_MONTHS).contains(&span) {
-        return Err(ApiError::BadRequest(format!(
-            "from must not be after to, and a range is at most {MAX_MONTHS} months"
-        )));
+        return Err(ApiError::invalid(
+            "from",
+            format!("must not be after to, and a range is at most {MAX_MONTHS} months"),
+        ));
     }
     let months = report::months(&state.store, &state.deployment, s, from, to, now)
         .await
@@ -318,11 +333,26 @@ struct RejectedJson {
 /// `POST /api/settlements?name=statement.csv` with the file as the body (CSV or XLSX).
 async fn upload_settlement(
     State(state): State<AppState>,
+    caller: Caller,
     Query(q): Query<UploadName>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let name = q.name.unwrap_or_else(|| "upload".to_owned());
-    match settlement::import(&state.store, &state.deployment, &body, &name, Utc::now()).await {
+    let allowed = |s: &crate::domain::StationId| {
+        state
+            .geography
+            .may_on_station(caller.who(), Action::ImportSettlement, s.as_str())
+    };
+    let imported = settlement::import_within(
+        &state.store,
+        &state.deployment,
+        &body,
+        &name,
+        Utc::now(),
+        allowed,
+    )
+    .await;
+    match imported {
         Ok(report) => {
             let json = ImportedJson {
                 source: report.source.clone(),
@@ -404,6 +434,7 @@ fn notes_cell(n: &std::collections::BTreeSet<Note>) -> String {
 
 async fn station_page(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Html<String>, ApiError> {
     let s = station(&state, &id)?;
@@ -586,7 +617,7 @@ async fn station_page(
          poll interval. The performance index compares the station's specific yield with the median of its \
          county's stations that day (1.00 = as good as its neighbours). Hover a note for its meaning.</p>",
     );
-    Ok(Html(layout(&format!("{} energy", s.name), &body)))
+    Ok(Html(layout(&format!("{} energy", s.name), &body, &caller)))
 }
 
 #[cfg(test)]

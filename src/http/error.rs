@@ -17,6 +17,16 @@ pub enum ApiError {
     Unprocessable(String),
     #[error("not allowed: {0}")]
     Forbidden(String),
+    /// No credential, or one that is unknown, expired or revoked.
+    #[error("sign in first: {0}")]
+    Unauthorized(String),
+    /// A request field is wrong: names the field and what is wrong with it.
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+    #[error("too many attempts: try again in {retry_after_s} s")]
+    TooManyRequests { retry_after_s: u64 },
+    #[error("the request body is larger than {limit} bytes")]
+    TooLarge { limit: usize },
     #[error("internal error")]
     Internal(String),
 }
@@ -31,25 +41,69 @@ impl From<crate::store::Error> for ApiError {
 struct Body<'a> {
     error: &'a str,
     message: String,
+    /// The request field that was wrong, when one was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+}
+
+impl ApiError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> ApiError {
+        ApiError::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::BadRequest(_) | ApiError::Invalid { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            ApiError::NotFound(_) => "not_found",
+            ApiError::BadRequest(_) | ApiError::Invalid { .. } => "bad_request",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::Unprocessable(_) => "unprocessable",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::TooManyRequests { .. } => "too_many_requests",
+            ApiError::TooLarge { .. } => "too_large",
+            ApiError::Internal(_) => "internal",
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, kind) = match &self {
-            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-            ApiError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
-            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
-            ApiError::Internal(detail) => {
-                tracing::error!(%detail, "request failed");
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
-            }
-        };
+        if let ApiError::Internal(detail) = &self {
+            tracing::error!(%detail, "request failed");
+        }
         let body = Body {
-            error: kind,
+            error: self.kind(),
             message: self.to_string(),
+            field: match &self {
+                ApiError::Invalid { field, .. } => Some(field),
+                _ => None,
+            },
         };
-        (status, Json(body)).into_response()
+        let mut response = (self.status(), Json(body)).into_response();
+        if let ApiError::TooManyRequests { retry_after_s } = self {
+            if let Ok(v) = axum::http::HeaderValue::from_str(&retry_after_s.to_string()) {
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, v);
+            }
+        }
+        response
     }
 }

@@ -1,23 +1,31 @@
 //! The fleet overview: every station with its status, current power and today's energy, as an HTML
 //! page for operators and as JSON for the dashboards.
 
+use super::guard::Caller;
 use super::page::{esc, layout};
+use super::routes::{Access, Routes};
 use super::{ApiError, AppState};
+use crate::auth::Action;
 use crate::domain::{Station, StationId};
 use crate::solar;
 use crate::store::{bucket_start, StationNow};
 use axum::extract::State;
 use axum::response::Html;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use std::collections::HashMap;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/", get(fleet_page))
-        .route("/api/stations", get(fleet_json))
+pub fn routes() -> Routes {
+    Routes::new()
+        .get("/", Access::fleet(Action::ViewFleet), fleet_page)
+        .heavy()
+        .get(
+            "/api/stations",
+            Access::fleet(Action::ViewFleet),
+            fleet_json,
+        )
+        .heavy()
 }
 
 /// A station's condition as the fleet page shows it.
@@ -93,7 +101,8 @@ struct StationSummary {
     last_contact: Option<DateTime<Utc>>,
 }
 
-async fn summaries(state: &AppState) -> Result<Vec<StationSummary>, ApiError> {
+/// The stations the caller may see, with their state now.
+async fn summaries(state: &AppState, caller: &Caller) -> Result<Vec<StationSummary>, ApiError> {
     let now = Utc::now();
     let fleet = state.store.fleet_now().await?;
     let days = state
@@ -108,6 +117,11 @@ async fn summaries(state: &AppState) -> Result<Vec<StationSummary>, ApiError> {
         .deployment
         .stations
         .iter()
+        .filter(|s| {
+            state
+                .geography
+                .may_on_station(caller.who(), Action::ViewStation, s.id.as_str())
+        })
         .map(|s| {
             let n = fleet.get(&s.id);
             let today = bucket_start(now, 86_400, s.timezone);
@@ -128,12 +142,18 @@ async fn summaries(state: &AppState) -> Result<Vec<StationSummary>, ApiError> {
         .collect())
 }
 
-async fn fleet_json(State(state): State<AppState>) -> Result<Json<Vec<StationSummary>>, ApiError> {
-    Ok(Json(summaries(&state).await?))
+async fn fleet_json(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<StationSummary>>, ApiError> {
+    Ok(Json(summaries(&state, &caller).await?))
 }
 
-async fn fleet_page(State(state): State<AppState>) -> Result<Html<String>, ApiError> {
-    let rows = summaries(&state).await?;
+async fn fleet_page(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Html<String>, ApiError> {
+    let rows = summaries(&state, &caller).await?;
     let total_kw: f64 = rows.iter().map(|r| r.power_kw).sum();
     let total_kwh: f64 = rows.iter().map(|r| r.today_kwh).sum();
     let capacity: f64 = rows.iter().map(|r| r.capacity_kwp).sum();
@@ -178,9 +198,9 @@ async fn fleet_page(State(state): State<AppState>) -> Result<Html<String>, ApiEr
         ));
     }
     body.push_str("</tbody></table><p class=\"muted\">Refreshes every 15 s.</p>");
-    body.push_str(&super::alerts::open_alerts_box(&state).await);
+    body.push_str(&super::alerts::open_alerts_box(&state, &caller).await);
     body.push_str(REFRESH_SCRIPT);
-    Ok(Html(layout("Fleet", &body)))
+    Ok(Html(layout("Fleet", &body, &caller)))
 }
 
 /// While the demo's history is still being written, say so: figures for past days are incomplete.

@@ -1,35 +1,49 @@
 //! Village ledger over HTTP: the villages list, a village's monthly statement, the printable public
 //! notice (公示), exports, the month API and plan transitions.
 //!
-//! Public pages mask personal data (张*三, no ids or accounts). A bearer token configured under
-//! `[ledger]` unlocks the full version; moving a plan needs the `accountant` role.
+//! The public notice is public and masks personal data (张*三, no ids or accounts); whoever may
+//! see the village's personal data (its accountant, its township) gets the full version. Each plan
+//! transition is decided by `auth::decide` for the exact step.
 
+use super::extract::{Json, Path, Query};
+use super::guard::Caller;
 use super::page::{esc, layout};
+use super::routes::{Access, Routes};
 use super::{ApiError, AppState};
 use crate::allocate::PlanState;
+use crate::auth::{decide, Action, Decision};
 use crate::domain::{Fen, VillageId, YearMonth};
+use crate::ledger;
 use crate::ledger::export::{self, payee_label, Audience};
-use crate::ledger::{self, Role};
 use crate::store::VillageMonthRow;
-use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap};
+use axum::extract::State;
+use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/villages", get(villages_page))
-        .route("/villages/{code}", get(village_page))
-        .route("/villages/{code}/notice/{month}", get(notice_page))
-        .route("/villages/{code}/months/{month}/{file}", get(export_file))
-        .route("/api/villages/{code}/months/{month}", get(month_json))
-        .route("/api/villages/{code}/plans/{year}", get(plan_json))
-        .route(
+pub fn routes() -> Routes {
+    let ledger = Access::village(Action::ViewLedger, "code");
+    Routes::new()
+        .get("/villages", Access::fleet(Action::ViewFleet), villages_page)
+        .get("/villages/{code}", ledger, village_page)
+        .heavy()
+        .get(
+            "/villages/{code}/notice/{month}",
+            Access::PUBLIC,
+            notice_page,
+        )
+        .get(
+            "/villages/{code}/months/{month}/{file}",
+            ledger,
+            export_file,
+        )
+        .get("/api/villages/{code}/months/{month}", ledger, month_json)
+        .get("/api/villages/{code}/plans/{year}", ledger, plan_json)
+        .post(
             "/api/villages/{code}/plans/{year}/transitions",
-            post(plan_transition),
+            Access::village(Action::WorkOnPlans, "code"),
+            plan_transition,
         )
 }
 
@@ -46,15 +60,12 @@ impl From<ledger::Error> for ApiError {
     }
 }
 
-/// The caller's name and role, if it presented a configured bearer token.
-fn caller<'a>(state: &'a AppState, headers: &HeaderMap) -> Option<(&'a str, Role)> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let token = value.strip_prefix("Bearer ")?.trim();
-    state.deployment.ledger.authorise(token)
-}
-
-fn audience(state: &AppState, headers: &HeaderMap) -> Audience {
-    if caller(state, headers).is_some() {
+/// The full version for whoever may see the village's personal data; masked for everyone else.
+fn audience(state: &AppState, caller: &Caller, village: &str) -> Audience {
+    if state
+        .geography
+        .may_on_village(caller.who(), Action::ViewPersonalData, village)
+    {
         Audience::Authorised
     } else {
         Audience::Public
@@ -63,7 +74,7 @@ fn audience(state: &AppState, headers: &HeaderMap) -> Audience {
 
 fn parse_month(s: &str) -> Result<YearMonth, ApiError> {
     s.parse()
-        .map_err(|e: crate::domain::BadMonth| ApiError::BadRequest(e.to_string()))
+        .map_err(|e: crate::domain::BadMonth| ApiError::invalid("month", e.to_string()))
 }
 
 fn village_name(state: &AppState, code: &str) -> Result<String, ApiError> {
@@ -110,7 +121,10 @@ fn status_badge(provisional: bool, month_status: &str) -> String {
     )
 }
 
-async fn villages_page(State(state): State<AppState>) -> Result<Html<String>, ApiError> {
+async fn villages_page(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Html<String>, ApiError> {
     let latest: HashMap<String, (String, i64, bool, String)> = state
         .store
         .villages_latest()
@@ -119,7 +133,16 @@ async fn villages_page(State(state): State<AppState>) -> Result<Html<String>, Ap
         .map(|(v, m, c, p, s)| (v, (m, c, p, s)))
         .collect();
     let mut rows = String::new();
-    let mut villages: Vec<_> = state.deployment.villages.iter().collect();
+    let mut villages: Vec<_> = state
+        .deployment
+        .villages
+        .iter()
+        .filter(|v| {
+            state
+                .geography
+                .may_on_village(caller.who(), Action::ViewLedger, v.code.as_str())
+        })
+        .collect();
     villages.sort_by(|a, b| a.code.cmp(&b.code));
     for v in villages {
         let cells = match latest.get(v.code.as_str()) {
@@ -143,7 +166,7 @@ async fn villages_page(State(state): State<AppState>) -> Result<Html<String>, Ap
          settlement is imported.</p><table><tr><th>code</th><th>village</th><th>month</th>\
          <th class=\"num\">balance 余额 (yuan)</th><th>status</th></tr>{rows}</table>"
     );
-    Ok(Html(layout("Villages", &body)))
+    Ok(Html(layout("Villages", &body, &caller)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -153,9 +176,9 @@ struct MonthQuery {
 
 async fn village_page(
     State(state): State<AppState>,
+    caller: Caller,
     Path(code): Path<String>,
     Query(q): Query<MonthQuery>,
-    headers: HeaderMap,
 ) -> Result<Html<String>, ApiError> {
     let name = village_name(&state, &code)?;
     let months = state.store.village_month_list(&code).await?;
@@ -170,12 +193,12 @@ async fn village_page(
                     esc(&code),
                     esc(&name)
                 );
-                return Ok(Html(layout(&name, &body)));
+                return Ok(Html(layout(&name, &body, &caller)));
             }
         },
     };
     let row = load_month(&state, &code, &month).await?;
-    let aud = audience(&state, &headers);
+    let aud = audience(&state, &caller, &code);
     let table = statement_html(&state, &row, aud);
     let month_links: String = months
         .iter()
@@ -212,7 +235,7 @@ async fn village_page(
             .map(|n| format!("<li>{}</li>", esc(n)))
             .collect::<String>(),
     );
-    Ok(Html(layout(&format!("{name} {month}"), &body)))
+    Ok(Html(layout(&format!("{name} {month}"), &body, &caller)))
 }
 
 fn statement_html(state: &AppState, row: &VillageMonthRow, aud: Audience) -> String {
@@ -267,12 +290,12 @@ fn statement_html(state: &AppState, row: &VillageMonthRow, aud: Audience) -> Str
 
 async fn notice_page(
     State(state): State<AppState>,
+    caller: Caller,
     Path((code, month)): Path<(String, String)>,
-    headers: HeaderMap,
 ) -> Result<Html<String>, ApiError> {
     let name = village_name(&state, &code)?;
     let row = load_month(&state, &code, &month).await?;
-    let aud = audience(&state, &headers);
+    let aud = audience(&state, &caller, &code);
     let table = statement_html(&state, &row, aud);
     let body = format!(
         "<h1>{n}光伏帮扶电站收益分配公示</h1><p>Public notice of PV income and its use · {c} · {m}</p>\
@@ -289,27 +312,33 @@ async fn notice_page(
             "FULL VERSION for authorised roles only — do not post."
         }
     );
-    Ok(Html(layout(&format!("公示 {name} {}", row.month), &body)))
+    Ok(Html(layout(
+        &format!("公示 {name} {}", row.month),
+        &body,
+        &caller,
+    )))
 }
 
 async fn export_file(
     State(state): State<AppState>,
+    caller: Caller,
     Path((code, month, file)): Path<(String, String, String)>,
-    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let row = load_month(&state, &code, &month).await?;
-    let aud = audience(&state, &headers);
+    let aud = audience(&state, &caller, &code);
+    let may_roster = state
+        .geography
+        .may_on_village(caller.who(), Action::ExportRoster, &code);
     let (kind, ext) = file
         .rsplit_once('.')
         .ok_or_else(|| ApiError::NotFound(format!("no export named {file}")))?;
     let table = match kind {
         "statement" => export::statement_table(&row, &state.deployment, aud),
-        "roster" if aud == Audience::Authorised => export::roster_table(&row, &state.deployment),
-        "roster" => {
-            return Err(ApiError::Forbidden(
-                "the payout roster holds bank accounts: present an authorised bearer token".into(),
-            ))
-        }
+        "roster" if may_roster => export::roster_table(&row, &state.deployment),
+        "roster" => return Err(ApiError::Forbidden(
+            "the payout roster holds bank accounts: only the village's accountant may export it"
+                .into(),
+        )),
         _ => return Err(ApiError::NotFound(format!("no export named {file}"))),
     };
     let (bytes, mime) = match ext {
@@ -365,18 +394,18 @@ struct MonthJson {
 
 async fn month_json(
     State(state): State<AppState>,
+    caller: Caller,
     Path((code, month)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Result<Json<MonthJson>, ApiError> {
+) -> Result<axum::Json<MonthJson>, ApiError> {
     let row = load_month(&state, &code, &month).await?;
-    let aud = audience(&state, &headers);
+    let aud = audience(&state, &caller, &code);
     let hh: HashMap<&str, &crate::domain::Household> = state
         .deployment
         .households
         .iter()
         .map(|h| (h.id.as_str(), h))
         .collect();
-    Ok(Json(MonthJson {
+    Ok(axum::Json(MonthJson {
         village: row.village.clone(),
         month: row.month.clone(),
         status: row.month_status.clone(),
@@ -430,7 +459,7 @@ struct PlanJson {
 async fn plan_json(
     State(state): State<AppState>,
     Path((code, year)): Path<(String, i32)>,
-) -> Result<Json<PlanJson>, ApiError> {
+) -> Result<axum::Json<PlanJson>, ApiError> {
     village_name(&state, &code)?;
     let current = state.store.plan_state(&code, year).await?;
     let transitions = state
@@ -446,7 +475,7 @@ async fn plan_json(
             note: t.note,
         })
         .collect();
-    Ok(Json(PlanJson {
+    Ok(axum::Json(PlanJson {
         village: code,
         year,
         state: current.to_string(),
@@ -456,30 +485,33 @@ async fn plan_json(
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct TransitionRequest {
     to: String,
     note: String,
-    /// Who acts, when a shared token is used by several people; recorded with the token's name.
+    /// Who acts, when one account is used at a shared desk; recorded beside the account's name.
     #[serde(default)]
     who: Option<String>,
 }
 
 async fn plan_transition(
     State(state): State<AppState>,
+    caller: Caller,
     Path((code, year)): Path<(String, i32)>,
-    headers: HeaderMap,
     Json(req): Json<TransitionRequest>,
-) -> Result<Json<PlanJson>, ApiError> {
-    let (name, role) = caller(&state, &headers).ok_or_else(|| {
-        ApiError::Forbidden("plan transitions need an accountant bearer token".into())
-    })?;
-    if role != Role::Accountant {
-        return Err(ApiError::Forbidden(format!(
-            "{name} may read the ledger but not move plans"
-        )));
-    }
+) -> Result<axum::Json<PlanJson>, ApiError> {
+    let account = caller.signed_in()?;
     let to = PlanState::parse(&req.to)
-        .ok_or_else(|| ApiError::BadRequest(format!("'{}' is not a plan state", req.to)))?;
+        .ok_or_else(|| ApiError::invalid("to", format!("'{}' is not a plan state", req.to)))?;
+    let from = state.store.plan_state(&code, year).await?;
+    if let Decision::Forbidden(reason) = decide(
+        Some(account),
+        Action::MovePlan(from, to),
+        state.geography.village(&code),
+    ) {
+        return Err(ApiError::Forbidden(reason));
+    }
+    let name = account.username.as_str();
     let who = match req.who.as_deref().map(str::trim).filter(|w| !w.is_empty()) {
         Some(w) => format!("{w} (via {name})"),
         None => name.to_owned(),

@@ -1,25 +1,46 @@
 //! The HTTP surface: JSON API, HTML pages, `/healthz` and `/metrics`. The only module that defines
 //! JSON wire shapes. Each area adds its routes in its own file and merges them in [`router`].
 
+mod account;
 pub mod alerts;
 mod energy;
 mod error;
+pub mod extract;
 mod fleet;
+pub mod guard;
 mod ledger;
 mod mqtt;
 mod page;
 mod quarantine;
+pub mod routes;
+#[doc(hidden)]
+pub mod testing;
 
+pub use account::{SessionBackend, FAILURE_WINDOW, MAX_FAILURES_PER_ORIGIN, MAX_FAILURES_PER_USER};
 pub use error::ApiError;
+pub use guard::{Caller, CSRF_FIELD, CSRF_HEADER};
+pub use routes::{Access, PlaceFrom, RouteSpec, Routes};
 
+use crate::auth::{Action, Geography};
 use crate::config::Deployment;
 use crate::metrics::Metrics;
 use crate::store::Store;
-use axum::routing::get;
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Router;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_sessions::{Expiry, SessionManagerLayer};
+
+/// Largest request body accepted by default (JSON and forms).
+pub const MAX_BODY: usize = 1 << 20;
+/// Largest settlement statement accepted (CSV or XLSX).
+pub const MAX_UPLOAD: usize = 16 << 20;
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "sunshare_session";
 
 /// What every handler can reach.
 #[derive(Clone, Debug)]
@@ -27,6 +48,10 @@ pub struct AppState {
     pub deployment: Arc<Deployment>,
     pub store: Store,
     pub metrics: Arc<Metrics>,
+    /// Where each village and station sits, for access decisions.
+    pub geography: Arc<Geography>,
+    /// Turns for heavy pages (`[http] heavy_pages`).
+    pub heavy: Arc<tokio::sync::Semaphore>,
     /// Progress of a history backfill (demo only).
     pub backfill: Option<Arc<crate::sim::history::Progress>>,
 }
@@ -34,27 +59,83 @@ pub struct AppState {
 impl AppState {
     /// The state with no optional extras.
     pub fn new(deployment: Arc<Deployment>, store: Store, metrics: Arc<Metrics>) -> AppState {
+        let geography = Arc::new(Geography::new(
+            deployment.townships.iter().map(|t| (&t.id, &t.county)),
+            deployment.villages.iter().map(|v| (&v.code, &v.township)),
+            &deployment.stations,
+        ));
+        let heavy = Arc::new(tokio::sync::Semaphore::new(
+            deployment.http.heavy_pages.max(1),
+        ));
         AppState {
             deployment,
             store,
             metrics,
+            geography,
+            heavy,
             backfill: None,
         }
     }
 }
 
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
+/// Every route with its access: the router is built from this, and tests walk it.
+pub fn routes() -> Routes {
+    Routes::new()
+        .get("/healthz", Access::PUBLIC, healthz)
+        .get("/metrics", Access::fleet(Action::ViewOperations), metrics)
+        .merge(account::routes())
         .merge(fleet::routes())
         .merge(energy::routes())
         .merge(ledger::routes())
         .merge(quarantine::routes())
         .merge(alerts::routes())
         .merge(mqtt::routes())
+}
+
+pub fn router(state: AppState) -> Router {
+    let http = &state.deployment.http;
+    let idle = i64::try_from(http.session_idle.as_secs()).unwrap_or(i64::MAX);
+    let sessions = SessionManagerLayer::new(SessionBackend {
+        store: state.store.clone(),
+    })
+    .with_name(SESSION_COOKIE)
+    .with_secure(http.secure_cookies)
+    .with_http_only(true)
+    .with_same_site(tower_sessions::cookie::SameSite::Lax)
+    .with_expiry(Expiry::OnInactivity(time::Duration::seconds(idle)));
+    let timeout = tower_http::timeout::TimeoutLayer::with_status_code(
+        StatusCode::SERVICE_UNAVAILABLE,
+        http.request_timeout,
+    );
+    routes()
+        .into_router(&state)
+        .fallback(fallback)
+        .layer(sessions)
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_UPLOAD))
+        .layer(timeout)
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// No route here: a state change without a credential is still a 401, whatever the path.
+async fn fallback(method: Method, headers: axum::http::HeaderMap) -> Response {
+    let reading = method == Method::GET || method == Method::HEAD;
+    if !reading && !headers.contains_key(header::AUTHORIZATION) {
+        return ApiError::Unauthorized("present an API token or sign in".into()).into_response();
+    }
+    ApiError::NotFound("no such page or endpoint".into()).into_response()
 }
 
 /// Serves until `cancel` fires, then finishes in-flight requests.
@@ -63,9 +144,12 @@ pub async fn serve(
     state: AppState,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move { cancel.cancelled().await })
-        .await
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { cancel.cancelled().await })
+    .await
 }
 
 async fn healthz(

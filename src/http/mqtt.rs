@@ -1,23 +1,26 @@
 //! What the MQTT collector could not place: loggers and devices the deployment does not know (a new
 //! logger in the field) and refused messages with their reason, as JSON and as a page for operators.
 
+use super::guard::Caller;
 use super::page::{esc, layout};
+use super::routes::{Access, Routes};
 use super::{ApiError, AppState};
+use crate::auth::Action;
 use crate::store::{MqttRejectedRow, MqttUnknownRow};
 use axum::extract::State;
 use axum::response::Html;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 const LIMIT: i64 = 500;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/mqtt", get(page))
-        .route("/api/mqtt/unknown", get(unknown_json))
-        .route("/api/mqtt/rejected", get(rejected_json))
+pub fn routes() -> Routes {
+    let ops = Access::fleet(Action::ViewOperations);
+    Routes::new()
+        .get("/mqtt", ops, page)
+        .get("/api/mqtt/unknown", ops, unknown_json)
+        .get("/api/mqtt/rejected", ops, rejected_json)
 }
 
 #[derive(Debug, Serialize)]
@@ -83,7 +86,7 @@ fn when(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
-async fn page(State(state): State<AppState>) -> Result<Html<String>, ApiError> {
+async fn page(State(state): State<AppState>, caller: Caller) -> Result<Html<String>, ApiError> {
     let unknown = state.store.mqtt_unknown(LIMIT).await?;
     let rejected = state.store.mqtt_rejected(LIMIT).await?;
     let mut body = String::from(
@@ -141,5 +144,5 @@ async fn page(State(state): State<AppState>) -> Result<Html<String>, ApiError> {
         }
         body.push_str("</table>");
     }
-    Ok(Html(layout("Data loggers", &body)))
+    Ok(Html(layout("Data loggers", &body, &caller)))
 }

@@ -1,5 +1,7 @@
 //! The HTML frame shared by every page: one stylesheet, a navigation bar, escaping.
 
+use super::guard::{Caller, CSRF_FIELD};
+
 /// Escapes text for HTML element content and attribute values.
 pub fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -35,18 +37,51 @@ th { background:#eef2f6; font-weight:600; } td.num, th.num { text-align:right; f
 .card { background:#fff; border:1px solid var(--line); border-radius:6px; padding:10px 14px; min-width:160px; }
 .card .v { font-size:22px; font-weight:600; } .card .k { color:var(--muted); font-size:13px; }
 .muted { color:var(--muted); } .note { background:#fff8c5; border:1px solid #eed888; padding:8px 12px; border-radius:6px; }
+.login { max-width:420px; margin:40px auto; background:#fff; border:1px solid var(--line); border-radius:8px; padding:20px 24px; }
+.login label { display:block; margin:10px 0; } .login input { width:100%; padding:7px 9px; font-size:15px; border:1px solid var(--line); border-radius:4px; }
+button { background:#12324a; color:#fff; border:0; border-radius:4px; padding:7px 16px; font-size:15px; cursor:pointer; }
+header .who { margin-left:auto; color:#cfe3f5; display:flex; gap:10px; align-items:center; }
+header .who button { background:transparent; border:1px solid #cfe3f5; color:#cfe3f5; padding:2px 10px; font-size:13px; }
 @media print { header { display:none; } body { background:#fff; } }
 "#;
 
-/// A whole page: `title` is text (escaped here), `body` is already-safe HTML.
-pub fn layout(title: &str, body: &str) -> String {
+/// A whole page: `title` is text (escaped here), `body` is already-safe HTML. The header shows
+/// who is signed in, with the sign-out form.
+pub fn layout(title: &str, body: &str, caller: &Caller) -> String {
+    let who = match (&caller.principal, &caller.csrf) {
+        (Some(p), Some(csrf)) => format!(
+            "<span class=\"who\"><span id=\"signed-in\">{name} · {role}</span>\
+             <form method=\"post\" action=\"/logout\"><input type=\"hidden\" name=\"{CSRF_FIELD}\" value=\"{csrf}\">\
+             <button type=\"submit\">退出 Sign out</button></form></span>",
+            name = esc(&p.display_name),
+            role = p.role.label_zh(),
+            csrf = esc(csrf),
+        ),
+        (Some(p), None) => format!(
+            "<span class=\"who\"><span id=\"signed-in\">{} · {}</span></span>",
+            esc(&p.display_name),
+            p.role.label_zh()
+        ),
+        (None, _) => "<span class=\"who\"><a href=\"/login\">登录 Sign in</a></span>".to_owned(),
+    };
     format!(
         "<!doctype html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>{t} · Sunshare</title><style>{STYLE}</style></head><body>\
          <header><a class=\"brand\" href=\"/\">Sunshare 光伏帮扶</a>\
          <a href=\"/\">Fleet</a><a href=\"/alerts\">Alerts</a><a href=\"/villages\">Villages</a><a href=\"/mqtt\">Loggers</a>\
-         <a href=\"/metrics\">Metrics</a></header><main>{body}</main></body></html>",
+         {who}</header><main>{body}</main></body></html>",
+        t = esc(title)
+    )
+}
+
+/// A page without navigation: the login form, refusals, the public notice for anonymous readers.
+pub fn bare_layout(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{t} · Sunshare</title><style>{STYLE}</style></head><body>\
+         <header><a class=\"brand\" href=\"/\">Sunshare 光伏帮扶</a></header><main>{body}</main></body></html>",
         t = esc(title)
     )
 }

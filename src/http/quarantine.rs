@@ -1,18 +1,24 @@
 //! The quarantine view: samples ingest refused, with their reasons, newest first.
 //! Read-only; what is shown here was never stored as truth.
 
+use super::extract::Query;
+use super::routes::{Access, Routes};
 use super::{ApiError, AppState};
+use crate::auth::Action;
 use crate::domain::DeviceId;
 use crate::store::QuarantineRow;
-use axum::extract::{Query, State};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::extract::State;
+use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/quarantine", get(list))
+pub fn routes() -> Routes {
+    Routes::new().get(
+        "/api/quarantine",
+        Access::fleet(Action::ViewOperations),
+        list,
+    )
 }
 
 const DEFAULT_LIMIT: i64 = 100;
@@ -59,21 +65,17 @@ impl From<QuarantineRow> for Item {
 
 async fn list(
     State(state): State<AppState>,
-    params: Result<Query<Params>, axum::extract::rejection::QueryRejection>,
+    Query(params): Query<Params>,
 ) -> Result<Json<Vec<Item>>, ApiError> {
-    let Query(params) = params.map_err(|e| {
-        ApiError::BadRequest(format!(
-            "{e}; allowed query parameters: device, limit (1..={MAX_LIMIT})"
-        ))
-    })?;
     let limit = match params.limit.as_deref() {
         None | Some("") => DEFAULT_LIMIT,
         Some(raw) => match raw.parse::<i64>() {
             Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
             _ => {
-                return Err(ApiError::BadRequest(format!(
-                    "limit '{raw}' is not a number between 1 and {MAX_LIMIT}"
-                )))
+                return Err(ApiError::invalid(
+                    "limit",
+                    format!("'{raw}' is not a number between 1 and {MAX_LIMIT}"),
+                ))
             }
         },
     };
@@ -125,9 +127,9 @@ mod tests {
         let addr = listener.local_addr()?;
         let cancel = tokio_util::sync::CancellationToken::new();
         let server = tokio::spawn(crate::http::serve(listener, state, cancel.clone()));
-        let client = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(10))
-            .build()?;
+        let client = crate::http::testing::client_with_token(
+            &crate::store::testing::admin_token(&ts.store).await?,
+        );
         let get = |q: &str| {
             client
                 .get(format!("http://{addr}/api/quarantine{q}"))
@@ -143,7 +145,8 @@ mod tests {
         let bad = get("?limit=0").await?;
         assert_eq!(bad.status(), 400);
         let body: serde_json::Value = bad.json().await?;
-        assert!(body["message"].as_str().unwrap_or("").contains("limit '0'"));
+        assert_eq!(body["field"], "limit");
+        assert!(body["message"].as_str().unwrap_or("").contains("'0'"));
         cancel.cancel();
         server.await??;
         Ok(())

@@ -13,54 +13,18 @@ use crate::config::Deployment;
 use crate::domain::{MonthEnergy, StationId, StationKind, VillageId, YearMonth};
 use crate::store::{self, Store, MONTH_PAID};
 use chrono::Utc;
-use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tracing::info;
 
-/// `[ledger]` in the deployment file: who may see unmasked statements and change the ledger.
+/// `[ledger]` in the deployment file. It once held bearer tokens; they are accounts in the database
+/// now, and a file that still has them is refused with a message saying so.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LedgerConfig {
     #[serde(default)]
-    pub tokens: Vec<AccessToken>,
-}
-
-/// A bearer token for the HTTP API and pages (`Authorization: Bearer <token>`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AccessToken {
-    /// Recorded as "who" in the audit trail.
-    pub name: String,
-    pub role: Role,
-    pub token: SecretString,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// Sees full statements, rosters and notices (names, accounts).
-    Viewer,
-    /// Also moves plans through the workflow and locks paid months.
-    Accountant,
-}
-
-impl LedgerConfig {
-    /// The token holder presenting `token`, compared in constant time per candidate.
-    pub fn authorise(&self, token: &str) -> Option<(&str, Role)> {
-        self.tokens
-            .iter()
-            .find(|t| constant_time_eq(t.token.expose_secret().as_bytes(), token.as_bytes()))
-            .map(|t| (t.name.as_str(), t.role))
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() || a.is_empty() {
-        return false;
-    }
-    a.iter().zip(b).fold(0_u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    pub tokens: Option<toml::Value>,
 }
 
 #[derive(Debug, thiserror::Error)]

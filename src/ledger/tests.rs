@@ -262,20 +262,20 @@ fn names_are_masked_for_the_public_notice() {
 }
 
 #[test]
-fn tokens_authorise_by_exact_match() {
-    let cfg: LedgerConfig = toml::from_str(
-        "[[tokens]]\nname = \"county finance\"\nrole = \"accountant\"\ntoken = \"s3cret-token\"\n",
+fn tokens_in_the_deployment_file_are_refused_with_where_they_went() {
+    let err = crate::config::Deployment::from_str_with_env(
+        "fleet.toml",
+        "[[ledger.tokens]]\nname = \"county finance\"\nrole = \"accountant\"\ntoken = \"s3cret-token\"\n",
+        &[],
+        &Default::default(),
     )
-    .expect("config");
-    assert_eq!(
-        cfg.authorise("s3cret-token"),
-        Some(("county finance", Role::Accountant))
-    );
-    assert_eq!(cfg.authorise("s3cret-tokeN"), None);
-    assert_eq!(cfg.authorise(""), None);
+    .expect_err("refused");
+    let text = err.to_string();
+    assert!(text.contains("ledger.tokens"), "{text}");
+    assert!(text.contains("sunshare user add"), "{text}");
     assert!(
-        !format!("{cfg:?}").contains("s3cret"),
-        "secrets never reach Debug output"
+        !text.contains("s3cret"),
+        "the old secret is not echoed: {text}"
     );
 }
 

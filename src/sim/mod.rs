@@ -3,6 +3,7 @@
 //! Never used by production paths: `app` builds a simulated fleet only for `sunshare demo` and
 //! `sunshare simulate`.
 
+pub mod accounts;
 pub mod demo;
 pub mod fleet;
 pub mod history;

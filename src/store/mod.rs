@@ -5,6 +5,7 @@
 //! Times are stored as UTC epoch milliseconds, money as integer fen. This module never decides
 //! business rules: callers hand it validated data.
 
+mod accounts;
 mod alerts;
 mod behind;
 mod energy;
@@ -15,6 +16,7 @@ mod samples;
 
 pub mod bench;
 
+pub use accounts::{AuditEntry, Credentials, TokenRow};
 pub use alerts::{AckOutcome, AlertRow, HistoryRow, NewAlert, NotifyStatusRow};
 pub use energy::{EnergyReading, SettlementInsert, SettlementRow};
 pub use ledger::{
@@ -51,6 +53,8 @@ pub enum Error {
     Config(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    #[error("{0}")]
+    Exists(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

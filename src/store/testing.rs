@@ -90,3 +90,55 @@ pub async fn all(test: &str) -> Result<Vec<TestStore>> {
     }
     Ok(out)
 }
+
+/// A user with `role` over `scope` and a live API token acting as them: the token text, ready for
+/// `Authorization: Bearer ...`. The user has no usable password (tests that sign in through the
+/// login form create theirs with `accounts::add_user`).
+pub async fn api_token(
+    store: &Store,
+    role: crate::domain::Role,
+    scope: Vec<crate::domain::ScopeEntry>,
+) -> Result<String> {
+    let username = format!("t{}-{role}", COUNTER.fetch_add(1, Ordering::Relaxed));
+    named_token(store, &username, role, scope).await
+}
+
+/// As [`api_token`], for a user named `username`.
+pub async fn named_token(
+    store: &Store,
+    username: &str,
+    role: crate::domain::Role,
+    scope: Vec<crate::domain::ScopeEntry>,
+) -> Result<String> {
+    use secrecy::ExposeSecret as _;
+    let now = chrono::Utc::now();
+    let username = username.to_owned();
+    let id = store
+        .create_user(&username, &username, role, "!", &scope, now)
+        .await?;
+    let made = crate::auth::credentials::new_token();
+    store
+        .insert_token(&super::TokenRow {
+            id: made.id,
+            user_id: id,
+            username,
+            label: "test".into(),
+            secret_sha256: made.secret_sha256,
+            created: now,
+            expires: now + chrono::Duration::hours(1),
+            revoked: None,
+            last_used: None,
+        })
+        .await?;
+    Ok(made.token.expose_secret().to_owned())
+}
+
+/// An administrator's token over everything.
+pub async fn admin_token(store: &Store) -> Result<String> {
+    api_token(
+        store,
+        crate::domain::Role::Admin,
+        vec![crate::domain::ScopeEntry::All],
+    )
+    .await
+}

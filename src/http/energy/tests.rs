@@ -24,9 +24,13 @@ async fn station_page_api_and_upload() -> anyhow::Result<()> {
     let base = format!("http://{}", listener.local_addr()?);
     let cancel = CancellationToken::new();
     let server = tokio::spawn(serve(listener, state, cancel.clone()));
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(20))
-        .build()?;
+    let token = crate::store::testing::api_token(
+        &t.store,
+        crate::domain::Role::Operator,
+        vec![crate::domain::ScopeEntry::All],
+    )
+    .await?;
+    let client = crate::http::testing::client_with_token(&token);
 
     // A bad statement: 422 with line numbers, nothing stored.
     let bad = gbk("电站编号,结算月份,上网电量(kWh)\nS1,2026-03,33\nS1,2026-03,-1\n");

@@ -1,0 +1,403 @@
+//! The guard in front of every route: finds who is asking (API token or browser session), finds
+//! the place the route touches, asks `auth::decide`, checks the CSRF token of a browser's state
+//! change, bounds heavy pages and writes the audit line of every state change.
+
+use super::routes::{PlaceFrom, RouteSpec};
+use super::{ApiError, AppState};
+use crate::auth::credentials::{same_secret, secret_matches, split_token};
+use crate::auth::{decide, Decision, Place, Principal, Via};
+use crate::store::AuditEntry;
+use axum::extract::{ConnectInfo, FromRequestParts, RawPathParams, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tower_sessions::Session;
+
+/// Session keys.
+const USER_KEY: &str = "user";
+const CSRF_KEY: &str = "csrf";
+/// The form field and header that carry the CSRF token.
+pub const CSRF_FIELD: &str = "csrf";
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// How long a heavy page waits for its turn before it is refused with 503.
+const HEAVY_WAIT: Duration = Duration::from_secs(10);
+
+/// Who is signed in to a session, and since when (for the absolute session lifetime).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionUser {
+    pub id: i64,
+    pub since_ms: i64,
+}
+
+/// The guard's state: the app and the route it guards.
+#[derive(Debug, Clone)]
+pub struct Guarded {
+    pub state: AppState,
+    pub spec: RouteSpec,
+}
+
+/// Who is asking, as the guard found it; handlers take it to filter lists, mask data, record who
+/// acted and draw the sign-out form.
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    pub principal: Option<Principal>,
+    /// The session's CSRF token, for forms on the page.
+    pub csrf: Option<String>,
+    /// The client address, for the audit log.
+    pub origin: String,
+}
+
+impl Caller {
+    pub fn who(&self) -> Option<&Principal> {
+        self.principal.as_ref()
+    }
+
+    /// The signed-in user; only reached on routes whose access already required one.
+    pub fn signed_in(&self) -> Result<&Principal, ApiError> {
+        self.principal
+            .as_ref()
+            .ok_or_else(|| ApiError::Unauthorized("no credential was presented".into()))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .unwrap_or_default())
+    }
+}
+
+pub async fn guard(State(g): State<Guarded>, req: Request, next: Next) -> Response {
+    let spec = g.spec;
+    match admit(&g, req).await {
+        Ok((req, caller)) => {
+            let _permit = if spec.heavy {
+                match tokio::time::timeout(HEAVY_WAIT, g.state.heavy.clone().acquire_owned()).await
+                {
+                    Ok(Ok(permit)) => Some(permit),
+                    _ => return busy(),
+                }
+            } else {
+                None
+            };
+            let target = req.uri().path().to_owned();
+            let response = next.run(req).await;
+            if spec.changes_state() {
+                audit(&g.state, &spec, &caller, &target, response.status()).await;
+            }
+            response
+        }
+        Err(response) => response,
+    }
+}
+
+fn busy() -> Response {
+    let mut r = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        axum::Json(serde_json::json!({
+            "error": "busy",
+            "message": "too many heavy pages are being served: try again in a few seconds"
+        })),
+    )
+        .into_response();
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+    r
+}
+
+/// Resolves the caller and the place, decides, checks CSRF; hands the request on with the
+/// [`Caller`] attached, or answers for it.
+async fn admit(g: &Guarded, mut req: Request) -> Result<(Request, Caller), Response> {
+    let spec = &g.spec;
+    let state = &g.state;
+    let origin = origin_of(&req);
+    let session = req.extensions().get::<Session>().cloned();
+    let principal = principal(state, req.headers(), session.as_ref())
+        .await
+        .map_err(|e| refuse(spec, &req, e))?;
+    let place = match place(state, spec.access.place, &mut req).await {
+        Ok(p) => p,
+        Err(e) => return Err(refuse(spec, &req, e)),
+    };
+    match decide(principal.as_ref(), spec.access.action, place.as_ref()) {
+        Decision::Allow => {}
+        Decision::Unauthenticated => {
+            return Err(refuse(
+                spec,
+                &req,
+                ApiError::Unauthorized(
+                    "present an API token (Authorization: Bearer ...) or sign in at /login".into(),
+                ),
+            ))
+        }
+        Decision::Forbidden(reason) => {
+            return Err(refuse(spec, &req, ApiError::Forbidden(reason)));
+        }
+    }
+    let from_browser = principal.as_ref().is_none_or(|p| p.via == Via::Session);
+    let csrf = match &session {
+        Some(s) if from_browser => existing_csrf(s).await.map_err(|e| refuse(spec, &req, e))?,
+        _ => None,
+    };
+    if spec.changes_state() && from_browser {
+        let (checked, ok) = check_csrf(req, spec.body_limit, csrf.as_deref()).await;
+        req = checked;
+        if !ok {
+            return Err(refuse(
+                spec,
+                &req,
+                ApiError::Forbidden(
+                    "the form's CSRF token is missing or out of date: reload the page and try again"
+                        .into(),
+                ),
+            ));
+        }
+    }
+    let caller = Caller {
+        principal,
+        csrf,
+        origin,
+    };
+    req.extensions_mut().insert(caller.clone());
+    Ok((req, caller))
+}
+
+/// A refusal: JSON for the API; for pages, a browser that is not signed in goes to the login
+/// form and comes back afterwards.
+fn refuse(spec: &RouteSpec, req: &Request, e: ApiError) -> Response {
+    if spec.is_api() {
+        return e.into_response();
+    }
+    if matches!(e, ApiError::Unauthorized(_)) && req.method() == Method::GET {
+        let next = req
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned();
+        let target = format!("/login?next={}", super::account::encode_component(&next));
+        return Redirect::to(&target).into_response();
+    }
+    let status = e.status();
+    let body = format!(
+        "<h1>{}</h1><p>{}</p><p><a href=\"/\">返回首页 Back to the fleet</a> · <a href=\"/login\">登录 Sign in</a></p>",
+        status.as_u16(),
+        super::page::esc(&e.to_string())
+    );
+    (status, Html(super::page::bare_layout("Sunshare", &body))).into_response()
+}
+
+fn origin_of(req: &Request) -> String {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string())
+}
+
+/// The caller: a bearer token if one is presented (then it must be valid), else the session's
+/// user. A disabled user is nobody, whatever credential they hold.
+pub async fn principal(
+    state: &AppState,
+    headers: &HeaderMap,
+    session: Option<&Session>,
+) -> Result<Option<Principal>, ApiError> {
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        return token_principal(state, value).await.map(Some);
+    }
+    let Some(session) = session else {
+        return Ok(None);
+    };
+    let user: Option<SessionUser> = session
+        .get(USER_KEY)
+        .await
+        .map_err(|e| ApiError::Internal(format!("session: {e}")))?;
+    let Some(user) = user else { return Ok(None) };
+    let max_ms = i64::try_from(state.deployment.http.session_max.as_millis()).unwrap_or(i64::MAX);
+    if Utc::now().timestamp_millis().saturating_sub(user.since_ms) > max_ms {
+        let _ = session.flush().await;
+        return Ok(None);
+    }
+    let account = state.store.account(user.id).await?;
+    Ok(account.filter(|a| !a.disabled).map(|a| Principal {
+        user_id: a.id,
+        username: a.username,
+        display_name: a.display_name,
+        role: a.role,
+        scope: a.scope,
+        via: Via::Session,
+    }))
+}
+
+async fn token_principal(
+    state: &AppState,
+    value: &header::HeaderValue,
+) -> Result<Principal, ApiError> {
+    let unknown = || ApiError::Unauthorized("the API token is unknown, expired or revoked".into());
+    let text = value.to_str().map_err(|_| unknown())?;
+    let presented = text
+        .strip_prefix("Bearer ")
+        .ok_or_else(|| {
+            ApiError::Unauthorized("use the Authorization header as: Bearer <API token>".into())
+        })?
+        .trim();
+    let (id, secret) = split_token(presented).ok_or_else(unknown)?;
+    let row = state.store.token(id).await?.ok_or_else(unknown)?;
+    let now = Utc::now();
+    if !secret_matches(&row.secret_sha256, secret) || row.revoked.is_some() || row.expires <= now {
+        return Err(unknown());
+    }
+    let account = state
+        .store
+        .account(row.user_id)
+        .await?
+        .filter(|a| !a.disabled)
+        .ok_or_else(unknown)?;
+    if let Err(error) = state.store.touch_token(id, now).await {
+        tracing::warn!(%error, token = id, "could not note the token's last use");
+    }
+    Ok(Principal {
+        user_id: account.id,
+        username: account.username,
+        display_name: account.display_name,
+        role: account.role,
+        scope: account.scope,
+        via: Via::Token(row.id),
+    })
+}
+
+/// The place a route touches, from its path parameter. An id the deployment does not know is a
+/// 404 (the guard cannot decide on a place that does not exist).
+async fn place(
+    state: &AppState,
+    from: PlaceFrom,
+    req: &mut Request,
+) -> Result<Option<Place>, ApiError> {
+    let param = match from {
+        PlaceFrom::Fleet => return Ok(None),
+        PlaceFrom::Station(p) | PlaceFrom::Village(p) | PlaceFrom::Alert(p) => p,
+    };
+    let (mut parts, body) = std::mem::take(req).into_parts();
+    let params = RawPathParams::from_request_parts(&mut parts, &()).await;
+    *req = Request::from_parts(parts, body);
+    let params = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let value = params
+        .iter()
+        .find(|(k, _)| *k == param)
+        .map(|(_, v)| v.to_owned())
+        .ok_or_else(|| ApiError::BadRequest(format!("missing path parameter {param}")))?;
+    let geo = &state.geography;
+    let found = match from {
+        PlaceFrom::Station(_) => geo.station(&value).cloned(),
+        PlaceFrom::Village(_) => geo.village(&value).cloned(),
+        PlaceFrom::Alert(_) => {
+            let id: i64 = value
+                .parse()
+                .map_err(|_| ApiError::invalid(param, format!("'{value}' is not an alert id")))?;
+            let alert = state.store.alert(id).await?;
+            alert.and_then(|a| geo.station(&a.station).cloned())
+        }
+        PlaceFrom::Fleet => None,
+    };
+    let what = match from {
+        PlaceFrom::Station(_) => "station",
+        PlaceFrom::Village(_) => "village",
+        _ => "alert",
+    };
+    found
+        .map(Some)
+        .ok_or_else(|| ApiError::NotFound(format!("{what} {value} is not known")))
+}
+
+/// The session's CSRF token, if it has one (a signed-in session always has).
+async fn existing_csrf(session: &Session) -> Result<Option<String>, ApiError> {
+    session
+        .get(CSRF_KEY)
+        .await
+        .map_err(|e| ApiError::Internal(format!("session: {e}")))
+}
+
+/// The session's CSRF token, made on first use (the login form: before anyone signs in).
+pub async fn csrf_token(session: &Session) -> Result<String, ApiError> {
+    if let Some(token) = existing_csrf(session).await? {
+        return Ok(token);
+    }
+    let token = crate::auth::credentials::random_hex(32);
+    session
+        .insert(CSRF_KEY, &token)
+        .await
+        .map_err(|e| ApiError::Internal(format!("session: {e}")))?;
+    Ok(token)
+}
+
+/// Signs `user` in: a new session id (no fixation), a new CSRF token.
+pub async fn sign_in(session: &Session, user: SessionUser) -> Result<(), ApiError> {
+    let internal = |e: tower_sessions::session::Error| ApiError::Internal(format!("session: {e}"));
+    session.cycle_id().await.map_err(internal)?;
+    session
+        .insert(CSRF_KEY, crate::auth::credentials::random_hex(32))
+        .await
+        .map_err(internal)?;
+    session.insert(USER_KEY, user).await.map_err(internal)
+}
+
+/// Compares the request's CSRF token (header, or the form field of a form body) with the
+/// session's. A form body is read here and handed on unchanged.
+async fn check_csrf(req: Request, limit: usize, expected: Option<&str>) -> (Request, bool) {
+    let Some(expected) = expected else {
+        return (req, false);
+    };
+    if let Some(v) = req.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok()) {
+        let ok = same_secret(v, expected);
+        return (req, ok);
+    }
+    let is_form = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if !is_form {
+        return (req, false);
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, limit).await.unwrap_or_default();
+    let ok =
+        form_urlencoded::parse(&bytes).any(|(k, v)| k == CSRF_FIELD && same_secret(&v, expected));
+    (
+        Request::from_parts(parts, axum::body::Body::from(bytes)),
+        ok,
+    )
+}
+
+async fn audit(
+    state: &AppState,
+    spec: &RouteSpec,
+    caller: &Caller,
+    target: &str,
+    status: StatusCode,
+) {
+    let (actor, role) = caller.principal.as_ref().map_or_else(
+        || ("anonymous".to_owned(), String::new()),
+        |p| (p.username.clone(), p.role.to_string()),
+    );
+    let entry = AuditEntry {
+        at: Utc::now(),
+        actor,
+        role,
+        origin: caller.origin.clone(),
+        action: format!("{} {}", spec.method, spec.path),
+        target: target.to_owned(),
+        outcome: status.as_u16().to_string(),
+    };
+    if let Err(error) = state.store.record_audit(&entry).await {
+        tracing::error!(%error, action = %entry.action, "could not write the audit line");
+    }
+}
