@@ -707,6 +707,7 @@ async fn a_wrong_or_missing_password_is_refused_visibly_and_gets_no_data() -> an
         assert!(!c.connected(), "{case}");
         assert!(!c.subscribed(), "{case}");
         let error = c.last_error();
+        eprintln!("{case}: {error}");
         assert!(
             error.contains("refused") && error.contains("NotAuthorized"),
             "{case}: the status names the broker's refusal: {error}"
@@ -819,11 +820,13 @@ async fn expect_no_connection(p: &Pipeline, c: &Collector, case: &str) -> anyhow
     )
     .await
     .with_context(|| format!("{case}: {}", c.last_error()))?;
+    let error = c.last_error();
+    eprintln!("{case}: {error}");
     assert!(!c.connected(), "{case}");
     assert!(!c.subscribed(), "{case}");
     assert_eq!(p.count("accepted", "ok"), 0, "{case}");
     assert_eq!(p.stored().await?, 0, "{case}");
-    Ok(c.last_error())
+    Ok(error)
 }
 
 /// (d) Over TLS with `tls.ca_file` naming the broker's CA, data arrives; with another CA, or with no

@@ -143,6 +143,7 @@ pub fn options(cfg: &MqttConfig, host: &str, port: u16) -> Result<MqttOptions, E
         (None, None) => {}
     }
     if let Some(tls) = &cfg.tls {
+        choose_tls_provider();
         let read = |p: &std::path::Path| {
             std::fs::read(p).map_err(|source| Error::File {
                 path: p.display().to_string(),
@@ -174,6 +175,19 @@ pub fn options(cfg: &MqttConfig, host: &str, port: u16) -> Result<MqttOptions, E
         o.set_transport(transport);
     }
     Ok(o)
+}
+
+/// rumqttc builds its TLS client configuration with rustls' process-wide crypto provider, which
+/// rustls picks by itself only when exactly one provider is compiled in. Sunshare has two (ring,
+/// through reqwest; aws-lc-rs, through rumqttc's own TLS feature), so without a choice every TLS
+/// connection attempt panics in the collector task. Chooses aws-lc-rs (always there with rumqttc's
+/// TLS) unless the process has already chosen.
+fn choose_tls_provider() {
+    use rumqttc::tokio_rustls::rustls::crypto::{aws_lc_rs, CryptoProvider};
+    if CryptoProvider::get_default().is_none() {
+        // Losing a race against another caller is fine: either choice works.
+        let _ = aws_lc_rs::default_provider().install_default();
+    }
 }
 
 /// Problems seen since the last flush, aggregated so that a flood costs memory bounded by
