@@ -690,7 +690,27 @@ fn is_auth_error(e: &ConnectionError) -> bool {
     )
 }
 
+/// A TLS failure that surfaced as an I/O error: a TLS 1.3 broker checks the client's certificate
+/// after the client has finished its side of the handshake, so a missing or refused client
+/// certificate arrives as an alert on the first MQTT read.
+fn is_tls_alert(e: &ConnectionError) -> bool {
+    use rumqttc::StateError;
+    let io = match e {
+        ConnectionError::Io(io)
+        | ConnectionError::MqttState(StateError::Io(io))
+        | ConnectionError::MqttState(StateError::Deserialization(rumqttc::mqttbytes::Error::Io(
+            io,
+        ))) => io,
+        _ => return false,
+    };
+    io.get_ref()
+        .is_some_and(|inner| inner.is::<rumqttc::tokio_rustls::rustls::Error>())
+}
+
 fn connection_reason(e: &ConnectionError) -> &'static str {
+    if is_tls_alert(e) {
+        return "tls";
+    }
     match e {
         ConnectionError::ConnectionRefused(_) => "refused",
         ConnectionError::NetworkTimeout | ConnectionError::FlushTimeout => "timeout",
@@ -761,6 +781,24 @@ mod tests {
         );
         assert!(parse_broker("host:x", false).is_err());
         assert!(parse_broker("", false).is_err());
+    }
+
+    #[test]
+    fn a_tls_alert_after_the_handshake_counts_as_tls() {
+        use rumqttc::tokio_rustls::rustls;
+        let alert = || {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired),
+            )
+        };
+        let read = ConnectionError::MqttState(rumqttc::StateError::Deserialization(
+            rumqttc::mqttbytes::Error::Io(alert()),
+        ));
+        assert_eq!(connection_reason(&read), "tls");
+        assert_eq!(connection_reason(&ConnectionError::Io(alert())), "tls");
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert_eq!(connection_reason(&ConnectionError::Io(reset)), "io");
     }
 
     #[test]
