@@ -150,8 +150,29 @@ pub fn options(cfg: &MqttConfig, host: &str, port: u16) -> Result<MqttOptions, E
                 source,
             })
         };
+        // rumqttc parses these only when it connects, again at every attempt: a file without
+        // what it should hold is a configuration error, found at start.
+        let pem = |key: &str, p: &std::path::Path| -> Result<Vec<u8>, Error> {
+            use rumqttc::tokio_rustls::rustls::pki_types::{
+                pem::PemObject, CertificateDer, PrivateKeyDer,
+            };
+            let bytes = read(p)?;
+            let (holds, what) = if key == "client_key" {
+                (PrivateKeyDer::from_pem_slice(&bytes).is_ok(), "private key")
+            } else {
+                let mut certs = CertificateDer::pem_slice_iter(&bytes);
+                (certs.any(|c| c.is_ok()), "certificate")
+            };
+            if !holds {
+                return Err(Error::Config(format!(
+                    "mqtt.tls.{key} {}: no PEM {what} in it",
+                    p.display()
+                )));
+            }
+            Ok(bytes)
+        };
         let client_auth = match (&tls.client_cert, &tls.client_key) {
-            (Some(c), Some(k)) => Some((read(c)?, read(k)?)),
+            (Some(c), Some(k)) => Some((pem("client_cert", c)?, pem("client_key", k)?)),
             (None, None) => None,
             _ => {
                 return Err(Error::Config(
@@ -161,7 +182,7 @@ pub fn options(cfg: &MqttConfig, host: &str, port: u16) -> Result<MqttOptions, E
         };
         let transport = match &tls.ca_file {
             Some(ca) => rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Simple {
-                ca: read(ca)?,
+                ca: pem("ca_file", ca)?,
                 alpn: None,
                 client_auth,
             }),
@@ -799,6 +820,49 @@ mod tests {
         assert_eq!(connection_reason(&ConnectionError::Io(alert())), "tls");
         let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
         assert_eq!(connection_reason(&ConnectionError::Io(reset)), "io");
+    }
+
+    #[test]
+    fn tls_files_without_pem_are_refused_at_start() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let write = |name: &str, text: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).expect("write");
+            p.display().to_string()
+        };
+        let not_pem = write("notes.txt", "this is not a certificate\n");
+        // A syntactically fine PEM section of another kind: no certificate, no key.
+        let other = write(
+            "req.pem",
+            "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n",
+        );
+        let cfg = |tls: &str| -> MqttConfig {
+            toml::from_str(&format!("broker = \"b:8883\"\ntls = {tls}")).expect("mqtt table")
+        };
+        for (tls, key) in [
+            (format!("{{ ca_file = {not_pem:?} }}"), "mqtt.tls.ca_file"),
+            (format!("{{ ca_file = {other:?} }}"), "mqtt.tls.ca_file"),
+        ] {
+            let e = options(&cfg(&tls), "b", 8883).expect_err(&tls);
+            assert!(e.to_string().contains(key), "{e}");
+            assert!(e.to_string().contains("no PEM certificate"), "{e}");
+        }
+        let ca = write(
+            "ca.pem",
+            &rcgen::generate_simple_self_signed(vec!["ca".to_owned()])
+                .expect("certificate")
+                .cert
+                .pem(),
+        );
+        let tls = format!("{{ ca_file = {ca:?}, client_cert = {ca:?}, client_key = {other:?} }}");
+        let e = options(&cfg(&tls), "b", 8883).expect_err("no key");
+        assert!(e.to_string().contains("mqtt.tls.client_key"), "{e}");
+        assert!(e.to_string().contains("no PEM private key"), "{e}");
+        let tls =
+            format!("{{ ca_file = {ca:?}, client_cert = {not_pem:?}, client_key = {other:?} }}");
+        let e = options(&cfg(&tls), "b", 8883).expect_err("no client certificate");
+        assert!(e.to_string().contains("mqtt.tls.client_cert"), "{e}");
+        assert!(options(&cfg(&format!("{{ ca_file = {ca:?} }}")), "b", 8883).is_ok());
     }
 
     #[test]
