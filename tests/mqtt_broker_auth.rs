@@ -670,7 +670,7 @@ async fn the_right_password_logs_in_and_a_loggers_message_is_stored() -> anyhow:
 
 /// (b) A wrong password, or none at all, is refused by the broker: the collector gets no data, counts
 /// `connection_error/refused`, reports itself disconnected with the broker's refusal, and keeps
-/// trying. The same deployment with the right password (given through `SUNSHARE_MQTT__PASSWORD`)
+/// trying at the longest backoff. The same deployment with the right password (given through `SUNSHARE_MQTT__PASSWORD`)
 /// then gets the logger's messages, so the password was the only thing wrong.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_or_missing_password_is_refused_visibly_and_gets_no_data() -> anyhow::Result<()> {
@@ -696,11 +696,26 @@ async fn a_wrong_or_missing_password_is_refused_visibly_and_gets_no_data() -> an
         let d = deployment(&id, &format!("{id}-{n}"), mqtt, &[])?;
         let p = Pipeline::new(&d).await?;
         let c = p.collector(&d)?;
-        wait_for("two refused logins", Duration::from_secs(20), || async {
-            Ok(p.count("connection_error", "refused") >= 2)
+        wait_for("a refused login", Duration::from_secs(20), || async {
+            Ok(p.count("connection_error", "refused") >= 1)
         })
         .await
         .with_context(|| format!("{case}: {}", c.last_error()))?;
+        let first = Instant::now();
+        wait_for(
+            "a second refused login",
+            Duration::from_secs(20),
+            || async { Ok(p.count("connection_error", "refused") >= 2) },
+        )
+        .await
+        .with_context(|| format!("{case}: {}", c.last_error()))?;
+        // A refusal goes straight to the longest wait (reconnect_max = 1 s, jittered down to no
+        // less than half): not the 50 ms a first retry after a lost connection would wait.
+        let between = first.elapsed();
+        assert!(
+            between >= Duration::from_millis(400),
+            "{case}: retried {between:?} after a refused login"
+        );
         logger
             .publish(&topic(&id, "L1"), record(10 + n as i64, 50.0))
             .await?;
