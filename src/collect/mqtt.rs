@@ -143,14 +143,36 @@ pub fn options(cfg: &MqttConfig, host: &str, port: u16) -> Result<MqttOptions, E
         (None, None) => {}
     }
     if let Some(tls) = &cfg.tls {
+        choose_tls_provider();
         let read = |p: &std::path::Path| {
             std::fs::read(p).map_err(|source| Error::File {
                 path: p.display().to_string(),
                 source,
             })
         };
+        // rumqttc parses these only when it connects, again at every attempt: a file without
+        // what it should hold is a configuration error, found at start.
+        let pem = |key: &str, p: &std::path::Path| -> Result<Vec<u8>, Error> {
+            use rumqttc::tokio_rustls::rustls::pki_types::{
+                pem::PemObject, CertificateDer, PrivateKeyDer,
+            };
+            let bytes = read(p)?;
+            let (holds, what) = if key == "client_key" {
+                (PrivateKeyDer::from_pem_slice(&bytes).is_ok(), "private key")
+            } else {
+                let mut certs = CertificateDer::pem_slice_iter(&bytes);
+                (certs.any(|c| c.is_ok()), "certificate")
+            };
+            if !holds {
+                return Err(Error::Config(format!(
+                    "mqtt.tls.{key} {}: no PEM {what} in it",
+                    p.display()
+                )));
+            }
+            Ok(bytes)
+        };
         let client_auth = match (&tls.client_cert, &tls.client_key) {
-            (Some(c), Some(k)) => Some((read(c)?, read(k)?)),
+            (Some(c), Some(k)) => Some((pem("client_cert", c)?, pem("client_key", k)?)),
             (None, None) => None,
             _ => {
                 return Err(Error::Config(
@@ -160,7 +182,7 @@ pub fn options(cfg: &MqttConfig, host: &str, port: u16) -> Result<MqttOptions, E
         };
         let transport = match &tls.ca_file {
             Some(ca) => rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Simple {
-                ca: read(ca)?,
+                ca: pem("ca_file", ca)?,
                 alpn: None,
                 client_auth,
             }),
@@ -174,6 +196,19 @@ pub fn options(cfg: &MqttConfig, host: &str, port: u16) -> Result<MqttOptions, E
         o.set_transport(transport);
     }
     Ok(o)
+}
+
+/// rumqttc builds its TLS client configuration with rustls' process-wide crypto provider, which
+/// rustls picks by itself only when exactly one provider is compiled in. Sunshare has two (ring,
+/// through reqwest; aws-lc-rs, through rumqttc's own TLS feature), so without a choice every TLS
+/// connection attempt panics in the collector task. Chooses aws-lc-rs (always there with rumqttc's
+/// TLS) unless the process has already chosen.
+fn choose_tls_provider() {
+    use rumqttc::tokio_rustls::rustls::crypto::{aws_lc_rs, CryptoProvider};
+    if CryptoProvider::get_default().is_none() {
+        // Losing a race against another caller is fine: either choice works.
+        let _ = aws_lc_rs::default_provider().install_default();
+    }
 }
 
 /// Problems seen since the last flush, aggregated so that a flood costs memory bounded by
@@ -676,7 +711,27 @@ fn is_auth_error(e: &ConnectionError) -> bool {
     )
 }
 
+/// A TLS failure that surfaced as an I/O error: a TLS 1.3 broker checks the client's certificate
+/// after the client has finished its side of the handshake, so a missing or refused client
+/// certificate arrives as an alert on the first MQTT read.
+fn is_tls_alert(e: &ConnectionError) -> bool {
+    use rumqttc::StateError;
+    let io = match e {
+        ConnectionError::Io(io)
+        | ConnectionError::MqttState(StateError::Io(io))
+        | ConnectionError::MqttState(StateError::Deserialization(rumqttc::mqttbytes::Error::Io(
+            io,
+        ))) => io,
+        _ => return false,
+    };
+    io.get_ref()
+        .is_some_and(|inner| inner.is::<rumqttc::tokio_rustls::rustls::Error>())
+}
+
 fn connection_reason(e: &ConnectionError) -> &'static str {
+    if is_tls_alert(e) {
+        return "tls";
+    }
     match e {
         ConnectionError::ConnectionRefused(_) => "refused",
         ConnectionError::NetworkTimeout | ConnectionError::FlushTimeout => "timeout",
@@ -747,6 +802,67 @@ mod tests {
         );
         assert!(parse_broker("host:x", false).is_err());
         assert!(parse_broker("", false).is_err());
+    }
+
+    #[test]
+    fn a_tls_alert_after_the_handshake_counts_as_tls() {
+        use rumqttc::tokio_rustls::rustls;
+        let alert = || {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired),
+            )
+        };
+        let read = ConnectionError::MqttState(rumqttc::StateError::Deserialization(
+            rumqttc::mqttbytes::Error::Io(alert()),
+        ));
+        assert_eq!(connection_reason(&read), "tls");
+        assert_eq!(connection_reason(&ConnectionError::Io(alert())), "tls");
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert_eq!(connection_reason(&ConnectionError::Io(reset)), "io");
+    }
+
+    #[test]
+    fn tls_files_without_pem_are_refused_at_start() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let write = |name: &str, text: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).expect("write");
+            p.display().to_string()
+        };
+        let not_pem = write("notes.txt", "this is not a certificate\n");
+        // A syntactically fine PEM section of another kind: no certificate, no key.
+        let other = write(
+            "req.pem",
+            "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n",
+        );
+        let cfg = |tls: &str| -> MqttConfig {
+            toml::from_str(&format!("broker = \"b:8883\"\ntls = {tls}")).expect("mqtt table")
+        };
+        for (tls, key) in [
+            (format!("{{ ca_file = {not_pem:?} }}"), "mqtt.tls.ca_file"),
+            (format!("{{ ca_file = {other:?} }}"), "mqtt.tls.ca_file"),
+        ] {
+            let e = options(&cfg(&tls), "b", 8883).expect_err(&tls);
+            assert!(e.to_string().contains(key), "{e}");
+            assert!(e.to_string().contains("no PEM certificate"), "{e}");
+        }
+        let ca = write(
+            "ca.pem",
+            &rcgen::generate_simple_self_signed(vec!["ca".to_owned()])
+                .expect("certificate")
+                .cert
+                .pem(),
+        );
+        let tls = format!("{{ ca_file = {ca:?}, client_cert = {ca:?}, client_key = {other:?} }}");
+        let e = options(&cfg(&tls), "b", 8883).expect_err("no key");
+        assert!(e.to_string().contains("mqtt.tls.client_key"), "{e}");
+        assert!(e.to_string().contains("no PEM private key"), "{e}");
+        let tls =
+            format!("{{ ca_file = {ca:?}, client_cert = {not_pem:?}, client_key = {other:?} }}");
+        let e = options(&cfg(&tls), "b", 8883).expect_err("no client certificate");
+        assert!(e.to_string().contains("mqtt.tls.client_cert"), "{e}");
+        assert!(options(&cfg(&format!("{{ ca_file = {ca:?} }}")), "b", 8883).is_ok());
     }
 
     #[test]
