@@ -67,9 +67,9 @@ pub fn parse_form<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 }
 
 pub(super) fn body_error(e: axum::extract::rejection::BytesRejection) -> ApiError {
-    use axum::extract::rejection::BytesRejection;
+    use axum::extract::rejection::{BytesRejection, FailedToBufferBody};
     match e {
-        BytesRejection::FailedToBufferBody(inner) if inner.body_text().contains("length limit") => {
+        BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => {
             ApiError::TooLarge {
                 limit: super::MAX_BODY,
             }

@@ -80,6 +80,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 
 pub async fn guard(State(g): State<Guarded>, req: Request, next: Next) -> Response {
     let spec = g.spec;
+    // Public routes that change state (signing in) write their own, more telling, audit lines.
+    let audited = spec.changes_state() && spec.access.action != crate::auth::Action::Public;
     match admit(&g, req).await {
         Ok((req, caller)) => {
             let _permit = if spec.heavy {
@@ -93,13 +95,30 @@ pub async fn guard(State(g): State<Guarded>, req: Request, next: Next) -> Respon
             };
             let target = req.uri().path().to_owned();
             let response = next.run(req).await;
-            if spec.changes_state() {
+            if audited {
                 audit(&g.state, &spec, &caller, &target, response.status()).await;
             }
             response
         }
-        Err(response) => response,
+        Err(Refused {
+            response,
+            caller,
+            target,
+        }) => {
+            // A refused attempt to change something is worth as much to the auditor.
+            if audited {
+                audit(&g.state, &spec, &caller, &target, response.status()).await;
+            }
+            response
+        }
     }
+}
+
+/// A request the guard answered itself, with who it was (if known) for the audit line.
+struct Refused {
+    response: Response,
+    caller: Caller,
+    target: String,
 }
 
 fn busy() -> Response {
@@ -118,57 +137,65 @@ fn busy() -> Response {
 
 /// Resolves the caller and the place, decides, checks CSRF; hands the request on with the
 /// [`Caller`] attached, or answers for it.
-async fn admit(g: &Guarded, mut req: Request) -> Result<(Request, Caller), Response> {
+async fn admit(g: &Guarded, mut req: Request) -> Result<(Request, Caller), Refused> {
     let spec = &g.spec;
     let state = &g.state;
-    let origin = origin_of(&req);
+    let mut caller = Caller {
+        principal: None,
+        csrf: None,
+        origin: origin_of(&req),
+    };
     let session = req.extensions().get::<Session>().cloned();
-    let principal = principal(state, req.headers(), session.as_ref())
-        .await
-        .map_err(|e| refuse(spec, &req, e))?;
+    let refused = |req: &Request, caller: &Caller, e: ApiError| Refused {
+        response: refuse(spec, req, e),
+        caller: caller.clone(),
+        target: req.uri().path().to_owned(),
+    };
+    caller.principal = match principal(state, req.headers(), session.as_ref()).await {
+        Ok(p) => p,
+        Err(e) => return Err(refused(&req, &caller, e)),
+    };
     let place = match place(state, spec.access.place, &mut req).await {
         Ok(p) => p,
-        Err(e) => return Err(refuse(spec, &req, e)),
+        Err(e) => return Err(refused(&req, &caller, e)),
     };
-    match decide(principal.as_ref(), spec.access.action, place.as_ref()) {
+    match decide(
+        caller.principal.as_ref(),
+        spec.access.action,
+        place.as_ref(),
+    ) {
         Decision::Allow => {}
         Decision::Unauthenticated => {
-            return Err(refuse(
-                spec,
-                &req,
-                ApiError::Unauthorized(
-                    "present an API token (Authorization: Bearer ...) or sign in at /login".into(),
-                ),
-            ))
+            let e = ApiError::Unauthorized(
+                "present an API token (Authorization: Bearer ...) or sign in at /login".into(),
+            );
+            return Err(refused(&req, &caller, e));
         }
         Decision::Forbidden(reason) => {
-            return Err(refuse(spec, &req, ApiError::Forbidden(reason)));
+            return Err(refused(&req, &caller, ApiError::Forbidden(reason)));
         }
     }
-    let from_browser = principal.as_ref().is_none_or(|p| p.via == Via::Session);
-    let csrf = match &session {
-        Some(s) if from_browser => existing_csrf(s).await.map_err(|e| refuse(spec, &req, e))?,
-        _ => None,
-    };
+    let from_browser = caller
+        .principal
+        .as_ref()
+        .is_none_or(|p| p.via == Via::Session);
+    if let (Some(s), true) = (&session, from_browser) {
+        caller.csrf = match existing_csrf(s).await {
+            Ok(t) => t,
+            Err(e) => return Err(refused(&req, &caller, e)),
+        };
+    }
     if spec.changes_state() && from_browser {
-        let (checked, ok) = check_csrf(req, spec.body_limit, csrf.as_deref()).await;
+        let (checked, ok) = check_csrf(req, spec.body_limit, caller.csrf.as_deref()).await;
         req = checked;
         if !ok {
-            return Err(refuse(
-                spec,
-                &req,
-                ApiError::Forbidden(
-                    "the form's CSRF token is missing or out of date: reload the page and try again"
-                        .into(),
-                ),
-            ));
+            let e = ApiError::Forbidden(
+                "the form's CSRF token is missing or out of date: reload the page and try again"
+                    .into(),
+            );
+            return Err(refused(&req, &caller, e));
         }
     }
-    let caller = Caller {
-        principal,
-        csrf,
-        origin,
-    };
     req.extensions_mut().insert(caller.clone());
     Ok((req, caller))
 }

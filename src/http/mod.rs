@@ -109,6 +109,7 @@ pub fn router(state: AppState) -> Router {
     );
     routes()
         .into_router(&state)
+        .method_not_allowed_fallback(wrong_method)
         .fallback(fallback)
         .layer(sessions)
         .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_UPLOAD))
@@ -129,13 +130,49 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// No route here: a state change without a credential is still a 401, whatever the path.
-async fn fallback(method: Method, headers: axum::http::HeaderMap) -> Response {
+/// Whether a state change to a path that does not take it comes from someone signed in: if not,
+/// it is a 401 like any other anonymous state change.
+async fn anonymous_change(
+    state: &AppState,
+    method: &Method,
+    headers: &axum::http::HeaderMap,
+    session: Option<&tower_sessions::Session>,
+) -> bool {
     let reading = method == Method::GET || method == Method::HEAD;
-    if !reading && !headers.contains_key(header::AUTHORIZATION) {
+    !reading && !matches!(guard::principal(state, headers, session).await, Ok(Some(_)))
+}
+
+/// No route here.
+async fn fallback(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    method: Method,
+    headers: axum::http::HeaderMap,
+    session: tower_sessions::Session,
+) -> Response {
+    if anonymous_change(&state, &method, &headers, Some(&session)).await {
         return ApiError::Unauthorized("present an API token or sign in".into()).into_response();
     }
     ApiError::NotFound("no such page or endpoint".into()).into_response()
+}
+
+/// A path that exists, with a method it does not take.
+async fn wrong_method(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    method: Method,
+    headers: axum::http::HeaderMap,
+    session: tower_sessions::Session,
+) -> Response {
+    if anonymous_change(&state, &method, &headers, Some(&session)).await {
+        return ApiError::Unauthorized("present an API token or sign in".into()).into_response();
+    }
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        axum::Json(serde_json::json!({
+            "error": "method_not_allowed",
+            "message": format!("{method} is not accepted here"),
+        })),
+    )
+        .into_response()
 }
 
 /// Serves until `cancel` fires, then finishes in-flight requests.
