@@ -1,100 +1,614 @@
-//! The fleet page in a real browser: headless Chromium loads it from the service on port 0, runs its
-//! script (which polls the JSON API and updates the cells in place) and hands back the live DOM.
+//! The pages in a real browser: headless Chromium driven over WebDriver (Debian's chromedriver,
+//! started here on a free port) against the service started on port 0. A village accountant signs
+//! in through the login form, sees only their village, is refused another's, signs out; the fleet
+//! page's script updates its cells in place from the JSON API while signed in.
 //!
-//! Runs when `SUNSHARE_TEST_CHROMIUM` names a Chromium binary (CI sets it); otherwise says it skipped.
+//! Runs when `SUNSHARE_TEST_CHROMIUM` names a Chromium binary (CI sets it); otherwise says it
+//! skipped. `SUNSHARE_TEST_CHROMEDRIVER` names chromedriver (default /usr/bin/chromedriver).
+//! Screenshots land in `target/test-artifacts/`.
 
 use chrono::Utc;
-use std::process::Command;
+use fantoccini::{Client, ClientBuilder, Locator};
+use secrecy::SecretString;
+use std::future::Future;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use sunshare::app;
+use std::time::{Duration, Instant};
+use sunshare::accounts::{add_user, NewUser};
+use sunshare::app::{self, Running};
 use sunshare::config::Deployment;
-use sunshare::domain::{DeviceState, Metric, Readings, Sample};
-use tokio::net::TcpListener;
+use sunshare::domain::{
+    DeviceId, DeviceState, Metric, Readings, Role, Sample, ScopeEntry, StationId,
+};
+
+const VILLAGE_A: &str = "140121101201";
+const VILLAGE_B: &str = "140121101202";
+const STATION_A: &str = "DY-01";
+const STATION_B: &str = "XL-01";
+const STATION_A_NAME: &str = "东于村光伏电站";
+const STATION_B_NAME: &str = "西梁村光伏电站";
+
+const ACCOUNTANT: &str = "acct-dongyu";
+const ACCOUNTANT_NAME: &str = "赵春梅";
+const ACCOUNTANT_PASSWORD: &str = "Chunmei-2026-pv";
+
+const CONFIG: &str = r#"
+[[counties]]
+id = "140121"
+name = "清徐县"
+province = "shanxi"
+
+[[townships]]
+id = "140121-101"
+name = "东于镇"
+county = "140121"
+
+[[villages]]
+code = "140121101201"
+name = "东于村"
+township = "140121-101"
+
+[[villages]]
+code = "140121101202"
+name = "西梁村"
+township = "140121-101"
+
+[[tariffs]]
+id = "shanxi-2017"
+price = "0.85"
+province = "shanxi"
+
+[[coal_prices]]
+province = "shanxi"
+from = "2017-07-01"
+price = "0.332"
+
+[[stations]]
+id = "DY-01"
+name = "东于村光伏电站"
+kind = "village"
+county = "140121"
+capacity_kwp = 300
+latitude = 37.607
+longitude = 112.358
+commissioned = "2017-06-30"
+tariff = "shanxi-2017"
+village = "140121101201"
+
+[[stations]]
+id = "XL-01"
+name = "西梁村光伏电站"
+kind = "village"
+county = "140121"
+capacity_kwp = 200
+latitude = 37.612
+longitude = 112.371
+commissioned = "2018-05-20"
+tariff = "shanxi-2017"
+village = "140121101202"
+
+[[devices]]
+id = "DY-01-INV1"
+station = "DY-01"
+kind = "inverter"
+model = "huawei_sun2000"
+transport = { type = "mqtt", logger = "dtu-dongyu", unit = 1 }
+rated_power_w = 100000
+
+[[devices]]
+id = "DY-01-INV2"
+station = "DY-01"
+kind = "inverter"
+model = "huawei_sun2000"
+transport = { type = "mqtt", logger = "dtu-dongyu", unit = 2 }
+rated_power_w = 100000
+
+[[devices]]
+id = "XL-01-INV1"
+station = "XL-01"
+kind = "inverter"
+model = "sungrow_sg"
+transport = { type = "mqtt", logger = "dtu-xiliang", unit = 1 }
+rated_power_w = 110000
+
+[[households]]
+id = "1401211012010001"
+village = "140121101201"
+head = "王秀兰"
+status = [{ status = "not_exited", from = "2016-03-01" }]
+labour = "weak"
+
+[[households]]
+id = "1401211012020001"
+village = "140121101202"
+head = "李建国"
+status = [{ status = "not_exited", from = "2016-03-01" }]
+labour = "full"
+"#;
+
+/// How long any one thing may take to show up in the browser or the store.
+const PATIENCE: Duration = Duration::from_secs(20);
 
 fn chromium() -> Option<String> {
     match std::env::var("SUNSHARE_TEST_CHROMIUM") {
-        Ok(path) => Some(path),
-        Err(_) => {
-            sunshare::store::testing::announce_skip("SKIPPED (Chromium) fleet page browser test: set SUNSHARE_TEST_CHROMIUM=/usr/bin/chromium to run it");
+        Ok(path) if !path.is_empty() => Some(path),
+        _ => {
+            sunshare::store::testing::announce_skip("SKIPPED (Chromium) browser tests: set SUNSHARE_TEST_CHROMIUM=/usr/bin/chromium (and SUNSHARE_TEST_CHROMEDRIVER if chromedriver is not /usr/bin/chromedriver) to run them");
             None
         }
     }
 }
 
-/// Loads `url` headless with enough virtual time for the page's 15 s refresh to fire once.
-fn dump_dom(chromium: &str, url: &str, profile: &std::path::Path) -> String {
-    let out = Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--virtual-time-budget=20000",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg("--dump-dom")
-        .arg(url)
-        .output()
-        .expect("chromium runs");
-    assert!(
-        out.status.success(),
-        "chromium failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+/// Polls `probe` until it yields a value, at most [`PATIENCE`]; panics naming `what` otherwise.
+async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "gave up after {PATIENCE:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// chromedriver on a free port, in a process group of its own so that dropping it also ends the
+/// Chromium it started, whatever state the test left the session in.
+struct Driver {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Driver {
+    async fn start(dir: &Path) -> Driver {
+        let bin = std::env::var("SUNSHARE_TEST_CHROMEDRIVER")
+            .ok()
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| "/usr/bin/chromedriver".to_owned());
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let log = dir.join("chromedriver.log");
+        let child = Command::new(&bin)
+            .arg(format!("--port={port}"))
+            .arg(format!("--log-path={}", log.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {bin}: {e}"));
+        let mut driver = Driver { child, port, log };
+        let status = format!("http://127.0.0.1:{port}/status");
+        let http = reqwest::Client::new();
+        eventually("chromedriver to report ready", || {
+            let exited = driver.child.try_wait().expect("child status");
+            assert!(
+                exited.is_none(),
+                "chromedriver exited ({exited:?}): {}",
+                driver.log_text()
+            );
+            let request = http.get(&status).send();
+            async move {
+                let body: serde_json::Value = request.await.ok()?.json().await.ok()?;
+                (body["value"]["ready"] == true).then_some(())
+            }
+        })
+        .await;
+        driver
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // The group id is chromedriver's pid (process_group(0)); Chromium and its helpers are in it.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A WebDriver session in a fresh Chromium profile. Field order matters: the session is closed
+/// (by `close`) before the driver is dropped, and the profile is removed last.
+struct Browser {
+    client: Client,
+    driver: Driver,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    async fn open(chromium: &str) -> Browser {
+        // rustls, which the WebDriver client is built on, cannot choose a crypto provider by
+        // itself when the build has two (ring and aws-lc-rs); the connection is plain HTTP anyway.
+        let _ =
+            rumqttc::tokio_rustls::rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let profile = tempfile::tempdir().expect("profile dir");
+        let driver = Driver::start(profile.path()).await;
+        let user_data = profile.path().join("chromium");
+        let caps = serde_json::json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": chromium,
+                "args": [
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-quic",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--window-size=1280,900",
+                    format!("--user-data-dir={}", user_data.display()),
+                ],
+            },
+        });
+        let serde_json::Value::Object(caps) = caps else {
+            unreachable!("a JSON object")
+        };
+        let client = ClientBuilder::rustls()
+            .expect("TLS roots")
+            .capabilities(caps)
+            .connect(&driver.url())
+            .await
+            .unwrap_or_else(|e| panic!("WebDriver session: {e}\n{}", driver.log_text()));
+        Browser {
+            client,
+            driver,
+            _profile: profile,
+        }
+    }
+
+    async fn close(self) {
+        let Browser {
+            client,
+            driver,
+            _profile,
+        } = self;
+        client.close().await.expect("closing the session");
+        drop(driver);
+    }
+}
+
+/// The service with the deployment above and the accountant of village A.
+async fn service(dir: &Path) -> (Running, Arc<Deployment>) {
+    let deployment = Arc::new(
+        Deployment::from_str_with_env("browser.toml", CONFIG, &[], &app::known_models())
+            .unwrap_or_else(|e| panic!("{e}")),
     );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let running = app::start(Arc::clone(&deployment), &dir.join("data"), listener)
+        .await
+        .expect("start");
+    add_user(
+        &running.store,
+        &deployment,
+        NewUser {
+            username: ACCOUNTANT.to_owned(),
+            display_name: ACCOUNTANT_NAME.to_owned(),
+            role: Role::Accountant,
+            scope: vec![ScopeEntry::Village(VILLAGE_A.to_owned())],
+            password: SecretString::from(ACCOUNTANT_PASSWORD),
+        },
+        "test",
+        "test",
+    )
+    .await
+    .expect("add the accountant");
+    (running, deployment)
+}
+
+/// The path (and query) the browser is on.
+async fn location(c: &Client) -> String {
+    let url = c.current_url().await.expect("current url");
+    match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_owned(),
+    }
+}
+
+/// Waits until the browser is on `path` and `css` matches; returns that element's text.
+async fn arrive(c: &Client, path: &str, css: &str) -> String {
+    eventually(&format!("{path} with {css}"), || async move {
+        if location(c).await != path {
+            return None;
+        }
+        c.find(Locator::Css(css)).await.ok()?.text().await.ok()
+    })
+    .await
+}
+
+async fn fill(c: &Client, name: &str, value: &str) {
+    let field = c
+        .find(Locator::Css(&format!(
+            "form[action=\"/login\"] input[name=\"{name}\"]"
+        )))
+        .await
+        .unwrap_or_else(|e| panic!("login field {name}: {e}"));
+    field.clear().await.expect("clear");
+    field.send_keys(value).await.expect("type");
+}
+
+/// Fills in and submits the login form the browser is on.
+async fn submit_login(c: &Client, username: &str, password: &str) {
+    fill(c, "username", username).await;
+    fill(c, "password", password).await;
+    c.find(Locator::Css(
+        "form[action=\"/login\"] button[type=\"submit\"]",
+    ))
+    .await
+    .expect("sign-in button")
+    .click()
+    .await
+    .expect("click sign in");
+}
+
+fn artifacts() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let dir = target.join("test-artifacts");
+    std::fs::create_dir_all(&dir).expect("artifacts dir");
+    dir
+}
+
+async fn screenshot(c: &Client, name: &str) {
+    let png = c.screenshot().await.expect("screenshot");
+    assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+    let path = artifacts().join(name);
+    std::fs::write(&path, png).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+}
+
+async fn body_text(c: &Client) -> String {
+    c.find(Locator::Css("body"))
+        .await
+        .expect("body")
+        .text()
+        .await
+        .expect("body text")
+}
+
+/// The station rows of the fleet table, by `data-station`.
+async fn fleet_rows(c: &Client) -> Vec<String> {
+    let mut ids = Vec::new();
+    for row in c
+        .find_all(Locator::Css("#fleet tr[data-station]"))
+        .await
+        .expect("fleet rows")
+    {
+        ids.extend(row.attr("data-station").await.expect("attribute"));
+    }
+    ids
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fleet_page_renders_and_refreshes_in_chromium() {
+async fn accountant_signs_in_sees_only_their_village_and_signs_out() {
     let Some(chromium) = chromium() else { return };
     let dir = tempfile::tempdir().expect("temp dir");
-    let deployment = Arc::new(
-        Deployment::from_str_with_env(
-            "example",
-            include_str!("../sunshare.example.toml"),
-            &[],
-            &app::known_models(),
-        )
-        .expect("valid"),
-    );
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let running = app::start(Arc::clone(&deployment), dir.path(), listener)
+    let (running, _deployment) = service(dir.path()).await;
+    let base = format!("http://{}", running.http_addr);
+    let browser = Browser::open(&chromium).await;
+    let c = &browser.client;
+
+    // Not signed in: the fleet page sends the browser to the login form, to come back to `/`.
+    c.goto(&format!("{base}/")).await.expect("open /");
+    let heading = arrive(c, "/login?next=%2F", ".login h1").await;
+    assert!(heading.contains("登录"), "login heading: {heading}");
+    assert!(c.find(Locator::Css("#signed-in")).await.is_err());
+    screenshot(c, "login.png").await;
+
+    // A wrong password: the error in place, the name kept, nobody signed in.
+    submit_login(c, ACCOUNTANT, "not-the-password").await;
+    let error = arrive(c, "/login", "#login-error").await;
+    assert!(error.contains("用户名或密码不正确"), "login error: {error}");
+    let kept = c
+        .find(Locator::Css("input[name=\"username\"]"))
         .await
-        .expect("start");
-    let device = &deployment.devices[0];
+        .expect("username field")
+        .prop("value")
+        .await
+        .expect("value");
+    assert_eq!(kept.as_deref(), Some(ACCOUNTANT));
+    assert!(c.find(Locator::Css("#signed-in")).await.is_err());
+    screenshot(c, "login-error.png").await;
+    c.goto(&format!("{base}/")).await.expect("open /");
+    arrive(c, "/login?next=%2F", "form[action=\"/login\"]").await;
+
+    // The right password: back on the fleet page, as the accountant, with village A's station only.
+    submit_login(c, ACCOUNTANT, ACCOUNTANT_PASSWORD).await;
+    let who = arrive(c, "/", "#signed-in").await;
+    assert!(
+        who.contains(ACCOUNTANT_NAME) && who.contains("村会计"),
+        "header: {who}"
+    );
+    assert_eq!(fleet_rows(c).await, vec![STATION_A.to_owned()]);
+    let text = body_text(c).await;
+    assert!(text.contains(STATION_A_NAME), "{text}");
+    assert!(
+        !text.contains(STATION_B_NAME) && !text.contains(STATION_B),
+        "village B's station on the accountant's fleet page: {text}"
+    );
+    screenshot(c, "fleet-accountant.png").await;
+
+    // The villages list: A only.
+    c.goto(&format!("{base}/villages"))
+        .await
+        .expect("open /villages");
+    arrive(c, "/villages", "#signed-in").await;
+    let mut listed = Vec::new();
+    for a in c
+        .find_all(Locator::Css("main a[href^=\"/villages/\"]"))
+        .await
+        .expect("village links")
+    {
+        listed.extend(a.attr("href").await.expect("href"));
+    }
+    assert_eq!(listed, vec![format!("/villages/{VILLAGE_A}")]);
+    let text = body_text(c).await;
+    assert!(
+        text.contains("东于村") && !text.contains("西梁村"),
+        "{text}"
+    );
+
+    // Their own village opens; village B's page and station are refused with a 403 page.
+    c.goto(&format!("{base}/villages/{VILLAGE_A}"))
+        .await
+        .expect("open village A");
+    let own = arrive(c, &format!("/villages/{VILLAGE_A}"), "main h1").await;
+    assert!(own.contains("东于村"), "village A's page: {own}");
+    c.goto(&format!("{base}/stations/{STATION_B}"))
+        .await
+        .expect("open station B");
+    let refused = arrive(c, &format!("/stations/{STATION_B}"), "main h1").await;
+    assert!(refused.contains("403"), "station B: {refused}");
+    c.goto(&format!("{base}/villages/{VILLAGE_B}"))
+        .await
+        .expect("open village B");
+    let refused = arrive(c, &format!("/villages/{VILLAGE_B}"), "main h1").await;
+    assert!(refused.contains("403"), "village B: {refused}");
+    let text = body_text(c).await;
+    assert!(
+        !text.contains("李建国"),
+        "village B's household shown: {text}"
+    );
+    screenshot(c, "forbidden.png").await;
+
+    // Signing out from the header: on the login form, and the session is gone.
+    c.goto(&format!("{base}/")).await.expect("open /");
+    arrive(c, "/", "#signed-in").await;
+    c.find(Locator::Css("header form[action=\"/logout\"] button"))
+        .await
+        .expect("sign-out button")
+        .click()
+        .await
+        .expect("click sign out");
+    arrive(c, "/login", "form[action=\"/login\"]").await;
+    c.goto(&format!("{base}/")).await.expect("open / again");
+    arrive(c, "/login?next=%2F", "form[action=\"/login\"]").await;
+    assert!(c.find(Locator::Css("#signed-in")).await.is_err());
+
+    browser.close().await;
+    running.shutdown().await;
+}
+
+fn producing(device: &str, watts: f64) -> Sample {
     let mut readings = Readings::default();
-    readings.set(Metric::AcPowerW, 87_500.0);
+    readings.set(Metric::AcPowerW, watts);
     readings.state = Some(DeviceState::Producing);
+    Sample {
+        device: DeviceId::new(device),
+        at: Utc::now(),
+        readings,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_page_refreshes_in_place_when_signed_in() {
+    let Some(chromium) = chromium() else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (running, _deployment) = service(dir.path()).await;
+    let base = format!("http://{}", running.http_addr);
+    let browser = Browser::open(&chromium).await;
+    let c = &browser.client;
+
+    c.goto(&format!("{base}/")).await.expect("open /");
+    arrive(c, "/login?next=%2F", "form[action=\"/login\"]").await;
+    submit_login(c, ACCOUNTANT, ACCOUNTANT_PASSWORD).await;
+    arrive(c, "/", "#signed-in").await;
+    let power_cell = format!("#fleet tr[data-station=\"{STATION_A}\"] .power");
+    let text_of = |css: String| async move {
+        c.find(Locator::Css(&css))
+            .await
+            .unwrap_or_else(|e| panic!("{css}: {e}"))
+            .text()
+            .await
+            .expect("text")
+    };
+    // Nothing reported yet, and the script has not run.
+    assert_eq!(text_of(power_cell.clone()).await, "0.0");
+    assert_eq!(text_of("#total-power".into()).await, "0.0 kW");
+    let fleet = c.find(Locator::Css("#fleet")).await.expect("#fleet");
+    assert_eq!(fleet.attr("data-refreshed").await.expect("attr"), None);
+    // Survives only if the page is not reloaded.
+    c.execute("window.sunshareTestMark = 'kept'; return true;", vec![])
+        .await
+        .expect("mark the page");
+
+    // New samples for both villages, in the store before the page asks.
     running
         .ingest
-        .submit(vec![Sample {
-            device: device.id.clone(),
-            at: Utc::now(),
-            readings,
-        }])
+        .submit(vec![
+            producing("DY-01-INV1", 87_500.0),
+            producing("XL-01-INV1", 50_000.0),
+        ])
         .await
         .expect("submit");
+    let store = &running.store;
+    eventually("both samples in the store", || async move {
+        let now = store.fleet_now().await.ok()?;
+        let power = |id: &str| now.get(&StationId::new(id)).map(|n| n.power_w);
+        (power(STATION_A) == Some(87_500.0) && power(STATION_B) == Some(50_000.0)).then_some(())
+    })
+    .await;
 
-    let url = format!("http://{}/", running.http_addr);
-    let profile = dir.path().join("chromium-profile");
-    let dom = tokio::task::spawn_blocking(move || dump_dom(&chromium, &url, &profile))
+    // What the 15 s timer does, now: fetch /api/stations and update the cells.
+    let kind = c
+        .execute("refresh(); return typeof refresh;", vec![])
         .await
-        .expect("join");
+        .expect("call refresh()");
+    assert_eq!(kind, "function");
+    let refreshed = eventually("#fleet[data-refreshed] and the new power", || {
+        let cell = power_cell.clone();
+        async move {
+            let stamp = c
+                .find(Locator::Css("#fleet[data-refreshed]"))
+                .await
+                .ok()?
+                .attr("data-refreshed")
+                .await
+                .ok()??;
+            let power = c.find(Locator::Css(&cell)).await.ok()?.text().await.ok()?;
+            (power == "87.5").then_some(stamp)
+        }
+    })
+    .await;
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(&refreshed).is_ok(),
+        "data-refreshed is the refresh time: {refreshed}"
+    );
+    // The total is village A's alone: the API answers the accountant's scope, not B's 50 kW.
+    assert_eq!(text_of("#total-power".into()).await, "87.5 kW");
+    assert_eq!(fleet_rows(c).await, vec![STATION_A.to_owned()]);
+    let mark = c
+        .execute("return window.sunshareTestMark || null;", vec![])
+        .await
+        .expect("read the mark");
+    assert_eq!(mark, "kept", "the cells changed without a page load");
+    screenshot(c, "fleet-refreshed.png").await;
 
-    for s in &deployment.stations {
-        assert!(dom.contains(&s.name), "station {} in the DOM", s.name);
-    }
-    assert!(
-        dom.contains("data-refreshed=\""),
-        "the page's live refresh ran against /api/stations"
-    );
-    assert!(
-        dom.contains("87.5 kW"),
-        "fleet total power updated by the script: {dom}"
-    );
+    browser.close().await;
     running.shutdown().await;
 }

@@ -216,8 +216,15 @@ fn refuse(spec: &RouteSpec, req: &Request, e: ApiError) -> Response {
         return Redirect::to(&target).into_response();
     }
     let status = e.status();
+    let what = match status {
+        StatusCode::FORBIDDEN => "无权访问 Not allowed",
+        StatusCode::NOT_FOUND => "未找到 Not found",
+        StatusCode::TOO_MANY_REQUESTS => "请稍后再试 Too many attempts",
+        _ => status.canonical_reason().unwrap_or("Error"),
+    };
     let body = format!(
-        "<h1>{}</h1><p>{}</p><p><a href=\"/\">返回首页 Back to the fleet</a> · <a href=\"/login\">登录 Sign in</a></p>",
+        "<div class=\"refusal\"><h1>{} · {what}</h1><p>{}</p>\
+         <p><a href=\"/\">返回首页 Back to the fleet</a> · <a href=\"/login\">登录 Sign in</a></p></div>",
         status.as_u16(),
         super::page::esc(&e.to_string())
     );

@@ -37,7 +37,9 @@ th { background:#eef2f6; font-weight:600; } td.num, th.num { text-align:right; f
 .card { background:#fff; border:1px solid var(--line); border-radius:6px; padding:10px 14px; min-width:160px; }
 .card .v { font-size:22px; font-weight:600; } .card .k { color:var(--muted); font-size:13px; }
 .muted { color:var(--muted); } .note { background:#fff8c5; border:1px solid #eed888; padding:8px 12px; border-radius:6px; }
-.login { max-width:420px; margin:40px auto; background:#fff; border:1px solid var(--line); border-radius:8px; padding:20px 24px; }
+main a { color:#0b5cad; }
+.login, .refusal { max-width:420px; margin:40px auto; background:#fff; border:1px solid var(--line); border-radius:8px; padding:20px 24px; }
+.refusal { max-width:560px; } .login code { white-space:nowrap; }
 .login label { display:block; margin:10px 0; } .login input { width:100%; padding:7px 9px; font-size:15px; border:1px solid var(--line); border-radius:4px; }
 button { background:#12324a; color:#fff; border:0; border-radius:4px; padding:7px 16px; font-size:15px; cursor:pointer; }
 header .who { margin-left:auto; color:#cfe3f5; display:flex; gap:10px; align-items:center; }
