@@ -2,10 +2,11 @@
 //! history), `GET /api/alerts`, `POST /api/alerts/{id}/ack`, and the open-alerts box the fleet page
 //! embeds.
 
+use super::extract::{ApiPath, ApiQuery};
 use super::page::{esc, layout};
 use super::{ApiError, AppState};
 use crate::store::{AckOutcome, AlertRow, HistoryRow, NotifyStatusRow};
-use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::extract::{FromRequest, Request, State};
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -85,7 +86,7 @@ struct ListQuery {
 
 async fn alerts_json(
     State(state): State<AppState>,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Vec<AlertJson>>, ApiError> {
     let unresolved_only = match q.state.as_deref() {
         None | Some("open") => true,
@@ -110,7 +111,7 @@ struct AckBody {
 
 async fn ack(
     State(state): State<AppState>,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     request: Request,
 ) -> Result<Response, ApiError> {
     let is_form = request

@@ -3,6 +3,7 @@
 //! Every energy figure travels with its completeness and notes, and every month says whether it
 //! is settled or provisional.
 
+use super::extract::{ApiPath, ApiQuery};
 use super::page::{esc, layout};
 use super::{ApiError, AppState};
 use crate::domain::{EnergyBasis, Station, WattHours, YearMonth};
@@ -10,12 +11,12 @@ use crate::energy::counters::{Completeness, Note};
 use crate::energy::report::{self, DayRow, MonthRow};
 use crate::energy::settlement::{self, ImportError};
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, Datelike as _, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use std::ops::Add as _;
 
@@ -200,18 +201,23 @@ struct DayRange {
     to: Option<String>,
 }
 
+/// A day between 1900 and 9999, like months: far enough from chrono's limits that range arithmetic
+/// cannot overflow.
 fn parse_day(text: &str, what: &str) -> Result<NaiveDate, ApiError> {
-    NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
-        ApiError::BadRequest(format!(
-            "{what} '{text}' is not a date (write it as YYYY-MM-DD)"
-        ))
-    })
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .filter(|d| (1900..=9999).contains(&d.year()))
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "{what} '{text}' is not a date between 1900 and 9999 (write it as YYYY-MM-DD)"
+            ))
+        })
 }
 
 async fn energy_json(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    Query(q): Query<DayRange>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<DayRange>,
 ) -> Result<Json<Vec<DayJson>>, ApiError> {
     let s = station(&state, &id)?;
     let now = Utc::now();
@@ -242,8 +248,8 @@ struct MonthRange {
 
 async fn months_json(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    Query(q): Query<MonthRange>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<MonthRange>,
 ) -> Result<Json<Vec<MonthJson>>, ApiError> {
     let s = station(&state, &id)?;
     let now = Utc::now();
@@ -318,7 +324,7 @@ struct RejectedJson {
 /// `POST /api/settlements?name=statement.csv` with the file as the body (CSV or XLSX).
 async fn upload_settlement(
     State(state): State<AppState>,
-    Query(q): Query<UploadName>,
+    ApiQuery(q): ApiQuery<UploadName>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let name = q.name.unwrap_or_else(|| "upload".to_owned());

@@ -4,6 +4,7 @@
 //! Public pages mask personal data (张*三, no ids or accounts). A bearer token configured under
 //! `[ledger]` unlocks the full version; moving a plan needs the `accountant` role.
 
+use super::extract::{ApiJson, ApiPath};
 use super::page::{esc, layout};
 use super::{ApiError, AppState};
 use crate::allocate::PlanState;
@@ -365,7 +366,7 @@ struct MonthJson {
 
 async fn month_json(
     State(state): State<AppState>,
-    Path((code, month)): Path<(String, String)>,
+    ApiPath((code, month)): ApiPath<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Json<MonthJson>, ApiError> {
     let row = load_month(&state, &code, &month).await?;
@@ -429,7 +430,7 @@ struct PlanJson {
 
 async fn plan_json(
     State(state): State<AppState>,
-    Path((code, year)): Path<(String, i32)>,
+    ApiPath((code, year)): ApiPath<(String, i32)>,
 ) -> Result<Json<PlanJson>, ApiError> {
     village_name(&state, &code)?;
     let current = state.store.plan_state(&code, year).await?;
@@ -466,9 +467,9 @@ struct TransitionRequest {
 
 async fn plan_transition(
     State(state): State<AppState>,
-    Path((code, year)): Path<(String, i32)>,
+    ApiPath((code, year)): ApiPath<(String, i32)>,
     headers: HeaderMap,
-    Json(req): Json<TransitionRequest>,
+    ApiJson(req): ApiJson<TransitionRequest>,
 ) -> Result<Json<PlanJson>, ApiError> {
     let (name, role) = caller(&state, &headers).ok_or_else(|| {
         ApiError::Forbidden("plan transitions need an accountant bearer token".into())
@@ -494,5 +495,5 @@ async fn plan_transition(
         &req.note,
     )
     .await?;
-    plan_json(State(state), Path((code, year))).await
+    plan_json(State(state), ApiPath((code, year))).await
 }

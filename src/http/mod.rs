@@ -4,6 +4,7 @@
 pub mod alerts;
 mod energy;
 mod error;
+mod extract;
 mod fleet;
 mod ledger;
 mod mqtt;
