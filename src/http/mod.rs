@@ -8,6 +8,7 @@ mod extract;
 mod fleet;
 mod ledger;
 mod mqtt;
+pub mod openapi;
 mod page;
 mod quarantine;
 
@@ -54,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         .merge(quarantine::routes())
         .merge(alerts::routes())
         .merge(mqtt::routes())
+        .merge(openapi::routes())
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
