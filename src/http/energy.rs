@@ -437,8 +437,9 @@ struct RejectedJson {
         description = "The statement file as it came: CSV (UTF-8 or GBK) or XLSX",
         content(
             (String = "text/csv"),
-            (inline(Vec<u8>) = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
-            (inline(Vec<u8>) = "application/octet-stream"),
+            // Any bytes: in OpenAPI 3.1 a binary body has no schema.
+            ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+            ("application/octet-stream"),
         )
     ),
     responses(
