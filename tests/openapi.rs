@@ -339,6 +339,16 @@ async fn every_documented_answer_validates_against_its_schema() -> anyhow::Resul
             &["V1", "2026"],
             "",
         )
+        .post(
+            "application/json",
+            r#"{"to": "DELIBERATED", "note": "amendment", "who": "李会计"}"#,
+        )
+        .token("acct-token-123"),
+        ask(
+            "/api/villages/{code}/plans/{year}/transitions",
+            &["V1", "2026"],
+            "",
+        )
         .post("text/plain", "ACTIVE")
         .token("acct-token-123")
         .status(400),
