@@ -43,25 +43,36 @@ fn sees_operations(caller: &Caller) -> bool {
 /// How many alerts and history lines the page and API show.
 const LIST_LIMIT: i64 = 500;
 
-#[derive(Debug, Serialize)]
+/// An alert and where it stands.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Alert)]
 struct AlertJson {
     id: i64,
+    /// `offline`, `comm_lost`, `grid_outage`, `fault`, `underperforming` or `stale`.
     kind: String,
+    /// `minor`, `major` or `critical`.
     severity: String,
+    /// `open`, `acknowledged` or `resolved`.
     state: String,
     station: String,
     station_name: String,
     county: String,
+    /// The device or other part of the station the alert is about; empty for the whole station.
     subject: String,
     message: String,
+    /// When the condition began.
     since: DateTime<Utc>,
     opened_at: DateTime<Utc>,
     resolved_at: Option<DateTime<Utc>>,
+    /// `null` until someone acknowledges it.
     acknowledged: Option<AckJson>,
+    /// The alert opened and resolved repeatedly of late.
     flapping: bool,
 }
 
-#[derive(Debug, Serialize)]
+/// Who acknowledged an alert, and why.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Acknowledgement)]
 struct AckJson {
     by: String,
     note: String,
@@ -98,11 +109,26 @@ fn to_json(state: &AppState, a: AlertRow) -> AlertJson {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// `open` (the default: not yet resolved) or `all`.
+    #[param(pattern = "^(open|all)$")]
     state: Option<String>,
 }
 
+/// Alerts, newest first, at most 500.
+#[utoipa::path(
+    get,
+    path = "/api/alerts",
+    tag = "alerts",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "The alerts asked for", body = Vec<AlertJson>),
+        (status = 400, description = "`state` is neither `open` nor `all`", body = super::openapi::ErrorBody),
+        (status = 500, description = "The store could not be read", body = super::openapi::ErrorBody),
+    )
+)]
 async fn alerts_json(
     State(state): State<AppState>,
     caller: Caller,
@@ -129,17 +155,45 @@ async fn alerts_json(
 
 /// An acknowledgement, from JSON or from the page's form. The signed-in user is who
 /// acknowledged; `who` names the person at a shared desk, recorded beside the account.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = AckRequest)]
 struct AckBody {
+    /// The person at a shared desk who acknowledges, if not the account's holder; at most 100
+    /// characters.
     #[serde(default)]
+    #[schema(max_length = 100, example = "王工")]
     who: Option<String>,
+    /// At most 1000 characters.
     #[serde(default)]
+    #[schema(max_length = 1000, example = "crew on the way")]
     note: String,
     /// The page form's CSRF token (checked by the guard).
     #[serde(default, rename = "csrf")]
     _csrf: Option<String>,
 }
 
+/// Acknowledges an open alert: it stays until its condition clears, but nobody is paged again.
+///
+/// The alerts page posts the same fields as a form and is sent back to `/alerts`.
+#[utoipa::path(
+    post,
+    path = "/api/alerts/{id}/ack",
+    tag = "alerts",
+    params(("id" = i64, Path, description = "Alert id")),
+    request_body(content(
+        (AckBody = "application/json"),
+        (AckBody = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "Acknowledged (JSON request): the alert as it is now", body = AlertJson),
+        (status = 303, description = "Acknowledged (form request): back to the alerts page",
+            headers(("location" = String, description = "/alerts"))),
+        (status = 400, description = "The body is not an acknowledgement, `who` or `note` is too long, or the id is not a 64-bit integer", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such alert", body = super::openapi::ErrorBody),
+        (status = 409, description = "The alert is already resolved", body = super::openapi::ErrorBody),
+        (status = 500, description = "The store could not be written", body = super::openapi::ErrorBody),
+    )
+)]
 async fn ack(
     State(state): State<AppState>,
     caller: Caller,

@@ -18,7 +18,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, Datelike as _, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use std::ops::Add as _;
 
@@ -61,10 +61,13 @@ fn internal(e: crate::energy::Error) -> ApiError {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// Daylight readings received against those expected from sunrise, sunset and the poll interval.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Completeness)]
 struct CompletenessJson {
     expected_readings: i64,
     received_readings: i64,
+    /// received / expected; `null` when nothing was expected (no daylight).
     ratio: Option<f64>,
 }
 
@@ -78,14 +81,19 @@ impl From<Completeness> for CompletenessJson {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// One device's share of a station day.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = DeviceDay)]
 struct DeviceDayJson {
     device: String,
     energy_wh: i64,
+    #[schema(schema_with = notes_schema)]
     notes: Vec<&'static str>,
 }
 
-#[derive(Debug, Serialize)]
+/// One local calendar day of a station, from the inverters' lifetime counters.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = StationDay)]
 struct DayJson {
     day: NaiveDate,
     energy_wh: i64,
@@ -94,9 +102,27 @@ struct DayJson {
     specific_yield_kwh_per_kwp: Option<f64>,
     full_load_hours: Option<f64>,
     availability: Option<f64>,
+    /// The station's specific yield against the median of its county's stations that day.
     performance_index: Option<f64>,
+    #[schema(schema_with = notes_schema)]
     notes: Vec<&'static str>,
     devices: Vec<DeviceDayJson>,
+}
+
+/// What happened to a counter on the way to a figure.
+fn notes_schema() -> utoipa::openapi::Array {
+    utoipa::openapi::Array::new(super::openapi::string_enum(
+        &[
+            "bridged",
+            "counter_reset",
+            "rollover",
+            "spike_excluded",
+            "step_back",
+            "daily_register",
+            "no_data",
+        ],
+        "what a figure rests on beyond plain counter differences",
+    ))
 }
 
 fn notes(n: &std::collections::BTreeSet<Note>) -> Vec<&'static str> {
@@ -129,39 +155,59 @@ impl From<&DayRow> for DayJson {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// A likely reason metered and settled energy differ.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ReconciliationCause)]
 struct CauseJson {
     code: &'static str,
     explanation: String,
 }
 
-#[derive(Debug, Serialize)]
+/// Metered against settled energy for a month with a settlement.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Reconciliation)]
 struct ReconciliationJson {
     metered_wh: i64,
     settled_wh: i64,
     difference_pct: Option<f64>,
+    /// The difference is above the deployment's threshold.
     flagged: bool,
     causes: Vec<CauseJson>,
 }
 
-#[derive(Debug, Serialize)]
+/// One calendar month of a station: settled when the grid company's statement is imported,
+/// provisional (metered) until then.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = StationMonth)]
 struct MonthJson {
+    #[schema(value_type = String, pattern = r"^[0-9]{4}-[0-9]{2}$", example = "2026-03")]
     month: YearMonth,
     /// The figure income is computed on.
     energy_wh: i64,
     energy_kwh: f64,
+    #[schema(schema_with = basis_schema)]
     basis: EnergyBasis,
     provisional: bool,
     metered_wh: i64,
     settled_wh: Option<i64>,
+    /// Yuan with two decimals, as a string.
     settled_amount_yuan: Option<String>,
+    /// `file:line` of the imported statement line.
     settlement_source: Option<String>,
     completeness: CompletenessJson,
     specific_yield_kwh_per_kwp: Option<f64>,
     full_load_hours: Option<f64>,
     availability: Option<f64>,
+    #[schema(schema_with = notes_schema)]
     notes: Vec<&'static str>,
     reconciliation: Option<ReconciliationJson>,
+}
+
+fn basis_schema() -> utoipa::openapi::Object {
+    super::openapi::string_enum(
+        &["settled", "metered"],
+        "settled: the grid company's figure; metered: Sunshare's own, provisional",
+    )
 }
 
 impl From<&MonthRow> for MonthJson {
@@ -206,21 +252,45 @@ impl From<&MonthRow> for MonthJson {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// A range of days, both ends included, at most 400 days.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct DayRange {
+    /// First day, `YYYY-MM-DD` (1900 to 9999); 29 days before `to` when absent.
+    #[param(format = Date, example = "2026-03-01")]
     from: Option<String>,
+    /// Last day, `YYYY-MM-DD` (1900 to 9999); today in the station's time zone when absent.
+    #[param(format = Date, example = "2026-03-31")]
     to: Option<String>,
 }
 
+/// A day between 1900 and 9999, like months: far enough from chrono's limits that range arithmetic
+/// cannot overflow.
 fn parse_day(text: &str, what: &str) -> Result<NaiveDate, ApiError> {
-    NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
-        ApiError::invalid(
-            what,
-            format!("'{text}' is not a date (write it as YYYY-MM-DD)"),
-        )
-    })
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .filter(|d| (1900..=9999).contains(&d.year()))
+        .ok_or_else(|| {
+            ApiError::invalid(
+                what,
+                format!("'{text}' is not a date between 1900 and 9999 (write it as YYYY-MM-DD)"),
+            )
+        })
 }
 
+/// Daily energy of a station with completeness, KPIs and notes.
+#[utoipa::path(
+    get,
+    path = "/api/stations/{id}/energy",
+    tag = "energy",
+    params(("id" = String, Path, description = "Station id"), DayRange),
+    responses(
+        (status = 200, description = "One entry per day, oldest first", body = Vec<DayJson>),
+        (status = 400, description = "A date is malformed, or the range is reversed or too long", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such station", body = super::openapi::ErrorBody),
+        (status = 500, description = "The store could not be read", body = super::openapi::ErrorBody),
+    )
+)]
 async fn energy_json(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -248,12 +318,37 @@ async fn energy_json(
     Ok(Json(days.iter().map(DayJson::from).collect()))
 }
 
-#[derive(Debug, Deserialize)]
+/// A range of months, both ends included, at most 36 months.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct MonthRange {
+    /// First month, `YYYY-MM` (1900 to 9999); 11 months before `to` when absent.
+    #[param(
+        pattern = r"^(19|[2-9][0-9])[0-9]{2}-(0?[1-9]|1[0-2])$",
+        example = "2026-01"
+    )]
     from: Option<String>,
+    /// Last month, `YYYY-MM` (1900 to 9999); this month in the station's time zone when absent.
+    #[param(
+        pattern = r"^(19|[2-9][0-9])[0-9]{2}-(0?[1-9]|1[0-2])$",
+        example = "2026-03"
+    )]
     to: Option<String>,
 }
 
+/// Monthly energy of a station: settled or provisional, with reconciliation.
+#[utoipa::path(
+    get,
+    path = "/api/stations/{id}/months",
+    tag = "energy",
+    params(("id" = String, Path, description = "Station id"), MonthRange),
+    responses(
+        (status = 200, description = "One entry per month, oldest first", body = Vec<MonthJson>),
+        (status = 400, description = "A month is malformed, or the range is reversed or too long", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such station", body = super::openapi::ErrorBody),
+        (status = 500, description = "The store could not be read", body = super::openapi::ErrorBody),
+    )
+)]
 async fn months_json(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -294,43 +389,80 @@ fn back(mut m: YearMonth, n: u32) -> YearMonth {
     m
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct UploadName {
     /// The file name, for error messages and the record of where a figure came from.
+    #[param(example = "statement-2026-03.csv")]
     name: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// One statement line that was stored.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ImportedSettlementLine)]
 struct ImportedLineJson {
     line: usize,
     station: String,
+    #[schema(value_type = String, pattern = r"^[0-9]{4}-[0-9]{2}$", example = "2026-03")]
     month: YearMonth,
     energy_wh: i64,
+    /// Yuan with two decimals, as a string; `null` when the statement has no amount.
     amount_yuan: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// A grid settlement statement that was imported whole.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = SettlementImported)]
 struct ImportedJson {
     source: String,
+    /// How the file was read (for example `utf-8`, `gbk`, `xlsx`).
     encoding: &'static str,
     imported: usize,
     lines: Vec<ImportedLineJson>,
 }
 
-#[derive(Debug, Serialize)]
+/// What is wrong with one line of a refused statement.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = SettlementProblem)]
 struct ProblemJson {
     line: usize,
     message: String,
 }
 
-#[derive(Debug, Serialize)]
+/// A statement refused whole: nothing of it was stored.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = SettlementRejected)]
 struct RejectedJson {
+    /// Always `unprocessable`.
     error: &'static str,
     message: String,
     problems: Vec<ProblemJson>,
 }
 
+/// Imports a grid company's settlement statement: every line or none.
+///
 /// `POST /api/settlements?name=statement.csv` with the file as the body (CSV or XLSX).
+#[utoipa::path(
+    post,
+    path = "/api/settlements",
+    tag = "energy",
+    params(UploadName),
+    request_body(
+        description = "The statement file as it came: CSV (UTF-8 or GBK) or XLSX",
+        content(
+            (String = "text/csv"),
+            // Any bytes: in OpenAPI 3.1 a binary body has no schema.
+            ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+            ("application/octet-stream"),
+        )
+    ),
+    responses(
+        (status = 201, description = "Every line was stored", body = ImportedJson),
+        (status = 400, description = "The query is malformed", body = super::openapi::ErrorBody),
+        (status = 422, description = "The statement was refused whole, with line numbers", body = RejectedJson),
+        (status = 500, description = "The store could not be written", body = super::openapi::ErrorBody),
+    )
+)]
 async fn upload_settlement(
     State(state): State<AppState>,
     caller: Caller,

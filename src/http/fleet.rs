@@ -29,7 +29,7 @@ pub fn routes() -> Routes {
 }
 
 /// A station's condition as the fleet page shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FleetStatus {
     Producing,
@@ -86,19 +86,32 @@ fn status_of(station: &Station, now_state: Option<&StationNow>, now: DateTime<Ut
     }
 }
 
-#[derive(Debug, Serialize)]
+/// One station on the fleet overview.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct StationSummary {
     id: String,
     name: String,
+    #[schema(schema_with = station_kind_schema)]
     kind: &'static str,
     county: String,
     capacity_kwp: f64,
     status: FleetStatus,
+    /// AC power now, summed over the station's devices.
     power_kw: f64,
+    /// Energy since local midnight in the station's time zone.
     today_kwh: f64,
     devices: i64,
+    /// Devices heard from in the last 10 minutes.
     devices_reporting: i64,
+    /// `null` when no device has ever reported.
     last_contact: Option<DateTime<Utc>>,
+}
+
+fn station_kind_schema() -> utoipa::openapi::Object {
+    super::openapi::string_enum(
+        &["village", "joint-village", "centralized"],
+        "村级 village, 联村 joint-village or 集中式 centralized station",
+    )
 }
 
 /// The stations the caller may see, with their state now.
@@ -142,6 +155,16 @@ async fn summaries(state: &AppState, caller: &Caller) -> Result<Vec<StationSumma
         .collect())
 }
 
+/// The stations the caller may see, with their status, power now and energy today.
+#[utoipa::path(
+    get,
+    path = "/api/stations",
+    tag = "fleet",
+    responses(
+        (status = 200, description = "Every station the caller may see, in deployment order", body = Vec<StationSummary>),
+        (status = 500, description = "The store could not be read", body = super::openapi::ErrorBody),
+    )
+)]
 async fn fleet_json(
     State(state): State<AppState>,
     caller: Caller,

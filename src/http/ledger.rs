@@ -360,17 +360,25 @@ async fn export_file(
         .into_response())
 }
 
-#[derive(Debug, Serialize)]
+/// One line of a village's monthly statement.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = LedgerEntry)]
 struct EntryJson {
+    /// `INCOME`, `PAYOUT`, ...
     kind: String,
+    /// The plan line, e.g. `JOB_WAGES`.
     line: String,
+    /// Masked (张*三) unless the caller presented an authorised token.
     payee: String,
     reference: String,
+    /// Yuan with two decimals, as a string.
     amount: String,
     basis: String,
 }
 
-#[derive(Debug, Serialize)]
+/// A village's allocated month. Amounts are yuan with two decimals, as strings.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = VillageMonth)]
 struct MonthJson {
     village: String,
     month: String,
@@ -389,9 +397,26 @@ struct MonthJson {
     closing_balance: String,
     entries: Vec<EntryJson>,
     notes: Vec<String>,
+    /// Personal data is masked: the caller presented no authorised token.
     masked: bool,
 }
 
+/// A village's statement for one month: income, advances, payouts, reserve and balances.
+#[utoipa::path(
+    get,
+    path = "/api/villages/{code}/months/{month}",
+    tag = "ledger",
+    params(
+        ("code" = String, Path, description = "Village code"),
+        ("month" = String, Path, description = "`YYYY-MM`", pattern = r"^(19|[2-9][0-9])[0-9]{2}-(0?[1-9]|1[0-2])$", example = "2026-01"),
+    ),
+    responses(
+        (status = 200, description = "The allocated month; payees masked for the public", body = MonthJson),
+        (status = 400, description = "The month is malformed", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such village, or the month is not allocated yet", body = super::openapi::ErrorBody),
+        (status = 500, description = "The store could not be read", body = super::openapi::ErrorBody),
+    )
+)]
 async fn month_json(
     State(state): State<AppState>,
     caller: Caller,
@@ -438,24 +463,60 @@ async fn month_json(
     }))
 }
 
-#[derive(Debug, Serialize)]
+/// One step of a plan's workflow.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = PlanTransition)]
 struct TransitionJson {
     from: String,
     to: String,
     who: String,
+    #[schema(format = DateTime)]
     at: String,
     note: String,
 }
 
-#[derive(Debug, Serialize)]
+/// A village's yearly plan: where it stands in the workflow and how it got there.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Plan)]
 struct PlanJson {
     village: String,
     year: i32,
+    #[schema(schema_with = plan_state_schema)]
     state: String,
+    /// The states one transition can reach from here.
+    #[schema(schema_with = plan_states_schema)]
     next: Vec<&'static str>,
+    /// Oldest first.
     transitions: Vec<TransitionJson>,
 }
 
+fn plan_state_schema() -> utoipa::openapi::Object {
+    super::openapi::string_enum(
+        &PlanState::ALL.map(PlanState::code),
+        "民主决策 workflow state of the plan",
+    )
+}
+
+fn plan_states_schema() -> utoipa::openapi::Array {
+    utoipa::openapi::Array::new(plan_state_schema())
+}
+
+/// A village's plan for one year.
+#[utoipa::path(
+    get,
+    path = "/api/villages/{code}/plans/{year}",
+    tag = "ledger",
+    params(
+        ("code" = String, Path, description = "Village code"),
+        ("year" = i32, Path, description = "Plan year", example = 2026),
+    ),
+    responses(
+        (status = 200, description = "The plan's state and history", body = PlanJson),
+        (status = 400, description = "The year is not a 32-bit integer", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such village", body = super::openapi::ErrorBody),
+        (status = 500, description = "The store could not be read", body = super::openapi::ErrorBody),
+    )
+)]
 async fn plan_json(
     State(state): State<AppState>,
     Path((code, year)): Path<(String, i32)>,
@@ -484,16 +545,42 @@ async fn plan_json(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+/// Move a plan to another state.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = PlanTransitionRequest)]
 struct TransitionRequest {
+    /// The state to move to (`ACTIVE`, `county-filed`, ...: case and `-`/`_` do not matter).
+    #[schema(example = "ACTIVE")]
     to: String,
+    /// Why, for the record (e.g. the meeting that decided it).
     note: String,
     /// Who acts, when one account is used at a shared desk; recorded beside the account's name.
     #[serde(default)]
     who: Option<String>,
 }
 
+/// Moves a plan one step in its workflow: the village's own steps are its accountant's, approval
+/// is its township reviewer's, filing and activation the county's (an administrator).
+#[utoipa::path(
+    post,
+    path = "/api/villages/{code}/plans/{year}/transitions",
+    tag = "ledger",
+    params(
+        ("code" = String, Path, description = "Village code"),
+        ("year" = i32, Path, description = "Plan year", example = 2026),
+    ),
+    request_body = TransitionRequest,
+    responses(
+        (status = 200, description = "Moved: the plan as it is now", body = PlanJson),
+        (status = 400, description = "The body is not a transition request, the year is not a 32-bit integer, or `to` is not a plan state", body = super::openapi::ErrorBody),
+        (status = 403, description = "The caller may not take this step for this village", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such village", body = super::openapi::ErrorBody),
+        (status = 409, description = "The workflow does not allow this step now", body = super::openapi::ErrorBody),
+        (status = 422, description = "The plan does not fit the rules", body = super::openapi::ErrorBody),
+        (status = 500, description = "The store could not be written", body = super::openapi::ErrorBody),
+    )
+)]
 async fn plan_transition(
     State(state): State<AppState>,
     caller: Caller,

@@ -10,6 +10,7 @@ mod fleet;
 pub mod guard;
 mod ledger;
 mod mqtt;
+pub mod openapi;
 mod page;
 mod quarantine;
 pub mod routes;
@@ -90,6 +91,7 @@ pub fn routes() -> Routes {
         .merge(quarantine::routes())
         .merge(alerts::routes())
         .merge(mqtt::routes())
+        .merge(openapi::routes())
 }
 
 pub fn router(state: AppState) -> Router {

@@ -23,7 +23,9 @@ pub fn routes() -> Routes {
         .get("/api/mqtt/rejected", ops, rejected_json)
 }
 
-#[derive(Debug, Serialize)]
+/// A logger, or a device behind a known logger, that the deployment does not declare.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = MqttUnknown)]
 struct UnknownDevice {
     logger: String,
     /// `null` when the logger itself is unknown; else e.g. `unit 7`.
@@ -49,7 +51,9 @@ impl From<MqttUnknownRow> for UnknownDevice {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// Messages on one topic refused for one reason.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = MqttRejected)]
 struct Rejected {
     topic: String,
     reason: String,
@@ -72,11 +76,31 @@ impl From<MqttRejectedRow> for Rejected {
     }
 }
 
+/// Loggers and devices Sunshare hears but does not know, at most 500.
+#[utoipa::path(
+    get,
+    path = "/api/mqtt/unknown",
+    tag = "ingest",
+    responses(
+        (status = 200, description = "Unknown loggers and devices", body = Vec<UnknownDevice>),
+        (status = 500, description = "The store could not be read", body = super::openapi::ErrorBody),
+    )
+)]
 async fn unknown_json(State(state): State<AppState>) -> Result<Json<Vec<UnknownDevice>>, ApiError> {
     let rows = state.store.mqtt_unknown(LIMIT).await?;
     Ok(Json(rows.into_iter().map(UnknownDevice::from).collect()))
 }
 
+/// Refused MQTT messages with their reason, at most 500.
+#[utoipa::path(
+    get,
+    path = "/api/mqtt/rejected",
+    tag = "ingest",
+    responses(
+        (status = 200, description = "Refused messages by topic and reason", body = Vec<Rejected>),
+        (status = 500, description = "The store could not be read", body = super::openapi::ErrorBody),
+    )
+)]
 async fn rejected_json(State(state): State<AppState>) -> Result<Json<Vec<Rejected>>, ApiError> {
     let rows = state.store.mqtt_rejected(LIMIT).await?;
     Ok(Json(rows.into_iter().map(Rejected::from).collect()))

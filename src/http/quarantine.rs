@@ -24,22 +24,33 @@ pub fn routes() -> Routes {
 const DEFAULT_LIMIT: i64 = 100;
 const MAX_LIMIT: i64 = 1_000;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct Params {
+    /// Only this device's samples.
     device: Option<String>,
+    /// How many, 1 to 1000; 100 when absent.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// A sample ingest refused, with the reason; it was never stored as truth.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = QuarantinedSample)]
 struct Item {
     id: i64,
     device: String,
+    /// When the sample says it was taken.
     at: DateTime<Utc>,
+    /// When Sunshare received it.
     received: DateTime<Utc>,
+    /// A stable code for the reason, e.g. `not_finite`.
     code: String,
     reason: String,
+    /// The sample's readings by metric name.
     readings: BTreeMap<String, f64>,
+    /// The device state the sample reported, if any.
     state: Option<&'static str>,
 }
 
@@ -63,6 +74,18 @@ impl From<QuarantineRow> for Item {
     }
 }
 
+/// Quarantined samples, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/quarantine",
+    tag = "ingest",
+    params(Params),
+    responses(
+        (status = 200, description = "The quarantined samples asked for", body = Vec<Item>),
+        (status = 400, description = "`limit` is out of range, or an unknown query parameter was given", body = super::openapi::ErrorBody),
+        (status = 500, description = "The store could not be read", body = super::openapi::ErrorBody),
+    )
+)]
 async fn list(
     State(state): State<AppState>,
     Query(params): Query<Params>,
