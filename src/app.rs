@@ -229,6 +229,11 @@ pub async fn start_with(
         Arc::clone(&metrics),
     );
     tracker.spawn(retention.run(std::time::Duration::from_secs(3600), cancel.child_token()));
+    tracker.spawn(http::purge_logins(
+        store.clone(),
+        std::time::Duration::from_secs(3600),
+        cancel.child_token(),
+    ));
 
     let catalog = match &deployment.collect.firmware_dir {
         Some(dir) => crate::registers::Catalog::with_dir(dir),

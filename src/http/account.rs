@@ -324,6 +324,31 @@ impl SessionStore for SessionBackend {
     }
 }
 
+/// Deletes expired sessions and login failures older than the rate-limit window, every
+/// `every`, until `cancel` fires. Several instances may run it: deleting twice is harmless.
+pub async fn purge_logins(
+    store: Store,
+    every: std::time::Duration,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let now = Utc::now();
+        match store.purge_expired_logins(now, now - FAILURE_WINDOW).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(rows = n, "expired sessions and old login failures deleted"),
+            Err(error) => {
+                tracing::warn!(%error, "could not delete expired sessions; the next run retries")
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,9 @@ pub mod routes;
 #[doc(hidden)]
 pub mod testing;
 
-pub use account::{SessionBackend, FAILURE_WINDOW, MAX_FAILURES_PER_ORIGIN, MAX_FAILURES_PER_USER};
+pub use account::{
+    purge_logins, SessionBackend, FAILURE_WINDOW, MAX_FAILURES_PER_ORIGIN, MAX_FAILURES_PER_USER,
+};
 pub use error::ApiError;
 pub use guard::{Caller, CSRF_FIELD, CSRF_HEADER};
 pub use routes::{Access, PlaceFrom, RouteSpec, Routes};

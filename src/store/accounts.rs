@@ -446,3 +446,141 @@ fn scope_from(r: &AnyRow, first: usize) -> Result<ScopeEntry> {
     ScopeEntry::from_parts(&kind, &code)
         .ok_or_else(|| Error::Corrupt(format!("user scope kind '{kind}' is not a scope")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing;
+    use super::*;
+    use chrono::Duration;
+
+    fn at(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_780_000_000 + s, 0).unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn users_scopes_tokens_sessions_failures_and_audit_on_every_backend() {
+        for t in testing::all("accounts_round_trip").await.expect("stores") {
+            let s = &t.store;
+            let scope = vec![
+                ScopeEntry::Township("T1".into()),
+                ScopeEntry::Village("V1".into()),
+            ];
+            let id = s
+                .create_user(
+                    "li",
+                    "李会计",
+                    Role::Accountant,
+                    "$argon2id$x",
+                    &scope,
+                    at(0),
+                )
+                .await
+                .expect("create");
+            let again = s
+                .create_user("li", "x", Role::Viewer, "h", &[], at(1))
+                .await;
+            assert!(
+                matches!(again, Err(Error::Exists(_))),
+                "{}: {again:?}",
+                t.name
+            );
+            let c = s.credentials("li").await.expect("read").expect("found");
+            assert_eq!(c.password_hash, "$argon2id$x");
+            assert_eq!(c.account.role, Role::Accountant);
+            assert_eq!(c.account.display_name, "李会计");
+            let mut got = c.account.scope.clone();
+            got.sort();
+            let mut want = scope.clone();
+            want.sort();
+            assert_eq!(got, want, "{}", t.name);
+            assert!(s
+                .set_password("li", "$argon2id$y", at(2))
+                .await
+                .expect("pw"));
+            assert!(!s.set_password("nobody", "h", at(2)).await.expect("pw"));
+            assert!(s.set_disabled("li", true, at(3)).await.expect("disable"));
+            let a = s.account(id).await.expect("read").expect("found");
+            assert!(a.disabled);
+            assert_eq!(s.accounts().await.expect("list").len(), 1);
+
+            let token = TokenRow {
+                id: "0123456789abcdef".into(),
+                user_id: id,
+                username: "li".into(),
+                label: "grafana".into(),
+                secret_sha256: "d".repeat(64),
+                created: at(0),
+                expires: at(3600),
+                revoked: None,
+                last_used: None,
+            };
+            s.insert_token(&token).await.expect("token");
+            assert_eq!(s.token(&token.id).await.expect("read"), Some(token.clone()));
+            s.touch_token(&token.id, at(100)).await.expect("touch");
+            s.touch_token(&token.id, at(130)).await.expect("touch");
+            let used = s.token(&token.id).await.expect("read").expect("found");
+            assert_eq!(used.last_used, Some(at(100)), "at most one write a minute");
+            assert!(s.revoke_token(&token.id, at(200)).await.expect("revoke"));
+            assert!(!s.revoke_token(&token.id, at(201)).await.expect("revoke"));
+            assert_eq!(s.tokens().await.expect("list")[0].revoked, Some(at(200)));
+
+            assert!(s.insert_session("k1", "{}", at(60)).await.expect("insert"));
+            assert!(
+                !s.insert_session("k1", "{}", at(60)).await.expect("insert"),
+                "taken"
+            );
+            s.save_session("k1", "{\"a\":1}", at(120))
+                .await
+                .expect("save");
+            assert_eq!(
+                s.session("k1", at(0)).await.expect("load"),
+                Some(("{\"a\":1}".to_owned(), at(120)))
+            );
+            assert_eq!(
+                s.session("k1", at(120)).await.expect("load"),
+                None,
+                "expired"
+            );
+            s.record_login_failure("user:li", at(10))
+                .await
+                .expect("fail");
+            s.record_login_failure("user:li", at(20))
+                .await
+                .expect("fail");
+            assert_eq!(
+                s.login_failures("user:li", at(15)).await.expect("count"),
+                (1, Some(at(20)))
+            );
+            assert_eq!(
+                s.purge_expired_logins(at(130), at(15))
+                    .await
+                    .expect("purge"),
+                2,
+                "the expired session and the old failure"
+            );
+            s.clear_login_failures("user:li").await.expect("clear");
+            assert_eq!(
+                s.login_failures("user:li", at(0)).await.expect("count").0,
+                0
+            );
+            s.delete_session("k1").await.expect("delete");
+
+            let entry = AuditEntry {
+                at: at(5),
+                actor: "li".into(),
+                role: "accountant".into(),
+                origin: "127.0.0.1".into(),
+                action: "POST /x".into(),
+                target: "/x".into(),
+                outcome: "403".into(),
+            };
+            s.record_audit(&entry).await.expect("audit");
+            let later = AuditEntry {
+                at: at(5) + Duration::seconds(1),
+                ..entry.clone()
+            };
+            s.record_audit(&later).await.expect("audit");
+            assert_eq!(s.audit_log(10).await.expect("log"), vec![later, entry]);
+        }
+    }
+}
