@@ -618,6 +618,14 @@ async fn sessions_rotate_carry_csrf_and_end_at_logout() {
     assert_eq!(r.headers()["location"], "/villages");
     let signed = session_cookie(&r).expect("a new session id at sign-in");
     assert_ne!(signed, cookie, "the session id is rotated at sign-in");
+    // The database keeps a digest of the id, never the cookie's value.
+    let now = chrono::Utc::now();
+    assert!(f.store.session(&signed, now).await.expect("read").is_none());
+    let digest = {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(signed.as_bytes()))
+    };
+    assert!(f.store.session(&digest, now).await.expect("read").is_some());
     let set = r.headers()["set-cookie"]
         .to_str()
         .expect("cookie")
