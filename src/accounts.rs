@@ -77,7 +77,7 @@ pub fn check_scope(d: &Deployment, role: Role, scope: &[ScopeEntry]) -> Result<(
         };
         if !fits {
             return Err(Error::Scope(format!(
-                "a {role} answers for {}, not {entry}",
+                "the {role} role answers for {}, not {entry}",
                 if role == Role::Accountant {
                     "villages"
                 } else {

@@ -90,3 +90,140 @@ fn unknown_subcommand_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("frobnicate"));
 }
+
+/// `sunshare user ...` and `sunshare token ...` against a deployment in a temporary directory.
+#[test]
+fn accounts_are_added_changed_disabled_and_tokens_revoked_from_the_command_line() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("fleet.toml");
+    let example = std::fs::read_to_string("sunshare.example.toml").expect("example");
+    let data = dir.path().join("data");
+    std::fs::write(
+        &config,
+        example.replacen(
+            "data_dir = \"/var/lib/sunshare\"",
+            &format!("data_dir = {:?}", data.display().to_string()),
+            1,
+        ),
+    )
+    .expect("write");
+    let cfg = config.to_str().expect("utf-8 path");
+    let run = |args: &[&str], stdin: &str| {
+        let mut child = sunshare()
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("runs");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("write stdin");
+        let out = child.wait_with_output().expect("waits");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let add = |name: &str, role: &str, scope: &[&str], pw: &str| {
+        let mut args = vec!["user", "add", "--config", cfg, name, "--role", role];
+        args.extend_from_slice(scope);
+        run(&args, &format!("{pw}\n"))
+    };
+
+    // Refusals name what is wrong and create nothing.
+    let (ok, _, err) = add("li", "accountant", &["--village", "140121101201"], "short");
+    assert!(!ok && err.contains("at least 10 characters"), "{err}");
+    let (ok, _, err) = add(
+        "li",
+        "accountant",
+        &["--county", "140121"],
+        "granary-west-17",
+    );
+    assert!(
+        !ok && err.contains("the accountant role answers for villages"),
+        "{err}"
+    );
+    let (ok, _, err) = add("li", "accountant", &["--village", "999"], "granary-west-17");
+    assert!(!ok && err.contains("village:999 is not declared"), "{err}");
+    let (ok, _, err) = add("li", "cashier", &["--all"], "granary-west-17");
+    assert!(
+        !ok && err.contains("admin, operator, reviewer, accountant, viewer"),
+        "{err}"
+    );
+    let (ok, out, _) = run(&["user", "list", "--config", cfg], "");
+    assert!(ok && out.is_empty(), "nobody yet: {out}");
+
+    let (ok, out, err) = add("admin", "admin", &["--all"], "granary-west-17");
+    assert!(ok, "{err}");
+    assert!(out.contains("user admin (admin) created"), "{out}");
+    let (ok, _, err) = add(
+        "li",
+        "accountant",
+        &["--village", "140121101201"],
+        "granary-west-17",
+    );
+    assert!(ok, "{err}");
+    let (ok, _, err) = add("li", "viewer", &["--all"], "granary-west-17");
+    assert!(!ok && err.contains("already exists"), "{err}");
+    let (ok, _, err) = run(
+        &["user", "passwd", "--config", cfg, "li"],
+        "orchard-east-29\n",
+    );
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(
+        &["user", "passwd", "--config", cfg, "nobody"],
+        "orchard-east-29\n",
+    );
+    assert!(!ok && err.contains("there is no user nobody"), "{err}");
+    let (ok, _, err) = run(&["user", "disable", "--config", cfg, "li"], "");
+    assert!(ok, "{err}");
+    let (_, out, _) = run(&["user", "list", "--config", cfg], "");
+    let li = out
+        .lines()
+        .find(|l| l.starts_with("li\t"))
+        .expect("li listed");
+    assert!(
+        li.contains("accountant")
+            && li.contains("village:140121101201")
+            && li.ends_with("DISABLED"),
+        "{li}"
+    );
+
+    let (ok, out, err) = run(
+        &[
+            "token",
+            "add",
+            "--config",
+            cfg,
+            "--user",
+            "admin",
+            "--label",
+            "grafana",
+            "--expires",
+            "30d",
+        ],
+        "",
+    );
+    assert!(ok, "{err}");
+    let token = out.lines().next().expect("the token line");
+    assert!(
+        token.starts_with("sst_") && token.len() == 4 + 16 + 1 + 64,
+        "{token}"
+    );
+    let id = &token[4..20];
+    let (_, out, _) = run(&["token", "list", "--config", cfg], "");
+    assert!(out.contains(id) && out.contains("grafana\tlive"), "{out}");
+    assert!(!out.contains(&token[21..]), "the secret is never listed");
+    let (ok, _, err) = run(&["token", "revoke", "--config", cfg, id], "");
+    assert!(ok, "{err}");
+    let (_, out, _) = run(&["token", "list", "--config", cfg], "");
+    assert!(out.contains("grafana\trevoked"), "{out}");
+    let (ok, _, err) = run(&["token", "revoke", "--config", cfg, id], "");
+    assert!(!ok && err.contains("no live token"), "{err}");
+}
