@@ -295,8 +295,14 @@ async fn token_principal(
         .await?
         .filter(|a| !a.disabled)
         .ok_or_else(unknown)?;
-    if let Err(error) = state.store.touch_token(id, now).await {
-        tracing::warn!(%error, token = id, "could not note the token's last use");
+    // Noted at most once a minute, so a busy script does not write on every request.
+    let stale = row
+        .last_used
+        .is_none_or(|t| now - t > chrono::Duration::minutes(1));
+    if stale {
+        if let Err(error) = state.store.touch_token(id, now).await {
+            tracing::warn!(%error, token = id, "could not note the token's last use");
+        }
     }
     Ok(Principal {
         user_id: account.id,
