@@ -1,6 +1,6 @@
 //! `ApiError`: every handler's error, turned into a status and a body that never leaks internals.
 
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
@@ -27,6 +27,11 @@ pub enum ApiError {
     TooManyRequests { retry_after_s: u64 },
     #[error("the request body is larger than {limit} bytes")]
     TooLarge { limit: usize },
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    /// Too busy right now: try again in a few seconds.
+    #[error("{0}")]
+    Busy(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -64,6 +69,8 @@ impl ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -78,6 +85,8 @@ impl ApiError {
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::TooLarge { .. } => "too_large",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
+            ApiError::Busy(_) => "busy",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -97,12 +106,13 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (self.status(), Json(body)).into_response();
-        if let ApiError::TooManyRequests { retry_after_s } = self {
-            if let Ok(v) = axum::http::HeaderValue::from_str(&retry_after_s.to_string()) {
-                response
-                    .headers_mut()
-                    .insert(axum::http::header::RETRY_AFTER, v);
-            }
+        let retry_after = match self {
+            ApiError::TooManyRequests { retry_after_s } => Some(retry_after_s),
+            ApiError::Busy(_) => Some(5),
+            _ => None,
+        };
+        if let Some(v) = retry_after.and_then(|s| HeaderValue::from_str(&s.to_string()).ok()) {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
         }
         response
     }

@@ -80,38 +80,38 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 
 pub async fn guard(State(g): State<Guarded>, req: Request, next: Next) -> Response {
     let spec = g.spec;
-    // Public routes that change state (signing in) write their own, more telling, audit lines.
-    let audited = spec.changes_state() && spec.access.action != crate::auth::Action::Public;
-    match admit(&g, req).await {
+    let (response, caller, target) = match admit(&g, req).await {
         Ok((req, caller)) => {
-            let _permit = if spec.heavy {
+            let _turn = if spec.heavy {
                 match tokio::time::timeout(HEAVY_WAIT, g.state.heavy.clone().acquire_owned()).await
                 {
                     Ok(Ok(permit)) => Some(permit),
-                    _ => return busy(),
+                    _ => {
+                        return ApiError::Busy(
+                            "too many heavy pages are being served: try again in a few seconds"
+                                .into(),
+                        )
+                        .into_response()
+                    }
                 }
             } else {
                 None
             };
             let target = req.uri().path().to_owned();
-            let response = next.run(req).await;
-            if audited {
-                audit(&g.state, &spec, &caller, &target, response.status()).await;
-            }
-            response
+            (next.run(req).await, caller, target)
         }
+        // A refused attempt to change something is worth as much to the auditor.
         Err(Refused {
             response,
             caller,
             target,
-        }) => {
-            // A refused attempt to change something is worth as much to the auditor.
-            if audited {
-                audit(&g.state, &spec, &caller, &target, response.status()).await;
-            }
-            response
-        }
+        }) => (response, caller, target),
+    };
+    // Public routes that change state (signing in) write their own, more telling, audit lines.
+    if spec.changes_state() && spec.access.action != crate::auth::Action::Public {
+        audit(&g.state, &spec, &caller, &target, response.status()).await;
     }
+    response
 }
 
 /// A request the guard answered itself, with who it was (if known) for the audit line.
@@ -119,20 +119,6 @@ struct Refused {
     response: Response,
     caller: Caller,
     target: String,
-}
-
-fn busy() -> Response {
-    let mut r = (
-        StatusCode::SERVICE_UNAVAILABLE,
-        axum::Json(serde_json::json!({
-            "error": "busy",
-            "message": "too many heavy pages are being served: try again in a few seconds"
-        })),
-    )
-        .into_response();
-    r.headers_mut()
-        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
-    r
 }
 
 /// Resolves the caller and the place, decides, checks CSRF; hands the request on with the

@@ -169,14 +169,7 @@ async fn wrong_method(
     if anonymous_change(&state, &method, &headers, Some(&session)).await {
         return ApiError::Unauthorized("present an API token or sign in".into()).into_response();
     }
-    (
-        StatusCode::METHOD_NOT_ALLOWED,
-        axum::Json(serde_json::json!({
-            "error": "method_not_allowed",
-            "message": format!("{method} is not accepted here"),
-        })),
-    )
-        .into_response()
+    ApiError::MethodNotAllowed(format!("{method} is not accepted here")).into_response()
 }
 
 /// Serves until `cancel` fires, then finishes in-flight requests.

@@ -22,8 +22,8 @@ pub fn routes() -> Routes {
 /// request field that was wrong when one was.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
-    /// `bad_request`, `unauthorized`, `forbidden`, `not_found`, `conflict`, `unprocessable` or
-    /// `internal`.
+    /// `bad_request`, `unauthorized`, `forbidden`, `not_found`, `method_not_allowed`, `conflict`,
+    /// `too_large`, `unprocessable`, `too_many_requests`, `busy` or `internal`.
     #[schema(example = "not_found")]
     pub error: String,
     /// What went wrong and, where it helps, how to put it right. Never internals.
