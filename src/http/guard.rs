@@ -208,9 +208,16 @@ fn refuse(spec: &RouteSpec, req: &Request, e: ApiError) -> Response {
         StatusCode::TOO_MANY_REQUESTS => "请稍后再试 Too many attempts",
         _ => status.canonical_reason().unwrap_or("Error"),
     };
+    let hint = match status {
+        StatusCode::FORBIDDEN => {
+            "<p class=\"muted\">如需访问，请联系县里的系统管理员调整账号权限。Ask your county's \
+             administrator if your account should cover this.</p>"
+        }
+        _ => "",
+    };
     let body = format!(
-        "<div class=\"refusal\"><h1>{} · {what}</h1><p>{}</p>\
-         <p><a href=\"/\">返回首页 Back to the fleet</a> · <a href=\"/login\">登录 Sign in</a></p></div>",
+        "<div class=\"refusal\"><h1>{} · {what}</h1><p>{}</p>{hint}\
+         <p><a href=\"/\">返回首页 Back to the fleet</a></p></div>",
         status.as_u16(),
         super::page::esc(&e.to_string())
     );
