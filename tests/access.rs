@@ -156,9 +156,15 @@ impl Drop for Fleet {
 /// The service on port 0 with both villages allocated for January and an open alert at each
 /// station; users for every role.
 async fn fleet() -> Fleet {
+    fleet_with("").await
+}
+
+/// As [`fleet`], with `extra` (e.g. an `[http]` section) at the head of the deployment file.
+async fn fleet_with(extra: &str) -> Fleet {
     let dir = tempfile::tempdir().expect("temp dir");
+    let text = format!("{extra}\n{CONFIG}");
     let d = Arc::new(
-        Deployment::from_str_with_env("access.toml", CONFIG, &[], &HashSet::new())
+        Deployment::from_str_with_env("access.toml", &text, &[], &HashSet::new())
             .unwrap_or_else(|e| panic!("{e}")),
     );
     let store = Store::open_sqlite(&dir.path().join("sunshare.db"))
@@ -816,4 +822,44 @@ async fn bad_input_is_a_4xx_naming_the_field_and_bodies_are_bounded() {
         "422",
         "a refused upload is audited too"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_ends_after_its_lifetime_whatever_the_cookie_says() {
+    // Lifetimes of zero: a session is over as soon as it starts, so no test waits for a clock.
+    // An absolute lifetime: the sign-in works, the next request must sign in again.
+    let f = fleet_with("[http]\nsession_max = \"0s\"").await;
+    let (cookie, csrf) = login_form(&f).await;
+    let r = post_login(&f, &cookie, &csrf, "acct-a", PASSWORD).await;
+    assert_eq!(r.status(), 303);
+    let signed = session_cookie(&r).expect("cookie");
+    let page = client()
+        .get(format!("{}/villages", f.base))
+        .header("cookie", format!("sunshare_session={signed}"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(page.status(), 303, "past session_max: sign in again");
+    // An idle lifetime: even the login form's session has lapsed when the form comes back, so
+    // its CSRF token is no longer known.
+    let f = fleet_with("[http]\nsession_idle = \"0s\"").await;
+    let (cookie, csrf) = login_form(&f).await;
+    let r = post_login(&f, &cookie, &csrf, "acct-a", PASSWORD).await;
+    assert_eq!(
+        r.status(),
+        403,
+        "past session_idle: the form's session is gone"
+    );
+    // And with the defaults the same steps keep the user signed in.
+    let f = fleet().await;
+    let (cookie, csrf) = login_form(&f).await;
+    let r = post_login(&f, &cookie, &csrf, "acct-a", PASSWORD).await;
+    let signed = session_cookie(&r).expect("cookie");
+    let page = client()
+        .get(format!("{}/villages", f.base))
+        .header("cookie", format!("sunshare_session={signed}"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(page.status(), 200);
 }
