@@ -41,10 +41,18 @@ struct LoginQuery {
     next: Option<String>,
 }
 
-/// Only a path on this site: never another host (`//evil`, `https://...`).
+/// Only a path on this site: never another host (`//evil`, `https://...`), and only printable
+/// ASCII (a URL's path is percent-encoded), so it is always a valid `Location` header.
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_owned(),
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.contains('\\')
+                && n.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            n.to_owned()
+        }
         _ => "/".to_owned(),
     }
 }
@@ -360,5 +368,8 @@ mod tests {
         assert_eq!(safe_next(Some("https://evil.example/")), "/");
         assert_eq!(safe_next(Some("/\\evil")), "/");
         assert_eq!(safe_next(None), "/");
+        assert_eq!(safe_next(Some("/x\r\nSet-Cookie: a=b")), "/");
+        assert_eq!(safe_next(Some("/村")), "/");
+        assert_eq!(safe_next(Some("/villages?month=2026-01")), "/villages?month=2026-01");
     }
 }
