@@ -822,6 +822,25 @@ async fn bad_input_is_a_4xx_naming_the_field_and_bodies_are_bounded() {
         "422",
         "a refused upload is audited too"
     );
+    // The administrator reads it as a page; nobody else does.
+    let page = admin
+        .get(format!("{}/audit", f.base))
+        .send()
+        .await
+        .expect("audit page");
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.expect("body");
+    assert!(
+        html.contains("POST /api/settlements") && html.contains("422"),
+        "{html}"
+    );
+    let operator = sunshare::http::testing::client_with_token(&token_for(&f, "operator").await);
+    let r = operator
+        .get(format!("{}/audit", f.base))
+        .send()
+        .await
+        .expect("audit page");
+    assert_eq!(r.status(), 403);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -37,6 +37,8 @@ pub enum Action {
     MovePlan(PlanState, PlanState),
     /// Any signed-in user, for their own session (sign out).
     OwnSession,
+    /// The audit log of every state change (administrators).
+    ViewAudit,
 }
 
 impl Action {
@@ -190,6 +192,7 @@ fn describe(action: Action) -> String {
         Action::WorkOnPlans => "work on annual plans".into(),
         Action::MovePlan(from, to) => format!("move a plan from {from} to {to}"),
         Action::OwnSession => "use a session".into(),
+        Action::ViewAudit => "read the audit log".into(),
     }
 }
 
@@ -248,6 +251,9 @@ mod tests {
         assert!(!decide(Some(&a), Action::AckAlert, Some(&own)).allowed());
         assert!(!decide(Some(&a), Action::ViewOperations, None).allowed());
         assert!(!decide(Some(&a), Action::ImportSettlement, None).allowed());
+        assert!(!decide(Some(&a), Action::ViewAudit, None).allowed());
+        let admin = user(Role::Admin, vec![ScopeEntry::All]);
+        assert!(decide(Some(&admin), Action::ViewAudit, None).allowed());
     }
 
     #[test]

@@ -370,6 +370,9 @@ mod tests {
         assert_eq!(safe_next(None), "/");
         assert_eq!(safe_next(Some("/x\r\nSet-Cookie: a=b")), "/");
         assert_eq!(safe_next(Some("/村")), "/");
-        assert_eq!(safe_next(Some("/villages?month=2026-01")), "/villages?month=2026-01");
+        assert_eq!(
+            safe_next(Some("/villages?month=2026-01")),
+            "/villages?month=2026-01"
+        );
     }
 }

@@ -3,6 +3,7 @@
 
 mod account;
 pub mod alerts;
+mod audit;
 mod energy;
 mod error;
 pub mod extract;
@@ -94,6 +95,7 @@ pub fn routes() -> Routes {
         .merge(alerts::routes())
         .merge(mqtt::routes())
         .merge(openapi::routes())
+        .merge(audit::routes())
 }
 
 pub fn router(state: AppState) -> Router {

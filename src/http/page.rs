@@ -66,13 +66,19 @@ pub fn layout(title: &str, body: &str, caller: &Caller) -> String {
         ),
         (None, _) => "<span class=\"who\"><a href=\"/login\">登录 Sign in</a></span>".to_owned(),
     };
+    let audit = if crate::auth::decide(caller.who(), crate::auth::Action::ViewAudit, None).allowed()
+    {
+        "<a href=\"/audit\">Audit 审计</a>"
+    } else {
+        ""
+    };
     format!(
         "<!doctype html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>{t} · Sunshare</title><style>{STYLE}</style></head><body>\
          <header><a class=\"brand\" href=\"/\">Sunshare 光伏帮扶</a>\
          <a href=\"/\">Fleet</a><a href=\"/alerts\">Alerts</a><a href=\"/villages\">Villages</a><a href=\"/mqtt\">Loggers</a>\
-         {who}</header><main>{body}</main></body></html>",
+         {audit}{who}</header><main>{body}</main></body></html>",
         t = esc(title)
     )
 }
