@@ -30,6 +30,7 @@ pub mod alerts;
 pub mod allocate;
 pub mod app;
 pub mod auth;
+#[cfg(feature = "bench")]
 pub mod bench;
 pub mod cli;
 pub mod collect;
