@@ -17,21 +17,17 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::info;
 
-/// Flags of `sunshare demo`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct DemoArgs {
+/// What `sunshare demo` starts: where it listens, where it keeps its data, how much history.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
     /// Where the web pages are served.
-    #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
     /// Data directory for the embedded store (default: the user's data directory).
-    #[arg(long)]
     pub data: Option<PathBuf>,
     /// Days of simulated history to backfill.
-    #[arg(long, default_value_t = crate::sim::fleet::HISTORY_DAYS)]
     pub history_days: i64,
     /// Also write an administrator's API token to this file (mode 0600), for scripts and API
     /// test tools run against the demo.
-    #[arg(long)]
     pub token_file: Option<PathBuf>,
 }
 
@@ -339,7 +335,7 @@ impl Demo {
 
 /// `sunshare demo`: a simulated county fleet, collected live into a fresh embedded store, with a
 /// year of history backfilled in the background.
-pub async fn start_demo(args: DemoArgs) -> anyhow::Result<Demo> {
+pub async fn start_demo(args: DemoOptions) -> anyhow::Result<Demo> {
     let data_dir = args.data.unwrap_or_else(|| default_data_dir().join("demo"));
     let now = chrono::Utc::now();
     let mut fleet =

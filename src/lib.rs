@@ -10,7 +10,7 @@
 //! - [`allocate`] is the pure money core; the ledger in [`store`] records plans and payouts;
 //! - [`alerts`] are pure rules with [`solar`] to know night from outage; notifiers deliver them;
 //! - [`http`] serves the JSON API, the HTML pages and `/metrics`; [`sim`] simulates a fleet;
-//! - [`accounts`] creates users and API tokens; [`cli`] holds command handlers;
+//! - [`accounts`] creates users and API tokens; [`cli`] holds the subcommands' flags and handlers;
 //! - [`auth`] decides who may do what where (roles, scopes, credentials); pure;
 //! - [`app`] wires the components; [`config`] is the deployment file; [`domain`] the vocabulary.
 #![cfg_attr(
@@ -30,6 +30,7 @@ pub mod alerts;
 pub mod allocate;
 pub mod app;
 pub mod auth;
+#[cfg(feature = "bench")]
 pub mod bench;
 pub mod cli;
 pub mod collect;

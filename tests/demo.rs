@@ -3,12 +3,12 @@
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use sunshare::app::{self, DemoArgs};
+use sunshare::app::{self, DemoOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_collects_backfills_settles_and_serves() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let demo = app::start_demo(DemoArgs {
+    let demo = app::start_demo(DemoOptions {
         listen: "127.0.0.1:0".parse().expect("address"),
         data: Some(dir.path().to_path_buf()),
         history_days: 75,

@@ -17,67 +17,59 @@ pub enum Error {
     Setup(String),
 }
 
-#[derive(Debug, Clone, clap::Subcommand)]
-pub enum BenchCommand {
+/// One benchmark and its parameters.
+#[derive(Debug, Clone)]
+pub enum Benchmark {
     /// Modbus polling throughput, CPU, latency and memory against a separate simulator process.
-    Modbus(modbus::ModbusBenchArgs),
+    Modbus(modbus::ModbusOptions),
     /// The store write path (raw + rollups + latest) on SQLite, against peers on the same rows.
-    Store(StoreArgs),
+    Store(StoreOptions),
     /// The InfluxDB sink into a VictoriaMetrics it starts itself: live path and spool replay,
     /// against a plain HTTP client posting the same line protocol.
-    Sink(SinkArgs),
+    Sink(SinkOptions),
 }
 
-#[derive(Debug, Clone, clap::Args)]
-pub struct SinkArgs {
+/// `sunshare bench sink`: how many points, in which batches, from how many devices.
+#[derive(Debug, Clone)]
+pub struct SinkOptions {
     /// The victoria-metrics binary.
-    #[arg(long, default_value = "/usr/bin/victoria-metrics")]
     pub victoria: PathBuf,
     /// Points (full inverter readings) per phase.
-    #[arg(long, default_value_t = 200_000)]
     pub points: usize,
     /// Points per write request.
-    #[arg(long, default_value_t = 5_000)]
     pub batch: usize,
     /// Devices in the simulated fleet.
-    #[arg(long, default_value_t = 2_000)]
     pub devices: usize,
     /// Light points (ac_power_w, energy_lifetime_wh and state) instead of full inverter readings,
     /// to see the per-point cost apart from the per-field cost on the server.
-    #[arg(long)]
     pub light: bool,
 }
 
-#[derive(Debug, Clone, clap::Args)]
-pub struct StoreArgs {
+/// `sunshare bench store`: how many samples, from how many devices, against which peers.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
     /// Full inverter samples to write.
-    #[arg(long, default_value_t = 300_000)]
     pub samples: usize,
     /// Devices reporting on a 60 s schedule.
-    #[arg(long, default_value_t = 2_000)]
     pub devices: usize,
     /// Samples per write (the ingest worker's batch size).
-    #[arg(long, default_value_t = 2_000)]
     pub batch: usize,
     /// Samples given to the row-at-a-time peer (default: all of them, on an equally large table).
-    #[arg(long)]
     pub peer_samples: Option<usize>,
     /// A python3 interpreter for the sqlite3.executemany peer (skipped when absent).
-    #[arg(long)]
     pub python: Option<PathBuf>,
     /// Where the benchmark databases go (default: a temporary directory).
-    #[arg(long)]
     pub dir: Option<PathBuf>,
 }
 
 /// Runs one benchmark and returns its report as text.
-pub async fn run(cmd: BenchCommand) -> Result<String, Error> {
+pub async fn run(cmd: Benchmark) -> Result<String, Error> {
     match cmd {
-        BenchCommand::Modbus(a) => Ok(modbus::run_modbus(&a)
+        Benchmark::Modbus(a) => Ok(modbus::run_modbus(&a)
             .await
             .map_err(|e| Error::Setup(e.to_string()))?
             .to_markdown()),
-        BenchCommand::Store(a) => {
+        Benchmark::Store(a) => {
             let tmp;
             let dir = match a.dir {
                 Some(d) => d,
@@ -106,11 +98,11 @@ pub async fn run(cmd: BenchCommand) -> Result<String, Error> {
                 "samples/s",
             ))
         }
-        BenchCommand::Sink(a) => sink(a).await,
+        Benchmark::Sink(a) => sink(a).await,
     }
 }
 
-async fn sink(a: SinkArgs) -> Result<String, Error> {
+async fn sink(a: SinkOptions) -> Result<String, Error> {
     use crate::sinks::influx::{self, InfluxSink};
     use crate::sinks::victoria::Victoria;
     use std::sync::Arc;

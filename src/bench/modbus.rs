@@ -26,35 +26,27 @@ fn err(context: &str) -> impl Fn(String) -> BenchError + '_ {
     move |e| BenchError(format!("{context}: {e}"))
 }
 
-#[derive(Debug, Clone, clap::Args)]
-pub struct ModbusBenchArgs {
+/// The fleet, schedule and contenders of `sunshare bench modbus`.
+#[derive(Debug, Clone)]
+pub struct ModbusOptions {
     /// Simulated gateways (one TCP connection each).
-    #[arg(long, default_value_t = 100)]
     pub gateways: usize,
     /// Unit ids per gateway.
-    #[arg(long, default_value_t = 10)]
     pub units: u8,
     /// Poll period of every device (small = as fast as the gateway allows).
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub interval: Duration,
     /// How long Sunshare polls.
-    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
     pub duration: Duration,
     /// Latency the simulator adds to every answer, in ms.
-    #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
     /// Connections of the bare tokio-modbus loop (0 = skip the ceiling).
-    #[arg(long, default_value_t = 16)]
     pub ceiling_connections: usize,
     /// Seconds the ceiling and the peer each run.
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub side_duration: Duration,
     /// Simulator processes sharing the gateways (each gateway costs the simulator two file
     /// descriptors: split large runs across processes to stay under the descriptor limit).
-    #[arg(long, default_value_t = 1)]
     pub sim_processes: usize,
     /// python3 with pymodbus for the peer (skipped when unset).
-    #[arg(long, env = "SUNSHARE_TEST_PYMODBUS")]
     pub peer_python: Option<String>,
 }
 
@@ -189,7 +181,7 @@ fn rss_bytes() -> u64 {
 }
 
 /// Runs the whole benchmark.
-pub async fn run_modbus(args: &ModbusBenchArgs) -> Result<ModbusBenchReport, BenchError> {
+pub async fn run_modbus(args: &ModbusOptions) -> Result<ModbusBenchReport, BenchError> {
     let exe =
         std::env::current_exe().map_err(|e| err("finding the sunshare binary")(e.to_string()))?;
     let processes = args.sim_processes.clamp(1, args.gateways.max(1));

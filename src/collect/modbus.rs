@@ -969,37 +969,6 @@ pub fn probe_text(map: &RegisterMap, decoded: &Decoded) -> String {
     out
 }
 
-/// Flags of `sunshare probe`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ProbeArgs {
-    /// Register map name (e.g. huawei_sun2000, sungrow_sg, sunspec, solis, growatt).
-    #[arg(long)]
-    pub model: String,
-    /// host:port of the inverter or gateway.
-    #[arg(long)]
-    pub address: String,
-    /// Modbus unit id.
-    #[arg(long, default_value_t = 1)]
-    pub unit: u8,
-    /// RTU framing over TCP (serial servers, DTUs) instead of Modbus TCP.
-    #[arg(long)]
-    pub rtu: bool,
-    #[arg(long, value_enum, default_value_t = ProbeFormat::Text)]
-    pub format: ProbeFormat,
-    /// Per-request timeout (default: the register map's).
-    #[arg(long, value_parser = humantime::parse_duration)]
-    pub timeout: Option<Duration>,
-    /// Extra register maps directory.
-    #[arg(long)]
-    pub firmware_dir: Option<std::path::PathBuf>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ProbeFormat {
-    Text,
-    Json,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

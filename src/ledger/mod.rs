@@ -4,7 +4,6 @@
 //! All rules live in `allocate` (money) and [`PlanState::can_go_to`] (workflow); all SQL in `store`.
 //! A run that breaks a rule records nothing; a paid month is never rewritten.
 
-pub mod cli;
 pub mod demo;
 pub mod export;
 

@@ -305,32 +305,24 @@ impl AsyncWrite for Killable {
     }
 }
 
-/// Flags of `sunshare simulate`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct SimulateArgs {
+/// The simulated gateways `sunshare simulate` serves.
+#[derive(Debug, Clone)]
+pub struct FleetSpec {
     /// Number of gateways (one TCP listener each).
-    #[arg(long, default_value_t = 1)]
     pub gateways: usize,
     /// Unit ids per gateway (1..=N).
-    #[arg(long, default_value_t = 4)]
     pub units: u8,
     /// Register map of every unit, or `mixed` to cycle through the built-in families.
-    #[arg(long, default_value = "huawei_sun2000")]
     pub model: String,
     /// Serve RTU-over-TCP framing instead of Modbus TCP.
-    #[arg(long)]
     pub rtu: bool,
-    /// Host to listen on; ports are chosen by the system unless --base-port is given.
-    #[arg(long, default_value = "127.0.0.1")]
+    /// Host to listen on; ports are chosen by the system unless `base_port` is given.
     pub host: String,
     /// First port (gateway n listens on base + n); 0 = any free port.
-    #[arg(long, default_value_t = 0)]
     pub base_port: u16,
     /// Latency added to every answer, in milliseconds.
-    #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
     /// Shift each plant's clock to its solar noon, so it produces whatever the hour.
-    #[arg(long)]
     pub noon: bool,
 }
 
@@ -343,7 +335,7 @@ pub struct Started {
 
 /// Starts the gateways `sunshare simulate` describes.
 pub async fn start_fleet(
-    args: &SimulateArgs,
+    args: &FleetSpec,
     catalog: &Catalog,
     cancel: &CancellationToken,
 ) -> Result<Vec<Started>, SimError> {

@@ -14,6 +14,7 @@ mod mqtt;
 mod registry;
 mod samples;
 
+#[cfg(feature = "bench")]
 pub mod bench;
 
 pub use accounts::{AuditEntry, Credentials, TokenRow};

@@ -1,10 +1,10 @@
 //! The `allocate`, `plan` and `ledger` subcommands. Each returns the text to print; `main` prints it.
 
-use super::export::{self, Audience};
-use super::{energy_source, pay_month, run_month, transition, Error};
 use crate::allocate::{MonthRun, Payee, PlanState};
 use crate::config::Deployment;
 use crate::domain::{VillageId, YearMonth};
+use crate::ledger::export::{self, Audience};
+use crate::ledger::{energy_source, pay_month, run_month, transition, Error};
 use crate::store::Store;
 use std::fmt::Write as _;
 use std::path::PathBuf;
