@@ -2,8 +2,8 @@
 //! where notifications go. Every key has a default, so a deployment without the section still gets
 //! sun-aware alerts on the pages (and no notifications).
 
+use super::notify::NotifyConfig;
 use crate::domain::StationId;
-use crate::notify::NotifyConfig;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use std::time::Duration;
