@@ -7,6 +7,7 @@ mod account;
 pub mod date;
 mod energy;
 mod ids;
+mod plan;
 mod registry;
 mod sample;
 mod units;
@@ -14,6 +15,7 @@ mod units;
 pub use account::{Account, Role, ScopeEntry};
 pub use energy::{BadMonth, EnergyBasis, MonthEnergy, YearMonth};
 pub use ids::{CountyId, DeviceId, HouseholdId, JobId, StationId, TariffId, TownshipId, VillageId};
+pub use plan::PlanState;
 pub use registry::{
     Device, DeviceKind, Household, JobPost, LabourCapacity, OwnerShare, PovertyStatus, Station,
     StationKind, StatusPeriod, Transport,
