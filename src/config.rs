@@ -74,9 +74,18 @@ pub struct Deployment {
     pub pool_membership: Vec<crate::allocate::PoolMembership>,
     /// Only to say where the bearer tokens that once lived here went (accounts in the database).
     #[serde(default)]
-    pub ledger: crate::ledger::LedgerConfig,
+    pub ledger: LedgerConfig,
     #[serde(default)]
     pub energy: EnergyConfig,
+}
+
+/// `[ledger]` in the deployment file. It once held bearer tokens; they are accounts in the database
+/// now, and a file that still has them is refused with a message saying so.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerConfig {
+    #[serde(default)]
+    pub tokens: Option<toml::Value>,
 }
 
 /// Energy accounting and settlement reconciliation (docs/energy.md).

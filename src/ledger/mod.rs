@@ -13,19 +13,9 @@ use crate::config::Deployment;
 use crate::domain::{MonthEnergy, StationId, StationKind, VillageId, YearMonth};
 use crate::store::{self, Store, MONTH_PAID};
 use chrono::Utc;
-use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tracing::info;
-
-/// `[ledger]` in the deployment file. It once held bearer tokens; they are accounts in the database
-/// now, and a file that still has them is refused with a message saying so.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LedgerConfig {
-    #[serde(default)]
-    pub tokens: Option<toml::Value>,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
