@@ -6,6 +6,8 @@
 //! `SUNSHARE_SECTION__KEY=value` environment variables override keys (e.g. `SUNSHARE_STORAGE__URL`).
 //! Secrets are `SecretString` and never reach a log line.
 
+pub mod alerts;
+
 use crate::domain::{
     CountyId, Device, Fen, Household, HouseholdId, JobPost, Price, Station, StationKind, TariffId,
     TownshipId, VillageId,
@@ -52,7 +54,7 @@ pub struct Deployment {
     #[serde(default)]
     pub jobs: Vec<JobPost>,
     #[serde(default)]
-    pub alerts: crate::alerts::AlertsConfig,
+    pub alerts: alerts::AlertsConfig,
     /// Allocation rules of POLICY.md section 5 (defaults: the national rules).
     #[serde(default)]
     pub policy: crate::allocate::PolicyConfig,

@@ -54,12 +54,6 @@ const KNOWN_EXCEPTIONS: &[(&str, &str, &str)] = &[
          `AllocationInput` the ledger builds",
     ),
     (
-        "src/config.rs",
-        "alerts",
-        "the `[alerts]` section type lives with the rules; it reaches `Severity` and the notifiers' \
-         settings, which would move to `config` (or `domain`) with it",
-    ),
-    (
         "src/ledger/cli.rs",
         "app",
         "the ledger's command handlers load the deployment through `app`; they move to `src/cli/`",

@@ -5,12 +5,11 @@
 //!
 //! Must never: raise an alert because the sun went down, or do I/O inside the rules.
 
-pub mod config;
 pub mod engine;
 pub mod notify;
 pub mod rules;
 
-pub use config::{AlertsConfig, MaintenanceWindow, UnderperformingConfig};
+pub use crate::config::alerts::{AlertsConfig, MaintenanceWindow, UnderperformingConfig};
 pub use engine::{spawn, Engine};
 pub use rules::{
     evaluate, AlertKey, AlertKind, Condition, DeviceInput, Evaluation, Event, EventKind,

@@ -10,6 +10,7 @@ mod ids;
 mod plan;
 mod registry;
 mod sample;
+mod severity;
 mod units;
 
 pub use account::{Account, Role, ScopeEntry};
@@ -21,4 +22,5 @@ pub use registry::{
     StationKind, StatusPeriod, Transport,
 };
 pub use sample::{Alarm, DeviceState, Metric, Readings, Sample};
+pub use severity::Severity;
 pub use units::{Fen, ParseAmountError, Price, WattHours, Watts};
