@@ -275,7 +275,9 @@ pub async fn start_with(
     let http_addr = listener.local_addr().context("reading the HTTP address")?;
     let mut state =
         http::AppState::new(Arc::clone(&deployment), store.clone(), Arc::clone(&metrics));
-    state.backfill = options.backfill;
+    state.backfill = options
+        .backfill
+        .map(|p| p as Arc<dyn crate::http::BackfillStatus>);
     let http_cancel = cancel.child_token();
     tracker.spawn(async move {
         if let Err(error) = http::serve(listener, state, http_cancel).await {

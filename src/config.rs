@@ -6,6 +6,8 @@
 //! `SUNSHARE_SECTION__KEY=value` environment variables override keys (e.g. `SUNSHARE_STORAGE__URL`).
 //! Secrets are `SecretString` and never reach a log line.
 
+pub mod alerts;
+
 use crate::domain::{
     CountyId, Device, Fen, Household, HouseholdId, JobPost, Price, Station, StationKind, TariffId,
     TownshipId, VillageId,
@@ -52,7 +54,7 @@ pub struct Deployment {
     #[serde(default)]
     pub jobs: Vec<JobPost>,
     #[serde(default)]
-    pub alerts: crate::alerts::AlertsConfig,
+    pub alerts: alerts::AlertsConfig,
     /// Allocation rules of POLICY.md section 5 (defaults: the national rules).
     #[serde(default)]
     pub policy: crate::allocate::PolicyConfig,
@@ -74,9 +76,18 @@ pub struct Deployment {
     pub pool_membership: Vec<crate::allocate::PoolMembership>,
     /// Only to say where the bearer tokens that once lived here went (accounts in the database).
     #[serde(default)]
-    pub ledger: crate::ledger::LedgerConfig,
+    pub ledger: LedgerConfig,
     #[serde(default)]
     pub energy: EnergyConfig,
+}
+
+/// `[ledger]` in the deployment file. It once held bearer tokens; they are accounts in the database
+/// now, and a file that still has them is refused with a message saying so.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerConfig {
+    #[serde(default)]
+    pub tokens: Option<toml::Value>,
 }
 
 /// Energy accounting and settlement reconciliation (docs/energy.md).

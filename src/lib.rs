@@ -8,7 +8,7 @@
 //! - [`store`] owns all SQL (SQLite embedded, PostgreSQL shared); [`sinks`] forward to InfluxDB v2;
 //! - [`energy`] turns lifetime counters into daily and monthly energy and reconciles with settlements;
 //! - [`allocate`] is the pure money core; the ledger in [`store`] records plans and payouts;
-//! - [`alerts`] are pure rules with [`solar`] to know night from outage; notifiers deliver them;
+//! - [`alerts`] are pure rules with [`solar`] to know night from outage; `alerts::notify` delivers them;
 //! - [`http`] serves the JSON API, the HTML pages and `/metrics`; [`sim`] simulates a fleet;
 //! - [`accounts`] creates users and API tokens; [`cli`] holds the subcommands' flags and handlers;
 //! - [`auth`] decides who may do what where (roles, scopes, credentials); pure;
@@ -41,7 +41,6 @@ pub mod http;
 pub mod ingest;
 pub mod ledger;
 pub mod metrics;
-pub mod notify;
 pub mod registers;
 pub mod sim;
 pub mod sinks;

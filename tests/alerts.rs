@@ -4,12 +4,12 @@
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
+use sunshare::alerts::notify::{self, Dispatcher};
 use sunshare::alerts::Engine;
 use sunshare::config::Deployment;
 use sunshare::domain::{DeviceId, DeviceState, Metric, Readings, Sample};
 use sunshare::http::AppState;
 use sunshare::metrics::Metrics;
-use sunshare::notify::{self, Dispatcher};
 use sunshare::store::{testing, Store};
 use tokio_util::sync::CancellationToken;
 

@@ -2,6 +2,7 @@
 //! from the store, runs the pure rules, records opened and resolved alerts (with history), updates
 //! `alerts_open` and hands the events to the notifiers. `tick(now)` is one step, for tests.
 
+use super::notify::{self, AlertNotice, Dispatcher, MqttSink, NotifyHandle};
 use super::rules::{
     evaluate, AlertKey, AlertKind, DeviceInput, EventKind, LastReading, RulesState, Severity,
     Snapshot, StationInput,
@@ -10,7 +11,6 @@ use super::Error;
 use crate::config::Deployment;
 use crate::domain::{CountyId, DeviceId, Readings, StationId, Transport};
 use crate::metrics::Metrics;
-use crate::notify::{self, AlertNotice, Dispatcher, MqttSink, NotifyHandle};
 use crate::store::{bucket_start, LatestRow, NewAlert, Store};
 use chrono::{DateTime, Duration, Utc};
 use std::collections::hash_map::DefaultHasher;

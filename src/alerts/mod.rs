@@ -1,15 +1,15 @@
 //! Sun-aware alerts. [`rules`] decides, purely, which conditions hold for the fleet (offline
 //! gateways, lost devices, grid outages, faults, underperformance, frozen data) and turns them into
 //! lifecycle events; [`engine`] feeds the rules from the store on a timer, persists alerts and hands
-//! events to [`crate::notify`].
+//! events to [`notify`].
 //!
 //! Must never: raise an alert because the sun went down, or do I/O inside the rules.
 
-pub mod config;
 pub mod engine;
+pub mod notify;
 pub mod rules;
 
-pub use config::{AlertsConfig, MaintenanceWindow, UnderperformingConfig};
+pub use crate::config::alerts::{AlertsConfig, MaintenanceWindow, UnderperformingConfig};
 pub use engine::{spawn, Engine};
 pub use rules::{
     evaluate, AlertKey, AlertKind, Condition, DeviceInput, Evaluation, Event, EventKind,
@@ -22,7 +22,7 @@ pub enum Error {
     #[error("alert store: {0}")]
     Store(#[from] crate::store::Error),
     #[error("notifier setup: {0}")]
-    Notify(#[from] crate::notify::Error),
+    Notify(#[from] notify::Error),
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! No I/O and no clock: the caller passes `now` and a [`Snapshot`]; [`RulesState`] carries what must
 //! be remembered between evaluations (pending conditions, open alerts, frozen values).
 
-use super::config::AlertsConfig;
+use crate::config::alerts::AlertsConfig;
 use crate::domain::{Alarm, CountyId, DeviceId, DeviceState, StationId};
 use crate::solar;
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -84,33 +84,8 @@ impl fmt::Display for AlertKind {
     }
 }
 
-/// How urgent; ordered so `>=` compares urgency.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    #[default]
-    Minor,
-    Major,
-    Critical,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Minor => "minor",
-            Severity::Major => "major",
-            Severity::Critical => "critical",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Severity> {
-        [Severity::Minor, Severity::Major, Severity::Critical]
-            .into_iter()
-            .find(|v| v.as_str() == s)
-    }
-}
+/// Severity is shared vocabulary: the deployment file names it per destination.
+pub use crate::domain::Severity;
 
 /// One alert's identity: at most one alert per key is open at a time (deduplication).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

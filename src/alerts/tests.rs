@@ -1,7 +1,7 @@
 //! Scripted days against the pure rules, driven by a controlled clock (5-minute steps).
 
-use super::config::{AlertsConfig, MaintenanceWindow};
 use super::rules::*;
+use crate::config::alerts::{AlertsConfig, MaintenanceWindow};
 use crate::domain::{Alarm, CountyId, DeviceId, DeviceState, StationId};
 use crate::solar;
 use chrono::{DateTime, Duration, TimeZone, Utc};

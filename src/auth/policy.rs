@@ -6,7 +6,7 @@
 //! else anywhere compares roles.
 
 use super::{Place, Principal};
-use crate::allocate::PlanState;
+use crate::domain::PlanState;
 use crate::domain::{Role, ScopeEntry};
 
 /// What a request does.

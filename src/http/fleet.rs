@@ -229,7 +229,7 @@ async fn fleet_page(
 /// While the demo's history is still being written, say so: figures for past days are incomplete.
 fn backfill_note(state: &AppState) -> Option<String> {
     let p = state.backfill.as_ref()?;
-    if p.settled.load(std::sync::atomic::Ordering::Relaxed) {
+    if p.settled() {
         return None;
     }
     Some(format!(

@@ -57,7 +57,16 @@ pub struct AppState {
     /// Turns for heavy pages (`[http] heavy_pages`).
     pub heavy: Arc<tokio::sync::Semaphore>,
     /// Progress of a history backfill (demo only).
-    pub backfill: Option<Arc<crate::sim::history::Progress>>,
+    pub backfill: Option<Arc<dyn BackfillStatus>>,
+}
+
+/// How far a background history backfill has got, for the note on the fleet page. Whoever writes
+/// the history (the demo) fills it in; the pages only read it.
+pub trait BackfillStatus: Send + Sync + std::fmt::Debug {
+    /// The share of devices queued so far, from 0 to 1.
+    fn fraction(&self) -> f64;
+    /// The history is written and its grid settlement imported.
+    fn settled(&self) -> bool;
 }
 
 impl AppState {

@@ -7,24 +7,14 @@
 pub mod demo;
 pub mod export;
 
-use crate::allocate::{self, Book, Carry, MonthRun, PlanState};
+use crate::allocate::{self, Book, Carry, MonthRun, Payee, PlanState};
 use crate::config::Deployment;
 use crate::domain::{MonthEnergy, StationId, StationKind, VillageId, YearMonth};
 use crate::store::{self, Store, MONTH_PAID};
 use chrono::Utc;
-use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tracing::info;
-
-/// `[ledger]` in the deployment file. It once held bearer tokens; they are accounts in the database
-/// now, and a file that still has them is refused with a message saying so.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LedgerConfig {
-    #[serde(default)]
-    pub tokens: Option<toml::Value>,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -151,7 +141,7 @@ pub async fn run_month(
             .map_err(|e| Error::Corrupt(format!("carry-over: {e}")))?;
         let fp = fingerprint(&run);
         if !store
-            .record_month(&run, &fp, &carry_json, who, Utc::now())
+            .record_month(&month_record(&run), &fp, &carry_json, who, Utc::now())
             .await?
         {
             return Err(Error::Locked(month));
@@ -260,6 +250,123 @@ pub fn mask_name(name: &str) -> String {
             s.push(chars[n - 1]);
             s
         }
+    }
+}
+
+/// The allocator's month as the ledger tables hold it: amounts in fen, texts the statements show.
+fn month_record(run: &MonthRun) -> store::MonthRecord {
+    let stations = run
+        .stations
+        .iter()
+        .map(|s| store::StationMonthRecord {
+            station: s.station.to_string(),
+            basis: if s.basis.is_provisional() {
+                "metered"
+            } else {
+                "settled"
+            }
+            .to_owned(),
+            energy_wh: s.energy.0,
+            tariff: s.tariff.0,
+            coal_price: s.coal_price.0,
+            adder_price: s.adder_price.0,
+            base_fen: s.base.0,
+            subsidy_accrued_fen: s.subsidy_accrued.0,
+            adder_fen: s.adder.0,
+            subsidy_received_fen: s.subsidy_received.0,
+            received_fen: s.received.0,
+            costs_fen: s.costs_total.0,
+            net_fen: s.net.0,
+            deficit_in_fen: s.deficit_in.0,
+            distributable_fen: s.distributable.0,
+            deficit_out_fen: s.deficit_out.0,
+            explanation: s
+                .notes
+                .iter()
+                .cloned()
+                .chain(
+                    s.costs
+                        .iter()
+                        .map(|c| format!("{}: {} ({})", c.label, c.amount, c.how)),
+                )
+                .collect::<Vec<_>>()
+                .join("\n"),
+        })
+        .collect();
+    let villages = run
+        .villages
+        .iter()
+        .map(|v| {
+            let income = v.income.iter().map(|i| store::EntryRow {
+                kind: "INCOME".into(),
+                line: "INCOME".into(),
+                station: Some(i.station.to_string()),
+                household: None,
+                payee: i.station.to_string(),
+                reference: format!(
+                    "share {}/{} of received {} − costs {}",
+                    i.weight, i.total_weight, i.station_received, i.station_costs
+                ),
+                amount_fen: i.amount.0,
+                basis: if i.basis.is_provisional() {
+                    "metered (provisional)"
+                } else {
+                    "settled"
+                }
+                .into(),
+            });
+            let payouts = v.payouts.iter().map(|p| {
+                let (household, payee) = match &p.payee {
+                    Payee::Household(h) => (Some(h.to_string()), h.to_string()),
+                    Payee::Other(o) => (None, o.clone()),
+                };
+                store::EntryRow {
+                    kind: "PAYOUT".into(),
+                    line: p.line.code().into(),
+                    station: None,
+                    household,
+                    payee,
+                    reference: p.reference.to_string(),
+                    amount_fen: p.amount.0,
+                    basis: p.basis.to_string(),
+                }
+            });
+            store::VillageMonthRecord {
+                village: v.village.to_string(),
+                provisional: v.provisional,
+                plan_state: v.plan_state.map(|p| p.code().to_owned()),
+                opening_fen: v.opening_balance.0,
+                income_fen: v.income_total.0,
+                advance_fen: v.advance.0,
+                advance_repaid_fen: v.advance_repaid.0,
+                advance_outstanding_fen: v.advance_outstanding.0,
+                cash_fen: v.cash.0,
+                payouts_fen: v.payouts_total.0,
+                reserve_fen: v.reserve.0,
+                carry_over_fen: v.carry_over.0,
+                closing_fen: v.closing_balance.0,
+                explanation: v.notes.join("\n"),
+                entries: income.chain(payouts).collect(),
+            }
+        })
+        .collect();
+    let pools = run
+        .pools
+        .iter()
+        .flat_map(|p| {
+            p.lines.iter().map(move |l| store::PoolLineRecord {
+                station: p.station.to_string(),
+                household: l.household.to_string(),
+                village: l.village.as_ref().map(|v| v.to_string()),
+                amount_fen: l.amount.0,
+            })
+        })
+        .collect();
+    store::MonthRecord {
+        month: run.month,
+        stations,
+        villages,
+        pools,
     }
 }
 

@@ -36,6 +36,16 @@ impl Progress {
     }
 }
 
+impl crate::http::BackfillStatus for Progress {
+    fn fraction(&self) -> f64 {
+        Progress::fraction(self)
+    }
+
+    fn settled(&self) -> bool {
+        self.settled.load(Ordering::Relaxed)
+    }
+}
+
 /// What one device reported at one grid instant, or `None` while it sleeps or is unreachable.
 pub fn reading_at(
     plant: &PlantModel,

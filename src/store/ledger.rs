@@ -5,9 +5,8 @@
 //! reads and writes, atomically: a month is replaced in one transaction, and a paid month never is.
 
 use super::{Result, Store};
-use crate::allocate::{MonthRun, Payee, PlanState};
 use crate::config::Backend;
-use crate::domain::{VillageId, YearMonth};
+use crate::domain::{PlanState, VillageId, YearMonth};
 use chrono::{DateTime, Utc};
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
@@ -73,6 +72,67 @@ pub struct VillageMonthRow {
     pub notes: Vec<String>,
     pub entries: Vec<EntryRow>,
     pub month_status: String,
+}
+
+/// One month run as the ledger tables hold it. The ledger builds it from the allocator's result;
+/// the store only writes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonthRecord {
+    pub month: YearMonth,
+    pub stations: Vec<StationMonthRecord>,
+    pub villages: Vec<VillageMonthRecord>,
+    pub pools: Vec<PoolLineRecord>,
+}
+
+/// A station's revenue for the month (`basis` is `metered` or `settled`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StationMonthRecord {
+    pub station: String,
+    pub basis: String,
+    pub energy_wh: i64,
+    pub tariff: i64,
+    pub coal_price: i64,
+    pub adder_price: i64,
+    pub base_fen: i64,
+    pub subsidy_accrued_fen: i64,
+    pub adder_fen: i64,
+    pub subsidy_received_fen: i64,
+    pub received_fen: i64,
+    pub costs_fen: i64,
+    pub net_fen: i64,
+    pub deficit_in_fen: i64,
+    pub distributable_fen: i64,
+    pub deficit_out_fen: i64,
+    pub explanation: String,
+}
+
+/// A village's statement for the month, with its entries in statement order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VillageMonthRecord {
+    pub village: String,
+    pub provisional: bool,
+    pub plan_state: Option<String>,
+    pub opening_fen: i64,
+    pub income_fen: i64,
+    pub advance_fen: i64,
+    pub advance_repaid_fen: i64,
+    pub advance_outstanding_fen: i64,
+    pub cash_fen: i64,
+    pub payouts_fen: i64,
+    pub reserve_fen: i64,
+    pub carry_over_fen: i64,
+    pub closing_fen: i64,
+    pub explanation: String,
+    pub entries: Vec<EntryRow>,
+}
+
+/// One household's share of a centralized pool station.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolLineRecord {
+    pub station: String,
+    pub household: String,
+    pub village: Option<String>,
+    pub amount_fen: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -317,7 +377,7 @@ impl Store {
     /// the month is paid.
     pub async fn record_month(
         &self,
-        run: &MonthRun,
+        run: &MonthRecord,
         fingerprint: &str,
         carry: &str,
         who: &str,
@@ -369,41 +429,23 @@ impl Store {
             .map(|s| {
                 vec![
                     Val::T(month.clone()),
-                    Val::T(s.station.to_string()),
-                    Val::T(
-                        if s.basis.is_provisional() {
-                            "metered"
-                        } else {
-                            "settled"
-                        }
-                        .into(),
-                    ),
-                    Val::I(s.energy.0),
-                    Val::I(s.tariff.0),
-                    Val::I(s.coal_price.0),
-                    Val::I(s.adder_price.0),
-                    Val::I(s.base.0),
-                    Val::I(s.subsidy_accrued.0),
-                    Val::I(s.adder.0),
-                    Val::I(s.subsidy_received.0),
-                    Val::I(s.received.0),
-                    Val::I(s.costs_total.0),
-                    Val::I(s.net.0),
-                    Val::I(s.deficit_in.0),
-                    Val::I(s.distributable.0),
-                    Val::I(s.deficit_out.0),
-                    Val::T(
-                        s.notes
-                            .iter()
-                            .cloned()
-                            .chain(
-                                s.costs
-                                    .iter()
-                                    .map(|c| format!("{}: {} ({})", c.label, c.amount, c.how)),
-                            )
-                            .collect::<Vec<_>>()
-                            .join("\n"),
-                    ),
+                    Val::T(s.station.clone()),
+                    Val::T(s.basis.clone()),
+                    Val::I(s.energy_wh),
+                    Val::I(s.tariff),
+                    Val::I(s.coal_price),
+                    Val::I(s.adder_price),
+                    Val::I(s.base_fen),
+                    Val::I(s.subsidy_accrued_fen),
+                    Val::I(s.adder_fen),
+                    Val::I(s.subsidy_received_fen),
+                    Val::I(s.received_fen),
+                    Val::I(s.costs_fen),
+                    Val::I(s.net_fen),
+                    Val::I(s.deficit_in_fen),
+                    Val::I(s.distributable_fen),
+                    Val::I(s.deficit_out_fen),
+                    Val::T(s.explanation.clone()),
                 ]
             })
             .collect();
@@ -439,66 +481,34 @@ impl Store {
         for v in &run.villages {
             villages.push(vec![
                 Val::T(month.clone()),
-                Val::T(v.village.to_string()),
+                Val::T(v.village.clone()),
                 Val::I(i64::from(v.provisional)),
-                Val::OT(v.plan_state.map(|p| p.code().to_owned())),
-                Val::I(v.opening_balance.0),
-                Val::I(v.income_total.0),
-                Val::I(v.advance.0),
-                Val::I(v.advance_repaid.0),
-                Val::I(v.advance_outstanding.0),
-                Val::I(v.cash.0),
-                Val::I(v.payouts_total.0),
-                Val::I(v.reserve.0),
-                Val::I(v.carry_over.0),
-                Val::I(v.closing_balance.0),
-                Val::T(v.notes.join("\n")),
+                Val::OT(v.plan_state.clone()),
+                Val::I(v.opening_fen),
+                Val::I(v.income_fen),
+                Val::I(v.advance_fen),
+                Val::I(v.advance_repaid_fen),
+                Val::I(v.advance_outstanding_fen),
+                Val::I(v.cash_fen),
+                Val::I(v.payouts_fen),
+                Val::I(v.reserve_fen),
+                Val::I(v.carry_over_fen),
+                Val::I(v.closing_fen),
+                Val::T(v.explanation.clone()),
             ]);
-            let mut seq = 0_i64;
-            for i in &v.income {
-                seq += 1;
+            for (seq, e) in (1_i64..).zip(&v.entries) {
                 entries.push(vec![
                     Val::T(month.clone()),
-                    Val::T(v.village.to_string()),
+                    Val::T(v.village.clone()),
                     Val::I(seq),
-                    Val::T("INCOME".into()),
-                    Val::T("INCOME".into()),
-                    Val::OT(Some(i.station.to_string())),
-                    Val::OT(None),
-                    Val::T(i.station.to_string()),
-                    Val::T(format!(
-                        "share {}/{} of received {} − costs {}",
-                        i.weight, i.total_weight, i.station_received, i.station_costs
-                    )),
-                    Val::I(i.amount.0),
-                    Val::T(
-                        if i.basis.is_provisional() {
-                            "metered (provisional)"
-                        } else {
-                            "settled"
-                        }
-                        .into(),
-                    ),
-                ]);
-            }
-            for p in &v.payouts {
-                seq += 1;
-                let (household, payee) = match &p.payee {
-                    Payee::Household(h) => (Some(h.to_string()), h.to_string()),
-                    Payee::Other(o) => (None, o.clone()),
-                };
-                entries.push(vec![
-                    Val::T(month.clone()),
-                    Val::T(v.village.to_string()),
-                    Val::I(seq),
-                    Val::T("PAYOUT".into()),
-                    Val::T(p.line.code().into()),
-                    Val::OT(None),
-                    Val::OT(household),
-                    Val::T(payee),
-                    Val::T(p.reference.to_string()),
-                    Val::I(p.amount.0),
-                    Val::T(p.basis.to_string()),
+                    Val::T(e.kind.clone()),
+                    Val::T(e.line.clone()),
+                    Val::OT(e.station.clone()),
+                    Val::OT(e.household.clone()),
+                    Val::T(e.payee.clone()),
+                    Val::T(e.reference.clone()),
+                    Val::I(e.amount_fen),
+                    Val::T(e.basis.clone()),
                 ]);
             }
         }
@@ -549,17 +559,14 @@ impl Store {
         let pools = run
             .pools
             .iter()
-            .flat_map(|p| {
-                let month = month.clone();
-                p.lines.iter().map(move |l| {
-                    vec![
-                        Val::T(month.clone()),
-                        Val::T(p.station.to_string()),
-                        Val::T(l.household.to_string()),
-                        Val::OT(l.village.as_ref().map(|v| v.to_string())),
-                        Val::I(l.amount.0),
-                    ]
-                })
+            .map(|l| {
+                vec![
+                    Val::T(month.clone()),
+                    Val::T(l.station.clone()),
+                    Val::T(l.household.clone()),
+                    Val::OT(l.village.clone()),
+                    Val::I(l.amount_fen),
+                ]
             })
             .collect();
         insert_batch(

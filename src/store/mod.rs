@@ -21,7 +21,8 @@ pub use accounts::{AuditEntry, Credentials, TokenRow};
 pub use alerts::{AckOutcome, AlertRow, HistoryRow, NewAlert, NotifyStatusRow};
 pub use energy::{EnergyReading, SettlementInsert, SettlementRow};
 pub use ledger::{
-    AuditRow, EntryRow, MonthRow, TransitionRow, VillageMonthRow, MONTH_COMPUTED, MONTH_PAID,
+    AuditRow, EntryRow, MonthRecord, MonthRow, PoolLineRecord, StationMonthRecord, TransitionRow,
+    VillageMonthRecord, VillageMonthRow, MONTH_COMPUTED, MONTH_PAID,
 };
 pub use mqtt::{MqttRejectedRow, MqttUnknownRow};
 pub use samples::{

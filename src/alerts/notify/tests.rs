@@ -8,6 +8,7 @@ use axum::http::{StatusCode, Uri};
 use axum::routing::post;
 use axum::Router;
 use chrono::TimeZone;
+use secrecy::SecretString;
 use serde_json::{json, Value};
 use std::sync::Mutex;
 

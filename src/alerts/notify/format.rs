@@ -1,7 +1,7 @@
 //! Message payloads: a generic JSON document, and the markdown messages of the DingTalk and WeCom
 //! group robots (the formats those services define).
 
-use super::{AlertNotice, SendError};
+use super::{AlertNotice, Format, SendError};
 use crate::alerts::EventKind;
 use base64::Engine as _;
 use chrono::SecondsFormat;
@@ -9,19 +9,6 @@ use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-
-/// The payload format of a webhook.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    /// Sunshare's own JSON document (also used on MQTT).
-    #[default]
-    Json,
-    /// DingTalk custom robot (钉钉群机器人), markdown message.
-    Dingtalk,
-    /// WeCom group robot (企业微信群机器人), markdown message.
-    Wecom,
-}
 
 /// What one delivery carries.
 #[derive(Debug, Clone, PartialEq)]

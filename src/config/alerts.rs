@@ -2,9 +2,9 @@
 //! where notifications go. Every key has a default, so a deployment without the section still gets
 //! sun-aware alerts on the pages (and no notifications).
 
-use crate::domain::StationId;
-use crate::notify::NotifyConfig;
+use crate::domain::{Severity, StationId};
 use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -176,4 +176,133 @@ impl AlertsConfig {
         }
         out
     }
+}
+
+/// `[alerts.notify]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    pub webhooks: Vec<WebhookConfig>,
+    pub mqtt: Option<MqttSinkConfig>,
+    /// Per attempt.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Attempts per message, the first included.
+    pub max_attempts: u32,
+    #[serde(with = "humantime_serde")]
+    pub backoff_initial: Duration,
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Duration,
+    /// More events than this in one batch (per destination) are sent as one summary.
+    pub summary_threshold: usize,
+    /// Messages per destination per hour; what does not fit waits and goes out as one summary.
+    pub max_per_hour: usize,
+    /// Link to the alerts page in chat messages, e.g. `http://noc.example:8080`.
+    pub public_url: Option<String>,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        Self {
+            webhooks: Vec::new(),
+            mqtt: None,
+            timeout: Duration::from_secs(10),
+            max_attempts: 5,
+            backoff_initial: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+            summary_threshold: 3,
+            max_per_hour: 30,
+            public_url: None,
+        }
+    }
+}
+
+impl NotifyConfig {
+    pub(crate) fn problems(&self) -> Vec<(String, String, String)> {
+        let mut out = Vec::new();
+        if self.max_attempts == 0 {
+            out.push((
+                "max_attempts".into(),
+                "0 attempts would never send anything".into(),
+                "use at least 1, e.g. 5".into(),
+            ));
+        }
+        if self.max_per_hour == 0 {
+            out.push((
+                "max_per_hour".into(),
+                "a rate of 0 messages per hour would never send anything".into(),
+                "use at least 1, e.g. 30".into(),
+            ));
+        }
+        for (i, w) in self.webhooks.iter().enumerate() {
+            let url = w.url.expose_secret();
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                out.push((
+                    format!("webhooks[{i}].url"),
+                    format!("webhook '{}' has a URL that is not http(s)", w.name),
+                    "give the full URL, e.g. https://oapi.dingtalk.com/robot/send?access_token=..."
+                        .into(),
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// One webhook destination.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Shown on the alerts page and in logs instead of the URL.
+    pub name: String,
+    /// Carries the robot's access token: a secret.
+    pub url: SecretString,
+    #[serde(default)]
+    pub format: Format,
+    /// Events below this severity are not sent here.
+    #[serde(default)]
+    pub min_severity: Severity,
+    /// DingTalk "sign" security setting: the robot's secret (SEC...).
+    #[serde(default)]
+    pub secret: Option<SecretString>,
+    /// DingTalk/WeCom "keyword" security setting: put into every message.
+    #[serde(default)]
+    pub keyword: Option<String>,
+}
+
+/// `[alerts.notify.mqtt]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttSinkConfig {
+    /// `host:port`.
+    pub broker: String,
+    #[serde(default = "default_topic")]
+    pub topic: String,
+    #[serde(default = "default_client")]
+    pub client_id: String,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<SecretString>,
+}
+
+fn default_topic() -> String {
+    "sunshare/alerts".into()
+}
+
+fn default_client() -> String {
+    "sunshare-alerts".into()
+}
+
+/// The payload format of a webhook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// Sunshare's own JSON document (also used on MQTT).
+    #[default]
+    Json,
+    /// DingTalk custom robot (钉钉群机器人), markdown message.
+    Dingtalk,
+    /// WeCom group robot (企业微信群机器人), markdown message.
+    Wecom,
 }

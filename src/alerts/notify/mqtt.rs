@@ -2,39 +2,15 @@
 //! Singles go to `<topic>/<station>/<kind>`, summaries to `<topic>/summary`.
 
 use super::{Error, Message, SendError};
+pub use crate::config::alerts::MqttSinkConfig;
 use rand::Rng;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
+use secrecy::ExposeSecret;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
-
-/// `[alerts.notify.mqtt]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MqttSinkConfig {
-    /// `host:port`.
-    pub broker: String,
-    #[serde(default = "default_topic")]
-    pub topic: String,
-    #[serde(default = "default_client")]
-    pub client_id: String,
-    #[serde(default)]
-    pub username: Option<String>,
-    #[serde(default)]
-    pub password: Option<SecretString>,
-}
-
-fn default_topic() -> String {
-    "sunshare/alerts".into()
-}
-
-fn default_client() -> String {
-    "sunshare-alerts".into()
-}
 
 /// A connected (or reconnecting) publisher.
 #[derive(Debug, Clone)]

@@ -10,7 +10,8 @@
 mod format;
 mod mqtt;
 
-pub use format::{render, Format, Message};
+pub use crate::config::alerts::{Format, NotifyConfig, WebhookConfig};
+pub use format::{render, Message};
 pub use mqtt::{MqttSink, MqttSinkConfig};
 
 use crate::alerts::{Event, Severity};
@@ -18,8 +19,7 @@ use crate::metrics::Metrics;
 use crate::store::Store;
 use chrono::{DateTime, Utc};
 use rand::Rng;
-use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
+use secrecy::ExposeSecret;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,98 +55,6 @@ impl SendError {
             message: message.into(),
         }
     }
-}
-
-/// `[alerts.notify]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct NotifyConfig {
-    pub webhooks: Vec<WebhookConfig>,
-    pub mqtt: Option<MqttSinkConfig>,
-    /// Per attempt.
-    #[serde(with = "humantime_serde")]
-    pub timeout: Duration,
-    /// Attempts per message, the first included.
-    pub max_attempts: u32,
-    #[serde(with = "humantime_serde")]
-    pub backoff_initial: Duration,
-    #[serde(with = "humantime_serde")]
-    pub backoff_max: Duration,
-    /// More events than this in one batch (per destination) are sent as one summary.
-    pub summary_threshold: usize,
-    /// Messages per destination per hour; what does not fit waits and goes out as one summary.
-    pub max_per_hour: usize,
-    /// Link to the alerts page in chat messages, e.g. `http://noc.example:8080`.
-    pub public_url: Option<String>,
-}
-
-impl Default for NotifyConfig {
-    fn default() -> Self {
-        Self {
-            webhooks: Vec::new(),
-            mqtt: None,
-            timeout: Duration::from_secs(10),
-            max_attempts: 5,
-            backoff_initial: Duration::from_secs(1),
-            backoff_max: Duration::from_secs(60),
-            summary_threshold: 3,
-            max_per_hour: 30,
-            public_url: None,
-        }
-    }
-}
-
-impl NotifyConfig {
-    pub(crate) fn problems(&self) -> Vec<(String, String, String)> {
-        let mut out = Vec::new();
-        if self.max_attempts == 0 {
-            out.push((
-                "max_attempts".into(),
-                "0 attempts would never send anything".into(),
-                "use at least 1, e.g. 5".into(),
-            ));
-        }
-        if self.max_per_hour == 0 {
-            out.push((
-                "max_per_hour".into(),
-                "a rate of 0 messages per hour would never send anything".into(),
-                "use at least 1, e.g. 30".into(),
-            ));
-        }
-        for (i, w) in self.webhooks.iter().enumerate() {
-            let url = w.url.expose_secret();
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                out.push((
-                    format!("webhooks[{i}].url"),
-                    format!("webhook '{}' has a URL that is not http(s)", w.name),
-                    "give the full URL, e.g. https://oapi.dingtalk.com/robot/send?access_token=..."
-                        .into(),
-                ));
-            }
-        }
-        out
-    }
-}
-
-/// One webhook destination.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookConfig {
-    /// Shown on the alerts page and in logs instead of the URL.
-    pub name: String,
-    /// Carries the robot's access token: a secret.
-    pub url: SecretString,
-    #[serde(default)]
-    pub format: Format,
-    /// Events below this severity are not sent here.
-    #[serde(default)]
-    pub min_severity: Severity,
-    /// DingTalk "sign" security setting: the robot's secret (SEC...).
-    #[serde(default)]
-    pub secret: Option<SecretString>,
-    /// DingTalk/WeCom "keyword" security setting: put into every message.
-    #[serde(default)]
-    pub keyword: Option<String>,
 }
 
 /// An event with what a person needs to act on it.
