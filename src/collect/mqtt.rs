@@ -653,6 +653,13 @@ impl MqttCollector {
                 }
             }
         }
+        // Messages handled before the stop are acknowledged now, or the broker would deliver
+        // them again after the restart (stored once all the same, but counted as duplicates).
+        if unflushed {
+            if let Err(reason) = flush_acks(&mut eventloop).await {
+                debug!(reason, "could not send the last acknowledgements");
+            }
+        }
         self.flush_problems().await;
         // A clean DISCONNECT keeps the persistent session on the broker (clean session is off).
         if client.try_disconnect().is_ok() {
