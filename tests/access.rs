@@ -11,11 +11,9 @@ use sunshare::accounts::{self, NewUser};
 use sunshare::allocate::PlanState;
 use sunshare::auth::{decide, Action, Place, Principal, Via};
 use sunshare::config::Deployment;
-use sunshare::domain::{
-    EnergyBasis, MonthEnergy, Role, ScopeEntry, StationId, VillageId, WattHours, YearMonth,
-};
+use sunshare::domain::{Role, ScopeEntry, VillageId};
 use sunshare::http::{PlaceFrom, RouteSpec};
-use sunshare::ledger::{self, EnergySource};
+use sunshare::ledger::{self, testing::FixedEnergy};
 use sunshare::store::{NewAlert, Store};
 
 /// Two villages of one township, each with a village station, a household and a job.
@@ -118,25 +116,6 @@ const B_SECRETS: [&str; 6] = [
 
 const PASSWORD: &str = "spring-terrace-42";
 
-#[derive(Debug)]
-struct Fixed;
-
-#[async_trait::async_trait]
-impl EnergySource for Fixed {
-    async fn month_energy(
-        &self,
-        station: &StationId,
-        month: YearMonth,
-    ) -> Result<MonthEnergy, ledger::Error> {
-        Ok(MonthEnergy {
-            station: station.clone(),
-            month,
-            energy: WattHours(30_000_000),
-            basis: EnergyBasis::Metered,
-        })
-    }
-}
-
 struct Fleet {
     base: String,
     store: Store,
@@ -195,7 +174,7 @@ async fn fleet_with(extra: &str) -> Fleet {
     ledger::run_month(
         &store,
         &d,
-        &Fixed,
+        &FixedEnergy::metered(30_000_000),
         "2026-01".parse().expect("month"),
         "test",
         true,

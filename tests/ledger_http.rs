@@ -4,8 +4,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use sunshare::allocate::PlanState;
 use sunshare::config::Deployment;
-use sunshare::domain::{EnergyBasis, MonthEnergy, StationId, VillageId, WattHours, YearMonth};
-use sunshare::ledger::{self, EnergySource};
+use sunshare::domain::{VillageId, YearMonth};
+use sunshare::ledger::{self, testing::FixedEnergy};
 
 const CONFIG: &str = r#"
 [[counties]]
@@ -64,25 +64,6 @@ fn deployment() -> Deployment {
     match Deployment::from_str_with_env("test.toml", CONFIG, &[], &HashSet::new()) {
         Ok(d) => d,
         Err(e) => panic!("{e}"),
-    }
-}
-
-#[derive(Debug)]
-struct Fixed;
-
-#[async_trait::async_trait]
-impl EnergySource for Fixed {
-    async fn month_energy(
-        &self,
-        station: &StationId,
-        month: YearMonth,
-    ) -> Result<MonthEnergy, ledger::Error> {
-        Ok(MonthEnergy {
-            station: station.clone(),
-            month,
-            energy: WattHours(30_000_000),
-            basis: EnergyBasis::Metered,
-        })
     }
 }
 
@@ -182,7 +163,15 @@ async fn village_pages_notice_exports_and_plan_api() -> anyhow::Result<()> {
     assert_eq!(err["field"], "note", "{err}");
     let client = viewer;
 
-    ledger::run_month(&store, &d, &Fixed, month, "test", true).await?;
+    ledger::run_month(
+        &store,
+        &d,
+        &FixedEnergy::metered(30_000_000),
+        month,
+        "test",
+        true,
+    )
+    .await?;
 
     let list = client
         .get(format!("{base}/villages"))

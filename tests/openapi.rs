@@ -8,11 +8,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use sunshare::allocate::PlanState;
 use sunshare::config::Deployment;
-use sunshare::domain::{
-    DeviceId, EnergyBasis, Metric, MonthEnergy, Readings, Sample, StationId, VillageId, WattHours,
-    YearMonth,
-};
-use sunshare::ledger::{self, EnergySource};
+use sunshare::domain::{DeviceId, Metric, Readings, Sample, VillageId};
+use sunshare::ledger::{self, testing::FixedEnergy};
 use sunshare::store::{MqttRejectedRow, MqttUnknownRow, NewAlert, QuarantineEntry};
 
 const CONFIG: &str = r#"
@@ -74,25 +71,6 @@ year = 2026
 expected_net = "100000"
 lines = { job_wages = "7200", temp_labour = "0", small_project = "0", reward_subsidy = "0", reserve = "1200" }
 "#;
-
-#[derive(Debug)]
-struct Fixed;
-
-#[async_trait::async_trait]
-impl EnergySource for Fixed {
-    async fn month_energy(
-        &self,
-        station: &StationId,
-        month: YearMonth,
-    ) -> Result<MonthEnergy, ledger::Error> {
-        Ok(MonthEnergy {
-            station: station.clone(),
-            month,
-            energy: WattHours(30_000_000),
-            basis: EnergyBasis::Metered,
-        })
-    }
-}
 
 /// Every 15 minutes over 1 and 2 March 2026 (Shanghai): the lifetime counter climbs from 06:00 to
 /// 18:00 and is flat at night.
@@ -225,7 +203,15 @@ async fn every_documented_answer_validates_against_its_schema() -> anyhow::Resul
     ] {
         ledger::transition(&store, &d, &v1, 2026, to, "村委会", "step").await?;
     }
-    ledger::run_month(&store, &d, &Fixed, "2026-01".parse()?, "test", true).await?;
+    ledger::run_month(
+        &store,
+        &d,
+        &FixedEnergy::metered(30_000_000),
+        "2026-01".parse()?,
+        "test",
+        true,
+    )
+    .await?;
     let now = Utc::now();
     let alert = store
         .open_alert(&NewAlert {

@@ -6,6 +6,8 @@
 
 pub mod demo;
 pub mod export;
+#[doc(hidden)]
+pub mod testing;
 
 use crate::allocate::{self, Book, Carry, MonthRun, Payee, PlanState};
 use crate::config::Deployment;

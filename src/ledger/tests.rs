@@ -3,28 +3,11 @@
 use super::*;
 use crate::allocate::{PlanState, Rule};
 use crate::config::Deployment;
-use crate::domain::{EnergyBasis, MonthEnergy, StationId, VillageId, WattHours, YearMonth};
+use crate::domain::{VillageId, YearMonth};
 use crate::store::testing;
 use std::collections::HashSet;
 
-#[derive(Debug)]
-struct Fixed(i64);
-
-#[async_trait::async_trait]
-impl EnergySource for Fixed {
-    async fn month_energy(
-        &self,
-        station: &StationId,
-        month: YearMonth,
-    ) -> Result<MonthEnergy, Error> {
-        Ok(MonthEnergy {
-            station: station.clone(),
-            month,
-            energy: WattHours(self.0),
-            basis: EnergyBasis::Settled,
-        })
-    }
-}
+use super::testing::FixedEnergy;
 
 const V: &str = "V1";
 
@@ -124,7 +107,7 @@ async fn workflow_runs_reruns_locks_and_audits() {
     {
         let store = &t.store;
         let d = deployment("");
-        let energy = Fixed(30_000_000); // 30,000 kWh → base 9,960.00
+        let energy = FixedEnergy::settled(30_000_000); // 30,000 kWh → base 9,960.00
         let v = VillageId::new(V);
 
         // Not ACTIVE yet: income recorded, no payouts.
@@ -232,9 +215,16 @@ async fn a_broken_rule_records_nothing() {
             from: chrono::NaiveDate::from_ymd_opt(2025, 6, 1).expect("date"),
         });
         activate(store, &d).await;
-        let err = run_month(store, &d, &Fixed(30_000_000), ym("2026-01"), "test", true)
-            .await
-            .expect_err("ineligible");
+        let err = run_month(
+            store,
+            &d,
+            &FixedEnergy::settled(30_000_000),
+            ym("2026-01"),
+            "test",
+            true,
+        )
+        .await
+        .expect_err("ineligible");
         match &err {
             Error::Allocate(e) => assert_eq!(e.violated(), Some(Rule::BeneficiaryEligible)),
             other => panic!("{other:?}"),
@@ -370,9 +360,16 @@ status = [{ status = "not_exited", from = "2016-01-01" }]
     // A poor year: 80 kWh per kW a month (960 a year), below the 1,100 the plan assumes.
     for m in 1..=12 {
         let month = YearMonth::new(2026, m).expect("month");
-        let run = run_month(&t.store, &d, &Fixed(24_000_000), month, "demo", true)
-            .await
-            .unwrap_or_else(|e| panic!("{month}: {e}"));
+        let run = run_month(
+            &t.store,
+            &d,
+            &FixedEnergy::settled(24_000_000),
+            month,
+            "demo",
+            true,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{month}: {e}"));
         assert!(!run.villages[0].payouts.is_empty(), "{month}");
     }
     t.store.close().await;
