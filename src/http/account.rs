@@ -252,9 +252,7 @@ async fn audit(store: &Store, actor: &str, role: &str, origin: &str, action: &st
         target: "/login".to_owned(),
         outcome: outcome.to_owned(),
     };
-    if let Err(error) = store.record_audit(&entry).await {
-        tracing::error!(%error, "could not write the audit line");
-    }
+    super::guard::write_audit(store, &entry).await;
 }
 
 /// Browser sessions in the database. The row key is a SHA-256 of the session id, so the

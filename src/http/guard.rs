@@ -430,7 +430,12 @@ async fn audit(
         target: target.to_owned(),
         outcome: status.as_u16().to_string(),
     };
-    if let Err(error) = state.store.record_audit(&entry).await {
+    write_audit(&state.store, &entry).await;
+}
+
+/// Writes an audit line; a failure is logged, never the request's failure (it already happened).
+pub(super) async fn write_audit(store: &crate::store::Store, entry: &AuditEntry) {
+    if let Err(error) = store.record_audit(entry).await {
         tracing::error!(%error, action = %entry.action, "could not write the audit line");
     }
 }
