@@ -537,7 +537,11 @@ impl MqttCollector {
             let event = tokio::select! {
                 biased;
                 () = cancel.cancelled() => break,
-                _ = flush.tick() => {
+                // Never while connecting: dropping `poll` then abandons the half-open connection,
+                // and rumqttd, seeing that session's client come and go, can tear down the
+                // connection that follows it (it reuses connection ids). Once connected, `poll`
+                // only waits on cancel-safe reads and buffered writes.
+                _ = flush.tick(), if eventloop.network.is_some() => {
                     self.flush_problems().await;
                     continue;
                 }
