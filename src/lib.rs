@@ -25,6 +25,9 @@
 )]
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 
+// The pages' texts in both languages, compiled in from `locales/` (see `http::i18n`).
+rust_i18n::i18n!("locales", fallback = "zh-CN");
+
 pub mod accounts;
 pub mod alerts;
 pub mod allocate;

@@ -314,6 +314,7 @@ fn every_route_declares_its_access_and_takes_its_place_from_a_parameter() {
         ("POST", "/login"),
         ("GET", "/villages/{code}/notice/{month}"),
         ("GET", "/api/openapi.json"),
+        ("GET", "/lang"),
     ]
     .into_iter()
     .collect();

@@ -51,6 +51,10 @@ pub struct Caller {
     pub csrf: Option<String>,
     /// The client address, for the audit log.
     pub origin: String,
+    /// The language of the pages (the `sunshare_lang` cookie; Chinese by default).
+    pub lang: super::i18n::Lang,
+    /// The path and query of the request, for the language switch to come back to.
+    pub path: String,
 }
 
 impl Caller {
@@ -130,6 +134,11 @@ async fn admit(g: &Guarded, mut req: Request) -> Result<(Request, Caller), Refus
         principal: None,
         csrf: None,
         origin: origin_of(&req),
+        lang: super::i18n::Lang::from_headers(req.headers()),
+        path: req
+            .uri()
+            .path_and_query()
+            .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
     };
     let session = req.extensions().get::<Session>().cloned();
     let refused = |req: &Request, caller: &Caller, e: ApiError| Refused {

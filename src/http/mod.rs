@@ -9,6 +9,7 @@ mod error;
 pub mod extract;
 mod fleet;
 pub mod guard;
+pub mod i18n;
 mod ledger;
 mod mqtt;
 pub mod openapi;
@@ -105,6 +106,7 @@ pub fn routes() -> Routes {
         .merge(mqtt::routes())
         .merge(openapi::routes())
         .merge(audit::routes())
+        .merge(i18n::routes())
 }
 
 pub fn router(state: AppState) -> Router {

@@ -1,6 +1,8 @@
 //! The HTML frame shared by every page: one stylesheet, a navigation bar, escaping.
 
 use super::guard::{Caller, CSRF_FIELD};
+use super::i18n::{tr, Lang};
+use maud::{html, Markup, PreEscaped, DOCTYPE};
 
 /// Escapes text for HTML element content and attribute values.
 pub fn esc(s: &str) -> String {
@@ -24,7 +26,7 @@ const STYLE: &str = r#"
 body { margin:0; font: 15px/1.45 system-ui, "PingFang SC", "Microsoft YaHei", sans-serif; color:var(--fg); background:#f6f8fa; }
 header { background:#12324a; color:#fff; padding:10px 20px; display:flex; gap:24px; align-items:center; }
 header a { color:#cfe3f5; text-decoration:none; } header a:hover { color:#fff; }
-header .brand { font-weight:700; font-size:18px; color:#fff; }
+header .brand { font-weight:700; font-size:18px; color:#fff; } header nav { display:flex; gap:18px; }
 main { padding:16px 20px; max-width:1200px; margin:auto; }
 h1 { font-size:22px; margin:8px 0 12px; } h2 { font-size:18px; margin:20px 0 8px; }
 table { border-collapse:collapse; width:100%; background:#fff; border:1px solid var(--line); }
@@ -47,49 +49,109 @@ header .who button { background:transparent; border:1px solid #cfe3f5; color:#cf
 @media print { header { display:none; } body { background:#fff; } }
 "#;
 
-/// A whole page: `title` is text (escaped here), `body` is already-safe HTML. The header shows
-/// who is signed in, with the sign-out form.
-pub fn layout(title: &str, body: &str, caller: &Caller) -> String {
-    let who = match (&caller.principal, &caller.csrf) {
-        (Some(p), Some(csrf)) => format!(
-            "<span class=\"who\"><span id=\"signed-in\">{name} · {role}</span>\
-             <form method=\"post\" action=\"/logout\"><input type=\"hidden\" name=\"{CSRF_FIELD}\" value=\"{csrf}\">\
-             <button type=\"submit\">退出 Sign out</button></form></span>",
-            name = esc(&p.display_name),
-            role = p.role.label_zh(),
-            csrf = esc(csrf),
-        ),
-        (Some(p), None) => format!(
-            "<span class=\"who\"><span id=\"signed-in\">{} · {}</span></span>",
-            esc(&p.display_name),
-            p.role.label_zh()
-        ),
-        (None, _) => "<span class=\"who\"><a href=\"/login\">登录 Sign in</a></span>".to_owned(),
-    };
-    let audit = if crate::auth::decide(caller.who(), crate::auth::Action::ViewAudit, None).allowed()
-    {
-        "<a href=\"/audit\">Audit 审计</a>"
-    } else {
-        ""
-    };
-    format!(
-        "<!doctype html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{t} · Sunshare</title><style>{STYLE}</style></head><body>\
-         <header><a class=\"brand\" href=\"/\">Sunshare 光伏帮扶</a>\
-         <a href=\"/\">Fleet</a><a href=\"/alerts\">Alerts</a><a href=\"/villages\">Villages</a><a href=\"/mqtt\">Loggers</a>\
-         {audit}{who}</header><main>{body}</main></body></html>",
-        t = esc(title)
-    )
+/// Builds a link to `path` with its query parameters URL-encoded.
+pub fn href(path: &str, params: &[(&str, &str)]) -> String {
+    if params.is_empty() {
+        return path.to_owned();
+    }
+    let query = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params)
+        .finish();
+    format!("{path}?{query}")
+}
+
+/// The sign-out form or the sign-in link, and the language switch.
+fn who(caller: &Caller) -> Markup {
+    let lang = caller.lang;
+    let switch = href(
+        "/lang",
+        &[("to", lang.other().code()), ("back", &caller.path)],
+    );
+    html! {
+        span.who {
+            a #lang-switch href=(switch) lang=(lang.other().code()) { (tr(lang, "common.switch_to")) }
+            @match (&caller.principal, &caller.csrf) {
+                (Some(p), Some(csrf)) => {
+                    span #signed-in { (p.display_name) " · " (role_label(lang, p.role)) }
+                    form method="post" action="/logout" {
+                        input type="hidden" name=(CSRF_FIELD) value=(csrf);
+                        button type="submit" { (tr(lang, "common.sign_out")) }
+                    }
+                }
+                (Some(p), None) => {
+                    span #signed-in { (p.display_name) " · " (role_label(lang, p.role)) }
+                }
+                (None, _) => a href="/login" { (tr(lang, "common.sign_in")) },
+            }
+        }
+    }
+}
+
+/// A role's name in the page's language.
+pub fn role_label(lang: Lang, role: crate::domain::Role) -> String {
+    match lang {
+        Lang::Zh => role.label_zh().to_owned(),
+        Lang::En => role.to_string().replace('_', " "),
+    }
+}
+
+fn head(title: &str) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            title { (title) " · Sunshare" }
+            style { (PreEscaped(STYLE)) }
+        }
+    }
+}
+
+/// A whole page with the navigation bar; `body` is a template (escaped where it was built).
+pub fn frame(caller: &Caller, title: &str, body: Markup) -> Markup {
+    let lang = caller.lang;
+    let audit = crate::auth::decide(caller.who(), crate::auth::Action::ViewAudit, None).allowed();
+    html! {
+        (DOCTYPE)
+        html lang=(lang.code()) {
+            (head(title))
+            body {
+                header {
+                    a.brand href="/" { (tr(lang, "common.brand")) }
+                    nav {
+                        a href="/" { (tr(lang, "common.nav_fleet")) }
+                        a href="/alerts" { (tr(lang, "common.nav_alerts")) }
+                        a href="/villages" { (tr(lang, "common.nav_villages")) }
+                        a href="/mqtt" { (tr(lang, "common.nav_loggers")) }
+                        @if audit { a href="/audit" { (tr(lang, "common.nav_audit")) } }
+                    }
+                    (who(caller))
+                }
+                main { (body) }
+            }
+        }
+    }
 }
 
 /// A page without navigation: the login form, refusals, the public notice for anonymous readers.
+pub fn bare_frame(lang: Lang, title: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang=(lang.code()) {
+            (head(title))
+            body {
+                header { a.brand href="/" { (tr(lang, "common.brand")) } }
+                main { (body) }
+            }
+        }
+    }
+}
+
+/// A whole page from HTML built elsewhere (pages not yet written as templates).
+pub fn layout(title: &str, body: &str, caller: &Caller) -> String {
+    frame(caller, title, PreEscaped(body.to_owned())).into_string()
+}
+
+/// [`bare_frame`] from HTML built elsewhere.
 pub fn bare_layout(title: &str, body: &str) -> String {
-    format!(
-        "<!doctype html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{t} · Sunshare</title><style>{STYLE}</style></head><body>\
-         <header><a class=\"brand\" href=\"/\">Sunshare 光伏帮扶</a></header><main>{body}</main></body></html>",
-        t = esc(title)
-    )
+    bare_frame(Lang::Zh, title, PreEscaped(body.to_owned())).into_string()
 }

@@ -35,5 +35,6 @@ pub fn caller(role: Role, scope: Vec<ScopeEntry>) -> Caller {
         }),
         csrf: None,
         origin: "test".into(),
+        ..Caller::default()
     }
 }
