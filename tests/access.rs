@@ -862,3 +862,47 @@ async fn a_session_ends_after_its_lifetime_whatever_the_cookie_says() {
         .expect("get");
     assert_eq!(page.status(), 200);
 }
+
+/// The language switch sets its cookie and goes back only to a path on this site; the pages then
+/// speak the chosen language, Chinese when nothing was chosen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_language_switch_keeps_its_choice_and_never_redirects_off_site() {
+    let f = fleet().await;
+    let anon = client();
+    for (back, expected) in [
+        ("/villages?x=1", "/villages?x=1"),
+        ("//evil.example/", "/"),
+        ("https://evil.example/", "/"),
+        ("/\\evil.example", "/"),
+    ] {
+        let r = anon
+            .get(format!("{}/lang", f.base))
+            .query(&[("to", "en"), ("back", back)])
+            .send()
+            .await
+            .expect("lang");
+        assert!(r.status().is_redirection(), "{back}: {}", r.status());
+        let to = r.headers()[reqwest::header::LOCATION].to_str().unwrap();
+        assert_eq!(to, expected, "back={back}");
+        let cookie = r.headers()[reqwest::header::SET_COOKIE].to_str().unwrap();
+        assert!(cookie.starts_with("sunshare_lang=en;"), "{cookie}");
+    }
+    let a = sunshare::http::testing::client_with_token(&token_for(&f, "acct-a").await);
+    let page = |cookie: Option<&'static str>| {
+        let mut req = a.get(format!("{}/", f.base));
+        if let Some(c) = cookie {
+            req = req.header(reqwest::header::COOKIE, c);
+        }
+        async move { req.send().await.expect("fleet").text().await.expect("body") }
+    };
+    let zh = page(None).await;
+    assert!(zh.contains("<html lang=\"zh-CN\">"), "{zh}");
+    assert!(zh.contains(">电站总览</a>"), "{zh}");
+    let en = page(Some("sunshare_lang=en")).await;
+    assert!(en.contains("<html lang=\"en\">"), "{en}");
+    assert!(
+        en.contains(">Fleet</a>") && !en.contains(">电站总览</a>"),
+        "{en}"
+    );
+    assert!(en.contains("href=\"/lang?to=zh-CN&amp;back=%2F\""), "{en}");
+}
