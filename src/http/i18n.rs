@@ -1,13 +1,15 @@
 //! The pages' language: Chinese (zh-CN) first, English on request. Every label, message and
 //! error a page shows comes from `locales/*.toml` (each key with both languages side by side)
 //! through [`tr`]; numbers, money and dates follow Chinese conventions in both languages
-//! (yuan with two decimals, `2026-12-02`, 24-hour times in the station's zone).
+//! (yuan with two decimals and thousands separators, `2026-12-02`, 24-hour times in the
+//! station's zone).
 //!
 //! The choice is a cookie set by `GET /lang?to=en&back=/path` (a link in the header), so it works
 //! with JavaScript off and survives signing in and out.
 
 use super::guard::Caller;
 use super::routes::{Access, Routes};
+use crate::domain::Fen;
 use axum::extract::Query;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -79,11 +81,14 @@ pub fn trf(lang: Lang, key: &str, args: &[(&str, &str)]) -> String {
     text
 }
 
-/// Yuan with two decimals and thousands separators, from fen: `12,345.67`.
-pub fn yuan(fen: i64) -> String {
-    let sign = if fen < 0 { "-" } else { "" };
-    let abs = fen.unsigned_abs();
-    let whole = (abs / 100).to_string();
+/// Yuan as a statement prints it ([`Fen`]'s `Display`), with thousands separators for pages:
+/// `12,345.67`.
+pub fn yuan(fen: Fen) -> String {
+    let plain = fen.to_string();
+    let (sign, digits) = plain
+        .strip_prefix('-')
+        .map_or(("", plain.as_str()), |d| ("-", d));
+    let (whole, cents) = digits.split_once('.').unwrap_or((digits, "00"));
     let mut grouped = String::with_capacity(whole.len() + whole.len() / 3);
     for (i, c) in whole.chars().enumerate() {
         if i > 0 && (whole.len() - i) % 3 == 0 {
@@ -91,13 +96,7 @@ pub fn yuan(fen: i64) -> String {
         }
         grouped.push(c);
     }
-    format!("{sign}{grouped}.{:02}", abs % 100)
-}
-
-/// A whole number with thousands separators.
-pub fn grouped(n: i64) -> String {
-    let s = yuan(n.saturating_mul(100));
-    s.trim_end_matches(".00").to_owned()
+    format!("{sign}{grouped}.{cents}")
 }
 
 pub fn routes() -> Routes {
@@ -131,13 +130,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn money_and_counts_read_the_chinese_way() {
-        assert_eq!(yuan(0), "0.00");
-        assert_eq!(yuan(5), "0.05");
-        assert_eq!(yuan(123_456_789), "1,234,567.89");
-        assert_eq!(yuan(-100_000), "-1,000.00");
-        assert_eq!(grouped(10_000), "10,000");
-        assert_eq!(grouped(999), "999");
+    fn money_reads_with_thousands_separators() {
+        assert_eq!(yuan(Fen(0)), "0.00");
+        assert_eq!(yuan(Fen(5)), "0.05");
+        assert_eq!(yuan(Fen(123_456_789)), "1,234,567.89");
+        assert_eq!(yuan(Fen(-100_000)), "-1,000.00");
+        assert_eq!(yuan(Fen(99_900)), "999.00");
     }
 
     #[test]
