@@ -1,15 +1,13 @@
 //! The pages' language: Chinese (zh-CN) first, English on request. Every label, message and
 //! error a page shows comes from `locales/*.toml` (each key with both languages side by side)
 //! through [`tr`]; numbers, money and dates follow Chinese conventions in both languages
-//! (yuan with two decimals and thousands separators, `2026-12-02`, 24-hour times in the
-//! station's zone).
+//! (yuan with two decimals, `2026-12-02`, 24-hour times in the station's zone).
 //!
 //! The choice is a cookie set by `GET /lang?to=en&back=/path` (a link in the header), so it works
 //! with JavaScript off and survives signing in and out.
 
 use super::guard::Caller;
 use super::routes::{Access, Routes};
-use crate::domain::Fen;
 use axum::extract::Query;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -71,34 +69,6 @@ pub fn tr(lang: Lang, key: &str) -> String {
     rust_i18n::t!(key, locale = lang.code()).into_owned()
 }
 
-/// The text of `key` in `lang` with `{name}` placeholders filled in (values are plain text; the
-/// template escapes them).
-pub fn trf(lang: Lang, key: &str, args: &[(&str, &str)]) -> String {
-    let mut text = tr(lang, key);
-    for (name, value) in args {
-        text = text.replace(&format!("{{{name}}}"), value);
-    }
-    text
-}
-
-/// Yuan as a statement prints it ([`Fen`]'s `Display`), with thousands separators for pages:
-/// `12,345.67`.
-pub fn yuan(fen: Fen) -> String {
-    let plain = fen.to_string();
-    let (sign, digits) = plain
-        .strip_prefix('-')
-        .map_or(("", plain.as_str()), |d| ("-", d));
-    let (whole, cents) = digits.split_once('.').unwrap_or((digits, "00"));
-    let mut grouped = String::with_capacity(whole.len() + whole.len() / 3);
-    for (i, c) in whole.chars().enumerate() {
-        if i > 0 && (whole.len() - i) % 3 == 0 {
-            grouped.push(',');
-        }
-        grouped.push(c);
-    }
-    format!("{sign}{grouped}.{cents}")
-}
-
 pub fn routes() -> Routes {
     Routes::new().get("/lang", Access::PUBLIC, switch)
 }
@@ -130,15 +100,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn money_reads_with_thousands_separators() {
-        assert_eq!(yuan(Fen(0)), "0.00");
-        assert_eq!(yuan(Fen(5)), "0.05");
-        assert_eq!(yuan(Fen(123_456_789)), "1,234,567.89");
-        assert_eq!(yuan(Fen(-100_000)), "-1,000.00");
-        assert_eq!(yuan(Fen(99_900)), "999.00");
-    }
-
-    #[test]
     fn the_cookie_chooses_and_chinese_is_the_default() {
         let mut h = HeaderMap::new();
         assert_eq!(Lang::from_headers(&h), Lang::Zh);
@@ -148,20 +109,6 @@ mod tests {
         assert_eq!(Lang::from_headers(&h), Lang::Zh);
     }
 
-    #[test]
-    fn placeholders_are_filled() {
-        assert_eq!(
-            trf(Lang::En, "common.page_of", &[("page", "2"), ("pages", "9")]),
-            "page 2 of 9"
-        );
-        assert_eq!(
-            trf(Lang::Zh, "common.page_of", &[("page", "2"), ("pages", "9")]),
-            "第 2 页，共 9 页"
-        );
-    }
-
-    /// Every key of the catalogue has both languages, and every `tr(..., "key")` in the source
-    /// names a key that exists.
     #[test]
     fn the_catalogue_is_complete_and_every_key_used_exists() {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/locales");
@@ -206,7 +153,7 @@ mod tests {
             walk("", &doc, &mut keys, &path);
         }
         assert!(keys.len() > 20, "the catalogue was not read: {keys:?}");
-        // Keys used in the source: the string literal right after `tr(lang, ` or `trf(lang, `.
+        // Keys used in the source: the string literal right after `tr(lang, `.
         let src = concat!(env!("CARGO_MANIFEST_DIR"), "/src");
         let mut missing = Vec::new();
         let mut stack = vec![std::path::PathBuf::from(src)];
@@ -221,7 +168,7 @@ mod tests {
                 continue;
             }
             let text = std::fs::read_to_string(&p).unwrap();
-            for call in ["tr(", "trf("] {
+            for call in ["tr("] {
                 for (at, _) in text.match_indices(call) {
                     let rest = &text[at + call.len()..];
                     let Some((_, after)) = rest.split_once(',') else {
