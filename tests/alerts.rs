@@ -284,8 +284,10 @@ async fn a_noon_outage_is_raised_notified_acknowledged_and_resolved_and_the_nigh
             sunshare::domain::Role::Operator,
             vec![sunshare::domain::ScopeEntry::All],
         );
-        let boxed = sunshare::http::alerts::open_alerts_box(&state, &operator).await;
-        assert!(boxed.contains("Open alerts 未解决告警 (1)"), "{boxed}");
+        let boxed = sunshare::http::alerts::open_alerts_box(&state, &operator)
+            .await
+            .into_string();
+        assert!(boxed.contains("未解决告警（1）"), "{boxed}");
         assert!(
             boxed.contains("东于村二号电站") && boxed.contains("127.0.0.3:502"),
             "{boxed}"
@@ -366,7 +368,10 @@ async fn a_noon_outage_is_raised_notified_acknowledged_and_resolved_and_the_nigh
             .text()
             .await
             .expect("text");
-        assert!(page.contains("acknowledged by 李工"), "{page}");
+        assert!(
+            page.contains("已由 李工 (via t") && page.contains("-operator) 确认"),
+            "{page}"
+        );
         assert!(page.contains("东于村二号电站"));
 
         // The gateway answers again at 12:10; one minute clear resolves the alert.
@@ -406,8 +411,8 @@ async fn a_noon_outage_is_raised_notified_acknowledged_and_resolved_and_the_nigh
             .text()
             .await
             .expect("text");
-        assert!(page.contains("No open alerts"), "{page}");
-        assert!(page.contains("resolved") && page.contains("已派人去现场"));
+        assert!(page.contains("没有未解决的告警"), "{page}");
+        assert!(page.contains("data-event=\"resolved\"") && page.contains("已派人去现场"));
 
         // The webhook saw the resolution too.
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);

@@ -147,3 +147,140 @@ async fn bad_samples_are_quarantined_and_counted_not_stored() {
     );
     assert!(text.contains("sunshare_samples_ingested_total 0"), "{text}");
 }
+
+/// The example fleet plus a second township and `extra` village stations of distinct sizes.
+fn bigger_fleet(extra: usize) -> String {
+    let mut text = include_str!("../sunshare.example.toml").to_owned();
+    text.push_str(
+        "\n[[townships]]\nid = \"140121-102\"\nname = \"西谷乡\"\ncounty = \"140121\"\n\n\
+         [[villages]]\ncode = \"140121102201\"\nname = \"西谷村\"\ntownship = \"140121-102\"\n",
+    );
+    for i in 0..extra {
+        let village = if i % 2 == 0 {
+            "140121102201"
+        } else {
+            "140121101202"
+        };
+        text.push_str(&format!(
+            "\n[[stations]]\nid = \"QX-EX-{i:02}\"\nname = \"扩建电站{i:02}\"\nkind = \"village\"\n\
+             county = \"140121\"\ncapacity_kwp = {cap}\nlatitude = 37.6\nlongitude = 112.4\n\
+             commissioned = 2019-06-30\ntariff = \"shanxi-zone3-2017\"\nvillage = \"{village}\"\n",
+            cap = 100 + i
+        ));
+    }
+    text
+}
+
+/// The `data-station` ids of the fleet table, in page order.
+fn station_rows(html: &str) -> Vec<String> {
+    html.split("<tr data-station=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test]
+async fn fleet_page_filters_sorts_and_pages() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let text = bigger_fleet(24);
+    let deployment = Arc::new(
+        Deployment::from_str_with_env("bigger", &text, &[], &app::known_models())
+            .unwrap_or_else(|e| panic!("{e}")),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let running = app::start(Arc::clone(&deployment), dir.path(), listener)
+        .await
+        .expect("start");
+    let base = format!("http://{}", running.http_addr);
+    let token = sunshare::store::testing::admin_token(&running.store)
+        .await
+        .expect("token");
+    let client = sunshare::http::testing::client_with_token(&token);
+    let get = |path: String| {
+        let client = client.clone();
+        async move {
+            let r = client.get(path).send().await.expect("request");
+            let status = r.status().as_u16();
+            (status, r.text().await.expect("body"))
+        }
+    };
+
+    // 26 stations: 50 to a page by default, so one page; 10 to a page makes three.
+    let (status, all) = get(format!("{base}/")).await;
+    assert_eq!(status, 200);
+    assert_eq!(station_rows(&all).len(), 26);
+    assert!(!all.contains("id=\"pager\""), "one page needs no pager");
+    let (_, first) = get(format!("{base}/?per=10&sort=capacity&dir=desc")).await;
+    let rows = station_rows(&first);
+    assert_eq!(rows.len(), 10);
+    // The joint station (1200 kWp) and the village station (300 kWp) lead, then 123, 122, ... kWp.
+    assert_eq!(&rows[..3], ["QX-LC-01", "QX-DY-01", "QX-EX-23"]);
+    assert!(first.contains("第 1 页，共 3 页"), "{first}");
+    assert!(first.contains("rel=\"next\""));
+    let (_, third) = get(format!("{base}/?per=10&sort=capacity&dir=desc&page=3")).await;
+    let rows3 = station_rows(&third);
+    assert_eq!(rows3.len(), 6);
+    assert_eq!(rows3.last().map(String::as_str), Some("QX-EX-00"));
+    assert!(third.contains("rel=\"prev\"") && !third.contains("rel=\"next\""));
+    // The next link keeps the filter and the order.
+    assert!(
+        first.contains("href=\"/?sort=capacity&amp;dir=desc&amp;page=2&amp;per=10\""),
+        "{first}"
+    );
+
+    // Township, kind and search filters; totals follow the filter.
+    let (_, west) = get(format!("{base}/?township=140121-102")).await;
+    let west_rows = station_rows(&west);
+    assert_eq!(west_rows.len(), 12, "{west_rows:?}");
+    assert!(west_rows.iter().all(|id| id.starts_with("QX-EX-")));
+    assert!(west.contains("id=\"producing\">0 / 12<"), "{west}");
+    assert!(west.contains("显示 12 座电站（共 26 座）"), "{west}");
+    let (_, joint) = get(format!("{base}/?kind=joint-village")).await;
+    assert_eq!(station_rows(&joint), ["QX-LC-01"]);
+    let (_, found) = get(format!("{base}/?q=%E6%89%A9%E5%BB%BA%E7%94%B5%E7%AB%9905")).await;
+    assert_eq!(station_rows(&found), ["QX-EX-05"]);
+    let (_, none) = get(format!("{base}/?status=producing")).await;
+    assert!(station_rows(&none).is_empty());
+    assert!(none.contains("没有符合条件的电站"), "{none}");
+
+    // The JSON takes the same filter.
+    let api: serde_json::Value = client
+        .get(format!(
+            "{base}/api/stations?township=140121-102&kind=village"
+        ))
+        .send()
+        .await
+        .expect("api")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(api.as_array().map(Vec::len), Some(12), "{api}");
+
+    // A value that names nothing is a 400 naming the field.
+    for (query, field) in [
+        ("kind=solar", "kind"),
+        ("township=nowhere", "township"),
+        ("status=asleep", "status"),
+        ("sort=price", "sort"),
+        ("per=5", "per"),
+        ("page=0", "page"),
+    ] {
+        let r = client
+            .get(format!("{base}/api/stations?{query}"))
+            .send()
+            .await
+            .expect("api");
+        if field == "sort" || field == "per" || field == "page" {
+            // Paging and order are the page's; the API lists everything that matches.
+            assert_eq!(r.status(), 200, "{query}");
+            let (status, body) = get(format!("{base}/?{query}")).await;
+            assert_eq!(status, 400, "{query}: {body}");
+            assert!(body.contains(&format!("\"field\":\"{field}\"")), "{body}");
+        } else {
+            assert_eq!(r.status(), 400, "{query}");
+            let body = r.text().await.expect("body");
+            assert!(body.contains(&format!("\"field\":\"{field}\"")), "{body}");
+        }
+    }
+    running.shutdown().await;
+}

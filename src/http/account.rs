@@ -3,7 +3,8 @@
 
 use super::extract::{parse_form, Query};
 use super::guard::{csrf_token, sign_in, Caller, SessionUser, CSRF_FIELD};
-use super::page::{bare_layout, esc};
+use super::i18n::{tr, Lang};
+use super::page::{bare_frame, href};
 use super::routes::{Access, Routes};
 use super::{ApiError, AppState};
 use crate::auth::credentials::{verify_nothing, verify_password};
@@ -14,6 +15,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use chrono::{DateTime, Utc};
+use maud::{html, Markup};
 use secrecy::SecretString;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -62,28 +64,29 @@ pub fn encode_component(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
-fn form_html(csrf: &str, next: &str, username: &str, error: Option<&str>) -> String {
-    let error = error.map_or_else(String::new, |e| {
-        format!(
-            "<p class=\"note\" role=\"alert\" id=\"login-error\">{}</p>",
-            esc(e)
-        )
-    });
-    format!(
-        "<div class=\"login\"><h1>登录 Sunshare</h1>\
-         <p class=\"muted\">光伏扶贫电站监测与收益分配 · Sign in with the account your county office gave you.</p>\
-         {error}\
-         <form method=\"post\" action=\"/login\">\
-         <input type=\"hidden\" name=\"{CSRF_FIELD}\" value=\"{csrf}\">\
-         <input type=\"hidden\" name=\"next\" value=\"{next}\">\
-         <label>用户名 User name<br><input name=\"username\" autocomplete=\"username\" required value=\"{user}\"></label>\
-         <label>密码 Password<br><input name=\"password\" type=\"password\" autocomplete=\"current-password\" required></label>\
-         <button type=\"submit\">登录 Sign in</button></form>\
-         <p class=\"muted\">公示 public notices need no account: <code>/villages/村代码/notice/年-月</code>.</p></div>",
-        csrf = esc(csrf),
-        next = esc(next),
-        user = esc(username),
-    )
+fn form_html(lang: Lang, csrf: &str, next: &str, username: &str, error: Option<&str>) -> Markup {
+    html! {
+        div.login {
+            h1 { (tr(lang, "login.title")) }
+            p.muted { (tr(lang, "login.intro")) }
+            @if let Some(e) = error { p.note role="alert" #login-error { (e) } }
+            form method="post" action="/login" {
+                input type="hidden" name=(CSRF_FIELD) value=(csrf);
+                input type="hidden" name="next" value=(next);
+                label { (tr(lang, "login.username")) br;
+                    input name="username" autocomplete="username" required value=(username); }
+                label { (tr(lang, "login.password")) br;
+                    input name="password" type="password" autocomplete="current-password" required; }
+                button type="submit" { (tr(lang, "common.sign_in")) }
+            }
+            p.muted { (tr(lang, "login.public_note")) " " code { "/villages/村代码/notice/年-月" } }
+            p.muted { a #lang-switch href=(href("/lang", &[("to", lang.other().code()), ("back", &href("/login", &[("next", next)]))])) { (tr(lang, "common.switch_to")) } }
+        }
+    }
+}
+
+fn login_document(lang: Lang, body: Markup) -> Html<String> {
+    Html(bare_frame(lang, &tr(lang, "login.title"), body).into_string())
 }
 
 async fn login_page(
@@ -96,7 +99,7 @@ async fn login_page(
         return Ok(Redirect::to(&next).into_response());
     }
     let csrf = csrf_token(&session).await?;
-    Ok(Html(bare_layout("登录", &form_html(&csrf, &next, "", None))).into_response())
+    Ok(login_document(caller.lang, form_html(caller.lang, &csrf, &next, "", None)).into_response())
 }
 
 #[derive(Deserialize)]
@@ -170,12 +173,13 @@ async fn login(
         .await;
         let csrf = csrf_token(&session).await?;
         let page = form_html(
+            caller.lang,
             &csrf,
             &next,
             &username,
-            Some("用户名或密码不正确，或账号已停用。The user name or password is wrong, or the account is disabled."),
+            Some(&tr(caller.lang, "login.wrong")),
         );
-        return Ok((StatusCode::UNAUTHORIZED, Html(bare_layout("登录", &page))).into_response());
+        return Ok((StatusCode::UNAUTHORIZED, login_document(caller.lang, page)).into_response());
     };
     state.store.clear_login_failures(&user_key).await?;
     sign_in(

@@ -4,7 +4,8 @@
 
 use super::extract::{parse_form, parse_json, Path, Query};
 use super::guard::{Caller, CSRF_FIELD};
-use super::page::{esc, layout};
+use super::i18n::{tr, trf, Lang};
+use super::page::{frame, local_time};
 use super::routes::{Access, Routes};
 use super::{ApiError, AppState};
 use crate::auth::{decide, Action};
@@ -15,6 +16,7 @@ use axum::http::{header, HeaderMap};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
+use maud::{html, Markup};
 use serde::{Deserialize, Serialize};
 
 pub fn routes() -> Routes {
@@ -240,133 +242,129 @@ async fn ack(
     }
 }
 
-fn badge(severity: &str) -> String {
+fn badge(lang: Lang, severity: &str) -> Markup {
     let css = match severity {
         "critical" => "offline",
         "major" => "partial",
         _ => "sleeping",
     };
-    format!("<span class=\"status {css}\">{}</span>", esc(severity))
+    let label = match severity {
+        "critical" | "major" | "minor" => tr(lang, &format!("alert.severity_{severity}")),
+        other => other.to_owned(),
+    };
+    html! { span class={ "status " (css) } data-severity=(severity) { (label) } }
 }
 
+/// A moment in Beijing time (the county office's clock).
 fn when(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M").to_string()
+    local_time(t, chrono_tz::Asia::Shanghai)
 }
 
-fn kind_label(kind: &str) -> &'static str {
-    crate::alerts::AlertKind::parse(kind).map_or("?", crate::alerts::AlertKind::label)
-}
-
-fn notifier_banner(status: &[NotifyStatusRow]) -> String {
-    let mut out = String::new();
-    for s in status.iter().filter(|s| s.failing()) {
-        out.push_str(&format!(
-            "<p class=\"note notify-failing\" style=\"background:#ffebe9;border-color:#f5a3a3\">\
-             Notifications to <b>{}</b> are failing (since {} UTC, {} failure(s)): {}</p>",
-            esc(&s.sink),
-            s.last_error_at.map(when).unwrap_or_default(),
-            s.failures,
-            esc(s.last_error.as_deref().unwrap_or(""))
-        ));
+fn kind_label(lang: Lang, kind: &str) -> String {
+    match crate::alerts::AlertKind::parse(kind) {
+        Some(k) => tr(lang, &format!("alert.kind_{}", k.as_str())),
+        None => kind.to_owned(),
     }
-    out
+}
+
+fn event_label(lang: Lang, event: &str) -> String {
+    match event {
+        "opened" | "acknowledged" | "resolved" => tr(lang, &format!("alert.event_{event}")),
+        other => other.to_owned(),
+    }
+}
+
+fn notifier_banner(lang: Lang, status: &[NotifyStatusRow]) -> Markup {
+    html! {
+        @for s in status.iter().filter(|s| s.failing()) {
+            p.note.notify-failing style="background:#ffebe9;border-color:#f5a3a3" {
+                (trf(lang, "alert.notify_failing", &[
+                    ("sink", &s.sink),
+                    ("since", &s.last_error_at.map(when).unwrap_or_default()),
+                    ("failures", &s.failures),
+                ]))
+                " " (s.last_error.as_deref().unwrap_or(""))
+            }
+        }
+    }
 }
 
 /// The open alerts; `forms` adds an acknowledge form where the caller may acknowledge.
-fn open_table(state: &AppState, rows: &[AlertRow], forms: Option<&Caller>) -> String {
-    let mut out = String::from(
-        "<table class=\"alerts-open\"><thead><tr><th>Severity</th><th>Alert</th><th>Station</th>\
-         <th>Since (UTC)</th><th>Details</th><th>State</th></tr></thead><tbody>",
-    );
-    for a in rows {
-        let ack = match &a.ack_by {
-            Some(by) => format!(
-                "acknowledged by {}{}",
-                esc(by),
-                a.ack_note
-                    .as_deref()
-                    .filter(|n| !n.is_empty())
-                    .map(|n| format!(": <i>{}</i>", esc(n)))
-                    .unwrap_or_default()
-            ),
-            None => match forms.and_then(|c| Some((c, c.csrf.as_deref()?))) {
-                Some((caller, csrf))
-                    if state.geography.may_on_station(
-                        caller.who(),
-                        Action::AckAlert,
-                        &a.station,
-                    ) =>
-                {
-                    format!(
-                        "<form method=\"post\" action=\"/api/alerts/{id}/ack\">\
-                         <input type=\"hidden\" name=\"{CSRF_FIELD}\" value=\"{csrf}\">\
-                         <input name=\"note\" placeholder=\"note 备注\" maxlength=\"1000\" size=\"14\"> \
-                         <button type=\"submit\">Acknowledge 确认</button></form>",
-                        id = a.id,
-                        csrf = esc(csrf),
-                    )
+fn open_table(state: &AppState, lang: Lang, rows: &[AlertRow], forms: Option<&Caller>) -> Markup {
+    html! {
+        table.alerts-open {
+            thead { tr {
+                th { (tr(lang, "alert.col_severity")) } th { (tr(lang, "alert.col_alert")) }
+                th { (tr(lang, "fleet.col_station")) } th { (tr(lang, "alert.col_since")) }
+                th { (tr(lang, "alert.col_details")) } th { (tr(lang, "alert.col_state")) }
+            } }
+            tbody { @for a in rows {
+                tr data-alert=(a.id) {
+                    td { (badge(lang, &a.severity)) }
+                    td { (kind_label(lang, &a.kind)) @if a.flapping { " " span.muted { (tr(lang, "alert.flapping")) } } }
+                    td { a href=(format!("/stations/{}", a.station)) { (station_name(state, &a.station)) } div.muted { (a.station) } }
+                    td { (when(a.since)) }
+                    td { @if !a.subject.is_empty() { div.muted { (a.subject) } } (a.message) }
+                    td { (ack_cell(state, lang, a, forms)) }
                 }
-                _ => "open".to_owned(),
-            },
-        };
-        out.push_str(&format!(
-            "<tr data-alert=\"{id}\"><td>{sev}</td><td>{kind}{flap}</td>\
-             <td><a href=\"/stations/{sid}\">{name}</a><div class=\"muted\">{sid}</div></td>\
-             <td>{since}</td><td>{subject}{msg}</td><td>{ack}</td></tr>",
-            id = a.id,
-            sev = badge(&a.severity),
-            kind = kind_label(&a.kind),
-            flap = if a.flapping {
-                " <span class=\"muted\">(flapping)</span>"
-            } else {
-                ""
-            },
-            sid = esc(&a.station),
-            name = esc(&station_name(state, &a.station)),
-            since = when(a.since),
-            subject = if a.subject.is_empty() {
-                String::new()
-            } else {
-                format!("<div class=\"muted\">{}</div>", esc(&a.subject))
-            },
-            msg = esc(&a.message),
-        ));
+            } }
+        }
     }
-    out.push_str("</tbody></table>");
-    out
 }
 
-fn history_table(rows: &[HistoryRow]) -> String {
-    let mut out = String::from(
-        "<table class=\"alerts-history\"><thead><tr><th>When (UTC)</th><th>Event</th><th>Alert</th>\
-         <th>Station</th><th>By</th><th>Note</th></tr></thead><tbody>",
-    );
-    for h in rows {
-        out.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>#{} {} {}</td><td>{}{}</td><td>{}</td><td>{}</td></tr>",
-            when(h.at),
-            esc(&h.event),
-            h.alert_id,
-            badge(&h.severity),
-            kind_label(&h.kind),
-            esc(&h.station),
-            if h.subject.is_empty() {
-                String::new()
-            } else {
-                format!(" <span class=\"muted\">{}</span>", esc(&h.subject))
-            },
-            esc(h.actor.as_deref().unwrap_or("")),
-            esc(h.note.as_deref().unwrap_or("")),
-        ));
+fn ack_cell(state: &AppState, lang: Lang, a: &AlertRow, forms: Option<&Caller>) -> Markup {
+    if let Some(by) = &a.ack_by {
+        return html! {
+            span.acked { (trf(lang, "alert.acknowledged_by", &[("who", by)])) }
+            @if let Some(n) = a.ack_note.as_deref().filter(|n| !n.is_empty()) { ": " i { (n) } }
+        };
     }
-    out.push_str("</tbody></table>");
-    out
+    match forms.and_then(|c| Some((c, c.csrf.as_deref()?))) {
+        Some((caller, csrf))
+            if state
+                .geography
+                .may_on_station(caller.who(), Action::AckAlert, &a.station) =>
+        {
+            html! {
+                form.ack method="post" action=(format!("/api/alerts/{}/ack", a.id)) {
+                    input type="hidden" name=(CSRF_FIELD) value=(csrf);
+                    input name="note" placeholder=(tr(lang, "alert.note")) maxlength="1000" size="14";
+                    " "
+                    button type="submit" { (tr(lang, "alert.acknowledge")) }
+                }
+            }
+        }
+        _ => html! { (tr(lang, "alert.state_open")) },
+    }
+}
+
+fn history_table(lang: Lang, rows: &[HistoryRow]) -> Markup {
+    html! {
+        table.alerts-history {
+            thead { tr {
+                th { (tr(lang, "alert.col_when")) } th { (tr(lang, "alert.col_event")) }
+                th { (tr(lang, "alert.col_alert")) } th { (tr(lang, "fleet.col_station")) }
+                th { (tr(lang, "alert.col_by")) } th { (tr(lang, "plan.note")) }
+            } }
+            tbody { @for h in rows {
+                tr data-event=(h.event) {
+                    td { (when(h.at)) }
+                    td { (event_label(lang, &h.event)) }
+                    td { "#" (h.alert_id) " " (badge(lang, &h.severity)) " " (kind_label(lang, &h.kind)) }
+                    td { (h.station) @if !h.subject.is_empty() { " " span.muted { (h.subject) } } }
+                    td { (h.actor.as_deref().unwrap_or("")) }
+                    td { (h.note.as_deref().unwrap_or("")) }
+                }
+            } }
+        }
+    }
 }
 
 async fn alerts_page(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Html<String>, ApiError> {
+    let lang = caller.lang;
     let mut open = state.store.alerts(true, LIST_LIMIT).await?;
     open.retain(|a| visible(&state, &caller, &a.station));
     let mut history = state.store.alert_history(200).await?;
@@ -376,43 +374,43 @@ async fn alerts_page(
     } else {
         Vec::new()
     };
-    let mut body = String::from("<h1>Alerts 告警</h1>");
-    body.push_str(&notifier_banner(&status));
-    body.push_str(&format!("<h2>Open 未解决 ({})</h2>", open.len()));
-    if open.is_empty() {
-        body.push_str(
-            "<p class=\"muted\">No open alerts. Stations asleep at night are not alerts.</p>",
-        );
-    } else {
-        body.push_str(&open_table(&state, &open, Some(&caller)));
-    }
-    body.push_str("<h2>History 历史</h2>");
-    if history.is_empty() {
-        body.push_str("<p class=\"muted\">Nothing yet.</p>");
-    } else {
-        body.push_str(&history_table(&history));
-    }
-    if !status.is_empty() {
-        body.push_str("<h2>Notifications 通知</h2><table><thead><tr><th>Destination</th><th>Last sent (UTC)</th>\
-                       <th>Last failure (UTC)</th><th class=\"num\">Failures</th></tr></thead><tbody>");
-        for s in &status {
-            body.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td></tr>",
-                esc(&s.sink),
-                s.last_ok.map(when).unwrap_or_else(|| "never".into()),
-                s.last_error_at.map(when).unwrap_or_else(|| "-".into()),
-                s.failures
-            ));
+    let body = html! {
+        h1 { (tr(lang, "alert.title")) }
+        (notifier_banner(lang, &status))
+        h2 { (trf(lang, "alert.open", &[("count", &open.len())])) }
+        @if open.is_empty() { p.muted { (tr(lang, "alert.none_open")) } }
+        @else { (open_table(&state, lang, &open, Some(&caller))) }
+        h2 { (tr(lang, "alert.history")) }
+        @if history.is_empty() { p.muted { (tr(lang, "alert.no_history")) } }
+        @else { (history_table(lang, &history)) }
+        @if !status.is_empty() {
+            h2 { (tr(lang, "alert.notifications")) }
+            table #notifiers {
+                thead { tr {
+                    th { (tr(lang, "alert.col_destination")) } th { (tr(lang, "alert.col_last_sent")) }
+                    th { (tr(lang, "alert.col_last_failure")) } th.num { (tr(lang, "alert.col_failures")) }
+                } }
+                tbody { @for s in &status {
+                    tr {
+                        td { (s.sink) }
+                        td { (s.last_ok.map_or_else(|| tr(lang, "fleet.never"), when)) }
+                        td { (s.last_error_at.map_or_else(|| "–".to_owned(), when)) }
+                        td.num { (s.failures) }
+                    }
+                } }
+            }
         }
-        body.push_str("</tbody></table>");
-    }
-    Ok(Html(layout("Alerts", &body, &caller)))
+    };
+    Ok(Html(
+        frame(&caller, &tr(lang, "alert.title"), body).into_string(),
+    ))
 }
 
-/// The open alerts as an HTML snippet for the fleet page: a heading with the count, the table (no
-/// forms), failing notifiers, and a link to `/alerts`. A store error becomes a short notice rather
-/// than breaking the page that embeds it.
-pub async fn open_alerts_box(state: &AppState, caller: &Caller) -> String {
+/// The open alerts for the fleet page: a heading with the count, the table (no forms), failing
+/// notifiers, and a link to `/alerts`. A store error becomes a short notice rather than breaking
+/// the page that embeds it.
+pub async fn open_alerts_box(state: &AppState, caller: &Caller) -> Markup {
+    let lang = caller.lang;
     let (mut open, mut status) = match (
         state.store.alerts(true, LIST_LIMIT).await,
         state.store.notify_status().await,
@@ -420,8 +418,7 @@ pub async fn open_alerts_box(state: &AppState, caller: &Caller) -> String {
         (Ok(o), Ok(s)) => (o, s),
         (Err(error), _) | (_, Err(error)) => {
             tracing::warn!(%error, "cannot read alerts for the fleet page");
-            return "<section id=\"open-alerts\"><p class=\"note\">Alerts are unavailable right now.</p></section>"
-                .to_owned();
+            return html! { section #open-alerts { p.note { (tr(lang, "alert.unavailable")) } } };
         }
     };
     open.retain(|a| visible(state, caller, &a.station));
@@ -430,15 +427,13 @@ pub async fn open_alerts_box(state: &AppState, caller: &Caller) -> String {
     }
     let total = open.len();
     open.truncate(20);
-    let mut out = format!(
-        "<section id=\"open-alerts\"><h2>Open alerts 未解决告警 ({total})</h2>{}",
-        notifier_banner(&status)
-    );
-    if open.is_empty() {
-        out.push_str("<p class=\"muted\">None.</p>");
-    } else {
-        out.push_str(&open_table(state, &open, None));
+    html! {
+        section #open-alerts {
+            h2 { (trf(lang, "alert.open_box", &[("count", &total)])) }
+            (notifier_banner(lang, &status))
+            @if open.is_empty() { p.muted { (tr(lang, "common.none")) } }
+            @else { (open_table(state, lang, &open, None)) }
+            p { a href="/alerts" { (tr(lang, "alert.all_link")) } }
+        }
     }
-    out.push_str("<p><a href=\"/alerts\">All alerts and history →</a></p></section>");
-    out
 }

@@ -3,12 +3,14 @@
 
 use super::extract::Query;
 use super::guard::Caller;
-use super::page::{esc, layout};
+use super::i18n::{tr, trf};
+use super::page::frame;
 use super::routes::{Access, Routes};
 use super::{ApiError, AppState};
 use crate::auth::Action;
 use axum::extract::State;
 use axum::response::Html;
+use maud::html;
 use serde::Deserialize;
 
 const DEFAULT_LINES: i64 = 200;
@@ -41,27 +43,28 @@ async fn page(
         }
     };
     let lines = state.store.audit_log(limit).await?;
-    let mut rows = String::new();
-    for e in &lines {
-        rows.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            e.at.format("%Y-%m-%d %H:%M:%S"),
-            esc(&e.actor),
-            esc(&e.role),
-            esc(&e.origin),
-            esc(&e.action),
-            esc(&e.target),
-            esc(&e.outcome),
-        ));
-    }
-    let body = format!(
-        "<h1>审计日志 Audit log</h1><p class=\"muted\">The newest {n} lines: every change made \
-         through Sunshare, allowed or refused, with who, when (UTC) and from where. \
-         <a href=\"/audit?limit={MAX_LINES}\">more</a></p>\
-         <table id=\"audit\"><thead><tr><th>when 时间</th><th>who 用户</th><th>role 角色</th>\
-         <th>from 来源</th><th>what 操作</th><th>target 对象</th><th>outcome 结果</th></tr></thead>\
-         <tbody>{rows}</tbody></table>",
-        n = lines.len()
-    );
-    Ok(Html(layout("审计日志", &body, &caller)))
+    let lang = caller.lang;
+    let body = html! {
+        h1 { (tr(lang, "audit.title")) }
+        p.muted { (trf(lang, "audit.intro", &[("count", &lines.len())])) " "
+            a href=(format!("/audit?limit={MAX_LINES}")) { (tr(lang, "audit.more")) } }
+        table #audit {
+            thead { tr {
+                th { (tr(lang, "audit.col_when")) } th { (tr(lang, "audit.col_who")) }
+                th { (tr(lang, "audit.col_role")) } th { (tr(lang, "audit.col_from")) }
+                th { (tr(lang, "audit.col_what")) } th { (tr(lang, "audit.col_target")) }
+                th { (tr(lang, "audit.col_outcome")) }
+            } }
+            tbody { @for e in &lines {
+                tr {
+                    td { (e.at.with_timezone(&chrono_tz::Asia::Shanghai).format("%Y-%m-%d %H:%M:%S")) }
+                    td { (e.actor) } td { (e.role) } td { (e.origin) }
+                    td { (e.action) } td { (e.target) } td { (e.outcome) }
+                }
+            } }
+        }
+    };
+    Ok(Html(
+        frame(&caller, &tr(lang, "audit.title"), body).into_string(),
+    ))
 }

@@ -5,7 +5,8 @@
 
 use super::extract::{Path, Query};
 use super::guard::Caller;
-use super::page::{esc, layout};
+use super::i18n::{tr, trf, Lang};
+use super::page::{frame, local_time};
 use super::routes::{Access, Routes};
 use super::{ApiError, AppState};
 use crate::auth::Action;
@@ -19,6 +20,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Datelike as _, Duration, NaiveDate, Utc};
+use maud::{html, Markup};
 use serde::{Deserialize, Serialize};
 use std::ops::Add as _;
 
@@ -536,32 +538,71 @@ fn num(v: Option<f64>, digits: usize) -> String {
 }
 
 /// A completeness cell, coloured when data is missing.
-fn completeness_cell(c: Completeness) -> String {
+fn completeness_cell(lang: Lang, c: Completeness) -> Markup {
     let css = match c.ratio() {
-        Some(r) if r < 0.8 => "status offline",
-        Some(r) if r < 0.95 => "status partial",
-        _ => "",
+        Some(r) if r < 0.8 => Some("status offline"),
+        Some(r) if r < 0.95 => Some("status partial"),
+        _ => None,
     };
-    format!(
-        "<td class=\"num\"><span class=\"{css}\" title=\"{} of {} expected daylight readings\">{}</span></td>",
-        c.received,
-        c.expected,
-        pct(c.ratio())
-    )
+    let title = trf(
+        lang,
+        "station.completeness_title",
+        &[("received", &c.received), ("expected", &c.expected)],
+    );
+    html! { td.num { span class=[css] title=(title) { (pct(c.ratio())) } } }
 }
 
-fn notes_cell(n: &std::collections::BTreeSet<Note>) -> String {
-    let parts: Vec<String> = n
-        .iter()
-        .map(|n| {
-            format!(
-                "<span class=\"status partial\" title=\"{}\">{}</span>",
-                esc(n.explain()),
-                n.as_str()
+fn notes_cell(lang: Lang, n: &std::collections::BTreeSet<Note>) -> Markup {
+    html! {
+        td { @for (i, note) in n.iter().enumerate() {
+            @if i > 0 { " " }
+            span.status.partial data-note=(note.as_str()) title=(tr(lang, &format!("station.note_{}_explain", note.as_str()))) {
+                (tr(lang, &format!("station.note_{}", note.as_str())))
+            }
+        } }
+    }
+}
+
+/// A reconciliation cause as a sentence in the page's language.
+fn cause_text(lang: Lang, cause: &crate::energy::reconcile::Cause, tz: chrono_tz::Tz) -> String {
+    use crate::energy::reconcile::Cause;
+    match cause {
+        Cause::NoReadings => tr(lang, "station.cause_no_readings"),
+        Cause::DataGap { completeness } => trf(
+            lang,
+            "station.cause_data_gap",
+            &[("percent", &format!("{:.1}", completeness * 100.0))],
+        ),
+        Cause::MeterReplaced { resets } => {
+            let list: Vec<String> = resets
+                .iter()
+                .map(|(d, t)| format!("{d} {}", local_time(*t, tz)))
+                .collect();
+            trf(
+                lang,
+                "station.cause_meter_replaced",
+                &[("resets", &list.join(", "))],
             )
-        })
-        .collect();
-    format!("<td>{}</td>", parts.join(" "))
+        }
+        Cause::Curtailment {
+            derated_readings,
+            clipped_hours,
+        } => trf(
+            lang,
+            "station.cause_curtailment",
+            &[("derated", derated_readings), ("clipped", clipped_hours)],
+        ),
+        Cause::Unexplained {
+            metered_above: true,
+        } => tr(lang, "station.cause_unexplained_metered_above"),
+        Cause::Unexplained {
+            metered_above: false,
+        } => tr(lang, "station.cause_unexplained_settled_above"),
+    }
+}
+
+fn card(label: &str, id: Option<&str>, value: &str) -> Markup {
+    html! { div.card { div.k { (label) } div.v id=[id] { (value) } } }
 }
 
 async fn station_page(
@@ -569,6 +610,7 @@ async fn station_page(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Html<String>, ApiError> {
+    let lang = caller.lang;
     let s = station(&state, &id)?;
     let now = Utc::now();
     let last_day = today(s, now);
@@ -589,167 +631,140 @@ async fn station_page(
     .map_err(internal)?;
     let latest = state.store.latest().await?;
 
-    let mut body = format!(
-        "<h1>{name} <span class=\"muted\">{id}</span></h1>\
-         <p class=\"muted\">{kind} station · county {county} · {cap:.1} kWp · commissioned {comm} · {tz}</p>",
-        name = esc(&s.name),
-        id = esc(s.id.as_str()),
-        kind = s.kind.label(),
-        county = esc(s.county.as_str()),
-        cap = s.capacity_kwp,
-        comm = s.commissioned,
-        tz = s.timezone.name(),
-    );
     let total_30: WattHours = days.iter().map(|d| d.figures.energy).sum();
     let c30 = days.iter().fold(Completeness::default(), |a, d| {
         a.add(d.figures.completeness)
     });
     let today_row = days.last();
     let settled = months.iter().filter(|m| m.settlement.is_some()).count();
-    let flagged = months
-        .iter()
-        .filter(|m| m.reconciliation.as_ref().is_some_and(|r| r.flagged))
-        .count();
-    body.push_str(&format!(
-        "<div class=\"cards\">\
-         <div class=\"card\"><div class=\"k\">Today (metered)</div><div class=\"v\" id=\"today\">{today} kWh</div></div>\
-         <div class=\"card\"><div class=\"k\">Last 30 days</div><div class=\"v\">{total} kWh</div></div>\
-         <div class=\"card\"><div class=\"k\">Data completeness, 30 days</div><div class=\"v\">{c}</div></div>\
-         <div class=\"card\"><div class=\"k\">Months settled (of 12)</div><div class=\"v\">{settled}</div></div>\
-         <div class=\"card\"><div class=\"k\">Reconciliation flags</div><div class=\"v\" id=\"flags\">{flagged}</div></div></div>",
-        today = today_row.map_or_else(|| "–".to_owned(), |d| kwh(d.figures.energy)),
-        total = kwh(total_30),
-        c = pct(c30.ratio()),
-    ));
-
-    // Devices now.
-    body.push_str(
-        "<h2>Devices 设备</h2><table id=\"devices\"><thead><tr><th>Device</th><th>Kind</th><th>Model</th>\
-         <th class=\"num\">Rated kW</th><th class=\"num\">Power kW</th><th class=\"num\">Lifetime kWh</th>\
-         <th>State</th><th>Last reading (UTC)</th></tr></thead><tbody>",
-    );
-    for dev in state
-        .deployment
-        .devices
-        .iter()
-        .filter(|d| d.station == s.id)
-    {
-        let l = latest.iter().find(|l| l.device == dev.id);
-        body.push_str(&format!(
-            "<tr><td>{id}</td><td>{kind}</td><td>{model}</td><td class=\"num\">{rated:.1}</td>\
-             <td class=\"num\">{p}</td><td class=\"num\">{e}</td><td>{st}</td><td>{at}</td></tr>",
-            id = esc(dev.id.as_str()),
-            kind = format!("{:?}", dev.kind).to_lowercase(),
-            model = esc(&dev.model),
-            rated = dev.rated_power_w / 1000.0,
-            p = num(l.and_then(|l| l.ac_power_w).map(|w| w / 1000.0), 2),
-            e = num(l.and_then(|l| l.energy_lifetime_wh).map(|w| w / 1000.0), 1),
-            st = esc(l.and_then(|l| l.state.as_deref()).unwrap_or("–")),
-            at = l.map_or_else(
-                || "never".to_owned(),
-                |l| l.at.format("%Y-%m-%d %H:%M:%S").to_string()
-            ),
-        ));
-    }
-    body.push_str("</tbody></table>");
-
-    // Months.
-    body.push_str(
-        "<h2>Monthly energy 月度上网电量</h2>\
-         <p class=\"muted\">A month is <b>provisional</b> (metered by Sunshare) until the grid company's settlement \
-         is imported; after that the <b>settled</b> figure is the one income is computed on.</p>\
-         <table id=\"months\"><thead><tr><th>Month</th><th class=\"num\">Energy kWh</th><th>Basis</th>\
-         <th class=\"num\">Metered kWh</th><th class=\"num\">Settled kWh</th><th class=\"num\">Difference</th>\
-         <th class=\"num\">Completeness</th><th class=\"num\">kWh/kWp</th><th class=\"num\">Full-load h</th>\
-         <th class=\"num\">Availability</th><th>Reconciliation</th></tr></thead><tbody>",
-    );
-    for m in months.iter().rev() {
-        let basis = match m.basis {
-            EnergyBasis::Settled => "<span class=\"status producing\">settled 已结算</span>",
-            EnergyBasis::Metered => "<span class=\"status partial\">provisional 暂估</span>",
-        };
-        let (diff, flag) = match &m.reconciliation {
-            Some(r) => (
-                r.difference_pct
-                    .map_or_else(|| "–".to_owned(), |p| format!("{p:+.1}%")),
-                if r.flagged {
-                    "<span class=\"status offline\">flagged</span>".to_owned()
-                } else {
-                    "<span class=\"status producing\">ok</span>".to_owned()
-                },
-            ),
-            None => ("–".to_owned(), String::new()),
-        };
-        body.push_str(&format!(
-            "<tr data-month=\"{month}\"><td>{month}</td><td class=\"num\">{e}</td><td>{basis}</td>\
-             <td class=\"num\">{metered}</td><td class=\"num\">{settled}</td><td class=\"num\">{diff}</td>{c}\
-             <td class=\"num\">{y}</td><td class=\"num\">{h}</td><td class=\"num\">{a}</td><td>{flag}</td></tr>",
-            month = m.month,
-            e = kwh(m.energy),
-            metered = kwh(m.metered.energy),
-            settled = m.settlement.as_ref().map_or_else(|| "–".to_owned(), |s| kwh(s.energy)),
-            c = completeness_cell(m.metered.completeness),
-            y = num(m.specific_yield, 1),
-            h = num(m.full_load_hours, 1),
-            a = pct(m.availability),
-        ));
-    }
-    body.push_str("</tbody></table>");
-    let flagged_rows: Vec<&MonthRow> = months
+    let flagged: Vec<&MonthRow> = months
         .iter()
         .filter(|m| m.reconciliation.as_ref().is_some_and(|r| r.flagged))
         .collect();
-    if !flagged_rows.is_empty() {
-        body.push_str(&format!(
-            "<h2>Reconciliation flags 对账差异</h2><p class=\"muted\">Metered and settled energy differ by more than {:.1}%.</p>",
-            state.deployment.energy.reconcile_threshold_pct
-        ));
-        for m in flagged_rows {
-            if let Some(r) = &m.reconciliation {
-                body.push_str(&format!(
-                    "<div class=\"note reconciliation\" data-month=\"{}\"><b>{}</b>: metered {} kWh, settled {} kWh ({}).<ul>",
-                    m.month,
-                    m.month,
-                    kwh(r.metered),
-                    kwh(r.settled),
-                    r.difference_pct.map_or_else(|| "–".to_owned(), |p| format!("{p:+.1}%")),
-                ));
-                for c in &r.causes {
-                    body.push_str(&format!("<li>{}</li>", esc(&c.explain())));
-                }
-                body.push_str("</ul></div>");
-            }
-        }
-    }
+    let county = state
+        .deployment
+        .counties
+        .iter()
+        .find(|c| c.id == s.county)
+        .map_or_else(|| s.county.to_string(), |c| c.name.clone());
+    let devices = state
+        .deployment
+        .devices
+        .iter()
+        .filter(|d| d.station == s.id);
+    let today_kwh = today_row.map_or_else(|| "–".to_owned(), |d| kwh(d.figures.energy));
 
-    // Days.
-    body.push_str(
-        "<h2>Daily energy 日发电量 (last 30 days)</h2>\
-         <table id=\"days\"><thead><tr><th>Day</th><th class=\"num\">kWh</th><th class=\"num\">kWh/kWp</th>\
-         <th class=\"num\">Full-load h</th><th class=\"num\">Completeness</th><th class=\"num\">Availability</th>\
-         <th class=\"num\">Performance index</th><th>Notes</th></tr></thead><tbody>",
-    );
-    for d in days.iter().rev() {
-        body.push_str(&format!(
-            "<tr data-day=\"{day}\"><td>{day}</td><td class=\"num\">{e}</td><td class=\"num\">{y}</td>\
-             <td class=\"num\">{h}</td>{c}<td class=\"num\">{a}</td><td class=\"num\">{pi}</td>{n}</tr>",
-            day = d.day,
-            e = kwh(d.figures.energy),
-            y = num(d.specific_yield, 2),
-            h = num(d.full_load_hours, 2),
-            c = completeness_cell(d.figures.completeness),
-            a = pct(d.availability),
-            pi = num(d.performance_index, 2),
-            n = notes_cell(&d.figures.notes),
-        ));
-    }
-    body.push_str(
-        "</tbody></table><p class=\"muted\">Energy comes from the inverters' lifetime counters, interpolated at local \
-         midnight. Completeness is daylight readings received against those expected from sunrise, sunset and the \
-         poll interval. The performance index compares the station's specific yield with the median of its \
-         county's stations that day (1.00 = as good as its neighbours). Hover a note for its meaning.</p>",
-    );
-    Ok(Html(layout(&format!("{} energy", s.name), &body, &caller)))
+    let body = html! {
+        h1 { (s.name) " " span.muted { (s.id) } }
+        p.muted #station-facts {
+            (super::fleet::kind_label(lang, s.kind)) " · " (county) " · "
+            (format!("{:.1}", s.capacity_kwp)) " kWp · "
+            (trf(lang, "station.commissioned", &[("date", &s.commissioned)])) " · " (s.timezone.name())
+        }
+        div.cards {
+            (card(&tr(lang, "station.card_today"), Some("today"), &format!("{today_kwh} kWh")))
+            (card(&tr(lang, "station.card_30_days"), None, &format!("{} kWh", kwh(total_30))))
+            (card(&tr(lang, "station.card_completeness"), None, &pct(c30.ratio())))
+            (card(&tr(lang, "station.card_settled"), None, &settled.to_string()))
+            (card(&tr(lang, "station.card_flags"), Some("flags"), &flagged.len().to_string()))
+        }
+
+        h2 { (tr(lang, "station.devices")) }
+        table #devices {
+            thead { tr {
+                th { (tr(lang, "station.col_device")) } th { (tr(lang, "station.col_device_kind")) }
+                th { (tr(lang, "station.col_model")) } th.num { (tr(lang, "station.col_rated")) }
+                th.num { (tr(lang, "fleet.col_power")) } th.num { (tr(lang, "station.col_lifetime")) }
+                th { (tr(lang, "station.col_state")) } th { (tr(lang, "station.col_last_reading")) }
+            } }
+            tbody { @for dev in devices {
+                @let l = latest.iter().find(|l| l.device == dev.id);
+                tr {
+                    td { (dev.id) }
+                    td { (format!("{:?}", dev.kind).to_lowercase()) }
+                    td { (dev.model) }
+                    td.num { (format!("{:.1}", dev.rated_power_w / 1000.0)) }
+                    td.num { (num(l.and_then(|l| l.ac_power_w).map(|w| w / 1000.0), 2)) }
+                    td.num { (num(l.and_then(|l| l.energy_lifetime_wh).map(|w| w / 1000.0), 1)) }
+                    td { (l.and_then(|l| l.state.as_deref()).unwrap_or("–")) }
+                    td { @match l { Some(l) => (local_time(l.at, s.timezone)), None => (tr(lang, "fleet.never")) } }
+                }
+            } }
+        }
+
+        h2 { (tr(lang, "station.months")) }
+        p.muted { (tr(lang, "station.months_note")) }
+        table #months {
+            thead { tr {
+                th { (tr(lang, "station.col_month")) } th.num { (tr(lang, "station.col_energy")) }
+                th { (tr(lang, "station.col_basis")) } th.num { (tr(lang, "station.col_metered")) }
+                th.num { (tr(lang, "station.col_settled")) } th.num { (tr(lang, "station.col_difference")) }
+                th.num { (tr(lang, "station.col_completeness")) } th.num { "kWh/kWp" }
+                th.num { (tr(lang, "station.col_full_load")) } th.num { (tr(lang, "station.col_availability")) }
+                th { (tr(lang, "station.col_reconciliation")) }
+            } }
+            tbody { @for m in months.iter().rev() {
+                tr data-month=(m.month) {
+                    td { (m.month) }
+                    td.num { (kwh(m.energy)) }
+                    td { @match m.basis {
+                        EnergyBasis::Settled => span.status.producing data-basis="settled" { (tr(lang, "station.settled")) },
+                        EnergyBasis::Metered => span.status.partial data-basis="provisional" { (tr(lang, "station.provisional")) },
+                    } }
+                    td.num { (kwh(m.metered.energy)) }
+                    td.num { (m.settlement.as_ref().map_or_else(|| "–".to_owned(), |s| kwh(s.energy))) }
+                    td.num { (m.reconciliation.as_ref().and_then(|r| r.difference_pct).map_or_else(|| "–".to_owned(), |p| format!("{p:+.1}%"))) }
+                    (completeness_cell(lang, m.metered.completeness))
+                    td.num { (num(m.specific_yield, 1)) }
+                    td.num { (num(m.full_load_hours, 1)) }
+                    td.num { (pct(m.availability)) }
+                    td { @if let Some(r) = &m.reconciliation {
+                        @if r.flagged { span.status.offline data-flag="flagged" { (tr(lang, "station.flagged")) } }
+                        @else { span.status.producing data-flag="ok" { (tr(lang, "station.reconciled")) } }
+                    } }
+                }
+            } }
+        }
+        @if !flagged.is_empty() {
+            h2 { (tr(lang, "station.flags")) }
+            p.muted { (trf(lang, "station.flags_note", &[("threshold", &format!("{:.1}", state.deployment.energy.reconcile_threshold_pct))])) }
+            @for m in &flagged { @if let Some(r) = &m.reconciliation {
+                div.note.reconciliation data-month=(m.month) {
+                    b { (m.month) } ": "
+                    (trf(lang, "station.flag_line", &[
+                        ("metered", &kwh(r.metered)),
+                        ("settled", &kwh(r.settled)),
+                        ("difference", &r.difference_pct.map_or_else(|| "–".to_owned(), |p| format!("{p:+.1}%"))),
+                    ]))
+                    ul { @for c in &r.causes { li data-cause=(c.code()) { (cause_text(lang, c, s.timezone)) } } }
+                }
+            } }
+        }
+
+        h2 { (tr(lang, "station.days")) }
+        table #days {
+            thead { tr {
+                th { (tr(lang, "station.col_day")) } th.num { "kWh" } th.num { "kWh/kWp" }
+                th.num { (tr(lang, "station.col_full_load")) } th.num { (tr(lang, "station.col_completeness")) }
+                th.num { (tr(lang, "station.col_availability")) } th.num { (tr(lang, "station.col_performance")) }
+                th { (tr(lang, "station.col_notes")) }
+            } }
+            tbody { @for d in days.iter().rev() {
+                tr data-day=(d.day) {
+                    td { (d.day) }
+                    td.num { (kwh(d.figures.energy)) }
+                    td.num { (num(d.specific_yield, 2)) }
+                    td.num { (num(d.full_load_hours, 2)) }
+                    (completeness_cell(lang, d.figures.completeness))
+                    td.num { (pct(d.availability)) }
+                    td.num { (num(d.performance_index, 2)) }
+                    (notes_cell(lang, &d.figures.notes))
+                }
+            } }
+        }
+        p.muted { (tr(lang, "station.days_note")) }
+    };
+    Ok(Html(frame(&caller, &s.name, body).into_string()))
 }
 
 #[cfg(test)]

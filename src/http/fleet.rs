@@ -1,19 +1,25 @@
 //! The fleet overview: every station with its status, current power and today's energy, as an HTML
-//! page for operators and as JSON for the dashboards.
+//! page for operators (filtered by county, township, kind and state, sorted, in pages) and as JSON
+//! for the dashboards.
 
+use super::extract::Query;
 use super::guard::Caller;
-use super::page::{esc, layout};
+use super::i18n::{tr, trf, Lang};
+use super::page::{frame, href, local_time};
 use super::routes::{Access, Routes};
 use super::{ApiError, AppState};
 use crate::auth::Action;
-use crate::domain::{Station, StationId};
+use crate::domain::{Station, StationId, StationKind};
 use crate::solar;
 use crate::store::{bucket_start, StationNow};
 use axum::extract::State;
 use axum::response::Html;
 use axum::Json;
 use chrono::{DateTime, Duration, Utc};
-use serde::Serialize;
+use chrono_tz::Tz;
+use maud::{html, Markup, PreEscaped};
+use serde::{Deserialize, Serialize};
+use std::cmp::Ordering;
 use std::collections::HashMap;
 
 pub fn routes() -> Routes {
@@ -44,6 +50,24 @@ pub enum FleetStatus {
 }
 
 impl FleetStatus {
+    const ALL: [FleetStatus; 5] = [
+        FleetStatus::Producing,
+        FleetStatus::Sleeping,
+        FleetStatus::Partial,
+        FleetStatus::Offline,
+        FleetStatus::NoData,
+    ];
+
+    /// The name in the query string and the JSON.
+    fn code(self) -> &'static str {
+        match self {
+            FleetStatus::Producing => "producing",
+            FleetStatus::Sleeping => "sleeping",
+            FleetStatus::Partial => "partial",
+            FleetStatus::Offline => "offline",
+            FleetStatus::NoData => "no_data",
+        }
+    }
     fn css(self) -> &'static str {
         match self {
             FleetStatus::Producing => "producing",
@@ -52,14 +76,17 @@ impl FleetStatus {
             FleetStatus::Offline | FleetStatus::NoData => "offline",
         }
     }
-    fn label(self) -> &'static str {
-        match self {
-            FleetStatus::Producing => "producing 发电中",
-            FleetStatus::Sleeping => "sleeping 夜间待机",
-            FleetStatus::Partial => "partial 部分离线",
-            FleetStatus::Offline => "offline 离线",
-            FleetStatus::NoData => "no data 无数据",
-        }
+    fn label(self, lang: Lang) -> String {
+        tr(lang, &format!("fleet.status_{}", self.code()))
+    }
+}
+
+/// A station kind in the page's language.
+pub fn kind_label(lang: Lang, kind: StationKind) -> String {
+    match kind {
+        StationKind::Village => tr(lang, "fleet.kind_village"),
+        StationKind::JointVillage => tr(lang, "fleet.kind_joint"),
+        StationKind::Centralized => tr(lang, "fleet.kind_centralized"),
     }
 }
 
@@ -94,6 +121,8 @@ struct StationSummary {
     #[schema(schema_with = station_kind_schema)]
     kind: &'static str,
     county: String,
+    /// The townships of the station's owning villages (none for a centralized station).
+    townships: Vec<String>,
     capacity_kwp: f64,
     status: FleetStatus,
     /// AC power now, summed over the station's devices.
@@ -105,6 +134,10 @@ struct StationSummary {
     devices_reporting: i64,
     /// `null` when no device has ever reported.
     last_contact: Option<DateTime<Utc>>,
+    #[serde(skip)]
+    station_kind: Option<StationKind>,
+    #[serde(skip)]
+    timezone: Option<Tz>,
 }
 
 fn station_kind_schema() -> utoipa::openapi::Object {
@@ -112,6 +145,119 @@ fn station_kind_schema() -> utoipa::openapi::Object {
         &["village", "joint-village", "centralized"],
         "村级 village, 联村 joint-village or 集中式 centralized station",
     )
+}
+
+/// Which stations to show: every field optional, an empty value meaning "all".
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct FleetQuery {
+    /// County id.
+    county: Option<String>,
+    /// Township id (a station belongs to the townships of its owning villages).
+    township: Option<String>,
+    /// `village`, `joint-village` or `centralized`.
+    kind: Option<String>,
+    /// `producing`, `sleeping`, `partial`, `offline` or `no_data`.
+    status: Option<String>,
+    /// Part of the station's name or id.
+    q: Option<String>,
+    /// Page only: `name`, `status`, `power`, `today`, `capacity` or `contact`.
+    #[param(ignore)]
+    sort: Option<String>,
+    /// Page only: `asc` or `desc`.
+    #[param(ignore)]
+    dir: Option<String>,
+    /// Page only: from 1.
+    #[param(ignore)]
+    page: Option<usize>,
+    /// Page only: rows per page, 10 to 500.
+    #[param(ignore)]
+    per: Option<usize>,
+}
+
+fn given(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|v| !v.is_empty())
+}
+
+/// A filter checked against the deployment: an unknown value is an error naming the field.
+struct Filter<'a> {
+    county: Option<&'a str>,
+    township: Option<&'a str>,
+    kind: Option<StationKind>,
+    status: Option<FleetStatus>,
+    q: Option<String>,
+}
+
+impl FleetQuery {
+    fn filter(&self, state: &AppState) -> Result<Filter<'_>, ApiError> {
+        let county = given(&self.county);
+        if let Some(c) = county {
+            if !state.deployment.counties.iter().any(|x| x.id.as_str() == c) {
+                return Err(ApiError::invalid("county", format!("no county '{c}'")));
+            }
+        }
+        let township = given(&self.township);
+        if let Some(t) = township {
+            if !state
+                .deployment
+                .townships
+                .iter()
+                .any(|x| x.id.as_str() == t)
+            {
+                return Err(ApiError::invalid("township", format!("no township '{t}'")));
+            }
+        }
+        let kind = match given(&self.kind) {
+            None => None,
+            Some("village") => Some(StationKind::Village),
+            Some("joint-village") => Some(StationKind::JointVillage),
+            Some("centralized") => Some(StationKind::Centralized),
+            Some(other) => {
+                return Err(ApiError::invalid(
+                    "kind",
+                    format!("'{other}' is not village, joint-village or centralized"),
+                ))
+            }
+        };
+        let status = match given(&self.status) {
+            None => None,
+            Some(code) => Some(
+                FleetStatus::ALL
+                    .into_iter()
+                    .find(|s| s.code() == code)
+                    .ok_or_else(|| {
+                        ApiError::invalid(
+                            "status",
+                            format!(
+                                "'{code}' is not producing, sleeping, partial, offline or no_data"
+                            ),
+                        )
+                    })?,
+            ),
+        };
+        Ok(Filter {
+            county,
+            township,
+            kind,
+            status,
+            q: given(&self.q).map(str::to_lowercase),
+        })
+    }
+}
+
+impl Filter<'_> {
+    fn keeps(&self, r: &StationSummary) -> bool {
+        self.county.is_none_or(|c| r.county == c)
+            && self
+                .township
+                .is_none_or(|t| r.townships.iter().any(|x| x == t))
+            && self.kind.is_none_or(|k| r.station_kind == Some(k))
+            && self.status.is_none_or(|s| r.status == s)
+            && self.q.as_ref().is_none_or(|q| {
+                r.name.to_lowercase().contains(q.as_str())
+                    || r.id.to_lowercase().contains(q.as_str())
+            })
+    }
 }
 
 /// The stations the caller may see, with their state now.
@@ -143,6 +289,11 @@ async fn summaries(state: &AppState, caller: &Caller) -> Result<Vec<StationSumma
                 name: s.name.clone(),
                 kind: s.kind.label(),
                 county: s.county.to_string(),
+                townships: state
+                    .geography
+                    .station(s.id.as_str())
+                    .map(|p| p.townships.clone())
+                    .unwrap_or_default(),
                 capacity_kwp: s.capacity_kwp,
                 status: status_of(s, n, now),
                 power_kw: n.map_or(0.0, |n| n.power_w / 1000.0),
@@ -150,6 +301,8 @@ async fn summaries(state: &AppState, caller: &Caller) -> Result<Vec<StationSumma
                 devices: n.map_or(0, |n| n.devices),
                 devices_reporting: n.map_or(0, |n| n.reporting),
                 last_contact: n.and_then(|n| n.last_contact),
+                station_kind: Some(s.kind),
+                timezone: Some(s.timezone),
             }
         })
         .collect())
@@ -160,23 +313,174 @@ async fn summaries(state: &AppState, caller: &Caller) -> Result<Vec<StationSumma
     get,
     path = "/api/stations",
     tag = "fleet",
+    params(FleetQuery),
     responses(
-        (status = 200, description = "Every station the caller may see, in deployment order", body = Vec<StationSummary>),
+        (status = 200, description = "Every station the caller may see that matches the filter, in deployment order", body = Vec<StationSummary>),
+        (status = 400, description = "A filter names no county, township, kind or state there is", body = super::openapi::ErrorBody),
         (status = 500, description = "The store could not be read", body = super::openapi::ErrorBody),
     )
 )]
 async fn fleet_json(
     State(state): State<AppState>,
     caller: Caller,
+    Query(query): Query<FleetQuery>,
 ) -> Result<Json<Vec<StationSummary>>, ApiError> {
-    Ok(Json(summaries(&state, &caller).await?))
+    let filter = query.filter(&state)?;
+    let mut rows = summaries(&state, &caller).await?;
+    rows.retain(|r| filter.keeps(r));
+    Ok(Json(rows))
+}
+
+/// How the page orders its rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sort {
+    Name,
+    Status,
+    Power,
+    Today,
+    Capacity,
+    Contact,
+}
+
+impl Sort {
+    const ALL: [Sort; 6] = [
+        Sort::Name,
+        Sort::Status,
+        Sort::Power,
+        Sort::Today,
+        Sort::Capacity,
+        Sort::Contact,
+    ];
+    fn code(self) -> &'static str {
+        match self {
+            Sort::Name => "name",
+            Sort::Status => "status",
+            Sort::Power => "power",
+            Sort::Today => "today",
+            Sort::Capacity => "capacity",
+            Sort::Contact => "contact",
+        }
+    }
+    fn compare(self, a: &StationSummary, b: &StationSummary) -> Ordering {
+        let by = match self {
+            Sort::Name => a.name.cmp(&b.name),
+            Sort::Status => (a.status as u8).cmp(&(b.status as u8)),
+            Sort::Power => a.power_kw.total_cmp(&b.power_kw),
+            Sort::Today => a.today_kwh.total_cmp(&b.today_kwh),
+            Sort::Capacity => a.capacity_kwp.total_cmp(&b.capacity_kwp),
+            Sort::Contact => a.last_contact.cmp(&b.last_contact),
+        };
+        by.then_with(|| a.id.cmp(&b.id))
+    }
+}
+
+const PER_PAGE: usize = 50;
+
+/// The page's own parameters, checked.
+struct View {
+    sort: Sort,
+    descending: bool,
+    page: usize,
+    per: usize,
+}
+
+impl FleetQuery {
+    fn view(&self) -> Result<View, ApiError> {
+        let sort = match given(&self.sort) {
+            None => Sort::Name,
+            Some(code) => Sort::ALL
+                .into_iter()
+                .find(|s| s.code() == code)
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        "sort",
+                        format!("'{code}' is not name, status, power, today, capacity or contact"),
+                    )
+                })?,
+        };
+        let descending = match given(&self.dir) {
+            None | Some("asc") => false,
+            Some("desc") => true,
+            Some(other) => {
+                return Err(ApiError::invalid(
+                    "dir",
+                    format!("'{other}' is not asc or desc"),
+                ))
+            }
+        };
+        let per = self.per.unwrap_or(PER_PAGE);
+        if !(10..=500).contains(&per) {
+            return Err(ApiError::invalid(
+                "per",
+                format!("{per} rows per page: give 10 to 500"),
+            ));
+        }
+        let page = self.page.unwrap_or(1);
+        if page == 0 {
+            return Err(ApiError::invalid("page", "pages count from 1"));
+        }
+        Ok(View {
+            sort,
+            descending,
+            page,
+            per,
+        })
+    }
+
+    /// The query string of this view with some parameters changed (`""` removes one).
+    fn with(&self, changes: &[(&str, &str)]) -> Vec<(&'static str, String)> {
+        let page = self.page.map(|p| p.to_string());
+        let per = self.per.map(|p| p.to_string());
+        let current: [(&'static str, Option<&str>); 9] = [
+            ("county", given(&self.county)),
+            ("township", given(&self.township)),
+            ("kind", given(&self.kind)),
+            ("status", given(&self.status)),
+            ("q", given(&self.q)),
+            ("sort", given(&self.sort)),
+            ("dir", given(&self.dir)),
+            ("page", page.as_deref()),
+            ("per", per.as_deref()),
+        ];
+        current
+            .into_iter()
+            .filter_map(|(name, value)| {
+                let value = changes
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map_or(value, |(_, v)| Some(*v))
+                    .filter(|v| !v.is_empty())?;
+                Some((name, value.to_owned()))
+            })
+            .collect()
+    }
+
+    fn link(&self, changes: &[(&str, &str)]) -> String {
+        let pairs = self.with(changes);
+        let borrowed: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        href("/", &borrowed)
+    }
 }
 
 async fn fleet_page(
     State(state): State<AppState>,
     caller: Caller,
+    Query(query): Query<FleetQuery>,
 ) -> Result<Html<String>, ApiError> {
-    let rows = summaries(&state, &caller).await?;
+    let lang = caller.lang;
+    let filter = query.filter(&state)?;
+    let view = query.view()?;
+    let mut rows = summaries(&state, &caller).await?;
+    let visible = rows.len();
+    rows.retain(|r| filter.keeps(r));
+    rows.sort_by(|a, b| {
+        let o = view.sort.compare(a, b);
+        if view.descending {
+            o.reverse()
+        } else {
+            o
+        }
+    });
     let total_kw: f64 = rows.iter().map(|r| r.power_kw).sum();
     let total_kwh: f64 = rows.iter().map(|r| r.today_kwh).sum();
     let capacity: f64 = rows.iter().map(|r| r.capacity_kwp).sum();
@@ -184,66 +488,169 @@ async fn fleet_page(
         .iter()
         .filter(|r| r.status == FleetStatus::Producing)
         .count();
-    let mut body = String::from("<h1>Fleet 电站总览</h1>");
-    if let Some(note) = backfill_note(&state) {
-        body.push_str(&note);
+    let pages = rows.len().div_ceil(view.per).max(1);
+    let page = view.page.min(pages);
+    let shown = &rows[((page - 1) * view.per).min(rows.len())..(page * view.per).min(rows.len())];
+    // The live refresh asks for the same filter, so the totals stay those of the filtered set.
+    let api = query.with(&[("sort", ""), ("dir", ""), ("page", ""), ("per", "")]);
+    let api: Vec<(&str, &str)> = api.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let api = href("/api/stations", &api);
+
+    let alerts = super::alerts::open_alerts_box(&state, &caller).await;
+    let body = html! {
+        h1 { (tr(lang, "fleet.title")) }
+        @if let Some(note) = backfill_note(&state, lang) { (note) }
+        div.cards {
+            div.card { div.k { (tr(lang, "fleet.card_producing")) } div.v #producing { (producing) " / " (rows.len()) } }
+            div.card { div.k { (tr(lang, "fleet.card_power")) } div.v #total-power { (format!("{total_kw:.1}")) " kW" } }
+            div.card { div.k { (tr(lang, "fleet.card_today")) } div.v #total-today { (format!("{total_kwh:.1}")) " kWh" } }
+            div.card { div.k { (tr(lang, "fleet.card_installed")) } div.v { (format!("{capacity:.0}")) " kWp" } }
+        }
+        (filter_form(&state, &query, lang))
+        @if rows.len() < visible {
+            p.muted #filtered { (trf(lang, "fleet.filtered", &[("shown", &rows.len()), ("all", &visible)])) " "
+                a href="/" { (tr(lang, "fleet.clear_filter")) } }
+        }
+        table #fleet data-api=(api) {
+            thead { tr {
+                (sort_header(&query, &view, Sort::Name, &tr(lang, "fleet.col_station"), false))
+                th { (tr(lang, "fleet.col_kind")) }
+                (sort_header(&query, &view, Sort::Status, &tr(lang, "fleet.col_status"), false))
+                (sort_header(&query, &view, Sort::Power, &tr(lang, "fleet.col_power"), true))
+                (sort_header(&query, &view, Sort::Today, &tr(lang, "fleet.col_today"), true))
+                (sort_header(&query, &view, Sort::Capacity, &tr(lang, "fleet.col_capacity"), true))
+                th.num { (tr(lang, "fleet.col_devices")) }
+                (sort_header(&query, &view, Sort::Contact, &tr(lang, "fleet.col_contact"), false))
+            } }
+            tbody {
+                @for r in shown {
+                    tr data-station=(r.id) {
+                        td { a href=(format!("/stations/{}", r.id)) { (r.name) } div.muted { (r.id) } }
+                        td { (r.station_kind.map(|k| kind_label(lang, k)).unwrap_or_default()) }
+                        td { span class={ "status " (r.status.css()) } { (r.status.label(lang)) } }
+                        td.num.power { (format!("{:.1}", r.power_kw)) }
+                        td.num.today { (format!("{:.1}", r.today_kwh)) }
+                        td.num { (format!("{:.0}", r.capacity_kwp)) }
+                        td.num { (r.devices_reporting) "/" (r.devices) }
+                        td { @match (r.last_contact, r.timezone) {
+                            (Some(t), Some(tz)) => (local_time(t, tz)),
+                            _ => (tr(lang, "fleet.never")),
+                        } }
+                    }
+                }
+                @if shown.is_empty() {
+                    tr { td.muted colspan="8" { (tr(lang, "fleet.no_match")) } }
+                }
+            }
+        }
+        @if pages > 1 {
+            nav.pager #pager {
+                @if page > 1 { a rel="prev" href=(query.link(&[("page", &(page - 1).to_string())])) { (tr(lang, "common.previous")) } }
+                span { (trf(lang, "common.page_of", &[("page", &page), ("pages", &pages)])) }
+                @if page < pages { a rel="next" href=(query.link(&[("page", &(page + 1).to_string())])) { (tr(lang, "common.next")) } }
+            }
+        }
+        p.muted { (tr(lang, "fleet.refresh_note")) }
+        (alerts)
+        script { (PreEscaped(REFRESH_SCRIPT)) }
+    };
+    Ok(Html(
+        frame(&caller, &tr(lang, "fleet.title"), body).into_string(),
+    ))
+}
+
+/// A column header that sorts by its column; a second click reverses the order.
+fn sort_header(query: &FleetQuery, view: &View, sort: Sort, label: &str, num: bool) -> Markup {
+    let active = view.sort == sort;
+    let dir = if active && !view.descending {
+        "desc"
+    } else {
+        "asc"
+    };
+    let link = query.link(&[("sort", sort.code()), ("dir", dir), ("page", "")]);
+    let mark = match (active, view.descending) {
+        (false, _) => "",
+        (true, false) => " ▲",
+        (true, true) => " ▼",
+    };
+    html! {
+        th class=[num.then_some("num")] aria-sort=[active.then_some(if view.descending { "descending" } else { "ascending" })] {
+            a.sort href=(link) data-sort=(sort.code()) { (label) (mark) }
+        }
     }
-    body.push_str(&format!(
-        "<div class=\"cards\">\
-         <div class=\"card\"><div class=\"k\">Stations producing</div><div class=\"v\" id=\"producing\">{producing} / {n}</div></div>\
-         <div class=\"card\"><div class=\"k\">Power now</div><div class=\"v\" id=\"total-power\">{total_kw:.1} kW</div></div>\
-         <div class=\"card\"><div class=\"k\">Energy today</div><div class=\"v\" id=\"total-today\">{total_kwh:.1} kWh</div></div>\
-         <div class=\"card\"><div class=\"k\">Installed</div><div class=\"v\">{capacity:.0} kWp</div></div></div>\
-         <table id=\"fleet\"><thead><tr><th>Station</th><th>Kind</th><th>Status</th>\
-         <th class=\"num\">Power kW</th><th class=\"num\">Today kWh</th><th class=\"num\">Capacity kWp</th>\
-         <th class=\"num\">Devices</th><th>Last contact (UTC)</th></tr></thead><tbody>",
-        n = rows.len()
-    ));
-    for r in &rows {
-        body.push_str(&format!(
-            "<tr data-station=\"{id}\"><td><a href=\"/stations/{id}\">{name}</a><div class=\"muted\">{id}</div></td>\
-             <td>{kind}</td><td><span class=\"status {css}\">{label}</span></td>\
-             <td class=\"num power\">{p:.1}</td><td class=\"num today\">{e:.1}</td><td class=\"num\">{c:.0}</td>\
-             <td class=\"num\">{rep}/{dev}</td><td>{last}</td></tr>",
-            id = esc(&r.id),
-            name = esc(&r.name),
-            kind = r.kind,
-            css = r.status.css(),
-            label = r.status.label(),
-            p = r.power_kw,
-            e = r.today_kwh,
-            c = r.capacity_kwp,
-            rep = r.devices_reporting,
-            dev = r.devices,
-            last = r
-                .last_contact
-                .map_or_else(|| "never".to_owned(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string()),
-        ));
+}
+
+/// The filter form: a plain GET form, so it works without JavaScript.
+fn filter_form(state: &AppState, query: &FleetQuery, lang: Lang) -> Markup {
+    let chosen = |v: &Option<String>, x: &str| given(v) == Some(x);
+    let kinds = [
+        ("village", StationKind::Village),
+        ("joint-village", StationKind::JointVillage),
+        ("centralized", StationKind::Centralized),
+    ];
+    html! {
+        form.filters #fleet-filter method="get" action="/" {
+            label { (tr(lang, "fleet.county")) " "
+                select name="county" {
+                    option value="" { (tr(lang, "common.all")) }
+                    @for c in &state.deployment.counties {
+                        option value=(c.id) selected[chosen(&query.county, c.id.as_str())] { (c.name) }
+                    }
+                }
+            }
+            label { (tr(lang, "fleet.township")) " "
+                select name="township" {
+                    option value="" { (tr(lang, "common.all")) }
+                    @for t in &state.deployment.townships {
+                        option value=(t.id) selected[chosen(&query.township, t.id.as_str())] { (t.name) }
+                    }
+                }
+            }
+            label { (tr(lang, "fleet.col_kind")) " "
+                select name="kind" {
+                    option value="" { (tr(lang, "common.all")) }
+                    @for (code, kind) in kinds {
+                        option value=(code) selected[chosen(&query.kind, code)] { (kind_label(lang, kind)) }
+                    }
+                }
+            }
+            label { (tr(lang, "fleet.col_status")) " "
+                select name="status" {
+                    option value="" { (tr(lang, "common.all")) }
+                    @for s in FleetStatus::ALL {
+                        option value=(s.code()) selected[chosen(&query.status, s.code())] { (s.label(lang)) }
+                    }
+                }
+            }
+            label { (tr(lang, "fleet.search")) " "
+                input type="search" name="q" value=[given(&query.q)] size="14";
+            }
+            @if let Some(sort) = given(&query.sort) { input type="hidden" name="sort" value=(sort); }
+            @if let Some(dir) = given(&query.dir) { input type="hidden" name="dir" value=(dir); }
+            button type="submit" { (tr(lang, "common.filter")) }
+        }
     }
-    body.push_str("</tbody></table><p class=\"muted\">Refreshes every 15 s.</p>");
-    body.push_str(&super::alerts::open_alerts_box(&state, &caller).await);
-    body.push_str(REFRESH_SCRIPT);
-    Ok(Html(layout("Fleet", &body, &caller)))
 }
 
 /// While the demo's history is still being written, say so: figures for past days are incomplete.
-fn backfill_note(state: &AppState) -> Option<String> {
+fn backfill_note(state: &AppState, lang: Lang) -> Option<Markup> {
     let p = state.backfill.as_ref()?;
     if p.settled() {
         return None;
     }
-    Some(format!(
-        "<p class=\"note\" id=\"backfill\">Demo: writing a year of simulated history ({:.0}% of devices \
-         queued); daily and monthly figures fill in as it lands, then the grid settlement is imported.</p>",
-        p.fraction() * 100.0
-    ))
+    let percent = format!("{:.0}", p.fraction() * 100.0);
+    Some(html! {
+        p.note #backfill { (trf(lang, "fleet.backfill", &[("percent", &percent)])) }
+    })
 }
 
-/// Live values without a page reload: fetches the JSON and updates the cells in place.
-const REFRESH_SCRIPT: &str = r#"<script>
+/// Live values without a page reload: fetches the JSON of the same filter and updates the cells
+/// in place.
+const REFRESH_SCRIPT: &str = r#"
 async function refresh() {
   try {
-    const rows = await (await fetch('/api/stations')).json();
+    const table = document.getElementById('fleet');
+    const rows = await (await fetch(table.dataset.api)).json();
     let kw = 0, kwh = 0;
     for (const r of rows) {
       kw += r.power_kw; kwh += r.today_kwh;
@@ -254,8 +661,8 @@ async function refresh() {
     }
     document.getElementById('total-power').textContent = kw.toFixed(1) + ' kW';
     document.getElementById('total-today').textContent = kwh.toFixed(1) + ' kWh';
-    document.getElementById('fleet').dataset.refreshed = new Date().toISOString();
+    table.dataset.refreshed = new Date().toISOString();
   } catch (e) { /* the next tick tries again */ }
 }
 setInterval(refresh, 15000);
-</script>"#;
+"#;

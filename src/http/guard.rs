@@ -2,6 +2,7 @@
 //! the place the route touches, asks `auth::decide`, checks the CSRF token of a browser's state
 //! change, bounds heavy pages and writes the audit line of every state change.
 
+use super::i18n::tr;
 use super::routes::{PlaceFrom, RouteSpec};
 use super::{ApiError, AppState};
 use crate::auth::credentials::{same_secret, secret_matches, split_token};
@@ -211,26 +212,24 @@ fn refuse(spec: &RouteSpec, req: &Request, e: ApiError) -> Response {
         return Redirect::to(&target).into_response();
     }
     let status = e.status();
-    let what = match status {
-        StatusCode::FORBIDDEN => "无权访问 Not allowed",
-        StatusCode::NOT_FOUND => "未找到 Not found",
-        StatusCode::TOO_MANY_REQUESTS => "请稍后再试 Too many attempts",
-        _ => status.canonical_reason().unwrap_or("Error"),
+    let lang = super::i18n::Lang::from_headers(req.headers());
+    let key = match status {
+        StatusCode::FORBIDDEN => "refusal.forbidden",
+        StatusCode::NOT_FOUND => "refusal.not_found",
+        StatusCode::TOO_MANY_REQUESTS => "refusal.too_many",
+        _ => "refusal.error",
     };
-    let hint = match status {
-        StatusCode::FORBIDDEN => {
-            "<p class=\"muted\">如需访问，请联系县里的系统管理员调整账号权限。Ask your county's \
-             administrator if your account should cover this.</p>"
+    let what = tr(lang, key);
+    let body = maud::html! {
+        div.refusal {
+            h1 { (status.as_u16()) " · " (what) }
+            p { (e.to_string()) }
+            @if status == StatusCode::FORBIDDEN { p.muted { (tr(lang, "refusal.forbidden_hint")) } }
+            p { a href="/" { (tr(lang, "refusal.home")) } }
         }
-        _ => "",
     };
-    let body = format!(
-        "<div class=\"refusal\"><h1>{} · {what}</h1><p>{}</p>{hint}\
-         <p><a href=\"/\">返回首页 Back to the fleet</a></p></div>",
-        status.as_u16(),
-        super::page::esc(&e.to_string())
-    );
-    (status, Html(super::page::bare_layout("Sunshare", &body))).into_response()
+    let page = super::page::bare_frame(lang, &what, body).into_string();
+    (status, Html(page)).into_response()
 }
 
 fn origin_of(req: &Request) -> String {

@@ -69,6 +69,15 @@ pub fn tr(lang: Lang, key: &str) -> String {
     rust_i18n::t!(key, locale = lang.code()).into_owned()
 }
 
+/// The text of `key` with each `{name}` replaced by its value.
+pub fn trf(lang: Lang, key: &str, args: &[(&str, &dyn std::fmt::Display)]) -> String {
+    let mut text = tr(lang, key);
+    for (name, value) in args {
+        text = text.replace(&format!("{{{name}}}"), &value.to_string());
+    }
+    text
+}
+
 pub fn routes() -> Routes {
     Routes::new().get("/lang", Access::PUBLIC, switch)
 }
@@ -168,7 +177,7 @@ mod tests {
                 continue;
             }
             let text = std::fs::read_to_string(&p).unwrap();
-            for call in ["tr("] {
+            for call in ["tr(", "trf("] {
                 for (at, _) in text.match_indices(call) {
                     let rest = &text[at + call.len()..];
                     let Some((_, after)) = rest.split_once(',') else {

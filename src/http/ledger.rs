@@ -7,7 +7,9 @@
 
 use super::extract::{Json, Path, Query};
 use super::guard::Caller;
-use super::page::{esc, layout};
+use super::guard::CSRF_FIELD;
+use super::i18n::{tr, trf, Lang};
+use super::page::{bare_frame, frame, href, local_time};
 use super::routes::{Access, Routes};
 use super::{ApiError, AppState};
 use crate::allocate::PlanState;
@@ -19,6 +21,7 @@ use crate::store::VillageMonthRow;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
+use maud::{html, Markup};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -44,6 +47,11 @@ pub fn routes() -> Routes {
             "/api/villages/{code}/plans/{year}/transitions",
             Access::village(Action::WorkOnPlans, "code"),
             plan_transition,
+        )
+        .post(
+            "/villages/{code}/plans/{year}/transitions",
+            Access::village(Action::WorkOnPlans, "code"),
+            plan_step_form,
         )
 }
 
@@ -109,15 +117,32 @@ fn yuan(fen: i64) -> String {
     Fen(fen).to_string()
 }
 
-fn status_badge(provisional: bool, month_status: &str) -> String {
-    let (css, label) = if provisional {
-        ("partial", "provisional 暂估 (metered energy)")
-    } else {
-        ("producing", "settled 已结算")
-    };
-    format!(
-        "<span class=\"status {css}\">{label}</span> <span class=\"status sleeping\">{}</span>",
-        esc(month_status)
+/// Settled or provisional, and the month's state in the ledger.
+fn status_badge(lang: Lang, provisional: bool, month_status: &str) -> Markup {
+    html! {
+        @if provisional {
+            span.status.partial data-basis="provisional" { (tr(lang, "village.provisional")) }
+        } @else {
+            span.status.producing data-basis="settled" { (tr(lang, "village.settled")) }
+        }
+        " "
+        span.status.sleeping data-month-status=(month_status) { (month_status_label(lang, month_status)) }
+    }
+}
+
+fn month_status_label(lang: Lang, status: &str) -> String {
+    match status {
+        "PAID" => tr(lang, "village.month_paid"),
+        "ALLOCATED" => tr(lang, "village.month_allocated"),
+        other => other.to_owned(),
+    }
+}
+
+/// A plan state in the page's language.
+pub fn plan_state_label(lang: Lang, state: PlanState) -> String {
+    tr(
+        lang,
+        &format!("plan.state_{}", state.code().to_ascii_lowercase()),
     )
 }
 
@@ -125,6 +150,7 @@ async fn villages_page(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Html<String>, ApiError> {
+    let lang = caller.lang;
     let latest: HashMap<String, (String, i64, bool, String)> = state
         .store
         .villages_latest()
@@ -132,7 +158,6 @@ async fn villages_page(
         .into_iter()
         .map(|(v, m, c, p, s)| (v, (m, c, p, s)))
         .collect();
-    let mut rows = String::new();
     let mut villages: Vec<_> = state
         .deployment
         .villages
@@ -144,29 +169,41 @@ async fn villages_page(
         })
         .collect();
     villages.sort_by(|a, b| a.code.cmp(&b.code));
-    for v in villages {
-        let cells = match latest.get(v.code.as_str()) {
-            Some((m, closing, prov, status)) => format!(
-                "<td>{}</td><td class=\"num\">{}</td><td>{}</td>",
-                esc(m),
-                yuan(*closing),
-                status_badge(*prov, status)
-            ),
-            None => "<td class=\"muted\">not allocated yet</td><td></td><td></td>".into(),
-        };
-        rows.push_str(&format!(
-            "<tr><td><a href=\"/villages/{c}\">{c}</a></td><td>{n}</td>{cells}</tr>",
-            c = esc(v.code.as_str()),
-            n = esc(&v.name)
-        ));
-    }
-    let body = format!(
-        "<h1>Villages 村集体</h1><p class=\"muted\">Balance of the village PV account after the newest \
-         allocated month. Provisional months rest on Sunshare's own meter readings until the grid \
-         settlement is imported.</p><table><tr><th>code</th><th>village</th><th>month</th>\
-         <th class=\"num\">balance 余额 (yuan)</th><th>status</th></tr>{rows}</table>"
-    );
-    Ok(Html(layout("Villages", &body, &caller)))
+    let township = |id: &crate::domain::TownshipId| {
+        state
+            .deployment
+            .townships
+            .iter()
+            .find(|t| &t.id == id)
+            .map_or_else(|| id.to_string(), |t| t.name.clone())
+    };
+    let body = html! {
+        h1 { (tr(lang, "village.list_title")) }
+        p.muted { (tr(lang, "village.list_note")) }
+        table #villages {
+            thead { tr {
+                th { (tr(lang, "village.col_code")) } th { (tr(lang, "village.col_village")) }
+                th { (tr(lang, "fleet.township")) } th { (tr(lang, "village.col_month")) }
+                th.num { (tr(lang, "village.col_balance")) } th { (tr(lang, "village.col_status")) }
+            } }
+            tbody { @for v in &villages {
+                tr data-village=(v.code) {
+                    td { a href=(format!("/villages/{}", v.code)) { (v.code) } }
+                    td { (v.name) }
+                    td { (township(&v.township)) }
+                    @match latest.get(v.code.as_str()) {
+                        Some((m, closing, prov, status)) => {
+                            td { (m) } td.num { (yuan(*closing)) } td { (status_badge(lang, *prov, status)) }
+                        }
+                        None => { td.muted colspan="3" { (tr(lang, "village.not_allocated")) } }
+                    }
+                }
+            } }
+        }
+    };
+    Ok(Html(
+        frame(&caller, &tr(lang, "village.list_title"), body).into_string(),
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -180,112 +217,312 @@ async fn village_page(
     Path(code): Path<String>,
     Query(q): Query<MonthQuery>,
 ) -> Result<Html<String>, ApiError> {
-    let name = village_name(&state, &code)?;
-    let months = state.store.village_month_list(&code).await?;
-    let month = match q.month {
-        Some(m) => parse_month(&m)?.to_string(),
-        None => match months.first() {
-            Some(m) => m.clone(),
-            None => {
-                let body = format!(
-                    "<h1>{} {}</h1><p class=\"note\">No month has been allocated for this village yet \
-                     (run <code>sunshare allocate --month YYYY-MM</code>).</p>",
-                    esc(&code),
-                    esc(&name)
-                );
-                return Ok(Html(layout(&name, &body, &caller)));
-            }
-        },
-    };
-    let row = load_month(&state, &code, &month).await?;
-    let aud = audience(&state, &caller, &code);
-    let table = statement_html(&state, &row, aud);
-    let month_links: String = months
-        .iter()
-        .map(|m| {
-            format!(
-                "<a href=\"/villages/{c}?month={m}\">{m}</a>",
-                c = esc(&code),
-                m = esc(m)
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(" · ");
-    let year = month.get(..4).unwrap_or_default();
-    let plan_state = match year.parse::<i32>() {
-        Ok(y) => state.store.plan_state(&code, y).await?.to_string(),
-        Err(_) => String::new(),
-    };
-    let body = format!(
-        "<h1>{c} {n} — {m}</h1><p>{badge} · plan {y}: <b>{ps}</b></p>\
-         <p><a href=\"/villages/{c}/notice/{m}\">public notice 公示</a> · \
-         <a href=\"/villages/{c}/months/{m}/statement.csv\">statement CSV</a> · \
-         <a href=\"/villages/{c}/months/{m}/statement.xlsx\">statement XLSX</a> · \
-         <a href=\"/api/villages/{c}/months/{m}\">JSON</a></p>{table}\
-         <h2>Notes 说明</h2><ul>{notes}</ul><p class=\"muted\">Months: {month_links}</p>",
-        c = esc(&code),
-        n = esc(&name),
-        m = esc(&month),
-        badge = status_badge(row.provisional, &row.month_status),
-        y = esc(year),
-        ps = esc(&plan_state),
-        notes = row
-            .notes
-            .iter()
-            .map(|n| format!("<li>{}</li>", esc(n)))
-            .collect::<String>(),
-    );
-    Ok(Html(layout(&format!("{name} {month}"), &body, &caller)))
+    let month = q.month.as_deref().map(parse_month).transpose()?;
+    render_village(&state, &caller, &code, month, None)
+        .await
+        .map(|(_, page)| page)
 }
 
-fn statement_html(state: &AppState, row: &VillageMonthRow, aud: Audience) -> String {
+/// A refused plan step, shown next to the form that asked for it.
+struct FormError {
+    field: &'static str,
+    message: String,
+}
+
+/// The village page: the month's statement, its links, and the year's plan with the steps the
+/// caller may take.
+async fn render_village(
+    state: &AppState,
+    caller: &Caller,
+    code: &str,
+    month: Option<YearMonth>,
+    error: Option<FormError>,
+) -> Result<(axum::http::StatusCode, Html<String>), ApiError> {
+    let lang = caller.lang;
+    let name = village_name(state, code)?;
+    let months = state.store.village_month_list(code).await?;
+    let month = match month {
+        Some(m) => Some(m.to_string()),
+        None => months.first().cloned(),
+    };
+    let row = match &month {
+        Some(m) => Some(load_month(state, code, m).await?),
+        None => None,
+    };
+    let year = match &month {
+        Some(m) => m.get(..4).and_then(|y| y.parse::<i32>().ok()),
+        None => None,
+    }
+    .or_else(|| {
+        state
+            .deployment
+            .plans
+            .iter()
+            .filter(|p| p.village.as_str() == code)
+            .map(|p| p.year)
+            .max()
+    });
+    let plan = match year {
+        Some(y) => Some(plan_panel(state, caller, code, y, error.as_ref()).await?),
+        None => None,
+    };
+    let aud = audience(state, caller, code);
+    let title = match &month {
+        Some(m) => format!("{name} {m}"),
+        None => name.clone(),
+    };
+    let body = html! {
+        h1 { (name) " " span.muted { (code) } @if let Some(m) = &month { " · " (m) } }
+        @match &row {
+            Some(row) => {
+                @let m = &row.month;
+                p { (status_badge(lang, row.provisional, &row.month_status)) }
+                p.links #month-links {
+                    a href=(format!("/villages/{code}/notice/{m}")) { (tr(lang, "village.notice")) } " · "
+                    a href=(format!("/villages/{code}/months/{m}/statement.xlsx")) { (tr(lang, "village.statement_xlsx")) } " · "
+                    a href=(format!("/villages/{code}/months/{m}/statement.csv")) { (tr(lang, "village.statement_csv")) }
+                    @if state.geography.may_on_village(caller.who(), Action::ExportRoster, code) {
+                        " · " a #roster-xlsx href=(format!("/villages/{code}/months/{m}/roster.xlsx")) { (tr(lang, "village.roster_xlsx")) }
+                    }
+                    " · " a href=(format!("/api/villages/{code}/months/{m}")) { "JSON" }
+                }
+                (statement(state, lang, row, aud))
+                @if !row.notes.is_empty() {
+                    h2 { (tr(lang, "village.notes")) }
+                    ul #notes { @for n in &row.notes { li { (n) } } }
+                }
+                @if months.len() > 1 {
+                    p.muted #months { (tr(lang, "village.other_months")) " "
+                        @for (i, other) in months.iter().enumerate() {
+                            @if i > 0 { " · " }
+                            @if other == m { b { (other) } } @else { a href=(href(&format!("/villages/{code}"), &[("month", other)])) { (other) } }
+                        }
+                    }
+                }
+            }
+            None => { p.note #no-month { (tr(lang, "village.no_month")) } }
+        }
+        @if let Some(plan) = plan { (plan) }
+    };
+    let status = if error.is_some() {
+        axum::http::StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        axum::http::StatusCode::OK
+    };
+    Ok((status, Html(frame(caller, &title, body).into_string())))
+}
+
+/// The year's plan: its state, its history, and one form per step the caller may take now.
+async fn plan_panel(
+    state: &AppState,
+    caller: &Caller,
+    code: &str,
+    year: i32,
+    error: Option<&FormError>,
+) -> Result<Markup, ApiError> {
+    let lang = caller.lang;
+    let current = state.store.plan_state(code, year).await?;
+    let history = state.store.plan_history(code, year).await?;
+    let declared = state
+        .deployment
+        .plans
+        .iter()
+        .any(|p| p.village.as_str() == code && p.year == year);
+    let place = state.geography.village(code);
+    let steps: Vec<PlanState> = current
+        .next_states()
+        .into_iter()
+        .filter(|to| decide(caller.who(), Action::MovePlan(current, *to), place).allowed())
+        .collect();
+    let csrf = caller.csrf.as_deref();
+    Ok(html! {
+        section #plan data-state=(current.code()) {
+            h2 { (trf(lang, "plan.title", &[("year", &year)])) }
+            p { (tr(lang, "plan.now")) " " b #plan-state { (plan_state_label(lang, current)) } }
+            (plan_track(lang, current))
+            @if !declared {
+                p.note { (tr(lang, "plan.not_declared")) }
+            } @else if let (false, Some(csrf)) = (steps.is_empty(), csrf) {
+                form.plan-step #plan-form method="post" action=(format!("/villages/{code}/plans/{year}/transitions")) {
+                    input type="hidden" name=(CSRF_FIELD) value=(csrf);
+                    fieldset {
+                        legend { (tr(lang, "plan.next_step")) }
+                        @for (i, to) in steps.iter().enumerate() {
+                            label.choice {
+                                input type="radio" name="to" value=(to.code()) checked[i == 0];
+                                " " (plan_step_label(lang, current, *to))
+                            }
+                        }
+                    }
+                    label { (tr(lang, "plan.note")) " "
+                        input type="text" name="note" size="50" required
+                            placeholder=(tr(lang, "plan.note_hint"))
+                            aria-invalid=[error.is_some_and(|e| e.field == "note").then_some("true")];
+                    }
+                    label { (tr(lang, "plan.who")) " " input type="text" name="who" size="16"; }
+                    @if let Some(e) = error {
+                        p.field-error #plan-error data-field=(e.field) role="alert" { (e.message) }
+                    }
+                    button type="submit" { (tr(lang, "plan.submit")) }
+                }
+            } @else if csrf.is_some() {
+                p.muted { (tr(lang, "plan.no_step_for_you")) }
+            }
+            @if !history.is_empty() {
+                table #plan-history {
+                    thead { tr {
+                        th { (tr(lang, "plan.col_at")) } th { (tr(lang, "plan.col_step")) }
+                        th { (tr(lang, "plan.col_who")) } th { (tr(lang, "plan.note")) }
+                    } }
+                    tbody { @for t in &history {
+                        tr {
+                            td { (local_time(t.at, chrono_tz::Asia::Shanghai)) }
+                            td { (PlanState::parse(&t.from).map_or(t.from.clone(), |s| plan_state_label(lang, s)))
+                                 " → " (PlanState::parse(&t.to).map_or(t.to.clone(), |s| plan_state_label(lang, s))) }
+                            td { (t.who) }
+                            td { (t.note) }
+                        }
+                    } }
+                }
+            }
+        }
+    })
+}
+
+/// The workflow as a row of steps, the current one marked.
+fn plan_track(lang: Lang, current: PlanState) -> Markup {
+    html! {
+        ol.track {
+            @for s in PlanState::ALL {
+                li class=[if s == current { Some("now") } else if s < current { Some("done") } else { None }] {
+                    (plan_state_label(lang, s))
+                }
+            }
+        }
+    }
+}
+
+/// What a step means, for the radio button that takes it.
+fn plan_step_label(lang: Lang, from: PlanState, to: PlanState) -> String {
+    if to < from {
+        trf(
+            lang,
+            "plan.step_back",
+            &[("to", &plan_state_label(lang, to))],
+        )
+    } else {
+        plan_state_label(lang, to)
+    }
+}
+
+/// The form of a plan step from the village page.
+#[derive(Debug, Deserialize)]
+struct StepForm {
+    #[serde(default)]
+    to: String,
+    #[serde(default)]
+    note: String,
+    #[serde(default)]
+    who: String,
+    #[serde(default, rename = "csrf")]
+    _csrf: Option<String>,
+}
+
+/// Takes a plan step from the village page's form; a refusal shows next to the form and changes
+/// nothing.
+async fn plan_step_form(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((code, year)): Path<(String, i32)>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let form: StepForm = super::extract::parse_form(&body)?;
+    let refuse = |field: &'static str, message: String| FormError { field, message };
+    let outcome = match PlanState::parse(&form.to) {
+        None => Err(refuse("to", tr(caller.lang, "plan.choose_step"))),
+        Some(_) if form.note.trim().is_empty() => {
+            Err(refuse("note", tr(caller.lang, "plan.note_required")))
+        }
+        Some(to) => match move_plan(
+            &state,
+            &caller,
+            &code,
+            year,
+            to,
+            &form.note,
+            Some(form.who.as_str()),
+        )
+        .await
+        {
+            Ok(()) => Ok(()),
+            Err(ApiError::Conflict(m) | ApiError::Unprocessable(m) | ApiError::Forbidden(m)) => {
+                Err(refuse("to", m))
+            }
+            Err(other) => return Err(other),
+        },
+    };
+    match outcome {
+        Ok(()) => {
+            Ok(axum::response::Redirect::to(&format!("/villages/{code}#plan")).into_response())
+        }
+        Err(e) => {
+            let (status, page) = render_village(&state, &caller, &code, None, Some(e)).await?;
+            Ok((status, page).into_response())
+        }
+    }
+}
+
+/// The statement table: opening balance, every line, the totals.
+fn statement(state: &AppState, lang: Lang, row: &VillageMonthRow, aud: Audience) -> Markup {
     let hh: HashMap<&str, &crate::domain::Household> = state
         .deployment
         .households
         .iter()
         .map(|h| (h.id.as_str(), h))
         .collect();
-    let mut s = String::from(
-        "<table><tr><th>line 科目</th><th>station / payee 对象</th><th>reference 依据</th>\
-         <th class=\"num\">amount 金额 (yuan)</th></tr>",
-    );
-    let line = |s: &mut String, a: &str, b: &str, c: &str, fen: i64| {
-        s.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td></tr>",
-            esc(a),
-            esc(b),
-            esc(c),
-            yuan(fen)
-        ));
-    };
-    line(&mut s, "opening balance 期初余额", "", "", row.opening_fen);
-    for e in &row.entries {
-        let who = payee_label(e.household.as_deref(), &e.payee, &hh, aud);
-        let label = if e.kind == "INCOME" {
-            "income 收入".to_owned()
-        } else {
-            e.line.clone()
-        };
-        line(&mut s, &label, &who, &e.reference, e.amount_fen);
+    let totals = [
+        ("village.income_total", row.income_fen),
+        ("village.advance", row.advance_fen),
+        ("village.advance_repaid", row.advance_repaid_fen),
+        ("village.cash", row.cash_fen),
+        ("village.payouts", row.payouts_fen),
+        ("village.reserve", row.reserve_fen),
+        ("village.carry_over", row.carry_over_fen),
+        ("village.closing", row.closing_fen),
+    ];
+    html! {
+        table #statement {
+            thead { tr {
+                th { (tr(lang, "village.col_line")) } th { (tr(lang, "village.col_payee")) }
+                th { (tr(lang, "village.col_reference")) } th.num { (tr(lang, "village.col_amount")) }
+            } }
+            tbody {
+                tr { td { (tr(lang, "village.opening")) } td {} td {} td.num { (yuan(row.opening_fen)) } }
+                @for e in &row.entries {
+                    tr data-line=(e.line) {
+                        td { @if e.kind == "INCOME" { (tr(lang, "village.income")) } @else { (line_label(lang, &e.line)) } }
+                        td { (payee_label(e.household.as_deref(), &e.payee, &hh, aud)) }
+                        td { (e.reference) }
+                        td.num { (yuan(e.amount_fen)) }
+                    }
+                }
+            }
+            tfoot { @for (key, fen) in totals {
+                tr data-total=(key.trim_start_matches("village.")) { th { (tr(lang, key)) } th {} th {} th.num { (yuan(fen)) } }
+            } }
+        }
     }
-    for (label, v) in [
-        ("income total 收入合计", row.income_fen),
-        ("county advance 县级垫付", row.advance_fen),
-        ("advance settled 垫付归还", row.advance_repaid_fen),
-        ("cash on hand 可支配资金", row.cash_fen),
-        ("payouts 支出合计", row.payouts_fen),
-        ("RESERVE 预留", row.reserve_fen),
-        ("carry-over 结转", row.carry_over_fen),
-        ("closing balance 期末余额", row.closing_fen),
-    ] {
-        s.push_str(&format!(
-            "<tr><th>{}</th><th></th><th></th><th class=\"num\">{}</th></tr>",
-            esc(label),
-            yuan(v)
-        ));
+}
+
+/// A plan line's name; lines the page does not know show their code.
+fn line_label(lang: Lang, code: &str) -> String {
+    match crate::allocate::PlanLine::parse(code) {
+        Some(l) => tr(
+            lang,
+            &format!("plan.line_{}", l.code().to_ascii_lowercase()),
+        ),
+        None => code.to_owned(),
     }
-    s.push_str("</table>");
-    s
 }
 
 async fn notice_page(
@@ -293,30 +530,34 @@ async fn notice_page(
     caller: Caller,
     Path((code, month)): Path<(String, String)>,
 ) -> Result<Html<String>, ApiError> {
+    let lang = caller.lang;
     let name = village_name(&state, &code)?;
     let row = load_month(&state, &code, &month).await?;
     let aud = audience(&state, &caller, &code);
-    let table = statement_html(&state, &row, aud);
-    let body = format!(
-        "<h1>{n}光伏帮扶电站收益分配公示</h1><p>Public notice of PV income and its use · {c} · {m}</p>\
-         <p>{badge}</p>{table}\
-         <p class=\"muted\">{who} Objections may be raised with the village committee during the \
-         posting period (公示期内如有异议，请向村委会反映).</p>",
-        n = esc(&name),
-        c = esc(&code),
-        m = esc(&row.month),
-        badge = status_badge(row.provisional, &row.month_status),
-        who = if aud == Audience::Public {
-            "Names are masked; no id or bank numbers are shown."
-        } else {
-            "FULL VERSION for authorised roles only — do not post."
+    let body = html! {
+        article.notice #notice {
+            h1 { (trf(lang, "notice.title", &[("village", &name)])) }
+            p { (trf(lang, "notice.period", &[("month", &row.month)])) " · " (code) " · " (status_badge(lang, row.provisional, &row.month_status)) }
+            (statement(&state, lang, &row, aud))
+            @if aud == Audience::Public {
+                p.muted #masking { (tr(lang, "notice.masked")) }
+            } @else {
+                p.note #full-version { "FULL VERSION · " (tr(lang, "notice.full")) }
+            }
+            p { (tr(lang, "notice.objections")) }
+            p.signature { (trf(lang, "notice.signed", &[("village", &name)])) }
+            p.noprint { button type="button" onclick="window.print()" { (tr(lang, "common.print")) } }
         }
-    );
-    Ok(Html(layout(
-        &format!("公示 {name} {}", row.month),
-        &body,
-        &caller,
-    )))
+    };
+    let title = format!("{} {name} {}", tr(lang, "notice.short"), row.month);
+    Ok(Html(
+        if caller.who().is_some() {
+            frame(&caller, &title, body)
+        } else {
+            bare_frame(lang, &title, body)
+        }
+        .into_string(),
+    ))
 }
 
 async fn export_file(
@@ -587,31 +828,55 @@ async fn plan_transition(
     Path((code, year)): Path<(String, i32)>,
     Json(req): Json<TransitionRequest>,
 ) -> Result<axum::Json<PlanJson>, ApiError> {
-    let account = caller.signed_in()?;
     let to = PlanState::parse(&req.to)
         .ok_or_else(|| ApiError::invalid("to", format!("'{}' is not a plan state", req.to)))?;
-    let from = state.store.plan_state(&code, year).await?;
+    move_plan(
+        &state,
+        &caller,
+        &code,
+        year,
+        to,
+        &req.note,
+        req.who.as_deref(),
+    )
+    .await?;
+    plan_json(State(state), Path((code, year))).await
+}
+
+/// One plan step for the signed-in caller, decided for exactly this step and recorded with who
+/// took it (and who was at the desk, when one account is shared).
+async fn move_plan(
+    state: &AppState,
+    caller: &Caller,
+    code: &str,
+    year: i32,
+    to: PlanState,
+    note: &str,
+    desk: Option<&str>,
+) -> Result<(), ApiError> {
+    let account = caller.signed_in()?;
+    let from = state.store.plan_state(code, year).await?;
     if let Decision::Forbidden(reason) = decide(
         Some(account),
         Action::MovePlan(from, to),
-        state.geography.village(&code),
+        state.geography.village(code),
     ) {
         return Err(ApiError::Forbidden(reason));
     }
     let name = account.username.as_str();
-    let who = match req.who.as_deref().map(str::trim).filter(|w| !w.is_empty()) {
+    let who = match desk.map(str::trim).filter(|w| !w.is_empty()) {
         Some(w) => format!("{w} (via {name})"),
         None => name.to_owned(),
     };
     ledger::transition(
         &state.store,
         &state.deployment,
-        &VillageId::new(code.clone()),
+        &VillageId::new(code),
         year,
         to,
         &who,
-        &req.note,
+        note,
     )
     .await?;
-    plan_json(State(state), Path((code, year))).await
+    Ok(())
 }

@@ -2,7 +2,8 @@
 //! logger in the field) and refused messages with their reason, as JSON and as a page for operators.
 
 use super::guard::Caller;
-use super::page::{esc, layout};
+use super::i18n::tr;
+use super::page::frame;
 use super::routes::{Access, Routes};
 use super::{ApiError, AppState};
 use crate::auth::Action;
@@ -11,6 +12,7 @@ use axum::extract::State;
 use axum::response::Html;
 use axum::Json;
 use chrono::{DateTime, Utc};
+use maud::html;
 use serde::Serialize;
 
 const LIMIT: i64 = 500;
@@ -107,66 +109,61 @@ async fn rejected_json(State(state): State<AppState>) -> Result<Json<Vec<Rejecte
 }
 
 fn when(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+    super::page::local_time(t, chrono_tz::Asia::Shanghai)
 }
 
 async fn page(State(state): State<AppState>, caller: Caller) -> Result<Html<String>, ApiError> {
+    let lang = caller.lang;
     let unknown = state.store.mqtt_unknown(LIMIT).await?;
     let rejected = state.store.mqtt_rejected(LIMIT).await?;
-    let mut body = String::from(
-        "<h1>Data loggers (MQTT) 数据采集器</h1>\
-         <p class=\"muted\">Messages Sunshare received but could not store. A logger or device listed \
-         as unknown is usually new in the field: add it to <code>[[mqtt.loggers]]</code> or \
-         <code>[[devices]]</code> in the deployment file.</p>\
-         <h2>Unknown loggers and devices 未登记设备</h2>",
-    );
-    if unknown.is_empty() {
-        body.push_str("<p class=\"muted\">None.</p>");
-    } else {
-        body.push_str(
-            "<table><tr><th>Logger</th><th>Device</th><th>Topic</th><th class=\"num\">Messages</th>\
-             <th>First seen</th><th>Last seen</th><th>Last payload</th></tr>",
-        );
-        for r in &unknown {
-            let device = if r.device_key.is_empty() {
-                "(logger not registered)".to_owned()
-            } else {
-                r.device_key.clone()
-            };
-            body.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td class=\"num\">{}</td>\
-                 <td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
-                esc(&r.logger),
-                esc(&device),
-                esc(&r.topic),
-                r.messages,
-                when(r.first_seen),
-                when(r.last_seen),
-                esc(&r.last_payload)
-            ));
+    let body = html! {
+        h1 { (tr(lang, "loggers.title")) }
+        p.muted { (tr(lang, "loggers.intro")) }
+        h2 { (tr(lang, "loggers.unknown")) }
+        @if unknown.is_empty() { p.muted { (tr(lang, "common.none")) } }
+        @else {
+            table #unknown {
+                thead { tr {
+                    th { (tr(lang, "loggers.col_logger")) } th { (tr(lang, "loggers.col_device")) }
+                    th { (tr(lang, "loggers.col_topic")) } th.num { (tr(lang, "loggers.col_messages")) }
+                    th { (tr(lang, "loggers.col_first_seen")) } th { (tr(lang, "loggers.col_last_seen")) }
+                    th { (tr(lang, "loggers.col_last_payload")) }
+                } }
+                tbody { @for r in &unknown {
+                    tr {
+                        td { (r.logger) }
+                        td { @if r.device_key.is_empty() { (tr(lang, "loggers.logger_unregistered")) } @else { (r.device_key) } }
+                        td { code { (r.topic) } }
+                        td.num { (r.messages) }
+                        td { (when(r.first_seen)) }
+                        td { (when(r.last_seen)) }
+                        td { code { (r.last_payload) } }
+                    }
+                } }
+            }
         }
-        body.push_str("</table>");
-    }
-    body.push_str("<h2>Refused messages 拒收消息</h2>");
-    if rejected.is_empty() {
-        body.push_str("<p class=\"muted\">None.</p>");
-    } else {
-        body.push_str(
-            "<table><tr><th>Topic</th><th>Reason</th><th class=\"num\">Messages</th>\
-             <th>Last seen</th><th>Detail</th></tr>",
-        );
-        for r in &rejected {
-            body.push_str(&format!(
-                "<tr><td><code>{}</code></td><td>{}</td><td class=\"num\">{}</td><td>{}</td>\
-                 <td>{}</td></tr>",
-                esc(&r.topic),
-                esc(&r.reason),
-                r.messages,
-                when(r.last_seen),
-                esc(&r.last_detail)
-            ));
+        h2 { (tr(lang, "loggers.refused")) }
+        @if rejected.is_empty() { p.muted { (tr(lang, "common.none")) } }
+        @else {
+            table #refused {
+                thead { tr {
+                    th { (tr(lang, "loggers.col_topic")) } th { (tr(lang, "loggers.col_reason")) }
+                    th.num { (tr(lang, "loggers.col_messages")) } th { (tr(lang, "loggers.col_last_seen")) }
+                    th { (tr(lang, "loggers.col_detail")) }
+                } }
+                tbody { @for r in &rejected {
+                    tr {
+                        td { code { (r.topic) } }
+                        td { (r.reason) }
+                        td.num { (r.messages) }
+                        td { (when(r.last_seen)) }
+                        td { (r.last_detail) }
+                    }
+                } }
+            }
         }
-        body.push_str("</table>");
-    }
-    Ok(Html(layout("Data loggers", &body, &caller)))
+    };
+    Ok(Html(
+        frame(&caller, &tr(lang, "loggers.title"), body).into_string(),
+    ))
 }

@@ -1,24 +1,9 @@
-//! The HTML frame shared by every page: one stylesheet, a navigation bar, escaping.
+//! The HTML frame shared by every page: one stylesheet, a navigation bar, the language switch.
+//! Pages are maud templates: text is escaped and attribute values quoted where they are built.
 
 use super::guard::{Caller, CSRF_FIELD};
 use super::i18n::{tr, Lang};
 use maud::{html, Markup, PreEscaped, DOCTYPE};
-
-/// Escapes text for HTML element content and attribute values.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 const STYLE: &str = r#"
 :root { --fg:#1d2733; --muted:#5b6b7c; --line:#d8dee6; --ok:#1a7f37; --warn:#9a6700; --bad:#cf222e; --sun:#e3a008; }
@@ -46,8 +31,26 @@ main a { color:#0b5cad; }
 button { background:#12324a; color:#fff; border:0; border-radius:4px; padding:7px 16px; font-size:15px; cursor:pointer; }
 header .who { margin-left:auto; color:#cfe3f5; display:flex; gap:10px; align-items:center; }
 header .who button { background:transparent; border:1px solid #cfe3f5; color:#cfe3f5; padding:2px 10px; font-size:13px; }
+form.filters { display:flex; gap:12px; flex-wrap:wrap; align-items:center; margin:8px 0 12px; }
+form.filters select, form.filters input { padding:4px 6px; font-size:14px; border:1px solid var(--line); border-radius:4px; }
+th a.sort { color:inherit; text-decoration:none; } th a.sort:hover { text-decoration:underline; }
+nav.pager { display:flex; gap:16px; align-items:center; margin:10px 0; }
+ol.track { display:flex; flex-wrap:wrap; gap:4px; list-style:none; padding:0; margin:8px 0; }
+ol.track li { padding:3px 10px; border-radius:12px; background:#eef2f6; color:var(--muted); font-size:13px; }
+ol.track li.done { background:#dafbe1; color:var(--ok); } ol.track li.now { background:#12324a; color:#fff; font-weight:600; }
+form.plan-step, section#plan table { margin:10px 0; } form.plan-step fieldset { border:1px solid var(--line); border-radius:6px; background:#fff; }
+form.plan-step label { display:inline-block; margin:6px 12px 6px 0; } form.plan-step input[type=text] { padding:5px 7px; border:1px solid var(--line); border-radius:4px; }
+input[aria-invalid=true] { border-color:var(--bad) !important; }
+.field-error { color:var(--bad); font-weight:600; margin:4px 0 8px; }
+article.notice .signature { text-align:right; margin-top:24px; }
+@media print { .noprint, form { display:none; } }
 @media print { header { display:none; } body { background:#fff; } }
 "#;
+
+/// A moment as the station's clock shows it (minutes), e.g. `2026-12-03 16:20`.
+pub fn local_time(at: chrono::DateTime<chrono::Utc>, tz: chrono_tz::Tz) -> String {
+    at.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string()
+}
 
 /// Builds a link to `path` with its query parameters URL-encoded.
 pub fn href(path: &str, params: &[(&str, &str)]) -> String {
@@ -144,14 +147,4 @@ pub fn bare_frame(lang: Lang, title: &str, body: Markup) -> Markup {
             }
         }
     }
-}
-
-/// A whole page from HTML built elsewhere (pages not yet written as templates).
-pub fn layout(title: &str, body: &str, caller: &Caller) -> String {
-    frame(caller, title, PreEscaped(body.to_owned())).into_string()
-}
-
-/// [`bare_frame`] from HTML built elsewhere.
-pub fn bare_layout(title: &str, body: &str) -> String {
-    bare_frame(Lang::Zh, title, PreEscaped(body.to_owned())).into_string()
 }
