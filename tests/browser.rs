@@ -121,6 +121,28 @@ status = [{ status = "not_exited", from = "2016-03-01" }]
 labour = "weak"
 
 [[households]]
+id = "1401211012010002"
+village = "140121101201"
+head = "张志强"
+status = [{ status = "not_exited", from = "2016-03-01" }]
+labour = "full"
+bank_account = "6228000011113333"
+
+[[jobs]]
+id = "DY-BJ-01"
+village = "140121101201"
+title = "保洁员"
+holder = "1401211012010002"
+monthly_wage = "600"
+from = "2026-01-01"
+
+[[plans]]
+village = "140121101201"
+year = 2026
+expected_net = "100000"
+lines = { job_wages = "7200", temp_labour = "0", small_project = "0", reward_subsidy = "0", reserve = "1200" }
+
+[[households]]
 id = "1401211012020001"
 village = "140121101202"
 head = "李建国"
@@ -342,14 +364,30 @@ async fn arrive(c: &Client, path: &str, css: &str) -> String {
 }
 
 async fn fill(c: &Client, name: &str, value: &str) {
+    fill_in(c, "form[action=\"/login\"]", name, value).await;
+}
+
+/// Types `value` into the field `name` of the form `form` (a CSS selector).
+async fn fill_in(c: &Client, form: &str, name: &str, value: &str) {
     let field = c
-        .find(Locator::Css(&format!(
-            "form[action=\"/login\"] input[name=\"{name}\"]"
-        )))
+        .find(Locator::Css(&format!("{form} input[name=\"{name}\"]")))
         .await
-        .unwrap_or_else(|e| panic!("login field {name}: {e}"));
+        .unwrap_or_else(|e| panic!("{form} field {name}: {e}"));
     field.clear().await.expect("clear");
     field.send_keys(value).await.expect("type");
+}
+
+/// The plan steps the village page offers, by their radio buttons' values.
+async fn offered_steps(c: &Client) -> Vec<String> {
+    let mut steps = Vec::new();
+    for radio in c
+        .find_all(Locator::Css("#plan-form input[name=\"to\"]"))
+        .await
+        .expect("step radios")
+    {
+        steps.extend(radio.attr("value").await.expect("value"));
+    }
+    steps
 }
 
 /// Fills in and submits the login form the browser is on.
@@ -608,6 +646,135 @@ async fn fleet_page_refreshes_in_place_when_signed_in() {
         .expect("read the mark");
     assert_eq!(mark, "kept", "the cells changed without a page load");
     screenshot(c, "fleet-refreshed.png").await;
+
+    browser.close().await;
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accountant_moves_the_plan_from_the_village_page_and_a_refusal_stays_in_place() {
+    let Some(chromium) = chromium() else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (running, _deployment) = service(dir.path()).await;
+    let base = format!("http://{}", running.http_addr);
+    let browser = Browser::open(&chromium).await;
+    let c = &browser.client;
+    let village = format!("/villages/{VILLAGE_A}");
+
+    c.goto(&format!("{base}{village}"))
+        .await
+        .expect("open village A");
+    arrive(
+        c,
+        "/login?next=%2Fvillages%2F140121101201",
+        "form[action=\"/login\"]",
+    )
+    .await;
+    submit_login(c, ACCOUNTANT, ACCOUNTANT_PASSWORD).await;
+    let state = arrive(c, &village, "#plan-state").await;
+    assert_eq!(state, "草拟");
+    assert_eq!(offered_steps(c).await, ["DELIBERATED"]);
+    assert!(body_text(c).await.contains("2026 年度收益分配方案"));
+    screenshot(c, "village-plan-draft.png").await;
+
+    // No note: the refusal shows next to the form, the plan stays a draft.
+    c.find(Locator::Css("#plan-form button[type=\"submit\"]"))
+        .await
+        .expect("submit button")
+        .click()
+        .await
+        .expect("click submit");
+    let error = arrive(
+        c,
+        &format!("{village}/plans/2026/transitions"),
+        "#plan-error",
+    )
+    .await;
+    assert!(error.contains("依据"), "{error}");
+    let field = c
+        .find(Locator::Css("#plan-form input[name=\"note\"]"))
+        .await
+        .expect("note field");
+    assert_eq!(
+        field.attr("aria-invalid").await.expect("attr").as_deref(),
+        Some("true")
+    );
+    assert_eq!(
+        c.find(Locator::Css("#plan-state"))
+            .await
+            .expect("state")
+            .text()
+            .await
+            .expect("text"),
+        "草拟"
+    );
+    assert_eq!(
+        running
+            .store
+            .plan_state(VILLAGE_A, 2026)
+            .await
+            .expect("state"),
+        sunshare::allocate::PlanState::Draft
+    );
+    screenshot(c, "village-plan-refused.png").await;
+
+    // With the meeting named: deliberated, recorded with who and why.
+    fill_in(c, "#plan-form", "note", "2026年1月5日村民代表会议决议").await;
+    c.find(Locator::Css("#plan-form button[type=\"submit\"]"))
+        .await
+        .expect("submit button")
+        .click()
+        .await
+        .expect("click submit");
+    let state = arrive(c, &village, "#plan-state").await;
+    assert_eq!(state, "四议通过");
+    let history = c
+        .find(Locator::Css("#plan-history tbody"))
+        .await
+        .expect("history")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        history.contains("草拟 → 四议通过")
+            && history.contains(ACCOUNTANT)
+            && history.contains("村民代表会议决议"),
+        "{history}"
+    );
+    assert_eq!(
+        running
+            .store
+            .plan_state(VILLAGE_A, 2026)
+            .await
+            .expect("state"),
+        sunshare::allocate::PlanState::Deliberated
+    );
+
+    // Publishing is the village's; the township's approval is not offered to its accountant.
+    assert_eq!(offered_steps(c).await, ["PLAN_PUBLISHED", "DRAFT"]);
+    let chosen = c
+        .find(Locator::Css("#plan-form input[value=\"PLAN_PUBLISHED\"]"))
+        .await
+        .expect("publish radio")
+        .prop("checked")
+        .await
+        .expect("checked");
+    assert_eq!(
+        chosen.as_deref(),
+        Some("true"),
+        "the step forward is the one chosen"
+    );
+    fill_in(c, "#plan-form", "note", "村务公开栏张贴 5 天").await;
+    c.find(Locator::Css("#plan-form button[type=\"submit\"]"))
+        .await
+        .expect("submit button")
+        .click()
+        .await
+        .expect("click submit");
+    let state = arrive(c, &village, "#plan-state").await;
+    assert_eq!(state, "方案公开");
+    assert_eq!(offered_steps(c).await, ["DRAFT"]);
+    screenshot(c, "village-plan-published.png").await;
 
     browser.close().await;
     running.shutdown().await;

@@ -329,11 +329,13 @@ async fn plan_panel(
         .iter()
         .any(|p| p.village.as_str() == code && p.year == year);
     let place = state.geography.village(code);
-    let steps: Vec<PlanState> = current
+    let mut steps: Vec<PlanState> = current
         .next_states()
         .into_iter()
         .filter(|to| decide(caller.who(), Action::MovePlan(current, *to), place).allowed())
         .collect();
+    // The step forward first (and chosen), going back after it.
+    steps.sort_by_key(|to| (*to < current, *to));
     let csrf = caller.csrf.as_deref();
     Ok(html! {
         section #plan data-state=(current.code()) {
@@ -355,7 +357,7 @@ async fn plan_panel(
                         }
                     }
                     label { (tr(lang, "plan.note")) " "
-                        input type="text" name="note" size="50" required
+                        input type="text" name="note" size="50"
                             placeholder=(tr(lang, "plan.note_hint"))
                             aria-invalid=[error.is_some_and(|e| e.field == "note").then_some("true")];
                     }
