@@ -33,6 +33,8 @@ const STATION_B_NAME: &str = "西梁村光伏电站";
 const ACCOUNTANT: &str = "acct-dongyu";
 const ACCOUNTANT_NAME: &str = "赵春梅";
 const ACCOUNTANT_PASSWORD: &str = "Chunmei-2026-pv";
+const ADMIN: &str = "county-admin";
+const ADMIN_PASSWORD: &str = "Qingxu-energy-2026";
 
 const CONFIG: &str = r#"
 [[counties]]
@@ -340,6 +342,21 @@ async fn service(dir: &Path) -> (Running, Arc<Deployment>) {
     )
     .await
     .expect("add the accountant");
+    add_user(
+        &running.store,
+        &deployment,
+        NewUser {
+            username: ADMIN.to_owned(),
+            display_name: "县能源办".to_owned(),
+            role: Role::Admin,
+            scope: vec![ScopeEntry::All],
+            password: SecretString::from(ADMIN_PASSWORD),
+        },
+        "test",
+        "test",
+    )
+    .await
+    .expect("add the administrator");
     (running, deployment)
 }
 
@@ -775,6 +792,121 @@ async fn accountant_moves_the_plan_from_the_village_page_and_a_refusal_stays_in_
     assert_eq!(state, "方案公开");
     assert_eq!(offered_steps(c).await, ["DRAFT"]);
     screenshot(c, "village-plan-published.png").await;
+
+    browser.close().await;
+    running.shutdown().await;
+}
+
+/// Clicks the submit button of the form `form` (a CSS selector).
+async fn submit(c: &Client, form: &str) {
+    c.find(Locator::Css(&format!("{form} button[type=\"submit\"]")))
+        .await
+        .unwrap_or_else(|e| panic!("{form} submit button: {e}"))
+        .click()
+        .await
+        .expect("click submit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_county_allocates_a_month_and_locks_it_paid_from_the_villages_page() {
+    let Some(chromium) = chromium() else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (running, _deployment) = service(dir.path()).await;
+    let base = format!("http://{}", running.http_addr);
+    let browser = Browser::open(&chromium).await;
+    let c = &browser.client;
+
+    c.goto(&format!("{base}/villages"))
+        .await
+        .expect("open /villages");
+    arrive(c, "/login?next=%2Fvillages", "form[action=\"/login\"]").await;
+    submit_login(c, ADMIN, ADMIN_PASSWORD).await;
+    arrive(c, "/villages", "#allocate-form").await;
+
+    // A month that is not one: refused next to the field, nothing recorded.
+    fill_in(c, "#allocate-form", "month", "2026-13").await;
+    submit(c, "#allocate-form").await;
+    let error = arrive(c, "/villages/months", "#allocate-error").await;
+    assert!(error.contains("YYYY-MM"), "{error}");
+    assert!(running
+        .store
+        .ledger_month_list(10)
+        .await
+        .expect("months")
+        .is_empty());
+
+    // November: recorded for every village, then listed as allocated and not paid.
+    fill_in(c, "#allocate-form", "month", "2026-11").await;
+    submit(c, "#allocate-form").await;
+    arrive(c, "/villages", "#months-table tr[data-month=\"2026-11\"]").await;
+    let row = c
+        .find(Locator::Css("#months-table tr[data-month=\"2026-11\"]"))
+        .await
+        .expect("row");
+    assert_eq!(
+        row.attr("data-status").await.expect("attr").as_deref(),
+        Some("COMPUTED")
+    );
+    assert!(row.text().await.expect("text").contains(ADMIN));
+    let village = running
+        .store
+        .village_month(VILLAGE_A, "2026-11")
+        .await
+        .expect("read")
+        .expect("village A's November");
+    assert_eq!(village.month, "2026-11");
+
+    // Paying needs the bank's batch; with it the month locks.
+    submit(c, "#pay-form").await;
+    let error = arrive(c, "/villages/months/2026-11/paid", "#pay-error").await;
+    assert!(error.contains("批次"), "{error}");
+    fill_in(c, "#pay-form", "note", "农商行代发 2026-11-001").await;
+    submit(c, "#pay-form").await;
+    arrive(c, "/villages", "#months-table tr[data-status=\"PAID\"]").await;
+    assert!(
+        c.find(Locator::Css("#pay-form")).await.is_err(),
+        "nothing left to pay"
+    );
+    screenshot(c, "villages-months-paid.png").await;
+
+    // A paid month is not computed again.
+    fill_in(c, "#allocate-form", "month", "2026-11").await;
+    submit(c, "#allocate-form").await;
+    let error = arrive(c, "/villages/months", "#allocate-error").await;
+    assert!(error.contains("2026-11"), "{error}");
+    let paid = running
+        .store
+        .ledger_month(sunshare::domain::YearMonth::new(2026, 11).expect("month"))
+        .await
+        .expect("read")
+        .expect("November");
+    assert_eq!(paid.status, "PAID");
+
+    // The accountant sees the month on their village page but is offered neither form.
+    c.find(Locator::Css("header form[action=\"/logout\"] button"))
+        .await
+        .expect("sign-out button")
+        .click()
+        .await
+        .expect("click sign out");
+    arrive(c, "/login", "form[action=\"/login\"]").await;
+    c.goto(&format!("{base}/villages"))
+        .await
+        .expect("open /villages");
+    arrive(c, "/login?next=%2Fvillages", "form[action=\"/login\"]").await;
+    submit_login(c, ACCOUNTANT, ACCOUNTANT_PASSWORD).await;
+    arrive(c, "/villages", "#villages").await;
+    assert!(c.find(Locator::Css("#allocate-form")).await.is_err());
+    c.goto(&format!("{base}/villages/{VILLAGE_A}"))
+        .await
+        .expect("open village A");
+    let status = arrive(c, &format!("/villages/{VILLAGE_A}"), "[data-month-status]").await;
+    assert!(status.contains("已发放"), "{status}");
+    assert!(
+        c.find(Locator::Css("#roster-xlsx")).await.is_ok(),
+        "the roster link"
+    );
+    screenshot(c, "village-month-paid.png").await;
 
     browser.close().await;
     running.shutdown().await;

@@ -39,6 +39,10 @@ pub enum Action {
     OwnSession,
     /// The audit log of every state change (administrators).
     ViewAudit,
+    /// Compute and record a month's allocation for every village of the county (administrators).
+    AllocateMonth,
+    /// Lock a recorded month as paid (administrators: the county's finance desk).
+    PayMonth,
 }
 
 impl Action {
@@ -193,6 +197,8 @@ fn describe(action: Action) -> String {
         Action::MovePlan(from, to) => format!("move a plan from {from} to {to}"),
         Action::OwnSession => "use a session".into(),
         Action::ViewAudit => "read the audit log".into(),
+        Action::AllocateMonth => "allocate a month".into(),
+        Action::PayMonth => "mark a month paid".into(),
     }
 }
 

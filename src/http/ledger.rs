@@ -24,6 +24,7 @@ use axum::response::{Html, IntoResponse, Response};
 use maud::{html, Markup};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 pub fn routes() -> Routes {
     let ledger = Access::village(Action::ViewLedger, "code");
@@ -47,6 +48,16 @@ pub fn routes() -> Routes {
             "/api/villages/{code}/plans/{year}/transitions",
             Access::village(Action::WorkOnPlans, "code"),
             plan_transition,
+        )
+        .post(
+            "/villages/months",
+            Access::fleet(Action::AllocateMonth),
+            allocate_form,
+        )
+        .post(
+            "/villages/months/{month}/paid",
+            Access::fleet(Action::PayMonth),
+            pay_form,
         )
         .post(
             "/villages/{code}/plans/{year}/transitions",
@@ -133,7 +144,7 @@ fn status_badge(lang: Lang, provisional: bool, month_status: &str) -> Markup {
 fn month_status_label(lang: Lang, status: &str) -> String {
     match status {
         "PAID" => tr(lang, "village.month_paid"),
-        "ALLOCATED" => tr(lang, "village.month_allocated"),
+        "COMPUTED" => tr(lang, "village.month_allocated"),
         other => other.to_owned(),
     }
 }
@@ -150,6 +161,18 @@ async fn villages_page(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Html<String>, ApiError> {
+    render_villages(&state, &caller, None)
+        .await
+        .map(|(_, page)| page)
+}
+
+/// The villages list, and for the county's administrators the months of the ledger with the
+/// forms that allocate the next one and mark the oldest unpaid one paid.
+async fn render_villages(
+    state: &AppState,
+    caller: &Caller,
+    error: Option<FormError>,
+) -> Result<(axum::http::StatusCode, Html<String>), ApiError> {
     let lang = caller.lang;
     let latest: HashMap<String, (String, i64, bool, String)> = state
         .store
@@ -177,6 +200,11 @@ async fn villages_page(
             .find(|t| &t.id == id)
             .map_or_else(|| id.to_string(), |t| t.name.clone())
     };
+    let months = if decide(caller.who(), Action::AllocateMonth, None).allowed() {
+        Some(months_panel(state, caller, error.as_ref()).await?)
+    } else {
+        None
+    };
     let body = html! {
         h1 { (tr(lang, "village.list_title")) }
         p.muted { (tr(lang, "village.list_note")) }
@@ -200,10 +228,197 @@ async fn villages_page(
                 }
             } }
         }
+        @if let Some(months) = months { (months) }
     };
-    Ok(Html(
-        frame(&caller, &tr(lang, "village.list_title"), body).into_string(),
-    ))
+    let status = if error.is_some() {
+        axum::http::StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        axum::http::StatusCode::OK
+    };
+    let page = frame(caller, &tr(lang, "village.list_title"), body).into_string();
+    Ok((status, Html(page)))
+}
+
+/// How many ledger months the county's panel lists.
+const MONTHS_LISTED: i64 = 24;
+
+/// The ledger's months with who computed and paid them, and the two forms.
+async fn months_panel(
+    state: &AppState,
+    caller: &Caller,
+    error: Option<&FormError>,
+) -> Result<Markup, ApiError> {
+    let lang = caller.lang;
+    let months = state.store.ledger_month_list(MONTHS_LISTED).await?;
+    let beijing = chrono_tz::Asia::Shanghai;
+    let next = match months
+        .first()
+        .and_then(|m| m.month.parse::<YearMonth>().ok())
+    {
+        Some(newest)
+            if months
+                .first()
+                .is_some_and(|m| m.status == crate::store::MONTH_PAID) =>
+        {
+            newest.next()
+        }
+        Some(newest) => newest,
+        None => YearMonth::of(chrono::Utc::now().with_timezone(&beijing).date_naive()).prev(),
+    };
+    let unpaid = months
+        .iter()
+        .rev()
+        .find(|m| m.status != crate::store::MONTH_PAID)
+        .map(|m| m.month.clone());
+    let may_pay = decide(caller.who(), Action::PayMonth, None).allowed();
+    let csrf = caller.csrf.as_deref();
+    let error_for = |field: &str| error.filter(|e| e.field == field);
+    Ok(html! {
+        section #ledger-months {
+            h2 { (tr(lang, "month.title")) }
+            p.muted { (tr(lang, "month.intro")) }
+            @if let Some(csrf) = csrf {
+                form.plan-step #allocate-form method="post" action="/villages/months" {
+                    input type="hidden" name=(CSRF_FIELD) value=(csrf);
+                    label { (tr(lang, "month.month")) " "
+                        input type="text" name="month" value=(next) size="8" placeholder="YYYY-MM"
+                            aria-invalid=[error_for("month").map(|_| "true")]; }
+                    button type="submit" { (tr(lang, "month.allocate")) }
+                    @if let Some(e) = error_for("month") {
+                        p.field-error #allocate-error role="alert" { (e.message) }
+                    }
+                }
+                @if let (Some(month), true) = (&unpaid, may_pay) {
+                    form.plan-step #pay-form method="post" action=(format!("/villages/months/{month}/paid")) {
+                        input type="hidden" name=(CSRF_FIELD) value=(csrf);
+                        label { (trf(lang, "month.pay_label", &[("month", month)])) " "
+                            input type="text" name="note" size="30" placeholder=(tr(lang, "month.pay_hint"))
+                                aria-invalid=[error_for("note").map(|_| "true")]; }
+                        button type="submit" { (tr(lang, "month.pay")) }
+                        @if let Some(e) = error_for("note") {
+                            p.field-error #pay-error role="alert" { (e.message) }
+                        }
+                    }
+                }
+            }
+            @if !months.is_empty() {
+                table #months-table {
+                    thead { tr {
+                        th { (tr(lang, "village.col_month")) } th { (tr(lang, "village.col_status")) }
+                        th { (tr(lang, "month.computed")) } th { (tr(lang, "month.paid")) }
+                        th { (tr(lang, "month.fingerprint")) }
+                    } }
+                    tbody { @for m in &months {
+                        tr data-month=(m.month) data-status=(m.status) {
+                            td { (m.month) }
+                            td { (month_status_label(lang, &m.status)) }
+                            td { (m.computed_by) " · " (local_time(m.computed_at, beijing)) }
+                            td { @if let (Some(by), Some(at)) = (&m.paid_by, m.paid_at) { (by) " · " (local_time(at, beijing)) } }
+                            td { code { (m.fingerprint) } }
+                        }
+                    } }
+                }
+            }
+        }
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct AllocateForm {
+    #[serde(default)]
+    month: String,
+    #[serde(default, rename = "csrf")]
+    _csrf: Option<String>,
+}
+
+/// Allocates and records a month for every village; a refusal shows next to the month field and
+/// records nothing.
+async fn allocate_form(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let account = caller.signed_in()?;
+    let form: AllocateForm = super::extract::parse_form(&body)?;
+    let refused = |message: String| FormError {
+        field: "month",
+        message,
+    };
+    let outcome = match form.month.trim().parse::<YearMonth>() {
+        Err(e) => Err(refused(trf(
+            caller.lang,
+            "month.bad_month",
+            &[("detail", &e)],
+        ))),
+        Ok(month) => {
+            let energy = ledger::energy_source(state.store.clone(), Arc::clone(&state.deployment));
+            match ledger::run_month(
+                &state.store,
+                &state.deployment,
+                energy.as_ref(),
+                month,
+                &account.username,
+                true,
+            )
+            .await
+            {
+                Ok(_) => Ok(()),
+                Err(e) => match ApiError::from(e) {
+                    ApiError::Internal(m) => return Err(ApiError::Internal(m)),
+                    other => Err(refused(other.to_string())),
+                },
+            }
+        }
+    };
+    match outcome {
+        Ok(()) => Ok(axum::response::Redirect::to("/villages#ledger-months").into_response()),
+        Err(e) => {
+            let (status, page) = render_villages(&state, &caller, Some(e)).await?;
+            Ok((status, page).into_response())
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct PayForm {
+    #[serde(default)]
+    note: String,
+    #[serde(default, rename = "csrf")]
+    _csrf: Option<String>,
+}
+
+/// Locks a month as paid, with the bank batch it was paid in.
+async fn pay_form(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(month): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let account = caller.signed_in()?;
+    let form: PayForm = super::extract::parse_form(&body)?;
+    let month = parse_month(&month)?;
+    let refused = |message: String| FormError {
+        field: "note",
+        message,
+    };
+    let outcome = if form.note.trim().is_empty() {
+        Err(refused(tr(caller.lang, "month.pay_note_required")))
+    } else {
+        match ledger::pay_month(&state.store, month, &account.username, form.note.trim()).await {
+            Ok(()) => Ok(()),
+            Err(e) => match ApiError::from(e) {
+                ApiError::Internal(m) => return Err(ApiError::Internal(m)),
+                other => Err(refused(other.to_string())),
+            },
+        }
+    };
+    match outcome {
+        Ok(()) => Ok(axum::response::Redirect::to("/villages#ledger-months").into_response()),
+        Err(e) => {
+            let (status, page) = render_villages(&state, &caller, Some(e)).await?;
+            Ok((status, page).into_response())
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

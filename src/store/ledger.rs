@@ -8,7 +8,7 @@ use super::{Result, Store};
 use crate::config::Backend;
 use crate::domain::{PlanState, VillageId, YearMonth};
 use chrono::{DateTime, Utc};
-use sqlx::any::AnyArguments;
+use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::query::Query;
 use sqlx::{Any, Row};
 use std::collections::HashMap;
@@ -36,6 +36,19 @@ pub struct MonthRow {
     pub computed_by: String,
     pub paid_at: Option<DateTime<Utc>>,
     pub paid_by: Option<String>,
+}
+
+fn month_row(r: &AnyRow) -> Result<MonthRow> {
+    Ok(MonthRow {
+        month: r.try_get(0)?,
+        status: r.try_get(1)?,
+        fingerprint: r.try_get(2)?,
+        carry: r.try_get(3)?,
+        computed_at: from_ms(r.try_get(4)?),
+        computed_by: r.try_get(5)?,
+        paid_at: r.try_get::<Option<i64>, _>(6)?.map(from_ms),
+        paid_by: r.try_get(7)?,
+    })
 }
 
 /// One recorded line of a village-month.
@@ -348,19 +361,19 @@ impl Store {
         .bind(month.to_string())
         .fetch_optional(self.pool())
         .await?;
-        row.map(|r| {
-            Ok(MonthRow {
-                month: r.try_get(0)?,
-                status: r.try_get(1)?,
-                fingerprint: r.try_get(2)?,
-                carry: r.try_get(3)?,
-                computed_at: from_ms(r.try_get(4)?),
-                computed_by: r.try_get(5)?,
-                paid_at: r.try_get::<Option<i64>, _>(6)?.map(from_ms),
-                paid_by: r.try_get(7)?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(month_row).transpose()
+    }
+
+    /// The newest `limit` recorded months, newest first.
+    pub async fn ledger_month_list(&self, limit: i64) -> Result<Vec<MonthRow>> {
+        let rows = sqlx::query(
+            "SELECT month, status, fingerprint, carry, computed_ms, computed_by, paid_ms, paid_by \
+             FROM ledger_months ORDER BY month DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(month_row).collect()
     }
 
     /// Months recorded before `month`, newest first.
