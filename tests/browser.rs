@@ -33,6 +33,8 @@ const STATION_B_NAME: &str = "西梁村光伏电站";
 const ACCOUNTANT: &str = "acct-dongyu";
 const ACCOUNTANT_NAME: &str = "赵春梅";
 const ACCOUNTANT_PASSWORD: &str = "Chunmei-2026-pv";
+const OPERATOR: &str = "op-wang";
+const OPERATOR_PASSWORD: &str = "Wang-operator-2026";
 const ADMIN: &str = "county-admin";
 const ADMIN_PASSWORD: &str = "Qingxu-energy-2026";
 
@@ -357,6 +359,21 @@ async fn service(dir: &Path) -> (Running, Arc<Deployment>) {
     )
     .await
     .expect("add the administrator");
+    add_user(
+        &running.store,
+        &deployment,
+        NewUser {
+            username: OPERATOR.to_owned(),
+            display_name: "王工".to_owned(),
+            role: Role::Operator,
+            scope: vec![ScopeEntry::County("140121".to_owned())],
+            password: SecretString::from(OPERATOR_PASSWORD),
+        },
+        "test",
+        "test",
+    )
+    .await
+    .expect("add the operator");
     (running, deployment)
 }
 
@@ -907,6 +924,198 @@ async fn the_county_allocates_a_month_and_locks_it_paid_from_the_villages_page()
         "the roster link"
     );
     screenshot(c, "village-month-paid.png").await;
+
+    browser.close().await;
+    running.shutdown().await;
+}
+
+/// Chooses `value` in the select `name` of the form `form`.
+async fn choose(c: &Client, form: &str, name: &str, value: &str) {
+    c.find(Locator::Css(&format!(
+        "{form} select[name=\"{name}\"] option[value=\"{value}\"]"
+    )))
+    .await
+    .unwrap_or_else(|e| panic!("{form} {name}={value}: {e}"))
+    .click()
+    .await
+    .expect("choose");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operators_day_filter_the_fleet_import_the_settlement_acknowledge_an_alert() {
+    let Some(chromium) = chromium() else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (running, _deployment) = service(dir.path()).await;
+    let base = format!("http://{}", running.http_addr);
+    // Station B's gateway went quiet at noon.
+    let noon = Utc::now() - chrono::Duration::minutes(30);
+    running
+        .store
+        .open_alert(&sunshare::store::NewAlert {
+            kind: "offline",
+            station: STATION_B,
+            subject: "",
+            county: "140121",
+            severity: "major",
+            message: "no device has reported for 30 minutes while the sun is up",
+            opened_at: noon,
+            since: noon,
+            flapping: false,
+        })
+        .await
+        .expect("open an alert");
+    let samples = vec![
+        producing("DY-01-INV1", 61_000.0),
+        producing("DY-01-INV2", 59_000.0),
+    ];
+    running.ingest.submit(samples).await.expect("submit");
+    let browser = Browser::open(&chromium).await;
+    let c = &browser.client;
+
+    c.goto(&format!("{base}/")).await.expect("open /");
+    arrive(c, "/login?next=%2F", "form[action=\"/login\"]").await;
+    submit_login(c, OPERATOR, OPERATOR_PASSWORD).await;
+    arrive(c, "/", "#fleet").await;
+    eventually("both stations listed", || async {
+        (fleet_rows(c).await.len() == 2).then_some(())
+    })
+    .await;
+
+    // Only the stations producing now.
+    eventually("station A producing", || async {
+        c.goto(&format!("{base}/")).await.ok()?;
+        let status = c
+            .find(Locator::Css(&format!(
+                "#fleet tr[data-station=\"{STATION_A}\"] .status"
+            )))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        (status == "发电中" || status == "夜间待机").then_some(())
+    })
+    .await;
+    let station_a_status = c
+        .find(Locator::Css(&format!(
+            "#fleet tr[data-station=\"{STATION_A}\"] .status"
+        )))
+        .await
+        .expect("status")
+        .text()
+        .await
+        .expect("text");
+    let code = if station_a_status == "发电中" {
+        "producing"
+    } else {
+        "sleeping"
+    };
+    choose(c, "#fleet-filter", "status", code).await;
+    submit(c, "#fleet-filter").await;
+    arrive(
+        c,
+        &format!("/?county=&township=&kind=&status={code}&q="),
+        "#filtered",
+    )
+    .await;
+    assert_eq!(fleet_rows(c).await, [STATION_A]);
+    screenshot(c, "operator-fleet-filtered.png").await;
+
+    // The station page from the filtered list.
+    c.find(Locator::Css(&format!(
+        "#fleet a[href=\"/stations/{STATION_A}\"]"
+    )))
+    .await
+    .expect("station link")
+    .click()
+    .await
+    .expect("open station");
+    let heading = arrive(c, &format!("/stations/{STATION_A}"), "main h1").await;
+    assert!(heading.contains(STATION_A_NAME), "{heading}");
+    screenshot(c, "operator-station.png").await;
+
+    // The settlement: a file with a bad line is refused whole, with the line; the corrected file
+    // is imported.
+    let files = dir.path().join("uploads");
+    std::fs::create_dir_all(&files).expect("uploads dir");
+    let bad = files.join("结算单-错误.csv");
+    std::fs::write(
+        &bad,
+        "电站编号,结算月份,上网电量(kWh)\nDY-01,2026-10,31250\nXL-01,2026-10,-5\n",
+    )
+    .expect("write");
+    c.goto(&format!("{base}/settlements"))
+        .await
+        .expect("open /settlements");
+    arrive(c, "/settlements", "#upload-form").await;
+    let file_input = c
+        .find(Locator::Css("#upload-form input[type=\"file\"]"))
+        .await
+        .expect("file input");
+    file_input
+        .send_keys(&bad.display().to_string())
+        .await
+        .expect("choose file");
+    submit(c, "#upload-form").await;
+    let error = arrive(c, "/settlements", "#upload-error").await;
+    assert!(error.contains("未导入"), "{error}");
+    let problem = c
+        .find(Locator::Css("#problems tr[data-line=\"3\"]"))
+        .await
+        .expect("the bad line named")
+        .text()
+        .await
+        .expect("text");
+    assert!(problem.contains('3'), "{problem}");
+    assert!(running
+        .store
+        .settlements_of(&"DY-01".into())
+        .await
+        .expect("read")
+        .is_empty());
+    screenshot(c, "operator-settlement-refused.png").await;
+    let good = files.join("结算单.csv");
+    std::fs::write(
+        &good,
+        "电站编号,结算月份,上网电量(kWh)\nDY-01,2026-10,31250\nXL-01,2026-10,20400\n",
+    )
+    .expect("write");
+    let file_input = c
+        .find(Locator::Css("#upload-form input[type=\"file\"]"))
+        .await
+        .expect("file input");
+    file_input
+        .send_keys(&good.display().to_string())
+        .await
+        .expect("choose file");
+    submit(c, "#upload-form").await;
+    let done = arrive(c, "/settlements", "#upload-done").await;
+    assert!(done.contains("已导入 2 个电站月份"), "{done}");
+    assert_eq!(
+        running
+            .store
+            .settlements_of(&"DY-01".into())
+            .await
+            .expect("read")
+            .len(),
+        1
+    );
+    screenshot(c, "operator-settlement-imported.png").await;
+
+    // The alert: acknowledged with a note, and no longer offered.
+    c.goto(&format!("{base}/alerts"))
+        .await
+        .expect("open /alerts");
+    arrive(c, "/alerts", "form.ack").await;
+    fill_in(c, "form.ack", "note", "已派人去西梁村").await;
+    submit(c, "form.ack").await;
+    let acked = arrive(c, "/alerts", ".acked").await;
+    assert!(
+        acked.contains("王工") || acked.contains(OPERATOR),
+        "{acked}"
+    );
+    assert!(c.find(Locator::Css("form.ack")).await.is_err());
+    screenshot(c, "operator-alert-acknowledged.png").await;
 
     browser.close().await;
     running.shutdown().await;

@@ -681,12 +681,20 @@ async fn station_page(
                 @let l = latest.iter().find(|l| l.device == dev.id);
                 tr {
                     td { (dev.id) }
-                    td { (format!("{:?}", dev.kind).to_lowercase()) }
+                    td { (match dev.kind {
+                        crate::domain::DeviceKind::Inverter => tr(lang, "station.kind_inverter"),
+                        crate::domain::DeviceKind::Meter => tr(lang, "station.kind_meter"),
+                    }) }
                     td { (dev.model) }
                     td.num { (format!("{:.1}", dev.rated_power_w / 1000.0)) }
                     td.num { (num(l.and_then(|l| l.ac_power_w).map(|w| w / 1000.0), 2)) }
                     td.num { (num(l.and_then(|l| l.energy_lifetime_wh).map(|w| w / 1000.0), 1)) }
-                    td { (l.and_then(|l| l.state.as_deref()).unwrap_or("–")) }
+                    td { @match l.and_then(|l| l.state.as_deref()) {
+                        Some(code) => span data-state=(code) {
+                            (tr(lang, &format!("station.state_{}", crate::domain::DeviceState::parse(code).as_str())))
+                        },
+                        None => "–",
+                    } }
                     td { @match l { Some(l) => (local_time(l.at, s.timezone)), None => (tr(lang, "fleet.never")) } }
                 }
             } }

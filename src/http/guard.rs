@@ -8,7 +8,7 @@ use super::{ApiError, AppState};
 use crate::auth::credentials::{same_secret, secret_matches, split_token};
 use crate::auth::{decide, Decision, Place, Principal, Via};
 use crate::store::AuditEntry;
-use axum::extract::{ConnectInfo, FromRequestParts, RawPathParams, Request, State};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, RawPathParams, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
@@ -400,22 +400,51 @@ async fn check_csrf(req: Request, limit: usize, expected: Option<&str>) -> (Requ
         let ok = same_secret(v, expected);
         return (req, ok);
     }
-    let is_form = req
+    let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    if !is_form {
+        .unwrap_or_default()
+        .to_owned();
+    let multipart = content_type.starts_with("multipart/form-data");
+    if !content_type.starts_with("application/x-www-form-urlencoded") && !multipart {
         return (req, false);
     }
     let (parts, body) = req.into_parts();
     let bytes = axum::body::to_bytes(body, limit).await.unwrap_or_default();
-    let ok =
-        form_urlencoded::parse(&bytes).any(|(k, v)| k == CSRF_FIELD && same_secret(&v, expected));
+    let ok = if multipart {
+        // A file upload form: the token is one of its fields, before or after the file.
+        multipart_field(&bytes, &content_type, CSRF_FIELD)
+            .await
+            .is_some_and(|v| same_secret(&v, expected))
+    } else {
+        form_urlencoded::parse(&bytes).any(|(k, v)| k == CSRF_FIELD && same_secret(&v, expected))
+    };
     (
         Request::from_parts(parts, axum::body::Body::from(bytes)),
         ok,
     )
+}
+
+/// The text of the field `name` of a `multipart/form-data` body.
+async fn multipart_field(
+    bytes: &axum::body::Bytes,
+    content_type: &str,
+    name: &str,
+) -> Option<String> {
+    let req = Request::builder()
+        .header(header::CONTENT_TYPE, content_type)
+        .body(axum::body::Body::from(bytes.clone()))
+        .ok()?;
+    let mut form = axum::extract::Multipart::from_request(req, &())
+        .await
+        .ok()?;
+    while let Ok(Some(field)) = form.next_field().await {
+        if field.name() == Some(name) {
+            return field.text().await.ok();
+        }
+    }
+    None
 }
 
 async fn audit(

@@ -16,6 +16,7 @@ pub mod openapi;
 mod page;
 mod quarantine;
 pub mod routes;
+mod settlements;
 #[doc(hidden)]
 pub mod testing;
 
@@ -106,6 +107,7 @@ pub fn routes() -> Routes {
         .merge(mqtt::routes())
         .merge(openapi::routes())
         .merge(audit::routes())
+        .merge(settlements::routes())
         .merge(i18n::routes())
 }
 

@@ -112,7 +112,9 @@ fn head(title: &str) -> Markup {
 /// A whole page with the navigation bar; `body` is a template (escaped where it was built).
 pub fn frame(caller: &Caller, title: &str, body: Markup) -> Markup {
     let lang = caller.lang;
-    let audit = crate::auth::decide(caller.who(), crate::auth::Action::ViewAudit, None).allowed();
+    let may = |action| crate::auth::decide(caller.who(), action, None).allowed();
+    let audit = may(crate::auth::Action::ViewAudit);
+    let settlements = may(crate::auth::Action::ImportSettlement);
     html! {
         (DOCTYPE)
         html lang=(lang.code()) {
@@ -125,6 +127,7 @@ pub fn frame(caller: &Caller, title: &str, body: Markup) -> Markup {
                         a href="/alerts" { (tr(lang, "common.nav_alerts")) }
                         a href="/villages" { (tr(lang, "common.nav_villages")) }
                         a href="/mqtt" { (tr(lang, "common.nav_loggers")) }
+                        @if settlements { a href="/settlements" { (tr(lang, "common.nav_settlements")) } }
                         @if audit { a href="/audit" { (tr(lang, "common.nav_audit")) } }
                     }
                     (who(caller))

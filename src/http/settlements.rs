@@ -1,0 +1,180 @@
+//! The settlement page (`/settlements`): the county operator uploads the grid company's monthly
+//! statement (结算单) as it came, CSV or XLSX, and sees what was stored or, line by line, why
+//! nothing was.
+
+use super::guard::{Caller, CSRF_FIELD};
+use super::i18n::{tr, trf, Lang};
+use super::page::frame;
+use super::routes::{Access, Routes};
+use super::{ApiError, AppState};
+use crate::auth::Action;
+use crate::energy::settlement::{self, ImportError, ImportReport, Rejected};
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use chrono::Utc;
+use maud::{html, Markup};
+
+pub fn routes() -> Routes {
+    let import = Access::fleet(Action::ImportSettlement);
+    Routes::new()
+        .get("/settlements", import, page)
+        .post("/settlements", import, upload)
+        .upload(super::MAX_UPLOAD)
+}
+
+/// What the last upload did, shown above the form.
+enum Outcome {
+    Imported(ImportReport),
+    Refused(Rejected),
+    /// The form came without a file.
+    NoFile,
+}
+
+async fn page(State(state): State<AppState>, caller: Caller) -> Result<Html<String>, ApiError> {
+    Ok(render(&state, &caller, None))
+}
+
+fn render(_state: &AppState, caller: &Caller, outcome: Option<&Outcome>) -> Html<String> {
+    let lang = caller.lang;
+    let body = html! {
+        h1 { (tr(lang, "settle.title")) }
+        p.muted { (tr(lang, "settle.intro")) }
+        @match outcome {
+            Some(Outcome::Imported(report)) => (imported(lang, report)),
+            Some(Outcome::Refused(rejected)) => (refused(lang, rejected)),
+            Some(Outcome::NoFile) => {
+                p.field-error #upload-error role="alert" { (tr(lang, "settle.no_file")) }
+            }
+            None => {}
+        }
+        @if let Some(csrf) = caller.csrf.as_deref() {
+            form.plan-step #upload-form method="post" action="/settlements" enctype="multipart/form-data" {
+                input type="hidden" name=(CSRF_FIELD) value=(csrf);
+                label { (tr(lang, "settle.file")) " "
+                    input type="file" name="file" accept=".csv,.xlsx,text/csv,application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"; }
+                button type="submit" { (tr(lang, "settle.upload")) }
+            }
+        } @else {
+            p.note { (tr(lang, "settle.api_hint")) " " code { "POST /api/settlements?name=结算单.csv" } }
+        }
+    };
+    Html(frame(caller, &tr(lang, "settle.title"), body).into_string())
+}
+
+fn imported(lang: Lang, report: &ImportReport) -> Markup {
+    html! {
+        div.note #upload-done {
+            b { (trf(lang, "settle.imported", &[("count", &report.lines.len()), ("file", &report.source)])) }
+            " " span.muted { "(" (report.encoding) ")" }
+        }
+        table #imported {
+            thead { tr {
+                th { (tr(lang, "settle.col_line")) } th { (tr(lang, "fleet.col_station")) }
+                th { (tr(lang, "village.col_month")) } th.num { (tr(lang, "station.col_settled")) }
+                th.num { (tr(lang, "settle.col_amount")) }
+            } }
+            tbody { @for l in &report.lines {
+                tr data-station=(l.station) data-month=(l.month) {
+                    td { (l.line) }
+                    td { a href=(format!("/stations/{}", l.station)) { (l.station) } }
+                    td { (l.month) }
+                    td.num { (format!("{:.1}", l.energy.kwh())) }
+                    td.num { (l.amount.map(|a| a.to_string()).unwrap_or_else(|| "–".to_owned())) }
+                }
+            } }
+        }
+    }
+}
+
+fn refused(lang: Lang, rejected: &Rejected) -> Markup {
+    html! {
+        div.field-error #upload-error role="alert" {
+            (trf(lang, "settle.refused", &[("count", &rejected.problems.len()), ("file", &rejected.file)]))
+        }
+        table #problems {
+            thead { tr { th { (tr(lang, "settle.col_line")) } th { (tr(lang, "settle.col_problem")) } } }
+            tbody { @for p in &rejected.problems {
+                tr data-line=(p.line) {
+                    td { @if p.line == 0 { (tr(lang, "settle.whole_file")) } @else { (p.line) } }
+                    td { (p.message) }
+                }
+            } }
+        }
+    }
+}
+
+/// Takes the uploaded file: every line is stored, or none (with the reasons).
+async fn upload(
+    State(state): State<AppState>,
+    caller: Caller,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let bytes = Bytes::from_request(req, &())
+        .await
+        .map_err(|e| ApiError::BadRequest(format!("the upload could not be read: {e}")))?;
+    let Some((name, file)) = file_field(&bytes, &content_type).await? else {
+        let page = render(&state, &caller, Some(&Outcome::NoFile));
+        return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
+    };
+    let allowed = |s: &crate::domain::StationId| {
+        state
+            .geography
+            .may_on_station(caller.who(), Action::ImportSettlement, s.as_str())
+    };
+    let outcome = settlement::import_within(
+        &state.store,
+        &state.deployment,
+        &file,
+        &name,
+        Utc::now(),
+        allowed,
+    )
+    .await;
+    let (status, outcome) = match outcome {
+        Ok(report) => (StatusCode::CREATED, Outcome::Imported(report)),
+        Err(ImportError::Rejected(r)) => (StatusCode::UNPROCESSABLE_ENTITY, Outcome::Refused(r)),
+        Err(ImportError::Store(e)) => return Err(e.into()),
+    };
+    Ok((status, render(&state, &caller, Some(&outcome))).into_response())
+}
+
+/// The file of the form: its name and bytes, or `None` when no file was chosen.
+async fn file_field(
+    bytes: &Bytes,
+    content_type: &str,
+) -> Result<Option<(String, Bytes)>, ApiError> {
+    let req = Request::builder()
+        .header(header::CONTENT_TYPE, content_type)
+        .body(axum::body::Body::from(bytes.clone()))
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let mut form = axum::extract::Multipart::from_request(req, &())
+        .await
+        .map_err(|e| ApiError::invalid("file", format!("not a file upload form: {e}")))?;
+    while let Some(field) = form
+        .next_field()
+        .await
+        .map_err(|e| ApiError::invalid("file", e.to_string()))?
+    {
+        if field.name() != Some("file") {
+            continue;
+        }
+        let name = field.file_name().unwrap_or_default().to_owned();
+        let data = field
+            .bytes()
+            .await
+            .map_err(|e| ApiError::invalid("file", e.to_string()))?;
+        if name.is_empty() && data.is_empty() {
+            return Ok(None);
+        }
+        return Ok(Some((name, data)));
+    }
+    Ok(None)
+}
