@@ -1,6 +1,7 @@
 //! `sunshare bench ...`: throughput measurements of the write path and the InfluxDB sink, each
 //! reported with a peer measured in the same run so the figures travel between machines.
 
+pub mod http;
 pub mod modbus;
 
 use crate::store::bench::{Measured, StoreBench};
@@ -27,6 +28,9 @@ pub enum Benchmark {
     /// The InfluxDB sink into a VictoriaMetrics it starts itself: live path and spool replay,
     /// against a plain HTTP client posting the same line protocol.
     Sink(SinkOptions),
+    /// The pages and the stations API under concurrent clients on a large fleet with history,
+    /// against a bare SELECT of a station page's rows.
+    Http(http::HttpOptions),
 }
 
 /// `sunshare bench sink`: how many points, in which batches, from how many devices.
@@ -99,6 +103,7 @@ pub async fn run(cmd: Benchmark) -> Result<String, Error> {
             ))
         }
         Benchmark::Sink(a) => sink(a).await,
+        Benchmark::Http(a) => Ok(http::report(&a, &http::run_http(&a).await?)),
     }
 }
 

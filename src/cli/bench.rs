@@ -17,6 +17,31 @@ pub enum BenchCommand {
     /// The InfluxDB sink into a VictoriaMetrics it starts itself: live path and spool replay,
     /// against a plain HTTP client posting the same line protocol.
     Sink(SinkArgs),
+    /// The fleet page, a station page and the stations API under concurrent clients on a large
+    /// fleet with a year of history, against a bare SELECT of a station page's rows.
+    Http(HttpArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct HttpArgs {
+    /// Stations in the fleet (one inverter each, 100 to a county).
+    #[arg(long, default_value_t = 10_000)]
+    pub stations: usize,
+    /// Days of history.
+    #[arg(long, default_value_t = 365)]
+    pub days: u32,
+    /// Readings a day per inverter in the history.
+    #[arg(long, default_value_t = 4)]
+    pub readings_per_day: u32,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 50)]
+    pub clients: usize,
+    /// How long each target is loaded.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// Where the database goes (default: a temporary directory).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -113,6 +138,14 @@ impl From<BenchCommand> for Benchmark {
                 batch: a.batch,
                 peer_samples: a.peer_samples,
                 python: a.python,
+                dir: a.dir,
+            }),
+            BenchCommand::Http(a) => Self::Http(crate::bench::http::HttpOptions {
+                stations: a.stations,
+                days: a.days,
+                readings_per_day: a.readings_per_day,
+                clients: a.clients,
+                duration: a.duration,
                 dir: a.dir,
             }),
             BenchCommand::Sink(a) => Self::Sink(SinkOptions {
