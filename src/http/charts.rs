@@ -1,0 +1,3 @@
+//! Server-side SVG charts for the pages.
+
+pub mod ticks;
