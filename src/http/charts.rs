@@ -684,3 +684,6 @@ pub fn income_vs_payouts(lang: Lang, name: &str, months: &[MoneyMonth]) -> Marku
     };
     frame(KIND, &title, &desc, false, body)
 }
+
+#[cfg(test)]
+mod tests;
