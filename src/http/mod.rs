@@ -4,6 +4,7 @@
 mod account;
 pub mod alerts;
 mod audit;
+pub mod charts;
 mod energy;
 mod error;
 pub mod extract;
