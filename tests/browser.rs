@@ -923,6 +923,13 @@ async fn the_county_allocates_a_month_and_locks_it_paid_from_the_villages_page()
         c.find(Locator::Css("#roster-xlsx")).await.is_ok(),
         "the roster link"
     );
+    let month_bar = c
+        .find(Locator::Css(
+            "svg.chart-village-money [data-label=\"2026-11\"]",
+        ))
+        .await
+        .expect("November in the year's money chart");
+    assert!(month_bar.attr("data-value").await.expect("attr").is_some());
     screenshot(c, "village-month-paid.png").await;
 
     browser.close().await;
@@ -1032,6 +1039,36 @@ async fn an_operators_day_filter_the_fleet_import_the_settlement_acknowledge_an_
     .expect("open station");
     let heading = arrive(c, &format!("/stations/{STATION_A}"), "main h1").await;
     assert!(heading.contains(STATION_A_NAME), "{heading}");
+    // Today's power against the sun's curve: the reading of a moment ago is a point on it.
+    let points = c
+        .find_all(Locator::Css(
+            "svg.chart-power-day circle.chart-point.chart-power",
+        ))
+        .await
+        .expect("power points");
+    assert!(!points.is_empty(), "no power point in today's chart");
+    let kw = points[points.len() - 1]
+        .attr("data-value")
+        .await
+        .expect("attr")
+        .and_then(|v| v.parse::<f64>().ok())
+        .expect("a kW value");
+    assert!((kw - 120.0).abs() < 0.5, "power now {kw} kW, fed 120 kW");
+    assert!(c
+        .find(Locator::Css("svg.chart-power-day .chart-sun"))
+        .await
+        .is_ok());
+    let bars = c
+        .find_all(Locator::Css(
+            "svg.chart-daily-energy .chart-bar[data-label]",
+        ))
+        .await
+        .expect("day bars");
+    assert_eq!(bars.len(), 30, "30 days of energy");
+    assert!(c
+        .find(Locator::Css("svg.chart-settled-metered"))
+        .await
+        .is_ok());
     screenshot(c, "operator-station.png").await;
 
     // The settlement: a file with a bad line is refused whole, with the line; the corrected file

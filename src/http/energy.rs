@@ -630,6 +630,26 @@ async fn station_page(
     .await
     .map_err(internal)?;
     let latest = state.store.latest().await?;
+    let power =
+        super::charts::station_power_series(&state.store, s, &state.deployment.devices, last_day)
+            .await?;
+    let day_bars: Vec<(NaiveDate, f64, bool)> = days
+        .iter()
+        .map(|d| {
+            let complete = d.figures.completeness.ratio().is_some_and(|r| r >= 0.95);
+            (d.day, d.figures.energy.kwh(), complete)
+        })
+        .collect();
+    let month_bars: Vec<(YearMonth, f64, Option<f64>)> = months
+        .iter()
+        .map(|m| {
+            (
+                m.month,
+                m.metered.energy.kwh(),
+                m.settlement.as_ref().map(|x| x.energy.kwh()),
+            )
+        })
+        .collect();
 
     let total_30: WattHours = days.iter().map(|d| d.figures.energy).sum();
     let c30 = days.iter().fold(Completeness::default(), |a, d| {
@@ -667,6 +687,12 @@ async fn station_page(
             (card(&tr(lang, "station.card_completeness"), None, &pct(c30.ratio())))
             (card(&tr(lang, "station.card_settled"), None, &settled.to_string()))
             (card(&tr(lang, "station.card_flags"), Some("flags"), &flagged.len().to_string()))
+        }
+
+        section #charts {
+            (super::charts::power_today(lang, s, last_day, &power))
+            (super::charts::daily_energy(lang, &s.name, &day_bars))
+            (super::charts::settled_vs_metered(lang, &s.name, &month_bars))
         }
 
         h2 { (tr(lang, "station.devices")) }

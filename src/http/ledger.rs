@@ -482,6 +482,10 @@ async fn render_village(
         None => None,
     };
     let aud = audience(state, caller, code);
+    let money = match &month {
+        Some(m) => year_money(state, code, &months, m.get(..4).unwrap_or_default()).await?,
+        None => Vec::new(),
+    };
     let title = match &month {
         Some(m) => format!("{name} {m}"),
         None => name.clone(),
@@ -502,6 +506,7 @@ async fn render_village(
                     " · " a href=(format!("/api/villages/{code}/months/{m}")) { "JSON" }
                 }
                 (statement(state, lang, row, aud))
+                (super::charts::income_vs_payouts(lang, &name, &money))
                 @if !row.notes.is_empty() {
                     h2 { (tr(lang, "village.notes")) }
                     ul #notes { @for n in &row.notes { li { (n) } } }
@@ -525,6 +530,31 @@ async fn render_village(
         axum::http::StatusCode::OK
     };
     Ok((status, Html(frame(caller, &title, body).into_string())))
+}
+
+/// The recorded months of `year` for the year's income chart, oldest first.
+async fn year_money(
+    state: &AppState,
+    code: &str,
+    months: &[String],
+    year: &str,
+) -> Result<Vec<super::charts::MoneyMonth>, ApiError> {
+    let mut out = Vec::new();
+    for m in months.iter().filter(|m| m.starts_with(year)) {
+        let Ok(month) = m.parse::<YearMonth>() else {
+            continue;
+        };
+        if let Some(row) = state.store.village_month(code, m).await? {
+            out.push(super::charts::MoneyMonth {
+                month,
+                income: Fen(row.income_fen),
+                payouts: Fen(row.payouts_fen),
+                balance: Fen(row.closing_fen),
+            });
+        }
+    }
+    out.sort_by_key(|m| m.month);
+    Ok(out)
 }
 
 /// The year's plan: its state, its history, and one form per step the caller may take now.
