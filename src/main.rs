@@ -75,9 +75,12 @@ async fn run(command: Command) -> Result<String, Failure> {
         Command::Probe(args) => cli::modbus::probe(args).await,
         #[cfg(feature = "bench")]
         Command::Bench(what) => cli::bench::bench(what).await,
-        Command::Allocate(args) => Ok(cli::ledger::allocate(args)
-            .await
-            .map_err(anyhow::Error::from)?),
+        Command::Allocate(args) => {
+            let json = args.format == cli::ledger::Format::Json;
+            cli::ledger::allocate(args)
+                .await
+                .map_err(|e| cli::ledger::refusal(e, json))
+        }
         Command::Plan(args) => Ok(cli::ledger::plan(args).await.map_err(anyhow::Error::from)?),
         Command::Ledger(args) => Ok(cli::ledger::ledger(args)
             .await

@@ -356,6 +356,20 @@ fn cli_allocates_moves_plans_and_locks_months() -> anyhow::Result<()> {
     assert!(ok, "{err}");
     let (ok, _, err) = run(&["allocate", "--config", cfg, "--month", "2026-01"])?;
     assert!(!ok && err.contains("locked"), "{err}");
+    // The same refusal for a script: one JSON object naming the kind.
+    let (ok, out, err) = run(&[
+        "allocate", "--config", cfg, "--month", "2026-01", "--format", "json",
+    ])?;
+    assert!(!ok && out.is_empty(), "{out}");
+    let refusal: serde_json::Value = serde_json::from_str(err.trim())
+        .unwrap_or_else(|e| panic!("not one JSON object ({e}): {err}"));
+    assert_eq!(refusal["error"], "locked", "{refusal}");
+    assert!(
+        refusal["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("2026-01")),
+        "{refusal}"
+    );
     let out_file = dir.path().join("statement.xlsx");
     let (ok, _, err) = run(&[
         "ledger",

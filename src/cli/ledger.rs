@@ -17,6 +17,17 @@ pub enum Format {
     Csv,
 }
 
+/// A refused ledger command: with `--format json` a JSON object on stderr (`error`: the kind,
+/// `message`: the sentence), otherwise the sentence.
+pub fn refusal(e: Error, json: bool) -> super::Failure {
+    if json {
+        let body = serde_json::json!({ "error": e.code(), "message": e.to_string() });
+        super::Failure::Failed(format!("{body}\n"))
+    } else {
+        super::Failure::Error(e.into())
+    }
+}
+
 /// `sunshare allocate`: run a month for every village, record it in the ledger, print statements.
 #[derive(Debug, Clone, clap::Args)]
 pub struct AllocateArgs {

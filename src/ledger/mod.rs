@@ -50,6 +50,24 @@ pub enum Error {
     Config(String),
 }
 
+impl Error {
+    /// A stable name of the kind of refusal, for machine-readable output.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Allocate(_) => "rule_violation",
+            Error::Store(_) => "store",
+            Error::Locked(_) => "locked",
+            Error::Gap { .. } => "gap",
+            Error::Workflow(_) => "workflow",
+            Error::Energy { .. } => "energy",
+            Error::NotFound(_) => "not_found",
+            Error::Corrupt(_) => "corrupt",
+            Error::Export(_) => "export",
+            Error::Config(_) => "config",
+        }
+    }
+}
+
 /// Where a station's month of energy comes from. Kept to this one seam so that the accountable
 /// figure (settlement when imported, metered otherwise) can be swapped in without touching the ledger.
 #[async_trait::async_trait]
