@@ -60,6 +60,57 @@ fn check_config_names_file_line_key_and_fix() {
     );
 }
 
+/// The example with its first job ended on `until` and a second job for the same household from
+/// `second_from`, checked by `check-config`: (exit code, stdout, stderr).
+fn check_second_job(until: &str, second_from: &str) -> (Option<i32>, String, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("fleet.toml");
+    let example = std::fs::read_to_string("sunshare.example.toml").expect("example");
+    let first = "holder = \"1401211012010001\"\nmonthly_wage = \"600\"\nfrom = 2026-01-01\n";
+    assert!(example.contains(first), "the example's first job changed");
+    let text = example.replacen(
+        first,
+        &format!(
+            "{first}{until}\n[[jobs]]\nid = \"DY-HL-01\"\nvillage = \"140121101201\"\n\
+             title = \"护路员\"\nholder = \"1401211012010001\"\nmonthly_wage = \"600\"\n\
+             from = {second_from}\n"
+        ),
+        1,
+    );
+    std::fs::write(&path, &text).expect("write");
+    let out = sunshare()
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .expect("runs");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_config_accepts_a_household_whose_second_job_starts_after_the_first_ends() {
+    let (code, stdout, stderr) = check_second_job("until = 2026-06-30", "2026-07-01");
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("fleet.toml: ok"), "{stdout}");
+}
+
+#[test]
+fn check_config_refuses_two_jobs_of_one_household_paid_in_the_same_month() {
+    let (code, _, stderr) = check_second_job("until = 2026-07-31", "2026-07-01");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("1 problem found"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "jobs[1].holder: household '1401211012010001' holds job 'DY-BJ-01' (2026-01-01 to 2026-07-31) \
+             and job 'DY-HL-01' (from 2026-07-01), both paid in 2026-07"
+        ),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn check_config_reports_a_missing_file() {
     let out = sunshare()
