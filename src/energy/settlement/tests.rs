@@ -57,7 +57,9 @@ fn excel_gbk_csv_with_chinese_headers_imports() {
         std::str::from_utf8(&bytes).is_err(),
         "really GBK, not UTF-8"
     );
-    let (lines, encoding) = parse(&bytes, &deployment()).expect("valid statement");
+    let Parsed {
+        lines, encoding, ..
+    } = parse(&bytes, &deployment()).expect("valid statement");
     assert_eq!(encoding, "gbk");
     expect_lines(&lines);
 }
@@ -68,7 +70,9 @@ fn utf8_with_and_without_bom_imports() {
         CHINESE.as_bytes().to_vec(),
         [b"\xEF\xBB\xBF".as_slice(), CHINESE.as_bytes()].concat(),
     ] {
-        let (lines, encoding) = parse(&bytes, &deployment()).expect("valid statement");
+        let Parsed {
+            lines, encoding, ..
+        } = parse(&bytes, &deployment()).expect("valid statement");
         assert_eq!(encoding, "utf-8");
         expect_lines(&lines);
     }
@@ -77,10 +81,10 @@ fn utf8_with_and_without_bom_imports() {
 #[test]
 fn english_headers_full_width_brackets_and_station_names_are_accepted() {
     let text = "station_id,month,on_grid_kwh,amount_yuan\nS1,2026-03,10.001,\n";
-    let (lines, _) = parse(text.as_bytes(), &deployment()).expect("valid");
+    let Parsed { lines, .. } = parse(text.as_bytes(), &deployment()).expect("valid");
     assert_eq!(lines[0].energy, WattHours(10_001));
     let text = "电站编号,结算月份,上网电量（千瓦时）\n西村光伏电站,2026/3,7\n";
-    let (lines, _) = parse(text.as_bytes(), &deployment()).expect("valid");
+    let Parsed { lines, .. } = parse(text.as_bytes(), &deployment()).expect("valid");
     assert_eq!(lines[0].station.as_str(), "S2");
     assert_eq!(lines[0].energy, WattHours(7_000));
 }
@@ -157,7 +161,9 @@ fn xlsx_written_by_a_spreadsheet_imports() {
         .expect("cell");
     sheet.write_number(2, 2, 1000).expect("cell");
     let bytes = book.save_to_buffer().expect("xlsx bytes");
-    let (lines, encoding) = parse(&bytes, &deployment()).expect("valid statement");
+    let Parsed {
+        lines, encoding, ..
+    } = parse(&bytes, &deployment()).expect("valid statement");
     assert_eq!(encoding, "xlsx");
     assert_eq!(lines.len(), 2);
     assert_eq!(
@@ -227,7 +233,176 @@ fn utf16_unicode_text_with_tabs_imports() {
     for unit in text.encode_utf16() {
         bytes.extend_from_slice(&unit.to_le_bytes());
     }
-    let (lines, encoding) = parse(&bytes, &deployment()).expect("valid statement");
+    let Parsed {
+        lines, encoding, ..
+    } = parse(&bytes, &deployment()).expect("valid statement");
     assert_eq!(encoding, "utf-16le");
     assert_eq!((lines[0].line, lines[0].energy), (2, WattHours(12_500)));
+}
+
+/// A statement as the county's supply company prints it: a title and a unit line above the header,
+/// a blank separator row of empty cells, and a total row.
+const TITLED: &str = "国网阳曲县供电公司光伏发电结算单 2026年10月\r\n\
+,,,,\r\n\
+单位：千瓦时、元,,,,\r\n\
+电站编号,电站名称,结算月份,上网电量(kWh),结算金额(元)\r\n\
+S1,东村光伏电站,2026-10,1234.5,1049.33\r\n\
+S2,西村光伏电站,2026-10,\"1,000\",850.00\r\n\
+合计,,,2234.5,1899.33\r\n";
+
+#[test]
+fn title_rows_above_the_header_are_skipped_in_gbk_and_utf8() {
+    for bytes in [gbk(TITLED), TITLED.as_bytes().to_vec()] {
+        let parsed = parse(&bytes, &deployment()).expect("valid statement");
+        assert_eq!(parsed.header_line, 4);
+        let got: Vec<_> = parsed
+            .lines
+            .iter()
+            .map(|s| (s.line, s.station.to_string(), s.energy.0, s.amount))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (5, "S1".to_owned(), 1_234_500, Some(Fen(104_933))),
+                (6, "S2".to_owned(), 1_000_000, Some(Fen(85_000))),
+            ]
+        );
+    }
+}
+
+#[test]
+fn a_tab_separated_statement_with_a_title_line_finds_its_separator_and_header() {
+    let text = "光伏发电上网电量结算单（2026年10月）\r\n\
+                电站编号\t结算月份\t上网电量(kWh)\r\n\
+                S3\t2026-10\t88\r\n";
+    let parsed = parse(text.as_bytes(), &deployment()).expect("valid statement");
+    assert_eq!(parsed.header_line, 2);
+    assert_eq!(
+        (parsed.lines[0].line, parsed.lines[0].energy),
+        (3, WattHours(88_000))
+    );
+}
+
+#[test]
+fn an_xlsx_with_a_merged_title_row_imports_from_its_real_header() {
+    let mut book = rust_xlsxwriter::Workbook::new();
+    let sheet = book.add_worksheet();
+    sheet
+        .merge_range(
+            0,
+            0,
+            0,
+            3,
+            "国网阳曲县供电公司光伏发电结算单 2026年10月",
+            &rust_xlsxwriter::Format::new(),
+        )
+        .expect("title");
+    let header = ["电站编号", "结算月份", "上网电量(kWh)", "结算金额(元)"];
+    for (c, h) in header.iter().enumerate() {
+        sheet.write_string(2, c as u16, *h).expect("header");
+    }
+    sheet.write_string(3, 0, "S1").expect("cell");
+    sheet.write_string(3, 1, "2026年10月").expect("cell");
+    sheet.write_number(3, 2, 1234.5).expect("cell");
+    sheet.write_number(3, 3, 1049.33).expect("cell");
+    sheet.write_string(4, 0, "合　计").expect("cell");
+    sheet.write_number(4, 2, 1234.5).expect("cell");
+    sheet.write_number(4, 3, 1049.33).expect("cell");
+    let bytes = book.save_to_buffer().expect("xlsx bytes");
+    let parsed = parse(&bytes, &deployment()).expect("valid statement");
+    assert_eq!((parsed.encoding, parsed.header_line), ("xlsx", 3));
+    assert_eq!(parsed.lines.len(), 1);
+    assert_eq!(
+        (parsed.lines[0].line, parsed.lines[0].month.to_string()),
+        (4, "2026-10".to_owned())
+    );
+}
+
+#[test]
+fn without_a_header_row_the_error_names_the_columns_looked_for() {
+    let text = "国网阳曲县供电公司光伏发电结算单 2026年10月\n户号,户名,电量\n0001,张三,12\n";
+    let p = problems(&gbk(text));
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].0, 0);
+    for needle in [
+        "no header row found in 3 non-empty rows",
+        "电站编号 (station) [accepted: 电站编号/电站代码",
+        "结算月份 (month)",
+        "上网电量(kWh) (on_grid_kwh)",
+        "line 1 reads: 国网阳曲县供电公司光伏发电结算单 2026年10月",
+    ] {
+        assert!(p[0].1.contains(needle), "{needle} in {}", p[0].1);
+    }
+}
+
+#[test]
+fn a_header_below_a_title_missing_a_column_is_reported_at_its_own_line() {
+    let text =
+        "光伏发电结算单 2026年10月\n电站名称,结算月份,上网电量(kWh)\n东村光伏电站,2026-10,5\n";
+    let p = problems(text.as_bytes());
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].0, 2);
+    assert!(
+        p[0].1
+            .contains("missing column 电站编号 (station); the header row has: 电站名称, 结算月份"),
+        "{}",
+        p[0].1
+    );
+}
+
+#[test]
+fn total_rows_are_recognised_in_any_column_and_with_any_spacing() {
+    for label in ["合计", "合 计", "合\u{3000}计", "总计", "合计：", " 总 计 "] {
+        // The label in the name column, the station cell empty.
+        let text = format!(
+            "电站编号,电站名称,结算月份,上网电量(kWh),结算金额(元)\n\
+             S1,东村光伏电站,2026-10,100,85.00\n\
+             S2,西村光伏电站,2026-10,200.5,170.43\n\
+             ,{label},,300.5,255.43\n"
+        );
+        let parsed =
+            parse(&gbk(&text), &deployment()).unwrap_or_else(|p| panic!("{label:?}: {p:?}"));
+        assert_eq!(parsed.lines.len(), 2, "{label:?}");
+    }
+    // A subtotal is skipped without being checked.
+    let text = "电站编号,结算月份,上网电量(kWh)\nS1,2026-10,100\n小计,,7\nS2,2026-10,5\n";
+    let parsed = parse(text.as_bytes(), &deployment()).expect("subtotal skipped");
+    assert_eq!(parsed.lines.len(), 2);
+}
+
+#[test]
+fn a_total_that_does_not_match_the_lines_is_refused_with_its_row_and_figures() {
+    let text = "国网阳曲县供电公司光伏发电结算单 2026年10月\n\
+                电站编号,电站名称,结算月份,上网电量(kWh),结算金额(元)\n\
+                S1,东村光伏电站,2026-10,1234.5,1049.33\n\
+                S2,西村光伏电站,2026-10,1000,850.00\n\
+                合 计,,,2235.5,1899.34\n";
+    let p = problems(&gbk(text));
+    assert_eq!(
+        p,
+        vec![
+            (
+                5,
+                "the 合 计 row gives 2235.500 kWh of on-grid energy, but the 2 station lines above it \
+                 sum to 2234.500 kWh"
+                    .to_owned()
+            ),
+            (
+                5,
+                "the 合 计 row gives a settled amount of 1899.34 yuan, but the 2 station lines above \
+                 it sum to 1899.33 yuan"
+                    .to_owned()
+            ),
+        ]
+    );
+    // A total that is not a number is named too.
+    let p = problems("电站编号,结算月份,上网电量(kWh)\nS1,2026-10,1\n总计,,一千\n".as_bytes());
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].0, 3);
+    assert!(
+        p[0].1
+            .contains("the 总计 row: '一千' is not a number of kWh"),
+        "{}",
+        p[0].1
+    );
 }
