@@ -4,10 +4,11 @@
 //! The whole file is validated before anything is written, and then written in one transaction:
 //! a file with any bad line imports nothing, and every problem is reported with its line number.
 //! The header row is found by its column names (title rows above it are skipped); other columns are
-//! ignored (see docs/energy.md). A 合计/总计 row is checked against the statement lines above it.
+//! ignored (see docs/energy.md). A 合计/总计 row is checked against the statement lines above it, and
+//! a settled amount against energy × tariff as the allocator computes it (a difference is a warning).
 
 use crate::config::Deployment;
-use crate::domain::{Fen, StationId, WattHours, YearMonth};
+use crate::domain::{Fen, Price, StationId, WattHours, YearMonth};
 use crate::store::{SettlementInsert, SettlementRow, Store};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
@@ -67,6 +68,52 @@ pub struct Statement {
     pub energy: WattHours,
     /// The amount settled (结算金额), when the statement gives it.
     pub amount: Option<Fen>,
+    /// The station's tariff and what Sunshare computes for `energy` at it
+    /// ([`crate::allocate::money::revenue_line`]: energy × price, half-up to the fen).
+    pub tariff: Price,
+    pub computed: Fen,
+}
+
+/// The most a settled amount may differ from Sunshare's energy × tariff before it is flagged:
+/// the revenue lines the allocator adds up are each rounded to the fen.
+pub const AMOUNT_TOLERANCE: Fen = Fen(1);
+
+/// How far a settled amount is from the computed one, when that is more than [`AMOUNT_TOLERANCE`].
+pub fn amount_difference(settled: Option<Fen>, computed: Option<Fen>) -> Option<Fen> {
+    let difference = settled?.0.checked_sub(computed?.0)?;
+    (difference.unsigned_abs() > AMOUNT_TOLERANCE.0.unsigned_abs()).then_some(Fen(difference))
+}
+
+/// A statement line whose settled amount is not what Sunshare computes for its energy. Imported all
+/// the same (the grid company's figure is what was paid), but shown so someone can ask why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AmountWarning {
+    pub line: usize,
+    pub station: StationId,
+    pub month: YearMonth,
+    pub energy: WattHours,
+    pub tariff: Price,
+    pub settled: Fen,
+    pub computed: Fen,
+    /// settled − computed.
+    pub difference: Fen,
+}
+
+impl fmt::Display for AmountWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "station '{}' {}: settled amount {} yuan, but {} kWh × {} yuan/kWh = {} yuan \
+             (difference {} yuan)",
+            self.station,
+            self.month,
+            self.settled,
+            kwh_text(self.energy),
+            self.tariff,
+            self.computed,
+            self.difference
+        )
+    }
 }
 
 /// A statement read and checked against the deployment, before anything is stored.
@@ -77,6 +124,8 @@ pub struct Parsed {
     /// The line (CSV) or row (spreadsheet) of the header; title rows above it are skipped.
     pub header_line: usize,
     pub lines: Vec<Statement>,
+    /// Lines whose settled amount differs from energy × tariff by more than one fen.
+    pub warnings: Vec<AmountWarning>,
 }
 
 /// What an import stored.
@@ -86,6 +135,7 @@ pub struct ImportReport {
     /// How the bytes were read: `xlsx`, `utf-8`, `gbk`, ...
     pub encoding: &'static str,
     pub lines: Vec<Statement>,
+    pub warnings: Vec<AmountWarning>,
 }
 
 impl fmt::Display for ImportReport {
@@ -107,6 +157,22 @@ impl fmt::Display for ImportReport {
                 s.month,
                 kwh_text(s.energy)
             )?;
+        }
+        if !self.warnings.is_empty() {
+            writeln!(
+                f,
+                "{} settled {} from energy × tariff by more than {} yuan:",
+                self.warnings.len(),
+                if self.warnings.len() == 1 {
+                    "amount differs"
+                } else {
+                    "amounts differ"
+                },
+                AMOUNT_TOLERANCE
+            )?;
+            for w in &self.warnings {
+                writeln!(f, "  {}:{}: {w}", self.source, w.line)?;
+            }
         }
         Ok(())
     }
@@ -642,6 +708,16 @@ pub fn parse(bytes: &[u8], deployment: &Deployment) -> Result<Parsed, Vec<Proble
                 format!("unknown station '{station_text}' (not in the deployment file)")
             });
         }
+        let tariff = station.and_then(|s| {
+            let t = deployment.tariffs.iter().find(|t| t.id == s.tariff);
+            if t.is_none() {
+                bad(format!(
+                    "station '{}' names unknown tariff '{}'",
+                    s.id, s.tariff
+                ));
+            }
+            t.map(|t| t.price)
+        });
         let month = parse_month(cell(ci_month));
         if month.is_none() {
             bad(format!(
@@ -663,6 +739,19 @@ pub fn parse(bytes: &[u8], deployment: &Deployment) -> Result<Parsed, Vec<Proble
                 None
             }
         };
+        let computed = match (energy, tariff) {
+            (Some(e), Some(price)) => match crate::allocate::money::revenue_line(e, price) {
+                Ok(fen) => Some(fen),
+                Err(_) => {
+                    bad(format!(
+                        "{} kWh at {price} yuan/kWh is too large an amount",
+                        kwh_text(e)
+                    ));
+                    None
+                }
+            },
+            _ => None,
+        };
         let amount = match ci_amount.map(cell).filter(|t| !t.is_empty()) {
             None => Some(None),
             Some(t) => match parse_amount(t) {
@@ -673,8 +762,14 @@ pub fn parse(bytes: &[u8], deployment: &Deployment) -> Result<Parsed, Vec<Proble
                 }
             },
         };
-        if let (Some(station), Some(month), Some(energy), Some(amount)) =
-            (station, month, energy, amount)
+        if let (
+            Some(station),
+            Some(month),
+            Some(energy),
+            Some(tariff),
+            Some(computed),
+            Some(amount),
+        ) = (station, month, energy, tariff, computed, amount)
         {
             let station = station.id.clone();
             if let Some(first) = seen.insert((station.clone(), month), row.line) {
@@ -689,6 +784,8 @@ pub fn parse(bytes: &[u8], deployment: &Deployment) -> Result<Parsed, Vec<Proble
                 month,
                 energy,
                 amount,
+                tariff,
+                computed,
             });
         }
     }
@@ -706,10 +803,27 @@ pub fn parse(bytes: &[u8], deployment: &Deployment) -> Result<Parsed, Vec<Proble
             "the file has a header but no statement lines",
         )]);
     }
+    let warnings = out
+        .iter()
+        .filter_map(|s| {
+            let difference = amount_difference(s.amount, Some(s.computed))?;
+            Some(AmountWarning {
+                line: s.line,
+                station: s.station.clone(),
+                month: s.month,
+                energy: s.energy,
+                tariff: s.tariff,
+                settled: s.amount?,
+                computed: s.computed,
+                difference,
+            })
+        })
+        .collect();
     Ok(Parsed {
         encoding,
         header_line: header.line,
         lines: out,
+        warnings,
     })
 }
 
@@ -786,7 +900,10 @@ pub async fn import_within(
         problems,
     };
     let Parsed {
-        encoding, lines, ..
+        encoding,
+        lines,
+        warnings,
+        ..
     } = parse(bytes, deployment).map_err(rejected)?;
     let outside: Vec<Problem> = lines
         .iter()
@@ -818,11 +935,18 @@ pub async fn import_within(
         .collect();
     match store.insert_settlements(&rows).await? {
         SettlementInsert::Inserted(n) => {
-            tracing::info!(source, months = n, encoding, "settlement imported");
+            tracing::info!(
+                source,
+                months = n,
+                encoding,
+                warnings = warnings.len(),
+                "settlement imported"
+            );
             Ok(ImportReport {
                 source: source.to_owned(),
                 encoding,
                 lines,
+                warnings,
             })
         }
         SettlementInsert::AlreadyImported(taken) => Err(rejected(

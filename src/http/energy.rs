@@ -408,6 +408,27 @@ struct ImportedLineJson {
     energy_wh: i64,
     /// Yuan with two decimals, as a string; `null` when the statement has no amount.
     amount_yuan: Option<String>,
+    /// What Sunshare computes for `energy_wh` at the station's tariff (yuan, two decimals).
+    computed_amount_yuan: String,
+}
+
+/// A line whose settled amount differs from energy × tariff by more than one fen. It was
+/// imported all the same: the statement is what the grid company paid.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = SettlementAmountWarning)]
+struct AmountWarningJson {
+    line: usize,
+    station: String,
+    #[schema(value_type = String, pattern = r"^[0-9]{4}-[0-9]{2}$", example = "2026-03")]
+    month: YearMonth,
+    energy_wh: i64,
+    /// The station's tariff in yuan/kWh, four decimals.
+    tariff_yuan_per_kwh: String,
+    settled_yuan: String,
+    computed_yuan: String,
+    /// settled − computed, in yuan.
+    difference_yuan: String,
+    message: String,
 }
 
 /// A grid settlement statement that was imported whole.
@@ -419,6 +440,8 @@ struct ImportedJson {
     encoding: &'static str,
     imported: usize,
     lines: Vec<ImportedLineJson>,
+    /// Settled amounts more than one fen away from energy × tariff; empty when all agree.
+    warnings: Vec<AmountWarningJson>,
 }
 
 /// What is wrong with one line of a refused statement.
@@ -457,7 +480,7 @@ struct RejectedJson {
         )
     ),
     responses(
-        (status = 201, description = "Every line was stored", body = ImportedJson),
+        (status = 201, description = "Every line was stored; `warnings` lists settled amounts more than one fen away from energy × tariff", body = ImportedJson),
         (status = 400, description = "The query is malformed", body = super::openapi::ErrorBody),
         (status = 422, description = "The statement was refused whole, with line numbers", body = RejectedJson),
         (status = 500, description = "The store could not be written", body = super::openapi::ErrorBody),
@@ -499,6 +522,22 @@ async fn upload_settlement(
                         month: l.month,
                         energy_wh: l.energy.0,
                         amount_yuan: l.amount.map(|a| a.to_string()),
+                        computed_amount_yuan: l.computed.to_string(),
+                    })
+                    .collect(),
+                warnings: report
+                    .warnings
+                    .iter()
+                    .map(|w| AmountWarningJson {
+                        line: w.line,
+                        station: w.station.to_string(),
+                        month: w.month,
+                        energy_wh: w.energy.0,
+                        tariff_yuan_per_kwh: w.tariff.to_string(),
+                        settled_yuan: w.settled.to_string(),
+                        computed_yuan: w.computed.to_string(),
+                        difference_yuan: w.difference.to_string(),
+                        message: w.to_string(),
                     })
                     .collect(),
             };

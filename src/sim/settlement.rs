@@ -146,6 +146,7 @@ pub async fn settle_demo_history(
             source: "demo-settlement.csv".to_owned(),
             encoding: "gbk",
             lines: Vec::new(),
+            warnings: Vec::new(),
         });
     }
     let bytes = to_gbk_csv(&lines);
@@ -201,6 +202,11 @@ mod tests {
             report.lines.len(),
             3,
             "February had no energy and is not settled"
+        );
+        assert!(
+            report.warnings.is_empty(),
+            "the demo's amounts are energy × tariff: {:?}",
+            report.warnings
         );
         let bytes = std::fs::read(&path)?;
         assert!(std::str::from_utf8(&bytes).is_err(), "the file is GBK");

@@ -406,3 +406,78 @@ fn a_total_that_does_not_match_the_lines_is_refused_with_its_row_and_figures() {
         p[0].1
     );
 }
+
+#[test]
+fn settled_amounts_are_compared_with_energy_times_tariff_and_differences_above_a_fen_flagged() {
+    // At 0.85 yuan/kWh: 1,234.5 kWh is 1,049.325 -> 1,049.33 yuan; 1,000 kWh is 850.00; 88 kWh 74.80.
+    let text = "国网阳曲县供电公司光伏发电结算单 2026年10月\r\n\
+                电站编号,电站名称,结算月份,上网电量(kWh),结算金额(元)\r\n\
+                S1,东村光伏电站,2026-10,1234.5,1049.32\r\n\
+                S2,西村光伏电站,2026-10,1000,850.02\r\n\
+                S3,南村光伏电站,2026-10,88,72.80\r\n\
+                合计,,,2322.5,1972.14\r\n";
+    let parsed = parse(&gbk(text), &deployment()).expect("valid statement");
+    let computed: Vec<Fen> = parsed.lines.iter().map(|s| s.computed).collect();
+    assert_eq!(computed, vec![Fen(104_933), Fen(85_000), Fen(7_480)]);
+    assert!(parsed.lines.iter().all(|s| s.tariff == Price(8500)));
+    // The same rounding as the allocator's revenue lines.
+    assert_eq!(
+        crate::allocate::money::revenue_line(WattHours(1_234_500), Price(8500)).ok(),
+        Some(Fen(104_933))
+    );
+    // One fen off (S1) passes; two fen (S2) and two yuan (S3) are flagged, with their figures.
+    let flagged: Vec<_> = parsed
+        .warnings
+        .iter()
+        .map(|w| {
+            (
+                w.line,
+                w.station.to_string(),
+                w.settled,
+                w.computed,
+                w.difference,
+            )
+        })
+        .collect();
+    assert_eq!(
+        flagged,
+        vec![
+            (4, "S2".to_owned(), Fen(85_002), Fen(85_000), Fen(2)),
+            (5, "S3".to_owned(), Fen(7_280), Fen(7_480), Fen(-200)),
+        ]
+    );
+    assert_eq!(
+        parsed.warnings[1].to_string(),
+        "station 'S3' 2026-10: settled amount 72.80 yuan, but 88.000 kWh × 0.8500 yuan/kWh = \
+         74.80 yuan (difference -2.00 yuan)"
+    );
+    // Without an amount there is nothing to compare.
+    let text = "电站编号,结算月份,上网电量(kWh),结算金额(元)\nS1,2026-10,10,\n";
+    let parsed = parse(text.as_bytes(), &deployment()).expect("valid statement");
+    assert!(parsed.warnings.is_empty());
+    assert_eq!(parsed.lines[0].computed, Fen(850));
+}
+
+#[test]
+fn the_import_report_carries_and_prints_the_amount_warnings() -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let t = crate::store::testing::sqlite().await?;
+        let text = "电站编号,结算月份,上网电量(kWh),结算金额(元)\nS1,2026-10,1000,850.00\nS2,2026-10,1000,849.50\n";
+        let report = import(&t.store, &deployment(), &gbk(text), "结算单.csv", Utc::now()).await?;
+        assert_eq!(report.lines.len(), 2);
+        assert_eq!(report.warnings.len(), 1);
+        assert_eq!(report.warnings[0].line, 3);
+        let printed = report.to_string();
+        assert!(
+            printed.contains(
+                "1 settled amount differs from energy × tariff by more than 0.01 yuan:\n  \
+                 结算单.csv:3: station 'S2' 2026-10: settled amount 849.50 yuan"
+            ),
+            "{printed}"
+        );
+        Ok(())
+    })
+}
