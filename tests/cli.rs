@@ -111,6 +111,77 @@ fn check_config_refuses_two_jobs_of_one_household_paid_in_the_same_month() {
     );
 }
 
+/// Two months' statements, both saved as 结算单.csv, and the first one imported a second time.
+#[test]
+fn settlement_import_tells_files_of_one_name_apart_and_refuses_the_same_file_twice() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("fleet.toml");
+    let example = std::fs::read_to_string("sunshare.example.toml").expect("example");
+    let data = dir.path().join("data");
+    std::fs::write(
+        &config,
+        example.replacen(
+            "data_dir = \"/var/lib/sunshare\"",
+            &format!("data_dir = {:?}", data.display().to_string()),
+            1,
+        ),
+    )
+    .expect("write");
+    let statement = |month: &str| {
+        format!(
+            "国网阳曲县供电公司光伏发电结算单 {month}\r\n\
+             电站编号,电站名称,结算月份,上网电量(kWh),结算金额(元)\r\n\
+             QX-DY-01,东于村光伏电站,{month},5400,4590.00\r\n\
+             QX-LC-01,东于镇联村电站,{month},9000,7650.30\r\n\
+             合　计,,,14400,12240.30\r\n"
+        )
+    };
+    let import = |folder: &str, text: &str| {
+        let path = dir.path().join(folder).join("结算单.csv");
+        std::fs::create_dir_all(path.parent().expect("folder")).expect("mkdir");
+        std::fs::write(&path, text).expect("write statement");
+        let out = sunshare()
+            .args(["settlement", "import"])
+            .arg(&path)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .expect("runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = import("october", &statement("2026-10"));
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("结算单.csv: imported 2 settled station-months (utf-8; import 1,"),
+        "{stdout}"
+    );
+    // 9,000 kWh at 0.85 yuan is 7,650.00 yuan: the 0.30 more is a warning, the file is imported.
+    assert!(
+        stdout.contains(
+            "结算单.csv:4: station 'QX-LC-01' 2026-10: settled amount 7650.30 yuan, but \
+             9000.000 kWh × 0.8500 yuan/kWh = 7650.00 yuan (difference 0.30 yuan)"
+        ),
+        "{stdout}"
+    );
+
+    let (code, _, stderr) = import("downloads", &statement("2026-10"));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("结算单.csv: this file was already imported, as '结算单.csv' uploaded")
+            && stderr.contains("(import 1, SHA-256 ")
+            && stderr.contains("nothing imported again"),
+        "{stderr}"
+    );
+
+    let (code, stdout, stderr) = import("november", &statement("2026-11"));
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("(utf-8; import 2,"), "{stdout}");
+}
+
 #[test]
 fn check_config_reports_a_missing_file() {
     let out = sunshare()

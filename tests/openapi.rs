@@ -300,6 +300,9 @@ async fn every_documented_answer_validates_against_its_schema() -> anyhow::Resul
         ask("/api/settlements", &[], "?name=march.csv")
             .post("text/csv", statement)
             .status(201),
+        ask("/api/settlements", &[], "?name=march-again.csv")
+            .post("text/csv", statement)
+            .status(409),
         ask("/api/settlements", &[], "?name=bad.csv")
             .post("text/csv", "电站编号,结算月份\nS1,2026-03\n")
             .status(422),

@@ -6,11 +6,15 @@
 //! The header row is found by its column names (title rows above it are skipped); other columns are
 //! ignored (see docs/energy.md). A 合计/总计 row is checked against the statement lines above it, and
 //! a settled amount against energy × tariff as the allocator computes it (a difference is a warning).
+//! Each import is recorded with the SHA-256 of its bytes and its upload time: the grid company names
+//! every month's file 结算单.csv, so the same bytes uploaded again are recognised as a duplicate while
+//! another file of the same name is a new import.
 
 use crate::config::Deployment;
 use crate::domain::{Fen, Price, StationId, WattHours, YearMonth};
-use crate::store::{SettlementInsert, SettlementRow, Store};
+use crate::store::{SettlementImportRow, SettlementInsert, SettlementRow, Store};
 use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::fmt;
 
@@ -50,10 +54,36 @@ impl fmt::Display for Rejected {
     }
 }
 
+/// A file whose bytes were imported before: nothing is imported again.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct Duplicate {
+    /// The file name (or upload label) of this upload.
+    pub file: String,
+    /// The import that stored the same bytes.
+    pub earlier: SettlementImportRow,
+}
+
+impl fmt::Display for Duplicate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: this file was already imported, as '{}' uploaded {} (import {}, SHA-256 {}); \
+             nothing imported again",
+            self.file,
+            self.earlier.source,
+            self.earlier.uploaded.format("%Y-%m-%d %H:%M:%S UTC"),
+            self.earlier.id,
+            self.earlier.sha256
+        )
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
     #[error(transparent)]
     Rejected(#[from] Rejected),
+    #[error(transparent)]
+    Duplicate(#[from] Duplicate),
     #[error(transparent)]
     Store(#[from] crate::store::Error),
 }
@@ -131,7 +161,13 @@ pub struct Parsed {
 /// What an import stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImportReport {
+    /// The recorded import (`settlement_imports.id`).
+    pub import_id: i64,
     pub source: String,
+    /// SHA-256 of the file's bytes (lowercase hex): what tells files of the same name apart.
+    pub sha256: String,
+    pub size_bytes: usize,
+    pub uploaded: DateTime<Utc>,
     /// How the bytes were read: `xlsx`, `utf-8`, `gbk`, ...
     pub encoding: &'static str,
     pub lines: Vec<Statement>,
@@ -142,11 +178,14 @@ impl fmt::Display for ImportReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{}: imported {} settled station-month{} ({})",
+            "{}: imported {} settled station-month{} ({}; import {}, uploaded {}, SHA-256 {})",
             self.source,
             self.lines.len(),
             if self.lines.len() == 1 { "" } else { "s" },
-            self.encoding
+            self.encoding,
+            self.import_id,
+            self.uploaded.format("%Y-%m-%d %H:%M:%S UTC"),
+            self.sha256
         )?;
         for s in &self.lines {
             let amount = s.amount.map_or_else(String::new, |a| format!(", {a} yuan"));
@@ -874,6 +913,11 @@ fn check_total(t: &Total, lines: &[Statement]) -> Vec<Problem> {
     out
 }
 
+/// SHA-256 of a file's bytes as 64 lowercase hex digits: what tells apart files of the same name.
+pub fn digest(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
 /// Validates a statement and stores all of it, or nothing.
 pub async fn import(
     store: &Store,
@@ -886,7 +930,8 @@ pub async fn import(
 }
 
 /// As [`import`], for someone who may import only some stations: a file naming any other
-/// station is refused whole, each such line named.
+/// station is refused whole, each such line named. The same bytes imported before are refused
+/// as a [`Duplicate`] before anything else is looked at.
 pub async fn import_within(
     store: &Store,
     deployment: &Deployment,
@@ -899,13 +944,17 @@ pub async fn import_within(
         file: source.to_owned(),
         problems,
     };
-    let Parsed {
-        encoding,
-        lines,
-        warnings,
-        ..
-    } = parse(bytes, deployment).map_err(rejected)?;
-    let outside: Vec<Problem> = lines
+    let duplicate = |earlier| Duplicate {
+        file: source.to_owned(),
+        earlier,
+    };
+    let sha256 = digest(bytes);
+    if let Some(earlier) = store.settlement_import_by_digest(&sha256).await? {
+        return Err(duplicate(earlier).into());
+    }
+    let parsed = parse(bytes, deployment).map_err(rejected)?;
+    let outside: Vec<Problem> = parsed
+        .lines
         .iter()
         .filter(|l| !allowed(&l.station))
         .map(|l| {
@@ -921,7 +970,17 @@ pub async fn import_within(
     if !outside.is_empty() {
         return Err(rejected(outside).into());
     }
-    let rows: Vec<SettlementRow> = lines
+    let record = SettlementImportRow {
+        id: 0,
+        source: source.to_owned(),
+        sha256: sha256.clone(),
+        size_bytes: i64::try_from(bytes.len()).unwrap_or(i64::MAX),
+        encoding: parsed.encoding.to_owned(),
+        lines: i64::try_from(parsed.lines.len()).unwrap_or(i64::MAX),
+        uploaded: now,
+    };
+    let rows: Vec<SettlementRow> = parsed
+        .lines
         .iter()
         .map(|s| SettlementRow {
             station: s.station.clone(),
@@ -931,28 +990,37 @@ pub async fn import_within(
             source: source.to_owned(),
             source_line: s.line as i64,
             imported: now,
+            import_id: None,
+            computed: Some(s.computed),
         })
         .collect();
-    match store.insert_settlements(&rows).await? {
-        SettlementInsert::Inserted(n) => {
+    match store.insert_settlements(&record, &rows).await? {
+        SettlementInsert::Inserted { import_id, rows: n } => {
             tracing::info!(
                 source,
                 months = n,
-                encoding,
-                warnings = warnings.len(),
+                encoding = parsed.encoding,
+                import_id,
+                sha256 = %sha256,
+                warnings = parsed.warnings.len(),
                 "settlement imported"
             );
             Ok(ImportReport {
+                import_id,
                 source: source.to_owned(),
-                encoding,
-                lines,
-                warnings,
+                sha256,
+                size_bytes: bytes.len(),
+                uploaded: now,
+                encoding: parsed.encoding,
+                lines: parsed.lines,
+                warnings: parsed.warnings,
             })
         }
+        SettlementInsert::Duplicate(earlier) => Err(duplicate(earlier).into()),
         SettlementInsert::AlreadyImported(taken) => Err(rejected(
             taken
                 .iter()
-                .filter_map(|i| lines.get(*i))
+                .filter_map(|i| parsed.lines.get(*i))
                 .map(|s| {
                     problem(
                         s.line,

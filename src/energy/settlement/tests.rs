@@ -481,3 +481,152 @@ fn the_import_report_carries_and_prints_the_amount_warnings() -> anyhow::Result<
         Ok(())
     })
 }
+
+#[test]
+fn the_digest_is_sha256_of_the_bytes() {
+    assert_eq!(
+        digest(b"abc"),
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
+}
+
+/// Every month's file from the supply company is called 结算单.csv: the bytes tell them apart.
+#[test]
+fn files_of_the_same_name_are_told_apart_by_their_bytes_and_the_same_bytes_are_not_imported_twice(
+) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let october = gbk(TITLED);
+        let november = gbk(&TITLED.replace("2026-10", "2026-11").replace("10月", "11月"));
+        let at = |m: u32, d: u32| {
+            chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, m, d, 2, 15, 30)
+                .single()
+                .expect("time")
+        };
+        for t in crate::store::testing::all("files_of_the_same_name_are_told_apart").await? {
+            let (store, d) = (&t.store, deployment());
+            let first = import(store, &d, &october, "结算单.csv", at(11, 3)).await?;
+            assert_eq!(first.sha256, digest(&october), "{}", t.name);
+            assert_eq!(
+                (first.size_bytes, first.uploaded),
+                (october.len(), at(11, 3))
+            );
+
+            // The same bytes, under the same name or another: a duplicate naming the first import.
+            for name in ["结算单.csv", "结算单(1).csv"] {
+                match import(store, &d, &october, name, at(11, 5)).await {
+                    Err(ImportError::Duplicate(dup)) => {
+                        assert_eq!(dup.earlier.id, first.import_id, "{}", t.name);
+                        assert_eq!(dup.earlier.uploaded, at(11, 3), "{}", t.name);
+                        assert_eq!(
+                            dup.to_string(),
+                            format!(
+                                "{name}: this file was already imported, as '结算单.csv' uploaded \
+                                 2026-11-03 02:15:30 UTC (import {}, SHA-256 {}); nothing imported again",
+                                first.import_id, first.sha256
+                            )
+                        );
+                    }
+                    other => panic!("{}: expected a duplicate, got {other:?}", t.name),
+                }
+            }
+            assert_eq!(store.settlements_of(&"S1".into()).await?.len(), 1, "{}", t.name);
+
+            // A refused file is not recorded, so it can be corrected and uploaded again.
+            let bad = gbk("电站编号,结算月份,上网电量(kWh)\nS9,2026-12,1\n");
+            assert!(matches!(
+                import(store, &d, &bad, "结算单.csv", at(12, 1)).await,
+                Err(ImportError::Rejected(_))
+            ));
+
+            // November's statement, also 结算单.csv: a new import.
+            let second = import(store, &d, &november, "结算单.csv", at(12, 2)).await?;
+            assert_ne!(second.import_id, first.import_id, "{}", t.name);
+            assert_ne!(second.sha256, first.sha256, "{}", t.name);
+            let imports = store.settlement_imports().await?;
+            let listed: Vec<_> = imports
+                .iter()
+                .map(|i| (i.id, i.source.as_str(), i.sha256.clone(), i.lines, i.uploaded))
+                .collect();
+            assert_eq!(
+                listed,
+                vec![
+                    (second.import_id, "结算单.csv", digest(&november), 2, at(12, 2)),
+                    (first.import_id, "结算单.csv", digest(&october), 2, at(11, 3)),
+                ],
+                "{}",
+                t.name
+            );
+            assert_eq!(
+                (imports[0].encoding.as_str(), imports[0].size_bytes),
+                ("gbk", i64::try_from(november.len())?)
+            );
+            // Each stored settlement names its import and keeps Sunshare's computed amount.
+            let rows = store.settlements_of_import(second.import_id).await?;
+            let got: Vec<_> = rows
+                .iter()
+                .map(|r| (r.station.to_string(), r.month.to_string(), r.source_line, r.import_id, r.amount, r.computed))
+                .collect();
+            assert_eq!(
+                got,
+                vec![
+                    ("S1".into(), "2026-11".into(), 5, Some(second.import_id), Some(Fen(104_933)), Some(Fen(104_933))),
+                    ("S2".into(), "2026-11".into(), 6, Some(second.import_id), Some(Fen(85_000)), Some(Fen(85_000))),
+                ],
+                "{}",
+                t.name
+            );
+
+            // The store itself refuses a digest it holds, even when asked directly.
+            let again = crate::store::SettlementImportRow {
+                id: 0,
+                source: "结算单.csv".into(),
+                sha256: digest(&november),
+                size_bytes: 1,
+                encoding: "gbk".into(),
+                lines: 0,
+                uploaded: at(12, 9),
+            };
+            match store.insert_settlements(&again, &[]).await? {
+                SettlementInsert::Duplicate(earlier) => {
+                    assert_eq!(earlier.id, second.import_id, "{}", t.name)
+                }
+                other => panic!("{}: {other:?}", t.name),
+            }
+            assert_eq!(store.settlement_imports().await?.len(), 2, "{}", t.name);
+        }
+        Ok(())
+    })
+}
+
+#[test]
+fn an_xlsx_uploaded_twice_is_a_duplicate() -> anyhow::Result<()> {
+    let mut book = rust_xlsxwriter::Workbook::new();
+    let sheet = book.add_worksheet();
+    let rows = [
+        ["电站编号", "结算月份", "上网电量(kWh)"],
+        ["S3", "2026-10", "88"],
+    ];
+    for (r, row) in rows.iter().enumerate() {
+        for (c, v) in row.iter().enumerate() {
+            sheet.write_string(r as u32, c as u16, *v)?;
+        }
+    }
+    let bytes = book.save_to_buffer()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let t = crate::store::testing::sqlite().await?;
+        let d = deployment();
+        let first = import(&t.store, &d, &bytes, "结算单.xlsx", Utc::now()).await?;
+        assert_eq!(first.encoding, "xlsx");
+        match import(&t.store, &d, &bytes, "结算单.xlsx", Utc::now()).await {
+            Err(ImportError::Duplicate(dup)) => assert_eq!(dup.earlier.id, first.import_id),
+            other => panic!("expected a duplicate, got {other:?}"),
+        }
+        Ok(())
+    })
+}
