@@ -436,7 +436,10 @@ pub async fn start_demo(args: DemoOptions) -> anyhow::Result<Demo> {
         )
         .await
         {
-            Ok(report) => info!(file = %statement.display(), "grid settlement imported: {report}"),
+            Ok(Some(report)) => {
+                info!(file = %statement.display(), "grid settlement imported: {report}")
+            }
+            Ok(None) => info!("every past month of the demo is settled already"),
             Err(error) => tracing::warn!(%error, "demo settlement not imported"),
         }
         if let Err(error) = run_demo_ledger(&store, &settle_deployment, now, first_month).await {

@@ -903,7 +903,7 @@ impl Deployment {
                 }
             }
         }
-        let mut holders = HashMap::new();
+        let mut holders: HashMap<&str, Vec<&JobPost>> = HashMap::new();
         for (i, j) in self.jobs.iter().enumerate() {
             match household_village.get(j.holder.as_str()) {
                 None => push(
@@ -931,9 +931,32 @@ impl Deployment {
                     "give the wage in yuan, e.g. monthly_wage = \"600\"",
                 );
             }
-            if let Some(other) = holders.insert(j.holder.as_str(), j.id.as_str()) {
-                push(format!("jobs[{i}].holder"), format!("household '{}' already holds job '{other}' (one job per household: POLICY.md 5)", j.holder), "give this job to another household");
+            // ONE_JOB_PER_HOUSEHOLD as the allocator applies it: two jobs of one household may not
+            // be paid in the same month; with the policy off a household may hold several.
+            let earlier: &mut Vec<&JobPost> = holders.entry(j.holder.as_str()).or_default();
+            if self.policy.one_job_per_household {
+                let clash = earlier.iter().find_map(|other| {
+                    crate::allocate::first_month_paid_together(other, j).map(|m| (other, m))
+                });
+                if let Some((other, month)) = clash {
+                    push(
+                        format!("jobs[{i}].holder"),
+                        format!(
+                            "household '{}' holds job '{}' ({}) and job '{}' ({}), both paid in {month} \
+                             (one job per household: POLICY.md 5, policy.one_job_per_household)",
+                            j.holder,
+                            other.id,
+                            JobSpan(other),
+                            j.id,
+                            JobSpan(j),
+                        ),
+                        "a job is paid for every month it is held on any day: end one job in the month \
+                         before the other starts, give this job to another household, or set \
+                         one_job_per_household = false under [policy]",
+                    );
+                }
             }
+            earlier.push(j);
         }
         for (i, c) in self.coal_prices.iter().enumerate() {
             if c.price <= Price(0) {
@@ -960,6 +983,18 @@ impl Deployment {
             }
         }
         out
+    }
+}
+
+/// A job's dates as a message shows them: `2026-01-01 to 2026-06-30`, `from 2026-07-01`.
+struct JobSpan<'a>(&'a JobPost);
+
+impl fmt::Display for JobSpan<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.until {
+            Some(until) => write!(f, "{} to {until}", self.0.from),
+            None => write!(f, "from {}", self.0.from),
+        }
     }
 }
 

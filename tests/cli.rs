@@ -60,6 +60,128 @@ fn check_config_names_file_line_key_and_fix() {
     );
 }
 
+/// The example with its first job ended on `until` and a second job for the same household from
+/// `second_from`, checked by `check-config`: (exit code, stdout, stderr).
+fn check_second_job(until: &str, second_from: &str) -> (Option<i32>, String, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("fleet.toml");
+    let example = std::fs::read_to_string("sunshare.example.toml").expect("example");
+    let first = "holder = \"1401211012010001\"\nmonthly_wage = \"600\"\nfrom = 2026-01-01\n";
+    assert!(example.contains(first), "the example's first job changed");
+    let text = example.replacen(
+        first,
+        &format!(
+            "{first}{until}\n[[jobs]]\nid = \"DY-HL-01\"\nvillage = \"140121101201\"\n\
+             title = \"护路员\"\nholder = \"1401211012010001\"\nmonthly_wage = \"600\"\n\
+             from = {second_from}\n"
+        ),
+        1,
+    );
+    std::fs::write(&path, &text).expect("write");
+    let out = sunshare()
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .expect("runs");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_config_accepts_a_household_whose_second_job_starts_after_the_first_ends() {
+    let (code, stdout, stderr) = check_second_job("until = 2026-06-30", "2026-07-01");
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("fleet.toml: ok"), "{stdout}");
+}
+
+#[test]
+fn check_config_refuses_two_jobs_of_one_household_paid_in_the_same_month() {
+    let (code, _, stderr) = check_second_job("until = 2026-07-31", "2026-07-01");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("1 problem found"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "jobs[1].holder: household '1401211012010001' holds job 'DY-BJ-01' (2026-01-01 to 2026-07-31) \
+             and job 'DY-HL-01' (from 2026-07-01), both paid in 2026-07"
+        ),
+        "{stderr}"
+    );
+}
+
+/// Two months' statements, both saved as 结算单.csv, and the first one imported a second time.
+#[test]
+fn settlement_import_tells_files_of_one_name_apart_and_refuses_the_same_file_twice() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("fleet.toml");
+    let example = std::fs::read_to_string("sunshare.example.toml").expect("example");
+    let data = dir.path().join("data");
+    std::fs::write(
+        &config,
+        example.replacen(
+            "data_dir = \"/var/lib/sunshare\"",
+            &format!("data_dir = {:?}", data.display().to_string()),
+            1,
+        ),
+    )
+    .expect("write");
+    let statement = |month: &str| {
+        format!(
+            "国网阳曲县供电公司光伏发电结算单 {month}\r\n\
+             电站编号,电站名称,结算月份,上网电量(kWh),结算金额(元)\r\n\
+             QX-DY-01,东于村光伏电站,{month},5400,4590.00\r\n\
+             QX-LC-01,东于镇联村电站,{month},9000,7650.30\r\n\
+             合　计,,,14400,12240.30\r\n"
+        )
+    };
+    let import = |folder: &str, text: &str| {
+        let path = dir.path().join(folder).join("结算单.csv");
+        std::fs::create_dir_all(path.parent().expect("folder")).expect("mkdir");
+        std::fs::write(&path, text).expect("write statement");
+        let out = sunshare()
+            .args(["settlement", "import"])
+            .arg(&path)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .expect("runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = import("october", &statement("2026-10"));
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("结算单.csv: imported 2 settled station-months (utf-8; import 1,"),
+        "{stdout}"
+    );
+    // 9,000 kWh at 0.85 yuan is 7,650.00 yuan: the 0.30 more is a warning, the file is imported.
+    assert!(
+        stdout.contains(
+            "结算单.csv:4: station 'QX-LC-01' 2026-10: settled amount 7650.30 yuan, but \
+             9000.000 kWh × 0.8500 yuan/kWh = 7650.00 yuan (difference 0.30 yuan)"
+        ),
+        "{stdout}"
+    );
+
+    let (code, _, stderr) = import("downloads", &statement("2026-10"));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("结算单.csv: this file was already imported, as '结算单.csv' uploaded")
+            && stderr.contains("(import 1, SHA-256 ")
+            && stderr.contains("nothing imported again"),
+        "{stderr}"
+    );
+
+    let (code, stdout, stderr) = import("november", &statement("2026-11"));
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("(utf-8; import 2,"), "{stdout}");
+}
+
 #[test]
 fn check_config_reports_a_missing_file() {
     let out = sunshare()

@@ -291,13 +291,18 @@ async fn every_documented_answer_validates_against_its_schema() -> anyhow::Resul
         .await?;
     assert_eq!(doc["info"]["title"], "Sunshare");
 
-    let statement = "电站编号,结算月份,上网电量(kWh),结算金额(元)\nS1,2026-03,1200,1020.00\n";
+    // February's amount is a yuan above 1,000 kWh × 0.85: imported, with a warning.
+    let statement = "电站编号,结算月份,上网电量(kWh),结算金额(元)\nS1,2026-03,1200,1020.00\n\
+                     S1,2026-02,1000,851.00\n";
     let alert = alert.to_string();
     let cases = vec![
         // Writes first, so the reads below see a settled month and an acknowledged alert.
         ask("/api/settlements", &[], "?name=march.csv")
             .post("text/csv", statement)
             .status(201),
+        ask("/api/settlements", &[], "?name=march-again.csv")
+            .post("text/csv", statement)
+            .status(409),
         ask("/api/settlements", &[], "?name=bad.csv")
             .post("text/csv", "电站编号,结算月份\nS1,2026-03\n")
             .status(422),

@@ -254,6 +254,20 @@ fn job_active(job: &JobPost, days: Days) -> bool {
     job.from <= days.last && job.until.is_none_or(|u| u >= days.first)
 }
 
+/// The first month in which both jobs are paid, if there is one. A job is paid for every month that
+/// any day of its `from..=until` falls in (`job_active`), so under ONE_JOB_PER_HOUSEHOLD two jobs of
+/// one household collide exactly when such a month exists: a job ending in June and one starting in
+/// July never do, a handover in the middle of June does.
+pub fn first_month_paid_together(a: &JobPost, b: &JobPost) -> Option<YearMonth> {
+    let first = YearMonth::of(a.from.max(b.from));
+    let last = match (a.until, b.until) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, None) | (None, x) => x,
+    };
+    last.is_none_or(|l| first <= YearMonth::of(l))
+        .then_some(first)
+}
+
 fn in_window(month: YearMonth, from: Option<YearMonth>, until: Option<YearMonth>) -> bool {
     from.is_none_or(|f| f <= month) && until.is_none_or(|u| month <= u)
 }
@@ -1335,5 +1349,57 @@ impl<'a> Book<'a> {
             });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod job_month_tests {
+    use super::*;
+    use crate::domain::{HouseholdId, JobId, VillageId};
+
+    fn job(from: NaiveDate, until: Option<NaiveDate>) -> JobPost {
+        JobPost {
+            id: JobId::new("J"),
+            village: VillageId::new("V"),
+            title: "保洁员".into(),
+            holder: HouseholdId::new("H"),
+            monthly_wage: Fen(60_000),
+            from,
+            until,
+        }
+    }
+
+    /// The shared month the validator reports is the first month the allocator pays both jobs in.
+    #[test]
+    fn first_month_paid_together_agrees_with_the_months_jobs_are_paid() {
+        let start = NaiveDate::from_ymd_opt(2026, 1, 1).expect("date");
+        let days: Vec<NaiveDate> = (0..6)
+            .map(|k| start + chrono::Duration::days(k * 23))
+            .collect();
+        let mut ends: Vec<Option<NaiveDate>> = days.iter().copied().map(Some).collect();
+        ends.push(None);
+        let months: Vec<YearMonth> =
+            std::iter::successors(Some(YearMonth::of(start)), |m| Some(m.next()))
+                .take(8)
+                .collect();
+        let mut collisions = 0;
+        for &af in &days {
+            for &au in &ends {
+                for &bf in &days {
+                    for &bu in &ends {
+                        let (a, b) = (job(af, au), job(bf, bu));
+                        let expected = months
+                            .iter()
+                            .copied()
+                            .find(|m| job_active(&a, Days::of(*m)) && job_active(&b, Days::of(*m)));
+                        let got = first_month_paid_together(&a, &b);
+                        assert_eq!(got, expected, "{af} {au:?} / {bf} {bu:?}");
+                        assert_eq!(got, first_month_paid_together(&b, &a));
+                        collisions += usize::from(got.is_some());
+                    }
+                }
+            }
+        }
+        assert!(collisions > 0 && collisions < 6 * 7 * 6 * 7, "{collisions}");
     }
 }

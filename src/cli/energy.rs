@@ -25,6 +25,7 @@ pub async fn settlement(command: SettlementCommand) -> Result<String, Failure> {
             match crate::energy::import_file(&d, &data_dir(&d), &file).await {
                 Ok(report) => Ok(report.to_string()),
                 Err(crate::energy::Error::Rejected(r)) => Err(Failure::Failed(r.to_string())),
+                Err(crate::energy::Error::Duplicate(d)) => Err(Failure::Failed(d.to_string())),
                 Err(e) => Err(anyhow::Error::from(e)
                     .context("importing the settlement")
                     .into()),

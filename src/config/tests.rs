@@ -245,3 +245,69 @@ fn the_error_display_names_file_line_and_fix() {
     assert!(shown.contains("test.toml:"), "{shown}");
     assert!(shown.contains("fix: make the weights sum"), "{shown}");
 }
+
+/// GOOD with its job J-1 given `until` (if any) and a second job J-2 for the same household.
+fn two_jobs(first_until: Option<&str>, second_from: &str, policy: &str) -> String {
+    let until = first_until.map_or(String::new(), |u| format!("until = {u}\n"));
+    let text = GOOD.replace(
+        "monthly_wage = \"600\"\nfrom = 2026-01-01\n",
+        &format!("monthly_wage = \"600\"\nfrom = 2026-01-01\n{until}"),
+    );
+    format!(
+        "{text}\n[[jobs]]\nid = \"J-2\"\nvillage = \"V1\"\ntitle = \"护路员\"\nholder = \"H1\"\n\
+         monthly_wage = \"500\"\nfrom = {second_from}\n{policy}"
+    )
+}
+
+#[test]
+fn consecutive_jobs_of_one_household_are_accepted() {
+    let d = load(&two_jobs(Some("2026-06-30"), "2026-07-01", "")).expect("no overlap");
+    assert!(d.policy.one_job_per_household);
+    assert_eq!(d.jobs.len(), 2);
+}
+
+#[test]
+fn overlapping_jobs_of_one_household_are_refused_with_both_jobs_and_the_month() {
+    let p = problems(&two_jobs(None, "2026-03-01", ""));
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].key, "jobs[1].holder");
+    assert!(
+        p[0].message.contains(
+            "household 'H1' holds job 'J-1' (from 2026-01-01) and job 'J-2' (from 2026-03-01), \
+             both paid in 2026-03"
+        ),
+        "{}",
+        p[0].message
+    );
+    assert!(
+        p[0].fix.contains("one_job_per_household = false"),
+        "{}",
+        p[0].fix
+    );
+    assert!(p[0].line.is_some());
+}
+
+#[test]
+fn a_handover_inside_one_month_is_refused_because_both_jobs_are_paid_that_month() {
+    let p = problems(&two_jobs(Some("2026-06-15"), "2026-06-16", ""));
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].message.contains(
+            "(2026-01-01 to 2026-06-15) and job 'J-2' (from 2026-06-16), both paid in 2026-06"
+        ),
+        "{}",
+        p[0].message
+    );
+}
+
+#[test]
+fn overlapping_jobs_are_accepted_when_the_policy_allows_several() {
+    let text = two_jobs(
+        None,
+        "2026-03-01",
+        "\n[policy]\none_job_per_household = false\n",
+    );
+    let d = load(&text).expect("policy off");
+    assert!(!d.policy.one_job_per_household);
+    assert_eq!(d.jobs.len(), 2);
+}

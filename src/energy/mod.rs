@@ -32,12 +32,15 @@ pub enum Error {
     },
     #[error(transparent)]
     Rejected(#[from] settlement::Rejected),
+    #[error(transparent)]
+    Duplicate(#[from] settlement::Duplicate),
 }
 
 impl From<settlement::ImportError> for Error {
     fn from(e: settlement::ImportError) -> Self {
         match e {
             settlement::ImportError::Rejected(r) => Error::Rejected(r),
+            settlement::ImportError::Duplicate(d) => Error::Duplicate(d),
             settlement::ImportError::Store(s) => Error::Store(s),
         }
     }

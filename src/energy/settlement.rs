@@ -3,12 +3,18 @@
 //!
 //! The whole file is validated before anything is written, and then written in one transaction:
 //! a file with any bad line imports nothing, and every problem is reported with its line number.
-//! Columns are recognised by header (see docs/energy.md); other columns are ignored.
+//! The header row is found by its column names (title rows above it are skipped); other columns are
+//! ignored (see docs/energy.md). A 合计/总计 row is checked against the statement lines above it, and
+//! a settled amount against energy × tariff as the allocator computes it (a difference is a warning).
+//! Each import is recorded with the SHA-256 of its bytes and its upload time: the grid company names
+//! every month's file 结算单.csv, so the same bytes uploaded again are recognised as a duplicate while
+//! another file of the same name is a new import.
 
 use crate::config::Deployment;
-use crate::domain::{Fen, StationId, WattHours, YearMonth};
-use crate::store::{SettlementInsert, SettlementRow, Store};
+use crate::domain::{Fen, Price, StationId, WattHours, YearMonth};
+use crate::store::{SettlementImportRow, SettlementInsert, SettlementRow, Store};
 use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::fmt;
 
@@ -48,10 +54,36 @@ impl fmt::Display for Rejected {
     }
 }
 
+/// A file whose bytes were imported before: nothing is imported again.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct Duplicate {
+    /// The file name (or upload label) of this upload.
+    pub file: String,
+    /// The import that stored the same bytes.
+    pub earlier: SettlementImportRow,
+}
+
+impl fmt::Display for Duplicate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: this file was already imported, as '{}' uploaded {} (import {}, SHA-256 {}); \
+             nothing imported again",
+            self.file,
+            self.earlier.source,
+            self.earlier.uploaded.format("%Y-%m-%d %H:%M:%S UTC"),
+            self.earlier.id,
+            self.earlier.sha256
+        )
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
     #[error(transparent)]
     Rejected(#[from] Rejected),
+    #[error(transparent)]
+    Duplicate(#[from] Duplicate),
     #[error(transparent)]
     Store(#[from] crate::store::Error),
 }
@@ -66,39 +98,130 @@ pub struct Statement {
     pub energy: WattHours,
     /// The amount settled (结算金额), when the statement gives it.
     pub amount: Option<Fen>,
+    /// The station's tariff and what Sunshare computes for `energy` at it
+    /// ([`crate::allocate::money::revenue_line`]: energy × price, half-up to the fen).
+    pub tariff: Price,
+    pub computed: Fen,
+}
+
+/// The most a settled amount may differ from Sunshare's energy × tariff before it is flagged:
+/// the revenue lines the allocator adds up are each rounded to the fen.
+pub const AMOUNT_TOLERANCE: Fen = Fen(1);
+
+/// How far a settled amount is from the computed one, when that is more than [`AMOUNT_TOLERANCE`].
+pub fn amount_difference(settled: Option<Fen>, computed: Option<Fen>) -> Option<Fen> {
+    let difference = settled?.0.checked_sub(computed?.0)?;
+    (difference.unsigned_abs() > AMOUNT_TOLERANCE.0.unsigned_abs()).then_some(Fen(difference))
+}
+
+/// A statement line whose settled amount is not what Sunshare computes for its energy. Imported all
+/// the same (the grid company's figure is what was paid), but shown so someone can ask why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AmountWarning {
+    pub line: usize,
+    pub station: StationId,
+    pub month: YearMonth,
+    pub energy: WattHours,
+    pub tariff: Price,
+    pub settled: Fen,
+    pub computed: Fen,
+    /// settled − computed.
+    pub difference: Fen,
+}
+
+impl fmt::Display for AmountWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "station '{}' {}: settled amount {} yuan, but {} kWh × {} yuan/kWh = {} yuan \
+             (difference {} yuan)",
+            self.station,
+            self.month,
+            self.settled,
+            kwh_text(self.energy),
+            self.tariff,
+            self.computed,
+            self.difference
+        )
+    }
+}
+
+/// A statement read and checked against the deployment, before anything is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parsed {
+    /// How the bytes were read: `xlsx`, `utf-8`, `gbk`, ...
+    pub encoding: &'static str,
+    /// The line (CSV) or row (spreadsheet) of the header; title rows above it are skipped.
+    pub header_line: usize,
+    pub lines: Vec<Statement>,
+    /// Lines whose settled amount differs from energy × tariff by more than one fen.
+    pub warnings: Vec<AmountWarning>,
 }
 
 /// What an import stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImportReport {
+    /// The recorded import (`settlement_imports.id`).
+    pub import_id: i64,
     pub source: String,
+    /// SHA-256 of the file's bytes (lowercase hex): what tells files of the same name apart.
+    pub sha256: String,
+    pub size_bytes: usize,
+    pub uploaded: DateTime<Utc>,
     /// How the bytes were read: `xlsx`, `utf-8`, `gbk`, ...
     pub encoding: &'static str,
     pub lines: Vec<Statement>,
+    pub warnings: Vec<AmountWarning>,
 }
 
 impl fmt::Display for ImportReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{}: imported {} settled station-month{} ({})",
+            "{}: imported {} settled station-month{} ({}; import {}, uploaded {}, SHA-256 {})",
             self.source,
             self.lines.len(),
             if self.lines.len() == 1 { "" } else { "s" },
-            self.encoding
+            self.encoding,
+            self.import_id,
+            self.uploaded.format("%Y-%m-%d %H:%M:%S UTC"),
+            self.sha256
         )?;
         for s in &self.lines {
             let amount = s.amount.map_or_else(String::new, |a| format!(", {a} yuan"));
             writeln!(
                 f,
-                "  {} {}: {:.3} kWh{amount}",
+                "  {} {}: {} kWh{amount}",
                 s.station,
                 s.month,
-                s.energy.kwh()
+                kwh_text(s.energy)
             )?;
+        }
+        if !self.warnings.is_empty() {
+            writeln!(
+                f,
+                "{} settled {} from energy × tariff by more than {} yuan:",
+                self.warnings.len(),
+                if self.warnings.len() == 1 {
+                    "amount differs"
+                } else {
+                    "amounts differ"
+                },
+                AMOUNT_TOLERANCE
+            )?;
+            for w in &self.warnings {
+                writeln!(f, "  {}:{}: {w}", self.source, w.line)?;
+            }
         }
         Ok(())
     }
+}
+
+/// Wh as kWh with three decimals, exactly: 1234500 -> "1234.500".
+fn kwh_text(e: WattHours) -> String {
+    let sign = if e.0 < 0 { "-" } else { "" };
+    let abs = e.0.unsigned_abs();
+    format!("{sign}{}.{:03}", abs / 1000, abs % 1000)
 }
 
 /// Cells of one non-empty row and where it was in the file.
@@ -165,7 +288,11 @@ fn decode_text(bytes: &[u8]) -> Result<(String, &'static str), Problem> {
 }
 
 fn read_csv(text: &str) -> Result<Vec<Row>, Problem> {
-    let first = text.lines().next().unwrap_or("");
+    // The first line with a separator decides: a title line above the header may have none.
+    let first = text
+        .lines()
+        .find(|l| l.contains([',', '\t', ';']))
+        .unwrap_or("");
     let delimiter = if first.contains('\t') && !first.contains(',') {
         b'\t'
     } else if first.contains(';') && !first.contains(',') {
@@ -255,6 +382,61 @@ enum Column {
     Amount,
 }
 
+/// Every column Sunshare reads, with the header texts (folded, before any unit) that name it.
+const COLUMNS: [(Column, &[&str]); 4] = [
+    (
+        Column::Station,
+        &[
+            "电站编号",
+            "电站代码",
+            "电站id",
+            "电站",
+            "station",
+            "station_id",
+            "stationid",
+        ],
+    ),
+    (
+        Column::Month,
+        &[
+            "结算月份",
+            "月份",
+            "结算月",
+            "电费年月",
+            "结算年月",
+            "month",
+            "settlement_month",
+        ],
+    ),
+    (
+        Column::Energy,
+        &[
+            "上网电量",
+            "结算电量",
+            "上网电量合计",
+            "on_grid_kwh",
+            "ongrid_kwh",
+            "on_grid_energy",
+            "energy_kwh",
+            "kwh",
+        ],
+    ),
+    (
+        Column::Amount,
+        &[
+            "结算金额",
+            "结算电费",
+            "金额",
+            "amount",
+            "amount_yuan",
+            "settled_amount",
+        ],
+    ),
+];
+
+/// The columns a statement must have.
+const REQUIRED: [Column; 3] = [Column::Station, Column::Month, Column::Energy];
+
 impl Column {
     fn describe(self) -> &'static str {
         match self {
@@ -263,6 +445,13 @@ impl Column {
             Column::Energy => "上网电量(kWh) (on_grid_kwh)",
             Column::Amount => "结算金额(元) (amount_yuan)",
         }
+    }
+
+    fn names(self) -> &'static [&'static str] {
+        COLUMNS
+            .iter()
+            .find(|(c, _)| *c == self)
+            .map_or(&[][..], |(_, names)| names)
     }
 }
 
@@ -288,19 +477,13 @@ fn classify(header: &str) -> Result<Option<Column>, String> {
         Some(h[open + 1..].trim_end_matches(')').to_owned())
     };
     let base = h.split('(').next().unwrap_or("");
-    let column =
-        match base {
-            "电站编号" | "电站代码" | "电站id" | "电站" | "station" | "station_id"
-            | "stationid" => Column::Station,
-            "结算月份" | "月份" | "结算月" | "电费年月" | "结算年月" | "month"
-            | "settlement_month" => Column::Month,
-            "上网电量" | "结算电量" | "上网电量合计" | "on_grid_kwh" | "ongrid_kwh"
-            | "on_grid_energy" | "energy_kwh" | "kwh" => Column::Energy,
-            "结算金额" | "结算电费" | "金额" | "amount" | "amount_yuan" | "settled_amount" => {
-                Column::Amount
-            }
-            _ => return Ok(None),
-        };
+    let Some(column) = COLUMNS
+        .iter()
+        .find(|(_, names)| names.contains(&base))
+        .map(|(c, _)| *c)
+    else {
+        return Ok(None);
+    };
     if let Some(unit) = unit_of(&h) {
         let ok = match column {
             Column::Energy => matches!(unit.as_str(), "kwh" | "千瓦时" | "kw·h" | "kw.h" | "度"),
@@ -318,6 +501,96 @@ fn classify(header: &str) -> Result<Option<Column>, String> {
         }
     }
     Ok(Some(column))
+}
+
+/// The columns a row names (a known column in a refused unit counts: its header is still the header).
+fn named_columns(row: &Row) -> Vec<Column> {
+    let mut out: Vec<Column> = Vec::new();
+    for cell in &row.cells {
+        let column = match classify(cell) {
+            Ok(Some(c)) => Some(c),
+            Ok(None) => None,
+            Err(_) => COLUMNS
+                .iter()
+                .find(|(_, names)| names.contains(&fold(cell).split('(').next().unwrap_or("")))
+                .map(|(c, _)| *c),
+        };
+        if let Some(c) = column.filter(|c| !out.contains(c)) {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The index of the header row. Title rows may stand above it (the grid company's name and the month,
+/// often in merged cells), so it is the first row naming every required column; failing that, the
+/// first row naming at least two known columns, so that what it lacks can be named.
+fn find_header(rows: &[Row]) -> Result<usize, Problem> {
+    let named: Vec<Vec<Column>> = rows.iter().map(named_columns).collect();
+    if let Some(i) = named
+        .iter()
+        .position(|n| REQUIRED.iter().all(|c| n.contains(c)))
+    {
+        return Ok(i);
+    }
+    if let Some(i) = named.iter().position(|n| n.len() >= 2) {
+        return Ok(i);
+    }
+    let looked_for: Vec<String> = REQUIRED
+        .iter()
+        .map(|c| format!("{} [accepted: {}]", c.describe(), c.names().join("/")))
+        .collect();
+    let first = rows.first().map_or_else(String::new, |r| {
+        format!("; line {} reads: {}", r.line, r.cells.join(", "))
+    });
+    Err(problem(
+        0,
+        format!(
+            "no header row found in {} non-empty row{}: looked for a row naming the columns {}{first}",
+            rows.len(),
+            if rows.len() == 1 { "" } else { "s" },
+            looked_for.join("; ")
+        ),
+    ))
+}
+
+/// Whether a row is a total: a cell anywhere reading 合计 or 总计 (spaces, full-width ones too, and a
+/// trailing colon allowed) is the grand total, checked against the lines above it; 小计 is a
+/// subtotal, skipped unchecked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TotalRow {
+    Grand,
+    Sub,
+}
+
+fn total_row(row: &Row) -> Option<(TotalRow, &str)> {
+    row.cells.iter().find_map(|cell| {
+        let folded: String = cell
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect::<String>()
+            .trim_end_matches([':', '：'])
+            .to_lowercase();
+        let kind = match folded.as_str() {
+            "合计" | "总计" | "total" | "grandtotal" => TotalRow::Grand,
+            "小计" | "subtotal" => TotalRow::Sub,
+            _ => return None,
+        };
+        Some((kind, cell.as_str()))
+    })
+}
+
+/// Parses a settled amount in yuan: thousands separators and a ¥ sign allowed.
+fn parse_amount(text: &str) -> Result<Fen, String> {
+    let t: String = text
+        .chars()
+        .filter(|c| *c != ',' && *c != '¥' && *c != '￥' && !c.is_whitespace())
+        .collect();
+    match Fen::parse_yuan(&t) {
+        Ok(f) if f.is_negative() => Err(format!("settled amount {t} yuan is negative")),
+        Ok(f) => Ok(f),
+        Err(e) => Err(format!("settled amount: {e}")),
+    }
 }
 
 /// Parses "2026-03", "2026/3", "202603", "2026年3月" or a date such as "2026-03-01".
@@ -369,15 +642,23 @@ fn parse_kwh(text: &str) -> Result<i64, String> {
     Ok(if neg { -wh } else { wh })
 }
 
+/// A 合计/总计 row: its line, its label, and the energy and amount it gives (when it gives them).
+struct Total {
+    line: usize,
+    label: String,
+    energy: Option<WattHours>,
+    amount: Option<Fen>,
+}
+
 /// Parses and validates a whole statement against the deployment (pure: no store).
-pub fn parse(
-    bytes: &[u8],
-    deployment: &Deployment,
-) -> Result<(Vec<Statement>, &'static str), Vec<Problem>> {
+pub fn parse(bytes: &[u8], deployment: &Deployment) -> Result<Parsed, Vec<Problem>> {
     let (rows, encoding) = read_rows(bytes).map_err(|p| vec![p])?;
-    let Some((header, body)) = rows.split_first() else {
+    if rows.is_empty() {
         return Err(vec![problem(0, "the file is empty")]);
-    };
+    }
+    let at = find_header(&rows).map_err(|p| vec![p])?;
+    let header = &rows[at];
+    let body = &rows[at + 1..];
     let mut columns: HashMap<usize, Column> = HashMap::new();
     let mut problems = Vec::new();
     for (i, h) in header.cells.iter().enumerate() {
@@ -394,7 +675,7 @@ pub fn parse(
         }
     }
     let index = |c: Column| columns.iter().find(|(_, k)| **k == c).map(|(i, _)| *i);
-    for c in [Column::Station, Column::Month, Column::Energy] {
+    for c in REQUIRED {
         if index(c).is_none() {
             problems.push(problem(
                 header.line,
@@ -419,21 +700,46 @@ pub fn parse(
     let ci_amount = index(Column::Amount);
     let mut seen: HashMap<(StationId, YearMonth), usize> = HashMap::new();
     let mut out = Vec::new();
+    let mut totals: Vec<Total> = Vec::new();
     for row in body {
         let cell = |i: usize| row.cells.get(i).map_or("", String::as_str);
-        let station_text = cell(ci_station);
-        if matches!(
-            station_text,
-            "合计" | "总计" | "小计" | "total" | "Total" | "TOTAL"
-        ) {
+        if let Some((kind, label)) = total_row(row) {
+            if kind == TotalRow::Grand {
+                let energy = match cell(ci_energy) {
+                    "" => None,
+                    t => match parse_kwh(t) {
+                        Ok(wh) => Some(WattHours(wh)),
+                        Err(m) => {
+                            problems.push(problem(row.line, format!("the {label} row: {m}")));
+                            None
+                        }
+                    },
+                };
+                let amount = match ci_amount.map(cell).unwrap_or("") {
+                    "" => None,
+                    t => match parse_amount(t) {
+                        Ok(a) => Some(a),
+                        Err(m) => {
+                            problems.push(problem(row.line, format!("the {label} row: {m}")));
+                            None
+                        }
+                    },
+                };
+                totals.push(Total {
+                    line: row.line,
+                    label: label.to_owned(),
+                    energy,
+                    amount,
+                });
+            }
             continue;
         }
         let mut bad = |m: String| problems.push(problem(row.line, m));
+        let station_text = cell(ci_station);
         let station = deployment
             .stations
             .iter()
-            .find(|s| s.id.as_str() == station_text || s.name == station_text)
-            .map(|s| s.id.clone());
+            .find(|s| s.id.as_str() == station_text || s.name == station_text);
         if station.is_none() {
             bad(if station_text.is_empty() {
                 "the station is empty".to_owned()
@@ -441,6 +747,16 @@ pub fn parse(
                 format!("unknown station '{station_text}' (not in the deployment file)")
             });
         }
+        let tariff = station.and_then(|s| {
+            let t = deployment.tariffs.iter().find(|t| t.id == s.tariff);
+            if t.is_none() {
+                bad(format!(
+                    "station '{}' names unknown tariff '{}'",
+                    s.id, s.tariff
+                ));
+            }
+            t.map(|t| t.price)
+        });
         let month = parse_month(cell(ci_month));
         if month.is_none() {
             bad(format!(
@@ -462,29 +778,39 @@ pub fn parse(
                 None
             }
         };
+        let computed = match (energy, tariff) {
+            (Some(e), Some(price)) => match crate::allocate::money::revenue_line(e, price) {
+                Ok(fen) => Some(fen),
+                Err(_) => {
+                    bad(format!(
+                        "{} kWh at {price} yuan/kWh is too large an amount",
+                        kwh_text(e)
+                    ));
+                    None
+                }
+            },
+            _ => None,
+        };
         let amount = match ci_amount.map(cell).filter(|t| !t.is_empty()) {
             None => Some(None),
-            Some(t) => {
-                let t: String = t
-                    .chars()
-                    .filter(|c| *c != ',' && *c != '¥' && *c != '￥' && !c.is_whitespace())
-                    .collect();
-                match Fen::parse_yuan(&t) {
-                    Ok(f) if f.is_negative() => {
-                        bad(format!("settled amount {t} yuan is negative"));
-                        None
-                    }
-                    Ok(f) => Some(Some(f)),
-                    Err(e) => {
-                        bad(format!("settled amount: {e}"));
-                        None
-                    }
+            Some(t) => match parse_amount(t) {
+                Ok(f) => Some(Some(f)),
+                Err(m) => {
+                    bad(m);
+                    None
                 }
-            }
+            },
         };
-        if let (Some(station), Some(month), Some(energy), Some(amount)) =
-            (station, month, energy, amount)
+        if let (
+            Some(station),
+            Some(month),
+            Some(energy),
+            Some(tariff),
+            Some(computed),
+            Some(amount),
+        ) = (station, month, energy, tariff, computed, amount)
         {
+            let station = station.id.clone();
             if let Some(first) = seen.insert((station.clone(), month), row.line) {
                 bad(format!(
                     "station '{station}' month {month} appears twice (first on line {first})"
@@ -497,7 +823,14 @@ pub fn parse(
                 month,
                 energy,
                 amount,
+                tariff,
+                computed,
             });
+        }
+    }
+    if problems.is_empty() {
+        for t in &totals {
+            problems.extend(check_total(t, &out));
         }
     }
     if !problems.is_empty() {
@@ -509,7 +842,80 @@ pub fn parse(
             "the file has a header but no statement lines",
         )]);
     }
-    Ok((out, encoding))
+    let warnings = out
+        .iter()
+        .filter_map(|s| {
+            let difference = amount_difference(s.amount, Some(s.computed))?;
+            Some(AmountWarning {
+                line: s.line,
+                station: s.station.clone(),
+                month: s.month,
+                energy: s.energy,
+                tariff: s.tariff,
+                settled: s.amount?,
+                computed: s.computed,
+                difference,
+            })
+        })
+        .collect();
+    Ok(Parsed {
+        encoding,
+        header_line: header.line,
+        lines: out,
+        warnings,
+    })
+}
+
+/// A total row against the statement lines above it: energy to the Wh, amount to the fen.
+fn check_total(t: &Total, lines: &[Statement]) -> Vec<Problem> {
+    let above: Vec<&Statement> = lines.iter().filter(|s| s.line < t.line).collect();
+    let n = above.len();
+    let what = format!(
+        "the {n} station line{} above it",
+        if n == 1 { "" } else { "s" }
+    );
+    let mut out = Vec::new();
+    if let Some(given) = t.energy {
+        let sum = WattHours(
+            above
+                .iter()
+                .map(|s| s.energy.0)
+                .fold(0i64, i64::saturating_add),
+        );
+        if sum != given {
+            out.push(problem(
+                t.line,
+                format!(
+                    "the {} row gives {} kWh of on-grid energy, but {what} sum to {} kWh",
+                    t.label,
+                    kwh_text(given),
+                    kwh_text(sum)
+                ),
+            ));
+        }
+    }
+    if let Some(given) = t.amount {
+        let sum = Fen(above
+            .iter()
+            .filter_map(|s| s.amount)
+            .map(|a| a.0)
+            .fold(0i64, i64::saturating_add));
+        if sum != given {
+            out.push(problem(
+                t.line,
+                format!(
+                    "the {} row gives a settled amount of {given} yuan, but {what} sum to {sum} yuan",
+                    t.label
+                ),
+            ));
+        }
+    }
+    out
+}
+
+/// SHA-256 of a file's bytes as 64 lowercase hex digits: what tells apart files of the same name.
+pub fn digest(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// Validates a statement and stores all of it, or nothing.
@@ -524,7 +930,8 @@ pub async fn import(
 }
 
 /// As [`import`], for someone who may import only some stations: a file naming any other
-/// station is refused whole, each such line named.
+/// station is refused whole, each such line named. The same bytes imported before are refused
+/// as a [`Duplicate`] before anything else is looked at.
 pub async fn import_within(
     store: &Store,
     deployment: &Deployment,
@@ -537,8 +944,17 @@ pub async fn import_within(
         file: source.to_owned(),
         problems,
     };
-    let (lines, encoding) = parse(bytes, deployment).map_err(rejected)?;
-    let outside: Vec<Problem> = lines
+    let duplicate = |earlier| Duplicate {
+        file: source.to_owned(),
+        earlier,
+    };
+    let sha256 = digest(bytes);
+    if let Some(earlier) = store.settlement_import_by_digest(&sha256).await? {
+        return Err(duplicate(earlier).into());
+    }
+    let parsed = parse(bytes, deployment).map_err(rejected)?;
+    let outside: Vec<Problem> = parsed
+        .lines
         .iter()
         .filter(|l| !allowed(&l.station))
         .map(|l| {
@@ -554,7 +970,17 @@ pub async fn import_within(
     if !outside.is_empty() {
         return Err(rejected(outside).into());
     }
-    let rows: Vec<SettlementRow> = lines
+    let record = SettlementImportRow {
+        id: 0,
+        source: source.to_owned(),
+        sha256: sha256.clone(),
+        size_bytes: i64::try_from(bytes.len()).unwrap_or(i64::MAX),
+        encoding: parsed.encoding.to_owned(),
+        lines: i64::try_from(parsed.lines.len()).unwrap_or(i64::MAX),
+        uploaded: now,
+    };
+    let rows: Vec<SettlementRow> = parsed
+        .lines
         .iter()
         .map(|s| SettlementRow {
             station: s.station.clone(),
@@ -564,21 +990,37 @@ pub async fn import_within(
             source: source.to_owned(),
             source_line: s.line as i64,
             imported: now,
+            import_id: None,
+            computed: Some(s.computed),
         })
         .collect();
-    match store.insert_settlements(&rows).await? {
-        SettlementInsert::Inserted(n) => {
-            tracing::info!(source, months = n, encoding, "settlement imported");
+    match store.insert_settlements(&record, &rows).await? {
+        SettlementInsert::Inserted { import_id, rows: n } => {
+            tracing::info!(
+                source,
+                months = n,
+                encoding = parsed.encoding,
+                import_id,
+                sha256 = %sha256,
+                warnings = parsed.warnings.len(),
+                "settlement imported"
+            );
             Ok(ImportReport {
+                import_id,
                 source: source.to_owned(),
-                encoding,
-                lines,
+                sha256,
+                size_bytes: bytes.len(),
+                uploaded: now,
+                encoding: parsed.encoding,
+                lines: parsed.lines,
+                warnings: parsed.warnings,
             })
         }
+        SettlementInsert::Duplicate(earlier) => Err(duplicate(earlier).into()),
         SettlementInsert::AlreadyImported(taken) => Err(rejected(
             taken
                 .iter()
-                .filter_map(|i| lines.get(*i))
+                .filter_map(|i| parsed.lines.get(*i))
                 .map(|s| {
                     problem(
                         s.line,

@@ -410,17 +410,74 @@ struct ImportedLineJson {
     energy_wh: i64,
     /// Yuan with two decimals, as a string; `null` when the statement has no amount.
     amount_yuan: Option<String>,
+    /// What Sunshare computes for `energy_wh` at the station's tariff (yuan, two decimals).
+    computed_amount_yuan: String,
+}
+
+/// A line whose settled amount differs from energy × tariff by more than one fen. It was
+/// imported all the same: the statement is what the grid company paid.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = SettlementAmountWarning)]
+struct AmountWarningJson {
+    line: usize,
+    station: String,
+    #[schema(value_type = String, pattern = r"^[0-9]{4}-[0-9]{2}$", example = "2026-03")]
+    month: YearMonth,
+    energy_wh: i64,
+    /// The station's tariff in yuan/kWh, four decimals.
+    tariff_yuan_per_kwh: String,
+    settled_yuan: String,
+    computed_yuan: String,
+    /// settled − computed, in yuan.
+    difference_yuan: String,
+    message: String,
 }
 
 /// A grid settlement statement that was imported whole.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[schema(as = SettlementImported)]
 struct ImportedJson {
+    /// The import's id: files of the same name are told apart by it and by `sha256`.
+    import_id: i64,
     source: String,
+    /// SHA-256 of the uploaded bytes, lowercase hex.
+    #[schema(pattern = r"^[0-9a-f]{64}$")]
+    sha256: String,
+    size_bytes: usize,
+    uploaded: DateTime<Utc>,
     /// How the file was read (for example `utf-8`, `gbk`, `xlsx`).
     encoding: &'static str,
     imported: usize,
     lines: Vec<ImportedLineJson>,
+    /// Settled amounts more than one fen away from energy × tariff; empty when all agree.
+    warnings: Vec<AmountWarningJson>,
+}
+
+/// An earlier import of a settlement file.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = SettlementImport)]
+struct ImportRecordJson {
+    id: i64,
+    /// The file name it was uploaded under.
+    source: String,
+    #[schema(pattern = r"^[0-9a-f]{64}$")]
+    sha256: String,
+    size_bytes: i64,
+    encoding: String,
+    /// Statement lines stored from it.
+    lines: i64,
+    uploaded: DateTime<Utc>,
+}
+
+/// The same bytes were imported before: nothing was stored again.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = SettlementDuplicate)]
+struct DuplicateJson {
+    /// Always `duplicate`.
+    error: &'static str,
+    message: String,
+    /// The import that stored these bytes.
+    import: ImportRecordJson,
 }
 
 /// What is wrong with one line of a refused statement.
@@ -443,7 +500,9 @@ struct RejectedJson {
 
 /// Imports a grid company's settlement statement: every line or none.
 ///
-/// `POST /api/settlements?name=statement.csv` with the file as the body (CSV or XLSX).
+/// `POST /api/settlements?name=statement.csv` with the file as the body (CSV or XLSX). Each import is
+/// recorded with the SHA-256 of the bytes and the upload time, so files that share a name (every
+/// month's 结算单.csv) are told apart, and the same bytes uploaded again are answered `409`.
 #[utoipa::path(
     post,
     path = "/api/settlements",
@@ -459,8 +518,9 @@ struct RejectedJson {
         )
     ),
     responses(
-        (status = 201, description = "Every line was stored", body = ImportedJson),
+        (status = 201, description = "Every line was stored; `warnings` lists settled amounts more than one fen away from energy × tariff", body = ImportedJson),
         (status = 400, description = "The query is malformed", body = super::openapi::ErrorBody),
+        (status = 409, description = "The same bytes were imported before (by SHA-256): nothing stored again", body = DuplicateJson),
         (status = 422, description = "The statement was refused whole, with line numbers", body = RejectedJson),
         (status = 500, description = "The store could not be written", body = super::openapi::ErrorBody),
     )
@@ -489,7 +549,11 @@ async fn upload_settlement(
     match imported {
         Ok(report) => {
             let json = ImportedJson {
+                import_id: report.import_id,
                 source: report.source.clone(),
+                sha256: report.sha256.clone(),
+                size_bytes: report.size_bytes,
+                uploaded: report.uploaded,
                 encoding: report.encoding,
                 imported: report.lines.len(),
                 lines: report
@@ -501,6 +565,22 @@ async fn upload_settlement(
                         month: l.month,
                         energy_wh: l.energy.0,
                         amount_yuan: l.amount.map(|a| a.to_string()),
+                        computed_amount_yuan: l.computed.to_string(),
+                    })
+                    .collect(),
+                warnings: report
+                    .warnings
+                    .iter()
+                    .map(|w| AmountWarningJson {
+                        line: w.line,
+                        station: w.station.to_string(),
+                        month: w.month,
+                        energy_wh: w.energy.0,
+                        tariff_yuan_per_kwh: w.tariff.to_string(),
+                        settled_yuan: w.settled.to_string(),
+                        computed_yuan: w.computed.to_string(),
+                        difference_yuan: w.difference.to_string(),
+                        message: w.to_string(),
                     })
                     .collect(),
             };
@@ -520,6 +600,23 @@ async fn upload_settlement(
                     .collect(),
             };
             Ok((StatusCode::UNPROCESSABLE_ENTITY, Json(json)).into_response())
+        }
+        Err(ImportError::Duplicate(d)) => {
+            let e = &d.earlier;
+            let json = DuplicateJson {
+                error: "duplicate",
+                message: d.to_string(),
+                import: ImportRecordJson {
+                    id: e.id,
+                    source: e.source.clone(),
+                    sha256: e.sha256.clone(),
+                    size_bytes: e.size_bytes,
+                    encoding: e.encoding.clone(),
+                    lines: e.lines,
+                    uploaded: e.uploaded,
+                },
+            };
+            Ok((StatusCode::CONFLICT, Json(json)).into_response())
         }
         Err(ImportError::Store(e)) => Err(e.into()),
     }

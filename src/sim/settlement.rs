@@ -114,14 +114,14 @@ pub fn to_gbk_csv(lines: &[StatementLine]) -> Vec<u8> {
 /// For `sunshare demo`, after the history is backfilled: settles the last `months` complete months
 /// before `now` (the current month stays provisional), writes the statement to `write_to` when
 /// given (so a user can open it or import it again by hand) and imports it. Station-months already
-/// settled are left out, so calling it again on the same store imports nothing and succeeds.
+/// settled are left out, so calling it again on the same store imports nothing and succeeds (`None`).
 pub async fn settle_demo_history(
     store: &Store,
     d: &Deployment,
     now: DateTime<Utc>,
     months: u32,
     write_to: Option<&Path>,
-) -> Result<settlement::ImportReport, energy::Error> {
+) -> Result<Option<settlement::ImportReport>, energy::Error> {
     let tz = d
         .stations
         .first()
@@ -142,11 +142,7 @@ pub async fn settle_demo_history(
         }
     }
     if lines.is_empty() {
-        return Ok(settlement::ImportReport {
-            source: "demo-settlement.csv".to_owned(),
-            encoding: "gbk",
-            lines: Vec::new(),
-        });
+        return Ok(None);
     }
     let bytes = to_gbk_csv(&lines);
     let name = match write_to {
@@ -162,7 +158,9 @@ pub async fn settle_demo_history(
         }
         None => "demo-settlement.csv".to_owned(),
     };
-    Ok(settlement::import(store, d, &bytes, &name, now).await?)
+    Ok(Some(
+        settlement::import(store, d, &bytes, &name, now).await?,
+    ))
 }
 
 #[cfg(test)]
@@ -195,12 +193,19 @@ mod tests {
         let march: YearMonth = "2026-03".parse()?;
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("statement.csv");
-        let report = settle_demo_history(&t.store, &d, now, 2, Some(&path)).await?;
+        let report = settle_demo_history(&t.store, &d, now, 2, Some(&path))
+            .await?
+            .expect("something to settle");
         assert_eq!(report.encoding, "gbk");
         assert_eq!(
             report.lines.len(),
             3,
             "February had no energy and is not settled"
+        );
+        assert!(
+            report.warnings.is_empty(),
+            "the demo's amounts are energy × tariff: {:?}",
+            report.warnings
         );
         let bytes = std::fs::read(&path)?;
         assert!(std::str::from_utf8(&bytes).is_err(), "the file is GBK");
@@ -217,7 +222,7 @@ mod tests {
         assert_eq!(flagged, vec![("S3".to_owned(), Some(9.0))]);
         // A restarted demo settles nothing twice.
         let again = settle_demo_history(&t.store, &d, now, 2, None).await?;
-        assert!(again.lines.is_empty());
+        assert!(again.is_none(), "{again:?}");
         Ok(())
     }
 }

@@ -25,14 +25,39 @@ pub struct SettlementRow {
     pub source: String,
     pub source_line: i64,
     pub imported: DateTime<Utc>,
+    /// The import (`settlement_imports.id`) it came from; `None` for rows stored before imports
+    /// were recorded. [`Store::insert_settlements`] sets it, whatever the row carries.
+    pub import_id: Option<i64>,
+    /// The amount Sunshare computes for `energy` at the station's tariff, when it was computed.
+    pub computed: Option<Fen>,
+}
+
+/// One imported settlement file, told apart from others of the same name by its bytes' SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettlementImportRow {
+    /// Assigned by the store; ignored on insert.
+    pub id: i64,
+    /// The file name (or upload label).
+    pub source: String,
+    /// SHA-256 of the file's bytes, 64 lowercase hex digits.
+    pub sha256: String,
+    pub size_bytes: i64,
+    /// How the bytes were read: `xlsx`, `utf-8`, `gbk`, ...
+    pub encoding: String,
+    /// Statement lines stored from it.
+    pub lines: i64,
+    pub uploaded: DateTime<Utc>,
 }
 
 /// How an all-or-nothing settlement insert went.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SettlementInsert {
-    Inserted(usize),
+    /// The import was recorded with this id and its rows stored.
+    Inserted { import_id: i64, rows: usize },
     /// Nothing was written: these rows (indexes into the batch) already have a settlement.
     AlreadyImported(Vec<usize>),
+    /// Nothing was written: a file with the same bytes was imported before, as this.
+    Duplicate(SettlementImportRow),
 }
 
 fn ms_to_utc(ms: i64) -> DateTime<Utc> {
@@ -52,11 +77,27 @@ fn settlement_from(r: &sqlx::any::AnyRow) -> Result<SettlementRow> {
         source: r.try_get(4)?,
         source_line: r.try_get(5)?,
         imported: ms_to_utc(r.try_get(6)?),
+        import_id: r.try_get(7)?,
+        computed: r.try_get::<Option<i64>, _>(8)?.map(Fen),
     })
 }
 
 const SETTLEMENT_COLUMNS: &str =
-    "station, month, energy_wh, amount_fen, source, source_line, imported_ms";
+    "station, month, energy_wh, amount_fen, source, source_line, imported_ms, import_id, computed_fen";
+
+fn import_from(r: &sqlx::any::AnyRow) -> Result<SettlementImportRow> {
+    Ok(SettlementImportRow {
+        id: r.try_get(0)?,
+        source: r.try_get(1)?,
+        sha256: r.try_get(2)?,
+        size_bytes: r.try_get(3)?,
+        encoding: r.try_get(4)?,
+        lines: r.try_get(5)?,
+        uploaded: ms_to_utc(r.try_get(6)?),
+    })
+}
+
+const IMPORT_COLUMNS: &str = "id, source, sha256, size_bytes, encoding, lines, uploaded_ms";
 
 impl Store {
     /// Raw readings of a device in `[from, to)` (energy columns only), oldest first.
@@ -129,9 +170,17 @@ impl Store {
         Ok(out)
     }
 
-    /// Inserts a whole settlement file in one transaction, or nothing when any station-month is
-    /// already settled (a correction is a new statement from the grid company, never an edit).
-    pub async fn insert_settlements(&self, rows: &[SettlementRow]) -> Result<SettlementInsert> {
+    /// Records an import and stores its whole settlement file in one transaction, or nothing when
+    /// the same bytes (`import.sha256`) were imported before or any station-month is already settled
+    /// (a correction is a new statement from the grid company, never an edit).
+    pub async fn insert_settlements(
+        &self,
+        import: &SettlementImportRow,
+        rows: &[SettlementRow],
+    ) -> Result<SettlementInsert> {
+        if let Some(earlier) = self.settlement_import_by_digest(&import.sha256).await? {
+            return Ok(SettlementInsert::Duplicate(earlier));
+        }
         let mut tx = self.pool().begin().await?;
         let mut taken = Vec::new();
         for (i, s) in rows.iter().enumerate() {
@@ -148,9 +197,33 @@ impl Store {
             tx.rollback().await?;
             return Ok(SettlementInsert::AlreadyImported(taken));
         }
+        let recorded = sqlx::query(
+            "INSERT INTO settlement_imports (source, sha256, size_bytes, encoding, lines, uploaded_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        )
+        .bind(&import.source)
+        .bind(&import.sha256)
+        .bind(import.size_bytes)
+        .bind(&import.encoding)
+        .bind(i64::try_from(rows.len()).unwrap_or(i64::MAX))
+        .bind(import.uploaded.timestamp_millis())
+        .fetch_one(&mut *tx)
+        .await;
+        let import_id: i64 = match recorded {
+            Ok(row) => row.try_get(0)?,
+            Err(e) => {
+                // The same bytes imported by someone else since the check above: the unique digest.
+                tx.rollback().await?;
+                return match self.settlement_import_by_digest(&import.sha256).await? {
+                    Some(earlier) => Ok(SettlementInsert::Duplicate(earlier)),
+                    None => Err(e.into()),
+                };
+            }
+        };
         for s in rows {
             sqlx::query(&format!(
-                "INSERT INTO settlements ({SETTLEMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                "INSERT INTO settlements ({SETTLEMENT_COLUMNS}) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
             ))
             .bind(s.station.as_str())
             .bind(s.month.to_string())
@@ -159,11 +232,51 @@ impl Store {
             .bind(&s.source)
             .bind(s.source_line)
             .bind(s.imported.timestamp_millis())
+            .bind(import_id)
+            .bind(s.computed.map(|a| a.0))
             .execute(&mut *tx)
             .await?;
         }
         tx.commit().await?;
-        Ok(SettlementInsert::Inserted(rows.len()))
+        Ok(SettlementInsert::Inserted {
+            import_id,
+            rows: rows.len(),
+        })
+    }
+
+    /// The import of the file whose bytes have this SHA-256, if it was imported.
+    pub async fn settlement_import_by_digest(
+        &self,
+        sha256: &str,
+    ) -> Result<Option<SettlementImportRow>> {
+        let row = sqlx::query(&format!(
+            "SELECT {IMPORT_COLUMNS} FROM settlement_imports WHERE sha256 = $1"
+        ))
+        .bind(sha256)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(import_from).transpose()
+    }
+
+    /// Every settlement import, the latest upload first.
+    pub async fn settlement_imports(&self) -> Result<Vec<SettlementImportRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {IMPORT_COLUMNS} FROM settlement_imports ORDER BY uploaded_ms DESC, id DESC"
+        ))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(import_from).collect()
+    }
+
+    /// The settlements one import stored, in the order of its lines.
+    pub async fn settlements_of_import(&self, import_id: i64) -> Result<Vec<SettlementRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {SETTLEMENT_COLUMNS} FROM settlements WHERE import_id = $1 ORDER BY source_line"
+        ))
+        .bind(import_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(settlement_from).collect()
     }
 
     pub async fn settlement(

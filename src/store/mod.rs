@@ -19,7 +19,7 @@ pub mod bench;
 
 pub use accounts::{AuditEntry, Credentials, TokenRow};
 pub use alerts::{AckOutcome, AlertRow, HistoryRow, NewAlert, NotifyStatusRow};
-pub use energy::{EnergyReading, SettlementInsert, SettlementRow};
+pub use energy::{EnergyReading, SettlementImportRow, SettlementInsert, SettlementRow};
 pub use ledger::{
     AuditRow, EntryRow, MonthRecord, MonthRow, PoolLineRecord, StationMonthRecord, TransitionRow,
     VillageMonthRecord, VillageMonthRow, MONTH_COMPUTED, MONTH_PAID,

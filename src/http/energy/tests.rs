@@ -46,8 +46,8 @@ async fn station_page_api_and_upload() -> anyhow::Result<()> {
     // March metered at 36 kWh, settled at 33: 9% apart, flagged with an explanation.
     let good = gbk("电站编号,结算月份,上网电量(kWh),结算金额(元)\nS1,2026-03,33,28.05\n");
     let r = client
-        .post(format!("{base}/api/settlements?name=march.csv"))
-        .body(good)
+        .post(format!("{base}/api/settlements?name=结算单.csv"))
+        .body(good.clone())
         .send()
         .await?;
     assert_eq!(r.status(), 201);
@@ -55,6 +55,45 @@ async fn station_page_api_and_upload() -> anyhow::Result<()> {
     assert_eq!(
         (json["imported"].clone(), json["encoding"].clone()),
         (1.into(), "gbk".into())
+    );
+    assert_eq!(json["sha256"], crate::energy::settlement::digest(&good));
+    assert_eq!(json["lines"][0]["computed_amount_yuan"], "28.05");
+    assert_eq!(json["warnings"], serde_json::json!([]));
+    let first_import = json["import_id"].clone();
+
+    // The same bytes again: 409 naming the first import; nothing stored twice.
+    let r = client
+        .post(format!("{base}/api/settlements?name=结算单.csv"))
+        .body(good)
+        .send()
+        .await?;
+    assert_eq!(r.status(), 409);
+    let json: serde_json::Value = r.json().await?;
+    assert_eq!(json["error"], "duplicate", "{json}");
+    assert_eq!(json["import"]["id"], first_import, "{json}");
+    assert_eq!(json["import"]["source"], "结算单.csv", "{json}");
+
+    // Another file of the same name is a new import; its amount 0.50 yuan off 10 kWh × 0.85 is a
+    // warning, not a refusal.
+    let april = gbk("电站编号,结算月份,上网电量(kWh),结算金额(元)\nS1,2026-04,10,9.00\n");
+    let r = client
+        .post(format!("{base}/api/settlements?name=结算单.csv"))
+        .body(april)
+        .send()
+        .await?;
+    assert_eq!(r.status(), 201);
+    let json: serde_json::Value = r.json().await?;
+    assert_ne!(json["import_id"], first_import);
+    let w = &json["warnings"][0];
+    assert_eq!(
+        (
+            w["line"].clone(),
+            w["settled_yuan"].clone(),
+            w["computed_yuan"].clone(),
+            w["difference_yuan"].clone()
+        ),
+        (2.into(), "9.00".into(), "8.50".into(), "0.50".into()),
+        "{json}"
     );
 
     let months: serde_json::Value = client
