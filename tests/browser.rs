@@ -1112,9 +1112,15 @@ async fn an_operators_day_filter_the_fleet_import_the_settlement_acknowledge_an_
         .is_empty());
     screenshot(c, "operator-settlement-refused.png").await;
     let good = files.join("结算单.csv");
+    // As real statements come: a title row, the settled amounts, a total row (西梁村's amount is
+    // 40 yuan short of 20,400 kWh at 0.85).
     std::fs::write(
         &good,
-        "电站编号,结算月份,上网电量(kWh)\nDY-01,2026-10,31250\nXL-01,2026-10,20400\n",
+        "国网清徐县供电公司光伏扶贫电站上网电费结算单 2026年10月,,,\n\
+         电站编号,结算月份,上网电量(kWh),结算金额(元)\n\
+         DY-01,2026-10,31250,26562.50\n\
+         XL-01,2026-10,20400,17300.00\n\
+         合 计,,51650,43862.50\n",
     )
     .expect("write");
     let file_input = c
@@ -1137,7 +1143,40 @@ async fn an_operators_day_filter_the_fleet_import_the_settlement_acknowledge_an_
             .len(),
         1
     );
+    let warned = c
+        .find(Locator::Css("#amount-warnings tr[data-line=\"4\"]"))
+        .await
+        .expect("the short amount flagged")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        warned.contains("XL-01") && warned.contains("-40.00"),
+        "{warned}"
+    );
     screenshot(c, "operator-settlement-imported.png").await;
+    // The same file again, under the same name: recognised, nothing stored twice.
+    let file_input = c
+        .find(Locator::Css("#upload-form input[type=\"file\"]"))
+        .await
+        .expect("file input");
+    file_input
+        .send_keys(&good.display().to_string())
+        .await
+        .expect("choose file");
+    submit(c, "#upload-form").await;
+    let error = arrive(c, "/settlements", "#upload-error").await;
+    assert!(
+        error.contains("已于") && error.contains("未重复导入"),
+        "{error}"
+    );
+    assert_eq!(
+        c.find_all(Locator::Css("#imports tr[data-import]"))
+            .await
+            .expect("imports")
+            .len(),
+        1
+    );
 
     // The alert: acknowledged with a note, and no longer offered.
     c.goto(&format!("{base}/alerts"))

@@ -4,11 +4,12 @@
 
 use super::guard::{Caller, CSRF_FIELD};
 use super::i18n::{tr, trf, Lang};
-use super::page::frame;
+use super::page::{frame, local_time};
 use super::routes::{Access, Routes};
 use super::{ApiError, AppState};
 use crate::auth::Action;
-use crate::energy::settlement::{self, ImportError, ImportReport, Rejected};
+use crate::energy::settlement::{self, Duplicate, ImportError, ImportReport, Rejected};
+use crate::store::SettlementImportRow;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::{header, StatusCode};
@@ -28,22 +29,43 @@ pub fn routes() -> Routes {
 enum Outcome {
     Imported(ImportReport),
     Refused(Rejected),
+    /// The same bytes were imported before.
+    Duplicate(Duplicate),
     /// The form came without a file.
     NoFile,
 }
 
 async fn page(State(state): State<AppState>, caller: Caller) -> Result<Html<String>, ApiError> {
-    Ok(render(&state, &caller, None))
+    render(&state, &caller, None).await
 }
 
-fn render(_state: &AppState, caller: &Caller, outcome: Option<&Outcome>) -> Html<String> {
+/// How many earlier imports the page lists.
+const IMPORTS_LISTED: usize = 50;
+
+async fn render(
+    state: &AppState,
+    caller: &Caller,
+    outcome: Option<&Outcome>,
+) -> Result<Html<String>, ApiError> {
     let lang = caller.lang;
+    let mut imports = state.store.settlement_imports().await?;
+    imports.truncate(IMPORTS_LISTED);
     let body = html! {
         h1 { (tr(lang, "settle.title")) }
         p.muted { (tr(lang, "settle.intro")) }
         @match outcome {
             Some(Outcome::Imported(report)) => (imported(lang, report)),
             Some(Outcome::Refused(rejected)) => (refused(lang, rejected)),
+            Some(Outcome::Duplicate(d)) => {
+                p.field-error #upload-error role="alert" {
+                    (trf(lang, "settle.duplicate", &[
+                        ("file", &d.file),
+                        ("earlier", &d.earlier.source),
+                        ("at", &local_time(d.earlier.uploaded, chrono_tz::Asia::Shanghai)),
+                        ("id", &d.earlier.id),
+                    ]))
+                }
+            }
             Some(Outcome::NoFile) => {
                 p.field-error #upload-error role="alert" { (tr(lang, "settle.no_file")) }
             }
@@ -59,8 +81,36 @@ fn render(_state: &AppState, caller: &Caller, outcome: Option<&Outcome>) -> Html
         } @else {
             p.note { (tr(lang, "settle.api_hint")) " " code { "POST /api/settlements?name=结算单.csv" } }
         }
+        h2 { (tr(lang, "settle.imports")) }
+        @if imports.is_empty() { p.muted { (tr(lang, "common.none")) } }
+        @else { (imports_table(lang, &imports)) }
     };
-    Html(frame(caller, &tr(lang, "settle.title"), body).into_string())
+    Ok(Html(
+        frame(caller, &tr(lang, "settle.title"), body).into_string(),
+    ))
+}
+
+/// Every import with what tells same-named files apart: when, how large, its SHA-256.
+fn imports_table(lang: Lang, imports: &[SettlementImportRow]) -> Markup {
+    html! {
+        table #imports {
+            thead { tr {
+                th { (tr(lang, "settle.col_uploaded")) } th { (tr(lang, "settle.file")) }
+                th.num { (tr(lang, "settle.col_lines")) } th.num { (tr(lang, "settle.col_size")) }
+                th { (tr(lang, "settle.col_encoding")) } th { "SHA-256" }
+            } }
+            tbody { @for i in imports {
+                tr data-import=(i.id) {
+                    td { (local_time(i.uploaded, chrono_tz::Asia::Shanghai)) }
+                    td { (i.source) }
+                    td.num { (i.lines) }
+                    td.num { (i.size_bytes) }
+                    td { (i.encoding) }
+                    td { code title=(i.sha256) { (i.sha256.get(..12).unwrap_or(&i.sha256)) "…" } }
+                }
+            } }
+        }
+    }
 }
 
 fn imported(lang: Lang, report: &ImportReport) -> Markup {
@@ -84,6 +134,23 @@ fn imported(lang: Lang, report: &ImportReport) -> Markup {
                     td.num { (l.amount.map(|a| a.to_string()).unwrap_or_else(|| "–".to_owned())) }
                 }
             } }
+        }
+        @if !report.warnings.is_empty() {
+            h2 { (tr(lang, "settle.warnings")) }
+            table #amount-warnings {
+                thead { tr {
+                    th { (tr(lang, "settle.col_line")) } th { (tr(lang, "fleet.col_station")) }
+                    th { (tr(lang, "village.col_month")) } th.num { (tr(lang, "settle.col_amount")) }
+                    th.num { (tr(lang, "settle.col_computed")) } th.num { (tr(lang, "station.col_difference")) }
+                } }
+                tbody { @for w in &report.warnings {
+                    tr data-line=(w.line) {
+                        td { (w.line) } td { (w.station) } td { (w.month) }
+                        td.num { (w.settled) } td.num { (w.computed) } td.num { (w.difference) }
+                    }
+                } }
+            }
+            p.muted { (tr(lang, "settle.warnings_note")) }
         }
     }
 }
@@ -121,7 +188,7 @@ async fn upload(
         .await
         .map_err(|e| ApiError::BadRequest(format!("the upload could not be read: {e}")))?;
     let Some((name, file)) = file_field(&bytes, &content_type).await? else {
-        let page = render(&state, &caller, Some(&Outcome::NoFile));
+        let page = render(&state, &caller, Some(&Outcome::NoFile)).await?;
         return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
     };
     let allowed = |s: &crate::domain::StationId| {
@@ -141,9 +208,10 @@ async fn upload(
     let (status, outcome) = match outcome {
         Ok(report) => (StatusCode::CREATED, Outcome::Imported(report)),
         Err(ImportError::Rejected(r)) => (StatusCode::UNPROCESSABLE_ENTITY, Outcome::Refused(r)),
+        Err(ImportError::Duplicate(d)) => (StatusCode::CONFLICT, Outcome::Duplicate(d)),
         Err(ImportError::Store(e)) => return Err(e.into()),
     };
-    Ok((status, render(&state, &caller, Some(&outcome))).into_response())
+    Ok((status, render(&state, &caller, Some(&outcome)).await?).into_response())
 }
 
 /// The file of the form: its name and bytes, or `None` when no file was chosen.
