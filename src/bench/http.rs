@@ -190,6 +190,13 @@ where
     Load::from_latencies(name, all, failures, started.elapsed())
 }
 
+/// The built-in register maps' model names (the fleet's inverters are of one of them).
+fn models() -> std::collections::HashSet<String> {
+    crate::registers::Catalog::builtin()
+        .map(|c| c.names())
+        .unwrap_or_default()
+}
+
 /// Every target, then the peer, each on its own.
 pub async fn run_http(o: &HttpOptions) -> Result<Vec<Load>, Error> {
     let setup = |e: &dyn std::fmt::Display| Error::Setup(e.to_string());
@@ -203,13 +210,9 @@ pub async fn run_http(o: &HttpOptions) -> Result<Vec<Load>, Error> {
     };
     std::fs::create_dir_all(&dir).map_err(|e| setup(&e))?;
     let text = fleet_toml(o.stations);
-    let deployment = crate::config::Deployment::from_str_with_env(
-        "bench-http.toml",
-        &text,
-        &[],
-        &crate::app::known_models(),
-    )
-    .map_err(|e| setup(&e))?;
+    let deployment =
+        crate::config::Deployment::from_str_with_env("bench-http.toml", &text, &[], &models())
+            .map_err(|e| setup(&e))?;
     let deployment = Arc::new(deployment);
     let store = Store::open_sqlite(&dir.join("sunshare.db")).await?;
     store.sync_registry(&deployment).await?;
@@ -372,13 +375,8 @@ mod tests {
     #[test]
     fn the_fleet_has_a_county_per_hundred_stations_and_parses() {
         let text = fleet_toml(250);
-        let d = crate::config::Deployment::from_str_with_env(
-            "t.toml",
-            &text,
-            &[],
-            &crate::app::known_models(),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        let d = crate::config::Deployment::from_str_with_env("t.toml", &text, &[], &models())
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!((d.stations.len(), d.counties.len()), (250, 3));
     }
 }
