@@ -72,7 +72,8 @@ pub async fn days(
         .collect();
     if !peers.is_empty() {
         let since = counters::local_midnight(station.timezone, first);
-        for (id, bucket_ms, wh) in store.station_day_energy_since(since).await? {
+        let ids: Vec<&str> = peers.keys().copied().collect();
+        for (id, bucket_ms, wh) in store.station_day_energy_of(&ids, since).await? {
             let Some(peer) = peers.get(id.as_str()) else {
                 continue;
             };

@@ -196,14 +196,43 @@ impl Store {
         .bind(since.timestamp_millis())
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    StationId::new(r.try_get::<String, _>(0)?),
-                    r.try_get(1)?,
-                    r.try_get::<Option<f64>, _>(2)?.unwrap_or(0.0),
-                ))
-            })
-            .collect()
+        rows.iter().map(station_day).collect()
     }
+
+    /// [`Store::station_day_energy_since`] for the named stations only (a station page's county
+    /// peers): the rollups are read through each device's key, not scanned.
+    pub async fn station_day_energy_of(
+        &self,
+        stations: &[&str],
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<(StationId, i64, f64)>> {
+        self.settle_part(super::behind::Part::Rollups).await?;
+        let mut out = Vec::new();
+        for chunk in stations.chunks(500) {
+            let marks: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            let sql = format!(
+                "SELECT d.station, r.bucket_ms, CAST(SUM(COALESCE(r.energy_last_wh - r.energy_first_wh, 0.0)) AS DOUBLE PRECISION) \
+                 FROM devices d JOIN rollups r ON r.device_id = d.id \
+                 WHERE d.station IN ({}) AND r.period_s = 86400 AND r.bucket_ms >= $1 \
+                 GROUP BY d.station, r.bucket_ms",
+                marks.join(", ")
+            );
+            let mut query = sqlx::query(&sql).bind(since.timestamp_millis());
+            for s in chunk {
+                query = query.bind(*s);
+            }
+            for r in query.fetch_all(self.pool()).await? {
+                out.push(station_day(&r)?);
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn station_day(r: &sqlx::any::AnyRow) -> Result<(StationId, i64, f64)> {
+    Ok((
+        StationId::new(r.try_get::<String, _>(0)?),
+        r.try_get(1)?,
+        r.try_get::<Option<f64>, _>(2)?.unwrap_or(0.0),
+    ))
 }
