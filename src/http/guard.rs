@@ -426,19 +426,27 @@ async fn check_csrf(req: Request, limit: usize, expected: Option<&str>) -> (Requ
     )
 }
 
+/// A buffered `multipart/form-data` body, to read its fields.
+pub async fn multipart(
+    bytes: &axum::body::Bytes,
+    content_type: &str,
+) -> Result<axum::extract::Multipart, String> {
+    let req = Request::builder()
+        .header(header::CONTENT_TYPE, content_type)
+        .body(axum::body::Body::from(bytes.clone()))
+        .map_err(|e| e.to_string())?;
+    axum::extract::Multipart::from_request(req, &())
+        .await
+        .map_err(|e| e.to_string())
+}
+
 /// The text of the field `name` of a `multipart/form-data` body.
 async fn multipart_field(
     bytes: &axum::body::Bytes,
     content_type: &str,
     name: &str,
 ) -> Option<String> {
-    let req = Request::builder()
-        .header(header::CONTENT_TYPE, content_type)
-        .body(axum::body::Body::from(bytes.clone()))
-        .ok()?;
-    let mut form = axum::extract::Multipart::from_request(req, &())
-        .await
-        .ok()?;
+    let mut form = multipart(bytes, content_type).await.ok()?;
     while let Ok(Some(field)) = form.next_field().await {
         if field.name() == Some(name) {
             return field.text().await.ok();

@@ -363,17 +363,31 @@ async fn allocate_form(
             .await
             {
                 Ok(_) => Ok(()),
-                Err(e) => match ApiError::from(e) {
-                    ApiError::Internal(m) => return Err(ApiError::Internal(m)),
-                    other => Err(refused(other.to_string())),
-                },
+                Err(e) => Err(refused(refusal(e)?)),
             }
         }
     };
+    after_month_form(&state, &caller, outcome).await
+}
+
+/// What a refused ledger step says next to its field; a fault of the store stays an error.
+fn refusal(e: ledger::Error) -> Result<String, ApiError> {
+    match ApiError::from(e) {
+        ApiError::Internal(m) => Err(ApiError::Internal(m)),
+        other => Ok(other.to_string()),
+    }
+}
+
+/// Back to the ledger months after a month form, or the villages page with the refusal in place.
+async fn after_month_form(
+    state: &AppState,
+    caller: &Caller,
+    outcome: Result<(), FormError>,
+) -> Result<Response, ApiError> {
     match outcome {
         Ok(()) => Ok(axum::response::Redirect::to("/villages#ledger-months").into_response()),
         Err(e) => {
-            let (status, page) = render_villages(&state, &caller, Some(e)).await?;
+            let (status, page) = render_villages(state, caller, Some(e)).await?;
             Ok((status, page).into_response())
         }
     }
@@ -406,19 +420,10 @@ async fn pay_form(
     } else {
         match ledger::pay_month(&state.store, month, &account.username, form.note.trim()).await {
             Ok(()) => Ok(()),
-            Err(e) => match ApiError::from(e) {
-                ApiError::Internal(m) => return Err(ApiError::Internal(m)),
-                other => Err(refused(other.to_string())),
-            },
+            Err(e) => Err(refused(refusal(e)?)),
         }
     };
-    match outcome {
-        Ok(()) => Ok(axum::response::Redirect::to("/villages#ledger-months").into_response()),
-        Err(e) => {
-            let (status, page) = render_villages(&state, &caller, Some(e)).await?;
-            Ok((status, page).into_response())
-        }
-    }
+    after_month_form(&state, &caller, outcome).await
 }
 
 #[derive(Debug, Deserialize)]

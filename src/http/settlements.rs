@@ -219,11 +219,7 @@ async fn file_field(
     bytes: &Bytes,
     content_type: &str,
 ) -> Result<Option<(String, Bytes)>, ApiError> {
-    let req = Request::builder()
-        .header(header::CONTENT_TYPE, content_type)
-        .body(axum::body::Body::from(bytes.clone()))
-        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let mut form = axum::extract::Multipart::from_request(req, &())
+    let mut form = super::guard::multipart(bytes, content_type)
         .await
         .map_err(|e| ApiError::invalid("file", format!("not a file upload form: {e}")))?;
     while let Some(field) = form
