@@ -712,12 +712,7 @@ async fn accountant_moves_the_plan_from_the_village_page_and_a_refusal_stays_in_
     screenshot(c, "village-plan-draft.png").await;
 
     // No note: the refusal shows next to the form, the plan stays a draft.
-    c.find(Locator::Css("#plan-form button[type=\"submit\"]"))
-        .await
-        .expect("submit button")
-        .click()
-        .await
-        .expect("click submit");
+    submit(c, "#plan-form").await;
     let error = arrive(
         c,
         &format!("{village}/plans/2026/transitions"),
@@ -754,12 +749,7 @@ async fn accountant_moves_the_plan_from_the_village_page_and_a_refusal_stays_in_
 
     // With the meeting named: deliberated, recorded with who and why.
     fill_in(c, "#plan-form", "note", "2026年1月5日村民代表会议决议").await;
-    c.find(Locator::Css("#plan-form button[type=\"submit\"]"))
-        .await
-        .expect("submit button")
-        .click()
-        .await
-        .expect("click submit");
+    submit(c, "#plan-form").await;
     let state = arrive(c, &village, "#plan-state").await;
     assert_eq!(state, "四议通过");
     let history = c
@@ -799,12 +789,7 @@ async fn accountant_moves_the_plan_from_the_village_page_and_a_refusal_stays_in_
         "the step forward is the one chosen"
     );
     fill_in(c, "#plan-form", "note", "村务公开栏张贴 5 天").await;
-    c.find(Locator::Css("#plan-form button[type=\"submit\"]"))
-        .await
-        .expect("submit button")
-        .click()
-        .await
-        .expect("click submit");
+    submit(c, "#plan-form").await;
     let state = arrive(c, &village, "#plan-state").await;
     assert_eq!(state, "方案公开");
     assert_eq!(offered_steps(c).await, ["DRAFT"]);
@@ -934,6 +919,17 @@ async fn the_county_allocates_a_month_and_locks_it_paid_from_the_villages_page()
 
     browser.close().await;
     running.shutdown().await;
+}
+
+/// Chooses `file` in the settlement form and submits it.
+async fn upload(c: &Client, file: &Path) {
+    c.find(Locator::Css("#upload-form input[type=\"file\"]"))
+        .await
+        .expect("file input")
+        .send_keys(&file.display().to_string())
+        .await
+        .expect("choose file");
+    submit(c, "#upload-form").await;
 }
 
 /// Chooses `value` in the select `name` of the form `form`.
@@ -1085,15 +1081,7 @@ async fn an_operators_day_filter_the_fleet_import_the_settlement_acknowledge_an_
         .await
         .expect("open /settlements");
     arrive(c, "/settlements", "#upload-form").await;
-    let file_input = c
-        .find(Locator::Css("#upload-form input[type=\"file\"]"))
-        .await
-        .expect("file input");
-    file_input
-        .send_keys(&bad.display().to_string())
-        .await
-        .expect("choose file");
-    submit(c, "#upload-form").await;
+    upload(c, &bad).await;
     let error = arrive(c, "/settlements", "#upload-error").await;
     assert!(error.contains("未导入"), "{error}");
     let problem = c
@@ -1123,15 +1111,7 @@ async fn an_operators_day_filter_the_fleet_import_the_settlement_acknowledge_an_
          合 计,,51650,43862.50\n",
     )
     .expect("write");
-    let file_input = c
-        .find(Locator::Css("#upload-form input[type=\"file\"]"))
-        .await
-        .expect("file input");
-    file_input
-        .send_keys(&good.display().to_string())
-        .await
-        .expect("choose file");
-    submit(c, "#upload-form").await;
+    upload(c, &good).await;
     let done = arrive(c, "/settlements", "#upload-done").await;
     assert!(done.contains("已导入 2 个电站月份"), "{done}");
     assert_eq!(
@@ -1156,15 +1136,7 @@ async fn an_operators_day_filter_the_fleet_import_the_settlement_acknowledge_an_
     );
     screenshot(c, "operator-settlement-imported.png").await;
     // The same file again, under the same name: recognised, nothing stored twice.
-    let file_input = c
-        .find(Locator::Css("#upload-form input[type=\"file\"]"))
-        .await
-        .expect("file input");
-    file_input
-        .send_keys(&good.display().to_string())
-        .await
-        .expect("choose file");
-    submit(c, "#upload-form").await;
+    upload(c, &good).await;
     let error = arrive(c, "/settlements", "#upload-error").await;
     assert!(
         error.contains("已于") && error.contains("未重复导入"),

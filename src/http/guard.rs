@@ -400,12 +400,7 @@ async fn check_csrf(req: Request, limit: usize, expected: Option<&str>) -> (Requ
         let ok = same_secret(v, expected);
         return (req, ok);
     }
-    let content_type = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let content_type = content_type(req.headers());
     let multipart = content_type.starts_with("multipart/form-data");
     if !content_type.starts_with("application/x-www-form-urlencoded") && !multipart {
         return (req, false);
@@ -424,6 +419,15 @@ async fn check_csrf(req: Request, limit: usize, expected: Option<&str>) -> (Requ
         Request::from_parts(parts, axum::body::Body::from(bytes)),
         ok,
     )
+}
+
+/// The request's `Content-Type`, or empty.
+pub fn content_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// A buffered `multipart/form-data` body, to read its fields.

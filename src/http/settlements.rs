@@ -12,7 +12,7 @@ use crate::energy::settlement::{self, Duplicate, ImportError, ImportReport, Reje
 use crate::store::SettlementImportRow;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use chrono::Utc;
 use maud::{html, Markup};
@@ -178,12 +178,7 @@ async fn upload(
     caller: Caller,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let content_type = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let content_type = super::guard::content_type(req.headers());
     let bytes = Bytes::from_request(req, &())
         .await
         .map_err(|e| ApiError::BadRequest(format!("the upload could not be read: {e}")))?;
