@@ -188,6 +188,9 @@ pub struct HttpConfig {
     /// Heavy pages (fleet, station, village) served at once; more wait their turn.
     #[serde(default = "default_heavy_pages")]
     pub heavy_pages: usize,
+    /// How long a heavy page waits for its turn before it is answered with 503.
+    #[serde(default = "default_heavy_wait", with = "humantime_serde")]
+    pub heavy_wait: Duration,
 }
 
 fn default_listen() -> SocketAddr {
@@ -210,6 +213,10 @@ fn default_heavy_pages() -> usize {
     16
 }
 
+fn default_heavy_wait() -> Duration {
+    Duration::from_secs(10)
+}
+
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
@@ -219,6 +226,7 @@ impl Default for HttpConfig {
             session_max: default_session_max(),
             request_timeout: default_request_timeout(),
             heavy_pages: default_heavy_pages(),
+            heavy_wait: default_heavy_wait(),
         }
     }
 }

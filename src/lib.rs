@@ -12,6 +12,7 @@
 //! - [`http`] serves the JSON API, the HTML pages and `/metrics`; [`sim`] simulates a fleet;
 //! - [`accounts`] creates users and API tokens; [`cli`] holds the subcommands' flags and handlers;
 //! - [`auth`] decides who may do what where (roles, scopes, credentials); pure;
+//! - [`tabular`] reads CSV (UTF-8, GBK, UTF-16) and XLSX tables as people send them; pure;
 //! - [`app`] wires the components; [`config`] is the deployment file; [`domain`] the vocabulary.
 #![cfg_attr(
     not(test),
@@ -49,3 +50,4 @@ pub mod sim;
 pub mod sinks;
 pub mod solar;
 pub mod store;
+pub mod tabular;

@@ -263,17 +263,18 @@ async fn token_for(f: &Fleet, user: &str) -> String {
 
 /// The concrete URL of `spec` aimed at village `v` (its station, its alert).
 fn url_for(f: &Fleet, spec: &RouteSpec, village: char) -> String {
-    let (code, station, alert, file) = if village == 'a' {
-        ("VA1001", "SA-east", f.alert_a, "roster.csv")
+    let (code, station, alert, file, household) = if village == 'a' {
+        ("VA1001", "SA-east", f.alert_a, "roster.csv", "HA1")
     } else {
-        ("VB2002", "SB-west", f.alert_b, "roster.csv")
+        ("VB2002", "SB-west", f.alert_b, "roster.csv", "HB1")
     };
     let path = spec
         .path
         .replace("{code}", code)
         .replace("{month}", "2026-01")
         .replace("{year}", "2026")
-        .replace("{file}", file);
+        .replace("{file}", file)
+        .replace("{household}", household);
     let path = match spec.access.place {
         PlaceFrom::Alert(p) => path.replace(&format!("{{{p}}}"), &alert.to_string()),
         _ => path.replace("{id}", station),
@@ -905,4 +906,51 @@ async fn the_language_switch_keeps_its_choice_and_never_redirects_off_site() {
         "{en}"
     );
     assert!(en.contains("href=\"/lang?to=zh-CN&amp;back=%2F\""), "{en}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_whose_body_never_finishes_is_cut_off_and_stores_nothing() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A client that announces a settlement file and stops sending half-way (a stalled upload or
+    // a slow-loris): the request ends at `request_timeout` with 503, not when the client gives up.
+    let f = fleet_with("[http]\nrequest_timeout = \"300ms\"").await;
+    let token = token_for(&f, "operator").await;
+    let addr = f.base.trim_start_matches("http://");
+    let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let head = format!(
+        "POST /api/settlements?name=stalled.csv HTTP/1.1\r\nhost: {addr}\r\n\
+         authorization: Bearer {token}\r\ncontent-type: text/csv\r\ncontent-length: 4096\r\n\r\n\
+         电站编号,结算月份,上网电量(kWh)\nSA-east,2026-01,"
+    );
+    socket.write_all(head.as_bytes()).await.expect("send");
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    // Bounded only so a broken build fails instead of hanging; the server answers far sooner.
+    let read = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        loop {
+            let n = socket.read(&mut buf).await.expect("read");
+            answer.extend_from_slice(&buf[..n]);
+            if n == 0 || answer.windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "no answer to a stalled request");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        f.store
+            .settlement_imports()
+            .await
+            .expect("imports")
+            .is_empty(),
+        "nothing of a cut-off upload is stored"
+    );
+    let health = client()
+        .get(format!("{}/healthz", f.base))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(health.status(), 200, "the service goes on serving");
 }

@@ -19,6 +19,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("metrics", 1),
     ("auth", 1),
     ("allocate", 1),
+    ("tabular", 1),
     // The deployment file: it embeds the sections the cores define.
     ("config", 2),
     // All SQL.

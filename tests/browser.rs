@@ -260,6 +260,8 @@ impl Drop for Driver {
 struct Browser {
     client: Client,
     driver: Driver,
+    /// Where the browser saves what it downloads.
+    downloads: PathBuf,
     _profile: tempfile::TempDir,
 }
 
@@ -272,10 +274,16 @@ impl Browser {
         let profile = tempfile::tempdir().expect("profile dir");
         let driver = Driver::start(profile.path()).await;
         let user_data = profile.path().join("chromium");
+        let downloads = profile.path().join("downloads");
+        std::fs::create_dir_all(&downloads).expect("downloads dir");
         let caps = serde_json::json!({
             "browserName": "chrome",
             "goog:chromeOptions": {
                 "binary": chromium,
+                "prefs": {
+                    "download.default_directory": downloads.display().to_string(),
+                    "download.prompt_for_download": false,
+                },
                 "args": [
                     "--headless",
                     "--no-sandbox",
@@ -302,6 +310,7 @@ impl Browser {
         Browser {
             client,
             driver,
+            downloads,
             _profile: profile,
         }
     }
@@ -310,6 +319,7 @@ impl Browser {
         let Browser {
             client,
             driver,
+            downloads: _,
             _profile,
         } = self;
         client.close().await.expect("closing the session");
@@ -921,15 +931,29 @@ async fn the_county_allocates_a_month_and_locks_it_paid_from_the_villages_page()
     running.shutdown().await;
 }
 
-/// Chooses `file` in the settlement form and submits it.
-async fn upload(c: &Client, file: &Path) {
-    c.find(Locator::Css("#upload-form input[type=\"file\"]"))
+/// Sets the date field `name` of the form `form` to `value` (YYYY-MM-DD), as its picker would:
+/// typed keys go through the picker's locale order.
+async fn set_date(c: &Client, form: &str, name: &str, value: &str) {
+    c.execute(
+        "document.querySelector(arguments[0]).value = arguments[1];",
+        vec![
+            serde_json::json!(format!("{form} input[name=\"{name}\"]")),
+            serde_json::json!(value),
+        ],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{form} date {name}: {e}"));
+}
+
+/// Chooses `file` in the file field of the form `form` and submits it.
+async fn upload(c: &Client, form: &str, file: &Path) {
+    c.find(Locator::Css(&format!("{form} input[type=\"file\"]")))
         .await
-        .expect("file input")
+        .unwrap_or_else(|e| panic!("{form} file input: {e}"))
         .send_keys(&file.display().to_string())
         .await
         .expect("choose file");
-    submit(c, "#upload-form").await;
+    submit(c, form).await;
 }
 
 /// Chooses `value` in the select `name` of the form `form`.
@@ -1081,7 +1105,7 @@ async fn an_operators_day_filter_the_fleet_import_the_settlement_acknowledge_an_
         .await
         .expect("open /settlements");
     arrive(c, "/settlements", "#upload-form").await;
-    upload(c, &bad).await;
+    upload(c, "#upload-form", &bad).await;
     let error = arrive(c, "/settlements", "#upload-error").await;
     assert!(error.contains("未导入"), "{error}");
     let problem = c
@@ -1111,7 +1135,7 @@ async fn an_operators_day_filter_the_fleet_import_the_settlement_acknowledge_an_
          合 计,,51650,43862.50\n",
     )
     .expect("write");
-    upload(c, &good).await;
+    upload(c, "#upload-form", &good).await;
     let done = arrive(c, "/settlements", "#upload-done").await;
     assert!(done.contains("已导入 2 个电站月份"), "{done}");
     assert_eq!(
@@ -1136,7 +1160,7 @@ async fn an_operators_day_filter_the_fleet_import_the_settlement_acknowledge_an_
     );
     screenshot(c, "operator-settlement-imported.png").await;
     // The same file again, under the same name: recognised, nothing stored twice.
-    upload(c, &good).await;
+    upload(c, "#upload-form", &good).await;
     let error = arrive(c, "/settlements", "#upload-error").await;
     assert!(
         error.contains("已于") && error.contains("未重复导入"),
@@ -1164,6 +1188,289 @@ async fn an_operators_day_filter_the_fleet_import_the_settlement_acknowledge_an_
     );
     assert!(c.find(Locator::Css("form.ack")).await.is_err());
     screenshot(c, "operator-alert-acknowledged.png").await;
+
+    browser.close().await;
+    running.shutdown().await;
+}
+
+/// The roster file of village A as the poverty registry exports it: 王秀兰 as registered,
+/// 张志强 with a new payout account, and a household the registry does not hold yet.
+fn roster_xlsx(path: &Path, extra: Option<[&str; 6]>) {
+    let mut book = rust_xlsxwriter::Workbook::new();
+    let sheet = book.add_worksheet();
+    let mut rows = vec![
+        [
+            "户编号",
+            "户主姓名",
+            "贫困户状态",
+            "状态起始日期",
+            "劳动能力",
+            "银行卡号",
+        ],
+        [
+            "1401211012010001",
+            "王秀兰",
+            "未脱贫",
+            "2016-03-01",
+            "弱劳动力",
+            "",
+        ],
+        [
+            "1401211012010002",
+            "张志强",
+            "未脱贫",
+            "2016-03-01",
+            "普通劳动力",
+            "6228000022224444",
+        ],
+        [
+            "1401211012010003",
+            "刘桂芳",
+            "已脱贫",
+            "2019-12-31",
+            "无劳动力",
+            "",
+        ],
+    ];
+    rows.extend(extra);
+    sheet
+        .merge_range(
+            0,
+            0,
+            0,
+            5,
+            "东于村建档立卡户花名册",
+            &rust_xlsxwriter::Format::new(),
+        )
+        .expect("title");
+    for (r, row) in rows.iter().enumerate() {
+        for (c, cell) in row.iter().enumerate() {
+            sheet
+                .write_string(
+                    u32::try_from(r + 1).expect("row"),
+                    u16::try_from(c).expect("col"),
+                    *cell,
+                )
+                .expect("cell");
+        }
+    }
+    book.save(path).expect("write the roster");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_accountant_keeps_the_household_registry_and_downloads_the_payout_roster() {
+    let Some(chromium) = chromium() else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (running, deployment) = service(dir.path()).await;
+    let base = format!("http://{}", running.http_addr);
+    let browser = Browser::open(&chromium).await;
+    let c = &browser.client;
+    let registry = format!("/villages/{VILLAGE_A}/households");
+
+    c.goto(&format!("{base}/villages/{VILLAGE_A}"))
+        .await
+        .expect("open village A");
+    submit_login(c, ACCOUNTANT, ACCOUNTANT_PASSWORD).await;
+    arrive(c, &format!("/villages/{VILLAGE_A}"), "#registry-link").await;
+    c.find(Locator::Css("#registry-link"))
+        .await
+        .expect("registry link")
+        .click()
+        .await
+        .expect("open the registry");
+    let count = arrive(c, &registry, "#household-count").await;
+    assert!(count.contains('2'), "{count}");
+
+    // A household typed in with a bank account too short: the message is next to the field and
+    // nothing is stored.
+    fill_in(c, "#add-household", "id", "1401211012010004").await;
+    fill_in(c, "#add-household", "head", "陈玉兰").await;
+    choose(c, "#add-household", "status", "monitored").await;
+    set_date(c, "#add-household", "status_from", "2022-06-01").await;
+    choose(c, "#add-household", "labour", "weak").await;
+    fill_in(c, "#add-household", "bank_account", "62280000").await;
+    submit(c, "#add-household").await;
+    let error = arrive(c, &registry, "#bank_account-error").await;
+    assert!(error.contains("12–19 位数字"), "{error}");
+    let field = c
+        .find(Locator::Css("#add-household input[name=\"bank_account\"]"))
+        .await
+        .expect("bank field");
+    assert_eq!(
+        field.attr("aria-invalid").await.expect("attr").as_deref(),
+        Some("true")
+    );
+    let households = |store: sunshare::store::Store| async move {
+        store
+            .households_of(&sunshare::domain::VillageId::new(VILLAGE_A))
+            .await
+            .expect("read the registry")
+            .len()
+    };
+    assert_eq!(households(running.store.clone()).await, 2);
+    fill_in(c, "#add-household", "bank_account", "6228 0000 5555 6666").await;
+    submit(c, "#add-household").await;
+    arrive(
+        c,
+        &format!("{registry}?added=1401211012010004"),
+        "#registry-done",
+    )
+    .await;
+    screenshot(c, "registry-household-added.png").await;
+
+    // The roster with a line for another village is refused whole, with the line's reason.
+    let bad = dir.path().join("花名册-错误.xlsx");
+    roster_xlsx(
+        &bad,
+        Some([
+            "1401211012020001",
+            "李建国",
+            "未脱贫",
+            "2016-03-01",
+            "普通劳动力",
+            "",
+        ]),
+    );
+    upload(c, "#roster-form", &bad).await;
+    let error = arrive(
+        c,
+        &format!("{registry}/import"),
+        "#roster-preview tr[data-verdict=\"refused\"]",
+    )
+    .await;
+    assert!(error.contains("已登记在其他村"), "{error}");
+    assert!(
+        c.find(Locator::Css("#roster-apply")).await.is_err(),
+        "no apply button"
+    );
+    assert_eq!(households(running.store.clone()).await, 3);
+
+    // The corrected roster: previewed, then applied.
+    let good = dir.path().join("花名册.xlsx");
+    roster_xlsx(&good, None);
+    c.goto(&format!("{base}{registry}"))
+        .await
+        .expect("back to the registry");
+    upload(c, "#roster-form", &good).await;
+    let summary = arrive(c, &format!("{registry}/import"), "#preview-summary").await;
+    assert!(
+        summary.contains("新增 1 户，修改 1 户，无变化 1 户，拒绝 0 行"),
+        "{summary}"
+    );
+    screenshot(c, "registry-roster-preview.png").await;
+    submit(c, "#roster-apply").await;
+    arrive(
+        c,
+        &format!("{registry}?applied_add=1&applied_edit=1"),
+        "#households tr[data-household=\"1401211012010003\"]",
+    )
+    .await;
+    assert_eq!(households(running.store.clone()).await, 4);
+    screenshot(c, "registry-after-import.png").await;
+
+    // The plan goes through its steps and the county allocates November; the payout roster pays
+    // the job holder on the account the roster brought, and the browser downloads it as XLSX.
+    use sunshare::allocate::PlanState;
+    for to in [
+        PlanState::Deliberated,
+        PlanState::PlanPublished,
+        PlanState::TownshipReviewed,
+        PlanState::CountyFiled,
+        PlanState::Active,
+    ] {
+        sunshare::ledger::transition(
+            &running.store,
+            &deployment,
+            &sunshare::domain::VillageId::new(VILLAGE_A),
+            2026,
+            to,
+            "村委会",
+            "step",
+        )
+        .await
+        .expect("plan step");
+    }
+    sunshare::ledger::run_month(
+        &running.store,
+        &deployment,
+        &sunshare::ledger::testing::FixedEnergy::metered(30_000_000),
+        sunshare::domain::YearMonth::new(2026, 11).expect("month"),
+        "county",
+        true,
+    )
+    .await
+    .expect("allocate November");
+    c.goto(&format!("{base}/villages/{VILLAGE_A}?month=2026-11"))
+        .await
+        .expect("village page");
+    arrive(
+        c,
+        &format!("/villages/{VILLAGE_A}?month=2026-11"),
+        "#roster-xlsx",
+    )
+    .await;
+    c.find(Locator::Css("#roster-xlsx"))
+        .await
+        .expect("roster link")
+        .click()
+        .await
+        .expect("download the roster");
+    let file = eventually("the roster downloaded", || async {
+        let entry = std::fs::read_dir(&browser.downloads)
+            .ok()?
+            .filter_map(Result::ok)
+            .find(|e| e.path().extension().is_some_and(|x| x == "xlsx"))?;
+        let bytes = std::fs::read(entry.path()).ok()?;
+        // Chromium writes a .crdownload first and renames it when complete.
+        bytes.starts_with(b"PK").then_some(bytes)
+    })
+    .await;
+    use calamine::Reader as _;
+    let mut book = calamine::open_workbook_auto_from_rs(std::io::Cursor::new(file))
+        .expect("the roster opens as a workbook");
+    let sheet = book
+        .worksheet_range_at(0)
+        .expect("a sheet")
+        .expect("readable sheet");
+    let cells: Vec<String> = sheet
+        .rows()
+        .flat_map(|r| r.iter().map(|c| c.to_string()))
+        .collect();
+    assert!(cells.iter().any(|c| c == "6228000022224444"), "{cells:?}");
+    assert!(
+        !cells.iter().any(|c| c == "6228000011113333"),
+        "the old account: {cells:?}"
+    );
+
+    // The notice: the accountant's full version, and the masked one the village posts.
+    c.goto(&format!("{base}/villages/{VILLAGE_A}/notice/2026-11"))
+        .await
+        .expect("notice");
+    let notice = arrive(
+        c,
+        &format!("/villages/{VILLAGE_A}/notice/2026-11"),
+        "#full-version",
+    )
+    .await;
+    assert!(!notice.is_empty());
+    c.find(Locator::Css("#public-version"))
+        .await
+        .expect("the version for posting")
+        .click()
+        .await
+        .expect("open it");
+    let notice = arrive(
+        c,
+        &format!("/villages/{VILLAGE_A}/notice/2026-11?public=1"),
+        "#notice",
+    )
+    .await;
+    assert!(
+        notice.contains("张*强") && !notice.contains("张志强"),
+        "{notice}"
+    );
+    assert!(!notice.contains("6228000022224444"), "{notice}");
+    screenshot(c, "notice-2026-11-posted.png").await;
 
     browser.close().await;
     running.shutdown().await;

@@ -43,6 +43,8 @@ pub enum Action {
     AllocateMonth,
     /// Lock a recorded month as paid (administrators: the county's finance desk).
     PayMonth,
+    /// Add, edit and retire a village's households, and import its poverty-registry roster.
+    EditRegistry,
 }
 
 impl Action {
@@ -57,6 +59,7 @@ impl Action {
                 | Action::ExportRoster
                 | Action::WorkOnPlans
                 | Action::MovePlan(..)
+                | Action::EditRegistry
         )
     }
 }
@@ -133,7 +136,7 @@ fn role_may(role: Role, action: Action) -> bool {
         },
         Role::Accountant => match action {
             ViewFleet | ViewStation | ViewLedger | ViewPersonalData | ExportRoster
-            | WorkOnPlans | OwnSession => true,
+            | WorkOnPlans | EditRegistry | OwnSession => true,
             MovePlan(from, to) => village_step(from, to),
             _ => false,
         },
@@ -199,6 +202,7 @@ fn describe(action: Action) -> String {
         Action::ViewAudit => "read the audit log".into(),
         Action::AllocateMonth => "allocate a month".into(),
         Action::PayMonth => "mark a month paid".into(),
+        Action::EditRegistry => "change the household registry".into(),
     }
 }
 
@@ -243,6 +247,7 @@ mod tests {
             Action::ViewLedger,
             Action::ViewPersonalData,
             Action::ExportRoster,
+            Action::EditRegistry,
             Action::ViewStation,
         ] {
             assert!(decide(Some(&a), action, Some(&own)).allowed(), "{action:?}");
@@ -301,7 +306,12 @@ mod tests {
             assert!(decide(Some(&p), Action::ViewLedger, Some(&place)).allowed());
             assert!(!decide(Some(&p), Action::ViewPersonalData, Some(&place)).allowed());
             assert!(!decide(Some(&p), Action::ExportRoster, Some(&place)).allowed());
+            assert!(!decide(Some(&p), Action::EditRegistry, Some(&place)).allowed());
         }
+        // The township reviews plans; it does not keep the village's registry.
+        let rev = user(Role::Reviewer, vec![ScopeEntry::Township("T".into())]);
+        assert!(decide(Some(&rev), Action::ViewPersonalData, Some(&place)).allowed());
+        assert!(!decide(Some(&rev), Action::EditRegistry, Some(&place)).allowed());
         let op = user(Role::Operator, vec![ScopeEntry::County("C".into())]);
         assert!(decide(Some(&op), Action::AckAlert, Some(&place)).allowed());
         assert!(decide(Some(&op), Action::ImportSettlement, None).allowed());

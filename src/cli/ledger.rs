@@ -437,7 +437,12 @@ pub async fn ledger(args: LedgerArgs) -> Result<String, Error> {
             let row = store
                 .village_month(village.as_str(), &month.to_string())
                 .await;
+            // Statements and rosters name households from the registry, retired ones too.
+            let registry = crate::ledger::households::with_retired(&store, &d)
+                .await
+                .map(std::borrow::Cow::into_owned);
             store.close().await;
+            let d = registry?;
             let row = row?.ok_or_else(|| {
                 Error::NotFound(format!("{month} of village {village} is not in the ledger; run `sunshare allocate` first"))
             })?;

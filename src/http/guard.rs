@@ -16,7 +16,6 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
-use std::time::Duration;
 use tower_sessions::Session;
 
 /// Session keys.
@@ -25,9 +24,6 @@ const CSRF_KEY: &str = "csrf";
 /// The form field and header that carry the CSRF token.
 pub const CSRF_FIELD: &str = "csrf";
 pub const CSRF_HEADER: &str = "x-csrf-token";
-
-/// How long a heavy page waits for its turn before it is refused with 503.
-const HEAVY_WAIT: Duration = Duration::from_secs(10);
 
 /// Who is signed in to a session, and since when (for the absolute session lifetime).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -88,8 +84,8 @@ pub async fn guard(State(g): State<Guarded>, req: Request, next: Next) -> Respon
     let (response, caller, target) = match admit(&g, req).await {
         Ok((req, caller)) => {
             let _turn = if spec.heavy {
-                match tokio::time::timeout(HEAVY_WAIT, g.state.heavy.clone().acquire_owned()).await
-                {
+                let wait = g.state.deployment.http.heavy_wait;
+                match tokio::time::timeout(wait, g.state.heavy.clone().acquire_owned()).await {
                     Ok(Ok(permit)) => Some(permit),
                     _ => {
                         return ApiError::Busy(

@@ -487,6 +487,7 @@ async fn render_village(
         None => None,
     };
     let aud = audience(state, caller, code);
+    let households = village_households(state, code).await?;
     let money = match &month {
         Some(m) => year_money(state, code, &months, m.get(..4).unwrap_or_default()).await?,
         None => Vec::new(),
@@ -510,7 +511,7 @@ async fn render_village(
                     }
                     " · " a href=(format!("/api/villages/{code}/months/{m}")) { "JSON" }
                 }
-                (statement(state, lang, row, aud))
+                (statement(&households, lang, row, aud))
                 (super::charts::income_vs_payouts(lang, &name, &money))
                 @if !row.notes.is_empty() {
                     h2 { (tr(lang, "village.notes")) }
@@ -526,6 +527,9 @@ async fn render_village(
                 }
             }
             None => { p.note #no-month { (tr(lang, "village.no_month")) } }
+        }
+        @if state.geography.may_on_village(caller.who(), Action::ViewPersonalData, code) {
+            p #registry { a #registry-link href=(format!("/villages/{code}/households")) { (tr(lang, "household.link")) } }
         }
         @if let Some(plan) = plan { (plan) }
     };
@@ -724,14 +728,34 @@ async fn plan_step_form(
     }
 }
 
-/// The statement table: opening balance, every line, the totals.
-fn statement(state: &AppState, lang: Lang, row: &VillageMonthRow, aud: Audience) -> Markup {
-    let hh: HashMap<&str, &crate::domain::Household> = state
+/// A village's households by id, the registry's (retired ones too) over the file's seed: the
+/// names its statements show.
+async fn village_households(
+    state: &AppState,
+    code: &str,
+) -> Result<HashMap<String, crate::domain::Household>, ApiError> {
+    let mut hh: HashMap<String, crate::domain::Household> = state
         .deployment
         .households
         .iter()
-        .map(|h| (h.id.as_str(), h))
+        .filter(|h| h.village.as_str() == code)
+        .map(|h| (h.id.as_str().to_owned(), h.clone()))
         .collect();
+    for r in state.store.households_of(&VillageId::new(code)).await? {
+        hh.insert(r.household.id.as_str().to_owned(), r.household);
+    }
+    Ok(hh)
+}
+
+/// The statement table: opening balance, every line, the totals.
+fn statement(
+    households: &HashMap<String, crate::domain::Household>,
+    lang: Lang,
+    row: &VillageMonthRow,
+    aud: Audience,
+) -> Markup {
+    let hh: HashMap<&str, &crate::domain::Household> =
+        households.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let totals = [
         ("village.income_total", row.income_fen),
         ("village.advance", row.advance_fen),
@@ -777,24 +801,37 @@ fn line_label(lang: Lang, code: &str) -> String {
     }
 }
 
+/// `?public=1` shows the masked version to someone who may see names: the one the village posts.
+#[derive(Debug, Default, Deserialize)]
+struct NoticeQuery {
+    #[serde(default)]
+    public: Option<String>,
+}
+
 async fn notice_page(
     State(state): State<AppState>,
     caller: Caller,
     Path((code, month)): Path<(String, String)>,
+    Query(q): Query<NoticeQuery>,
 ) -> Result<Html<String>, ApiError> {
     let lang = caller.lang;
     let name = village_name(&state, &code)?;
     let row = load_month(&state, &code, &month).await?;
-    let aud = audience(&state, &caller, &code);
+    let aud = if q.public.is_some() {
+        Audience::Public
+    } else {
+        audience(&state, &caller, &code)
+    };
     let body = html! {
         article.notice #notice {
             h1 { (trf(lang, "notice.title", &[("village", &name)])) }
             p { (trf(lang, "notice.period", &[("month", &row.month)])) " · " (code) " · " (status_badge(lang, row.provisional, &row.month_status)) }
-            (statement(&state, lang, &row, aud))
+            (statement(&village_households(&state, &code).await?, lang, &row, aud))
             @if aud == Audience::Public {
                 p.muted #masking { (tr(lang, "notice.masked")) }
             } @else {
                 p.note #full-version { "FULL VERSION · " (tr(lang, "notice.full")) }
+                p.noprint { a #public-version href=(href(&format!("/villages/{code}/notice/{}", row.month), &[("public", "1")])) { (tr(lang, "notice.public_version")) } }
             }
             p { (tr(lang, "notice.objections")) }
             p.signature { (trf(lang, "notice.signed", &[("village", &name)])) }
@@ -825,9 +862,10 @@ async fn export_file(
     let (kind, ext) = file
         .rsplit_once('.')
         .ok_or_else(|| ApiError::NotFound(format!("no export named {file}")))?;
+    let registry = crate::ledger::households::with_retired(&state.store, &state.deployment).await?;
     let table = match kind {
-        "statement" => export::statement_table(&row, &state.deployment, aud),
-        "roster" if may_roster => export::roster_table(&row, &state.deployment),
+        "statement" => export::statement_table(&row, &registry, aud),
+        "roster" if may_roster => export::roster_table(&row, &registry),
         "roster" => return Err(ApiError::Forbidden(
             "the payout roster holds bank accounts: only the village's accountant may export it"
                 .into(),
@@ -917,12 +955,9 @@ async fn month_json(
 ) -> Result<axum::Json<MonthJson>, ApiError> {
     let row = load_month(&state, &code, &month).await?;
     let aud = audience(&state, &caller, &code);
-    let hh: HashMap<&str, &crate::domain::Household> = state
-        .deployment
-        .households
-        .iter()
-        .map(|h| (h.id.as_str(), h))
-        .collect();
+    let households = village_households(&state, &code).await?;
+    let hh: HashMap<&str, &crate::domain::Household> =
+        households.iter().map(|(k, v)| (k.as_str(), v)).collect();
     Ok(axum::Json(MonthJson {
         village: row.village.clone(),
         month: row.month.clone(),

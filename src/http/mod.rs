@@ -10,6 +10,7 @@ mod error;
 pub mod extract;
 mod fleet;
 pub mod guard;
+mod households;
 pub mod i18n;
 mod ledger;
 mod mqtt;
@@ -20,6 +21,8 @@ pub mod routes;
 mod settlements;
 #[doc(hidden)]
 pub mod testing;
+#[cfg(test)]
+mod tests;
 
 pub use account::{
     purge_logins, SessionBackend, FAILURE_WINDOW, MAX_FAILURES_PER_ORIGIN, MAX_FAILURES_PER_USER,
@@ -103,6 +106,7 @@ pub fn routes() -> Routes {
         .merge(fleet::routes())
         .merge(energy::routes())
         .merge(ledger::routes())
+        .merge(households::routes())
         .merge(quarantine::routes())
         .merge(alerts::routes())
         .merge(mqtt::routes())
@@ -113,6 +117,11 @@ pub fn routes() -> Routes {
 }
 
 pub fn router(state: AppState) -> Router {
+    router_of(routes(), state)
+}
+
+/// `routes` behind the layers every request passes: sessions, body limit, timeout, headers, trace.
+fn router_of(routes: Routes, state: AppState) -> Router {
     let http = &state.deployment.http;
     let idle = i64::try_from(http.session_idle.as_secs()).unwrap_or(i64::MAX);
     let sessions = SessionManagerLayer::new(SessionBackend {
@@ -127,7 +136,7 @@ pub fn router(state: AppState) -> Router {
         StatusCode::SERVICE_UNAVAILABLE,
         http.request_timeout,
     );
-    routes()
+    routes
         .into_router(&state)
         .method_not_allowed_fallback(wrong_method)
         .fallback(fallback)

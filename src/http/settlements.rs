@@ -210,7 +210,7 @@ async fn upload(
 }
 
 /// The file of the form: its name and bytes, or `None` when no file was chosen.
-async fn file_field(
+pub(super) async fn file_field(
     bytes: &Bytes,
     content_type: &str,
 ) -> Result<Option<(String, Bytes)>, ApiError> {

@@ -6,6 +6,8 @@
 
 pub mod demo;
 pub mod export;
+pub mod households;
+pub mod roster;
 #[doc(hidden)]
 pub mod testing;
 
@@ -147,6 +149,9 @@ pub async fn run_month(
         }
     }
     let carry = opening_carry(store, month).await?;
+    // The registry's households, not the file's seed.
+    let registry = households::effective(store, deployment).await?;
+    let deployment = &*registry;
     let book = Book::new(deployment)?;
     let mut energies = HashMap::new();
     for s in &deployment.stations {
@@ -242,7 +247,7 @@ pub async fn transition(
     }
     if to != PlanState::Draft {
         // A plan that breaks a rule does not move forward (the whole book is checked, as a run would).
-        Book::new(deployment)?;
+        Book::new(&*households::effective(store, deployment).await?)?;
     }
     if !store
         .set_plan_state(village.as_str(), year, from, to, who, note, Utc::now())

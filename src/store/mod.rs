@@ -9,6 +9,7 @@ mod accounts;
 mod alerts;
 mod behind;
 mod energy;
+mod households;
 mod ledger;
 mod mqtt;
 mod registry;
@@ -20,6 +21,9 @@ pub mod bench;
 pub use accounts::{AuditEntry, Credentials, TokenRow};
 pub use alerts::{AckOutcome, AlertRow, HistoryRow, NewAlert, NotifyStatusRow};
 pub use energy::{EnergyReading, SettlementImportRow, SettlementInsert, SettlementRow};
+pub use households::{
+    HouseholdChange, HouseholdChangeRow, HouseholdRow, Origin, RosterImportRow, SEEDED_BY,
+};
 pub use ledger::{
     AuditRow, EntryRow, MonthRecord, MonthRow, PoolLineRecord, StationMonthRecord, TransitionRow,
     VillageMonthRecord, VillageMonthRow, MONTH_COMPUTED, MONTH_PAID,

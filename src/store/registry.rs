@@ -1,5 +1,6 @@
-//! The registry mirror: the deployment file's places, stations, devices, households and jobs, copied
-//! into the database at start-up so that SQL reports and other instances see the same fleet.
+//! The registry mirror: the deployment file's places, stations, devices and jobs, copied into the
+//! database at start-up so that SQL reports and other instances see the same fleet. Households are
+//! not mirrored: the file only seeds them (`households.rs`), the registry holds them.
 
 use super::samples::StationNow;
 use super::{Result, Store};
@@ -10,7 +11,8 @@ use sqlx::Row;
 use std::collections::HashMap;
 
 impl Store {
-    /// Replaces the registry mirror with what `d` declares, in one transaction.
+    /// Replaces the registry mirror with what `d` declares, in one transaction, and seeds the
+    /// household registry with the file's households it does not hold yet.
     pub async fn sync_registry(&self, d: &Deployment) -> Result<()> {
         let mut tx = self.pool().begin().await?;
         for table in [
@@ -20,7 +22,6 @@ impl Store {
             "stations",
             "station_owners",
             "devices",
-            "households",
             "jobs",
         ] {
             sqlx::query(&format!("DELETE FROM {table}"))
@@ -104,26 +105,6 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        for h in &d.households {
-            let status = h
-                .status
-                .iter()
-                .map(|p| format!("{}:{:?}", p.from, p.status))
-                .collect::<Vec<_>>()
-                .join(",");
-            sqlx::query(
-                "INSERT INTO households (id, village, head, deep_poverty, labour, status) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(h.id.as_str())
-            .bind(h.village.as_str())
-            .bind(&h.head)
-            .bind(i64::from(h.deep_poverty))
-            .bind(format!("{:?}", h.labour).to_lowercase())
-            .bind(status)
-            .execute(&mut *tx)
-            .await?;
-        }
         for j in &d.jobs {
             sqlx::query(
                 "INSERT INTO jobs (id, village, title, holder, monthly_wage_fen, valid_from, valid_until) \
@@ -140,6 +121,8 @@ impl Store {
             .await?;
         }
         tx.commit().await?;
+        self.seed_households(&d.households, chrono::Utc::now().timestamp_millis())
+            .await?;
         Ok(())
     }
 

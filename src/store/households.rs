@@ -1,0 +1,388 @@
+//! The household registry: households with their status history, every change with who made it
+//! and what it changed, and roster files waiting to be applied. The deployment file only seeds the
+//! table (a household it names is inserted once); from then on the rows here are the truth.
+
+use super::{Error, Result, Store};
+use crate::domain::{Household, HouseholdId, LabourCapacity, StatusPeriod, VillageId};
+use sqlx::Row;
+
+/// A household as the registry holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HouseholdRow {
+    pub household: Household,
+    pub origin: Origin,
+    /// When it was retired (epoch ms) and why; a retired household is not paid or counted.
+    pub retired_ms: Option<i64>,
+    pub retired_reason: Option<String>,
+    pub updated_ms: i64,
+    pub updated_by: String,
+}
+
+impl HouseholdRow {
+    pub fn retired(&self) -> bool {
+        self.retired_ms.is_some()
+    }
+}
+
+/// Where a household entered the registry.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, strum::Display, strum::EnumString, strum::IntoStaticStr,
+)]
+#[strum(serialize_all = "snake_case")]
+pub enum Origin {
+    /// The deployment file seeded it.
+    File,
+    /// Added with the form.
+    Web,
+    /// Added by a roster import.
+    Roster,
+}
+
+/// What one change does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HouseholdChange {
+    /// A new household.
+    Add(Household, Origin),
+    /// New values for a household (same id and village); `fields` names what changed.
+    Edit {
+        household: Household,
+        fields: Vec<String>,
+    },
+    /// No longer paid or counted, with the reason.
+    Retire { id: HouseholdId, reason: String },
+}
+
+/// One line of a household's change history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HouseholdChangeRow {
+    pub at_ms: i64,
+    pub who: String,
+    /// `added`, `edited`, `retired` or `imported`.
+    pub what: String,
+    /// The fields changed (edits), the reason (retirement) or the file (imports).
+    pub detail: String,
+}
+
+/// A roster file read and previewed, not necessarily applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RosterImportRow {
+    pub id: i64,
+    pub village: VillageId,
+    pub source: String,
+    pub sha256: String,
+    pub encoding: String,
+    /// The file's households as read, JSON (the ledger's own shape).
+    pub rows_json: String,
+    pub uploaded_ms: i64,
+    pub uploaded_by: String,
+    pub applied_ms: Option<i64>,
+}
+
+/// Who `updated_by` names for a household the deployment file seeded.
+pub const SEEDED_BY: &str = "deployment file";
+
+const COLUMNS: &str = "id, village, head, deep_poverty, labour, birth_year, bank_account, \
+                       status_history, origin, retired_ms, retired_reason, updated_ms, updated_by";
+
+fn corrupt(id: &str, what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Corrupt(format!("household {id}: {what}: {e}"))
+}
+
+fn household_from(r: &sqlx::any::AnyRow) -> Result<HouseholdRow> {
+    let id: String = r.try_get("id")?;
+    let labour: String = r.try_get("labour")?;
+    let status: String = r.try_get("status_history")?;
+    let origin: String = r.try_get("origin")?;
+    let birth_year: Option<i64> = r.try_get("birth_year")?;
+    let household = Household {
+        id: HouseholdId::new(&id),
+        village: VillageId::new(&r.try_get::<String, _>("village")?),
+        head: r.try_get("head")?,
+        status: serde_json::from_str::<Vec<StatusPeriod>>(&status)
+            .map_err(|e| corrupt(&id, "status history", e))?,
+        deep_poverty: r.try_get::<i64, _>("deep_poverty")? != 0,
+        labour: labour
+            .parse::<LabourCapacity>()
+            .map_err(|e| corrupt(&id, "labour", e))?,
+        birth_year: birth_year
+            .map(i32::try_from)
+            .transpose()
+            .map_err(|e| corrupt(&id, "birth year", e))?,
+        bank_account: r.try_get("bank_account")?,
+    };
+    Ok(HouseholdRow {
+        household,
+        origin: origin
+            .parse::<Origin>()
+            .map_err(|e| corrupt(&id, "origin", e))?,
+        retired_ms: r.try_get("retired_ms")?,
+        retired_reason: r.try_get("retired_reason")?,
+        updated_ms: r.try_get("updated_ms")?,
+        updated_by: r.try_get("updated_by")?,
+    })
+}
+
+fn status_json(h: &Household) -> Result<String> {
+    serde_json::to_string(&h.status).map_err(|e| corrupt(h.id.as_str(), "status history", e))
+}
+
+impl Store {
+    /// Inserts the households of the deployment file that the registry does not hold yet; the
+    /// registry's own rows (edited, retired, imported) are left as they are.
+    pub async fn seed_households(&self, households: &[Household], at_ms: i64) -> Result<usize> {
+        let mut tx = self.pool().begin().await?;
+        let mut added = 0;
+        for h in households {
+            let done = sqlx::query(&format!(
+                "INSERT INTO households ({COLUMNS}) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, NULL, $10, $11) \
+                 ON CONFLICT (id) DO NOTHING"
+            ))
+            .bind(h.id.as_str())
+            .bind(h.village.as_str())
+            .bind(&h.head)
+            .bind(i64::from(h.deep_poverty))
+            .bind(<&str>::from(h.labour))
+            .bind(h.birth_year.map(i64::from))
+            .bind(h.bank_account.as_deref())
+            .bind(status_json(h)?)
+            .bind(<&str>::from(Origin::File))
+            .bind(at_ms)
+            .bind(SEEDED_BY)
+            .execute(&mut *tx)
+            .await?;
+            added += usize::try_from(done.rows_affected()).unwrap_or(0);
+        }
+        tx.commit().await?;
+        Ok(added)
+    }
+
+    /// Every household of the registry, retired ones included, by id.
+    pub async fn households(&self) -> Result<Vec<HouseholdRow>> {
+        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM households ORDER BY id"))
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(household_from).collect()
+    }
+
+    /// The households of one village, retired ones included, by id.
+    pub async fn households_of(&self, village: &VillageId) -> Result<Vec<HouseholdRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM households WHERE village = $1 ORDER BY id"
+        ))
+        .bind(village.as_str())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(household_from).collect()
+    }
+
+    pub async fn household(&self, id: &HouseholdId) -> Result<Option<HouseholdRow>> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM households WHERE id = $1"))
+            .bind(id.as_str())
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(household_from).transpose()
+    }
+
+    /// Applies `changes` in one transaction (all or nothing), each with a line of history. With
+    /// `roster`, the import is marked applied in the same transaction, and only if it was not yet.
+    pub async fn change_households(
+        &self,
+        changes: &[HouseholdChange],
+        who: &str,
+        at_ms: i64,
+        roster: Option<i64>,
+    ) -> Result<()> {
+        let mut tx = self.pool().begin().await?;
+        if let Some(import) = roster {
+            let marked = sqlx::query(
+                "UPDATE roster_imports SET applied_ms = $1 WHERE id = $2 AND applied_ms IS NULL",
+            )
+            .bind(at_ms)
+            .bind(import)
+            .execute(&mut *tx)
+            .await?;
+            if marked.rows_affected() != 1 {
+                tx.rollback().await?;
+                return Err(Error::Exists(format!(
+                    "roster import {import} is already applied or does not exist"
+                )));
+            }
+        }
+        let what_of_import = if roster.is_some() {
+            "imported"
+        } else {
+            "added"
+        };
+        for change in changes {
+            let (id, village, what, detail) = match change {
+                HouseholdChange::Add(h, origin) => {
+                    let added = sqlx::query(&format!(
+                        "INSERT INTO households ({COLUMNS}) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, NULL, $10, $11) \
+                         ON CONFLICT (id) DO NOTHING"
+                    ))
+                    .bind(h.id.as_str())
+                    .bind(h.village.as_str())
+                    .bind(&h.head)
+                    .bind(i64::from(h.deep_poverty))
+                    .bind(<&str>::from(h.labour))
+                    .bind(h.birth_year.map(i64::from))
+                    .bind(h.bank_account.as_deref())
+                    .bind(status_json(h)?)
+                    .bind(<&str>::from(*origin))
+                    .bind(at_ms)
+                    .bind(who)
+                    .execute(&mut *tx)
+                    .await?;
+                    if added.rows_affected() != 1 {
+                        tx.rollback().await?;
+                        return Err(Error::Exists(format!(
+                            "household {} is already registered",
+                            h.id
+                        )));
+                    }
+                    (
+                        h.id.as_str().to_owned(),
+                        h.village.as_str().to_owned(),
+                        what_of_import,
+                        String::new(),
+                    )
+                }
+                HouseholdChange::Edit {
+                    household: h,
+                    fields,
+                } => {
+                    let edited = sqlx::query(
+                        "UPDATE households SET head = $1, deep_poverty = $2, labour = $3, \
+                         birth_year = $4, bank_account = $5, status_history = $6, updated_ms = $7, \
+                         updated_by = $8 WHERE id = $9 AND village = $10 AND retired_ms IS NULL",
+                    )
+                    .bind(&h.head)
+                    .bind(i64::from(h.deep_poverty))
+                    .bind(<&str>::from(h.labour))
+                    .bind(h.birth_year.map(i64::from))
+                    .bind(h.bank_account.as_deref())
+                    .bind(status_json(h)?)
+                    .bind(at_ms)
+                    .bind(who)
+                    .bind(h.id.as_str())
+                    .bind(h.village.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                    if edited.rows_affected() != 1 {
+                        tx.rollback().await?;
+                        return Err(Error::Exists(format!(
+                            "household {} of village {} is retired or not registered",
+                            h.id, h.village
+                        )));
+                    }
+                    (
+                        h.id.as_str().to_owned(),
+                        h.village.as_str().to_owned(),
+                        "edited",
+                        fields.join(", "),
+                    )
+                }
+                HouseholdChange::Retire { id, reason } => {
+                    let village: Option<String> = sqlx::query(
+                        "UPDATE households SET retired_ms = $1, retired_reason = $2, updated_ms = $1, \
+                         updated_by = $3 WHERE id = $4 AND retired_ms IS NULL RETURNING village",
+                    )
+                    .bind(at_ms)
+                    .bind(reason)
+                    .bind(who)
+                    .bind(id.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .map(|r| r.try_get(0))
+                    .transpose()?;
+                    let Some(village) = village else {
+                        tx.rollback().await?;
+                        return Err(Error::Exists(format!(
+                            "household {id} is retired already or not registered"
+                        )));
+                    };
+                    (id.as_str().to_owned(), village, "retired", reason.clone())
+                }
+            };
+            sqlx::query(
+                "INSERT INTO household_changes (household, village, at_ms, who, what, detail) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(id)
+            .bind(village)
+            .bind(at_ms)
+            .bind(who)
+            .bind(what)
+            .bind(detail)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A household's change history, the latest first.
+    pub async fn household_changes(&self, id: &HouseholdId) -> Result<Vec<HouseholdChangeRow>> {
+        let rows = sqlx::query(
+            "SELECT at_ms, who, what, detail FROM household_changes WHERE household = $1 \
+             ORDER BY id DESC",
+        )
+        .bind(id.as_str())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(HouseholdChangeRow {
+                    at_ms: r.try_get(0)?,
+                    who: r.try_get(1)?,
+                    what: r.try_get(2)?,
+                    detail: r.try_get(3)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Records a roster file as read, for its preview; returns its id.
+    pub async fn save_roster_import(&self, r: &RosterImportRow) -> Result<i64> {
+        let row = sqlx::query(
+            "INSERT INTO roster_imports (village, source, sha256, encoding, rows_json, uploaded_ms, \
+             uploaded_by) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        )
+        .bind(r.village.as_str())
+        .bind(&r.source)
+        .bind(&r.sha256)
+        .bind(&r.encoding)
+        .bind(&r.rows_json)
+        .bind(r.uploaded_ms)
+        .bind(&r.uploaded_by)
+        .fetch_one(self.pool())
+        .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    pub async fn roster_import(&self, id: i64) -> Result<Option<RosterImportRow>> {
+        let row = sqlx::query(
+            "SELECT id, village, source, sha256, encoding, rows_json, uploaded_ms, uploaded_by, \
+             applied_ms FROM roster_imports WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|r| {
+            Ok(RosterImportRow {
+                id: r.try_get(0)?,
+                village: VillageId::new(&r.try_get::<String, _>(1)?),
+                source: r.try_get(2)?,
+                sha256: r.try_get(3)?,
+                encoding: r.try_get(4)?,
+                rows_json: r.try_get(5)?,
+                uploaded_ms: r.try_get(6)?,
+                uploaded_by: r.try_get(7)?,
+                applied_ms: r.try_get(8)?,
+            })
+        })
+        .transpose()
+    }
+}
