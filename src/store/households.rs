@@ -386,3 +386,199 @@ impl Store {
         .transpose()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::PovertyStatus;
+    use chrono::NaiveDate;
+
+    fn household(id: &str, village: &str) -> Household {
+        Household {
+            id: HouseholdId::new(id),
+            village: VillageId::new(village),
+            head: "王秀兰".into(),
+            status: vec![StatusPeriod {
+                status: PovertyStatus::NotExited,
+                from: NaiveDate::from_ymd_opt(2016, 3, 1).expect("date"),
+            }],
+            deep_poverty: true,
+            labour: LabourCapacity::Weak,
+            birth_year: Some(1959),
+            bank_account: Some("6228000011112222".into()),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_registry_seeds_once_changes_all_or_nothing_and_applies_a_roster_once_on_every_backend(
+    ) {
+        for t in crate::store::testing::all("store::households")
+            .await
+            .expect("stores")
+        {
+            let s = &t.store;
+            let name = t.name;
+            // Seeding inserts what is missing and never overwrites the registry's own rows.
+            assert_eq!(
+                s.seed_households(&[household("H1", "V1")], 1)
+                    .await
+                    .expect("seed"),
+                1,
+                "{name}"
+            );
+            let mut edited = household("H1", "V1");
+            edited.head = "王秀兰（改）".into();
+            s.change_households(
+                &[HouseholdChange::Edit {
+                    household: edited.clone(),
+                    fields: vec!["head".into()],
+                }],
+                "li",
+                2,
+                None,
+            )
+            .await
+            .expect("edit");
+            assert_eq!(
+                s.seed_households(&[household("H1", "V1")], 3)
+                    .await
+                    .expect("seed"),
+                0,
+                "{name}"
+            );
+            let h1 = s
+                .household(&HouseholdId::new("H1"))
+                .await
+                .expect("read")
+                .expect("H1");
+            assert_eq!(h1.household, edited, "{name}: every field round-trips");
+            assert_eq!(
+                (h1.origin, h1.updated_by.as_str(), h1.updated_ms),
+                (Origin::File, "li", 2)
+            );
+
+            // A batch with one bad change stores none of it.
+            let batch = [
+                HouseholdChange::Add(household("H2", "V1"), Origin::Web),
+                HouseholdChange::Add(household("H1", "V1"), Origin::Web),
+            ];
+            assert!(
+                matches!(
+                    s.change_households(&batch, "li", 4, None).await,
+                    Err(Error::Exists(_))
+                ),
+                "{name}"
+            );
+            assert!(
+                s.household(&HouseholdId::new("H2"))
+                    .await
+                    .expect("read")
+                    .is_none(),
+                "{name}"
+            );
+
+            // Retired: kept, marked, not edited any more, not retired twice.
+            let retire = HouseholdChange::Retire {
+                id: HouseholdId::new("H1"),
+                reason: "迁出".into(),
+            };
+            s.change_households(std::slice::from_ref(&retire), "li", 5, None)
+                .await
+                .expect("retire");
+            assert!(
+                matches!(
+                    s.change_households(&[retire], "li", 6, None).await,
+                    Err(Error::Exists(_))
+                ),
+                "{name}"
+            );
+            let edit = HouseholdChange::Edit {
+                household: edited,
+                fields: vec![],
+            };
+            assert!(
+                matches!(
+                    s.change_households(&[edit], "li", 6, None).await,
+                    Err(Error::Exists(_))
+                ),
+                "{name}"
+            );
+            let h1 = s
+                .household(&HouseholdId::new("H1"))
+                .await
+                .expect("read")
+                .expect("H1");
+            assert_eq!(
+                (h1.retired_ms, h1.retired_reason.as_deref()),
+                (Some(5), Some("迁出")),
+                "{name}"
+            );
+            let whats: Vec<String> = s
+                .household_changes(&HouseholdId::new("H1"))
+                .await
+                .expect("changes")
+                .into_iter()
+                .map(|c| c.what)
+                .collect();
+            assert_eq!(
+                whats,
+                ["retired", "edited"],
+                "{name}: latest first, failed ones absent"
+            );
+
+            // A roster import is applied once.
+            let import = RosterImportRow {
+                id: 0,
+                village: VillageId::new("V1"),
+                source: "花名册.xlsx".into(),
+                sha256: "ab".into(),
+                encoding: "xlsx".into(),
+                rows_json: "[]".into(),
+                uploaded_ms: 7,
+                uploaded_by: "li".into(),
+                applied_ms: None,
+            };
+            let id = s.save_roster_import(&import).await.expect("save");
+            let add = [HouseholdChange::Add(household("H3", "V1"), Origin::Roster)];
+            s.change_households(&add, "li", 8, Some(id))
+                .await
+                .expect("apply");
+            let add4 = [HouseholdChange::Add(household("H4", "V1"), Origin::Roster)];
+            assert!(
+                matches!(
+                    s.change_households(&add4, "li", 9, Some(id)).await,
+                    Err(Error::Exists(_))
+                ),
+                "{name}"
+            );
+            assert!(
+                s.household(&HouseholdId::new("H4"))
+                    .await
+                    .expect("read")
+                    .is_none(),
+                "{name}"
+            );
+            assert_eq!(
+                s.roster_import(id)
+                    .await
+                    .expect("read")
+                    .expect("import")
+                    .applied_ms,
+                Some(8)
+            );
+            let ids: Vec<String> = s
+                .households_of(&VillageId::new("V1"))
+                .await
+                .expect("list")
+                .iter()
+                .map(|r| r.household.id.as_str().to_owned())
+                .collect();
+            assert_eq!(ids, ["H1", "H3"], "{name}");
+            let h3 = &s
+                .household_changes(&HouseholdId::new("H3"))
+                .await
+                .expect("changes")[0];
+            assert_eq!(h3.what, "imported", "{name}");
+        }
+    }
+}
