@@ -310,7 +310,7 @@ fn main() {
         let setup = Instant::now();
         for v in &d.villages {
             store
-                .set_plan_state(v.code.as_str(), YEAR, PlanState::Draft, PlanState::Active, "bench", "bench setup", chrono::Utc::now())
+                .set_plan_state(v.code.as_str(), YEAR, PlanState::Draft, PlanState::Active, "bench", "bench setup", None, chrono::Utc::now())
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
         }

@@ -757,8 +757,51 @@ async fn accountant_moves_the_plan_from_the_village_page_and_a_refusal_stays_in_
     );
     screenshot(c, "village-plan-refused.png").await;
 
-    // With the meeting named: deliberated, recorded with who and why.
+    // A note but not the dates of the four meetings: each missing date is named in place.
     fill_in(c, "#plan-form", "note", "2026年1月5日村民代表会议决议").await;
+    set_date(c, "#plan-form", "meeting_proposal", "2026-01-02").await;
+    set_date(c, "#plan-form", "meeting_consultation", "2026-01-01").await;
+    submit(c, "#plan-form").await;
+    let error = arrive(
+        c,
+        &format!("{village}/plans/2026/transitions"),
+        "#meeting_consultation-error",
+    )
+    .await;
+    assert!(error.contains("顺序"), "{error}");
+    let missing = arrive(
+        c,
+        &format!("{village}/plans/2026/transitions"),
+        "#meeting_resolution-error",
+    )
+    .await;
+    assert!(missing.contains("请填写日期"), "{missing}");
+    assert_eq!(
+        running
+            .store
+            .plan_state(VILLAGE_A, 2026)
+            .await
+            .expect("state"),
+        sunshare::allocate::PlanState::Draft
+    );
+    screenshot(c, "village-plan-meetings-refused.png").await;
+
+    // With the meeting named and its four dates: deliberated, recorded with who, why and when.
+    fill_in(c, "#plan-form", "note", "2026年1月5日村民代表会议决议").await;
+    for (meeting, day) in [
+        ("proposal", "2026-01-02"),
+        ("consultation", "2026-01-03"),
+        ("review", "2026-01-04"),
+        ("resolution", "2026-01-05"),
+    ] {
+        set_date(c, "#plan-form", &format!("meeting_{meeting}"), day).await;
+    }
+    c.find(Locator::Css("#plan-form textarea[name=\"attachments\"]"))
+        .await
+        .expect("attachments")
+        .send_keys("村民代表会议记录.pdf\n签到表.jpg")
+        .await
+        .expect("type");
     submit(c, "#plan-form").await;
     let state = arrive(c, &village, "#plan-state").await;
     assert_eq!(state, "四议通过");
@@ -772,7 +815,10 @@ async fn accountant_moves_the_plan_from_the_village_page_and_a_refusal_stays_in_
     assert!(
         history.contains("草拟 → 四议通过")
             && history.contains(ACCOUNTANT)
-            && history.contains("村民代表会议决议"),
+            && history.contains("村民代表会议决议")
+            && history.contains("村党组织提议 2026-01-02")
+            && history.contains("村民（代表）会议决议 2026-01-05")
+            && history.contains("村民代表会议记录.pdf、签到表.jpg"),
         "{history}"
     );
     assert_eq!(
@@ -799,9 +845,18 @@ async fn accountant_moves_the_plan_from_the_village_page_and_a_refusal_stays_in_
         "the step forward is the one chosen"
     );
     fill_in(c, "#plan-form", "note", "村务公开栏张贴 5 天").await;
+    set_date(c, "#plan-form", "published_on", "2026-01-06").await;
     submit(c, "#plan-form").await;
     let state = arrive(c, &village, "#plan-state").await;
     assert_eq!(state, "方案公开");
+    let history = c
+        .find(Locator::Css("#plan-history tr[data-to=\"PLAN_PUBLISHED\"]"))
+        .await
+        .expect("the publication in the history")
+        .text()
+        .await
+        .expect("text");
+    assert!(history.contains("公开 2026-01-06"), "{history}");
     assert_eq!(offered_steps(c).await, ["DRAFT"]);
     screenshot(c, "village-plan-published.png").await;
 

@@ -899,6 +899,16 @@ mod tests {
                 .iter()
                 .map(|w| format!("household.what_{w}")),
         );
+        keys.extend(
+            crate::ledger::steps::PROBLEM_KEYS
+                .iter()
+                .map(|k| (*k).to_owned()),
+        );
+        keys.extend(
+            crate::ledger::steps::MEETINGS
+                .iter()
+                .map(|m| format!("plan.meeting_{m}")),
+        );
         for key in &keys {
             for lang in [Lang::Zh, Lang::En] {
                 assert_ne!(&tr(lang, key), key, "{key} has no {lang:?} text");

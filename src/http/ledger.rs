@@ -343,6 +343,7 @@ async fn allocate_form(
     let refused = |message: String| FormError {
         field: "month",
         message,
+        problems: Vec::new(),
     };
     let outcome = match form.month.trim().parse::<YearMonth>() {
         Err(e) => Err(refused(trf(
@@ -414,6 +415,7 @@ async fn pay_form(
     let refused = |message: String| FormError {
         field: "note",
         message,
+        problems: Vec::new(),
     };
     let outcome = if form.note.trim().is_empty() {
         Err(refused(tr(caller.lang, "month.pay_note_required")))
@@ -443,10 +445,12 @@ async fn village_page(
         .map(|(_, page)| page)
 }
 
-/// A refused plan step, shown next to the form that asked for it.
+/// A refused form, shown next to the field that was wrong; a plan step's record may have several
+/// problems, each shown next to its own field.
 struct FormError {
     field: &'static str,
     message: String,
+    problems: Vec<ledger::households::Problem>,
 }
 
 /// The village page: the month's statement, its links, and the year's plan with the steps the
@@ -616,6 +620,7 @@ async fn plan_panel(
                             aria-invalid=[error.is_some_and(|e| e.field == "note").then_some("true")];
                     }
                     label { (tr(lang, "plan.who")) " " input type="text" name="who" size="16"; }
+                    (step_record_fields(lang, current, steps[0], error))
                     @if let Some(e) = error {
                         p.field-error #plan-error data-field=(e.field) role="alert" { (e.message) }
                     }
@@ -629,20 +634,106 @@ async fn plan_panel(
                     thead { tr {
                         th { (tr(lang, "plan.col_at")) } th { (tr(lang, "plan.col_step")) }
                         th { (tr(lang, "plan.col_who")) } th { (tr(lang, "plan.note")) }
+                        th { (tr(lang, "plan.col_record")) }
                     } }
                     tbody { @for t in &history {
-                        tr {
+                        tr data-to=(t.to) {
                             td { (local_time(t.at, chrono_tz::Asia::Shanghai)) }
                             td { (PlanState::parse(&t.from).map_or(t.from.clone(), |s| plan_state_label(lang, s)))
                                  " → " (PlanState::parse(&t.to).map_or(t.to.clone(), |s| plan_state_label(lang, s))) }
                             td { (t.who) }
                             td { (t.note) }
+                            td.record { (step_record_text(lang, t.record.as_deref())) }
                         }
                     } }
                 }
             }
         }
     })
+}
+
+/// The fields of what the step forward records: the four 四议 meeting dates, or the day the plan
+/// or its result was made public, and the names of the documents kept; each problem next to its
+/// field.
+fn step_record_fields(
+    lang: Lang,
+    current: PlanState,
+    forward: PlanState,
+    error: Option<&FormError>,
+) -> Markup {
+    use ledger::steps::{needs, Needs, MEETINGS};
+    let problems: Vec<&ledger::households::Problem> = error
+        .map(|e| e.problems.iter().collect())
+        .unwrap_or_default();
+    let invalid = |field: &str| problems.iter().any(|p| p.field == field).then_some("true");
+    let messages = |field: &str| -> Markup {
+        html! {
+            @for p in problems.iter().filter(|p| p.field == field) {
+                p.field-error id=(format!("{field}-error")) role="alert" { (problem_text(lang, p)) }
+            }
+        }
+    };
+    let needs = needs(current, forward);
+    html! {
+        @match needs {
+            Needs::Meetings => {
+                fieldset #meetings {
+                    legend { (tr(lang, "plan.meetings")) }
+                    @for kind in MEETINGS {
+                        @let field = format!("meeting_{kind}");
+                        label { (tr(lang, &format!("plan.meeting_{kind}"))) " "
+                            input type="date" name=(field) aria-invalid=[invalid(&field)]; }
+                        (messages(&field))
+                    }
+                }
+            }
+            Needs::Publication => {
+                label { (tr(lang, if forward == PlanState::ResultPublished { "plan.result_published_on" } else { "plan.published_on" })) " "
+                    input type="date" name="published_on" aria-invalid=[invalid("published_on")]; }
+                (messages("published_on"))
+            }
+            Needs::Nothing => {}
+        }
+        @if needs != Needs::Nothing {
+            label { (tr(lang, "plan.attachments")) br;
+                textarea name="attachments" rows="3" cols="50" placeholder=(tr(lang, "plan.attachments_hint")) aria-invalid=[invalid("attachments")] {} }
+            (messages("attachments"))
+        }
+    }
+}
+
+/// A problem in the caller's language.
+fn problem_text(lang: Lang, p: &ledger::households::Problem) -> String {
+    let args: Vec<(&str, &dyn std::fmt::Display)> = p
+        .args
+        .iter()
+        .map(|(k, v)| (k.as_str(), v as &dyn std::fmt::Display))
+        .collect();
+    trf(lang, &p.key, &args)
+}
+
+/// What a step recorded, for the history: meeting dates, the publication day, the documents.
+fn step_record_text(lang: Lang, record: Option<&str>) -> String {
+    let Some(r) = record.and_then(|r| serde_json::from_str::<ledger::steps::StepRecord>(r).ok())
+    else {
+        return String::new();
+    };
+    let mut parts: Vec<String> = r
+        .meetings
+        .iter()
+        .map(|m| format!("{} {}", tr(lang, &format!("plan.meeting_{}", m.kind)), m.on))
+        .collect();
+    if let Some(on) = r.published_on {
+        parts.push(trf(lang, "plan.published_text", &[("on", &on)]));
+    }
+    if !r.attachments.is_empty() {
+        parts.push(trf(
+            lang,
+            "plan.attachments_text",
+            &[("names", &r.attachments.join("、"))],
+        ));
+    }
+    parts.join("；")
 }
 
 /// The workflow as a row of steps, the current one marked.
@@ -680,6 +771,18 @@ struct StepForm {
     note: String,
     #[serde(default)]
     who: String,
+    #[serde(default)]
+    meeting_proposal: String,
+    #[serde(default)]
+    meeting_consultation: String,
+    #[serde(default)]
+    meeting_review: String,
+    #[serde(default)]
+    meeting_resolution: String,
+    #[serde(default)]
+    published_on: String,
+    #[serde(default)]
+    attachments: String,
     #[serde(default, rename = "csrf")]
     _csrf: Option<String>,
 }
@@ -693,28 +796,55 @@ async fn plan_step_form(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let form: StepForm = super::extract::parse_form(&body)?;
-    let refuse = |field: &'static str, message: String| FormError { field, message };
+    let lang = caller.lang;
+    let refuse = |field: &'static str, message: String| FormError {
+        field,
+        message,
+        problems: Vec::new(),
+    };
+    let from = state.store.plan_state(&code, year).await?;
+    let input = ledger::steps::StepInput {
+        meetings: [
+            form.meeting_proposal.clone(),
+            form.meeting_consultation.clone(),
+            form.meeting_review.clone(),
+            form.meeting_resolution.clone(),
+        ],
+        published_on: form.published_on.clone(),
+        attachments: form.attachments.clone(),
+    };
+    let today = chrono::Utc::now()
+        .with_timezone(&chrono_tz::Asia::Shanghai)
+        .date_naive();
     let outcome = match PlanState::parse(&form.to) {
-        None => Err(refuse("to", tr(caller.lang, "plan.choose_step"))),
+        None => Err(refuse("to", tr(lang, "plan.choose_step"))),
         Some(_) if form.note.trim().is_empty() => {
-            Err(refuse("note", tr(caller.lang, "plan.note_required")))
+            Err(refuse("note", tr(lang, "plan.note_required")))
         }
-        Some(to) => match move_plan(
-            &state,
-            &caller,
-            &code,
-            year,
-            to,
-            &form.note,
-            Some(form.who.as_str()),
-        )
-        .await
-        {
-            Ok(()) => Ok(()),
-            Err(ApiError::Conflict(m) | ApiError::Unprocessable(m) | ApiError::Forbidden(m)) => {
-                Err(refuse("to", m))
-            }
-            Err(other) => return Err(other),
+        Some(to) => match ledger::steps::check(from, to, &input, today) {
+            Err(problems) => Err(FormError {
+                field: "record",
+                message: tr(lang, "plan.record_refused"),
+                problems,
+            }),
+            Ok(record) => match move_plan(
+                &state,
+                &caller,
+                &code,
+                year,
+                to,
+                &form.note,
+                Some(form.who.as_str()),
+                &record,
+            )
+            .await
+            {
+                Ok(()) => Ok(()),
+                Err(
+                    ApiError::Conflict(m) | ApiError::Unprocessable(m) | ApiError::Forbidden(m),
+                ) => Err(refuse("to", m)),
+                Err(other) => return Err(other),
+            },
         },
     };
     match outcome {
@@ -1125,6 +1255,7 @@ async fn plan_transition(
         to,
         &req.note,
         req.who.as_deref(),
+        &ledger::steps::StepRecord::default(),
     )
     .await?;
     plan_json(State(state), Path((code, year))).await
@@ -1132,6 +1263,7 @@ async fn plan_transition(
 
 /// One plan step for the signed-in caller, decided for exactly this step and recorded with who
 /// took it (and who was at the desk, when one account is shared).
+#[allow(clippy::too_many_arguments)]
 async fn move_plan(
     state: &AppState,
     caller: &Caller,
@@ -1140,6 +1272,7 @@ async fn move_plan(
     to: PlanState,
     note: &str,
     desk: Option<&str>,
+    record: &ledger::steps::StepRecord,
 ) -> Result<(), ApiError> {
     let account = caller.signed_in()?;
     let from = state.store.plan_state(code, year).await?;
@@ -1155,7 +1288,7 @@ async fn move_plan(
         Some(w) => format!("{w} (via {name})"),
         None => name.to_owned(),
     };
-    ledger::transition(
+    ledger::transition_recorded(
         &state.store,
         &state.deployment,
         &VillageId::new(code),
@@ -1163,6 +1296,7 @@ async fn move_plan(
         to,
         &who,
         note,
+        record,
     )
     .await?;
     Ok(())

@@ -8,6 +8,7 @@ pub mod demo;
 pub mod export;
 pub mod households;
 pub mod roster;
+pub mod steps;
 #[doc(hidden)]
 pub mod testing;
 
@@ -218,6 +219,23 @@ pub async fn transition(
     who: &str,
     note: &str,
 ) -> Result<PlanState, Error> {
+    let record = steps::StepRecord::default();
+    transition_recorded(store, deployment, village, year, to, who, note, &record).await
+}
+
+/// As [`transition`], keeping what the step records besides its note (meeting and publication
+/// dates, documents: see [`steps`]).
+#[allow(clippy::too_many_arguments)]
+pub async fn transition_recorded(
+    store: &Store,
+    deployment: &Deployment,
+    village: &VillageId,
+    year: i32,
+    to: PlanState,
+    who: &str,
+    note: &str,
+    record: &steps::StepRecord,
+) -> Result<PlanState, Error> {
     if who.trim().is_empty() || note.trim().is_empty() {
         return Err(Error::Workflow(
             "every transition records who and a note (POLICY.md 6)".into(),
@@ -245,12 +263,29 @@ pub async fn transition(
             next.join(", ")
         )));
     }
+    let record_json = if record.is_empty() {
+        None
+    } else {
+        Some(
+            serde_json::to_string(record)
+                .map_err(|e| Error::Corrupt(format!("step record: {e}")))?,
+        )
+    };
     if to != PlanState::Draft {
         // A plan that breaks a rule does not move forward (the whole book is checked, as a run would).
         Book::new(&*households::effective(store, deployment).await?)?;
     }
     if !store
-        .set_plan_state(village.as_str(), year, from, to, who, note, Utc::now())
+        .set_plan_state(
+            village.as_str(),
+            year,
+            from,
+            to,
+            who,
+            note,
+            record_json.as_deref(),
+            Utc::now(),
+        )
         .await?
     {
         return Err(Error::Workflow(format!(

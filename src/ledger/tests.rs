@@ -404,3 +404,44 @@ lines = { job_wages = "0", temp_labour = "0", small_project = "1000", reward_sub
         "{msg}"
     );
 }
+
+#[tokio::test]
+async fn a_steps_record_is_kept_with_its_transition_on_every_backend() {
+    for t in testing::all("a_steps_record_is_kept_with_its_transition")
+        .await
+        .expect("stores")
+    {
+        let store = &t.store;
+        let d = deployment("");
+        let v = VillageId::new(V);
+        let input = super::steps::StepInput {
+            meetings: ["2026-01-02", "2026-01-03", "2026-01-04", "2026-01-05"].map(str::to_owned),
+            attachments: "会议记录.pdf".into(),
+            ..Default::default()
+        };
+        let today = chrono::NaiveDate::from_ymd_opt(2026, 1, 10).expect("day");
+        let record = super::steps::check(PlanState::Draft, PlanState::Deliberated, &input, today)
+            .expect("a complete record");
+        super::transition_recorded(
+            store,
+            &d,
+            &v,
+            2026,
+            PlanState::Deliberated,
+            "村会计",
+            "四议通过",
+            &record,
+        )
+        .await
+        .expect("transition");
+        // A step without a record stores none.
+        transition(store, &d, &v, 2026, PlanState::Draft, "村会计", "退回")
+            .await
+            .expect("back");
+        let history = store.plan_history(V, 2026).await.expect("history");
+        let kept: super::steps::StepRecord =
+            serde_json::from_str(history[0].record.as_deref().expect("a record")).expect("json");
+        assert_eq!(kept, record, "{}", t.name);
+        assert_eq!(history[1].record, None, "{}", t.name);
+    }
+}

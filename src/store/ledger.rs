@@ -24,6 +24,8 @@ pub struct TransitionRow {
     pub who: String,
     pub at: DateTime<Utc>,
     pub note: String,
+    /// What the step recorded besides its note (the ledger's JSON), if anything.
+    pub record: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -274,6 +276,7 @@ impl Store {
         to: PlanState,
         who: &str,
         note: &str,
+        record: Option<&str>,
         at: DateTime<Utc>,
     ) -> Result<bool> {
         let mut tx = self.pool().begin().await?;
@@ -305,8 +308,8 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         sqlx::query(
-            "INSERT INTO ledger_plan_transitions (village, year, from_state, to_state, who, at_ms, note) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO ledger_plan_transitions (village, year, from_state, to_state, who, at_ms, note, record) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(village)
         .bind(i64::from(year))
@@ -315,6 +318,7 @@ impl Store {
         .bind(who)
         .bind(ms(at))
         .bind(note)
+        .bind(record)
         .execute(&mut *tx)
         .await?;
         audit_in(
@@ -333,7 +337,7 @@ impl Store {
 
     pub async fn plan_history(&self, village: &str, year: i32) -> Result<Vec<TransitionRow>> {
         let rows = sqlx::query(
-            "SELECT from_state, to_state, who, at_ms, note FROM ledger_plan_transitions \
+            "SELECT from_state, to_state, who, at_ms, note, record FROM ledger_plan_transitions \
              WHERE village = $1 AND year = $2 ORDER BY id",
         )
         .bind(village)
@@ -348,6 +352,7 @@ impl Store {
                     who: r.try_get(2)?,
                     at: from_ms(r.try_get(3)?),
                     note: r.try_get(4)?,
+                    record: r.try_get(5)?,
                 })
             })
             .collect()
