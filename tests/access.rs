@@ -263,10 +263,10 @@ async fn token_for(f: &Fleet, user: &str) -> String {
 
 /// The concrete URL of `spec` aimed at village `v` (its station, its alert).
 fn url_for(f: &Fleet, spec: &RouteSpec, village: char) -> String {
-    let (code, station, alert, file, household) = if village == 'a' {
-        ("VA1001", "SA-east", f.alert_a, "roster.csv", "HA1")
+    let (code, station, alert, file, household, job) = if village == 'a' {
+        ("VA1001", "SA-east", f.alert_a, "roster.csv", "HA1", "JA")
     } else {
-        ("VB2002", "SB-west", f.alert_b, "roster.csv", "HB1")
+        ("VB2002", "SB-west", f.alert_b, "roster.csv", "HB1", "JB")
     };
     let path = spec
         .path
@@ -274,7 +274,8 @@ fn url_for(f: &Fleet, spec: &RouteSpec, village: char) -> String {
         .replace("{month}", "2026-01")
         .replace("{year}", "2026")
         .replace("{file}", file)
-        .replace("{household}", household);
+        .replace("{household}", household)
+        .replace("{job}", job);
     let path = match spec.access.place {
         PlaceFrom::Alert(p) => path.replace(&format!("{{{p}}}"), &alert.to_string()),
         _ => path.replace("{id}", station),

@@ -543,3 +543,143 @@ async fn only_the_villages_accountant_and_administrators_keep_its_registry() -> 
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn jobs_are_added_and_ended_in_the_registry_and_allocation_follows_them() -> anyhow::Result<()>
+{
+    let s = service().await?;
+    let acct = client_with_token(
+        &named_token(
+            &s.store,
+            "li",
+            Role::Accountant,
+            vec![ScopeEntry::Village("V1".into())],
+        )
+        .await?,
+    );
+    let list = format!("{}/villages/V1/households", s.base);
+    let jobs = format!("{}/villages/V1/jobs", s.base);
+    // A second household of the village, to hold a new post.
+    let (status, _, _) = post_form(
+        &acct,
+        &list,
+        &[
+            ("id", "H2"),
+            ("head", "李四"),
+            ("status", "exited"),
+            ("status_from", "2020-01-01"),
+            ("labour", "weak"),
+        ],
+    )
+    .await?;
+    assert_eq!(status, 303);
+    let page = acct.get(&list).send().await?.text().await?;
+    assert!(
+        page.contains("data-job=\"J1\" data-state=\"current\""),
+        "the file's job is listed: {page}"
+    );
+
+    // Refusals name their fields and store nothing: a holder of another village, a wage of zero,
+    // a second job paid in the same months as H1's J1 (one job per household).
+    let (status, _, page) = post_form(
+        &acct,
+        &jobs,
+        &[
+            ("job_id", "J2"),
+            ("title", "护林员"),
+            ("holder", "H9"),
+            ("monthly_wage", "0"),
+            ("from", "2026-03-01"),
+        ],
+    )
+    .await?;
+    assert_eq!(status, 422);
+    assert!(
+        page.contains("id=\"holder-error\"") && page.contains("id=\"monthly_wage-error\""),
+        "{page}"
+    );
+    let (status, _, page) = post_form(
+        &acct,
+        &jobs,
+        &[
+            ("job_id", "J2"),
+            ("title", "护林员"),
+            ("holder", "H1"),
+            ("monthly_wage", "500"),
+            ("from", "2026-03-01"),
+        ],
+    )
+    .await?;
+    assert_eq!(status, 422);
+    assert!(page.contains("一户一岗") && page.contains("J1"), "{page}");
+    assert!(s
+        .store
+        .job(&sunshare::domain::JobId::new("J2"))
+        .await?
+        .is_none());
+
+    // A good job for H2; allocation sees it, with its wage in fen.
+    let (status, _, _) = post_form(
+        &acct,
+        &jobs,
+        &[
+            ("job_id", "J2"),
+            ("title", "护林员"),
+            ("holder", "H2"),
+            ("monthly_wage", "550.50"),
+            ("from", "2026-03-01"),
+        ],
+    )
+    .await?;
+    assert_eq!(status, 303);
+    let d = sunshare::ledger::households::effective(&s.store, &s.deployment).await?;
+    let j2 = d
+        .jobs
+        .iter()
+        .find(|j| j.id.as_str() == "J2")
+        .expect("J2 in the allocation's input");
+    assert_eq!((j2.holder.as_str(), j2.monthly_wage.0), ("H2", 55_050));
+
+    // H2 cannot be retired while it holds J2; ending J2 first makes it possible.
+    let (status, _, _) =
+        post_form(&acct, &format!("{list}/H2/retire"), &[("reason", "迁出")]).await?;
+    assert_eq!(status, 422);
+    let end = format!("{jobs}/J2/end");
+    let (status, _, page) = post_form(&acct, &end, &[("until", "2026-02-01")]).await?;
+    assert_eq!(status, 422, "not before it started: {page}");
+    assert!(page.contains("end-error"), "{page}");
+    let (status, _, _) = post_form(&acct, &end, &[("until", "2026-04-30")]).await?;
+    assert_eq!(status, 303);
+    let j2 = s
+        .store
+        .job(&sunshare::domain::JobId::new("J2"))
+        .await?
+        .expect("J2");
+    assert_eq!(
+        j2.job.until.map(|u| u.to_string()).as_deref(),
+        Some("2026-04-30")
+    );
+    let (status, _, _) =
+        post_form(&acct, &format!("{list}/H2/retire"), &[("reason", "迁出")]).await?;
+    assert_eq!(
+        status, 303,
+        "the job ended in the past, so the household may go"
+    );
+    let history: Vec<String> = s
+        .store
+        .job_changes(&sunshare::domain::JobId::new("J2"))
+        .await?
+        .into_iter()
+        .map(|c| c.what)
+        .collect();
+    assert_eq!(history, ["ended", "added"]);
+    // A job of another village is not reached through this one.
+    let (status, _, _) = post_form(
+        &acct,
+        &format!("{}/villages/V1/jobs/J9/end", s.base),
+        &[("until", "2026-04-30")],
+    )
+    .await?;
+    assert_eq!(status, 404);
+    Ok(())
+}

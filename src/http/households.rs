@@ -12,8 +12,10 @@ use super::page::{frame, href, local_time};
 use super::routes::{Access, Routes};
 use super::{ApiError, AppState};
 use crate::auth::Action;
+use crate::domain::JobPost;
 use crate::domain::{Household, HouseholdId, LabourCapacity, PovertyStatus, VillageId};
 use crate::ledger::households::{self as registry, HouseholdInput, Problem, RosterLine, Verdict};
+use crate::ledger::jobs::JobInput;
 use crate::ledger::roster;
 use crate::store::{HouseholdChangeRow, HouseholdRow, Origin, RosterImportRow};
 use axum::body::Bytes;
@@ -48,6 +50,8 @@ pub fn routes() -> Routes {
             edit,
             retire_form,
         )
+        .post("/villages/{code}/jobs", edit, add_job_form)
+        .post("/villages/{code}/jobs/{job}/end", edit, end_job_form)
 }
 
 /// Beijing time for the registry's lists (a village's stations share its zone).
@@ -242,29 +246,33 @@ async fn list_page(
         },
         _ => Notice::None,
     };
-    render_list(
-        &state,
-        &caller,
-        &code,
-        &notice,
-        &HouseholdInput::default(),
-        &[],
-        None,
-    )
-    .await
+    render_list(&state, &caller, &code, &notice, &Forms::default()).await
 }
 
-/// The registry page; `draft` and `problems` refill the add form after a refusal, `import` shows
-/// a roster problem next to the upload.
+/// What the registry page's forms show after a refusal: what was typed and the problems.
+#[derive(Debug, Default)]
+struct Forms {
+    /// The add-household form.
+    draft: HouseholdInput,
+    problems: Vec<Problem>,
+    /// Why a roster upload was not read.
+    import: Option<String>,
+    /// The add-job form.
+    job: JobInput,
+    job_problems: Vec<Problem>,
+    /// The job whose end was refused, and why.
+    end: Option<(String, Vec<Problem>)>,
+}
+
+/// The registry page, its forms refilled from `forms` after a refusal.
 async fn render_list(
     state: &AppState,
     caller: &Caller,
     code: &str,
     notice: &Notice,
-    draft: &HouseholdInput,
-    problems: &[Problem],
-    import: Option<String>,
+    forms: &Forms,
 ) -> Result<Html<String>, ApiError> {
+    let (draft, problems, import) = (&forms.draft, &forms.problems[..], forms.import.clone());
     let lang = caller.lang;
     let name = village_name(state, code)?;
     let rows = state.store.households_of(&VillageId::new(code)).await?;
@@ -273,6 +281,13 @@ async fn render_list(
     let may_edit = state
         .geography
         .may_on_village(caller.who(), Action::EditRegistry, code);
+    let jobs = crate::ledger::households::effective(&state.store, &state.deployment)
+        .await?
+        .jobs
+        .iter()
+        .filter(|j| j.village.as_str() == code)
+        .cloned()
+        .collect::<Vec<_>>();
     let draft = if draft.status.is_empty() && draft.labour.is_empty() {
         HouseholdInput {
             status: PovertyStatus::Exited.to_string(),
@@ -334,6 +349,7 @@ async fn render_list(
                 } }
             }
         }
+        (jobs_section(lang, caller, code, &jobs, &live, may_edit, forms))
         @if may_edit {
             h2 #add { (tr(lang, "household.add_title")) }
             form.plan-step #add-household method="post" action=(format!("/villages/{code}/households")) {
@@ -418,16 +434,12 @@ async fn add_form(
         ))
         .into_response()),
         Err(problems) => {
-            let page = render_list(
-                &state,
-                &caller,
-                &code,
-                &Notice::None,
-                &input,
-                &problems,
-                None,
-            )
-            .await?;
+            let forms = Forms {
+                draft: input,
+                problems,
+                ..Forms::default()
+            };
+            let page = render_list(&state, &caller, &code, &Notice::None, &forms).await?;
             Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
         }
     }
@@ -639,16 +651,11 @@ async fn refuse_upload(
     code: &str,
     message: String,
 ) -> Result<Response, ApiError> {
-    let page = render_list(
-        state,
-        caller,
-        code,
-        &Notice::None,
-        &HouseholdInput::default(),
-        &[],
-        Some(message),
-    )
-    .await?;
+    let forms = Forms {
+        import: Some(message),
+        ..Forms::default()
+    };
+    let page = render_list(state, caller, code, &Notice::None, &forms).await?;
     Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
 }
 
@@ -800,16 +807,11 @@ async fn apply_form(
     let form: ApplyForm = super::extract::parse_form(&body)?;
     let who = caller.signed_in()?.username.clone();
     let stale = |state: AppState, caller: Caller, code: String| async move {
-        let page = render_list(
-            &state,
-            &caller,
-            &code,
-            &Notice::None,
-            &HouseholdInput::default(),
-            &[],
-            Some(tr(caller.lang, "household.import_stale")),
-        )
-        .await?;
+        let forms = Forms {
+            import: Some(tr(caller.lang, "household.import_stale")),
+            ..Forms::default()
+        };
+        let page = render_list(&state, &caller, &code, &Notice::None, &forms).await?;
         Ok::<_, ApiError>((StatusCode::CONFLICT, page).into_response())
     };
     let import = match state.store.roster_import(form.import).await? {
@@ -865,6 +867,198 @@ async fn apply_form(
         ],
     ))
     .into_response())
+}
+
+/// The village's public-welfare jobs: who holds each, at what wage, from and until when; the form
+/// to add one and, for each job in force, the form to end it.
+fn jobs_section(
+    lang: Lang,
+    caller: &Caller,
+    code: &str,
+    jobs: &[JobPost],
+    live: &[&HouseholdRow],
+    may_edit: bool,
+    forms: &Forms,
+) -> Markup {
+    let today = Utc::now().with_timezone(&TZ).date_naive();
+    let head_of = |id: &HouseholdId| {
+        live.iter()
+            .find(|r| &r.household.id == id)
+            .map_or("", |r| r.household.head.as_str())
+    };
+    let p = &forms.job_problems;
+    let invalid = |field: &str| p.iter().any(|x| x.field == field).then_some("true");
+    let errors = |field: &str| {
+        html! { @for x in p.iter().filter(|x| x.field == field) { p.field-error id=(format!("{field}-error")) role="alert" { (problem_text(lang, x)) } } }
+    };
+    let v = &forms.job;
+    html! {
+        h2 #jobs-title { (tr(lang, "job.title")) }
+        @if jobs.is_empty() { p.muted { (tr(lang, "common.none")) } }
+        @else {
+            table #jobs {
+                thead { tr {
+                    th { (tr(lang, "job.col_id")) } th { (tr(lang, "job.col_title")) }
+                    th { (tr(lang, "job.col_holder")) } th.num { (tr(lang, "job.col_wage")) }
+                    th { (tr(lang, "job.col_from")) } th { (tr(lang, "job.col_until")) }
+                    th { (tr(lang, "job.col_state")) }
+                    @if may_edit { th {} }
+                } }
+                tbody { @for j in jobs {
+                    @let in_force = j.until.is_none_or(|u| u >= today);
+                    @let state = if j.from > today { "pending" } else if in_force { "current" } else { "ended" };
+                    tr data-job=(j.id) data-state=(state) {
+                        td { (j.id) } td { (j.title) }
+                        td { (j.holder) " " (head_of(&j.holder)) }
+                        td.num { (j.monthly_wage) }
+                        td { (j.from) } td { (j.until.map_or_else(|| "–".to_owned(), |u| u.to_string())) }
+                        td { (tr(lang, &format!("job.state_{state}"))) }
+                        @if may_edit {
+                            td {
+                                @if in_force {
+                                    @let refused = forms.end.as_ref().filter(|(id, _)| id == j.id.as_str());
+                                    form.inline id=(format!("end-{}", j.id)) method="post" action=(format!("/villages/{code}/jobs/{}/end", j.id)) {
+                                        (csrf_field(caller))
+                                        input type="date" name="until" aria-label=(tr(lang, "job.until_label")) aria-invalid=[refused.map(|_| "true")];
+                                        button type="submit" { (tr(lang, "job.end")) }
+                                        @if let Some((_, problems)) = refused {
+                                            @for x in problems { p.field-error.end-error role="alert" { (problem_text(lang, x)) } }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                } }
+            }
+        }
+        @if may_edit {
+            h2 #add-job-title { (tr(lang, "job.add_title")) }
+            p.muted { (tr(lang, "job.add_hint")) }
+            form.plan-step #add-job method="post" action=(format!("/villages/{code}/jobs")) {
+                (csrf_field(caller))
+                label { (tr(lang, "job.col_id")) " " input type="text" name="job_id" value=(v.id) maxlength="40" aria-invalid=[invalid("job_id")]; }
+                (errors("job_id"))
+                label { (tr(lang, "job.col_title")) " " input type="text" name="title" value=(v.title) maxlength="40" placeholder=(tr(lang, "job.title_hint")) aria-invalid=[invalid("title")]; }
+                (errors("title"))
+                label { (tr(lang, "job.col_holder")) " "
+                    select name="holder" aria-invalid=[invalid("holder")] {
+                        @for r in live {
+                            option value=(r.household.id) selected[v.holder == r.household.id.as_str()] { (r.household.id) " " (r.household.head) }
+                        }
+                    }
+                }
+                (errors("holder"))
+                label { (tr(lang, "job.col_wage")) " " input type="text" name="monthly_wage" value=(v.monthly_wage) inputmode="decimal" size="8" aria-invalid=[invalid("monthly_wage")]; }
+                (errors("monthly_wage"))
+                label { (tr(lang, "job.col_from")) " " input type="date" name="from" value=(v.from) aria-invalid=[invalid("from")]; }
+                (errors("from"))
+                label { (tr(lang, "job.col_until")) " " input type="date" name="until" value=(v.until) aria-invalid=[invalid("until")]; }
+                (errors("until"))
+                button type="submit" { (tr(lang, "job.add")) }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct JobForm {
+    #[serde(default)]
+    job_id: String,
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    holder: String,
+    #[serde(default)]
+    monthly_wage: String,
+    #[serde(default)]
+    from: String,
+    #[serde(default)]
+    until: String,
+    #[serde(default, rename = "csrf")]
+    _csrf: Option<String>,
+}
+
+async fn add_job_form(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(code): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let form: JobForm = super::extract::parse_form(&body)?;
+    let who = caller.signed_in()?.username.clone();
+    let input = JobInput {
+        id: form.job_id,
+        title: form.title,
+        holder: form.holder,
+        monthly_wage: form.monthly_wage,
+        from: form.from,
+        until: form.until,
+    };
+    let village = VillageId::new(&code);
+    match crate::ledger::jobs::add(&state.store, &state.deployment, &village, &input, &who).await? {
+        Ok(_) => {
+            Ok(Redirect::to(&format!("/villages/{code}/households#jobs-title")).into_response())
+        }
+        Err(problems) => {
+            let forms = Forms {
+                job: input,
+                job_problems: problems,
+                ..Forms::default()
+            };
+            let page = render_list(&state, &caller, &code, &Notice::None, &forms).await?;
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct EndForm {
+    #[serde(default)]
+    until: String,
+    #[serde(default, rename = "csrf")]
+    _csrf: Option<String>,
+}
+
+async fn end_job_form(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((code, job)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let form: EndForm = super::extract::parse_form(&body)?;
+    let who = caller.signed_in()?.username.clone();
+    let registry = crate::ledger::households::effective(&state.store, &state.deployment).await?;
+    let Some(post) = registry
+        .jobs
+        .iter()
+        .find(|j| j.id.as_str() == job && j.village.as_str() == code)
+        .cloned()
+    else {
+        return Err(ApiError::NotFound(format!(
+            "no job {job} in village {code}"
+        )));
+    };
+    if state.store.job(&post.id).await?.is_none() {
+        // A job of the file that the registry was never seeded with (a store not synced).
+        state
+            .store
+            .seed_jobs(std::slice::from_ref(&post), Utc::now().timestamp_millis())
+            .await?;
+    }
+    match crate::ledger::jobs::end(&state.store, &post, &form.until, &who).await? {
+        Ok(()) => {
+            Ok(Redirect::to(&format!("/villages/{code}/households#jobs-title")).into_response())
+        }
+        Err(problems) => {
+            let forms = Forms {
+                end: Some((job, problems)),
+                ..Forms::default()
+            };
+            let page = render_list(&state, &caller, &code, &Notice::None, &forms).await?;
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+        }
+    }
 }
 
 #[cfg(test)]

@@ -256,8 +256,8 @@ pub fn changed_fields(before: &Household, after: &Household) -> Vec<String> {
     fields
 }
 
-/// The households a month is allocated over: the registry's live ones, and those of the file the
-/// registry does not hold (a store never seeded, as in tests). A retired household is left out.
+/// The households and jobs a month is allocated over: the registry's (live households only), and
+/// those of the file the registry does not hold (a store never seeded, as in tests).
 pub async fn effective<'a>(
     store: &Store,
     deployment: &'a Deployment,
@@ -280,7 +280,8 @@ async fn overlay<'a>(
     retired: bool,
 ) -> Result<Cow<'a, Deployment>, Error> {
     let rows = store.households().await?;
-    if rows.is_empty() {
+    let jobs = store.jobs().await?;
+    if rows.is_empty() && jobs.is_empty() {
         return Ok(Cow::Borrowed(deployment));
     }
     let registered: HashSet<&str> = rows.iter().map(|r| r.household.id.as_str()).collect();
@@ -295,8 +296,17 @@ async fn overlay<'a>(
             .filter(|r| retired || !r.retired())
             .map(|r| r.household.clone()),
     );
+    let registered_jobs: HashSet<&str> = jobs.iter().map(|j| j.job.id.as_str()).collect();
+    let mut all_jobs: Vec<crate::domain::JobPost> = deployment
+        .jobs
+        .iter()
+        .filter(|j| !registered_jobs.contains(j.id.as_str()))
+        .cloned()
+        .collect();
+    all_jobs.extend(jobs.into_iter().map(|j| j.job));
     let mut d = deployment.clone();
     d.households = households;
+    d.jobs = all_jobs;
     Ok(Cow::Owned(d))
 }
 
@@ -375,8 +385,8 @@ pub async fn edit(
     Ok(Ok(household))
 }
 
-/// Retires a live household: refused while it holds a job in force or is a beneficiary of a
-/// centralized station (those are ended first, in the deployment file).
+/// Retires a live household: refused while it holds a job in force (end the job first) or is a
+/// beneficiary of a centralized station (removed in the deployment file first).
 pub async fn retire(
     store: &Store,
     deployment: &Deployment,
@@ -390,7 +400,8 @@ pub async fn retire(
     if reason.is_empty() {
         problems.push(problem("reason", "reason_empty", &[]));
     }
-    for job in &deployment.jobs {
+    let registry = effective(store, deployment).await?;
+    for job in &registry.jobs {
         if &job.holder == id && job.until.is_none_or(|u| u >= today) {
             let until = job.until.map_or_else(String::new, |u| u.to_string());
             problems.push(problem(

@@ -7,6 +7,7 @@
 pub mod demo;
 pub mod export;
 pub mod households;
+pub mod jobs;
 pub mod roster;
 pub mod steps;
 #[doc(hidden)]

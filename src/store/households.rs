@@ -1,9 +1,13 @@
-//! The household registry: households with their status history, every change with who made it
-//! and what it changed, and roster files waiting to be applied. The deployment file only seeds the
-//! table (a household it names is inserted once); from then on the rows here are the truth.
+//! The household registry: households with their status history, the public-welfare jobs they
+//! hold, every change with who made it and what it changed, and roster files waiting to be
+//! applied. The deployment file only seeds the tables (a household or job it names is inserted
+//! once); from then on the rows here are the truth.
 
 use super::{Error, Result, Store};
-use crate::domain::{Household, HouseholdId, LabourCapacity, StatusPeriod, VillageId};
+use crate::domain::{
+    Fen, Household, HouseholdId, JobId, JobPost, LabourCapacity, StatusPeriod, VillageId,
+};
+use chrono::NaiveDate;
 use sqlx::Row;
 
 /// A household as the registry holds it.
@@ -387,6 +391,214 @@ impl Store {
     }
 }
 
+/// A public-welfare job as the registry holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobRow {
+    pub job: JobPost,
+    pub origin: Origin,
+    pub updated_ms: i64,
+    pub updated_by: String,
+}
+
+/// What one change to the jobs does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobChange {
+    Add(JobPost, Origin),
+    /// The job ends on `until` (its last day paid for); a later end is moved earlier only.
+    End {
+        id: JobId,
+        until: NaiveDate,
+    },
+}
+
+const JOB_COLUMNS: &str =
+    "id, village, title, holder, monthly_wage_fen, valid_from, valid_until, origin, updated_ms, \
+     updated_by";
+
+fn day_of(id: &str, what: &str, text: &str) -> Result<NaiveDate> {
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map_err(|e| Error::Corrupt(format!("job {id}: {what} '{text}': {e}")))
+}
+
+fn job_from(r: &sqlx::any::AnyRow) -> Result<JobRow> {
+    let id: String = r.try_get("id")?;
+    let until: Option<String> = r.try_get("valid_until")?;
+    let origin: String = r.try_get("origin")?;
+    Ok(JobRow {
+        job: JobPost {
+            id: JobId::new(&id),
+            village: VillageId::new(&r.try_get::<String, _>("village")?),
+            title: r.try_get("title")?,
+            holder: HouseholdId::new(&r.try_get::<String, _>("holder")?),
+            monthly_wage: Fen(r.try_get("monthly_wage_fen")?),
+            from: day_of(&id, "start", &r.try_get::<String, _>("valid_from")?)?,
+            until: until.map(|u| day_of(&id, "end", &u)).transpose()?,
+        },
+        origin: origin
+            .parse::<Origin>()
+            .map_err(|e| Error::Corrupt(format!("job {id}: origin: {e}")))?,
+        updated_ms: r.try_get("updated_ms")?,
+        updated_by: r.try_get("updated_by")?,
+    })
+}
+
+impl Store {
+    /// Inserts the jobs of the deployment file the registry does not hold yet.
+    pub async fn seed_jobs(&self, jobs: &[JobPost], at_ms: i64) -> Result<usize> {
+        let mut tx = self.pool().begin().await?;
+        let mut added = 0;
+        for j in jobs {
+            let done = sqlx::query(&format!(
+                "INSERT INTO jobs ({JOB_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                 ON CONFLICT (id) DO NOTHING"
+            ))
+            .bind(j.id.as_str())
+            .bind(j.village.as_str())
+            .bind(&j.title)
+            .bind(j.holder.as_str())
+            .bind(j.monthly_wage.0)
+            .bind(j.from.to_string())
+            .bind(j.until.map(|u| u.to_string()))
+            .bind(<&str>::from(Origin::File))
+            .bind(at_ms)
+            .bind(SEEDED_BY)
+            .execute(&mut *tx)
+            .await?;
+            added += usize::try_from(done.rows_affected()).unwrap_or(0);
+        }
+        tx.commit().await?;
+        Ok(added)
+    }
+
+    /// Every job of the registry, by id.
+    pub async fn jobs(&self) -> Result<Vec<JobRow>> {
+        let rows = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs ORDER BY id"))
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(job_from).collect()
+    }
+
+    /// The jobs of one village, by id.
+    pub async fn jobs_of(&self, village: &VillageId) -> Result<Vec<JobRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE village = $1 ORDER BY id"
+        ))
+        .bind(village.as_str())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(job_from).collect()
+    }
+
+    pub async fn job(&self, id: &JobId) -> Result<Option<JobRow>> {
+        let row = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"))
+            .bind(id.as_str())
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(job_from).transpose()
+    }
+
+    /// Applies `changes` in one transaction, each with a line of history.
+    pub async fn change_jobs(&self, changes: &[JobChange], who: &str, at_ms: i64) -> Result<()> {
+        let mut tx = self.pool().begin().await?;
+        for change in changes {
+            let (id, village, what, detail) = match change {
+                JobChange::Add(j, origin) => {
+                    let added = sqlx::query(&format!(
+                        "INSERT INTO jobs ({JOB_COLUMNS}) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING"
+                    ))
+                    .bind(j.id.as_str())
+                    .bind(j.village.as_str())
+                    .bind(&j.title)
+                    .bind(j.holder.as_str())
+                    .bind(j.monthly_wage.0)
+                    .bind(j.from.to_string())
+                    .bind(j.until.map(|u| u.to_string()))
+                    .bind(<&str>::from(*origin))
+                    .bind(at_ms)
+                    .bind(who)
+                    .execute(&mut *tx)
+                    .await?;
+                    if added.rows_affected() != 1 {
+                        tx.rollback().await?;
+                        return Err(Error::Exists(format!("job {} is already registered", j.id)));
+                    }
+                    let detail = format!(
+                        "{} {} {} {}..{}",
+                        j.title,
+                        j.holder,
+                        j.monthly_wage,
+                        j.from,
+                        j.until.map_or_else(String::new, |u| u.to_string())
+                    );
+                    (
+                        j.id.as_str().to_owned(),
+                        j.village.as_str().to_owned(),
+                        "added",
+                        detail,
+                    )
+                }
+                JobChange::End { id, until } => {
+                    let village: Option<String> = sqlx::query(
+                        "UPDATE jobs SET valid_until = $1, updated_ms = $2, updated_by = $3 \
+                         WHERE id = $4 AND valid_from <= $1 AND (valid_until IS NULL OR valid_until > $1) \
+                         RETURNING village",
+                    )
+                    .bind(until.to_string())
+                    .bind(at_ms)
+                    .bind(who)
+                    .bind(id.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .map(|r| r.try_get(0))
+                    .transpose()?;
+                    let Some(village) = village else {
+                        tx.rollback().await?;
+                        return Err(Error::Exists(format!(
+                            "job {id} cannot end on {until}: not registered, not started by then, or ended already"
+                        )));
+                    };
+                    (id.as_str().to_owned(), village, "ended", until.to_string())
+                }
+            };
+            sqlx::query(
+                "INSERT INTO job_changes (job, village, at_ms, who, what, detail) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(id)
+            .bind(village)
+            .bind(at_ms)
+            .bind(who)
+            .bind(what)
+            .bind(detail)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A job's change history, the latest first.
+    pub async fn job_changes(&self, id: &JobId) -> Result<Vec<HouseholdChangeRow>> {
+        let rows = sqlx::query(
+            "SELECT at_ms, who, what, detail FROM job_changes WHERE job = $1 ORDER BY id DESC",
+        )
+        .bind(id.as_str())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(HouseholdChangeRow {
+                    at_ms: r.try_get(0)?,
+                    who: r.try_get(1)?,
+                    what: r.try_get(2)?,
+                    detail: r.try_get(3)?,
+                })
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -579,6 +791,98 @@ mod tests {
                 .await
                 .expect("changes")[0];
             assert_eq!(h3.what, "imported", "{name}");
+        }
+    }
+
+    #[tokio::test]
+    async fn jobs_seed_once_and_end_only_within_their_days_on_every_backend() {
+        for t in crate::store::testing::all("store::jobs")
+            .await
+            .expect("stores")
+        {
+            let s = &t.store;
+            let name = t.name;
+            let day = |m, d| NaiveDate::from_ymd_opt(2026, m, d).expect("day");
+            let job = JobPost {
+                id: JobId::new("J1"),
+                village: VillageId::new("V1"),
+                title: "保洁员".into(),
+                holder: HouseholdId::new("H1"),
+                monthly_wage: Fen(60_000),
+                from: day(1, 1),
+                until: None,
+            };
+            assert_eq!(
+                s.seed_jobs(std::slice::from_ref(&job), 1)
+                    .await
+                    .expect("seed"),
+                1,
+                "{name}"
+            );
+            assert_eq!(
+                s.seed_jobs(std::slice::from_ref(&job), 2)
+                    .await
+                    .expect("seed"),
+                0,
+                "{name}"
+            );
+            let again = [JobChange::Add(job.clone(), Origin::Web)];
+            assert!(
+                matches!(s.change_jobs(&again, "li", 3).await, Err(Error::Exists(_))),
+                "{name}"
+            );
+            let before = JobChange::End {
+                id: job.id.clone(),
+                until: NaiveDate::from_ymd_opt(2025, 12, 31).expect("day"),
+            };
+            assert!(
+                matches!(
+                    s.change_jobs(&[before], "li", 4).await,
+                    Err(Error::Exists(_))
+                ),
+                "{name}"
+            );
+            s.change_jobs(
+                &[JobChange::End {
+                    id: job.id.clone(),
+                    until: day(6, 30),
+                }],
+                "li",
+                5,
+            )
+            .await
+            .expect("end");
+            let later = JobChange::End {
+                id: job.id.clone(),
+                until: day(9, 30),
+            };
+            assert!(
+                matches!(
+                    s.change_jobs(&[later], "li", 6).await,
+                    Err(Error::Exists(_))
+                ),
+                "{name}: an end is only moved earlier"
+            );
+            let stored = s.job(&job.id).await.expect("read").expect("J1");
+            assert_eq!(stored.job.until, Some(day(6, 30)), "{name}");
+            assert_eq!(stored.job.monthly_wage, Fen(60_000), "{name}");
+            assert_eq!(
+                s.jobs_of(&VillageId::new("V1")).await.expect("list").len(),
+                1,
+                "{name}"
+            );
+            let whats: Vec<String> = s
+                .job_changes(&job.id)
+                .await
+                .expect("changes")
+                .into_iter()
+                .map(|c| c.what)
+                .collect();
+            assert_eq!(
+                whats,
+                ["ended"],
+                "{name}: seeding is not a change, refusals leave none"
+            );
         }
     }
 }

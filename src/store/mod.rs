@@ -22,7 +22,8 @@ pub use accounts::{AuditEntry, Credentials, TokenRow};
 pub use alerts::{AckOutcome, AlertRow, HistoryRow, NewAlert, NotifyStatusRow};
 pub use energy::{EnergyReading, SettlementImportRow, SettlementInsert, SettlementRow};
 pub use households::{
-    HouseholdChange, HouseholdChangeRow, HouseholdRow, Origin, RosterImportRow, SEEDED_BY,
+    HouseholdChange, HouseholdChangeRow, HouseholdRow, JobChange, JobRow, Origin, RosterImportRow,
+    SEEDED_BY,
 };
 pub use ledger::{
     AuditRow, EntryRow, MonthRecord, MonthRow, PoolLineRecord, StationMonthRecord, TransitionRow,

@@ -1,6 +1,6 @@
-//! The registry mirror: the deployment file's places, stations, devices and jobs, copied into the
-//! database at start-up so that SQL reports and other instances see the same fleet. Households are
-//! not mirrored: the file only seeds them (`households.rs`), the registry holds them.
+//! The registry mirror: the deployment file's places, stations and devices, copied into the
+//! database at start-up so that SQL reports and other instances see the same fleet. Households and
+//! jobs are not mirrored: the file only seeds them (`households.rs`), the registry holds them.
 
 use super::samples::StationNow;
 use super::{Result, Store};
@@ -22,7 +22,6 @@ impl Store {
             "stations",
             "station_owners",
             "devices",
-            "jobs",
         ] {
             sqlx::query(&format!("DELETE FROM {table}"))
                 .execute(&mut *tx)
@@ -105,24 +104,10 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        for j in &d.jobs {
-            sqlx::query(
-                "INSERT INTO jobs (id, village, title, holder, monthly_wage_fen, valid_from, valid_until) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(j.id.as_str())
-            .bind(j.village.as_str())
-            .bind(&j.title)
-            .bind(j.holder.as_str())
-            .bind(j.monthly_wage.0)
-            .bind(j.from.to_string())
-            .bind(j.until.map(|u| u.to_string()))
-            .execute(&mut *tx)
-            .await?;
-        }
         tx.commit().await?;
-        self.seed_households(&d.households, chrono::Utc::now().timestamp_millis())
-            .await?;
+        let now = chrono::Utc::now().timestamp_millis();
+        self.seed_households(&d.households, now).await?;
+        self.seed_jobs(&d.jobs, now).await?;
         Ok(())
     }
 
