@@ -394,3 +394,142 @@ fn cli_allocates_moves_plans_and_locks_months() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn the_village_reviews_its_statement_and_a_new_run_or_a_paid_month_is_told_apart(
+) -> anyhow::Result<()> {
+    use sunshare::domain::{Role, ScopeEntry};
+    use sunshare::http::testing::client_with_token;
+    use sunshare::store::testing::named_token;
+    let t = sunshare::store::testing::sqlite().await?;
+    let store = t.store.clone();
+    let d = Arc::new(deployment());
+    let month: YearMonth = "2026-01".parse()?;
+    ledger::run_month(
+        &store,
+        &d,
+        &FixedEnergy::metered(30_000_000),
+        month,
+        "county",
+        true,
+    )
+    .await?;
+    let state = sunshare::http::AppState::new(
+        Arc::clone(&d),
+        store.clone(),
+        Arc::new(sunshare::metrics::Metrics::new()),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(sunshare::http::serve(listener, state, cancel.clone()));
+    let accountant = client_with_token(
+        &named_token(
+            &store,
+            "li",
+            Role::Accountant,
+            vec![ScopeEntry::Village("V1".into())],
+        )
+        .await?,
+    );
+    let admin = client_with_token(
+        &named_token(&store, "county", Role::Admin, vec![ScopeEntry::All]).await?,
+    );
+    let viewer = client_with_token(
+        &named_token(&store, "auditor", Role::Viewer, vec![ScopeEntry::All]).await?,
+    );
+    let page = |c: &reqwest::Client, path: &str| c.get(format!("{base}{path}")).send();
+    let review = |c: &reqwest::Client| {
+        c.post(format!("{base}/villages/V1/months/2026-01/review"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("note=%E5%B7%B2%E6%A0%B8%E5%AF%B9")
+            .send()
+    };
+
+    // Not reviewed yet: the accountant is offered the form, the county sees 0 of 1.
+    let html = page(&accountant, "/villages/V1?month=2026-01")
+        .await?
+        .text()
+        .await?;
+    assert!(
+        html.contains("id=\"review-none\"") && html.contains("id=\"review-form\""),
+        "{html}"
+    );
+    let html = page(&admin, "/villages").await?.text().await?;
+    assert!(
+        html.contains("data-reviewed=\"0/1\"") && html.contains("id=\"unreviewed\""),
+        "{html}"
+    );
+    // A viewer may not review.
+    assert_eq!(review(&viewer).await?.status(), 403);
+    // The accountant reviews: recorded with who, shown on both pages.
+    assert_eq!(review(&accountant).await?.status(), 303);
+    let html = page(&accountant, "/villages/V1?month=2026-01")
+        .await?
+        .text()
+        .await?;
+    assert!(
+        html.contains("id=\"review-done\"") && html.contains("li") && html.contains("已核对"),
+        "{html}"
+    );
+    assert!(!html.contains("id=\"review-form\""), "{html}");
+    let html = page(&admin, "/villages").await?.text().await?;
+    assert!(
+        html.contains("data-reviewed=\"1/1\"") && !html.contains("id=\"unreviewed\""),
+        "{html}"
+    );
+    // The same month run again unchanged keeps the review; with other energy it needs another.
+    ledger::run_month(
+        &store,
+        &d,
+        &FixedEnergy::metered(30_000_000),
+        month,
+        "county",
+        true,
+    )
+    .await?;
+    let html = page(&accountant, "/villages/V1?month=2026-01")
+        .await?
+        .text()
+        .await?;
+    assert!(
+        html.contains("id=\"review-done\""),
+        "an identical run keeps its review: {html}"
+    );
+    ledger::run_month(
+        &store,
+        &d,
+        &FixedEnergy::metered(31_000_000),
+        month,
+        "county",
+        true,
+    )
+    .await?;
+    let html = page(&accountant, "/villages/V1?month=2026-01")
+        .await?
+        .text()
+        .await?;
+    assert!(
+        html.contains("id=\"review-stale\"") && html.contains("id=\"review-form\""),
+        "{html}"
+    );
+    // Once paid, a review is refused in place and nothing is recorded.
+    ledger::pay_month(&store, month, "county", "农商行代发 2026-01-001").await?;
+    let r = review(&accountant).await?;
+    assert_eq!(r.status(), 422);
+    let html = r.text().await?;
+    assert!(
+        html.contains("id=\"review-error\"") && html.contains("已发放并锁定"),
+        "{html}"
+    );
+    let reviews = store.month_reviews("2026-01").await?;
+    assert_eq!(reviews.len(), 1);
+    assert_ne!(
+        reviews[0].fingerprint,
+        store.ledger_month(month).await?.expect("month").fingerprint,
+        "the old review still names the old run"
+    );
+    cancel.cancel();
+    server.await??;
+    Ok(())
+}

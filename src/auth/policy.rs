@@ -45,6 +45,8 @@ pub enum Action {
     PayMonth,
     /// Add, edit and retire a village's households, and import its poverty-registry roster.
     EditRegistry,
+    /// Confirm (复核) a village's statement of a recorded month before the county pays it.
+    ReviewMonth,
 }
 
 impl Action {
@@ -60,6 +62,7 @@ impl Action {
                 | Action::WorkOnPlans
                 | Action::MovePlan(..)
                 | Action::EditRegistry
+                | Action::ReviewMonth
         )
     }
 }
@@ -136,7 +139,7 @@ fn role_may(role: Role, action: Action) -> bool {
         },
         Role::Accountant => match action {
             ViewFleet | ViewStation | ViewLedger | ViewPersonalData | ExportRoster
-            | WorkOnPlans | EditRegistry | OwnSession => true,
+            | WorkOnPlans | EditRegistry | ReviewMonth | OwnSession => true,
             MovePlan(from, to) => village_step(from, to),
             _ => false,
         },
@@ -203,6 +206,7 @@ fn describe(action: Action) -> String {
         Action::AllocateMonth => "allocate a month".into(),
         Action::PayMonth => "mark a month paid".into(),
         Action::EditRegistry => "change the household registry".into(),
+        Action::ReviewMonth => "review the village's statement".into(),
     }
 }
 
@@ -248,6 +252,7 @@ mod tests {
             Action::ViewPersonalData,
             Action::ExportRoster,
             Action::EditRegistry,
+            Action::ReviewMonth,
             Action::ViewStation,
         ] {
             assert!(decide(Some(&a), action, Some(&own)).allowed(), "{action:?}");
@@ -307,6 +312,7 @@ mod tests {
             assert!(!decide(Some(&p), Action::ViewPersonalData, Some(&place)).allowed());
             assert!(!decide(Some(&p), Action::ExportRoster, Some(&place)).allowed());
             assert!(!decide(Some(&p), Action::EditRegistry, Some(&place)).allowed());
+            assert!(!decide(Some(&p), Action::ReviewMonth, Some(&place)).allowed());
         }
         // The township reviews plans; it does not keep the village's registry.
         let rev = user(Role::Reviewer, vec![ScopeEntry::Township("T".into())]);

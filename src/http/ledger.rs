@@ -64,6 +64,11 @@ pub fn routes() -> Routes {
             Access::village(Action::WorkOnPlans, "code"),
             plan_step_form,
         )
+        .post(
+            "/villages/{code}/months/{month}/review",
+            Access::village(Action::ReviewMonth, "code"),
+            review_form,
+        )
 }
 
 impl From<ledger::Error> for ApiError {
@@ -272,6 +277,28 @@ async fn months_panel(
         .map(|m| m.month.clone());
     let may_pay = decide(caller.who(), Action::PayMonth, None).allowed();
     let csrf = caller.csrf.as_deref();
+    // Villages whose statement of each month run is reviewed, of those with a statement.
+    let mut reviewed: HashMap<String, (usize, usize)> = HashMap::new();
+    let mut unreviewed: Vec<String> = Vec::new();
+    for m in &months {
+        let villages = state.store.month_villages(&m.month).await?;
+        let ok: std::collections::HashSet<String> = state
+            .store
+            .month_reviews(&m.month)
+            .await?
+            .into_iter()
+            .filter(|r| r.fingerprint == m.fingerprint)
+            .map(|r| r.village)
+            .collect();
+        if unpaid.as_deref() == Some(m.month.as_str()) {
+            unreviewed = villages
+                .iter()
+                .filter(|v| !ok.contains(*v))
+                .cloned()
+                .collect();
+        }
+        reviewed.insert(m.month.clone(), (ok.len(), villages.len()));
+    }
     let error_for = |field: &str| error.filter(|e| e.field == field);
     Ok(html! {
         section #ledger-months {
@@ -301,20 +328,25 @@ async fn months_panel(
                     }
                 }
             }
+            @if !unreviewed.is_empty() {
+                p.note #unreviewed { (trf(lang, "review.pending", &[("count", &unreviewed.len()), ("villages", &unreviewed.join("、"))])) }
+            }
             @if !months.is_empty() {
                 table #months-table {
                     thead { tr {
                         th { (tr(lang, "village.col_month")) } th { (tr(lang, "village.col_status")) }
                         th { (tr(lang, "month.computed")) } th { (tr(lang, "month.paid")) }
-                        th { (tr(lang, "month.fingerprint")) }
+                        th { (tr(lang, "month.fingerprint")) } th { (tr(lang, "review.col")) }
                     } }
                     tbody { @for m in &months {
-                        tr data-month=(m.month) data-status=(m.status) {
+                        @let (reviewed, of) = reviewed.get(&m.month).copied().unwrap_or((0, 0));
+                        tr data-month=(m.month) data-status=(m.status) data-reviewed=(format!("{reviewed}/{of}")) {
                             td { (m.month) }
                             td { (month_status_label(lang, &m.status)) }
                             td { (m.computed_by) " · " (local_time(m.computed_at, beijing)) }
                             td { @if let (Some(by), Some(at)) = (&m.paid_by, m.paid_at) { (by) " · " (local_time(at, beijing)) } }
                             td { code { (m.fingerprint) } }
+                            td { (trf(lang, "review.count", &[("reviewed", &reviewed), ("of", &of)])) }
                         }
                     } }
                 }
@@ -506,6 +538,7 @@ async fn render_village(
             Some(row) => {
                 @let m = &row.month;
                 p { (status_badge(lang, row.provisional, &row.month_status)) }
+                (review_panel(state, caller, code, row, error.as_ref()).await?)
                 p.links #month-links {
                     a href=(format!("/villages/{code}/notice/{m}")) { (tr(lang, "village.notice")) } " · "
                     a href=(format!("/villages/{code}/months/{m}/statement.xlsx")) { (tr(lang, "village.statement_xlsx")) } " · "
@@ -571,6 +604,106 @@ async fn year_money(
 }
 
 /// The year's plan: its state, its history, and one form per step the caller may take now.
+/// Whether the village's statement of this month run was reviewed (复核), and the form that
+/// reviews it for the village's accountant while the month is not paid.
+async fn review_panel(
+    state: &AppState,
+    caller: &Caller,
+    code: &str,
+    row: &VillageMonthRow,
+    error: Option<&FormError>,
+) -> Result<Markup, ApiError> {
+    let lang = caller.lang;
+    let run = match row.month.parse::<YearMonth>() {
+        Ok(m) => state.store.ledger_month(m).await?,
+        Err(_) => None,
+    };
+    let Some(run) = run else {
+        return Ok(html! {});
+    };
+    let review = state
+        .store
+        .month_reviews(&row.month)
+        .await?
+        .into_iter()
+        .find(|r| r.village == code);
+    let current = review.as_ref().filter(|r| r.fingerprint == run.fingerprint);
+    let paid = run.status == crate::store::MONTH_PAID;
+    let may = state
+        .geography
+        .may_on_village(caller.who(), Action::ReviewMonth, code);
+    let beijing = chrono_tz::Asia::Shanghai;
+    let error = error.filter(|e| e.field == "review");
+    Ok(html! {
+        section #review data-reviewed=(if current.is_some() { "yes" } else { "no" }) {
+            @match (current, &review) {
+                (Some(r), _) => {
+                    p.note #review-done { (trf(lang, "review.done", &[("who", &r.by), ("at", &local_time(r.at, beijing))]))
+                        @if !r.note.is_empty() { " · " (r.note) } }
+                }
+                (None, Some(r)) => {
+                    p.note #review-stale { (trf(lang, "review.stale", &[("who", &r.by), ("at", &local_time(r.at, beijing))])) }
+                }
+                (None, None) => { p.muted #review-none { (tr(lang, "review.none")) } }
+            }
+            @if may && !paid && current.is_none() {
+                form.plan-step #review-form method="post" action=(format!("/villages/{code}/months/{}/review", row.month)) {
+                    @if let Some(csrf) = caller.csrf.as_deref() { input type="hidden" name=(CSRF_FIELD) value=(csrf); }
+                    label { (tr(lang, "review.note")) " " input type="text" name="note" size="40" placeholder=(tr(lang, "review.note_hint")); }
+                    button type="submit" { (tr(lang, "review.submit")) }
+                }
+            }
+            @if let Some(e) = error { p.field-error #review-error role="alert" { (e.message) } }
+        }
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct ReviewForm {
+    #[serde(default)]
+    note: String,
+    #[serde(default, rename = "csrf")]
+    _csrf: Option<String>,
+}
+
+/// The village's accountant confirms the month's statement; a refusal (a paid month) shows next
+/// to the form.
+async fn review_form(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((code, month)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let form: ReviewForm = super::extract::parse_form(&body)?;
+    let account = caller.signed_in()?;
+    let ym = parse_month(&month)?;
+    match ledger::review_month(
+        &state.store,
+        &VillageId::new(&code),
+        ym,
+        &account.username,
+        &form.note,
+    )
+    .await
+    {
+        Ok(_) => Ok(axum::response::Redirect::to(&href(
+            &format!("/villages/{code}"),
+            &[("month", &ym.to_string())],
+        ))
+        .into_response()),
+        Err(ledger::Error::Locked(m)) => {
+            let e = FormError {
+                field: "review",
+                message: trf(caller.lang, "review.locked", &[("month", &m)]),
+                problems: Vec::new(),
+            };
+            let (status, page) = render_village(&state, &caller, &code, Some(ym), Some(e)).await?;
+            Ok((status, page).into_response())
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
 async fn plan_panel(
     state: &AppState,
     caller: &Caller,

@@ -297,6 +297,40 @@ pub async fn transition_recorded(
     Ok(from)
 }
 
+/// Records the village's review (复核) of its statement of `month`, for the run now recorded:
+/// refused for a month not recorded or already paid, or a village without a statement that month.
+pub async fn review_month(
+    store: &Store,
+    village: &VillageId,
+    month: YearMonth,
+    who: &str,
+    note: &str,
+) -> Result<store::ReviewRow, Error> {
+    let Some(run) = store.ledger_month(month).await? else {
+        return Err(Error::NotFound(format!("{month} is not allocated yet")));
+    };
+    if run.status == MONTH_PAID {
+        return Err(Error::Locked(month));
+    }
+    let key = month.to_string();
+    if store.village_month(village.as_str(), &key).await?.is_none() {
+        return Err(Error::NotFound(format!(
+            "village {village} has no statement for {month}"
+        )));
+    }
+    let review = store::ReviewRow {
+        month: key,
+        village: village.as_str().to_owned(),
+        fingerprint: run.fingerprint,
+        at: Utc::now(),
+        by: who.to_owned(),
+        note: note.trim().to_owned(),
+    };
+    store.review_village_month(&review).await?;
+    info!(%village, %month, who, "statement reviewed");
+    Ok(review)
+}
+
 /// Masks a name for a public notice: 张三 → 张*, 张小三 → 张*三, 欧阳小明 → 欧**明.
 pub fn mask_name(name: &str) -> String {
     let chars: Vec<char> = name.trim().chars().collect();

@@ -445,3 +445,50 @@ async fn a_steps_record_is_kept_with_its_transition_on_every_backend() {
         assert_eq!(history[1].record, None, "{}", t.name);
     }
 }
+
+#[tokio::test]
+async fn a_review_names_its_run_is_replaced_by_the_next_and_stops_at_payment_on_every_backend() {
+    for t in testing::all("a_review_names_its_run")
+        .await
+        .expect("stores")
+    {
+        let store = &t.store;
+        let d = deployment("");
+        let v = VillageId::new(V);
+        let month = ym("2026-01");
+        let missing = super::review_month(store, &v, month, "村会计", "").await;
+        assert!(matches!(missing, Err(Error::NotFound(_))), "{}", t.name);
+        run_month(
+            store,
+            &d,
+            &FixedEnergy::settled(30_000_000),
+            month,
+            "test",
+            true,
+        )
+        .await
+        .expect("jan");
+        let first = super::review_month(store, &v, month, "村会计", " 已核对 ")
+            .await
+            .expect("review");
+        assert_eq!(first.note, "已核对", "{}", t.name);
+        let run = store.ledger_month(month).await.expect("read").expect("jan");
+        assert_eq!(first.fingerprint, run.fingerprint, "{}", t.name);
+        super::review_month(store, &v, month, "村主任", "")
+            .await
+            .expect("again");
+        let reviews = store.month_reviews("2026-01").await.expect("reviews");
+        assert_eq!(
+            reviews.len(),
+            1,
+            "{}: one review per village and month",
+            t.name
+        );
+        assert_eq!(reviews[0].by, "村主任", "{}", t.name);
+        super::pay_month(store, month, "county", "batch 1")
+            .await
+            .expect("pay");
+        let paid = super::review_month(store, &v, month, "村会计", "").await;
+        assert!(matches!(paid, Err(Error::Locked(_))), "{}", t.name);
+    }
+}

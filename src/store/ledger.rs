@@ -802,3 +802,71 @@ async fn audit_in(
     .await?;
     Ok(())
 }
+
+/// A village's review (复核) of its statement for a month run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReviewRow {
+    pub month: String,
+    pub village: String,
+    /// The fingerprint of the month run that was reviewed.
+    pub fingerprint: String,
+    pub at: DateTime<Utc>,
+    pub by: String,
+    pub note: String,
+}
+
+impl Store {
+    /// Records that `village`'s statement of `month` was reviewed, for the run with `fingerprint`
+    /// (a later review replaces an earlier one).
+    pub async fn review_village_month(&self, r: &ReviewRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO ledger_village_reviews (month, village, fingerprint, reviewed_ms, reviewed_by, note) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (month, village) DO UPDATE SET \
+             fingerprint = excluded.fingerprint, reviewed_ms = excluded.reviewed_ms, \
+             reviewed_by = excluded.reviewed_by, note = excluded.note",
+        )
+        .bind(&r.month)
+        .bind(&r.village)
+        .bind(&r.fingerprint)
+        .bind(ms(r.at))
+        .bind(&r.by)
+        .bind(&r.note)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// The reviews of a month's villages, by village.
+    pub async fn month_reviews(&self, month: &str) -> Result<Vec<ReviewRow>> {
+        let rows = sqlx::query(
+            "SELECT month, village, fingerprint, reviewed_ms, reviewed_by, note \
+             FROM ledger_village_reviews WHERE month = $1 ORDER BY village",
+        )
+        .bind(month)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ReviewRow {
+                    month: r.try_get(0)?,
+                    village: r.try_get(1)?,
+                    fingerprint: r.try_get(2)?,
+                    at: from_ms(r.try_get(3)?),
+                    by: r.try_get(4)?,
+                    note: r.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The villages that have a statement for `month`.
+    pub async fn month_villages(&self, month: &str) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT village FROM ledger_village_months WHERE month = $1 ORDER BY village",
+        )
+        .bind(month)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+}
