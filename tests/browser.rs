@@ -1501,11 +1501,24 @@ async fn the_accountant_keeps_the_household_registry_and_downloads_the_payout_ro
     c.goto(&format!("{base}/villages/{VILLAGE_A}?month=2026-11"))
         .await
         .expect("village page");
-    arrive(c, &format!("/villages/{VILLAGE_A}?month=2026-11"), "#review-none").await;
+    arrive(
+        c,
+        &format!("/villages/{VILLAGE_A}?month=2026-11"),
+        "#review-none",
+    )
+    .await;
     fill_in(c, "#review-form", "note", "已核对岗位工资和代发名单").await;
     submit(c, "#review-form").await;
-    let done = arrive(c, &format!("/villages/{VILLAGE_A}?month=2026-11"), "#review-done").await;
-    assert!(done.contains(ACCOUNTANT) && done.contains("已核对"), "{done}");
+    let done = arrive(
+        c,
+        &format!("/villages/{VILLAGE_A}?month=2026-11"),
+        "#review-done",
+    )
+    .await;
+    assert!(
+        done.contains(ACCOUNTANT) && done.contains("已核对"),
+        "{done}"
+    );
     screenshot(c, "village-month-reviewed.png").await;
 
     // The notice: the accountant's full version, and the masked one the village posts.

@@ -455,6 +455,12 @@ async fn the_village_reviews_its_statement_and_a_new_run_or_a_paid_month_is_told
         html.contains("id=\"review-none\"") && html.contains("id=\"review-form\""),
         "{html}"
     );
+    // The money core's own notes and references, as the allocator wrote them, read in Chinese.
+    assert!(
+        html.contains("2026 年度方案处于“草拟”，本月不支出"),
+        "{html}"
+    );
+    assert!(html.contains("持股 1/1，电站收入"), "{html}");
     let html = page(&admin, "/villages").await?.text().await?;
     assert!(
         html.contains("data-reviewed=\"0/1\"") && html.contains("id=\"unreviewed\""),

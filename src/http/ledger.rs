@@ -552,7 +552,7 @@ async fn render_village(
                 (super::charts::income_vs_payouts(lang, &name, &money))
                 @if !row.notes.is_empty() {
                     h2 { (tr(lang, "village.notes")) }
-                    ul #notes { @for n in &row.notes { li { (n) } } }
+                    ul #notes { @for n in &row.notes { li { (note_text(lang, n)) } } }
                 }
                 @if months.len() > 1 {
                     p.muted #months { (tr(lang, "village.other_months")) " "
@@ -835,6 +835,81 @@ fn step_record_fields(
     }
 }
 
+/// An income line's basis in the caller's language: the ledger writes it as
+/// `share W/T of received R − costs C`; anything else is shown as written.
+fn income_reference(lang: Lang, reference: &str) -> String {
+    let parsed = (|| {
+        let rest = reference.strip_prefix("share ")?;
+        let (share, rest) = rest.split_once(" of received ")?;
+        let (received, costs) = rest.split_once(" − costs ")?;
+        Some((share, received, costs))
+    })();
+    match parsed {
+        Some((share, received, costs)) => trf(
+            lang,
+            "village.income_reference",
+            &[
+                ("share", &share),
+                ("received", &received),
+                ("costs", &costs),
+            ],
+        ),
+        None => reference.to_owned(),
+    }
+}
+
+/// A note of the month's allocation in the caller's language, for the notes the money core
+/// writes about a village; any other note is shown as written.
+fn note_text(lang: Lang, note: &str) -> String {
+    let state_label = |s: &str| match PlanState::parse(s) {
+        Some(state) => plan_state_label(lang, state),
+        None if s.starts_with("not yet in the workflow") => {
+            plan_state_label(lang, PlanState::Draft)
+        }
+        None => s.to_owned(),
+    };
+    if let Some(rest) = note.strip_prefix("plan ") {
+        if let Some((year, rest)) = rest.split_once(" is ") {
+            if let Some(state) =
+                rest.strip_suffix(": no payouts (payouts only in ACTIVE, POLICY.md 6)")
+            {
+                return trf(
+                    lang,
+                    "village.note_plan_not_active",
+                    &[("year", &year), ("state", &state_label(state))],
+                );
+            }
+        }
+    }
+    if let Some(year) = note
+        .strip_prefix("no annual plan for ")
+        .and_then(|r| r.strip_suffix(": no payouts; income stays in the village account"))
+    {
+        return trf(lang, "village.note_no_plan", &[("year", &year)]);
+    }
+    if let Some((amount, reference)) = note
+        .strip_prefix("county advance ")
+        .and_then(|r| r.strip_suffix(')'))
+        .and_then(|r| r.split_once(" ("))
+    {
+        return trf(
+            lang,
+            "village.note_advance",
+            &[("amount", &amount), ("reference", &reference)],
+        );
+    }
+    if let Some(amount) = note.strip_suffix(" of county advances settled from subsidy received") {
+        return trf(lang, "village.note_advance_settled", &[("amount", &amount)]);
+    }
+    if let Some(short) = note
+        .strip_prefix("overdrawn by ")
+        .and_then(|r| r.strip_suffix(" (CASH_ON_HAND disabled)"))
+    {
+        return trf(lang, "village.note_overdrawn", &[("amount", &short)]);
+    }
+    note.to_owned()
+}
+
 /// A problem in the caller's language.
 fn problem_text(lang: Lang, p: &ledger::households::Problem) -> String {
     let args: Vec<(&str, &dyn std::fmt::Display)> = p
@@ -1041,7 +1116,7 @@ fn statement(
                     tr data-line=(e.line) {
                         td { @if e.kind == "INCOME" { (tr(lang, "village.income")) } @else { (line_label(lang, &e.line)) } }
                         td { (payee_label(e.household.as_deref(), &e.payee, &hh, aud)) }
-                        td { (e.reference) }
+                        td { @if e.kind == "INCOME" { (income_reference(lang, &e.reference)) } @else { (e.reference) } }
                         td.num { (yuan(e.amount_fen)) }
                     }
                 }
@@ -1433,4 +1508,35 @@ async fn move_plan(
     )
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ledgers_own_texts_are_shown_in_the_callers_language() {
+        let r = "share 1/1 of received 9960.00 − costs 0.00";
+        assert_eq!(
+            income_reference(Lang::Zh, r),
+            "持股 1/1，电站收入 9960.00 元，扣除成本 0.00 元"
+        );
+        assert!(income_reference(Lang::En, r).contains("share 1/1"));
+        assert_eq!(
+            income_reference(Lang::Zh, "something else"),
+            "something else"
+        );
+        let cases = [
+            ("plan 2026 is not yet in the workflow (DRAFT): no payouts (payouts only in ACTIVE, POLICY.md 6)", "2026 年度方案处于“草拟”，本月不支出（方案执行中才支出）"),
+            ("plan 2026 is COUNTY_FILED: no payouts (payouts only in ACTIVE, POLICY.md 6)", "2026 年度方案处于“县级备案”，本月不支出（方案执行中才支出）"),
+            ("no annual plan for 2027: no payouts; income stays in the village account", "尚无 2027 年度方案：本月不支出，收益留存村集体账户"),
+            ("county advance 3000.00 (县财政垫付 2026-1)", "县级垫付 3000.00 元（县财政垫付 2026-1）"),
+            ("120.00 of county advances settled from subsidy received", "以到账补贴归还县级垫付 120.00 元"),
+            ("overdrawn by 5.00 (CASH_ON_HAND disabled)", "透支 5.00 元（未启用“以收定支”）"),
+        ];
+        for (note, zh) in cases {
+            assert_eq!(note_text(Lang::Zh, note), zh, "{note}");
+        }
+        assert_eq!(note_text(Lang::Zh, "an unknown note"), "an unknown note");
+    }
 }
