@@ -571,6 +571,11 @@ async fn accountant_signs_in_sees_only_their_village_and_signs_out() {
         .expect("open village B");
     let refused = arrive(c, &format!("/villages/{VILLAGE_B}"), "main h1").await;
     assert!(refused.contains("403"), "village B: {refused}");
+    let reason = arrive(c, &format!("/villages/{VILLAGE_B}"), "#refusal-reason").await;
+    assert!(
+        reason.contains("无权查看该村账目"),
+        "said in Chinese: {reason}"
+    );
     let text = body_text(c).await;
     assert!(
         !text.contains("李建国"),

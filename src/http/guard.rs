@@ -2,7 +2,7 @@
 //! the place the route touches, asks `auth::decide`, checks the CSRF token of a browser's state
 //! change, bounds heavy pages and writes the audit line of every state change.
 
-use super::i18n::tr;
+use super::i18n::{tr, trf};
 use super::routes::{PlaceFrom, RouteSpec};
 use super::{ApiError, AppState};
 use crate::auth::credentials::{same_secret, secret_matches, split_token};
@@ -139,7 +139,13 @@ async fn admit(g: &Guarded, mut req: Request) -> Result<(Request, Caller), Refus
     };
     let session = req.extensions().get::<Session>().cloned();
     let refused = |req: &Request, caller: &Caller, e: ApiError| Refused {
-        response: refuse(spec, req, e),
+        response: refuse(spec, req, e, None),
+        caller: caller.clone(),
+        target: req.uri().path().to_owned(),
+    };
+    // As `refused`, with what a page says in the caller's language.
+    let refused_saying = |req: &Request, caller: &Caller, e: ApiError, says: String| Refused {
+        response: refuse(spec, req, e, Some(says)),
         caller: caller.clone(),
         target: req.uri().path().to_owned(),
     };
@@ -149,6 +155,10 @@ async fn admit(g: &Guarded, mut req: Request) -> Result<(Request, Caller), Refus
     };
     let place = match place(state, spec.access.place, &mut req).await {
         Ok(p) => p,
+        Err(e @ ApiError::NotFound(_)) => {
+            let says = tr(caller.lang, "refusal.no_place");
+            return Err(refused_saying(&req, &caller, e, says));
+        }
         Err(e) => return Err(refused(&req, &caller, e)),
     };
     match decide(
@@ -164,7 +174,17 @@ async fn admit(g: &Guarded, mut req: Request) -> Result<(Request, Caller), Refus
             return Err(refused(&req, &caller, e));
         }
         Decision::Forbidden(reason) => {
-            return Err(refused(&req, &caller, ApiError::Forbidden(reason)));
+            let says = trf(
+                caller.lang,
+                "refusal.not_allowed",
+                &[("action", &action_text(caller.lang, spec.access.action))],
+            );
+            return Err(refused_saying(
+                &req,
+                &caller,
+                ApiError::Forbidden(reason),
+                says,
+            ));
         }
     }
     let from_browser = caller
@@ -185,7 +205,8 @@ async fn admit(g: &Guarded, mut req: Request) -> Result<(Request, Caller), Refus
                 "the form's CSRF token is missing or out of date: reload the page and try again"
                     .into(),
             );
-            return Err(refused(&req, &caller, e));
+            let says = tr(caller.lang, "refusal.csrf");
+            return Err(refused_saying(&req, &caller, e, says));
         }
     }
     req.extensions_mut().insert(caller.clone());
@@ -194,7 +215,7 @@ async fn admit(g: &Guarded, mut req: Request) -> Result<(Request, Caller), Refus
 
 /// A refusal: JSON for the API; for pages, a browser that is not signed in goes to the login
 /// form and comes back afterwards.
-fn refuse(spec: &RouteSpec, req: &Request, e: ApiError) -> Response {
+fn refuse(spec: &RouteSpec, req: &Request, e: ApiError, says: Option<String>) -> Response {
     if spec.is_api() {
         return e.into_response();
     }
@@ -219,13 +240,50 @@ fn refuse(spec: &RouteSpec, req: &Request, e: ApiError) -> Response {
     let body = maud::html! {
         div.refusal {
             h1 { (status.as_u16()) " · " (what) }
-            p { (e.to_string()) }
+            p #refusal-reason { (says.unwrap_or_else(|| e.to_string())) }
             @if status == StatusCode::FORBIDDEN { p.muted { (tr(lang, "refusal.forbidden_hint")) } }
             p { a href="/" { (tr(lang, "refusal.home")) } }
         }
     };
     let page = super::page::bare_frame(lang, &what, body).into_string();
     (status, Html(page)).into_response()
+}
+
+/// What an action is, in the caller's language, for a page that refuses it.
+pub fn action_text(lang: super::i18n::Lang, action: crate::auth::Action) -> String {
+    use crate::auth::Action::*;
+    let key = match action {
+        Public => "action.public",
+        ViewFleet => "action.view_fleet",
+        ViewStation => "action.view_station",
+        ViewOperations => "action.view_operations",
+        AckAlert => "action.ack_alert",
+        ImportSettlement => "action.import_settlement",
+        ViewLedger => "action.view_ledger",
+        ViewPersonalData => "action.view_personal_data",
+        ExportRoster => "action.export_roster",
+        WorkOnPlans => "action.work_on_plans",
+        MovePlan(from, to) => {
+            let state = |s: crate::allocate::PlanState| {
+                tr(
+                    lang,
+                    &format!("plan.state_{}", s.code().to_ascii_lowercase()),
+                )
+            };
+            return trf(
+                lang,
+                "action.move_plan",
+                &[("from", &state(from)), ("to", &state(to))],
+            );
+        }
+        OwnSession => "action.own_session",
+        ViewAudit => "action.view_audit",
+        AllocateMonth => "action.allocate_month",
+        PayMonth => "action.pay_month",
+        EditRegistry => "action.edit_registry",
+        ReviewMonth => "action.review_month",
+    };
+    tr(lang, key)
 }
 
 fn origin_of(req: &Request) -> String {
@@ -482,5 +540,54 @@ async fn audit(
 pub(super) async fn write_audit(store: &crate::store::Store, entry: &AuditEntry) {
     if let Err(error) = store.record_audit(entry).await {
         tracing::error!(%error, action = %entry.action, "could not write the audit line");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::allocate::PlanState;
+    use crate::auth::Action;
+
+    /// Every action has its words in both languages (the keys are built here, so the catalogue
+    /// test does not see them).
+    #[test]
+    fn every_action_is_said_in_both_languages() {
+        use Action::*;
+        let all = [
+            Public,
+            ViewFleet,
+            ViewStation,
+            ViewOperations,
+            AckAlert,
+            ImportSettlement,
+            ViewLedger,
+            ViewPersonalData,
+            ExportRoster,
+            WorkOnPlans,
+            MovePlan(PlanState::Draft, PlanState::Deliberated),
+            OwnSession,
+            ViewAudit,
+            AllocateMonth,
+            PayMonth,
+            EditRegistry,
+            ReviewMonth,
+        ];
+        for lang in [super::super::i18n::Lang::Zh, super::super::i18n::Lang::En] {
+            for a in all {
+                let text = action_text(lang, a);
+                assert!(
+                    !text.starts_with("action.") && !text.contains("plan.state_"),
+                    "{a:?}: {text}"
+                );
+            }
+        }
+        assert_eq!(
+            action_text(
+                super::super::i18n::Lang::Zh,
+                MovePlan(PlanState::PlanPublished, PlanState::TownshipReviewed)
+            ),
+            "将方案从“方案公开”推进到“乡镇审核”"
+        );
     }
 }
