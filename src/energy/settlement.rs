@@ -25,6 +25,9 @@ pub struct Problem {
     /// 1-based line (CSV) or row (spreadsheet); 0 for the file as a whole.
     pub line: usize,
     pub message: String,
+    /// The same in the pages' catalogue, when it has it: a key under `settle.err.` and its
+    /// arguments (the message above is what the command line and the JSON API say).
+    pub said: Option<(&'static str, Vec<(&'static str, String)>)>,
 }
 
 /// A settlement file that was not imported, with every problem found.
@@ -225,8 +228,25 @@ fn kwh_text(e: WattHours) -> String {
     format!("{sign}{}.{:03}", abs / 1000, abs % 1000)
 }
 
+/// A problem with its words in the pages' catalogue too.
+fn said(
+    line: usize,
+    message: impl Into<String>,
+    key: &'static str,
+    args: &[(&'static str, &str)],
+) -> Problem {
+    Problem {
+        said: Some((
+            key,
+            args.iter().map(|(k, v)| (*k, (*v).to_owned())).collect(),
+        )),
+        ..problem(line, message)
+    }
+}
+
 fn problem(line: usize, message: impl Into<String>) -> Problem {
     Problem {
+        said: None,
         line,
         message: message.into(),
     }
@@ -498,7 +518,7 @@ struct Total {
 pub fn parse(bytes: &[u8], deployment: &Deployment) -> Result<Parsed, Vec<Problem>> {
     let (rows, encoding) = read_rows(bytes).map_err(|e| vec![problem(e.line, e.message)])?;
     if rows.is_empty() {
-        return Err(vec![problem(0, "the file is empty")]);
+        return Err(vec![said(0, "the file is empty", "settle.err.empty", &[])]);
     }
     let at = find_header(&rows).map_err(|p| vec![p])?;
     let header = &rows[at];
@@ -521,13 +541,15 @@ pub fn parse(bytes: &[u8], deployment: &Deployment) -> Result<Parsed, Vec<Proble
     let index = |c: Column| columns.iter().find(|(_, k)| **k == c).map(|(i, _)| *i);
     for c in REQUIRED {
         if index(c).is_none() {
-            problems.push(problem(
+            let found = header.cells.join(", ");
+            problems.push(said(
                 header.line,
                 format!(
-                    "missing column {}; the header row has: {}",
-                    c.describe(),
-                    header.cells.join(", ")
+                    "missing column {}; the header row has: {found}",
+                    c.describe()
                 ),
+                "settle.err.missing_column",
+                &[("column", c.describe()), ("found", &found)],
             ));
         }
     }
@@ -578,7 +600,8 @@ pub fn parse(bytes: &[u8], deployment: &Deployment) -> Result<Parsed, Vec<Proble
             }
             continue;
         }
-        let mut bad = |m: String| problems.push(problem(row.line, m));
+        let mut bad = |p: Problem| problems.push(p);
+        let line = row.line;
         let station_text = cell(ci_station);
         let station = deployment
             .stations
@@ -586,39 +609,61 @@ pub fn parse(bytes: &[u8], deployment: &Deployment) -> Result<Parsed, Vec<Proble
             .find(|s| s.id.as_str() == station_text || s.name == station_text);
         if station.is_none() {
             bad(if station_text.is_empty() {
-                "the station is empty".to_owned()
+                said(
+                    line,
+                    "the station is empty",
+                    "settle.err.station_empty",
+                    &[],
+                )
             } else {
-                format!("unknown station '{station_text}' (not in the deployment file)")
+                said(
+                    line,
+                    format!("unknown station '{station_text}' (not in the deployment file)"),
+                    "settle.err.station_unknown",
+                    &[("station", station_text)],
+                )
             });
         }
         let tariff = station.and_then(|s| {
             let t = deployment.tariffs.iter().find(|t| t.id == s.tariff);
             if t.is_none() {
-                bad(format!(
-                    "station '{}' names unknown tariff '{}'",
-                    s.id, s.tariff
+                bad(problem(
+                    line,
+                    format!("station '{}' names unknown tariff '{}'", s.id, s.tariff),
                 ));
             }
             t.map(|t| t.price)
         });
         let month = parse_month(cell(ci_month));
         if month.is_none() {
-            bad(format!(
-                "'{}' is not a month (write it like 2026-03 or 2026年3月)",
-                cell(ci_month)
+            bad(said(
+                line,
+                format!(
+                    "'{}' is not a month (write it like 2026-03 or 2026年3月)",
+                    cell(ci_month)
+                ),
+                "settle.err.month_bad",
+                &[("value", cell(ci_month))],
             ));
         }
         let energy = match parse_kwh(cell(ci_energy)) {
             Ok(wh) if wh < 0 => {
-                bad(format!(
-                    "on-grid energy {} kWh is negative",
-                    cell(ci_energy)
+                bad(said(
+                    line,
+                    format!("on-grid energy {} kWh is negative", cell(ci_energy)),
+                    "settle.err.energy_negative",
+                    &[("value", cell(ci_energy))],
                 ));
                 None
             }
             Ok(wh) => Some(WattHours(wh)),
             Err(m) => {
-                bad(m);
+                bad(said(
+                    line,
+                    m,
+                    "settle.err.energy_bad",
+                    &[("value", cell(ci_energy))],
+                ));
                 None
             }
         };
@@ -626,9 +671,12 @@ pub fn parse(bytes: &[u8], deployment: &Deployment) -> Result<Parsed, Vec<Proble
             (Some(e), Some(price)) => match crate::allocate::money::revenue_line(e, price) {
                 Ok(fen) => Some(fen),
                 Err(_) => {
-                    bad(format!(
-                        "{} kWh at {price} yuan/kWh is too large an amount",
-                        kwh_text(e)
+                    bad(problem(
+                        line,
+                        format!(
+                            "{} kWh at {price} yuan/kWh is too large an amount",
+                            kwh_text(e)
+                        ),
                     ));
                     None
                 }
@@ -640,7 +688,7 @@ pub fn parse(bytes: &[u8], deployment: &Deployment) -> Result<Parsed, Vec<Proble
             Some(t) => match parse_amount(t) {
                 Ok(f) => Some(Some(f)),
                 Err(m) => {
-                    bad(m);
+                    bad(said(line, m, "settle.err.amount_bad", &[("value", t)]));
                     None
                 }
             },
@@ -656,8 +704,17 @@ pub fn parse(bytes: &[u8], deployment: &Deployment) -> Result<Parsed, Vec<Proble
         {
             let station = station.id.clone();
             if let Some(first) = seen.insert((station.clone(), month), row.line) {
-                bad(format!(
-                    "station '{station}' month {month} appears twice (first on line {first})"
+                bad(said(
+                    line,
+                    format!(
+                        "station '{station}' month {month} appears twice (first on line {first})"
+                    ),
+                    "settle.err.twice",
+                    &[
+                        ("station", station.as_str()),
+                        ("month", &month.to_string()),
+                        ("first", &first.to_string()),
+                    ],
                 ));
                 continue;
             }
@@ -681,9 +738,11 @@ pub fn parse(bytes: &[u8], deployment: &Deployment) -> Result<Parsed, Vec<Proble
         return Err(problems);
     }
     if out.is_empty() {
-        return Err(vec![problem(
+        return Err(vec![said(
             header.line,
             "the file has a header but no statement lines",
+            "settle.err.no_lines",
+            &[],
         )]);
     }
     let warnings = out

@@ -165,10 +165,24 @@ fn refused(lang: Lang, rejected: &Rejected) -> Markup {
             tbody { @for p in &rejected.problems {
                 tr data-line=(p.line) {
                     td { @if p.line == 0 { (tr(lang, "settle.whole_file")) } @else { (p.line) } }
-                    td { (p.message) }
+                    td { (problem_text(lang, p)) }
                 }
             } }
         }
+    }
+}
+
+/// A problem in the caller's language when the catalogue has it, else as the import wrote it.
+fn problem_text(lang: Lang, p: &settlement::Problem) -> String {
+    match &p.said {
+        Some((key, args)) => {
+            let args: Vec<(&str, &dyn std::fmt::Display)> = args
+                .iter()
+                .map(|(k, v)| (*k, v as &dyn std::fmt::Display))
+                .collect();
+            trf(lang, key, &args)
+        }
+        None => p.message.clone(),
     }
 }
 
@@ -236,4 +250,41 @@ pub(super) async fn file_field(
         return Ok(Some((name, data)));
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The problems the import words for the pages have their texts, and the page uses them.
+    #[test]
+    fn settlement_problems_are_said_in_the_callers_language() {
+        let d = crate::energy::testing::deployment();
+        let file =
+            "电站编号,结算月份,上网电量(kWh)\n,2026-03,10\nNOPE,2026-13,-5\nS1,2026-03,abc\n";
+        let problems = crate::energy::settlement::parse(file.as_bytes(), &d).expect_err("refused");
+        let zh: Vec<String> = problems.iter().map(|p| problem_text(Lang::Zh, p)).collect();
+        for text in &zh {
+            assert!(
+                !text.contains("settle.err."),
+                "a key without its text: {text}"
+            );
+        }
+        assert!(zh.iter().any(|t| t.contains("电站编号为空")), "{zh:?}");
+        assert!(
+            zh.iter().any(|t| t.contains("未登记的电站「NOPE」")),
+            "{zh:?}"
+        );
+        assert!(
+            zh.iter().any(|t| t.contains("「2026-13」不是月份")),
+            "{zh:?}"
+        );
+        let en: Vec<String> = problems.iter().map(|p| problem_text(Lang::En, p)).collect();
+        assert!(
+            en.iter().any(|t| t.contains("Unknown station 'NOPE'")),
+            "{en:?}"
+        );
+        let empty = crate::energy::settlement::parse(b"", &d).expect_err("empty");
+        assert_eq!(problem_text(Lang::Zh, &empty[0]), "文件是空的。");
+    }
 }
