@@ -539,3 +539,100 @@ async fn the_village_reviews_its_statement_and_a_new_run_or_a_paid_month_is_told
     server.await??;
     Ok(())
 }
+
+#[tokio::test]
+async fn the_county_sets_a_villages_opening_balance_from_the_village_page() -> anyhow::Result<()> {
+    use sunshare::domain::{Role, ScopeEntry};
+    use sunshare::http::testing::client_with_token;
+    use sunshare::store::testing::named_token;
+    let t = sunshare::store::testing::sqlite().await?;
+    let store = t.store.clone();
+    let d = Arc::new(deployment());
+    let state = sunshare::http::AppState::new(
+        Arc::clone(&d),
+        store.clone(),
+        Arc::new(sunshare::metrics::Metrics::new()),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(sunshare::http::serve(listener, state, cancel.clone()));
+    let admin = client_with_token(
+        &named_token(&store, "county", Role::Admin, vec![ScopeEntry::All]).await?,
+    );
+    let accountant = client_with_token(
+        &named_token(
+            &store,
+            "li",
+            Role::Accountant,
+            vec![ScopeEntry::Village("V1".into())],
+        )
+        .await?,
+    );
+    let set = |c: &reqwest::Client, body: &'static str| {
+        c.post(format!("{base}/villages/V1/opening"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+    let html = admin
+        .get(format!("{base}/villages/V1"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(html.contains("id=\"opening-form\""), "{html}");
+    // The accountant may see it once set, not set it.
+    assert_eq!(set(&accountant, "balance=1&note=x").await?.status(), 403);
+    let r = set(&admin, "balance=12%2C000&note=").await?;
+    assert_eq!(r.status(), 422);
+    let html = r.text().await?;
+    assert!(
+        html.contains("id=\"opening-balance-error\"") && html.contains("id=\"opening-note-error\""),
+        "{html}"
+    );
+    assert!(store.opening_balances().await?.is_empty());
+    let r = set(
+        &admin,
+        "balance=12000.50&advance_outstanding=300&note=%E5%AF%B9%E8%B4%A6%E5%8D%95",
+    )
+    .await?;
+    assert_eq!(r.status(), 303);
+    let html = accountant
+        .get(format!("{base}/villages/V1"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(
+        html.contains("id=\"opening-set\"") && html.contains("12000.50") && html.contains("300.00"),
+        "{html}"
+    );
+    assert!(!html.contains("id=\"opening-form\""), "{html}");
+    // Once a month is recorded the form is gone and a late change is refused in place.
+    ledger::run_month(
+        &store,
+        &d,
+        &FixedEnergy::metered(30_000_000),
+        "2026-01".parse()?,
+        "county",
+        true,
+    )
+    .await?;
+    let html = admin
+        .get(format!("{base}/villages/V1?month=2026-01"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(
+        !html.contains("id=\"opening-form\"") && html.contains("12000.50"),
+        "{html}"
+    );
+    let r = set(&admin, "balance=1&note=late").await?;
+    assert_eq!(r.status(), 422);
+    assert!(r.text().await?.contains("分配已经开始"));
+    cancel.cancel();
+    server.await??;
+    Ok(())
+}

@@ -47,6 +47,9 @@ pub enum Action {
     EditRegistry,
     /// Confirm (复核) a village's statement of a recorded month before the county pays it.
     ReviewMonth,
+    /// Set what a village's account held when the ledger began (administrators, before the first
+    /// month is recorded).
+    SetOpeningBalance,
 }
 
 impl Action {
@@ -63,6 +66,7 @@ impl Action {
                 | Action::MovePlan(..)
                 | Action::EditRegistry
                 | Action::ReviewMonth
+                | Action::SetOpeningBalance
         )
     }
 }
@@ -207,6 +211,7 @@ fn describe(action: Action) -> String {
         Action::PayMonth => "mark a month paid".into(),
         Action::EditRegistry => "change the household registry".into(),
         Action::ReviewMonth => "review the village's statement".into(),
+        Action::SetOpeningBalance => "set the village's opening balance".into(),
     }
 }
 
@@ -268,6 +273,7 @@ mod tests {
         assert!(!decide(Some(&a), Action::ViewOperations, None).allowed());
         assert!(!decide(Some(&a), Action::ImportSettlement, None).allowed());
         assert!(!decide(Some(&a), Action::ViewAudit, None).allowed());
+        assert!(!decide(Some(&a), Action::SetOpeningBalance, Some(&own)).allowed());
         let admin = user(Role::Admin, vec![ScopeEntry::All]);
         assert!(decide(Some(&admin), Action::ViewAudit, None).allowed());
     }

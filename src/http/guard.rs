@@ -282,6 +282,7 @@ pub fn action_text(lang: super::i18n::Lang, action: crate::auth::Action) -> Stri
         PayMonth => "action.pay_month",
         EditRegistry => "action.edit_registry",
         ReviewMonth => "action.review_month",
+        SetOpeningBalance => "action.set_opening_balance",
     };
     tr(lang, key)
 }

@@ -69,6 +69,11 @@ pub fn routes() -> Routes {
             Access::village(Action::ReviewMonth, "code"),
             review_form,
         )
+        .post(
+            "/villages/{code}/opening",
+            Access::village(Action::SetOpeningBalance, "code"),
+            opening_form,
+        )
 }
 
 impl From<ledger::Error> for ApiError {
@@ -565,6 +570,7 @@ async fn render_village(
             }
             None => { p.note #no-month { (tr(lang, "village.no_month")) } }
         }
+        (opening_panel(state, caller, code, error.as_ref()).await?)
         @if state.geography.may_on_village(caller.who(), Action::ViewPersonalData, code) {
             p #registry { a #registry-link href=(format!("/villages/{code}/households")) { (tr(lang, "household.link")) } }
         }
@@ -656,6 +662,113 @@ async fn review_panel(
             @if let Some(e) = error { p.field-error #review-error role="alert" { (e.message) } }
         }
     })
+}
+
+/// The village's opening balance: shown once set; for administrators, the form that sets it
+/// while the ledger has no month recorded.
+async fn opening_panel(
+    state: &AppState,
+    caller: &Caller,
+    code: &str,
+    error: Option<&FormError>,
+) -> Result<Markup, ApiError> {
+    let lang = caller.lang;
+    let opening = state
+        .store
+        .opening_balances()
+        .await?
+        .into_iter()
+        .find(|o| o.village == code);
+    let started = !state.store.ledger_month_list(1).await?.is_empty();
+    let may = state
+        .geography
+        .may_on_village(caller.who(), Action::SetOpeningBalance, code);
+    let problems: Vec<&ledger::households::Problem> = error
+        .filter(|e| e.field == "opening")
+        .map(|e| e.problems.iter().collect())
+        .unwrap_or_default();
+    let invalid = |f: &str| problems.iter().any(|p| p.field == f).then_some("true");
+    let errors = |f: &str| {
+        html! { @for p in problems.iter().filter(|p| p.field == f) { p.field-error id=(format!("opening-{f}-error")) role="alert" { (problem_text(lang, p)) } } }
+    };
+    if opening.is_none() && !(may && !started) && problems.is_empty() {
+        return Ok(html! {});
+    }
+    let beijing = chrono_tz::Asia::Shanghai;
+    Ok(html! {
+        section #opening {
+            h2 { (tr(lang, "opening.title")) }
+            @if let Some(o) = &opening {
+                p #opening-set { (trf(lang, "opening.set", &[
+                    ("balance", &o.balance), ("advance", &o.advance_outstanding), ("note", &o.note),
+                    ("who", &o.by), ("at", &local_time(o.at, beijing)),
+                ])) }
+            }
+            @if started {
+                @for p in &problems { p.field-error #opening-error role="alert" { (problem_text(lang, p)) } }
+            }
+            @if may && !started {
+                p.muted { (tr(lang, "opening.hint")) }
+                form.plan-step #opening-form method="post" action=(format!("/villages/{code}/opening")) {
+                    @if let Some(csrf) = caller.csrf.as_deref() { input type="hidden" name=(CSRF_FIELD) value=(csrf); }
+                    label { (tr(lang, "opening.balance")) " " input type="text" name="balance" inputmode="decimal" size="12" aria-invalid=[invalid("balance")]; }
+                    (errors("balance"))
+                    label { (tr(lang, "opening.advance")) " " input type="text" name="advance_outstanding" inputmode="decimal" size="12" aria-invalid=[invalid("advance_outstanding")]; }
+                    (errors("advance_outstanding"))
+                    label { (tr(lang, "opening.note")) " " input type="text" name="note" size="40" placeholder=(tr(lang, "opening.note_hint")) aria-invalid=[invalid("note")]; }
+                    (errors("note"))
+                    button type="submit" { (tr(lang, "opening.submit")) }
+                }
+            }
+        }
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct OpeningForm {
+    #[serde(default)]
+    balance: String,
+    #[serde(default)]
+    advance_outstanding: String,
+    #[serde(default)]
+    note: String,
+    #[serde(default, rename = "csrf")]
+    _csrf: Option<String>,
+}
+
+/// Sets the village's opening balance; each problem shows next to its field and nothing is kept.
+async fn opening_form(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(code): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let form: OpeningForm = super::extract::parse_form(&body)?;
+    let account = caller.signed_in()?;
+    match ledger::set_opening_balance(
+        &state.store,
+        &state.deployment,
+        &VillageId::new(&code),
+        &form.balance,
+        &form.advance_outstanding,
+        &form.note,
+        &account.username,
+    )
+    .await?
+    {
+        Ok(()) => {
+            Ok(axum::response::Redirect::to(&format!("/villages/{code}#opening")).into_response())
+        }
+        Err(problems) => {
+            let e = FormError {
+                field: "opening",
+                message: String::new(),
+                problems,
+            };
+            let (status, page) = render_village(&state, &caller, &code, None, Some(e)).await?;
+            Ok((status, page).into_response())
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

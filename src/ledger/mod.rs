@@ -119,7 +119,8 @@ pub fn fingerprint(run: &MonthRun) -> String {
     format!("{:08x}", crc32fast::hash(text.as_bytes()))
 }
 
-/// The carry-over a month starts from: the previous month's, or nothing for the ledger's first month.
+/// The carry-over a month starts from: the previous month's, or for the ledger's first month the
+/// villages' opening balances (nothing where none was set).
 pub async fn opening_carry(store: &Store, month: YearMonth) -> Result<Carry, Error> {
     match store.ledger_month(month.prev()).await? {
         Some(row) => serde_json::from_str(&row.carry)
@@ -130,9 +131,76 @@ pub async fn opening_carry(store: &Store, month: YearMonth) -> Result<Carry, Err
                 missing: month.prev(),
                 last: last.clone(),
             }),
-            None => Ok(Carry::default()),
+            None => {
+                let mut carry = Carry::default();
+                for o in store.opening_balances().await? {
+                    carry.villages.insert(
+                        VillageId::new(&o.village),
+                        allocate::VillageCarry {
+                            balance: o.balance,
+                            advance_outstanding: o.advance_outstanding,
+                        },
+                    );
+                }
+                Ok(carry)
+            }
         },
     }
+}
+
+/// Sets what a village's PV account held when the ledger began (and the county advances still
+/// owed then), from the bank statement named in `note`: refused once the first month is recorded.
+pub async fn set_opening_balance(
+    store: &Store,
+    deployment: &Deployment,
+    village: &VillageId,
+    balance: &str,
+    advance_outstanding: &str,
+    note: &str,
+    who: &str,
+) -> Result<Result<(), Vec<households::Problem>>, Error> {
+    let problem = |field: &str, key: &str, value: &str| households::Problem {
+        field: field.to_owned(),
+        key: format!("opening.err.{key}"),
+        args: vec![("value".to_owned(), value.trim().to_owned())],
+    };
+    if !deployment.villages.iter().any(|v| &v.code == village) {
+        return Err(Error::NotFound(format!(
+            "village {village} is not declared"
+        )));
+    }
+    let mut problems = Vec::new();
+    let mut amount = |field: &str, text: &str| match text.trim() {
+        "" => Some(crate::domain::Fen::ZERO),
+        t => match crate::domain::Fen::parse_yuan(t) {
+            Ok(f) if !f.is_negative() => Some(f),
+            _ => {
+                problems.push(problem(field, "amount_bad", t));
+                None
+            }
+        },
+    };
+    let balance = amount("balance", balance);
+    let advance = amount("advance_outstanding", advance_outstanding);
+    if note.trim().is_empty() {
+        problems.push(problem("note", "note_empty", ""));
+    }
+    let (Some(balance), Some(advance), true) = (balance, advance, problems.is_empty()) else {
+        return Ok(Err(problems));
+    };
+    let row = store::OpeningRow {
+        village: village.as_str().to_owned(),
+        balance,
+        advance_outstanding: advance,
+        note: note.trim().to_owned(),
+        at: Utc::now(),
+        by: who.to_owned(),
+    };
+    if !store.set_opening_balance(&row).await? {
+        return Ok(Err(vec![problem("balance", "started", "")]));
+    }
+    info!(%village, %balance, who, "opening balance set");
+    Ok(Ok(()))
 }
 
 /// Runs one month for every village and records it (unless `record` is false). Refused for a paid

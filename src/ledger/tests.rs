@@ -3,7 +3,7 @@
 use super::*;
 use crate::allocate::{PlanState, Rule};
 use crate::config::Deployment;
-use crate::domain::{VillageId, YearMonth};
+use crate::domain::{Fen, VillageId, YearMonth};
 use crate::store::testing;
 use std::collections::HashSet;
 
@@ -490,5 +490,86 @@ async fn a_review_names_its_run_is_replaced_by_the_next_and_stops_at_payment_on_
             .expect("pay");
         let paid = super::review_month(store, &v, month, "村会计", "").await;
         assert!(matches!(paid, Err(Error::Locked(_))), "{}", t.name);
+    }
+}
+
+#[tokio::test]
+async fn the_first_month_opens_from_the_opening_balance_which_is_then_fixed_on_every_backend() {
+    for t in testing::all("the_first_month_opens_from_the_opening_balance")
+        .await
+        .expect("stores")
+    {
+        let store = &t.store;
+        let d = deployment("");
+        let v = VillageId::new(V);
+        let bad = super::set_opening_balance(store, &d, &v, "-5", "x", " ", "county")
+            .await
+            .expect("checked");
+        let fields: Vec<String> = bad
+            .err()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| p.field)
+            .collect();
+        assert_eq!(
+            fields,
+            ["balance", "advance_outstanding", "note"],
+            "{}",
+            t.name
+        );
+        assert!(
+            store.opening_balances().await.expect("read").is_empty(),
+            "{}",
+            t.name
+        );
+        super::set_opening_balance(
+            store,
+            &d,
+            &v,
+            "12345.67",
+            "",
+            "农商行 2025-12-31 对账单",
+            "county",
+        )
+        .await
+        .expect("set")
+        .expect("valid");
+        let jan = run_month(
+            store,
+            &d,
+            &FixedEnergy::settled(30_000_000),
+            ym("2026-01"),
+            "test",
+            true,
+        )
+        .await
+        .expect("jan");
+        assert_eq!(
+            jan.villages[0].opening_balance,
+            Fen(1_234_567),
+            "{}",
+            t.name
+        );
+        let row = store
+            .village_month(V, "2026-01")
+            .await
+            .expect("read")
+            .expect("row");
+        assert_eq!(row.opening_fen, 1_234_567, "{}", t.name);
+        let late = super::set_opening_balance(store, &d, &v, "1", "", "later", "county")
+            .await
+            .expect("checked");
+        assert_eq!(
+            late.err()
+                .and_then(|p| p.first().map(|p| p.key.clone()))
+                .as_deref(),
+            Some("opening.err.started"),
+            "{}",
+            t.name
+        );
+        assert_eq!(
+            store.opening_balances().await.expect("read")[0].balance,
+            Fen(1_234_567)
+        );
     }
 }

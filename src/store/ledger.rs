@@ -6,7 +6,7 @@
 
 use super::{Result, Store};
 use crate::config::Backend;
-use crate::domain::{PlanState, VillageId, YearMonth};
+use crate::domain::{Fen, PlanState, VillageId, YearMonth};
 use chrono::{DateTime, Utc};
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::query::Query;
@@ -801,6 +801,83 @@ async fn audit_in(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// What a village's account held when the ledger began.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpeningRow {
+    pub village: String,
+    pub balance: Fen,
+    pub advance_outstanding: Fen,
+    pub note: String,
+    pub at: DateTime<Utc>,
+    pub by: String,
+}
+
+impl Store {
+    /// Sets a village's opening balance, only while the ledger has no month recorded (checked in
+    /// the same transaction). Returns false when a month is recorded already.
+    pub async fn set_opening_balance(&self, o: &OpeningRow) -> Result<bool> {
+        let mut tx = self.pool().begin().await?;
+        let started = sqlx::query("SELECT 1 FROM ledger_months LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await?;
+        if started.is_some() {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO opening_balances (village, balance_fen, advance_outstanding_fen, note, set_ms, set_by) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (village) DO UPDATE SET \
+             balance_fen = excluded.balance_fen, advance_outstanding_fen = excluded.advance_outstanding_fen, \
+             note = excluded.note, set_ms = excluded.set_ms, set_by = excluded.set_by",
+        )
+        .bind(&o.village)
+        .bind(o.balance.0)
+        .bind(o.advance_outstanding.0)
+        .bind(&o.note)
+        .bind(ms(o.at))
+        .bind(&o.by)
+        .execute(&mut *tx)
+        .await?;
+        audit_in(
+            &mut tx,
+            o.at,
+            &o.by,
+            "opening_balance",
+            Some(&o.village),
+            None,
+            &format!(
+                "opening balance {} (advances outstanding {}): {}",
+                o.balance, o.advance_outstanding, o.note
+            ),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Every village's opening balance, by village.
+    pub async fn opening_balances(&self) -> Result<Vec<OpeningRow>> {
+        let rows = sqlx::query(
+            "SELECT village, balance_fen, advance_outstanding_fen, note, set_ms, set_by \
+             FROM opening_balances ORDER BY village",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OpeningRow {
+                    village: r.try_get(0)?,
+                    balance: Fen(r.try_get(1)?),
+                    advance_outstanding: Fen(r.try_get(2)?),
+                    note: r.try_get(3)?,
+                    at: from_ms(r.try_get(4)?),
+                    by: r.try_get(5)?,
+                })
+            })
+            .collect()
+    }
 }
 
 /// A village's review (复核) of its statement for a month run.

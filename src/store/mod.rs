@@ -26,8 +26,9 @@ pub use households::{
     SEEDED_BY,
 };
 pub use ledger::{
-    AuditRow, EntryRow, MonthRecord, MonthRow, PoolLineRecord, ReviewRow, StationMonthRecord,
-    TransitionRow, VillageMonthRecord, VillageMonthRow, MONTH_COMPUTED, MONTH_PAID,
+    AuditRow, EntryRow, MonthRecord, MonthRow, OpeningRow, PoolLineRecord, ReviewRow,
+    StationMonthRecord, TransitionRow, VillageMonthRecord, VillageMonthRow, MONTH_COMPUTED,
+    MONTH_PAID,
 };
 pub use mqtt::{MqttRejectedRow, MqttUnknownRow};
 pub use samples::{
