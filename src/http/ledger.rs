@@ -691,7 +691,8 @@ async fn opening_panel(
     let errors = |f: &str| {
         html! { @for p in problems.iter().filter(|p| p.field == f) { p.field-error id=(format!("opening-{f}-error")) role="alert" { (problem_text(lang, p)) } } }
     };
-    if opening.is_none() && !(may && !started) && problems.is_empty() {
+    let form_open = may && !started;
+    if opening.is_none() && !form_open && problems.is_empty() {
         return Ok(html! {});
     }
     let beijing = chrono_tz::Asia::Shanghai;
@@ -707,7 +708,7 @@ async fn opening_panel(
             @if started {
                 @for p in &problems { p.field-error #opening-error role="alert" { (problem_text(lang, p)) } }
             }
-            @if may && !started {
+            @if form_open {
                 p.muted { (tr(lang, "opening.hint")) }
                 form.plan-step #opening-form method="post" action=(format!("/villages/{code}/opening")) {
                     @if let Some(csrf) = caller.csrf.as_deref() { input type="hidden" name=(CSRF_FIELD) value=(csrf); }
