@@ -26,7 +26,7 @@ pub struct HouseholdInput {
     pub status: String,
     /// The day the status applies from, `YYYY-MM-DD`.
     pub status_from: String,
-    /// `yes` or empty.
+    /// Registered as a deep-poverty household (深度贫困户).
     pub deep_poverty: bool,
     /// `full`, `weak` or `none`.
     pub labour: String,
@@ -340,15 +340,24 @@ pub async fn add(
         Ok(h) => h,
         Err(p) => return Ok(Err(p)),
     };
-    store
+    let added = store
         .change_households(
             &[HouseholdChange::Add(household.clone(), Origin::Web)],
             who,
             Utc::now().timestamp_millis(),
             None,
         )
-        .await?;
-    Ok(Ok(household))
+        .await;
+    match added {
+        Ok(()) => Ok(Ok(household)),
+        // Registered by someone else since the check above.
+        Err(crate::store::Error::Exists(_)) => Ok(Err(vec![problem(
+            "id",
+            "id_taken_here",
+            &[("id", household.id.as_str())],
+        )])),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// New values for a live household of `village`.
@@ -369,20 +378,30 @@ pub async fn edit(
         Err(p) => return Ok(Err(p)),
     };
     let fields = changed_fields(&current.household, &household);
-    if !fields.is_empty() {
-        store
-            .change_households(
-                &[HouseholdChange::Edit {
-                    household: household.clone(),
-                    fields,
-                }],
-                who,
-                Utc::now().timestamp_millis(),
-                None,
-            )
-            .await?;
+    if fields.is_empty() {
+        return Ok(Ok(household));
     }
-    Ok(Ok(household))
+    let edited = store
+        .change_households(
+            &[HouseholdChange::Edit {
+                household: household.clone(),
+                fields,
+            }],
+            who,
+            Utc::now().timestamp_millis(),
+            None,
+        )
+        .await;
+    match edited {
+        Ok(()) => Ok(Ok(household)),
+        // Retired by someone else since the page was read.
+        Err(crate::store::Error::Exists(_)) => Ok(Err(vec![problem(
+            "id",
+            "id_retired",
+            &[("id", household.id.as_str())],
+        )])),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Retires a live household: refused while it holds a job in force (end the job first) or is a
@@ -427,7 +446,7 @@ pub async fn retire(
     if !problems.is_empty() {
         return Ok(Err(problems));
     }
-    store
+    let retired = store
         .change_households(
             &[HouseholdChange::Retire {
                 id: id.clone(),
@@ -437,8 +456,17 @@ pub async fn retire(
             Utc::now().timestamp_millis(),
             None,
         )
-        .await?;
-    Ok(Ok(()))
+        .await;
+    match retired {
+        Ok(()) => Ok(Ok(())),
+        // Retired already (another tab, another user).
+        Err(crate::store::Error::Exists(_)) => Ok(Err(vec![problem(
+            "id",
+            "id_retired",
+            &[("id", id.as_str())],
+        )])),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// One roster line as read, kept with its preview until it is applied.

@@ -173,14 +173,22 @@ pub async fn add(
         Ok(j) => j,
         Err(p) => return Ok(Err(p)),
     };
-    store
+    let added = store
         .change_jobs(
             &[JobChange::Add(job.clone(), Origin::Web)],
             who,
             Utc::now().timestamp_millis(),
         )
-        .await?;
-    Ok(Ok(job))
+        .await;
+    match added {
+        Ok(()) => Ok(Ok(job)),
+        Err(crate::store::Error::Exists(_)) => Ok(Err(vec![problem(
+            "job_id",
+            "id_taken",
+            &[("id", job.id.as_str())],
+        )])),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Ends a job on `until` (its last day paid for): not before it started, not after it ends.
@@ -205,7 +213,7 @@ pub async fn end(
             &[("from", &from), ("until", &until_now)],
         )]));
     }
-    store
+    let ended = store
         .change_jobs(
             &[JobChange::End {
                 id: job.id.clone(),
@@ -214,8 +222,20 @@ pub async fn end(
             who,
             Utc::now().timestamp_millis(),
         )
-        .await?;
-    Ok(Ok(()))
+        .await;
+    match ended {
+        Ok(()) => Ok(Ok(())),
+        // Ended meanwhile by someone else, or not registered.
+        Err(crate::store::Error::Exists(_)) => {
+            let (from, until_now) = (job.from.to_string(), String::new());
+            Ok(Err(vec![problem(
+                "until",
+                "end_bad",
+                &[("from", &from), ("until", &until_now)],
+            )]))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[cfg(test)]
