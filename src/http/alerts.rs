@@ -304,7 +304,7 @@ fn open_table(state: &AppState, lang: Lang, rows: &[AlertRow], forms: Option<&Ca
                     td { (kind_label(lang, &a.kind)) @if a.flapping { " " span.muted { (tr(lang, "alert.flapping")) } } }
                     td { a href=(format!("/stations/{}", a.station)) { (station_name(state, &a.station)) } div.muted { (a.station) } }
                     td { (when(a.since)) }
-                    td { @if !a.subject.is_empty() { div.muted { (a.subject) } } (a.message) }
+                    td { @if !a.subject.is_empty() { div.muted { (a.subject) } } (alert_message(lang, &a.message)) }
                     td { (ack_cell(state, lang, a, forms)) }
                 }
             } }
@@ -435,5 +435,140 @@ pub async fn open_alerts_box(state: &AppState, caller: &Caller) -> Markup {
             @else { (open_table(state, lang, &open, None)) }
             p { a href="/alerts" { (tr(lang, "alert.all_link")) } }
         }
+    }
+}
+
+/// An alert's message in the caller's language, for the messages the alert rules write (offline
+/// gateway, lost device, grid outage, fault, frozen values, low yield); any other is shown as
+/// written. Notifications keep the rules' words.
+fn alert_message(lang: Lang, m: &str) -> String {
+    let t = |key: &str, args: &[(&str, &dyn std::fmt::Display)]| trf(lang, key, args);
+    if let Some(rest) = m.strip_prefix("gateway ") {
+        let parsed = (|| {
+            let (gw, rest) = rest.split_once(" (")?;
+            let (n, rest) = rest.split_once(" device")?;
+            let (_, rest) = rest.split_once(") silent for ")?;
+            let (min, last) = rest.split_once(" min; ")?;
+            Some((gw, n, min, last))
+        })();
+        if let Some((gw, n, min, last)) = parsed {
+            let last = match last.strip_prefix("last contact ") {
+                Some(at) => t("alert.msg_last_contact", &[("at", &at)]),
+                None => tr(lang, "alert.msg_never_heard"),
+            };
+            return t(
+                "alert.msg_offline",
+                &[
+                    ("gateway", &gw),
+                    ("devices", &n),
+                    ("minutes", &min),
+                    ("last", &last),
+                ],
+            );
+        }
+    }
+    if let Some(rest) = m.strip_prefix("device ") {
+        if let Some((id, rest)) = rest.split_once(" silent for ") {
+            if let Some((min, gw)) = rest.split_once(" min behind live gateway ") {
+                return t(
+                    "alert.msg_comm_lost",
+                    &[("device", &id), ("minutes", &min), ("gateway", &gw)],
+                );
+            }
+        }
+        if let Some((id, rest)) = rest.split_once(" reports identical values since ") {
+            if let Some((since, min)) = rest.strip_suffix(" min)").and_then(|r| r.split_once(" ("))
+            {
+                return t(
+                    "alert.msg_stale",
+                    &[("device", &id), ("since", &since), ("minutes", &min)],
+                );
+            }
+        }
+        if let Some((id, text)) = rest.split_once(": ") {
+            let text = if text == "fault state without an alarm code" {
+                tr(lang, "alert.msg_fault_no_code")
+            } else {
+                text.to_owned()
+            };
+            return t("alert.msg_fault", &[("device", &id), ("alarms", &text)]);
+        }
+    }
+    if let Some(rest) = m.strip_prefix("all ") {
+        if let Some((n, rest)) = rest.split_once(" reporting device") {
+            if let Some((_, alarms)) = rest.split_once(" report grid loss: ") {
+                return t("alert.msg_grid", &[("devices", &n), ("alarms", &alarms)]);
+            }
+        }
+    }
+    if let Some(rest) = m.strip_prefix("specific yield today ") {
+        let parsed = (|| {
+            let (y, rest) = rest.split_once(" kWh/kWp is ")?;
+            let (pct, rest) = rest.split_once("% of the county median ")?;
+            let (median, rest) = rest.split_once(" (")?;
+            let n = rest.strip_suffix(" peers)")?;
+            Some((y, pct, median, n))
+        })();
+        if let Some((y, pct, median, n)) = parsed {
+            return t(
+                "alert.msg_underperforming",
+                &[
+                    ("yield", &y),
+                    ("percent", &pct),
+                    ("median", &median),
+                    ("peers", &n),
+                ],
+            );
+        }
+    }
+    m.to_owned()
+}
+
+#[cfg(test)]
+mod message_tests {
+    use super::*;
+
+    /// The messages as the rules format them (src/alerts/rules.rs), read in Chinese.
+    #[test]
+    fn the_rules_messages_are_said_in_the_callers_language() {
+        let cases = [
+            (
+                "gateway 10.0.0.5:502 (2 devices) silent for 45 min; last contact 12-03 11:02",
+                "网关 10.0.0.5:502（2 台设备）已 45 分钟无数据；最后通信 12-03 11:02",
+            ),
+            (
+                "gateway dtu-1 (1 device) silent for 31 min; never heard from",
+                "网关 dtu-1（1 台设备）已 31 分钟无数据；从未收到数据",
+            ),
+            (
+                "device S1-INV2 silent for 20 min behind live gateway 10.0.0.5:502",
+                "设备 S1-INV2 已 20 分钟无数据，而其网关 10.0.0.5:502 在线",
+            ),
+            (
+                "all 3 reporting devices report grid loss: 2001 Grid loss / 电网掉电",
+                "3 台在报设备均报告电网失压：2001 Grid loss / 电网掉电",
+            ),
+            (
+                "device S1-INV1: fault state without an alarm code",
+                "设备 S1-INV1 故障：处于故障状态，无告警码",
+            ),
+            (
+                "device S1-INV1: 2032 Grid overvoltage / 电网过压",
+                "设备 S1-INV1 故障：2032 Grid overvoltage / 电网过压",
+            ),
+            (
+                "device S1-INV1 reports identical values since 12-03 10:15 (95 min)",
+                "设备 S1-INV1 自 12-03 10:15 起数值不变（95 分钟）",
+            ),
+            (
+                "specific yield today 1.20 kWh/kWp is 38% of the county median 3.15 (7 peers)",
+                "今日等效利用小时 1.20 kWh/kWp，仅为全县中位数 3.15 的 38%（7 座电站）",
+            ),
+        ];
+        for (en, zh) in cases {
+            assert_eq!(alert_message(Lang::Zh, en), zh, "{en}");
+            assert!(!alert_message(Lang::En, en).contains("alert.msg_"), "{en}");
+        }
+        assert_eq!(alert_message(Lang::Zh, "something new"), "something new");
     }
 }
