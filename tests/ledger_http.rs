@@ -636,3 +636,75 @@ async fn the_county_sets_a_villages_opening_balance_from_the_village_page() -> a
     server.await??;
     Ok(())
 }
+
+#[tokio::test]
+async fn the_county_records_subsidy_receipts_on_the_villages_page() -> anyhow::Result<()> {
+    use sunshare::domain::{Role, ScopeEntry};
+    use sunshare::http::testing::client_with_token;
+    use sunshare::store::testing::named_token;
+    let t = sunshare::store::testing::sqlite().await?;
+    let store = t.store.clone();
+    let d = Arc::new(deployment());
+    let state = sunshare::http::AppState::new(
+        Arc::clone(&d),
+        store.clone(),
+        Arc::new(sunshare::metrics::Metrics::new()),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(sunshare::http::serve(listener, state, cancel.clone()));
+    let admin = client_with_token(
+        &named_token(&store, "county", Role::Admin, vec![ScopeEntry::All]).await?,
+    );
+    let operator = client_with_token(
+        &named_token(
+            &store,
+            "op",
+            Role::Operator,
+            vec![ScopeEntry::County("C1".into())],
+        )
+        .await?,
+    );
+    let post = |c: &reqwest::Client, body: &'static str| {
+        c.post(format!("{base}/villages/receipts"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+    assert_eq!(
+        post(&operator, "station=S1&month=2026-01&amount=1&covers=x")
+            .await?
+            .status(),
+        403
+    );
+    let r = post(&admin, "station=S1&month=2026-1x&amount=-3&covers=").await?;
+    assert_eq!(r.status(), 422);
+    let html = r.text().await?;
+    for field in ["receipt_month", "amount", "covers"] {
+        assert!(
+            html.contains(&format!("id=\"receipt-{field}-error\"")),
+            "{field}: {html}"
+        );
+    }
+    assert!(store.receipts().await?.is_empty());
+    let r = post(
+        &admin,
+        "station=S1&month=2026-01&amount=2500&covers=2025%E5%B9%B4%E5%BA%A6",
+    )
+    .await?;
+    assert_eq!(r.status(), 303);
+    let html = admin
+        .get(format!("{base}/villages"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(
+        html.contains("data-station=\"S1\" data-month=\"2026-01\"") && html.contains("2500.00"),
+        "{html}"
+    );
+    cancel.cancel();
+    server.await??;
+    Ok(())
+}

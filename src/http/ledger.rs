@@ -60,6 +60,11 @@ pub fn routes() -> Routes {
             pay_form,
         )
         .post(
+            "/villages/receipts",
+            Access::fleet(Action::PayMonth),
+            receipt_form,
+        )
+        .post(
             "/villages/{code}/plans/{year}/transitions",
             Access::village(Action::WorkOnPlans, "code"),
             plan_step_form,
@@ -215,6 +220,11 @@ async fn render_villages(
     } else {
         None
     };
+    let receipts = if decide(caller.who(), Action::PayMonth, None).allowed() {
+        Some(receipts_panel(state, caller, error.as_ref()).await?)
+    } else {
+        None
+    };
     let body = html! {
         h1 { (tr(lang, "village.list_title")) }
         p.muted { (tr(lang, "village.list_note")) }
@@ -239,6 +249,7 @@ async fn render_villages(
             } }
         }
         @if let Some(months) = months { (months) }
+        @if let Some(receipts) = receipts { (receipts) }
     };
     let status = if error.is_some() {
         axum::http::StatusCode::UNPROCESSABLE_ENTITY
@@ -358,6 +369,108 @@ async fn months_panel(
             }
         }
     })
+}
+
+/// Subsidy receipts: the form the county's finance desk records one with, and those recorded.
+async fn receipts_panel(
+    state: &AppState,
+    caller: &Caller,
+    error: Option<&FormError>,
+) -> Result<Markup, ApiError> {
+    let lang = caller.lang;
+    let recorded = state.store.receipts().await?;
+    let problems: Vec<&ledger::households::Problem> = error
+        .filter(|e| e.field == "receipt")
+        .map(|e| e.problems.iter().collect())
+        .unwrap_or_default();
+    let invalid = |f: &str| problems.iter().any(|p| p.field == f).then_some("true");
+    let errors = |f: &str| {
+        html! { @for p in problems.iter().filter(|p| p.field == f) { p.field-error id=(format!("receipt-{f}-error")) role="alert" { (problem_text(lang, p)) } } }
+    };
+    let beijing = chrono_tz::Asia::Shanghai;
+    Ok(html! {
+        section #receipts {
+            h2 { (tr(lang, "receipt.title")) }
+            p.muted { (tr(lang, "receipt.intro")) }
+            form.plan-step #receipt-form method="post" action="/villages/receipts" {
+                @if let Some(csrf) = caller.csrf.as_deref() { input type="hidden" name=(CSRF_FIELD) value=(csrf); }
+                label { (tr(lang, "fleet.col_station")) " "
+                    select name="station" aria-invalid=[invalid("station")] {
+                        @for s in &state.deployment.stations { option value=(s.id) { (s.id) " " (s.name) } }
+                    }
+                }
+                (errors("station"))
+                label { (tr(lang, "receipt.month")) " " input type="text" name="month" size="8" placeholder="YYYY-MM" aria-invalid=[invalid("receipt_month")]; }
+                (errors("receipt_month"))
+                label { (tr(lang, "receipt.amount")) " " input type="text" name="amount" inputmode="decimal" size="12" aria-invalid=[invalid("amount")]; }
+                (errors("amount"))
+                label { (tr(lang, "receipt.covers")) " " input type="text" name="covers" size="30" placeholder=(tr(lang, "receipt.covers_hint")) aria-invalid=[invalid("covers")]; }
+                (errors("covers"))
+                button type="submit" { (tr(lang, "receipt.submit")) }
+            }
+            @if !recorded.is_empty() {
+                table #receipts-table {
+                    thead { tr {
+                        th { (tr(lang, "fleet.col_station")) } th { (tr(lang, "receipt.month")) }
+                        th.num { (tr(lang, "receipt.amount")) } th { (tr(lang, "receipt.covers")) }
+                        th { (tr(lang, "receipt.recorded")) }
+                    } }
+                    tbody { @for r in &recorded {
+                        tr data-station=(r.station) data-month=(r.month) {
+                            td { (r.station) } td { (r.month) } td.num { (r.amount) } td { (r.covers) }
+                            td { (r.by) " · " (local_time(r.at, beijing)) }
+                        }
+                    } }
+                }
+            }
+        }
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct ReceiptForm {
+    #[serde(default)]
+    station: String,
+    #[serde(default)]
+    month: String,
+    #[serde(default)]
+    amount: String,
+    #[serde(default)]
+    covers: String,
+    #[serde(default, rename = "csrf")]
+    _csrf: Option<String>,
+}
+
+/// Records a subsidy receipt; each problem shows next to its field and nothing is kept.
+async fn receipt_form(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let form: ReceiptForm = super::extract::parse_form(&body)?;
+    let account = caller.signed_in()?;
+    match ledger::record_receipt(
+        &state.store,
+        &state.deployment,
+        &form.station,
+        &form.month,
+        &form.amount,
+        &form.covers,
+        &account.username,
+    )
+    .await?
+    {
+        Ok(()) => Ok(axum::response::Redirect::to("/villages#receipts").into_response()),
+        Err(problems) => {
+            let e = FormError {
+                field: "receipt",
+                message: String::new(),
+                problems,
+            };
+            let (status, page) = render_villages(&state, &caller, Some(e)).await?;
+            Ok((status, page).into_response())
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -256,8 +256,9 @@ pub fn changed_fields(before: &Household, after: &Household) -> Vec<String> {
     fields
 }
 
-/// The households and jobs a month is allocated over: the registry's (live households only), and
-/// those of the file the registry does not hold (a store never seeded, as in tests).
+/// The households, jobs and subsidy receipts a month is allocated over: the registry's (live
+/// households only), and those of the file the registry does not hold (a store never seeded, as in
+/// tests); receipts recorded in the browser come beside the file's.
 pub async fn effective<'a>(
     store: &Store,
     deployment: &'a Deployment,
@@ -281,7 +282,8 @@ async fn overlay<'a>(
 ) -> Result<Cow<'a, Deployment>, Error> {
     let rows = store.households().await?;
     let jobs = store.jobs().await?;
-    if rows.is_empty() && jobs.is_empty() {
+    let receipts = store.receipts().await?;
+    if rows.is_empty() && jobs.is_empty() && receipts.is_empty() {
         return Ok(Cow::Borrowed(deployment));
     }
     let registered: HashSet<&str> = rows.iter().map(|r| r.household.id.as_str()).collect();
@@ -307,6 +309,16 @@ async fn overlay<'a>(
     let mut d = deployment.clone();
     d.households = households;
     d.jobs = all_jobs;
+    d.subsidy_receipts.extend(
+        receipts
+            .into_iter()
+            .map(|r| crate::allocate::SubsidyReceipt {
+                station: crate::domain::StationId::new(&r.station),
+                month: r.month,
+                amount: r.amount,
+                covers: r.covers,
+            }),
+    );
     Ok(Cow::Owned(d))
 }
 

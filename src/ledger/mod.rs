@@ -148,6 +148,69 @@ pub async fn opening_carry(store: &Store, month: YearMonth) -> Result<Carry, Err
     }
 }
 
+/// Records national subsidy received for `station`, posted in `month` (which must not be paid:
+/// a receipt in a paid month would never be counted), with what it pays for.
+#[allow(clippy::too_many_arguments)]
+pub async fn record_receipt(
+    store: &Store,
+    deployment: &Deployment,
+    station: &str,
+    month: &str,
+    amount: &str,
+    covers: &str,
+    who: &str,
+) -> Result<Result<(), Vec<households::Problem>>, Error> {
+    let problem = |field: &str, key: &str, value: &str| households::Problem {
+        field: field.to_owned(),
+        key: format!("receipt.err.{key}"),
+        args: vec![("value".to_owned(), value.trim().to_owned())],
+    };
+    let mut problems = Vec::new();
+    if !deployment
+        .stations
+        .iter()
+        .any(|s| s.id.as_str() == station.trim())
+    {
+        problems.push(problem("station", "station_unknown", station));
+    }
+    let month_parsed = month.trim().parse::<YearMonth>().ok();
+    if month_parsed.is_none() {
+        problems.push(problem("receipt_month", "month_bad", month));
+    }
+    let amount_parsed = match crate::domain::Fen::parse_yuan(amount.trim()) {
+        Ok(a) if a > crate::domain::Fen::ZERO => Some(a),
+        _ => {
+            problems.push(problem("amount", "amount_bad", amount));
+            None
+        }
+    };
+    if covers.trim().is_empty() {
+        problems.push(problem("covers", "covers_empty", ""));
+    }
+    let (Some(month), Some(amount), true) = (month_parsed, amount_parsed, problems.is_empty())
+    else {
+        return Ok(Err(problems));
+    };
+    let row = store::ReceiptRow {
+        id: 0,
+        station: station.trim().to_owned(),
+        month,
+        amount,
+        covers: covers.trim().to_owned(),
+        at: Utc::now(),
+        by: who.to_owned(),
+    };
+    if !store.record_receipt(&row).await? {
+        return Ok(Err(vec![problem(
+            "receipt_month",
+            "month_paid",
+            &month.to_string(),
+        )]));
+    }
+    info!(station = %row.station, %month, %amount, who, "subsidy receipt recorded");
+    Ok(Ok(()))
+}
+
 /// Sets what a village's PV account held when the ledger began (and the county advances still
 /// owed then), from the bank statement named in `note`: refused once the first month is recorded.
 pub async fn set_opening_balance(

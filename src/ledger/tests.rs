@@ -573,3 +573,74 @@ async fn the_first_month_opens_from_the_opening_balance_which_is_then_fixed_on_e
         );
     }
 }
+
+#[tokio::test]
+async fn a_receipt_recorded_in_the_browser_counts_in_its_month_and_not_in_a_paid_one_on_every_backend(
+) {
+    for t in testing::all("a_receipt_recorded_in_the_browser")
+        .await
+        .expect("stores")
+    {
+        let store = &t.store;
+        let d = deployment("");
+        let station = d.stations[0].id.to_string();
+        let bad = super::record_receipt(store, &d, "NOPE", "2026-13", "0", " ", "county")
+            .await
+            .expect("checked");
+        let fields: Vec<String> = bad
+            .err()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| p.field)
+            .collect();
+        assert_eq!(
+            fields,
+            ["station", "receipt_month", "amount", "covers"],
+            "{}",
+            t.name
+        );
+        let energy = FixedEnergy::settled(30_000_000);
+        let before = run_month(store, &d, &energy, ym("2026-01"), "test", false)
+            .await
+            .expect("jan");
+        super::record_receipt(
+            store,
+            &d,
+            &station,
+            "2026-01",
+            "1234.56",
+            "2025 年度补贴",
+            "county",
+        )
+        .await
+        .expect("recorded")
+        .expect("valid");
+        let after = run_month(store, &d, &energy, ym("2026-01"), "test", true)
+            .await
+            .expect("jan");
+        assert_eq!(
+            after.stations[0].subsidy_received,
+            before.stations[0]
+                .subsidy_received
+                .checked_add(Fen(123_456))
+                .expect("sum"),
+            "{}",
+            t.name
+        );
+        super::pay_month(store, ym("2026-01"), "county", "batch")
+            .await
+            .expect("pay");
+        let late = super::record_receipt(store, &d, &station, "2026-01", "1", "late", "county")
+            .await
+            .expect("checked");
+        assert_eq!(
+            late.err()
+                .and_then(|p| p.first().map(|p| p.key.clone()))
+                .as_deref(),
+            Some("receipt.err.month_paid"),
+            "{}",
+            t.name
+        );
+        assert_eq!(store.receipts().await.expect("read").len(), 1, "{}", t.name);
+    }
+}

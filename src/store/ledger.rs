@@ -803,6 +803,85 @@ async fn audit_in(
     Ok(())
 }
 
+/// A subsidy receipt recorded in the browser.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiptRow {
+    pub id: i64,
+    pub station: String,
+    pub month: YearMonth,
+    pub amount: Fen,
+    pub covers: String,
+    pub at: DateTime<Utc>,
+    pub by: String,
+}
+
+impl Store {
+    /// Records a subsidy receipt posted in `month`, only while that month is not paid (checked in
+    /// the same transaction). Returns false for a paid month.
+    pub async fn record_receipt(&self, r: &ReceiptRow) -> Result<bool> {
+        let mut tx = self.pool().begin().await?;
+        let paid = sqlx::query("SELECT 1 FROM ledger_months WHERE month = $1 AND status = $2")
+            .bind(r.month.to_string())
+            .bind(super::MONTH_PAID)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if paid.is_some() {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO subsidy_receipts (station, month, amount_fen, covers, recorded_ms, recorded_by) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&r.station)
+        .bind(r.month.to_string())
+        .bind(r.amount.0)
+        .bind(&r.covers)
+        .bind(ms(r.at))
+        .bind(&r.by)
+        .execute(&mut *tx)
+        .await?;
+        audit_in(
+            &mut tx,
+            r.at,
+            &r.by,
+            "subsidy_receipt",
+            None,
+            Some(&r.month.to_string()),
+            &format!("station {}: {} ({})", r.station, r.amount, r.covers),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Every receipt recorded in the browser, the latest month first.
+    pub async fn receipts(&self) -> Result<Vec<ReceiptRow>> {
+        let rows = sqlx::query(
+            "SELECT id, station, month, amount_fen, covers, recorded_ms, recorded_by \
+             FROM subsidy_receipts ORDER BY month DESC, id DESC",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let month: String = r.try_get(2)?;
+                Ok(ReceiptRow {
+                    id: r.try_get(0)?,
+                    station: r.try_get(1)?,
+                    month: month.parse().map_err(|e| {
+                        super::Error::Corrupt(format!("subsidy receipt month '{month}': {e}"))
+                    })?,
+                    amount: Fen(r.try_get(3)?),
+                    covers: r.try_get(4)?,
+                    at: from_ms(r.try_get(5)?),
+                    by: r.try_get(6)?,
+                })
+            })
+            .collect()
+    }
+}
+
 /// What a village's account held when the ledger began.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpeningRow {

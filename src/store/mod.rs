@@ -26,7 +26,7 @@ pub use households::{
     SEEDED_BY,
 };
 pub use ledger::{
-    AuditRow, EntryRow, MonthRecord, MonthRow, OpeningRow, PoolLineRecord, ReviewRow,
+    AuditRow, EntryRow, MonthRecord, MonthRow, OpeningRow, PoolLineRecord, ReceiptRow, ReviewRow,
     StationMonthRecord, TransitionRow, VillageMonthRecord, VillageMonthRow, MONTH_COMPUTED,
     MONTH_PAID,
 };
