@@ -704,6 +704,27 @@ async fn the_county_records_subsidy_receipts_on_the_villages_page() -> anyhow::R
         html.contains("data-station=\"S1\" data-month=\"2026-01\"") && html.contains("2500.00"),
         "{html}"
     );
+    // A county advance, on the same page.
+    let r = admin
+        .post(format!("{base}/villages/advances"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("village=V1&month=2026-01&amount=&reference=")
+        .send()
+        .await?;
+    assert_eq!(r.status(), 422);
+    let html = r.text().await?;
+    assert!(
+        html.contains("id=\"receipt-advance_amount-error\"") && html.contains("请填写垫付的文号"),
+        "{html}"
+    );
+    let r = admin
+        .post(format!("{base}/villages/advances"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("village=V1&month=2026-01&amount=800&reference=%E5%8E%BF%E8%B4%A2%E5%8F%91")
+        .send()
+        .await?;
+    assert_eq!(r.status(), 303);
+    assert_eq!(store.advances().await?.len(), 1);
     cancel.cancel();
     server.await??;
     Ok(())

@@ -65,6 +65,11 @@ pub fn routes() -> Routes {
             receipt_form,
         )
         .post(
+            "/villages/advances",
+            Access::fleet(Action::PayMonth),
+            advance_form,
+        )
+        .post(
             "/villages/{code}/plans/{year}/transitions",
             Access::village(Action::WorkOnPlans, "code"),
             plan_step_form,
@@ -379,8 +384,9 @@ async fn receipts_panel(
 ) -> Result<Markup, ApiError> {
     let lang = caller.lang;
     let recorded = state.store.receipts().await?;
+    let advances = state.store.advances().await?;
     let problems: Vec<&ledger::households::Problem> = error
-        .filter(|e| e.field == "receipt")
+        .filter(|e| e.field == "receipt" || e.field == "advance")
         .map(|e| e.problems.iter().collect())
         .unwrap_or_default();
     let invalid = |f: &str| problems.iter().any(|p| p.field == f).then_some("true");
@@ -408,6 +414,39 @@ async fn receipts_panel(
                 (errors("covers"))
                 button type="submit" { (tr(lang, "receipt.submit")) }
             }
+            h2 #advances-title { (tr(lang, "advance.title")) }
+            p.muted { (tr(lang, "advance.intro")) }
+            form.plan-step #advance-form method="post" action="/villages/advances" {
+                @if let Some(csrf) = caller.csrf.as_deref() { input type="hidden" name=(CSRF_FIELD) value=(csrf); }
+                label { (tr(lang, "village.col_village")) " "
+                    select name="village" aria-invalid=[invalid("village")] {
+                        @for v in &state.deployment.villages { option value=(v.code) { (v.code) " " (v.name) } }
+                    }
+                }
+                (errors("village"))
+                label { (tr(lang, "advance.month")) " " input type="text" name="month" size="8" placeholder="YYYY-MM" aria-invalid=[invalid("advance_month")]; }
+                (errors("advance_month"))
+                label { (tr(lang, "advance.amount")) " " input type="text" name="amount" inputmode="decimal" size="12" aria-invalid=[invalid("advance_amount")]; }
+                (errors("advance_amount"))
+                label { (tr(lang, "advance.reference")) " " input type="text" name="reference" size="30" placeholder=(tr(lang, "advance.reference_hint")) aria-invalid=[invalid("reference")]; }
+                (errors("reference"))
+                button type="submit" { (tr(lang, "advance.submit")) }
+            }
+            @if !advances.is_empty() {
+                table #advances-table {
+                    thead { tr {
+                        th { (tr(lang, "village.col_village")) } th { (tr(lang, "advance.month")) }
+                        th.num { (tr(lang, "advance.amount")) } th { (tr(lang, "advance.reference")) }
+                        th { (tr(lang, "receipt.recorded")) }
+                    } }
+                    tbody { @for a in &advances {
+                        tr data-village=(a.village) data-month=(a.month) {
+                            td { (a.village) } td { (a.month) } td.num { (a.amount) } td { (a.reference) }
+                            td { (a.by) " · " (local_time(a.at, beijing)) }
+                        }
+                    } }
+                }
+            }
             @if !recorded.is_empty() {
                 table #receipts-table {
                     thead { tr {
@@ -425,6 +464,52 @@ async fn receipts_panel(
             }
         }
     })
+}
+
+#[derive(Debug, Deserialize)]
+struct AdvanceForm {
+    #[serde(default)]
+    village: String,
+    #[serde(default)]
+    month: String,
+    #[serde(default)]
+    amount: String,
+    #[serde(default)]
+    reference: String,
+    #[serde(default, rename = "csrf")]
+    _csrf: Option<String>,
+}
+
+/// Records a county advance; each problem shows next to its field and nothing is kept.
+async fn advance_form(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let form: AdvanceForm = super::extract::parse_form(&body)?;
+    let account = caller.signed_in()?;
+    match ledger::record_advance(
+        &state.store,
+        &state.deployment,
+        &form.village,
+        &form.month,
+        &form.amount,
+        &form.reference,
+        &account.username,
+    )
+    .await?
+    {
+        Ok(()) => Ok(axum::response::Redirect::to("/villages#advances-title").into_response()),
+        Err(problems) => {
+            let e = FormError {
+                field: "advance",
+                message: String::new(),
+                problems,
+            };
+            let (status, page) = render_villages(&state, &caller, Some(e)).await?;
+            Ok((status, page).into_response())
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

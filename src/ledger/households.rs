@@ -256,9 +256,9 @@ pub fn changed_fields(before: &Household, after: &Household) -> Vec<String> {
     fields
 }
 
-/// The households, jobs and subsidy receipts a month is allocated over: the registry's (live
-/// households only), and those of the file the registry does not hold (a store never seeded, as in
-/// tests); receipts recorded in the browser come beside the file's.
+/// The households, jobs, subsidy receipts and county advances a month is allocated over: the
+/// registry's (live households only), and those of the file the registry does not hold (a store
+/// never seeded, as in tests); receipts and advances recorded in the browser come beside the file's.
 pub async fn effective<'a>(
     store: &Store,
     deployment: &'a Deployment,
@@ -283,7 +283,8 @@ async fn overlay<'a>(
     let rows = store.households().await?;
     let jobs = store.jobs().await?;
     let receipts = store.receipts().await?;
-    if rows.is_empty() && jobs.is_empty() && receipts.is_empty() {
+    let advances = store.advances().await?;
+    if rows.is_empty() && jobs.is_empty() && receipts.is_empty() && advances.is_empty() {
         return Ok(Cow::Borrowed(deployment));
     }
     let registered: HashSet<&str> = rows.iter().map(|r| r.household.id.as_str()).collect();
@@ -319,6 +320,13 @@ async fn overlay<'a>(
                 covers: r.covers,
             }),
     );
+    d.advances
+        .extend(advances.into_iter().map(|a| crate::allocate::Advance {
+            village: VillageId::new(&a.village),
+            month: a.month,
+            amount: a.amount,
+            reference: a.reference,
+        }));
     Ok(Cow::Owned(d))
 }
 

@@ -211,6 +211,69 @@ pub async fn record_receipt(
     Ok(Ok(()))
 }
 
+/// Records a county advance (垫付) to `village`, posted in `month` (not a paid one), with its
+/// reference (the county's document).
+#[allow(clippy::too_many_arguments)]
+pub async fn record_advance(
+    store: &Store,
+    deployment: &Deployment,
+    village: &str,
+    month: &str,
+    amount: &str,
+    reference: &str,
+    who: &str,
+) -> Result<Result<(), Vec<households::Problem>>, Error> {
+    let problem = |field: &str, key: &str, value: &str| households::Problem {
+        field: field.to_owned(),
+        key: format!("advance.err.{key}"),
+        args: vec![("value".to_owned(), value.trim().to_owned())],
+    };
+    let mut problems = Vec::new();
+    if !deployment
+        .villages
+        .iter()
+        .any(|v| v.code.as_str() == village.trim())
+    {
+        problems.push(problem("village", "village_unknown", village));
+    }
+    let month_parsed = month.trim().parse::<YearMonth>().ok();
+    if month_parsed.is_none() {
+        problems.push(problem("advance_month", "month_bad", month));
+    }
+    let amount_parsed = match crate::domain::Fen::parse_yuan(amount.trim()) {
+        Ok(a) if a > crate::domain::Fen::ZERO => Some(a),
+        _ => {
+            problems.push(problem("advance_amount", "amount_bad", amount));
+            None
+        }
+    };
+    if reference.trim().is_empty() {
+        problems.push(problem("reference", "reference_empty", ""));
+    }
+    let (Some(month), Some(amount), true) = (month_parsed, amount_parsed, problems.is_empty())
+    else {
+        return Ok(Err(problems));
+    };
+    let row = store::AdvanceRow {
+        id: 0,
+        village: village.trim().to_owned(),
+        month,
+        amount,
+        reference: reference.trim().to_owned(),
+        at: Utc::now(),
+        by: who.to_owned(),
+    };
+    if !store.record_advance(&row).await? {
+        return Ok(Err(vec![problem(
+            "advance_month",
+            "month_paid",
+            &month.to_string(),
+        )]));
+    }
+    info!(village = %row.village, %month, %amount, who, "county advance recorded");
+    Ok(Ok(()))
+}
+
 /// Sets what a village's PV account held when the ledger began (and the county advances still
 /// owed then), from the bank statement named in `note`: refused once the first month is recorded.
 pub async fn set_opening_balance(

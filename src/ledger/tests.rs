@@ -644,3 +644,72 @@ async fn a_receipt_recorded_in_the_browser_counts_in_its_month_and_not_in_a_paid
         assert_eq!(store.receipts().await.expect("read").len(), 1, "{}", t.name);
     }
 }
+
+#[tokio::test]
+async fn an_advance_recorded_in_the_browser_reaches_the_village_and_not_a_paid_month_on_every_backend(
+) {
+    for t in testing::all("an_advance_recorded_in_the_browser")
+        .await
+        .expect("stores")
+    {
+        let store = &t.store;
+        let d = deployment("");
+        let bad = super::record_advance(store, &d, "NOPE", "x", "0", "", "county")
+            .await
+            .expect("checked");
+        let fields: Vec<String> = bad
+            .err()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| p.field)
+            .collect();
+        assert_eq!(
+            fields,
+            ["village", "advance_month", "advance_amount", "reference"],
+            "{}",
+            t.name
+        );
+        super::record_advance(
+            store,
+            &d,
+            V,
+            "2026-01",
+            "800",
+            "县财发〔2026〕12 号",
+            "county",
+        )
+        .await
+        .expect("recorded")
+        .expect("valid");
+        let jan = run_month(
+            store,
+            &d,
+            &FixedEnergy::settled(30_000_000),
+            ym("2026-01"),
+            "test",
+            true,
+        )
+        .await
+        .expect("jan");
+        let village = jan
+            .villages
+            .iter()
+            .find(|x| x.village.as_str() == V)
+            .expect("V");
+        assert_eq!(village.advance, Fen(80_000), "{}", t.name);
+        super::pay_month(store, ym("2026-01"), "county", "batch")
+            .await
+            .expect("pay");
+        let late = super::record_advance(store, &d, V, "2026-01", "1", "late", "county")
+            .await
+            .expect("checked");
+        assert_eq!(
+            late.err()
+                .and_then(|p| p.first().map(|p| p.key.clone()))
+                .as_deref(),
+            Some("advance.err.month_paid"),
+            "{}",
+            t.name
+        );
+    }
+}

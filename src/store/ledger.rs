@@ -882,6 +882,85 @@ impl Store {
     }
 }
 
+/// A county advance recorded in the browser.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdvanceRow {
+    pub id: i64,
+    pub village: String,
+    pub month: YearMonth,
+    pub amount: Fen,
+    pub reference: String,
+    pub at: DateTime<Utc>,
+    pub by: String,
+}
+
+impl Store {
+    /// Records a county advance posted in `month`, only while that month is not paid (checked in
+    /// the same transaction). Returns false for a paid month.
+    pub async fn record_advance(&self, a: &AdvanceRow) -> Result<bool> {
+        let mut tx = self.pool().begin().await?;
+        let paid = sqlx::query("SELECT 1 FROM ledger_months WHERE month = $1 AND status = $2")
+            .bind(a.month.to_string())
+            .bind(super::MONTH_PAID)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if paid.is_some() {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO county_advances (village, month, amount_fen, reference, recorded_ms, recorded_by) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&a.village)
+        .bind(a.month.to_string())
+        .bind(a.amount.0)
+        .bind(&a.reference)
+        .bind(ms(a.at))
+        .bind(&a.by)
+        .execute(&mut *tx)
+        .await?;
+        audit_in(
+            &mut tx,
+            a.at,
+            &a.by,
+            "county_advance",
+            Some(&a.village),
+            Some(&a.month.to_string()),
+            &format!("{} ({})", a.amount, a.reference),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Every advance recorded in the browser, the latest month first.
+    pub async fn advances(&self) -> Result<Vec<AdvanceRow>> {
+        let rows = sqlx::query(
+            "SELECT id, village, month, amount_fen, reference, recorded_ms, recorded_by \
+             FROM county_advances ORDER BY month DESC, id DESC",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let month: String = r.try_get(2)?;
+                Ok(AdvanceRow {
+                    id: r.try_get(0)?,
+                    village: r.try_get(1)?,
+                    month: month.parse().map_err(|e| {
+                        super::Error::Corrupt(format!("county advance month '{month}': {e}"))
+                    })?,
+                    amount: Fen(r.try_get(3)?),
+                    reference: r.try_get(4)?,
+                    at: from_ms(r.try_get(5)?),
+                    by: r.try_get(6)?,
+                })
+            })
+            .collect()
+    }
+}
+
 /// What a village's account held when the ledger began.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpeningRow {

@@ -26,9 +26,9 @@ pub use households::{
     SEEDED_BY,
 };
 pub use ledger::{
-    AuditRow, EntryRow, MonthRecord, MonthRow, OpeningRow, PoolLineRecord, ReceiptRow, ReviewRow,
-    StationMonthRecord, TransitionRow, VillageMonthRecord, VillageMonthRow, MONTH_COMPUTED,
-    MONTH_PAID,
+    AdvanceRow, AuditRow, EntryRow, MonthRecord, MonthRow, OpeningRow, PoolLineRecord, ReceiptRow,
+    ReviewRow, StationMonthRecord, TransitionRow, VillageMonthRecord, VillageMonthRow,
+    MONTH_COMPUTED, MONTH_PAID,
 };
 pub use mqtt::{MqttRejectedRow, MqttUnknownRow};
 pub use samples::{
