@@ -121,6 +121,7 @@ impl Store {
             .await?;
         }
         tx.commit().await?;
+        self.changed();
         self.seed_households(&d.households, chrono::Utc::now().timestamp_millis())
             .await?;
         Ok(())
