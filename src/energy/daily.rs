@@ -182,20 +182,35 @@ impl Bulk {
             .or(self.outside[0].as_ref())
             .cloned();
         let raw_after = self.raw.get(raw_hi).or(self.outside[1].as_ref()).cloned();
-        let roll_before = self
-            .hours
+        // The latest hourly counter before the day: scanning back from the day's first bucket,
+        // a bucket that ends by `from` bounds every earlier one.
+        let hour = Duration::hours(1);
+        let mut roll_before = self.outside[2].clone();
+        for h in self.hours[..self.hours.partition_point(|r| r.bucket < from)]
             .iter()
-            .filter_map(|h| h.energy_last.filter(|(t, _)| *t < from))
-            .map(|(t, v)| reading(t, v))
-            .chain(self.outside[2].clone())
-            .max_by_key(|r| r.at);
-        let roll_after = self
-            .hours
-            .iter()
-            .filter_map(|h| h.energy_first.filter(|(t, _)| *t >= to))
-            .map(|(t, v)| reading(t, v))
-            .chain(self.outside[3].clone())
-            .min_by_key(|r| r.at);
+            .rev()
+        {
+            if let Some((t, v)) = h.energy_last.filter(|(t, _)| *t < from) {
+                if roll_before.as_ref().is_none_or(|r| r.at < t) {
+                    roll_before = Some(reading(t, v));
+                }
+                if h.bucket + hour <= from {
+                    break;
+                }
+            }
+        }
+        // The earliest hourly counter at or after the day's end, scanning forward likewise.
+        let mut roll_after = self.outside[3].clone();
+        for h in &self.hours[self.hours.partition_point(|r| r.bucket + hour <= to)..] {
+            if let Some((t, v)) = h.energy_first.filter(|(t, _)| *t >= to) {
+                if roll_after.as_ref().is_none_or(|r| r.at > t) {
+                    roll_after = Some(reading(t, v));
+                }
+                if h.bucket >= to {
+                    break;
+                }
+            }
+        }
         let before = [
             raw_before.as_ref().map(|r| r.at),
             roll_before.as_ref().map(|r| r.at),
@@ -469,8 +484,8 @@ pub async fn refresh(
 }
 
 /// Adds a stale row for every past day of every station, from its first day with data, that is
-/// not stored yet (a fleet-wide read of the stored days and the daily rollups: run it when the
-/// day turns, not on every tick).
+/// not stored yet (a fleet-wide read of the stored days and the daily rollups: run it hourly, not
+/// on every tick).
 pub async fn add_missing_days(store: &Store, d: &Deployment, now: DateTime<Utc>) -> Result<(), Error> {
     let extent: HashMap<StationId, (i64, i64, i64)> = store
         .station_days_extent()
@@ -570,17 +585,19 @@ pub async fn keep_fresh(
 ) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut added_on: Option<NaiveDate> = None;
+    let mut added_at: Option<i64> = None;
     loop {
         tokio::select! {
             () = cancel.cancelled() => return,
             _ = tick.tick() => {}
         }
         let now = Utc::now();
-        // The days are added at start-up and when the (UTC) date turns.
-        if added_on != Some(now.date_naive()) {
+        // The days are added at start-up and then hourly, so a day is stored soon after it ends
+        // in any time zone.
+        let hour = now.timestamp().div_euclid(3600);
+        if added_at != Some(hour) {
             match add_missing_days(&store, &d, now).await {
-                Ok(()) => added_on = Some(now.date_naive()),
+                Ok(()) => added_at = Some(hour),
                 Err(error) => {
                     tracing::warn!(%error, "adding stations' daily figures failed; will retry");
                 }
