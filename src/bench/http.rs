@@ -412,10 +412,7 @@ mod tests {
             assert!(l.p99 >= l.p50);
         }
         let text = report(&o, &loads);
-        assert!(
-            text.contains("station page p99 / bare SELECT"),
-            "{text}"
-        );
+        assert!(text.contains("station page p99 / bare SELECT"), "{text}");
     }
 
     #[test]

@@ -47,7 +47,11 @@ pub fn today(station: &Station, now: DateTime<Utc>) -> NaiveDate {
 
 /// How far a day's figures reach: a sample stored strictly inside can change them. An hour of
 /// margin covers hourly buckets that straddle a midnight not on the hour.
-fn reach(fig: &Figures, before: &[Option<DateTime<Utc>>], after: &[Option<DateTime<Utc>>]) -> (i64, i64) {
+fn reach(
+    fig: &Figures,
+    before: &[Option<DateTime<Utc>>],
+    after: &[Option<DateTime<Utc>>],
+) -> (i64, i64) {
     let hour = 3_600_000;
     let from = fig.from.timestamp_millis() - hour;
     let to = fig.to.timestamp_millis() + hour;
@@ -66,7 +70,11 @@ fn reach(fig: &Figures, before: &[Option<DateTime<Utc>>], after: &[Option<DateTi
     (lo, hi)
 }
 
-fn to_row(station: &StationId, f: &Figures, (reach_from_ms, reach_to_ms): (i64, i64)) -> DayFiguresRow {
+fn to_row(
+    station: &StationId,
+    f: &Figures,
+    (reach_from_ms, reach_to_ms): (i64, i64),
+) -> DayFiguresRow {
     let devices = f
         .devices
         .iter()
@@ -106,7 +114,7 @@ fn from_row(station: &Station, r: &DayFiguresRow) -> Figures {
         .lines()
         .filter_map(|l| {
             let mut parts = l.split('\t');
-            let device = DeviceId::new(parts.next()?.to_owned());
+            let device = DeviceId::new(parts.next()?);
             let energy = WattHours(parts.next()?.parse().ok()?);
             Some(DeviceFigures {
                 device,
@@ -120,7 +128,7 @@ fn from_row(station: &Station, r: &DayFiguresRow) -> Figures {
         .lines()
         .filter_map(|l| {
             let (d, t) = l.split_once('\t')?;
-            Some((DeviceId::new(d.to_owned()), at(t.parse().ok()?)))
+            Some((DeviceId::new(d), at(t.parse().ok()?)))
         })
         .collect();
     Figures {
@@ -141,6 +149,9 @@ fn from_row(station: &Station, r: &DayFiguresRow) -> Figures {
         resets,
     }
 }
+
+/// The times of the counter readings a day rests on outside itself (raw, hourly).
+type Outside = [Option<DateTime<Utc>>; 2];
 
 /// What one device's store holds over a run of days, read once and cut into days.
 struct Bulk {
@@ -163,11 +174,7 @@ fn reading(at: DateTime<Utc>, wh: f64) -> EnergyReading {
 impl Bulk {
     /// Exactly what [`metered::station_periods`] reads for the one day `[from, to)`, and the
     /// times of the neighbours it rests on.
-    fn day(
-        &self,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-    ) -> (DeviceInput, [Option<DateTime<Utc>>; 2], [Option<DateTime<Utc>>; 2]) {
+    fn day(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> (DeviceInput, Outside, Outside) {
         let raw_lo = self.raw.partition_point(|r| r.at < from);
         let raw_hi = self.raw.partition_point(|r| r.at < to);
         let raw = self.raw[raw_lo..raw_hi].to_vec();
@@ -400,7 +407,12 @@ pub async fn months(
 }
 
 /// [`months`] from daily figures already at hand.
-pub fn months_of(station: &Station, first: YearMonth, last: YearMonth, days: &[Figures]) -> Vec<Figures> {
+pub fn months_of(
+    station: &Station,
+    first: YearMonth,
+    last: YearMonth,
+    days: &[Figures],
+) -> Vec<Figures> {
     let bounds = metered::month_bounds(station, first, last);
     bounds
         .windows(2)
@@ -414,7 +426,12 @@ pub fn months_of(station: &Station, first: YearMonth, last: YearMonth, days: &[F
         .collect()
 }
 
-fn compose(station: &Station, from: DateTime<Utc>, to: DateTime<Utc>, days: &[&Figures]) -> Figures {
+fn compose(
+    station: &Station,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    days: &[&Figures],
+) -> Figures {
     let merge_notes = |sets: &mut dyn Iterator<Item = &BTreeSet<Note>>| {
         let mut all = BTreeSet::new();
         let mut covered = false;
@@ -486,7 +503,11 @@ pub async fn refresh(
 /// Adds a stale row for every past day of every station, from its first day with data, that is
 /// not stored yet (a fleet-wide read of the stored days and the daily rollups: run it hourly, not
 /// on every tick).
-pub async fn add_missing_days(store: &Store, d: &Deployment, now: DateTime<Utc>) -> Result<(), Error> {
+pub async fn add_missing_days(
+    store: &Store,
+    d: &Deployment,
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
     let extent: HashMap<StationId, (i64, i64, i64)> = store
         .station_days_extent()
         .await?
@@ -542,8 +563,7 @@ pub async fn recompute_stale(
     now: DateTime<Utc>,
     limit: usize,
 ) -> Result<usize, Error> {
-    let stations: HashMap<&str, &Station> =
-        d.stations.iter().map(|s| (s.id.as_str(), s)).collect();
+    let stations: HashMap<&str, &Station> = d.stations.iter().map(|s| (s.id.as_str(), s)).collect();
     // One pass: a day whose computation lost a race to a new mark is left for the next.
     let stale = store
         .stale_station_days(i64::try_from(limit).unwrap_or(i64::MAX))

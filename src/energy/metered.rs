@@ -123,7 +123,12 @@ async fn fetch_device(
     })
 }
 
-fn prepare_device(d: &Deployment, station: &Station, dev: &Device, input: DeviceInput) -> DeviceData {
+fn prepare_device(
+    d: &Deployment,
+    station: &Station,
+    dev: &Device,
+    input: DeviceInput,
+) -> DeviceData {
     let DeviceInput {
         raw,
         hours,

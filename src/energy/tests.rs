@@ -292,7 +292,12 @@ fn stored_daily_figures_equal_a_recomputation_from_raw_after_late_data() -> anyh
             let computed = daily::refresh(store, &d, now, 1_000).await?;
             // S1 and S2 from 1 to 9 March; S3 never reported.
             assert_eq!(computed, 18, "{}", t.name);
-            assert_eq!(daily::refresh(store, &d, now, 1_000).await?, 0, "{}", t.name);
+            assert_eq!(
+                daily::refresh(store, &d, now, 1_000).await?,
+                0,
+                "{}",
+                t.name
+            );
             for id in ["S1", "S2", "S3"] {
                 let s = d.station(id).expect("station");
                 let stored = daily::days(store, &d, s, day(1), day(10), now).await?;
