@@ -225,6 +225,12 @@ pub async fn start_with(
         Arc::clone(&metrics),
     );
     tracker.spawn(retention.run(std::time::Duration::from_secs(3600), cancel.child_token()));
+    tracker.spawn(crate::energy::daily::keep_fresh(
+        store.clone(),
+        Arc::clone(&deployment),
+        std::time::Duration::from_secs(60),
+        cancel.child_token(),
+    ));
     tracker.spawn(http::purge_logins(
         store.clone(),
         std::time::Duration::from_secs(3600),

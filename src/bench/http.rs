@@ -219,6 +219,27 @@ pub async fn run_http(o: &HttpOptions) -> Result<Vec<Load>, Error> {
     let now = Utc::now();
     let written = write_history(&store, o.stations, o.days, o.readings_per_day, now).await?;
     tracing::info!(written, "history written");
+    // The stations' daily figures are computed as the service's background refresh would after
+    // such a backfill, before any page is loaded; how long that takes is reported.
+    let started = Instant::now();
+    crate::energy::daily::add_missing_days(&store, &deployment, now)
+        .await
+        .map_err(|e| setup(&e))?;
+    let mut days = 0;
+    loop {
+        let n = crate::energy::daily::recompute_stale(&store, &deployment, now, 20_000)
+            .await
+            .map_err(|e| setup(&e))?;
+        if n == 0 {
+            break;
+        }
+        days += n;
+    }
+    tracing::info!(
+        days,
+        seconds = started.elapsed().as_secs_f64(),
+        "stations' daily figures computed"
+    );
     let state = crate::http::AppState::new(
         Arc::clone(&deployment),
         store.clone(),
@@ -309,6 +330,28 @@ pub async fn run_http(o: &HttpOptions) -> Result<Vec<Load>, Error> {
         )
         .await,
     );
+    // The rows the station page now rests on: a station's stored daily figures of a year.
+    let peer_store = store.clone();
+    out.push(
+        load(
+            "peer: bare SELECT of a station's year of stored daily figures",
+            o.clients,
+            o.duration,
+            move |n| {
+                let store = peer_store.clone();
+                async move {
+                    let station =
+                        crate::domain::StationId::new(format!("S{:05}", (n * 7919) % stations));
+                    let to = now.timestamp_millis();
+                    store
+                        .station_days(&station, to - 366 * 86_400_000, to)
+                        .await
+                        .is_ok()
+                }
+            },
+        )
+        .await,
+    );
     cancel.cancel();
     let _ = server.await;
     Ok(out)
@@ -333,13 +376,16 @@ pub fn report(o: &HttpOptions, loads: &[Load]) -> String {
         );
     }
     let station = loads.iter().find(|l| l.name.starts_with("station page"));
-    let peer = loads.iter().find(|l| l.name.starts_with("peer"));
-    if let (Some(st), Some(p)) = (station, peer) {
-        let _ = writeln!(
-            s,
-            "\nstation page p99 / bare SELECT p99 = **{:.2}** (goal <= 3); pages and API p99 goal < 50 ms",
-            st.p99.as_secs_f64() / p.p99.as_secs_f64().max(1e-9)
-        );
+    if let Some(st) = station {
+        for p in loads.iter().filter(|l| l.name.starts_with("peer")) {
+            let _ = writeln!(
+                s,
+                "\nstation page p99 / {} p99 = **{:.2}** (goal <= 3)",
+                p.name.trim_start_matches("peer: "),
+                st.p99.as_secs_f64() / p.p99.as_secs_f64().max(1e-9)
+            );
+        }
+        let _ = writeln!(s, "\npages and API p99 goal < 50 ms");
     }
     s
 }
@@ -359,17 +405,14 @@ mod tests {
             dir: None,
         };
         let loads = run_http(&o).await.expect("run");
-        assert_eq!(loads.len(), 5);
+        assert_eq!(loads.len(), 6);
         for l in &loads {
             assert!(l.requests > 0, "{}: no request finished", l.name);
             assert_eq!(l.failures, 0, "{}", l.name);
             assert!(l.p99 >= l.p50);
         }
         let text = report(&o, &loads);
-        assert!(
-            text.contains("station page p99 / bare SELECT p99"),
-            "{text}"
-        );
+        assert!(text.contains("station page p99 / bare SELECT"), "{text}");
     }
 
     #[test]

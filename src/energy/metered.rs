@@ -8,7 +8,7 @@ use super::counters::{
 use super::Error;
 use crate::config::Deployment;
 use crate::domain::{Device, DeviceId, DeviceKind, Station, WattHours, YearMonth};
-use crate::store::Store;
+use crate::store::{EnergyReading, RollupRow, Store};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -99,18 +99,42 @@ struct DeviceData {
     derated: Vec<DateTime<Utc>>,
 }
 
-async fn load_device(
+/// What a device's figures for a window rest on, as read from the store: raw readings, hourly
+/// and 5-minute rollups whose buckets start in the window, and the counter readings just outside.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct DeviceInput {
+    pub raw: Vec<EnergyReading>,
+    pub hours: Vec<RollupRow>,
+    pub slots: Vec<RollupRow>,
+    pub neighbours: Vec<EnergyReading>,
+}
+
+async fn fetch_device(
     store: &Store,
-    d: &Deployment,
-    station: &Station,
     dev: &Device,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
-) -> Result<DeviceData, Error> {
-    let raw = store.energy_readings(&dev.id, from, to).await?;
-    let hours = store.rollups(&dev.id, 3600, from, to).await?;
-    let slots = store.rollups(&dev.id, SLOT.num_seconds(), from, to).await?;
-    let neighbours = store.energy_neighbours(&dev.id, from, to).await?;
+) -> Result<DeviceInput, Error> {
+    Ok(DeviceInput {
+        raw: store.energy_readings(&dev.id, from, to).await?,
+        hours: store.rollups(&dev.id, 3600, from, to).await?,
+        slots: store.rollups(&dev.id, SLOT.num_seconds(), from, to).await?,
+        neighbours: store.energy_neighbours(&dev.id, from, to).await?,
+    })
+}
+
+fn prepare_device(
+    d: &Deployment,
+    station: &Station,
+    dev: &Device,
+    input: DeviceInput,
+) -> DeviceData {
+    let DeviceInput {
+        raw,
+        hours,
+        slots,
+        neighbours,
+    } = input;
     let mut points: BTreeMap<DateTime<Utc>, CounterPoint> = BTreeMap::new();
     for h in &hours {
         for (at, v) in [h.energy_first, h.energy_last].into_iter().flatten() {
@@ -152,12 +176,12 @@ async fn load_device(
         .filter(|r| r.state.as_deref() == Some("derated"))
         .map(|r| r.at)
         .collect();
-    Ok(DeviceData {
+    DeviceData {
         series,
         hours,
         slots,
         derated,
-    })
+    }
 }
 
 /// A station's metered figures for the periods between consecutive `boundaries` (local midnights).
@@ -171,6 +195,24 @@ pub async fn station_periods(
 ) -> Result<Vec<Figures>, Error> {
     let (Some(&from), Some(&to)) = (boundaries.first(), boundaries.last()) else {
         return Ok(Vec::new());
+    };
+    let mut inputs = Vec::new();
+    for dev in energy_devices(d, station) {
+        inputs.push((dev, fetch_device(store, dev, from, to).await?));
+    }
+    Ok(periods_of(d, station, boundaries, now, inputs))
+}
+
+/// [`station_periods`] from what the store held for each energy device over the whole range.
+pub(crate) fn periods_of(
+    d: &Deployment,
+    station: &Station,
+    boundaries: &[DateTime<Utc>],
+    now: DateTime<Utc>,
+    inputs: Vec<(&Device, DeviceInput)>,
+) -> Vec<Figures> {
+    let (Some(&from), Some(&to)) = (boundaries.first(), boundaries.last()) else {
+        return Vec::new();
     };
     let tz = station.timezone;
     let mut out: Vec<Figures> = boundaries
@@ -202,8 +244,8 @@ pub async fn station_periods(
         day = next;
     }
     let light = daylight_of(station);
-    for dev in energy_devices(d, station) {
-        let data = load_device(store, d, station, dev, from, to).await?;
+    for (dev, input) in inputs {
+        let data = prepare_device(d, station, dev, input);
         let poll = Duration::from_std(dev.poll_interval.unwrap_or(d.collect.poll_interval))
             .unwrap_or(Duration::minutes(1))
             .max(SLOT);
@@ -276,7 +318,7 @@ pub async fn station_periods(
             }
         }
     }
-    Ok(out)
+    out
 }
 
 /// Metered figures per local day `first..=last`.

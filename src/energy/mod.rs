@@ -2,10 +2,12 @@
 //! grid settlement import and reconciliation.
 //!
 //! The arithmetic ([`counters`], [`kpi`], [`reconcile`]) is pure. This module reads samples from
-//! the store but never writes them; the only thing it writes is imported settlements. Money is not
+//! the store but never writes them; what it writes is imported settlements and the stations'
+//! precomputed daily figures ([`daily`]). Money is not
 //! computed here: the allocator takes [`month_energy`] and prices it.
 
 pub mod counters;
+pub mod daily;
 pub mod kpi;
 pub mod metered;
 pub mod reconcile;

@@ -51,6 +51,18 @@ pub async fn days(
     now: DateTime<Utc>,
 ) -> Result<Vec<DayRow>, Error> {
     let own = metered::station_days(store, d, station, first, last, now).await?;
+    days_of(store, d, station, own, first, last).await
+}
+
+/// [`days`] from the station's own daily figures already at hand (`first..=last`).
+pub async fn days_of(
+    store: &Store,
+    d: &Deployment,
+    station: &Station,
+    own: Vec<Figures>,
+    first: NaiveDate,
+    last: NaiveDate,
+) -> Result<Vec<DayRow>, Error> {
     // Specific yields of every county station per day: this station's accountable figure, and
     // for its neighbours the daily rollups' counter span (one query, however large the county;
     // precise enough for a median, and a reset or an empty day is left out).
@@ -124,6 +136,16 @@ pub async fn months(
     now: DateTime<Utc>,
 ) -> Result<Vec<MonthRow>, Error> {
     let metered = metered::station_months(store, d, station, first, last, now).await?;
+    months_of(store, d, station, metered).await
+}
+
+/// [`months`] from the station's own monthly figures already at hand.
+pub async fn months_of(
+    store: &Store,
+    d: &Deployment,
+    station: &Station,
+    metered: Vec<Figures>,
+) -> Result<Vec<MonthRow>, Error> {
     let settlements: HashMap<YearMonth, SettlementRow> = store
         .settlements_of(&station.id)
         .await?

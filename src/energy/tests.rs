@@ -5,7 +5,7 @@ use super::testing::{history, sh};
 use super::*;
 use crate::domain::{DeviceId, WattHours};
 use crate::energy::counters::Note;
-use chrono::{DateTime, NaiveDate};
+use chrono::{DateTime, NaiveDate, TimeZone as _};
 use chrono_tz::Asia::Shanghai;
 
 fn day(d: u32) -> NaiveDate {
@@ -238,6 +238,148 @@ fn performance_index_against_the_county_median() -> anyhow::Result<()> {
         };
         assert_eq!(pi("S1").await?, (Some(1.2), Some(1.0)));
         assert_eq!(pi("S3").await?, (Some(0.6), Some(0.5)));
+        Ok(())
+    })
+}
+
+/// Each past day as computed on its own from what the store holds now: the oracle the stored
+/// daily figures must equal.
+async fn recomputed(
+    store: &crate::store::Store,
+    d: &crate::config::Deployment,
+    s: &crate::domain::Station,
+    first: NaiveDate,
+    last: NaiveDate,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Vec<metered::Figures>> {
+    let mut out = Vec::new();
+    let mut day = first;
+    while day <= last {
+        out.extend(metered::station_days(store, d, s, day, day, now).await?);
+        day = day.succ_opt().expect("next day");
+    }
+    Ok(out)
+}
+
+/// S1 with 2 March 10:00-14:00 held back (`late`), or only those readings.
+fn s1_parts() -> (Vec<crate::domain::Sample>, Vec<crate::domain::Sample>) {
+    let held = |at: DateTime<Utc>| at >= sh(3, 2, 10, 0) && at < sh(3, 2, 14, 0);
+    history("S1-INV1", |_| false)
+        .into_iter()
+        .partition(|s| !held(s.at))
+}
+
+#[test]
+fn stored_daily_figures_equal_a_recomputation_from_raw_after_late_data() -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        for t in crate::store::testing::all(
+            "stored_daily_figures_equal_a_recomputation_from_raw_after_late_data",
+        )
+        .await?
+        {
+            let store = &t.store;
+            let d = testing::deployment();
+            store.sync_registry(&d).await?;
+            let tz = |_: &DeviceId| Shanghai;
+            let (on_time, late) = s1_parts();
+            store.write_samples(&on_time, &tz).await?;
+            let gap = |at: DateTime<Utc>| at >= sh(3, 2, 10, 0) && at < sh(3, 2, 14, 0);
+            store.write_samples(&history("S2-INV1", gap), &tz).await?;
+            let now = sh(3, 10, 9, 0);
+            let computed = daily::refresh(store, &d, now, 1_000).await?;
+            // S1 and S2 from 1 to 9 March; S3 never reported.
+            assert_eq!(computed, 18, "{}", t.name);
+            assert_eq!(
+                daily::refresh(store, &d, now, 1_000).await?,
+                0,
+                "{}",
+                t.name
+            );
+            for id in ["S1", "S2", "S3"] {
+                let s = d.station(id).expect("station");
+                let stored = daily::days(store, &d, s, day(1), day(10), now).await?;
+                let fresh = recomputed(store, &d, s, day(1), day(10), now).await?;
+                assert_eq!(stored, fresh, "{}: {id}", t.name);
+            }
+            let s1 = d.station("S1").expect("S1");
+            let before = daily::days(store, &d, s1, day(2), day(2), now).await?;
+            assert!(before[0].notes.contains(&Note::Bridged), "{}", t.name);
+
+            // The held-back readings of 2 March arrive a week late: that day (and only the days
+            // it can change) is marked, recomputed before it is shown, and equals the oracle.
+            store.write_samples(&late, &tz).await?;
+            let from = day(1).and_hms_opt(0, 0, 0).expect("midnight");
+            let from = Shanghai
+                .from_local_datetime(&from)
+                .single()
+                .expect("local")
+                .timestamp_millis();
+            let marked: Vec<i64> = store
+                .station_days(&"S1".into(), from, from + 10 * 86_400_000)
+                .await?
+                .iter()
+                .filter(|s| s.stale > 0)
+                .map(|s| (s.row.day_ms - from) / 86_400_000 + 1)
+                .collect();
+            assert!(marked.contains(&2), "{}: {marked:?}", t.name);
+            assert!(!marked.contains(&5), "{}: {marked:?}", t.name);
+            let stored = daily::days(store, &d, s1, day(1), day(10), now).await?;
+            let fresh = recomputed(store, &d, s1, day(1), day(10), now).await?;
+            assert_eq!(stored, fresh, "{}", t.name);
+            assert!(!stored[1].notes.contains(&Note::Bridged), "{}", t.name);
+            assert_eq!(stored[1].energy, WattHours(12_000), "{}", t.name);
+
+            // Months composed from the days equal the month computed whole.
+            let march: YearMonth = "2026-03".parse()?;
+            for id in ["S1", "S2", "S3"] {
+                let s = d.station(id).expect("station");
+                let composed = daily::months(store, &d, s, march, march, now).await?;
+                let whole = metered::station_months(store, &d, s, march, march, now).await?;
+                assert_eq!(composed, whole, "{}: {id}", t.name);
+            }
+        }
+        Ok(())
+    })
+}
+
+#[test]
+fn stored_daily_figures_survive_a_crash_before_the_late_data_was_merged() -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("sunshare.db");
+        let d = testing::deployment();
+        let s1 = d.station("S1").expect("S1");
+        let tz = |_: &DeviceId| Shanghai;
+        let now = sh(3, 10, 9, 0);
+        let (on_time, late) = s1_parts();
+        {
+            let store = crate::store::Store::open_sqlite(&path).await?;
+            store.sync_registry(&d).await?;
+            store.write_samples(&on_time, &tz).await?;
+            assert!(daily::refresh(&store, &d, now, 1_000).await? > 0);
+            // The late readings' raw rows are committed, their rollups and marks still wait in
+            // memory when the process dies.
+            store.write_samples(&late, &tz).await?;
+            assert!(store.pending_sizes().await.0 > 0);
+        }
+        let store = crate::store::Store::open_sqlite(&path).await?;
+        let stored = daily::days(&store, &d, s1, day(1), day(10), now).await?;
+        let fresh = recomputed(&store, &d, s1, day(1), day(10), now).await?;
+        assert_eq!(stored, fresh);
+        assert_eq!(stored[1].energy, WattHours(12_000));
+        assert!(!stored[1].notes.contains(&Note::Bridged));
+        // And a clean restart changes nothing.
+        store.close().await;
+        let store = crate::store::Store::open_sqlite(&path).await?;
+        assert_eq!(daily::refresh(&store, &d, now, 1_000).await?, 0);
+        let again = daily::days(&store, &d, s1, day(1), day(10), now).await?;
+        assert_eq!(again, fresh);
         Ok(())
     })
 }

@@ -713,20 +713,45 @@ async fn station_page(
     let last_day = today(s, now);
     let first_day = last_day - Duration::days(29);
     let this_month = YearMonth::of(last_day);
-    let days = report::days(&state.store, &state.deployment, s, first_day, last_day, now)
-        .await
-        .map_err(internal)?;
-    let months = report::months(
+    // A year of daily figures, precomputed in the store (today live); the months are composed
+    // from them and the last 30 make the day table.
+    let first_month = back(this_month, 11);
+    let year = crate::energy::daily::days(
         &state.store,
         &state.deployment,
         s,
-        back(this_month, 11),
-        this_month,
+        first_month.first_day().min(first_day),
+        last_day,
         now,
     )
     .await
     .map_err(internal)?;
-    let latest = state.store.latest().await?;
+    let month_figures = crate::energy::daily::months_of(s, first_month, this_month, &year);
+    let recent: Vec<_> = year
+        .into_iter()
+        .filter(|f| f.first_day >= first_day)
+        .collect();
+    let days = report::days_of(
+        &state.store,
+        &state.deployment,
+        s,
+        recent,
+        first_day,
+        last_day,
+    )
+    .await
+    .map_err(internal)?;
+    let months = report::months_of(&state.store, &state.deployment, s, month_figures)
+        .await
+        .map_err(internal)?;
+    let own: Vec<&crate::domain::DeviceId> = state
+        .deployment
+        .devices
+        .iter()
+        .filter(|d| d.station == s.id)
+        .map(|d| &d.id)
+        .collect();
+    let latest = state.store.latest_of(&own).await?;
     let power =
         super::charts::station_power_series(&state.store, s, &state.deployment.devices, last_day)
             .await?;

@@ -13,14 +13,15 @@ use crate::domain::{Station, StationId, StationKind};
 use crate::solar;
 use crate::store::{bucket_start, StationNow};
 use axum::extract::State;
-use axum::response::Html;
-use axum::Json;
+use axum::http::header;
+use axum::response::{Html, IntoResponse, Response};
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 use maud::{html, Markup, PreEscaped};
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 pub fn routes() -> Routes {
     Routes::new()
@@ -260,8 +261,82 @@ impl Filter<'_> {
     }
 }
 
-/// The stations the caller may see, with their state now.
-async fn summaries(state: &AppState, caller: &Caller) -> Result<Vec<StationSummary>, ApiError> {
+/// How long a snapshot of the fleet serves while the store has not changed: a station's status
+/// also moves with the clock (sunrise, sunset, ten minutes of silence), at most this late.
+const FRESH_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Every station's summary at one moment, shared by the requests that come before the store
+/// changes (or [`FRESH_FOR`] passes) instead of computing 10,000 stations for each.
+#[derive(Debug)]
+pub struct FleetSnapshot {
+    /// `Store::changes` when the store was read for it.
+    changes: u64,
+    taken: std::time::Instant,
+    /// Every station, in deployment order.
+    rows: Vec<StationSummary>,
+    /// Indexes of `rows` by name, then id: the page's default order.
+    by_name: Vec<usize>,
+    /// The JSON of every row, for callers who see and ask for the whole fleet.
+    all_json: std::sync::OnceLock<axum::body::Bytes>,
+}
+
+/// The current [`FleetSnapshot`], replaced whole; one request at a time builds the next.
+#[derive(Debug, Default)]
+pub struct FleetCache {
+    current: std::sync::RwLock<Option<Arc<FleetSnapshot>>>,
+    building: tokio::sync::Mutex<()>,
+}
+
+impl FleetCache {
+    fn get(&self) -> Option<Arc<FleetSnapshot>> {
+        self.current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+    fn set(&self, s: Arc<FleetSnapshot>) {
+        *self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(s);
+    }
+}
+
+/// The fleet as the store holds it now: a cached snapshot while nothing was written since (the
+/// store counts its writes), a new one otherwise. A snapshot only older than [`FRESH_FOR`] is
+/// renewed by one request while the others still use it.
+async fn snapshot(state: &AppState) -> Result<Arc<FleetSnapshot>, ApiError> {
+    let cache = &state.fleet;
+    if let Some(s) = cache.get() {
+        if s.changes == state.store.changes() {
+            if s.taken.elapsed() < FRESH_FOR {
+                return Ok(s);
+            }
+            let Ok(_turn) = cache.building.try_lock() else {
+                return Ok(s);
+            };
+            let fresh = Arc::new(build_snapshot(state).await?);
+            cache.set(Arc::clone(&fresh));
+            return Ok(fresh);
+        }
+    }
+    let _turn = cache.building.lock().await;
+    if let Some(s) = cache.get() {
+        // Built by another request while this one waited.
+        if s.changes == state.store.changes() && s.taken.elapsed() < FRESH_FOR {
+            return Ok(s);
+        }
+    }
+    let fresh = Arc::new(build_snapshot(state).await?);
+    cache.set(Arc::clone(&fresh));
+    Ok(fresh)
+}
+
+/// Every station with its state now.
+async fn build_snapshot(state: &AppState) -> Result<FleetSnapshot, ApiError> {
+    // Counted before reading: a write while the store is read makes the snapshot out of date.
+    let changes = state.store.changes();
+    let taken = std::time::Instant::now();
     let now = Utc::now();
     let fleet = state.store.fleet_now().await?;
     let days = state
@@ -272,15 +347,10 @@ async fn summaries(state: &AppState, caller: &Caller) -> Result<Vec<StationSumma
     for (station, bucket, wh) in days {
         energy.insert((station, bucket), wh);
     }
-    Ok(state
+    let rows: Vec<StationSummary> = state
         .deployment
         .stations
         .iter()
-        .filter(|s| {
-            state
-                .geography
-                .may_on_station(caller.who(), Action::ViewStation, s.id.as_str())
-        })
         .map(|s| {
             let n = fleet.get(&s.id);
             let today = bucket_start(now, 86_400, s.timezone);
@@ -305,7 +375,38 @@ async fn summaries(state: &AppState, caller: &Caller) -> Result<Vec<StationSumma
                 timezone: Some(s.timezone),
             }
         })
-        .collect())
+        .collect();
+    let mut by_name: Vec<usize> = (0..rows.len()).collect();
+    by_name.sort_by(|a, b| Sort::Name.compare(&rows[*a], &rows[*b]));
+    Ok(FleetSnapshot {
+        changes,
+        taken,
+        rows,
+        by_name,
+        all_json: std::sync::OnceLock::new(),
+    })
+}
+
+/// The stations the caller may see, with their state now.
+fn summaries<'a>(
+    state: &AppState,
+    caller: &Caller,
+    snap: &'a FleetSnapshot,
+    order: Option<&[usize]>,
+) -> Vec<&'a StationSummary> {
+    let may = |r: &StationSummary| {
+        state
+            .geography
+            .may_on_station(caller.who(), Action::ViewStation, &r.id)
+    };
+    match order {
+        Some(order) => order
+            .iter()
+            .filter_map(|i| snap.rows.get(*i))
+            .filter(|r| may(r))
+            .collect(),
+        None => snap.rows.iter().filter(|r| may(r)).collect(),
+    }
 }
 
 /// The stations the caller may see, with their status, power now and energy today.
@@ -324,11 +425,28 @@ async fn fleet_json(
     State(state): State<AppState>,
     caller: Caller,
     Query(query): Query<FleetQuery>,
-) -> Result<Json<Vec<StationSummary>>, ApiError> {
+) -> Result<Response, ApiError> {
     let filter = query.filter(&state)?;
-    let mut rows = summaries(&state, &caller).await?;
+    let snap = snapshot(&state).await?;
+    let mut rows = summaries(&state, &caller, &snap, None);
     rows.retain(|r| filter.keeps(r));
-    Ok(Json(rows))
+    let encode = |rows: &[&StationSummary]| {
+        serde_json::to_vec(rows)
+            .map(axum::body::Bytes::from)
+            .map_err(|e| ApiError::Internal(format!("encoding the fleet: {e}")))
+    };
+    let body = if rows.len() == snap.rows.len() {
+        match snap.all_json.get() {
+            Some(b) => b.clone(),
+            None => {
+                let b = encode(&rows)?;
+                snap.all_json.get_or_init(|| b).clone()
+            }
+        }
+    } else {
+        encode(&rows)?
+    };
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 /// How the page orders its rows.
@@ -470,17 +588,26 @@ async fn fleet_page(
     let lang = caller.lang;
     let filter = query.filter(&state)?;
     let view = query.view()?;
-    let mut rows = summaries(&state, &caller).await?;
+    let snap = snapshot(&state).await?;
+    // By name the snapshot's own order serves; any other order is sorted here.
+    let by_name = view.sort == Sort::Name;
+    let mut rows = summaries(&state, &caller, &snap, by_name.then_some(&snap.by_name[..]));
     let visible = rows.len();
     rows.retain(|r| filter.keeps(r));
-    rows.sort_by(|a, b| {
-        let o = view.sort.compare(a, b);
+    if by_name {
         if view.descending {
-            o.reverse()
-        } else {
-            o
+            rows.reverse();
         }
-    });
+    } else {
+        rows.sort_by(|a, b| {
+            let o = view.sort.compare(a, b);
+            if view.descending {
+                o.reverse()
+            } else {
+                o
+            }
+        });
+    }
     let total_kw: f64 = rows.iter().map(|r| r.power_kw).sum();
     let total_kwh: f64 = rows.iter().map(|r| r.today_kwh).sum();
     let capacity: f64 = rows.iter().map(|r| r.capacity_kwp).sum();

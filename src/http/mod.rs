@@ -64,6 +64,8 @@ pub struct AppState {
     pub heavy: Arc<tokio::sync::Semaphore>,
     /// Progress of a history backfill (demo only).
     pub backfill: Option<Arc<dyn BackfillStatus>>,
+    /// The fleet page's and `/api/stations`' snapshot of every station.
+    pub fleet: Arc<fleet::FleetCache>,
 }
 
 /// How far a background history backfill has got, for the note on the fleet page. Whoever writes
@@ -93,6 +95,7 @@ impl AppState {
             geography,
             heavy,
             backfill: None,
+            fleet: Arc::default(),
         }
     }
 }

@@ -137,8 +137,24 @@ impl Store {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<EnergyReading>> {
+        Ok(self
+            .energy_neighbours_each(device, from, to)
+            .await?
+            .into_iter()
+            .flatten()
+            .collect())
+    }
+
+    /// [`Store::energy_neighbours`] each on its own: the last raw reading before `from`, the first
+    /// at or after `to`, and the same two from the hourly rollups.
+    pub async fn energy_neighbours_each(
+        &self,
+        device: &DeviceId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<[Option<EnergyReading>; 4]> {
         self.settle_part(super::behind::Part::Rollups).await?;
-        let mut out = Vec::new();
+        let mut out: [Option<EnergyReading>; 4] = Default::default();
         let queries = [
             "SELECT ts_ms, energy_lifetime_wh, energy_today_wh FROM raw_samples \
              WHERE device_id = $1 AND ts_ms < $2 ORDER BY ts_ms DESC LIMIT 1",
@@ -159,7 +175,7 @@ impl Store {
                 .fetch_optional(self.pool())
                 .await?;
             if let Some(r) = row {
-                out.push(EnergyReading {
+                out[i] = Some(EnergyReading {
                     at: ms_to_utc(r.try_get(0)?),
                     lifetime_wh: r.try_get(1)?,
                     today_wh: r.try_get::<Option<f64>, _>(2).unwrap_or(None),

@@ -8,6 +8,7 @@
 mod accounts;
 mod alerts;
 mod behind;
+mod days;
 mod energy;
 mod households;
 mod ledger;
@@ -20,6 +21,7 @@ pub mod bench;
 
 pub use accounts::{AuditEntry, Credentials, TokenRow};
 pub use alerts::{AckOutcome, AlertRow, HistoryRow, NewAlert, NotifyStatusRow};
+pub use days::{DayFiguresRow, StoredDay};
 pub use energy::{EnergyReading, SettlementImportRow, SettlementInsert, SettlementRow};
 pub use households::{
     HouseholdChange, HouseholdChangeRow, HouseholdRow, JobChange, JobRow, Origin, RosterImportRow,
@@ -42,6 +44,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;
 use sqlx::Executor;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -76,6 +79,9 @@ pub struct Store {
     backend: Backend,
     /// Rollups and latest values not yet written (SQLite only; see `behind`).
     behind: Option<behind::Behind>,
+    /// Counts the writes that change what `latest`, the rollups or the registry hold, so a cache
+    /// of figures derived from them (the fleet page's) knows when it is out of date.
+    changes: Arc<AtomicU64>,
     /// Stops the SQLite checkpoint task when the last handle goes.
     _checkpoints: Option<Arc<DropGuard>>,
 }
@@ -160,6 +166,7 @@ impl Store {
             writer: Some(writer),
             backend: Backend::Sqlite,
             behind: None,
+            changes: Arc::default(),
             _checkpoints: Some(Arc::new(stop.drop_guard())),
         })
     }
@@ -204,6 +211,7 @@ impl Store {
             writer: None,
             backend: Backend::Postgres,
             behind: None,
+            changes: Arc::default(),
             _checkpoints: None,
         })
     }
@@ -223,6 +231,17 @@ impl Store {
 
     pub(crate) fn behind(&self) -> Option<&behind::Behind> {
         self.behind.as_ref()
+    }
+
+    /// How many changing writes this handle (and its clones) has made: equal numbers mean the
+    /// samples, rollups and registry read before are still what the store holds. Writes by other
+    /// instances sharing a PostgreSQL database are not counted.
+    pub fn changes(&self) -> u64 {
+        self.changes.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn changed(&self) {
+        self.changes.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Checks the database answers (for `/healthz`).

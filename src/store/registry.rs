@@ -105,6 +105,7 @@ impl Store {
             .await?;
         }
         tx.commit().await?;
+        self.changed();
         let now = chrono::Utc::now().timestamp_millis();
         self.seed_households(&d.households, now).await?;
         self.seed_jobs(&d.jobs, now).await?;

@@ -184,6 +184,18 @@ pub(crate) fn decode_readings(text: &str) -> Readings {
     serde_json::from_str(text).unwrap_or_default()
 }
 
+fn latest_row(r: &sqlx::any::AnyRow) -> Result<LatestRow> {
+    Ok(LatestRow {
+        device: DeviceId::new(r.try_get::<String, _>(0)?),
+        at: ms_to_utc(r.try_get(1)?),
+        ac_power_w: r.try_get(2)?,
+        energy_today_wh: r.try_get(3)?,
+        energy_lifetime_wh: r.try_get(4)?,
+        state: r.try_get(5)?,
+        readings: decode_readings(&r.try_get::<String, _>(6)?),
+    })
+}
+
 fn ms_to_utc(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
@@ -436,6 +448,9 @@ impl Store {
                     tracing::warn!(%error, "writing pending rollups failed; will retry");
                 }
             }
+            if outcome.inserted > 0 {
+                self.changed();
+            }
             return Ok((outcome, marks));
         }
         let (outcome, marks, aggs, newest) = aggregate();
@@ -461,6 +476,9 @@ impl Store {
             mark_all_rows_covered(&mut tx).await?;
         }
         tx.commit().await?;
+        if outcome.inserted > 0 {
+            self.changed();
+        }
         Ok((outcome, marks))
     }
 
@@ -534,6 +552,7 @@ impl Store {
         } else {
             tx.commit().await?;
         }
+        self.changed();
         Ok(outcome)
     }
 
@@ -546,19 +565,30 @@ impl Store {
         )
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(LatestRow {
-                    device: DeviceId::new(r.try_get::<String, _>(0)?),
-                    at: ms_to_utc(r.try_get(1)?),
-                    ac_power_w: r.try_get(2)?,
-                    energy_today_wh: r.try_get(3)?,
-                    energy_lifetime_wh: r.try_get(4)?,
-                    state: r.try_get(5)?,
-                    readings: decode_readings(&r.try_get::<String, _>(6)?),
-                })
-            })
-            .collect()
+        rows.iter().map(latest_row).collect()
+    }
+
+    /// The newest reading of each of these devices that has reported (a station page's own).
+    pub async fn latest_of(&self, devices: &[&DeviceId]) -> Result<Vec<LatestRow>> {
+        self.settle_part(Part::Latest).await?;
+        let mut out = Vec::with_capacity(devices.len());
+        for chunk in devices.chunks(500) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT device_id, ts_ms, ac_power_w, energy_today_wh, energy_lifetime_wh, state, readings \
+                 FROM latest WHERE device_id IN ({}) ORDER BY device_id",
+                marks.join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for d in chunk {
+                q = q.bind(d.as_str());
+            }
+            for r in q.fetch_all(self.pool()).await? {
+                out.push(latest_row(&r)?);
+            }
+        }
+        out.sort_by(|a, b| a.device.cmp(&b.device));
+        Ok(out)
     }
 
     /// Raw samples of a device in `[from, to)`, oldest first.
@@ -637,6 +667,7 @@ impl Store {
                 .bind(cutoff.timestamp_millis())
                 .execute(self.pool())
                 .await?;
+            self.changed();
             return Ok(done.rows_affected());
         };
         // The rows' contribution is written before they go. SQLite may hand a deleted highest
@@ -651,6 +682,7 @@ impl Store {
         let top = mark_all_rows_covered(&mut tx).await?;
         tx.commit().await?;
         pending.mark_written(top);
+        self.changed();
         Ok(done.rows_affected())
     }
 
@@ -1073,6 +1105,18 @@ pub(super) async fn upsert_rollups(
         }
         q.execute(&mut *conn).await?;
     }
+    // The stored station days these samples may change are marked in the same transaction. The
+    // 5-minute buckets bound every sample's time.
+    let mut spans: FxHashMap<&str, (i64, i64)> = FxHashMap::default();
+    for (device, period, bucket, _) in rows.iter().filter(|r| r.1 == PERIODS[0]) {
+        let end = bucket + period * 1000;
+        let e = spans.entry(device).or_insert((*bucket, end));
+        e.0 = e.0.min(*bucket);
+        e.1 = e.1.max(end);
+    }
+    let mut spans: Vec<(&str, i64, i64)> = spans.into_iter().map(|(d, (f, t))| (d, f, t)).collect();
+    spans.sort_unstable();
+    super::days::mark_days_stale(conn, &spans).await?;
     Ok(())
 }
 
