@@ -60,6 +60,27 @@ expected_net = "100000"
 lines = { job_wages = "7200", temp_labour = "0", small_project = "0", reward_subsidy = "0", reserve = "1200" }
 "#;
 
+/// The service on port 0 over `store`: its base URL, the token that stops it, and its task.
+async fn serve(
+    store: &sunshare::store::Store,
+    d: &Arc<Deployment>,
+) -> anyhow::Result<(
+    String,
+    tokio_util::sync::CancellationToken,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+)> {
+    let state = sunshare::http::AppState::new(
+        Arc::clone(d),
+        store.clone(),
+        Arc::new(sunshare::metrics::Metrics::new()),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(sunshare::http::serve(listener, state, cancel.clone()));
+    Ok((base, cancel, server))
+}
+
 fn deployment() -> Deployment {
     match Deployment::from_str_with_env("test.toml", CONFIG, &[], &HashSet::new()) {
         Ok(d) => d,
@@ -83,15 +104,7 @@ async fn village_pages_notice_exports_and_plan_api() -> anyhow::Result<()> {
     }
     let month: YearMonth = "2026-01".parse()?;
 
-    let state = sunshare::http::AppState::new(
-        Arc::clone(&d),
-        store.clone(),
-        Arc::new(sunshare::metrics::Metrics::new()),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let server = tokio::spawn(sunshare::http::serve(listener, state, cancel.clone()));
+    let (base, cancel, server) = serve(&store, &d).await?;
     use sunshare::domain::{Role, ScopeEntry};
     use sunshare::http::testing::client_with_token;
     use sunshare::store::testing::named_token;
@@ -414,15 +427,7 @@ async fn the_village_reviews_its_statement_and_a_new_run_or_a_paid_month_is_told
         true,
     )
     .await?;
-    let state = sunshare::http::AppState::new(
-        Arc::clone(&d),
-        store.clone(),
-        Arc::new(sunshare::metrics::Metrics::new()),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let server = tokio::spawn(sunshare::http::serve(listener, state, cancel.clone()));
+    let (base, cancel, server) = serve(&store, &d).await?;
     let accountant = client_with_token(
         &named_token(
             &store,
@@ -548,15 +553,7 @@ async fn the_county_sets_a_villages_opening_balance_from_the_village_page() -> a
     let t = sunshare::store::testing::sqlite().await?;
     let store = t.store.clone();
     let d = Arc::new(deployment());
-    let state = sunshare::http::AppState::new(
-        Arc::clone(&d),
-        store.clone(),
-        Arc::new(sunshare::metrics::Metrics::new()),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let server = tokio::spawn(sunshare::http::serve(listener, state, cancel.clone()));
+    let (base, cancel, server) = serve(&store, &d).await?;
     let admin = client_with_token(
         &named_token(&store, "county", Role::Admin, vec![ScopeEntry::All]).await?,
     );
@@ -645,15 +642,7 @@ async fn the_county_records_subsidy_receipts_on_the_villages_page() -> anyhow::R
     let t = sunshare::store::testing::sqlite().await?;
     let store = t.store.clone();
     let d = Arc::new(deployment());
-    let state = sunshare::http::AppState::new(
-        Arc::clone(&d),
-        store.clone(),
-        Arc::new(sunshare::metrics::Metrics::new()),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let server = tokio::spawn(sunshare::http::serve(listener, state, cancel.clone()));
+    let (base, cancel, server) = serve(&store, &d).await?;
     let admin = client_with_token(
         &named_token(&store, "county", Role::Admin, vec![ScopeEntry::All]).await?,
     );

@@ -148,6 +148,55 @@ pub async fn opening_carry(store: &Store, month: YearMonth) -> Result<Carry, Err
     }
 }
 
+/// A problem of a county form, its key under `{form}.err.`, with the value that was wrong.
+fn form_problem(form: &str, field: &str, key: &str, value: &str) -> households::Problem {
+    households::Problem {
+        field: field.to_owned(),
+        key: format!("{form}.err.{key}"),
+        args: vec![("value".to_owned(), value.trim().to_owned())],
+    }
+}
+
+/// The fields every posting of money into a month has, each as (form field, typed text): the
+/// month it is posted in, an amount above zero, and a text naming it (what it pays for, the
+/// county's reference) with the key of its problem when empty. Problems are keyed under
+/// `{form}.err.`.
+struct PostingFields<'a> {
+    form: &'a str,
+    month: (&'a str, &'a str),
+    amount: (&'a str, &'a str),
+    text: (&'a str, &'a str, &'a str),
+}
+
+impl PostingFields<'_> {
+    fn check(
+        &self,
+        problems: &mut Vec<households::Problem>,
+    ) -> Option<(YearMonth, crate::domain::Fen)> {
+        let (month_field, month) = self.month;
+        let (amount_field, amount) = self.amount;
+        let (text_field, text, text_key) = self.text;
+        let month_parsed = month.trim().parse::<YearMonth>().ok();
+        if month_parsed.is_none() {
+            problems.push(form_problem(self.form, month_field, "month_bad", month));
+        }
+        let amount_parsed = match crate::domain::Fen::parse_yuan(amount.trim()) {
+            Ok(a) if a > crate::domain::Fen::ZERO => Some(a),
+            _ => {
+                problems.push(form_problem(self.form, amount_field, "amount_bad", amount));
+                None
+            }
+        };
+        if text.trim().is_empty() {
+            problems.push(form_problem(self.form, text_field, text_key, ""));
+        }
+        match (month_parsed, amount_parsed) {
+            (Some(m), Some(a)) if problems.is_empty() => Some((m, a)),
+            _ => None,
+        }
+    }
+}
+
 /// Records national subsidy received for `station`, posted in `month` (which must not be paid:
 /// a receipt in a paid month would never be counted), with what it pays for.
 #[allow(clippy::too_many_arguments)]
@@ -160,35 +209,26 @@ pub async fn record_receipt(
     covers: &str,
     who: &str,
 ) -> Result<Result<(), Vec<households::Problem>>, Error> {
-    let problem = |field: &str, key: &str, value: &str| households::Problem {
-        field: field.to_owned(),
-        key: format!("receipt.err.{key}"),
-        args: vec![("value".to_owned(), value.trim().to_owned())],
-    };
     let mut problems = Vec::new();
     if !deployment
         .stations
         .iter()
         .any(|s| s.id.as_str() == station.trim())
     {
-        problems.push(problem("station", "station_unknown", station));
+        problems.push(form_problem(
+            "receipt",
+            "station",
+            "station_unknown",
+            station,
+        ));
     }
-    let month_parsed = month.trim().parse::<YearMonth>().ok();
-    if month_parsed.is_none() {
-        problems.push(problem("receipt_month", "month_bad", month));
-    }
-    let amount_parsed = match crate::domain::Fen::parse_yuan(amount.trim()) {
-        Ok(a) if a > crate::domain::Fen::ZERO => Some(a),
-        _ => {
-            problems.push(problem("amount", "amount_bad", amount));
-            None
-        }
+    let fields = PostingFields {
+        form: "receipt",
+        month: ("receipt_month", month),
+        amount: ("amount", amount),
+        text: ("covers", covers, "covers_empty"),
     };
-    if covers.trim().is_empty() {
-        problems.push(problem("covers", "covers_empty", ""));
-    }
-    let (Some(month), Some(amount), true) = (month_parsed, amount_parsed, problems.is_empty())
-    else {
+    let Some((month, amount)) = fields.check(&mut problems) else {
         return Ok(Err(problems));
     };
     let row = store::ReceiptRow {
@@ -201,10 +241,12 @@ pub async fn record_receipt(
         by: who.to_owned(),
     };
     if !store.record_receipt(&row).await? {
-        return Ok(Err(vec![problem(
+        let month = month.to_string();
+        return Ok(Err(vec![form_problem(
+            "receipt",
             "receipt_month",
             "month_paid",
-            &month.to_string(),
+            &month,
         )]));
     }
     info!(station = %row.station, %month, %amount, who, "subsidy receipt recorded");
@@ -223,35 +265,26 @@ pub async fn record_advance(
     reference: &str,
     who: &str,
 ) -> Result<Result<(), Vec<households::Problem>>, Error> {
-    let problem = |field: &str, key: &str, value: &str| households::Problem {
-        field: field.to_owned(),
-        key: format!("advance.err.{key}"),
-        args: vec![("value".to_owned(), value.trim().to_owned())],
-    };
     let mut problems = Vec::new();
     if !deployment
         .villages
         .iter()
         .any(|v| v.code.as_str() == village.trim())
     {
-        problems.push(problem("village", "village_unknown", village));
+        problems.push(form_problem(
+            "advance",
+            "village",
+            "village_unknown",
+            village,
+        ));
     }
-    let month_parsed = month.trim().parse::<YearMonth>().ok();
-    if month_parsed.is_none() {
-        problems.push(problem("advance_month", "month_bad", month));
-    }
-    let amount_parsed = match crate::domain::Fen::parse_yuan(amount.trim()) {
-        Ok(a) if a > crate::domain::Fen::ZERO => Some(a),
-        _ => {
-            problems.push(problem("advance_amount", "amount_bad", amount));
-            None
-        }
+    let fields = PostingFields {
+        form: "advance",
+        month: ("advance_month", month),
+        amount: ("advance_amount", amount),
+        text: ("reference", reference, "reference_empty"),
     };
-    if reference.trim().is_empty() {
-        problems.push(problem("reference", "reference_empty", ""));
-    }
-    let (Some(month), Some(amount), true) = (month_parsed, amount_parsed, problems.is_empty())
-    else {
+    let Some((month, amount)) = fields.check(&mut problems) else {
         return Ok(Err(problems));
     };
     let row = store::AdvanceRow {
@@ -264,10 +297,12 @@ pub async fn record_advance(
         by: who.to_owned(),
     };
     if !store.record_advance(&row).await? {
-        return Ok(Err(vec![problem(
+        let month = month.to_string();
+        return Ok(Err(vec![form_problem(
+            "advance",
             "advance_month",
             "month_paid",
-            &month.to_string(),
+            &month,
         )]));
     }
     info!(village = %row.village, %month, %amount, who, "county advance recorded");
@@ -285,11 +320,7 @@ pub async fn set_opening_balance(
     note: &str,
     who: &str,
 ) -> Result<Result<(), Vec<households::Problem>>, Error> {
-    let problem = |field: &str, key: &str, value: &str| households::Problem {
-        field: field.to_owned(),
-        key: format!("opening.err.{key}"),
-        args: vec![("value".to_owned(), value.trim().to_owned())],
-    };
+    let problem = |field: &str, key: &str, value: &str| form_problem("opening", field, key, value);
     if !deployment.villages.iter().any(|v| &v.code == village) {
         return Err(Error::NotFound(format!(
             "village {village} is not declared"

@@ -137,25 +137,9 @@ impl Store {
         let mut tx = self.pool().begin().await?;
         let mut added = 0;
         for h in households {
-            let done = sqlx::query(&format!(
-                "INSERT INTO households ({COLUMNS}) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, NULL, $10, $11) \
-                 ON CONFLICT (id) DO NOTHING"
-            ))
-            .bind(h.id.as_str())
-            .bind(h.village.as_str())
-            .bind(&h.head)
-            .bind(i64::from(h.deep_poverty))
-            .bind(<&str>::from(h.labour))
-            .bind(h.birth_year.map(i64::from))
-            .bind(h.bank_account.as_deref())
-            .bind(status_json(h)?)
-            .bind(<&str>::from(Origin::File))
-            .bind(at_ms)
-            .bind(SEEDED_BY)
-            .execute(&mut *tx)
-            .await?;
-            added += usize::try_from(done.rows_affected()).unwrap_or(0);
+            if insert_household(&mut tx, h, Origin::File, at_ms, SEEDED_BY).await? {
+                added += 1;
+            }
         }
         tx.commit().await?;
         Ok(added)
@@ -221,25 +205,8 @@ impl Store {
         for change in changes {
             let (id, village, what, detail) = match change {
                 HouseholdChange::Add(h, origin) => {
-                    let added = sqlx::query(&format!(
-                        "INSERT INTO households ({COLUMNS}) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, NULL, $10, $11) \
-                         ON CONFLICT (id) DO NOTHING"
-                    ))
-                    .bind(h.id.as_str())
-                    .bind(h.village.as_str())
-                    .bind(&h.head)
-                    .bind(i64::from(h.deep_poverty))
-                    .bind(<&str>::from(h.labour))
-                    .bind(h.birth_year.map(i64::from))
-                    .bind(h.bank_account.as_deref())
-                    .bind(status_json(h)?)
-                    .bind(<&str>::from(*origin))
-                    .bind(at_ms)
-                    .bind(who)
-                    .execute(&mut *tx)
-                    .await?;
-                    if added.rows_affected() != 1 {
+                    let added = insert_household(&mut tx, h, *origin, at_ms, who).await?;
+                    if !added {
                         tx.rollback().await?;
                         return Err(Error::Exists(format!(
                             "household {} is already registered",
@@ -448,23 +415,9 @@ impl Store {
         let mut tx = self.pool().begin().await?;
         let mut added = 0;
         for j in jobs {
-            let done = sqlx::query(&format!(
-                "INSERT INTO jobs ({JOB_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-                 ON CONFLICT (id) DO NOTHING"
-            ))
-            .bind(j.id.as_str())
-            .bind(j.village.as_str())
-            .bind(&j.title)
-            .bind(j.holder.as_str())
-            .bind(j.monthly_wage.0)
-            .bind(j.from.to_string())
-            .bind(j.until.map(|u| u.to_string()))
-            .bind(<&str>::from(Origin::File))
-            .bind(at_ms)
-            .bind(SEEDED_BY)
-            .execute(&mut *tx)
-            .await?;
-            added += usize::try_from(done.rows_affected()).unwrap_or(0);
+            if insert_job(&mut tx, j, Origin::File, at_ms, SEEDED_BY).await? {
+                added += 1;
+            }
         }
         tx.commit().await?;
         Ok(added)
@@ -503,23 +456,8 @@ impl Store {
         for change in changes {
             let (id, village, what, detail) = match change {
                 JobChange::Add(j, origin) => {
-                    let added = sqlx::query(&format!(
-                        "INSERT INTO jobs ({JOB_COLUMNS}) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING"
-                    ))
-                    .bind(j.id.as_str())
-                    .bind(j.village.as_str())
-                    .bind(&j.title)
-                    .bind(j.holder.as_str())
-                    .bind(j.monthly_wage.0)
-                    .bind(j.from.to_string())
-                    .bind(j.until.map(|u| u.to_string()))
-                    .bind(<&str>::from(*origin))
-                    .bind(at_ms)
-                    .bind(who)
-                    .execute(&mut *tx)
-                    .await?;
-                    if added.rows_affected() != 1 {
+                    let added = insert_job(&mut tx, j, *origin, at_ms, who).await?;
+                    if !added {
                         tx.rollback().await?;
                         return Err(Error::Exists(format!("job {} is already registered", j.id)));
                     }
@@ -597,6 +535,62 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// Inserts a household unless its id is registered; whether it was inserted.
+async fn insert_household(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    h: &Household,
+    origin: Origin,
+    at_ms: i64,
+    by: &str,
+) -> Result<bool> {
+    let done = sqlx::query(&format!(
+        "INSERT INTO households ({COLUMNS}) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, NULL, $10, $11) \
+         ON CONFLICT (id) DO NOTHING"
+    ))
+    .bind(h.id.as_str())
+    .bind(h.village.as_str())
+    .bind(&h.head)
+    .bind(i64::from(h.deep_poverty))
+    .bind(<&str>::from(h.labour))
+    .bind(h.birth_year.map(i64::from))
+    .bind(h.bank_account.as_deref())
+    .bind(status_json(h)?)
+    .bind(<&str>::from(origin))
+    .bind(at_ms)
+    .bind(by)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Inserts a job unless its id is registered; whether it was inserted.
+async fn insert_job(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    j: &JobPost,
+    origin: Origin,
+    at_ms: i64,
+    by: &str,
+) -> Result<bool> {
+    let done = sqlx::query(&format!(
+        "INSERT INTO jobs ({JOB_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+         ON CONFLICT (id) DO NOTHING"
+    ))
+    .bind(j.id.as_str())
+    .bind(j.village.as_str())
+    .bind(&j.title)
+    .bind(j.holder.as_str())
+    .bind(j.monthly_wage.0)
+    .bind(j.from.to_string())
+    .bind(j.until.map(|u| u.to_string()))
+    .bind(<&str>::from(origin))
+    .bind(at_ms)
+    .bind(by)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 #[cfg(test)]

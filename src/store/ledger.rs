@@ -780,6 +780,16 @@ impl Store {
     }
 }
 
+/// Whether `month` is paid and locked, read inside the transaction that is about to post to it.
+async fn month_is_paid(tx: &mut sqlx::Transaction<'_, Any>, month: YearMonth) -> Result<bool> {
+    let paid = sqlx::query("SELECT 1 FROM ledger_months WHERE month = $1 AND status = $2")
+        .bind(month.to_string())
+        .bind(super::MONTH_PAID)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(paid.is_some())
+}
+
 async fn audit_in(
     tx: &mut sqlx::Transaction<'_, Any>,
     at: DateTime<Utc>,
@@ -820,12 +830,7 @@ impl Store {
     /// the same transaction). Returns false for a paid month.
     pub async fn record_receipt(&self, r: &ReceiptRow) -> Result<bool> {
         let mut tx = self.pool().begin().await?;
-        let paid = sqlx::query("SELECT 1 FROM ledger_months WHERE month = $1 AND status = $2")
-            .bind(r.month.to_string())
-            .bind(super::MONTH_PAID)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if paid.is_some() {
+        if month_is_paid(&mut tx, r.month).await? {
             tx.rollback().await?;
             return Ok(false);
         }
@@ -899,12 +904,7 @@ impl Store {
     /// the same transaction). Returns false for a paid month.
     pub async fn record_advance(&self, a: &AdvanceRow) -> Result<bool> {
         let mut tx = self.pool().begin().await?;
-        let paid = sqlx::query("SELECT 1 FROM ledger_months WHERE month = $1 AND status = $2")
-            .bind(a.month.to_string())
-            .bind(super::MONTH_PAID)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if paid.is_some() {
+        if month_is_paid(&mut tx, a.month).await? {
             tx.rollback().await?;
             return Ok(false);
         }
