@@ -281,13 +281,8 @@ async fn render_list(
     let may_edit = state
         .geography
         .may_on_village(caller.who(), Action::EditRegistry, code);
-    let jobs = crate::ledger::households::effective(&state.store, &state.deployment)
-        .await?
-        .jobs
-        .iter()
-        .filter(|j| j.village.as_str() == code)
-        .cloned()
-        .collect::<Vec<_>>();
+    let jobs =
+        registry::village_jobs(&state.store, &state.deployment, &VillageId::new(code)).await?;
     let draft = if draft.status.is_empty() && draft.labour.is_empty() {
         HouseholdInput {
             status: PovertyStatus::Exited.to_string(),
@@ -617,6 +612,7 @@ async fn retire_form(
     match registry::retire(
         &state.store,
         &state.deployment,
+        &row.household.village,
         &row.household.id,
         &form.reason,
         &who,
@@ -1028,13 +1024,9 @@ async fn end_job_form(
 ) -> Result<Response, ApiError> {
     let form: EndForm = super::extract::parse_form(&body)?;
     let who = caller.signed_in()?.username.clone();
-    let registry = crate::ledger::households::effective(&state.store, &state.deployment).await?;
-    let Some(post) = registry
-        .jobs
-        .iter()
-        .find(|j| j.id.as_str() == job && j.village.as_str() == code)
-        .cloned()
-    else {
+    let jobs =
+        registry::village_jobs(&state.store, &state.deployment, &VillageId::new(&code)).await?;
+    let Some(post) = jobs.into_iter().find(|j| j.id.as_str() == job) else {
         return Err(ApiError::NotFound(format!(
             "no job {job} in village {code}"
         )));

@@ -330,6 +330,48 @@ async fn overlay<'a>(
     Ok(Cow::Owned(d))
 }
 
+/// A village's jobs: the registry's, and those of the file the registry does not hold, by id.
+/// Reads only the village (a page or a check does not load the whole registry).
+pub async fn village_jobs(
+    store: &Store,
+    deployment: &Deployment,
+    village: &VillageId,
+) -> Result<Vec<crate::domain::JobPost>, Error> {
+    let mut jobs: Vec<crate::domain::JobPost> = store
+        .jobs_of(village)
+        .await?
+        .into_iter()
+        .map(|r| r.job)
+        .collect();
+    let registered: HashSet<String> = jobs.iter().map(|j| j.id.as_str().to_owned()).collect();
+    jobs.extend(
+        deployment
+            .jobs
+            .iter()
+            .filter(|j| &j.village == village && !registered.contains(j.id.as_str()))
+            .cloned(),
+    );
+    jobs.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(jobs)
+}
+
+/// A live household of `village`: the registry's, or the file's when the registry does not hold it.
+pub async fn live_household(
+    store: &Store,
+    deployment: &Deployment,
+    village: &VillageId,
+    id: &HouseholdId,
+) -> Result<Option<Household>, Error> {
+    Ok(match store.household(id).await? {
+        Some(r) => (!r.retired() && &r.household.village == village).then_some(r.household),
+        None => deployment
+            .households
+            .iter()
+            .find(|h| &h.id == id && &h.village == village)
+            .cloned(),
+    })
+}
+
 /// How the id of a new household stands in the registry.
 pub async fn taken(store: &Store, village: &VillageId, id: &str) -> Result<Taken, Error> {
     let id = id.trim();
@@ -429,6 +471,7 @@ pub async fn edit(
 pub async fn retire(
     store: &Store,
     deployment: &Deployment,
+    village: &VillageId,
     id: &HouseholdId,
     reason: &str,
     who: &str,
@@ -439,8 +482,7 @@ pub async fn retire(
     if reason.is_empty() {
         problems.push(problem("reason", "reason_empty", &[]));
     }
-    let registry = effective(store, deployment).await?;
-    for job in &registry.jobs {
+    for job in &village_jobs(store, deployment, village).await? {
         if &job.holder == id && job.until.is_none_or(|u| u >= today) {
             let until = job.until.map_or_else(String::new, |u| u.to_string());
             problems.push(problem(

@@ -153,20 +153,18 @@ pub async fn add(
     input: &JobInput,
     who: &str,
 ) -> Result<Result<JobPost, Vec<Problem>>, Error> {
-    let d = super::households::effective(store, deployment).await?;
     let holder_id = HouseholdId::new(input.holder.trim());
-    let holder = d
-        .households
-        .iter()
-        .find(|h| h.id == holder_id && &h.village == village);
-    let holder_jobs: Vec<&JobPost> = d.jobs.iter().filter(|j| j.holder == holder_id).collect();
+    let holder = super::households::live_household(store, deployment, village, &holder_id).await?;
+    // A household holds jobs of its own village only, so the village's jobs are all of its jobs.
+    let jobs = super::households::village_jobs(store, deployment, village).await?;
+    let holder_jobs: Vec<&JobPost> = jobs.iter().filter(|j| j.holder == holder_id).collect();
     let id = JobId::new(input.id.trim());
-    let taken = d.jobs.iter().any(|j| j.id == id) || store.job(&id).await?.is_some();
+    let taken = deployment.jobs.iter().any(|j| j.id == id) || store.job(&id).await?.is_some();
     let job = match check(
         input,
         village,
         taken,
-        holder,
+        holder.as_ref(),
         &holder_jobs,
         deployment.policy.one_job_per_household,
     ) {
