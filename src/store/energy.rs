@@ -155,30 +155,41 @@ impl Store {
     ) -> Result<[Option<EnergyReading>; 4]> {
         self.settle_part(super::behind::Part::Rollups).await?;
         let mut out: [Option<EnergyReading>; 4] = Default::default();
-        let queries = [
-            "SELECT ts_ms, energy_lifetime_wh, energy_today_wh FROM raw_samples \
-             WHERE device_id = $1 AND ts_ms < $2 ORDER BY ts_ms DESC LIMIT 1",
-            "SELECT ts_ms, energy_lifetime_wh, energy_today_wh FROM raw_samples \
-             WHERE device_id = $1 AND ts_ms >= $2 ORDER BY ts_ms LIMIT 1",
-            "SELECT energy_last_ms, energy_last_wh, NULL FROM rollups \
-             WHERE device_id = $1 AND period_s = 3600 AND energy_last_ms IS NOT NULL \
-             AND energy_last_ms < $2 ORDER BY energy_last_ms DESC LIMIT 1",
-            "SELECT energy_first_ms, energy_first_wh, NULL FROM rollups \
-             WHERE device_id = $1 AND period_s = 3600 AND energy_first_ms IS NOT NULL \
-             AND energy_first_ms >= $2 ORDER BY energy_first_ms LIMIT 1",
-        ];
-        for (i, q) in queries.iter().enumerate() {
-            let at = if i % 2 == 0 { from } else { to };
-            let row = sqlx::query(q)
-                .bind(device.as_str())
-                .bind(at.timestamp_millis())
-                .fetch_optional(self.pool())
-                .await?;
-            if let Some(r) = row {
-                out[i] = Some(EnergyReading {
-                    at: ms_to_utc(r.try_get(0)?),
-                    lifetime_wh: r.try_get(1)?,
-                    today_wh: r.try_get::<Option<f64>, _>(2).unwrap_or(None),
+        // One round trip for the four. A bucket's readings lie within its hour and buckets do not
+        // overlap, so the order of the buckets is the order of their first and last readings:
+        // walking the primary key from the bound finds a rollup neighbour in a row or two
+        // instead of sorting a year of hours.
+        let rows = sqlx::query(
+            "SELECT CAST(0 AS BIGINT), ts_ms, energy_lifetime_wh, energy_today_wh FROM \
+               (SELECT ts_ms, energy_lifetime_wh, energy_today_wh FROM raw_samples \
+                WHERE device_id = $1 AND ts_ms < $2 ORDER BY ts_ms DESC LIMIT 1) b \
+             UNION ALL SELECT CAST(1 AS BIGINT), ts_ms, energy_lifetime_wh, energy_today_wh FROM \
+               (SELECT ts_ms, energy_lifetime_wh, energy_today_wh FROM raw_samples \
+                WHERE device_id = $1 AND ts_ms >= $3 ORDER BY ts_ms LIMIT 1) a \
+             UNION ALL SELECT CAST(2 AS BIGINT), energy_last_ms, energy_last_wh, NULL FROM \
+               (SELECT energy_last_ms, energy_last_wh FROM rollups \
+                WHERE device_id = $1 AND period_s = 3600 AND bucket_ms < $2 \
+                AND energy_last_ms IS NOT NULL AND energy_last_ms < $2 \
+                ORDER BY bucket_ms DESC LIMIT 1) rb \
+             UNION ALL SELECT CAST(3 AS BIGINT), energy_first_ms, energy_first_wh, NULL FROM \
+               (SELECT energy_first_ms, energy_first_wh FROM rollups \
+                WHERE device_id = $1 AND period_s = 3600 AND bucket_ms > $4 \
+                AND energy_first_ms IS NOT NULL AND energy_first_ms >= $3 \
+                ORDER BY bucket_ms LIMIT 1) ra",
+        )
+        .bind(device.as_str())
+        .bind(from.timestamp_millis())
+        .bind(to.timestamp_millis())
+        .bind(to.timestamp_millis() - 3_600_000)
+        .fetch_all(self.pool())
+        .await?;
+        for r in rows {
+            let slot = usize::try_from(r.try_get::<i64, _>(0)?).unwrap_or(usize::MAX);
+            if let Some(place) = out.get_mut(slot) {
+                *place = Some(EnergyReading {
+                    at: ms_to_utc(r.try_get(1)?),
+                    lifetime_wh: r.try_get(2)?,
+                    today_wh: r.try_get::<Option<f64>, _>(3)?,
                     state: None,
                 });
             }
