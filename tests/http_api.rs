@@ -256,31 +256,99 @@ async fn fleet_page_filters_sorts_and_pages() {
         .expect("json");
     assert_eq!(api.as_array().map(Vec::len), Some(12), "{api}");
 
-    // A value that names nothing is a 400 naming the field.
-    for (query, field) in [
-        ("kind=solar", "kind"),
-        ("township=nowhere", "township"),
-        ("status=asleep", "status"),
-        ("sort=price", "sort"),
-        ("per=5", "per"),
-        ("page=0", "page"),
+    // The API pages as well: by name, with the total and the neighbouring pages in headers.
+    let page = |n: usize| {
+        let client = client.clone();
+        let base = base.clone();
+        async move {
+            let r = client
+                .get(format!(
+                    "{base}/api/stations?township=140121-102&kind=village&per=5&page={n}"
+                ))
+                .send()
+                .await
+                .expect("api");
+            let header = |name: &str| {
+                r.headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned()
+            };
+            let (total, link) = (header("x-total-count"), header("link"));
+            let rows: serde_json::Value = r.json().await.expect("json");
+            let ids: Vec<String> = rows
+                .as_array()
+                .expect("array")
+                .iter()
+                .filter_map(|r| r["id"].as_str().map(str::to_owned))
+                .collect();
+            (ids, total, link)
+        }
+    };
+    let (first, total, link) = page(1).await;
+    assert_eq!((first.len(), total.as_str()), (5, "12"), "{first:?}");
+    assert!(
+        link.contains("page=2") && link.contains("rel=\"next\""),
+        "{link}"
+    );
+    assert!(!link.contains("rel=\"prev\""), "{link}");
+    let (last, _, link) = page(3).await;
+    assert_eq!(last.len(), 2, "{last:?}");
+    assert!(
+        link.contains("page=2") && link.contains("rel=\"prev\""),
+        "{link}"
+    );
+    assert!(!link.contains("rel=\"next\""), "{link}");
+    let (middle, _, _) = page(2).await;
+    let mut all: Vec<String> = [first, middle, last].concat();
+    let listed = all.clone();
+    all.sort();
+    all.dedup();
+    assert_eq!(
+        all.len(),
+        12,
+        "every station once over the pages: {listed:?}"
+    );
+    // The totals of the same filter, as the page's cards show them.
+    let totals: serde_json::Value = client
+        .get(format!(
+            "{base}/api/fleet/totals?township=140121-102&kind=village"
+        ))
+        .send()
+        .await
+        .expect("totals")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(totals["stations"], 12, "{totals}");
+
+    // A value that names nothing is a 400 naming the field, on the page and in the API (whose
+    // pages hold 1 to 1,000 rows, the page's 10 to 500).
+    for (query, field, api_too) in [
+        ("kind=solar", "kind", true),
+        ("township=nowhere", "township", true),
+        ("status=asleep", "status", true),
+        ("sort=price", "sort", true),
+        ("per=5", "per", false),
+        ("per=0", "per", true),
+        ("page=0", "page", true),
     ] {
         let r = client
             .get(format!("{base}/api/stations?{query}"))
             .send()
             .await
             .expect("api");
-        if field == "sort" || field == "per" || field == "page" {
-            // Paging and order are the page's; the API lists everything that matches.
-            assert_eq!(r.status(), 200, "{query}");
-            let (status, body) = get(format!("{base}/?{query}")).await;
-            assert_eq!(status, 400, "{query}: {body}");
-            assert!(body.contains(&format!("\"field\":\"{field}\"")), "{body}");
-        } else {
+        if api_too {
             assert_eq!(r.status(), 400, "{query}");
             let body = r.text().await.expect("body");
             assert!(body.contains(&format!("\"field\":\"{field}\"")), "{body}");
+        } else {
+            assert_eq!(r.status(), 200, "{query}");
         }
+        let (status, body) = get(format!("{base}/?{query}")).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert!(body.contains(&format!("\"field\":\"{field}\"")), "{body}");
     }
     running.shutdown().await;
 }

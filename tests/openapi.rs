@@ -362,6 +362,10 @@ async fn every_documented_answer_validates_against_its_schema() -> anyhow::Resul
         .status(400),
         // Every GET with real ids.
         ask("/api/stations", &[], ""),
+        ask("/api/stations", &[], "?per=1&page=2&sort=power&dir=desc"),
+        ask("/api/stations", &[], "?per=0").status(400),
+        ask("/api/fleet/totals", &[], ""),
+        ask("/api/fleet/totals", &[], "?kind=solar").status(400),
         ask(
             "/api/stations/{id}/energy",
             &["S1"],

@@ -33,6 +33,12 @@ pub fn routes() -> Routes {
             fleet_json,
         )
         .heavy()
+        .get(
+            "/api/fleet/totals",
+            Access::fleet(Action::ViewFleet),
+            totals_json,
+        )
+        .heavy()
 }
 
 /// A station's condition as the fleet page shows it.
@@ -162,17 +168,32 @@ struct FleetQuery {
     status: Option<String>,
     /// Part of the station's name or id.
     q: Option<String>,
-    /// Page only: `name`, `status`, `power`, `today`, `capacity` or `contact`.
+    /// `name` (the default), `status`, `power`, `today`, `capacity` or `contact`.
     #[param(ignore)]
     sort: Option<String>,
-    /// Page only: `asc` or `desc`.
+    /// `asc` (the default) or `desc`.
     #[param(ignore)]
     dir: Option<String>,
-    /// Page only: from 1.
+    /// The page, from 1 (a page past the last gives the last).
     #[param(ignore)]
     page: Option<usize>,
-    /// Page only: rows per page, 10 to 500.
+    /// Rows per page: 10 to 500 on the page (default 50), 1 to 1,000 in the API (default 100).
     #[param(ignore)]
+    per: Option<usize>,
+}
+
+/// The rows `/api/stations` takes: the filter, then the order and the page.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // read through `FleetQuery`; this type only describes the parameters
+struct PageParams {
+    /// `name` (the default), `status`, `power`, `today`, `capacity` or `contact`.
+    sort: Option<String>,
+    /// `asc` (the default) or `desc`.
+    dir: Option<String>,
+    /// The page, from 1 (a page past the last gives the last).
+    page: Option<usize>,
+    /// Rows per page, 1 to 1,000 (default 100).
     per: Option<usize>,
 }
 
@@ -265,6 +286,12 @@ impl Filter<'_> {
 /// also moves with the clock (sunrise, sunset, ten minutes of silence), at most this late.
 const FRESH_FOR: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// A snapshot that took longer than this to build is renewed at most once per
+/// [`RENEW_FACTOR`] times its build, however often the store changes: under live ingest a large
+/// fleet would otherwise be rebuilt without pause. A small fleet's is always renewed at once.
+const SLOW_BUILD: std::time::Duration = std::time::Duration::from_millis(20);
+const RENEW_FACTOR: u32 = 5;
+
 /// Every station's summary at one moment, shared by the requests that come before the store
 /// changes (or [`FRESH_FOR`] passes) instead of computing 10,000 stations for each.
 #[derive(Debug)]
@@ -272,12 +299,52 @@ pub struct FleetSnapshot {
     /// `Store::changes` when the store was read for it.
     changes: u64,
     taken: std::time::Instant,
+    /// How long it took to build.
+    cost: std::time::Duration,
     /// Every station, in deployment order.
     rows: Vec<StationSummary>,
-    /// Indexes of `rows` by name, then id: the page's default order.
+    /// Indexes of `rows` by name, then id: the default order.
     by_name: Vec<usize>,
-    /// The JSON of every row, for callers who see and ask for the whole fleet.
-    all_json: std::sync::OnceLock<axum::body::Bytes>,
+    /// Per role and scope, the indexes (in `by_name` order) of the stations it may see: worked
+    /// out once per snapshot instead of asking the access rules 10,000 times per request.
+    visible: std::sync::Mutex<HashMap<String, Arc<[usize]>>>,
+}
+
+impl FleetSnapshot {
+    /// Whether this snapshot may still be served: the store unchanged and the clock not moved
+    /// on too far, or a slow build too recent to renew.
+    fn serves(&self, changes: u64) -> bool {
+        let age = self.taken.elapsed();
+        let unchanged = self.changes == changes;
+        let resting = self.cost > SLOW_BUILD && age < self.cost * RENEW_FACTOR;
+        (unchanged && age < FRESH_FOR) || resting
+    }
+
+    /// The stations `caller` may see, in name order.
+    fn visible_to(&self, state: &AppState, caller: &Caller) -> Arc<[usize]> {
+        let key = caller
+            .who()
+            .map_or_else(String::new, |p| format!("{:?} {:?}", p.role, p.scope));
+        let mut map = self
+            .visible
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(v) = map.get(&key) {
+            return Arc::clone(v);
+        }
+        let v: Arc<[usize]> = self
+            .by_name
+            .iter()
+            .copied()
+            .filter(|i| {
+                state
+                    .geography
+                    .may_on_station(caller.who(), Action::ViewStation, &self.rows[*i].id)
+            })
+            .collect();
+        map.insert(key, Arc::clone(&v));
+        v
+    }
 }
 
 /// The current [`FleetSnapshot`], replaced whole; one request at a time builds the next.
@@ -303,32 +370,39 @@ impl FleetCache {
 }
 
 /// The fleet as the store holds it now: a cached snapshot while nothing was written since (the
-/// store counts its writes), a new one otherwise. A snapshot only older than [`FRESH_FOR`] is
-/// renewed by one request while the others still use it.
+/// store counts its writes) and the clock has not moved on past [`FRESH_FOR`], a new one
+/// otherwise, built by one request at a time. While one is built, a request is served the last
+/// one if that is only older than the clock allows or was slow to build (a large fleet); a request
+/// after a write to a small fleet waits for the new one, so a write is seen by the next read.
 async fn snapshot(state: &AppState) -> Result<Arc<FleetSnapshot>, ApiError> {
     let cache = &state.fleet;
-    if let Some(s) = cache.get() {
-        if s.changes == state.store.changes() {
-            if s.taken.elapsed() < FRESH_FOR {
-                return Ok(s);
+    let last = cache.get();
+    if let Some(s) = &last {
+        if s.serves(state.store.changes()) {
+            return Ok(Arc::clone(s));
+        }
+    }
+    let turn = match cache.building.try_lock() {
+        Ok(turn) => turn,
+        Err(_) => {
+            if let Some(s) = &last {
+                if s.cost > SLOW_BUILD || s.changes == state.store.changes() {
+                    return Ok(Arc::clone(s));
+                }
             }
-            let Ok(_turn) = cache.building.try_lock() else {
-                return Ok(s);
-            };
-            let fresh = Arc::new(build_snapshot(state).await?);
-            cache.set(Arc::clone(&fresh));
-            return Ok(fresh);
+            let turn = cache.building.lock().await;
+            if let Some(s) = cache.get() {
+                // Built by another request while this one waited.
+                if s.changes == state.store.changes() {
+                    return Ok(s);
+                }
+            }
+            turn
         }
-    }
-    let _turn = cache.building.lock().await;
-    if let Some(s) = cache.get() {
-        // Built by another request while this one waited.
-        if s.changes == state.store.changes() && s.taken.elapsed() < FRESH_FOR {
-            return Ok(s);
-        }
-    }
+    };
     let fresh = Arc::new(build_snapshot(state).await?);
     cache.set(Arc::clone(&fresh));
+    drop(turn);
     Ok(fresh)
 }
 
@@ -381,43 +455,99 @@ async fn build_snapshot(state: &AppState) -> Result<FleetSnapshot, ApiError> {
     Ok(FleetSnapshot {
         changes,
         taken,
+        cost: taken.elapsed(),
         rows,
         by_name,
-        all_json: std::sync::OnceLock::new(),
+        visible: std::sync::Mutex::default(),
     })
 }
 
-/// The stations the caller may see, with their state now.
-fn summaries<'a>(
+/// The stations the caller may see that match the filter, in the order asked, and how many the
+/// caller may see in all.
+fn select<'a>(
     state: &AppState,
     caller: &Caller,
     snap: &'a FleetSnapshot,
-    order: Option<&[usize]>,
-) -> Vec<&'a StationSummary> {
-    let may = |r: &StationSummary| {
-        state
-            .geography
-            .may_on_station(caller.who(), Action::ViewStation, &r.id)
-    };
-    match order {
-        Some(order) => order
-            .iter()
-            .filter_map(|i| snap.rows.get(*i))
-            .filter(|r| may(r))
-            .collect(),
-        None => snap.rows.iter().filter(|r| may(r)).collect(),
+    filter: &Filter<'_>,
+    view: &View,
+) -> (Vec<&'a StationSummary>, usize) {
+    let visible = snap.visible_to(state, caller);
+    let mut rows: Vec<&StationSummary> = visible
+        .iter()
+        .filter_map(|i| snap.rows.get(*i))
+        .filter(|r| filter.keeps(r))
+        .collect();
+    if view.sort == Sort::Name {
+        if view.descending {
+            rows.reverse();
+        }
+    } else {
+        rows.sort_by(|a, b| {
+            let o = view.sort.compare(a, b);
+            if view.descending {
+                o.reverse()
+            } else {
+                o
+            }
+        });
+    }
+    (rows, visible.len())
+}
+
+/// The page `view` asks for of `rows`: (its number, how many pages, its rows). A page past the
+/// last gives the last.
+fn page_of<'r, 'a>(
+    rows: &'r [&'a StationSummary],
+    view: &View,
+) -> (usize, usize, &'r [&'a StationSummary]) {
+    let pages = rows.len().div_ceil(view.per).max(1);
+    let page = view.page.min(pages);
+    let from = ((page - 1) * view.per).min(rows.len());
+    let to = (page * view.per).min(rows.len());
+    (page, pages, &rows[from..to])
+}
+
+/// Totals over a set of stations (the caller's, filtered).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct FleetTotals {
+    stations: usize,
+    producing: usize,
+    /// AC power now, summed.
+    power_kw: f64,
+    /// Energy since each station's local midnight, summed.
+    today_kwh: f64,
+    capacity_kwp: f64,
+}
+
+impl FleetTotals {
+    fn of(rows: &[&StationSummary]) -> FleetTotals {
+        FleetTotals {
+            stations: rows.len(),
+            producing: rows
+                .iter()
+                .filter(|r| r.status == FleetStatus::Producing)
+                .count(),
+            power_kw: rows.iter().map(|r| r.power_kw).sum(),
+            today_kwh: rows.iter().map(|r| r.today_kwh).sum(),
+            capacity_kwp: rows.iter().map(|r| r.capacity_kwp).sum(),
+        }
     }
 }
 
-/// The stations the caller may see, with their status, power now and energy today.
+/// The stations the caller may see, with their status, power now and energy today: one page at a
+/// time (a county has hundreds, a province tens of thousands).
 #[utoipa::path(
     get,
     path = "/api/stations",
     tag = "fleet",
-    params(FleetQuery),
+    params(FleetQuery, PageParams),
     responses(
-        (status = 200, description = "Every station the caller may see that matches the filter, in deployment order", body = Vec<StationSummary>),
-        (status = 400, description = "A filter names no county, township, kind or state there is", body = super::openapi::ErrorBody),
+        (status = 200, description = "One page of the stations the caller may see that match the filter, by name unless `sort` says otherwise", body = Vec<StationSummary>,
+            headers(
+                ("X-Total-Count" = usize, description = "How many stations match the filter, on every page"),
+                ("Link" = String, description = "The `next` and `prev` pages, when there are such"),
+            )),
+        (status = 400, description = "A filter names no county, township, kind or state there is, or the order or page is not one there can be", body = super::openapi::ErrorBody),
         (status = 500, description = "The store could not be read", body = super::openapi::ErrorBody),
     )
 )]
@@ -427,26 +557,71 @@ async fn fleet_json(
     Query(query): Query<FleetQuery>,
 ) -> Result<Response, ApiError> {
     let filter = query.filter(&state)?;
+    let view = query.view(API_PER, 1..=1_000)?;
     let snap = snapshot(&state).await?;
-    let mut rows = summaries(&state, &caller, &snap, None);
-    rows.retain(|r| filter.keeps(r));
-    let encode = |rows: &[&StationSummary]| {
-        serde_json::to_vec(rows)
-            .map(axum::body::Bytes::from)
-            .map_err(|e| ApiError::Internal(format!("encoding the fleet: {e}")))
+    let (rows, _) = select(&state, &caller, &snap, &filter, &view);
+    let (page, pages, shown) = page_of(&rows, &view);
+    let body = serde_json::to_vec(shown)
+        .map_err(|e| ApiError::Internal(format!("encoding the fleet: {e}")))?;
+    let link = |n: usize, rel: &str| {
+        let pairs = query.with(&[("page", &n.to_string()), ("per", &view.per.to_string())]);
+        let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        format!("<{}>; rel=\"{rel}\"", href("/api/stations", &pairs))
     };
-    let body = if rows.len() == snap.rows.len() {
-        match snap.all_json.get() {
-            Some(b) => b.clone(),
-            None => {
-                let b = encode(&rows)?;
-                snap.all_json.get_or_init(|| b).clone()
-            }
+    let mut links = Vec::new();
+    if page > 1 {
+        links.push(link(page - 1, "prev"));
+    }
+    if page < pages {
+        links.push(link(page + 1, "next"));
+    }
+    let mut response = (
+        [
+            (header::CONTENT_TYPE, "application/json".to_owned()),
+            (
+                header::HeaderName::from_static("x-total-count"),
+                rows.len().to_string(),
+            ),
+        ],
+        body,
+    )
+        .into_response();
+    if !links.is_empty() {
+        if let Ok(v) = header::HeaderValue::from_str(&links.join(", ")) {
+            response.headers_mut().insert(header::LINK, v);
         }
-    } else {
-        encode(&rows)?
+    }
+    Ok(response)
+}
+
+/// Totals over the stations the caller may see that match the filter: what the fleet page's
+/// cards show and its refresh renews.
+#[utoipa::path(
+    get,
+    path = "/api/fleet/totals",
+    tag = "fleet",
+    params(FleetQuery),
+    responses(
+        (status = 200, description = "How many stations match, how many produce, and their power, energy today and capacity summed", body = FleetTotals),
+        (status = 400, description = "A filter names no county, township, kind or state there is", body = super::openapi::ErrorBody),
+        (status = 500, description = "The store could not be read", body = super::openapi::ErrorBody),
+    )
+)]
+async fn totals_json(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<FleetQuery>,
+) -> Result<axum::Json<FleetTotals>, ApiError> {
+    let filter = query.filter(&state)?;
+    let snap = snapshot(&state).await?;
+    let view = View {
+        sort: Sort::Name,
+        descending: false,
+        page: 1,
+        per: usize::MAX,
     };
-    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+    let (rows, _) = select(&state, &caller, &snap, &filter, &view);
+    Ok(axum::Json(FleetTotals::of(&rows)))
 }
 
 /// How the page orders its rows.
@@ -492,7 +667,9 @@ impl Sort {
     }
 }
 
+/// Rows per page: the fleet page's default, and the API's.
 const PER_PAGE: usize = 50;
+const API_PER: usize = 100;
 
 /// The page's own parameters, checked.
 struct View {
@@ -503,7 +680,11 @@ struct View {
 }
 
 impl FleetQuery {
-    fn view(&self) -> Result<View, ApiError> {
+    fn view(
+        &self,
+        default_per: usize,
+        allowed: std::ops::RangeInclusive<usize>,
+    ) -> Result<View, ApiError> {
         let sort = match given(&self.sort) {
             None => Sort::Name,
             Some(code) => Sort::ALL
@@ -526,11 +707,15 @@ impl FleetQuery {
                 ))
             }
         };
-        let per = self.per.unwrap_or(PER_PAGE);
-        if !(10..=500).contains(&per) {
+        let per = self.per.unwrap_or(default_per);
+        if !allowed.contains(&per) {
             return Err(ApiError::invalid(
                 "per",
-                format!("{per} rows per page: give 10 to 500"),
+                format!(
+                    "{per} rows per page: give {} to {}",
+                    allowed.start(),
+                    allowed.end()
+                ),
             ));
         }
         let page = self.page.unwrap_or(1);
@@ -587,58 +772,37 @@ async fn fleet_page(
 ) -> Result<Html<String>, ApiError> {
     let lang = caller.lang;
     let filter = query.filter(&state)?;
-    let view = query.view()?;
+    let view = query.view(PER_PAGE, 10..=500)?;
     let snap = snapshot(&state).await?;
-    // By name the snapshot's own order serves; any other order is sorted here.
-    let by_name = view.sort == Sort::Name;
-    let mut rows = summaries(&state, &caller, &snap, by_name.then_some(&snap.by_name[..]));
-    let visible = rows.len();
-    rows.retain(|r| filter.keeps(r));
-    if by_name {
-        if view.descending {
-            rows.reverse();
-        }
-    } else {
-        rows.sort_by(|a, b| {
-            let o = view.sort.compare(a, b);
-            if view.descending {
-                o.reverse()
-            } else {
-                o
-            }
-        });
-    }
-    let total_kw: f64 = rows.iter().map(|r| r.power_kw).sum();
-    let total_kwh: f64 = rows.iter().map(|r| r.today_kwh).sum();
-    let capacity: f64 = rows.iter().map(|r| r.capacity_kwp).sum();
-    let producing = rows
-        .iter()
-        .filter(|r| r.status == FleetStatus::Producing)
-        .count();
-    let pages = rows.len().div_ceil(view.per).max(1);
-    let page = view.page.min(pages);
-    let shown = &rows[((page - 1) * view.per).min(rows.len())..(page * view.per).min(rows.len())];
-    // The live refresh asks for the same filter, so the totals stay those of the filtered set.
-    let api = query.with(&[("sort", ""), ("dir", ""), ("page", ""), ("per", "")]);
+    let (rows, visible) = select(&state, &caller, &snap, &filter, &view);
+    let totals = FleetTotals::of(&rows);
+    let (page, pages, shown) = page_of(&rows, &view);
+    // The live refresh asks for the rows of this page and the totals of the same filter.
+    let page_text = page.to_string();
+    let per_text = view.per.to_string();
+    let api = query.with(&[("page", &page_text), ("per", &per_text)]);
     let api: Vec<(&str, &str)> = api.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let api = href("/api/stations", &api);
+    let totals_api = query.with(&[("sort", ""), ("dir", ""), ("page", ""), ("per", "")]);
+    let totals_api: Vec<(&str, &str)> = totals_api.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let totals_api = href("/api/fleet/totals", &totals_api);
 
     let alerts = super::alerts::open_alerts_box(&state, &caller).await;
     let body = html! {
         h1 { (tr(lang, "fleet.title")) }
         @if let Some(note) = backfill_note(&state, lang) { (note) }
         div.cards {
-            div.card { div.k { (tr(lang, "fleet.card_producing")) } div.v #producing { (producing) " / " (rows.len()) } }
-            div.card { div.k { (tr(lang, "fleet.card_power")) } div.v #total-power { (format!("{total_kw:.1}")) " kW" } }
-            div.card { div.k { (tr(lang, "fleet.card_today")) } div.v #total-today { (format!("{total_kwh:.1}")) " kWh" } }
-            div.card { div.k { (tr(lang, "fleet.card_installed")) } div.v { (format!("{capacity:.0}")) " kWp" } }
+            div.card { div.k { (tr(lang, "fleet.card_producing")) } div.v #producing { (totals.producing) " / " (totals.stations) } }
+            div.card { div.k { (tr(lang, "fleet.card_power")) } div.v #total-power { (format!("{:.1}", totals.power_kw)) " kW" } }
+            div.card { div.k { (tr(lang, "fleet.card_today")) } div.v #total-today { (format!("{:.1}", totals.today_kwh)) " kWh" } }
+            div.card { div.k { (tr(lang, "fleet.card_installed")) } div.v { (format!("{:.0}", totals.capacity_kwp)) " kWp" } }
         }
         (filter_form(&state, &query, lang))
         @if rows.len() < visible {
             p.muted #filtered { (trf(lang, "fleet.filtered", &[("shown", &rows.len()), ("all", &visible)])) " "
                 a href="/" { (tr(lang, "fleet.clear_filter")) } }
         }
-        table #fleet data-api=(api) {
+        table #fleet data-api=(api) data-totals=(totals_api) {
             thead { tr {
                 (sort_header(&query, &view, Sort::Name, &tr(lang, "fleet.col_station"), false))
                 th { (tr(lang, "fleet.col_kind")) }
@@ -777,19 +941,54 @@ const REFRESH_SCRIPT: &str = r#"
 async function refresh() {
   try {
     const table = document.getElementById('fleet');
-    const rows = await (await fetch(table.dataset.api)).json();
-    let kw = 0, kwh = 0;
+    const [rows, totals] = await Promise.all([
+      fetch(table.dataset.api).then(r => r.json()),
+      fetch(table.dataset.totals).then(r => r.json()),
+    ]);
     for (const r of rows) {
-      kw += r.power_kw; kwh += r.today_kwh;
       const tr = document.querySelector(`tr[data-station="${CSS.escape(r.id)}"]`);
       if (!tr) continue;
       tr.querySelector('.power').textContent = r.power_kw.toFixed(1);
       tr.querySelector('.today').textContent = r.today_kwh.toFixed(1);
     }
-    document.getElementById('total-power').textContent = kw.toFixed(1) + ' kW';
-    document.getElementById('total-today').textContent = kwh.toFixed(1) + ' kWh';
+    document.getElementById('producing').textContent = totals.producing + ' / ' + totals.stations;
+    document.getElementById('total-power').textContent = totals.power_kw.toFixed(1) + ' kW';
+    document.getElementById('total-today').textContent = totals.today_kwh.toFixed(1) + ' kWh';
     table.dataset.refreshed = new Date().toISOString();
   } catch (e) { /* the next tick tries again */ }
 }
 setInterval(refresh, 15000);
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration as StdDuration, Instant};
+
+    fn snapshot(changes: u64, age: StdDuration, cost: StdDuration) -> FleetSnapshot {
+        FleetSnapshot {
+            changes,
+            taken: Instant::now().checked_sub(age).expect("a past instant"),
+            cost,
+            rows: Vec::new(),
+            by_name: Vec::new(),
+            visible: std::sync::Mutex::default(),
+        }
+    }
+
+    #[test]
+    fn a_snapshot_serves_until_the_store_changes_or_the_clock_moves_on() {
+        let quick = StdDuration::from_millis(2);
+        // Unchanged and young: served; a write, or a second gone by: renewed.
+        assert!(snapshot(7, StdDuration::ZERO, quick).serves(7));
+        assert!(!snapshot(7, StdDuration::ZERO, quick).serves(8));
+        assert!(!snapshot(7, StdDuration::from_millis(1_500), quick).serves(7));
+        // A slow build is not renewed within five build-times, written to or not ...
+        let slow = StdDuration::from_millis(400);
+        assert!(snapshot(7, StdDuration::from_millis(1_500), slow).serves(8));
+        assert!(snapshot(7, StdDuration::from_millis(1_500), slow).serves(7));
+        // ... and is after.
+        assert!(!snapshot(7, StdDuration::from_millis(2_100), slow).serves(8));
+        assert!(!snapshot(7, StdDuration::from_millis(2_100), slow).serves(7));
+    }
+}

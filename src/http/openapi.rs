@@ -56,6 +56,7 @@ pub(super) fn string_enum(values: &[&str], description: &str) -> utoipa::openapi
     ),
     paths(
         fleet::fleet_json,
+        fleet::totals_json,
         energy::energy_json,
         energy::months_json,
         energy::upload_settlement,
