@@ -63,56 +63,84 @@ pub async fn days_of(
     first: NaiveDate,
     last: NaiveDate,
 ) -> Result<Vec<DayRow>, Error> {
-    // Specific yields of every county station per day: this station's accountable figure, and
-    // for its neighbours the daily rollups' counter span (one query, however large the county;
-    // precise enough for a median, and a reset or an empty day is left out).
-    let mut county: HashMap<NaiveDate, Vec<f64>> = HashMap::new();
-    for f in &own {
-        let usable = f
-            .completeness
-            .ratio()
-            .is_some_and(|r| r >= PEER_COMPLETENESS);
-        if let (true, Some(y)) = (usable, kpi::specific_yield(f.energy, station.capacity_kwp)) {
-            county.entry(f.first_day).or_default().push(y);
-        }
+    let county = county_yields(store, d, station, first, last).await?;
+    Ok(days_against(station, own, &county))
+}
+
+/// The daily specific yields (kWh/kWp) of a county's stations over `first..=last` (local days of
+/// `near`, a station of that county), from the daily rollups' counter span: one query, however
+/// large the county; precise enough for a median, and a reset or an empty day is left out. Shared
+/// by every station page of the county (the HTTP layer keeps it a little while).
+#[derive(Debug, Clone, Default)]
+pub struct CountyYields {
+    by_day: HashMap<NaiveDate, Vec<(crate::domain::StationId, f64)>>,
+}
+
+impl CountyYields {
+    /// The yields of `day` but `station`'s own.
+    fn others(&self, day: NaiveDate, station: &Station) -> impl Iterator<Item = f64> + '_ {
+        let id = station.id.clone();
+        self.by_day
+            .get(&day)
+            .into_iter()
+            .flatten()
+            .filter(move |(s, _)| *s != id)
+            .map(|(_, y)| *y)
     }
-    let peers: HashMap<&str, &Station> = d
+}
+
+/// [`CountyYields`] of `near`'s county.
+pub async fn county_yields(
+    store: &Store,
+    d: &Deployment,
+    near: &Station,
+    first: NaiveDate,
+    last: NaiveDate,
+) -> Result<CountyYields, Error> {
+    let stations: HashMap<&str, &Station> = d
         .stations
         .iter()
-        .filter(|s| s.county == station.county && s.id != station.id)
+        .filter(|s| s.county == near.county)
         .map(|s| (s.id.as_str(), s))
         .collect();
-    if !peers.is_empty() {
-        let since = counters::local_midnight(station.timezone, first);
-        let ids: Vec<&str> = peers.keys().copied().collect();
-        for (id, bucket_ms, wh) in store.station_day_energy_of(&ids, since).await? {
-            let Some(peer) = peers.get(id.as_str()) else {
-                continue;
-            };
-            let Some(bucket) = DateTime::from_timestamp_millis(bucket_ms) else {
-                continue;
-            };
-            let day = bucket.with_timezone(&peer.timezone).date_naive();
-            let most = peer.capacity_kwp * 1000.0 * 24.0;
-            if day > last || wh <= 0.0 || wh > most {
-                continue;
-            }
-            if let Some(y) = kpi::specific_yield(WattHours(wh.round() as i64), peer.capacity_kwp) {
-                county.entry(day).or_default().push(y);
-            }
+    let mut out = CountyYields::default();
+    let since = counters::local_midnight(near.timezone, first);
+    let ids: Vec<&str> = stations.keys().copied().collect();
+    for (id, bucket_ms, wh) in store.station_day_energy_of(&ids, since).await? {
+        let Some(peer) = stations.get(id.as_str()) else {
+            continue;
+        };
+        let Some(bucket) = DateTime::from_timestamp_millis(bucket_ms) else {
+            continue;
+        };
+        let day = bucket.with_timezone(&peer.timezone).date_naive();
+        let most = peer.capacity_kwp * 1000.0 * 24.0;
+        if day > last || wh <= 0.0 || wh > most {
+            continue;
+        }
+        if let Some(y) = kpi::specific_yield(WattHours(wh.round() as i64), peer.capacity_kwp) {
+            out.by_day.entry(day).or_default().push((id, y));
         }
     }
-    Ok(own
-        .into_iter()
+    Ok(out)
+}
+
+/// A station's days with their KPIs and performance index: the median is of the station's own
+/// accountable figure and the other county stations' yields.
+pub fn days_against(station: &Station, own: Vec<Figures>, county: &CountyYields) -> Vec<DayRow> {
+    let usable = |f: &Figures| {
+        f.completeness
+            .ratio()
+            .is_some_and(|r| r >= PEER_COMPLETENESS)
+    };
+    own.into_iter()
         .map(|f| {
             let specific_yield = kpi::specific_yield(f.energy, station.capacity_kwp);
-            let usable = f
-                .completeness
-                .ratio()
-                .is_some_and(|r| r >= PEER_COMPLETENESS);
-            let performance_index = specific_yield
-                .filter(|_| usable)
-                .and_then(|y| kpi::performance_index(y, county.get(&f.first_day)?));
+            let performance_index = specific_yield.filter(|_| usable(&f)).and_then(|y| {
+                let mut all: Vec<f64> = county.others(f.first_day, station).collect();
+                all.push(y);
+                kpi::performance_index(y, &all)
+            });
             DayRow {
                 day: f.first_day,
                 specific_yield,
@@ -122,7 +150,7 @@ pub async fn days_of(
                 figures: f,
             }
         })
-        .collect())
+        .collect()
 }
 
 /// Months `first..=last` of a station: settled where a settlement was imported (and reconciled

@@ -5,6 +5,7 @@ mod account;
 pub mod alerts;
 mod audit;
 pub mod charts;
+mod county;
 mod energy;
 mod error;
 pub mod extract;
@@ -66,6 +67,8 @@ pub struct AppState {
     pub backfill: Option<Arc<dyn BackfillStatus>>,
     /// The fleet page's and `/api/stations`' snapshot of every station.
     pub fleet: Arc<fleet::FleetCache>,
+    /// The county yields behind the station pages' performance index.
+    pub county: Arc<county::CountyCache>,
 }
 
 /// How far a background history backfill has got, for the note on the fleet page. Whoever writes
@@ -96,6 +99,7 @@ impl AppState {
             heavy,
             backfill: None,
             fleet: Arc::default(),
+            county: Arc::default(),
         }
     }
 }
