@@ -12,7 +12,7 @@ use super::metered::{self, energy_devices, DeviceFigures, DeviceInput, Figures};
 use super::Error;
 use crate::config::Deployment;
 use crate::domain::{DeviceId, Station, StationId, WattHours, YearMonth};
-use crate::store::{DayFiguresRow, EnergyReading, RollupRow, Store, StoredDay};
+use crate::store::{DayFiguresRow, EnergyReading, RollupRow, Store, StoredDay, StoredMonth};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -329,6 +329,23 @@ async fn past_days(
     last: NaiveDate,
     now: DateTime<Utc>,
 ) -> Result<Vec<Figures>, Error> {
+    Ok(past_days_versioned(store, d, station, first, last, now)
+        .await?
+        .into_iter()
+        .map(|(f, _)| f)
+        .collect())
+}
+
+/// [`past_days`] with the version each figure is stored as (`None`: computed, but a mark came
+/// meanwhile and the store kept the day stale).
+async fn past_days_versioned(
+    store: &Store,
+    d: &Deployment,
+    station: &Station,
+    first: NaiveDate,
+    last: NaiveDate,
+    now: DateTime<Utc>,
+) -> Result<Vec<(Figures, Option<i64>)>, Error> {
     let tz = station.timezone;
     let from_ms = local_midnight(tz, first).timestamp_millis();
     let to_ms = local_midnight(tz, last.succ_opt().unwrap_or(last)).timestamp_millis();
@@ -345,18 +362,19 @@ async fn past_days(
         stored = store.station_days(&station.id, from_ms, to_ms).await?;
     }
     let stale: Vec<&StoredDay> = stored.iter().filter(|s| s.stale > 0).collect();
-    let mut fresh: HashMap<i64, Figures> = HashMap::new();
+    let mut fresh: HashMap<i64, (Figures, Option<i64>)> = HashMap::new();
     if !stale.is_empty() {
-        for (fig, row) in recompute(store, d, station, &stale, now).await? {
-            fresh.insert(row.day_ms, fig);
+        for (fig, row, version) in recompute(store, d, station, &stale, now).await? {
+            fresh.insert(row.day_ms, (fig, version));
         }
     }
     Ok(stored
         .iter()
         .map(|s| {
-            fresh
-                .remove(&s.row.day_ms)
-                .unwrap_or_else(|| from_row(station, &s.row))
+            fresh.remove(&s.row.day_ms).unwrap_or_else(|| {
+                let version = (s.stale == 0).then_some(s.version);
+                (from_row(station, &s.row), version)
+            })
         })
         .collect())
 }
@@ -368,7 +386,7 @@ async fn recompute(
     station: &Station,
     stale: &[&StoredDay],
     now: DateTime<Utc>,
-) -> Result<Vec<(Figures, DayFiguresRow)>, Error> {
+) -> Result<Vec<(Figures, DayFiguresRow, Option<i64>)>, Error> {
     let tz = station.timezone;
     let days: Vec<NaiveDate> = stale
         .iter()
@@ -386,8 +404,98 @@ async fn recompute(
         }
         out.push((fig, row));
     }
-    store.put_station_days(&put).await?;
-    Ok(out)
+    let versions: HashMap<i64, i64> = put
+        .iter()
+        .zip(store.put_station_days(&put).await?)
+        .filter_map(|((row, _), v)| Some((row.day_ms, v?)))
+        .collect();
+    Ok(out
+        .into_iter()
+        .map(|(fig, row)| {
+            let v = versions.get(&row.day_ms).copied();
+            (fig, row, v)
+        })
+        .collect())
+}
+
+/// The closed months `first..=last` of a station, composed from their days: read from the store
+/// where a stored month is still what its days make (same count, same versions, none stale),
+/// composed from the days and stored again otherwise.
+pub async fn closed_months(
+    store: &Store,
+    d: &Deployment,
+    station: &Station,
+    first: YearMonth,
+    last: YearMonth,
+    now: DateTime<Utc>,
+) -> Result<Vec<Figures>, Error> {
+    if last < first {
+        return Ok(Vec::new());
+    }
+    let bounds = metered::month_bounds(station, first, last);
+    let (Some(from), Some(to)) = (bounds.first(), bounds.last()) else {
+        return Ok(Vec::new());
+    };
+    let (from_ms, to_ms) = (from.timestamp_millis(), to.timestamp_millis());
+    let (stored, now_is) = store
+        .station_months_checked(&station.id, from_ms, to_ms)
+        .await?;
+    if stored.len() + 1 == bounds.len() {
+        let was = stored
+            .iter()
+            .fold((0, 0), |(n, v), m| (n + m.days, v + m.days_version));
+        if !now_is.stale && (now_is.days, now_is.versions) == was {
+            return Ok(stored.iter().map(|m| from_row(station, &m.row)).collect());
+        }
+    }
+    // Some month is out of date: compose every month of the span from its days, and store the
+    // ones whose every day is stored as computed.
+    let today = today(station, now);
+    let last_day = (last.next().first_day() - Duration::days(1)).min(today - Duration::days(1));
+    let days = past_days_versioned(store, d, station, first.first_day(), last_day, now).await?;
+    let mut months = Vec::with_capacity(bounds.len());
+    let mut put = Vec::new();
+    for b in bounds.windows(2) {
+        let in_month: Vec<&(Figures, Option<i64>)> = days
+            .iter()
+            .filter(|(f, _)| f.from >= b[0] && f.from < b[1])
+            .collect();
+        let figures: Vec<&Figures> = in_month.iter().map(|(f, _)| f).collect();
+        let month = compose(station, b[0], b[1], &figures);
+        let versions: Option<i64> = in_month.iter().map(|(_, v)| *v).sum();
+        if let Some(days_version) = versions {
+            put.push(StoredMonth {
+                row: to_row(&station.id, &month, (i64::MIN, i64::MAX)),
+                days: i64::try_from(in_month.len()).unwrap_or(i64::MAX),
+                days_version,
+            });
+        }
+        months.push(month);
+    }
+    store.put_station_months(&put).await?;
+    Ok(months)
+}
+
+/// A station's year as its page shows it: the months `first..=this` (the closed ones through
+/// [`closed_months`], the current one composed from its days) and the days `recent..=last`.
+pub async fn year(
+    store: &Store,
+    d: &Deployment,
+    station: &Station,
+    first: YearMonth,
+    recent: NaiveDate,
+    last: NaiveDate,
+    now: DateTime<Utc>,
+) -> Result<(Vec<Figures>, Vec<Figures>), Error> {
+    let this = YearMonth::of(last);
+    let mut months = closed_months(store, d, station, first, this.prev(), now).await?;
+    let from = recent.min(this.first_day());
+    let days = days(store, d, station, from, last, now).await?;
+    months.extend(months_of(station, this, this, &days));
+    Ok((
+        months,
+        days.into_iter().filter(|f| f.first_day >= recent).collect(),
+    ))
 }
 
 /// Months `first..=last` of a station composed from its days: energies, completeness, hours and
@@ -587,8 +695,34 @@ pub async fn recompute_stale(
             continue;
         }
         done += recompute(store, d, station, &group, now).await?.len();
+        // The months the page shows, composed again where a day of theirs changed.
+        let this = YearMonth::of(today(station, now));
+        closed_months(store, d, station, months_back(this, 11), this.prev(), now).await?;
     }
     Ok(done)
+}
+
+/// Composes and stores every station's shown months (the eleven closed months before this one)
+/// that are missing or out of date: two small reads per station when they are current. Run it
+/// hourly, after the days are brought up to date. Returns how many stations it looked at.
+pub async fn compose_months(
+    store: &Store,
+    d: &Deployment,
+    now: DateTime<Utc>,
+) -> Result<usize, Error> {
+    for s in &d.stations {
+        let this = YearMonth::of(today(s, now));
+        closed_months(store, d, s, months_back(this, 11), this.prev(), now).await?;
+    }
+    Ok(d.stations.len())
+}
+
+/// The month `n` months before `m`.
+pub fn months_back(mut m: YearMonth, n: u32) -> YearMonth {
+    for _ in 0..n {
+        m = m.prev();
+    }
+    m
 }
 
 /// Days computed per background pass: a year of 10,000 stations takes many passes, none holding
@@ -606,6 +740,7 @@ pub async fn keep_fresh(
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut added_at: Option<i64> = None;
+    let mut composed_at: Option<i64> = None;
     loop {
         tokio::select! {
             () = cancel.cancelled() => return,
@@ -630,6 +765,14 @@ pub async fn keep_fresh(
                 Err(error) => {
                     tracing::warn!(%error, "refreshing stations' daily figures failed; will retry");
                     break;
+                }
+            }
+        }
+        if composed_at != Some(hour) && !cancel.is_cancelled() {
+            match compose_months(&store, &d, Utc::now()).await {
+                Ok(_) => composed_at = Some(hour),
+                Err(error) => {
+                    tracing::warn!(%error, "composing stations' monthly figures failed; will retry");
                 }
             }
         }

@@ -345,6 +345,76 @@ fn stored_daily_figures_equal_a_recomputation_from_raw_after_late_data() -> anyh
     })
 }
 
+/// A closed month is stored composed, served while its days are what it was composed from, and
+/// composed again when late data changes one of them; it equals the month computed whole from raw.
+#[test]
+fn stored_months_serve_until_a_day_of_theirs_changes() -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        for t in
+            crate::store::testing::all("stored_months_serve_until_a_day_of_theirs_changes").await?
+        {
+            let store = &t.store;
+            let d = testing::deployment();
+            store.sync_registry(&d).await?;
+            let tz = |_: &DeviceId| Shanghai;
+            let (on_time, late) = s1_parts();
+            store.write_samples(&on_time, &tz).await?;
+            // In April, March is closed.
+            let now = sh(4, 2, 9, 0);
+            let march: YearMonth = "2026-03".parse()?;
+            daily::refresh(store, &d, now, 1_000).await?;
+            daily::compose_months(store, &d, now).await?;
+            let s1 = d.station("S1").expect("S1");
+            let span = |s: &crate::domain::Station| {
+                let b = metered::month_bounds(s, march, march);
+                (b[0].timestamp_millis(), b[1].timestamp_millis())
+            };
+            let (from, to) = span(s1);
+            let kept = store.station_months(&s1.id, from, to).await?;
+            assert_eq!(kept.len(), 1, "{}", t.name);
+            assert!(
+                kept[0].row.notes.contains("bridged"),
+                "{}: {:?}",
+                t.name,
+                kept[0]
+            );
+            for id in ["S1", "S2", "S3"] {
+                let s = d.station(id).expect("station");
+                let stored = daily::closed_months(store, &d, s, march, march, now).await?;
+                let whole = metered::station_months(store, &d, s, march, march, now).await?;
+                assert_eq!(stored, whole, "{}: {id}", t.name);
+            }
+            let before = daily::closed_months(store, &d, s1, march, march, now).await?;
+
+            // The held-back readings arrive: the stored month no longer matches its days, so it
+            // is composed again (and stored again) from the recomputed day.
+            store.write_samples(&late, &tz).await?;
+            let after = daily::closed_months(store, &d, s1, march, march, now).await?;
+            let whole = metered::station_months(store, &d, s1, march, march, now).await?;
+            assert_eq!(after, whole, "{}", t.name);
+            assert_ne!(after, before, "{}", t.name);
+            let kept = store.station_months(&s1.id, from, to).await?;
+            assert!(
+                !kept[0].row.notes.contains("bridged"),
+                "{}: {:?}",
+                t.name,
+                kept[0]
+            );
+            let now_is = store.station_days_signature(&s1.id, from, to).await?;
+            assert_eq!(
+                (now_is.days, now_is.versions, now_is.stale),
+                (kept[0].days, kept[0].days_version, false),
+                "{}",
+                t.name
+            );
+        }
+        Ok(())
+    })
+}
+
 #[test]
 fn stored_daily_figures_survive_a_crash_before_the_late_data_was_merged() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()

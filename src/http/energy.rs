@@ -368,7 +368,7 @@ async fn months_json(
     };
     let from = match &q.from {
         Some(f) => parse(f, "from")?,
-        None => back(to, 11),
+        None => crate::energy::daily::months_back(to, 11),
     };
     let span =
         i64::from(to.year() - from.year()) * 12 + i64::from(to.month()) - i64::from(from.month());
@@ -382,13 +382,6 @@ async fn months_json(
         .await
         .map_err(internal)?;
     Ok(Json(months.iter().map(MonthJson::from).collect()))
-}
-
-fn back(mut m: YearMonth, n: u32) -> YearMonth {
-    for _ in 0..n {
-        m = m.prev();
-    }
-    m
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -713,34 +706,24 @@ async fn station_page(
     let last_day = today(s, now);
     let first_day = last_day - Duration::days(29);
     let this_month = YearMonth::of(last_day);
-    // A year of daily figures, precomputed in the store (today live); the months are composed
-    // from them and the last 30 make the day table.
-    let first_month = back(this_month, 11);
-    let year = crate::energy::daily::days(
+    // The closed months and the recent days as the store keeps them (computed again only where
+    // new data came since), today live.
+    let first_month = crate::energy::daily::months_back(this_month, 11);
+    let (month_figures, recent) = crate::energy::daily::year(
         &state.store,
         &state.deployment,
         s,
-        first_month.first_day().min(first_day),
+        first_month,
+        first_day,
         last_day,
         now,
     )
     .await
     .map_err(internal)?;
-    let month_figures = crate::energy::daily::months_of(s, first_month, this_month, &year);
-    let recent: Vec<_> = year
-        .into_iter()
-        .filter(|f| f.first_day >= first_day)
-        .collect();
-    let days = report::days_of(
-        &state.store,
-        &state.deployment,
-        s,
-        recent,
-        first_day,
-        last_day,
-    )
-    .await
-    .map_err(internal)?;
+    let county = super::county::yields(&state, s, first_day, last_day)
+        .await
+        .map_err(internal)?;
+    let days = report::days_against(s, recent, &county);
     let months = report::months_of(&state.store, &state.deployment, s, month_figures)
         .await
         .map_err(internal)?;

@@ -35,11 +35,35 @@ pub struct DayFiguresRow {
 pub struct StoredDay {
     pub row: DayFiguresRow,
     pub stale: i64,
+    /// How many times the day was stored computed (a month composed of it keeps the sum).
+    pub version: i64,
+}
+
+/// A closed month composed from its days, with what it was composed from: the number of days and
+/// the sum of their versions. `row.day_ms` is the month's start; the reach fields are unused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMonth {
+    pub row: DayFiguresRow,
+    pub days: i64,
+    pub days_version: i64,
+}
+
+/// What a span of a station's stored days is now: how many, the sum of their versions, and
+/// whether any is marked stale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DaysSignature {
+    pub days: i64,
+    pub versions: i64,
+    pub stale: bool,
 }
 
 const COLUMNS: &str = "station_id, day_ms, to_ms, energy_wh, notes, expected, received, \
      observed_hours, producing_hours, clipped_hours, derated_readings, devices, resets, \
-     reach_from_ms, reach_to_ms, stale";
+     reach_from_ms, reach_to_ms, stale, version";
+
+const MONTH_COLUMNS: &str = "station_id, month_ms, to_ms, energy_wh, notes, expected, received, \
+     observed_hours, producing_hours, clipped_hours, derated_readings, devices, resets, days, \
+     days_version";
 
 fn stored(r: &sqlx::any::AnyRow) -> Result<StoredDay> {
     Ok(StoredDay {
@@ -61,6 +85,31 @@ fn stored(r: &sqlx::any::AnyRow) -> Result<StoredDay> {
             reach_to_ms: r.try_get(14)?,
         },
         stale: r.try_get(15)?,
+        version: r.try_get(16)?,
+    })
+}
+
+fn stored_month(r: &sqlx::any::AnyRow) -> Result<StoredMonth> {
+    Ok(StoredMonth {
+        row: DayFiguresRow {
+            station: StationId::new(r.try_get::<String, _>(0)?),
+            day_ms: r.try_get(1)?,
+            to_ms: r.try_get(2)?,
+            energy_wh: r.try_get(3)?,
+            notes: r.try_get(4)?,
+            expected: r.try_get(5)?,
+            received: r.try_get(6)?,
+            observed_hours: r.try_get(7)?,
+            producing_hours: r.try_get(8)?,
+            clipped_hours: r.try_get(9)?,
+            derated_readings: r.try_get(10)?,
+            devices: r.try_get(11)?,
+            resets: r.try_get(12)?,
+            reach_from_ms: i64::MIN,
+            reach_to_ms: i64::MAX,
+        },
+        days: r.try_get(13)?,
+        days_version: r.try_get(14)?,
     })
 }
 
@@ -178,18 +227,24 @@ impl Store {
 
     /// Stores recomputed days, each with the marks its computation started from (`seen`). A day
     /// marked again meanwhile (or stored by a computation that saw the same marks) is left as it
-    /// is: a sample stored while the figures were computed keeps the day stale.
-    pub async fn put_station_days(&self, rows: &[(DayFiguresRow, i64)]) -> Result<()> {
+    /// is: a sample stored while the figures were computed keeps the day stale. Returns, per
+    /// row, the version it was stored as (`None`: left as it was).
+    pub async fn put_station_days(
+        &self,
+        rows: &[(DayFiguresRow, i64)],
+    ) -> Result<Vec<Option<i64>>> {
+        let mut out = Vec::with_capacity(rows.len());
         if rows.is_empty() {
-            return Ok(());
+            return Ok(out);
         }
         let mut tx = self.writer().begin().await?;
         for (r, seen) in rows {
-            sqlx::query(
+            let applied = sqlx::query(
                 "UPDATE station_days SET to_ms = $3, energy_wh = $4, notes = $5, expected = $6, \
                  received = $7, observed_hours = $8, producing_hours = $9, clipped_hours = $10, \
                  derated_readings = $11, devices = $12, resets = $13, reach_from_ms = $14, \
-                 reach_to_ms = $15, stale = 0 WHERE station_id = $1 AND day_ms = $2 AND stale = $16",
+                 reach_to_ms = $15, stale = 0, version = version + 1 \
+                 WHERE station_id = $1 AND day_ms = $2 AND stale = $16 RETURNING version",
             )
             .bind(r.station.as_str())
             .bind(r.day_ms)
@@ -207,6 +262,129 @@ impl Store {
             .bind(r.reach_from_ms)
             .bind(r.reach_to_ms)
             .bind(*seen)
+            .fetch_optional(&mut *tx)
+            .await?;
+            out.push(match applied {
+                Some(r) => Some(r.try_get(0)?),
+                None => None,
+            });
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// A station's stored closed months starting in `[from_ms, to_ms)`, oldest first.
+    pub async fn station_months(
+        &self,
+        station: &StationId,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<StoredMonth>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {MONTH_COLUMNS} FROM station_months WHERE station_id = $1 AND month_ms >= $2 \
+             AND month_ms < $3 ORDER BY month_ms"
+        ))
+        .bind(station.as_str())
+        .bind(from_ms)
+        .bind(to_ms)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(stored_month).collect()
+    }
+
+    /// A station's stored closed months starting in `[from_ms, to_ms)`, oldest first, with what
+    /// the stored days of that span are now: one round trip for the station page.
+    pub async fn station_months_checked(
+        &self,
+        station: &StationId,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<(Vec<StoredMonth>, DaysSignature)> {
+        self.settle_part(super::behind::Part::Rollups).await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {MONTH_COLUMNS}, s.n, s.v, s.st FROM station_months, \
+             (SELECT COUNT(*) AS n, CAST(COALESCE(SUM(version), 0) AS BIGINT) AS v, \
+              CAST(COALESCE(MAX(stale), 0) AS BIGINT) AS st FROM station_days \
+              WHERE station_id = $1 AND day_ms >= $2 AND day_ms < $3) s \
+             WHERE station_id = $1 AND month_ms >= $2 AND month_ms < $3 ORDER BY month_ms"
+        ))
+        .bind(station.as_str())
+        .bind(from_ms)
+        .bind(to_ms)
+        .fetch_all(self.pool())
+        .await?;
+        let mut signature = DaysSignature::default();
+        let mut months = Vec::with_capacity(rows.len());
+        for r in &rows {
+            months.push(stored_month(r)?);
+            signature = DaysSignature {
+                days: r.try_get(15)?,
+                versions: r.try_get(16)?,
+                stale: r.try_get::<i64, _>(17)? > 0,
+            };
+        }
+        Ok((months, signature))
+    }
+
+    /// What a station's stored days starting in `[from_ms, to_ms)` are now (pending rollups
+    /// written first, so every stored sample's mark is in).
+    pub async fn station_days_signature(
+        &self,
+        station: &StationId,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<DaysSignature> {
+        self.settle_part(super::behind::Part::Rollups).await?;
+        let r = sqlx::query(
+            "SELECT COUNT(*), CAST(COALESCE(SUM(version), 0) AS BIGINT), \
+             CAST(COALESCE(MAX(stale), 0) AS BIGINT) FROM station_days \
+             WHERE station_id = $1 AND day_ms >= $2 AND day_ms < $3",
+        )
+        .bind(station.as_str())
+        .bind(from_ms)
+        .bind(to_ms)
+        .fetch_one(self.pool())
+        .await?;
+        Ok(DaysSignature {
+            days: r.try_get(0)?,
+            versions: r.try_get(1)?,
+            stale: r.try_get::<i64, _>(2)? > 0,
+        })
+    }
+
+    /// Stores composed months (replacing what was stored for them).
+    pub async fn put_station_months(&self, months: &[StoredMonth]) -> Result<()> {
+        if months.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.writer().begin().await?;
+        for m in months {
+            let r = &m.row;
+            sqlx::query(&format!(
+                "INSERT INTO station_months ({MONTH_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, \
+                 $8, $9, $10, $11, $12, $13, $14, $15) ON CONFLICT (station_id, month_ms) DO UPDATE \
+                 SET to_ms = excluded.to_ms, energy_wh = excluded.energy_wh, notes = excluded.notes, \
+                 expected = excluded.expected, received = excluded.received, \
+                 observed_hours = excluded.observed_hours, producing_hours = excluded.producing_hours, \
+                 clipped_hours = excluded.clipped_hours, derated_readings = excluded.derated_readings, \
+                 devices = excluded.devices, resets = excluded.resets, days = excluded.days, \
+                 days_version = excluded.days_version"
+            ))
+            .bind(r.station.as_str())
+            .bind(r.day_ms)
+            .bind(r.to_ms)
+            .bind(r.energy_wh)
+            .bind(r.notes.as_str())
+            .bind(r.expected)
+            .bind(r.received)
+            .bind(r.observed_hours)
+            .bind(r.producing_hours)
+            .bind(r.clipped_hours)
+            .bind(r.derated_readings)
+            .bind(r.devices.as_str())
+            .bind(r.resets.as_str())
+            .bind(m.days)
+            .bind(m.days_version)
             .execute(&mut *tx)
             .await?;
         }

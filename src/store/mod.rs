@@ -21,7 +21,7 @@ pub mod bench;
 
 pub use accounts::{AuditEntry, Credentials, TokenRow};
 pub use alerts::{AckOutcome, AlertRow, HistoryRow, NewAlert, NotifyStatusRow};
-pub use days::{DayFiguresRow, StoredDay};
+pub use days::{DayFiguresRow, DaysSignature, StoredDay, StoredMonth};
 pub use energy::{EnergyReading, SettlementImportRow, SettlementInsert, SettlementRow};
 pub use households::{
     HouseholdChange, HouseholdChangeRow, HouseholdRow, JobChange, JobRow, Origin, RosterImportRow,
