@@ -26,6 +26,27 @@ pub struct HttpOptions {
     pub duration: Duration,
     /// Where the database goes (default: a temporary directory).
     pub dir: Option<PathBuf>,
+    /// Reuse the fleet and history an earlier run of the same size left in `dir`.
+    pub reuse: bool,
+    /// Only these targets (`fleet`, `county`, `api`, `station`, `peers`); empty: all.
+    pub only: Vec<String>,
+}
+
+impl HttpOptions {
+    fn loads(&self, target: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|t| t == target)
+    }
+
+    /// What a run prepared, written next to its database so a later run may reuse it.
+    fn marker(&self, now: DateTime<Utc>) -> String {
+        format!(
+            "stations={} days={} readings_per_day={} prepared_on={}\n",
+            self.stations,
+            self.days,
+            self.readings_per_day,
+            now.with_timezone(&chrono_tz::Asia::Shanghai).date_naive()
+        )
+    }
 }
 
 /// Latencies of one target under load.
@@ -197,6 +218,47 @@ fn models() -> std::collections::HashSet<String> {
         .unwrap_or_default()
 }
 
+/// The fleet's history and, as the service's background refresh would compute them after such a
+/// backfill, the stations' daily figures, before any page is loaded; how long each takes is logged.
+async fn prepare(
+    store: &Store,
+    deployment: &crate::config::Deployment,
+    o: &HttpOptions,
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
+    let setup = |e: &dyn std::fmt::Display| Error::Setup(e.to_string());
+    let written = write_history(store, o.stations, o.days, o.readings_per_day, now).await?;
+    tracing::info!(written, "history written");
+    let started = Instant::now();
+    crate::energy::daily::add_missing_days(store, deployment, now)
+        .await
+        .map_err(|e| setup(&e))?;
+    let mut days = 0;
+    loop {
+        let n = crate::energy::daily::recompute_stale(store, deployment, now, 20_000)
+            .await
+            .map_err(|e| setup(&e))?;
+        if n == 0 {
+            break;
+        }
+        days += n;
+    }
+    tracing::info!(
+        days,
+        seconds = started.elapsed().as_secs_f64(),
+        "stations' daily figures computed"
+    );
+    let started = Instant::now();
+    crate::energy::daily::compose_months(store, deployment, now)
+        .await
+        .map_err(|e| setup(&e))?;
+    tracing::info!(
+        seconds = started.elapsed().as_secs_f64(),
+        "stations' monthly figures composed"
+    );
+    Ok(())
+}
+
 /// Every target, then the peer, each on its own.
 pub async fn run_http(o: &HttpOptions) -> Result<Vec<Load>, Error> {
     let setup = |e: &dyn std::fmt::Display| Error::Setup(e.to_string());
@@ -214,32 +276,31 @@ pub async fn run_http(o: &HttpOptions) -> Result<Vec<Load>, Error> {
         crate::config::Deployment::from_str_with_env("bench-http.toml", &text, &[], &models())
             .map_err(|e| setup(&e))?;
     let deployment = Arc::new(deployment);
+    let now = Utc::now();
+    let marker_path = dir.join("bench-http.prepared");
+    let prepared = std::fs::read_to_string(&marker_path).ok();
+    let reused = o.reuse && prepared.as_deref() == Some(o.marker(now).as_str());
+    if o.reuse && !reused {
+        return Err(Error::Setup(format!(
+            "--reuse: {} does not hold a fleet prepared today with the same --stations, --days \
+             and --readings-per-day (it says {:?}); run once without --reuse",
+            dir.display(),
+            prepared.unwrap_or_default().trim()
+        )));
+    }
+    if !reused {
+        // A fresh run never writes over an earlier run's history.
+        let _ = std::fs::remove_file(&marker_path);
+        for name in ["sunshare.db", "sunshare.db-wal", "sunshare.db-shm"] {
+            let _ = std::fs::remove_file(dir.join(name));
+        }
+    }
     let store = Store::open_sqlite(&dir.join("sunshare.db")).await?;
     store.sync_registry(&deployment).await?;
-    let now = Utc::now();
-    let written = write_history(&store, o.stations, o.days, o.readings_per_day, now).await?;
-    tracing::info!(written, "history written");
-    // The stations' daily figures are computed as the service's background refresh would after
-    // such a backfill, before any page is loaded; how long that takes is reported.
-    let started = Instant::now();
-    crate::energy::daily::add_missing_days(&store, &deployment, now)
-        .await
-        .map_err(|e| setup(&e))?;
-    let mut days = 0;
-    loop {
-        let n = crate::energy::daily::recompute_stale(&store, &deployment, now, 20_000)
-            .await
-            .map_err(|e| setup(&e))?;
-        if n == 0 {
-            break;
-        }
-        days += n;
+    if !reused {
+        prepare(&store, &deployment, o, now).await?;
+        std::fs::write(&marker_path, o.marker(now)).map_err(|e| setup(&e))?;
     }
-    tracing::info!(
-        days,
-        seconds = started.elapsed().as_secs_f64(),
-        "stations' daily figures computed"
-    );
     let state = crate::http::AppState::new(
         Arc::clone(&deployment),
         store.clone(),
@@ -269,89 +330,127 @@ pub async fn run_http(o: &HttpOptions) -> Result<Vec<Load>, Error> {
         }
     };
     let mut out = Vec::new();
-    out.push(
-        load(
-            "fleet page, first page of 50 (`/`)",
-            o.clients,
-            o.duration,
-            get(Arc::new(|_| "/".to_owned())),
-        )
-        .await,
-    );
-    out.push(
-        load(
-            "fleet page of one county (`/?county=...`)",
-            o.clients,
-            o.duration,
-            get(Arc::new(move |n| {
-                format!("/?county=C{:03}", n % stations.div_ceil(100))
-            })),
-        )
-        .await,
-    );
-    out.push(
-        load(
-            "stations API, whole fleet (`/api/stations`)",
-            o.clients,
-            o.duration,
-            get(Arc::new(|_| "/api/stations".to_owned())),
-        )
-        .await,
-    );
-    out.push(
-        load(
-            "station page (`/stations/{id}`, every station in turn)",
-            o.clients,
-            o.duration,
-            get(Arc::new(move |n| {
-                format!("/stations/S{:05}", (n * 7919) % stations)
-            })),
-        )
-        .await,
-    );
+    if o.loads("fleet") {
+        out.push(
+            load(
+                "fleet page, first page of 50 (`/`)",
+                o.clients,
+                o.duration,
+                get(Arc::new(|_| "/".to_owned())),
+            )
+            .await,
+        );
+    }
+    if o.loads("county") {
+        out.push(
+            load(
+                "fleet page of one county (`/?county=...`)",
+                o.clients,
+                o.duration,
+                get(Arc::new(move |n| {
+                    format!("/?county=C{:03}", n % stations.div_ceil(100))
+                })),
+            )
+            .await,
+        );
+    }
+    if o.loads("api") {
+        out.push(
+            load(
+                "stations API, whole fleet (`/api/stations`)",
+                o.clients,
+                o.duration,
+                get(Arc::new(|_| "/api/stations".to_owned())),
+            )
+            .await,
+        );
+    }
+    if o.loads("station") {
+        out.push(
+            load(
+                "station page (`/stations/{id}`, every station in turn)",
+                o.clients,
+                o.duration,
+                get(Arc::new(move |n| {
+                    format!("/stations/S{:05}", (n * 7919) % stations)
+                })),
+            )
+            .await,
+        );
+    }
     // The peer: the rows a station page rests on (a year of one inverter's counter readings),
     // read straight from the same store by as many clients.
-    let peer_store = store.clone();
-    out.push(
-        load(
-            "peer: bare SELECT of a station's year of counter readings",
-            o.clients,
-            o.duration,
-            move |n| {
-                let store = peer_store.clone();
-                async move {
-                    let device = DeviceId::new(format!("S{:05}-INV1", (n * 7919) % stations));
-                    store
-                        .energy_readings(&device, now - ChronoDuration::days(366), now)
-                        .await
-                        .is_ok()
-                }
-            },
-        )
-        .await,
-    );
+    if o.loads("peers") {
+        let peer_store = store.clone();
+        out.push(
+            load(
+                "peer: bare SELECT of a station's year of counter readings",
+                o.clients,
+                o.duration,
+                move |n| {
+                    let store = peer_store.clone();
+                    async move {
+                        let device = DeviceId::new(format!("S{:05}-INV1", (n * 7919) % stations));
+                        store
+                            .energy_readings(&device, now - ChronoDuration::days(366), now)
+                            .await
+                            .is_ok()
+                    }
+                },
+            )
+            .await,
+        );
+    }
+    // The rows the station page rests on now: a station's stored closed months and its stored
+    // days of this month and the last thirty.
+    if o.loads("peers") {
+        let peer_store = store.clone();
+        out.push(
+            load(
+                "peer: bare SELECT of a station's stored months and recent days",
+                o.clients,
+                o.duration,
+                move |n| {
+                    let store = peer_store.clone();
+                    async move {
+                        let station =
+                            crate::domain::StationId::new(format!("S{:05}", (n * 7919) % stations));
+                        let to = now.timestamp_millis();
+                        let months = store
+                            .station_months(&station, to - 366 * 86_400_000, to)
+                            .await;
+                        let days = store.station_days(&station, to - 31 * 86_400_000, to).await;
+                        months.is_ok() && days.is_ok()
+                    }
+                },
+            )
+            .await,
+        );
+    }
     // The rows the station page now rests on: a station's stored daily figures of a year.
-    let peer_store = store.clone();
-    out.push(
-        load(
-            "peer: bare SELECT of a station's year of stored daily figures",
-            o.clients,
-            o.duration,
-            move |n| {
-                let store = peer_store.clone();
-                async move {
-                    let station =
-                        crate::domain::StationId::new(format!("S{:05}", (n * 7919) % stations));
-                    let to = now.timestamp_millis();
-                    store
-                        .station_days(&station, to - 366 * 86_400_000, to)
-                        .await
-                        .is_ok()
-                }
-            },
-        )
-        .await,
-    );
+    if o.loads("peers") {
+        let peer_store = store.clone();
+        out.push(
+            load(
+                "peer: bare SELECT of a station's year of stored daily figures",
+                o.clients,
+                o.duration,
+                move |n| {
+                    let store = peer_store.clone();
+                    async move {
+                        let station =
+                            crate::domain::StationId::new(format!("S{:05}", (n * 7919) % stations));
+                        let to = now.timestamp_millis();
+                        store
+                            .station_days(&station, to - 366 * 86_400_000, to)
+                            .await
+                            .is_ok()
+                    }
+                },
+            )
+            .await,
+        );
+    }
     cancel.cancel();
     let _ = server.await;
     Ok(out)
@@ -403,9 +502,11 @@ mod tests {
             clients: 4,
             duration: Duration::from_millis(300),
             dir: None,
+            reuse: false,
+            only: Vec::new(),
         };
         let loads = run_http(&o).await.expect("run");
-        assert_eq!(loads.len(), 6);
+        assert_eq!(loads.len(), 7);
         for l in &loads {
             assert!(l.requests > 0, "{}: no request finished", l.name);
             assert_eq!(l.failures, 0, "{}", l.name);

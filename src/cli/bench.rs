@@ -42,6 +42,13 @@ pub struct HttpArgs {
     /// Where the database goes (default: a temporary directory).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Reuse the fleet and history an earlier run of the same size left in `--dir` instead of
+    /// writing them again (a 10,000-station year takes about half an hour to prepare).
+    #[arg(long, requires = "dir")]
+    pub reuse: bool,
+    /// Load only these targets (fleet, county, api, station, peers); default: all.
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -147,6 +154,8 @@ impl From<BenchCommand> for Benchmark {
                 clients: a.clients,
                 duration: a.duration,
                 dir: a.dir,
+                reuse: a.reuse,
+                only: a.only,
             }),
             BenchCommand::Sink(a) => Self::Sink(SinkOptions {
                 victoria: a.victoria,
