@@ -393,10 +393,16 @@ impl Store {
 
     /// Replaces an unpaid month with `run` in one transaction. Returns false (and writes nothing) if
     /// the month is paid.
+    ///
+    /// `fingerprint` is the run's SHA-256; `legacy_fingerprint` the CRC32 months recorded before
+    /// SHA-256 carry. When the month on record has that CRC32, the re-run is unchanged: the audit
+    /// line says the fingerprint's algorithm changed, not the figures, and the villages' reviews
+    /// of that run move to the new fingerprint with it.
     pub async fn record_month(
         &self,
         run: &MonthRecord,
         fingerprint: &str,
+        legacy_fingerprint: &str,
         carry: &str,
         who: &str,
         at: DateTime<Utc>,
@@ -598,6 +604,21 @@ impl Store {
         let detail = match previous {
             None => format!("computed, fingerprint {fingerprint}"),
             Some(p) if p == fingerprint => format!("re-run, unchanged (fingerprint {fingerprint})"),
+            Some(p) if p == legacy_fingerprint => {
+                sqlx::query(
+                    "UPDATE ledger_village_reviews SET fingerprint = $1 \
+                     WHERE month = $2 AND fingerprint = $3",
+                )
+                .bind(fingerprint)
+                .bind(&month)
+                .bind(&p)
+                .execute(&mut *tx)
+                .await?;
+                format!(
+                    "re-run, unchanged; fingerprint algorithm changed from CRC32 to SHA-256 \
+                     (crc32 {p} -> sha256 {fingerprint})"
+                )
+            }
             Some(p) => format!("re-run, changed: fingerprint {p} -> {fingerprint}"),
         };
         audit_in(&mut tx, at, who, "month_run", None, Some(&month), &detail).await?;
