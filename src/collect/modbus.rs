@@ -580,7 +580,8 @@ impl GatewayPoller {
         s.failures += 1;
         s.stats.polls_failed += 1;
         if s.failures >= BREAKER_THRESHOLD {
-            let wait = s.cooldown.next_delay();
+            // Never shorter than the poll interval: the jitter only spreads longer cooldowns.
+            let wait = s.cooldown.next_delay().max(s.target.interval);
             s.open_until = Some(now + wait);
             if s.stats.link != Link::Open {
                 warn!(device = %s.target.device, %error, ?wait, "device not answering (asleep or failed); polling it less often");
