@@ -315,11 +315,13 @@ async fn send_webhook(
         Ok(Ok(r)) => r,
     };
     let status = response.status();
-    let text = tokio::time::timeout(timeout, response.text())
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or_default();
+    // A body that could not be read is said so (and worth a retry), not taken for an empty reply.
+    let body_read = match tokio::time::timeout(timeout, response.text()).await {
+        Ok(Ok(text)) => Ok(text),
+        Ok(Err(_)) => Err("the reply could not be read"),
+        Err(_) => Err("the reply timed out"),
+    };
+    let text = body_read.as_deref().unwrap_or_default().to_owned();
     if !status.is_success() {
         let retriable =
             status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408;
@@ -332,7 +334,11 @@ async fn send_webhook(
         });
     }
     if matches!(format, Format::Dingtalk | Format::Wecom) {
-        return format::check_robot_reply(&text);
+        // The robot says in its reply whether it took the message.
+        return match body_read {
+            Ok(_) => format::check_robot_reply(&text),
+            Err(why) => Err(SendError::retriable(why)),
+        };
     }
     Ok(())
 }
