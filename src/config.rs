@@ -535,12 +535,15 @@ pub struct Loaded {
     pub catalog: crate::registers::Catalog,
 }
 
-/// The `SUNSHARE_SECTION__KEY` variables of the process. A variable whose value is not UTF-8 is a
-/// problem naming it, never silently skipped.
+/// The `SUNSHARE_SECTION__KEY` variables of the process (not `SUNSHARE_LOG` and the like). One
+/// whose value is not UTF-8 is a problem naming it, never silently skipped.
 fn environment() -> Result<Vec<(String, String)>, Problem> {
     let mut out = Vec::new();
     for (name, value) in std::env::vars_os() {
-        let Some(name) = name.to_str().filter(|n| n.starts_with("SUNSHARE_")) else {
+        let Some(name) = name.to_str().filter(|n| {
+            n.strip_prefix("SUNSHARE_")
+                .is_some_and(|k| k.contains("__"))
+        }) else {
             continue;
         };
         match value.into_string() {
