@@ -3,7 +3,8 @@
 //! batches and forwards what was stored to the sinks.
 //!
 //! Never drops a value silently: every sample ends up stored, recognised as a duplicate, or
-//! quarantined and counted.
+//! quarantined and counted. The one exception is a shutdown while the store is down, and it is
+//! loud: one error line and `sunshare_samples_not_written_total` say what was not written.
 
 use crate::domain::{DeviceId, DeviceState, Metric, Sample};
 use crate::metrics::Metrics;
