@@ -38,56 +38,11 @@ pub fn known_models() -> HashSet<String> {
         .unwrap_or_default()
 }
 
-/// The register maps for a deployment file: built-in plus its `collect.firmware_dir` (relative to
-/// the file's directory). A bad map file is reported with its file and key.
-pub fn load_catalog(path: &Path) -> Result<crate::registers::Catalog, crate::config::ConfigError> {
-    load_catalog_dir(path).map(|(c, _)| c)
-}
-
-fn load_catalog_dir(
-    path: &Path,
-) -> Result<(crate::registers::Catalog, Option<PathBuf>), crate::config::ConfigError> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let firmware_dir = toml::from_str::<toml::Table>(&text)
-        .ok()
-        .and_then(|t| {
-            t.get("collect")?
-                .get("firmware_dir")?
-                .as_str()
-                .map(PathBuf::from)
-        })
-        .or_else(|| std::env::var_os("SUNSHARE_COLLECT__FIRMWARE_DIR").map(PathBuf::from));
-    let dir = firmware_dir.map(|dir| {
-        if dir.is_relative() {
-            path.parent().unwrap_or(Path::new(".")).join(dir)
-        } else {
-            dir
-        }
-    });
-    let result = match &dir {
-        None => crate::registers::Catalog::builtin(),
-        Some(dir) => crate::registers::Catalog::with_dir(dir),
-    };
-    result
-        .map(|c| (c, dir))
-        .map_err(|e| crate::config::ConfigError {
-            file: e.file().to_owned(),
-            problems: vec![crate::config::Problem {
-                key: e.key().unwrap_or("(file)").to_owned(),
-                line: None,
-                message: e.message(),
-                fix: "correct the register map (see docs/modbus.md for the format)".into(),
-            }],
-        })
-}
-
-/// Loads and validates a deployment file against the register maps it can use.
-pub fn load_config(path: &Path) -> Result<Deployment, crate::config::ConfigError> {
-    let (catalog, dir) = load_catalog_dir(path)?;
-    let mut deployment = Deployment::load(path, &catalog.names())?;
-    // Resolved against the file's directory, so `start` finds the same maps from any directory.
-    deployment.collect.firmware_dir = dir;
-    crate::collect::mqtt::check(&deployment).map_err(|e| crate::config::ConfigError {
+/// Loads a deployment file (see [`Deployment::load`]: file, then environment, deserialised and
+/// validated once) and checks its MQTT loggers; also returns the register maps it can use.
+pub fn load(path: &Path) -> Result<crate::config::Loaded, crate::config::ConfigError> {
+    let loaded = Deployment::load(path)?;
+    crate::collect::mqtt::check(&loaded.deployment).map_err(|e| crate::config::ConfigError {
         file: path.display().to_string(),
         problems: vec![crate::config::Problem {
             key: "mqtt".into(),
@@ -98,7 +53,12 @@ pub fn load_config(path: &Path) -> Result<Deployment, crate::config::ConfigError
                 .into(),
         }],
     })?;
-    Ok(deployment)
+    Ok(loaded)
+}
+
+/// [`load`], for the commands that need only the deployment.
+pub fn load_config(path: &Path) -> Result<Deployment, crate::config::ConfigError> {
+    load(path).map(|l| l.deployment)
 }
 
 /// The default data directory: `$XDG_DATA_HOME/sunshare` or the platform's equivalent.

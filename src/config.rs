@@ -3,7 +3,8 @@
 //!
 //! Loading is strict and happens once: unknown keys are refused, and cross-record rules are checked
 //! before anything starts, with messages that name the file, the line, the key and the fix.
-//! `SUNSHARE_SECTION__KEY=value` environment variables override keys (e.g. `SUNSHARE_STORAGE__URL`).
+//! `SUNSHARE_SECTION__KEY=value` environment variables override keys (e.g. `SUNSHARE_STORAGE__URL`):
+//! the environment wins over the file. [`Deployment::load`] is the one loader every command uses.
 //! Secrets are `SecretString` and never reach a log line.
 
 pub mod alerts;
@@ -526,72 +527,194 @@ impl fmt::Display for ConfigError {
     }
 }
 
+/// A deployment file loaded by [`Deployment::load`], with the register maps it can use (the
+/// built-in ones plus its `collect.firmware_dir`).
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub deployment: Deployment,
+    pub catalog: crate::registers::Catalog,
+}
+
+/// The `SUNSHARE_SECTION__KEY` variables of the process (not `SUNSHARE_LOG` and the like). One
+/// whose value is not UTF-8 is a problem naming it, never silently skipped.
+fn environment() -> Result<Vec<(String, String)>, Problem> {
+    let mut out = Vec::new();
+    for (name, value) in std::env::vars_os() {
+        let Some(name) = name.to_str().filter(|n| {
+            n.strip_prefix("SUNSHARE_")
+                .is_some_and(|k| k.contains("__"))
+        }) else {
+            continue;
+        };
+        match value.into_string() {
+            Ok(value) => out.push((name.to_owned(), value)),
+            Err(_) => {
+                return Err(Problem {
+                    key: name.to_owned(),
+                    line: None,
+                    message: "the value is not valid UTF-8".into(),
+                    fix: format!("set {name} to UTF-8 text or unset it"),
+                })
+            }
+        }
+    }
+    Ok(out)
+}
+
 impl Deployment {
-    /// Reads, overrides from the environment, parses and validates a deployment file.
-    /// `known_models` are the register maps available (built-in plus `firmware_dir`).
-    pub fn load(path: &Path, known_models: &HashSet<String>) -> Result<Deployment, ConfigError> {
+    /// The one loader of a deployment file, used by every command: reads the file once, lays the
+    /// `SUNSHARE_SECTION__KEY` environment variables over it (the environment wins), deserialises
+    /// once, resolves `collect.firmware_dir` against the file's directory, loads the register maps
+    /// it names and validates once against them.
+    pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+        let env = environment().map_err(|p| ConfigError {
+            file: path.display().to_string(),
+            problems: vec![p],
+        })?;
+        Self::load_with_env(path, &env)
+    }
+
+    /// [`Deployment::load`] with the environment given as pairs.
+    pub fn load_with_env(path: &Path, env: &[(String, String)]) -> Result<Loaded, ConfigError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        let err = |problems| ConfigError {
             file: file.clone(),
-            problems: vec![Problem {
+            problems,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            err(vec![Problem {
                 key: "(file)".into(),
                 line: None,
                 message: format!("cannot read the file: {e}"),
                 fix: "check the path given with --config".into(),
+            }])
+        })?;
+        let mut deployment = Self::layered(&file, &text, env)?;
+        // Relative to the file, so a service started from any directory finds the same maps.
+        let dir = deployment.collect.firmware_dir.take().map(|dir| {
+            if dir.is_relative() {
+                path.parent().unwrap_or(Path::new(".")).join(dir)
+            } else {
+                dir
+            }
+        });
+        let catalog = match &dir {
+            None => crate::registers::Catalog::builtin(),
+            Some(dir) => crate::registers::Catalog::with_dir(dir),
+        }
+        .map_err(|e| ConfigError {
+            file: e.file().to_owned(),
+            problems: vec![Problem {
+                key: e.key().unwrap_or("(file)").to_owned(),
+                line: None,
+                message: e.message(),
+                fix: "correct the register map (see docs/modbus.md for the format)".into(),
             }],
         })?;
-        let env: Vec<(String, String)> = std::env::vars().collect();
-        Self::from_str_with_env(&file, &text, &env, known_models)
+        deployment.collect.firmware_dir = dir;
+        deployment.check(&file, &text, &catalog.names())?;
+        Ok(Loaded {
+            deployment,
+            catalog,
+        })
     }
 
-    /// The pure core of [`Deployment::load`]: `env` is the process environment as pairs.
+    /// The pure core of [`Deployment::load`] for a text whose register maps are known: `env` is
+    /// the environment as pairs.
     pub fn from_str_with_env(
         file: &str,
         text: &str,
         env: &[(String, String)],
         known_models: &HashSet<String>,
     ) -> Result<Deployment, ConfigError> {
+        let deployment = Self::layered(file, text, env)?;
+        deployment.check(file, text, known_models)?;
+        Ok(deployment)
+    }
+
+    /// The file with the environment laid over it, deserialised once. An error in a key an
+    /// environment variable set names the variable.
+    fn layered(
+        file: &str,
+        text: &str,
+        env: &[(String, String)],
+    ) -> Result<Deployment, ConfigError> {
         let err = |problems| ConfigError {
             file: file.to_owned(),
             problems,
         };
-        let mut deployment: Deployment =
-            toml::from_str(text).map_err(|e| err(vec![parse_problem(text, &e)]))?;
-        let overrides: Vec<_> = env
+        let overrides: Vec<(&str, Vec<String>, &str)> = env
             .iter()
-            .filter_map(|(k, v)| k.strip_prefix("SUNSHARE_").map(|rest| (k, rest, v)))
-            .filter(|(_, rest, _)| rest.contains("__"))
+            .filter_map(|(k, v)| {
+                let rest = k.strip_prefix("SUNSHARE_")?;
+                rest.contains("__").then(|| {
+                    let path = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+                    (k.as_str(), path, v.as_str())
+                })
+            })
             .collect();
-        if !overrides.is_empty() {
-            let mut table: toml::Table =
-                toml::from_str(text).map_err(|e| err(vec![parse_problem(text, &e)]))?;
-            for (name, rest, value) in &overrides {
-                let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
-                if let Err(message) = apply_override(&mut table, &path, value) {
-                    return Err(err(vec![Problem {
-                        key: (*name).clone(),
-                        line: None,
-                        message,
-                        fix: "override only keys of tables, e.g. SUNSHARE_STORAGE__URL".into(),
-                    }]));
-                }
-            }
-            deployment = toml::Value::Table(table)
-                .try_into()
-                .map_err(|e: toml::de::Error| {
-                    err(vec![Problem {
-                        key: "(environment)".into(),
-                        line: None,
-                        message: format!("an SUNSHARE_ override does not fit: {}", e.message()),
-                        fix: "check the SUNSHARE_* variables set for this process".into(),
-                    }])
-                })?;
+        if overrides.is_empty() {
+            return toml::from_str(text).map_err(|e| err(vec![parse_problem(text, &e)]));
         }
-        let problems = deployment.validate(known_models, &Locator::new(text));
+        let mut table: toml::Table =
+            toml::from_str(text).map_err(|e| err(vec![parse_problem(text, &e)]))?;
+        for (name, path, value) in &overrides {
+            if let Err(message) = apply_override(&mut table, path, value) {
+                return Err(err(vec![Problem {
+                    key: (*name).to_owned(),
+                    line: None,
+                    message,
+                    fix: "override only keys of tables, e.g. SUNSHARE_STORAGE__URL".into(),
+                }]));
+            }
+        }
+        serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+            let key = e.path().to_string();
+            let message = e.inner().message().to_owned();
+            // The variable that set this key or something under it (a key of a table it made).
+            let variable = overrides.iter().find(|(_, path, _)| {
+                let dotted = path.join(".");
+                dotted == key
+                    || dotted.starts_with(&format!("{key}."))
+                    || (key == "."
+                        && path
+                            .first()
+                            .is_some_and(|first| message.contains(&format!("`{first}`"))))
+            });
+            let problem = match variable {
+                // Not the value itself: it may be a secret (SUNSHARE_STORAGE__URL).
+                Some((name, path, _)) => Problem {
+                    key: (*name).to_owned(),
+                    line: None,
+                    message: format!("{name} (for {}): {message}", path.join(".")),
+                    fix: format!("correct the value of {name} or unset it"),
+                },
+                None => Problem {
+                    line: Locator::new(text).line_of(&key),
+                    key,
+                    message,
+                    fix: "correct the value to the expected type".into(),
+                },
+            };
+            err(vec![problem])
+        })
+    }
+
+    /// Cross-record validation, once, against the register maps the deployment can use.
+    fn check(
+        &self,
+        file: &str,
+        text: &str,
+        known_models: &HashSet<String>,
+    ) -> Result<(), ConfigError> {
+        let problems = self.validate(known_models, &Locator::new(text));
         if problems.is_empty() {
-            Ok(deployment)
+            Ok(())
         } else {
-            Err(err(problems))
+            Err(ConfigError {
+                file: file.to_owned(),
+                problems,
+            })
         }
     }
 

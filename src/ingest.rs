@@ -3,10 +3,12 @@
 //! batches and forwards what was stored to the sinks.
 //!
 //! Never drops a value silently: every sample ends up stored, recognised as a duplicate, or
-//! quarantined and counted.
+//! quarantined and counted. The one exception is a shutdown while the store is down, and it is
+//! loud: one error line and `sunshare_samples_not_written_total` say what was not written.
 
 use crate::domain::{DeviceId, DeviceState, Metric, Sample};
 use crate::metrics::Metrics;
+use crate::retry::{retry, Backoff, Fault};
 use crate::store::{QuarantineEntry, Store};
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use chrono_tz::Tz;
@@ -15,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 
 /// What ingest knows about each device to judge its values.
 #[derive(Debug, Clone)]
@@ -403,6 +405,8 @@ pub struct IngestWorker {
     limits: ClockLimits,
     counters: CounterCache,
     seeded: bool,
+    /// Between retries of a failed store write: 100 ms doubling to 10 s.
+    backoff: Backoff,
 }
 
 /// How long a batch under load waits to fill up to the batch limit. Each commit writes every index
@@ -430,6 +434,7 @@ pub fn channel(
             limits: ClockLimits::default(),
             counters: CounterCache::default(),
             seeded: false,
+            backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(10)),
         },
     )
 }
@@ -450,33 +455,77 @@ impl IngestWorker {
     /// Loads each device's last accepted lifetime counter from the store so counter sanity survives
     /// a restart. Runs by itself before the first batch; call it early to fail fast.
     pub async fn seed_counters(&mut self) -> Result<(), crate::store::Error> {
-        for row in self.store.latest().await? {
+        let rows = self.store.latest().await?;
+        self.seed_from(rows);
+        Ok(())
+    }
+
+    fn seed_from(&mut self, rows: Vec<crate::store::LatestRow>) {
+        for row in rows {
             if let Some(wh) = row.energy_lifetime_wh {
                 self.counters
                     .seed(row.device, CounterRef { at: row.at, wh });
             }
         }
         self.seeded = true;
-        Ok(())
     }
 
-    /// Validates and writes one batch now (the deterministic step tests drive).
+    /// Validates and writes one batch now (the deterministic step tests drive). Never cancelled:
+    /// a store error is retried until the batch is written.
     pub async fn ingest_now(&mut self, batch: Vec<Sample>, now: DateTime<Utc>) {
-        self.process(batch, now).await;
+        let never = CancellationToken::new();
+        if let Err(left) = self.process(batch, now, &never).await {
+            left.report(&self.metrics);
+        }
     }
 
-    /// Runs until cancelled, then drains what is already queued.
-    pub async fn run(mut self, cancel: CancellationToken) {
+    /// Runs until cancelled, then drains what is already queued. A store that is down holds a batch in memory, retried with backoff, for as
+    /// long as the service runs; a cancel ends the wait for the next retry at once. At shutdown
+    /// every queued batch is still tried once, until one write fails: the rest is not tried, and
+    /// one error line says what was not written (those samples are lost: see [`Unwritten`]).
+    pub async fn run(self, cancel: CancellationToken) {
+        self.run_counted(cancel).await;
+    }
+
+    /// [`IngestWorker::run`], returning how many samples it left unwritten at shutdown.
+    pub async fn run_counted(mut self, cancel: CancellationToken) -> u64 {
+        let mut left: Option<Unwritten> = None;
         loop {
-            tokio::select! {
+            // Only the wait for a submission races the cancel: a batch taken off the queue is
+            // always processed to its end (written, or reported unwritten).
+            let first = tokio::select! {
                 biased;
                 () = cancel.cancelled() => break,
-                more = self.tick() => if !more { break },
+                first = self.rx.recv() => match first {
+                    Some(first) => first,
+                    None => break,
+                },
+            };
+            let batch = self.fill(first).await;
+            if let Err(unwritten) = self.process(batch, Utc::now(), &cancel).await {
+                left = Some(unwritten);
+                break;
             }
         }
         self.rx.close();
-        while self.tick().await {}
-        debug!("ingest worker drained");
+        while let Some(first) = self.rx.recv().await {
+            let batch = self.fill(first).await;
+            match left.as_mut() {
+                // The store failed at shutdown already: trying each batch again would only delay it.
+                Some(left) => left.add_samples(&batch),
+                None => {
+                    if let Err(unwritten) = self.process(batch, Utc::now(), &cancel).await {
+                        left = Some(unwritten);
+                    }
+                }
+            }
+        }
+        let not_written = match left {
+            Some(left) => left.report(&self.metrics),
+            None => 0,
+        };
+        debug!(not_written, "ingest worker drained");
+        not_written
     }
 
     /// Waits for at least one submission, writes everything queued up to the batch limit. Returns
@@ -485,6 +534,13 @@ impl IngestWorker {
         let Some(first) = self.rx.recv().await else {
             return false;
         };
+        let batch = self.fill(first).await;
+        self.ingest_now(batch, Utc::now()).await;
+        true
+    }
+
+    /// Adds to `first` what else is queued, up to the batch limit.
+    async fn fill(&mut self, first: Vec<Sample>) -> Vec<Sample> {
         let mut batch = first;
         // Under load (more was already queued), a batch waits up to LINGER to fill: fewer, larger
         // transactions. A lone submission is written at once. One timer serves the whole wait.
@@ -513,17 +569,39 @@ impl IngestWorker {
             .queue_depth
             .get_or_create(&vec![("queue", "ingest".to_owned())])
             .set(i64::try_from(self.rx.len()).unwrap_or(i64::MAX));
-        self.process(batch, Utc::now()).await;
-        true
+        batch
     }
 
-    async fn process(&mut self, batch: Vec<Sample>, now: DateTime<Utc>) {
+    /// Validates and writes one batch. Every store error is retried (`retry::Fault::Retriable`):
+    /// the batch in memory is the only copy of these samples, so no error may drop it while the
+    /// service runs. Only a cancel ends the retries, and then the batch comes back as [`Unwritten`].
+    async fn process(
+        &mut self,
+        batch: Vec<Sample>,
+        now: DateTime<Utc>,
+        cancel: &CancellationToken,
+    ) -> Result<(), Unwritten> {
         if !self.seeded {
-            let mut delay = Duration::from_millis(100);
-            while let Err(error) = self.seed_counters().await {
-                warn!(%error, "cannot load the last counters; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(10));
+            let store = &self.store;
+            let metrics = &self.metrics;
+            let rows = retry(
+                &mut self.backoff,
+                None,
+                cancel,
+                || async move { store.latest().await.map_err(Fault::Retriable) },
+                |error, attempt, wait| {
+                    metrics.store_write_retries.inc();
+                    warn!(%error, attempt, retry_in = ?wait, "cannot load the last counters; retrying");
+                },
+            )
+            .await;
+            match rows {
+                Ok(rows) => self.seed_from(rows),
+                Err(gave_up) => {
+                    let mut left = Unwritten::new(gave_up.into_error().to_string());
+                    left.add_samples(&batch);
+                    return Err(left);
+                }
             }
         }
         let mut good = Vec::with_capacity(batch.len());
@@ -555,16 +633,35 @@ impl IngestWorker {
                     reason: r.describe(),
                 })
                 .collect();
-            let mut delay = Duration::from_millis(100);
             // Quarantined values are kept like good ones: retried, never dropped.
-            while let Err(error) = self.store.quarantine_many(&rows, now).await {
-                warn!(%error, samples = rows.len(), "could not record quarantined samples; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(10));
+            let store = &self.store;
+            let metrics = &self.metrics;
+            let rows = &rows;
+            let recorded = retry(
+                &mut self.backoff,
+                None,
+                cancel,
+                || async move {
+                    store
+                        .quarantine_many(rows, now)
+                        .await
+                        .map_err(Fault::Retriable)
+                },
+                |error, attempt, wait| {
+                    metrics.store_write_retries.inc();
+                    warn!(%error, attempt, retry_in = ?wait, samples = rows.len(), "could not record quarantined samples; retrying");
+                },
+            )
+            .await;
+            if let Err(gave_up) = recorded {
+                let mut left = Unwritten::new(gave_up.into_error().to_string());
+                left.add_samples(&good);
+                left.add_quarantined(refused.iter().map(|(s, _)| s));
+                return Err(left);
             }
         }
         if good.is_empty() {
-            return;
+            return Ok(());
         }
         let profiles = Arc::clone(&self.profiles);
         let tz_of = move |d: &DeviceId| {
@@ -573,38 +670,123 @@ impl IngestWorker {
                 .map_or(chrono_tz::Asia::Shanghai, |p| p.timezone)
         };
         let started = Instant::now();
-        let mut delay = Duration::from_millis(100);
-        // A store error is retried with backoff: the batch is kept in memory, never dropped.
-        loop {
-            match self.store.write_samples_marked(&good, &tz_of).await {
-                Ok((outcome, stored)) => {
-                    // Only rows newly stored go on to the sinks: a redelivery is not a new point.
-                    let mut marks = stored.into_iter();
-                    good.retain(|_| marks.next().unwrap_or(false));
-                    self.metrics
-                        .store_write_seconds
-                        .observe(started.elapsed().as_secs_f64());
-                    self.metrics
-                        .samples_ingested
-                        .inc_by(outcome.inserted as u64);
-                    self.metrics
-                        .samples_duplicate
-                        .inc_by(outcome.duplicates as u64);
-                    break;
-                }
-                Err(error) => {
-                    warn!(%error, samples = good.len(), "store write failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(10));
-                }
+        let store = &self.store;
+        let metrics = &self.metrics;
+        let samples = &good;
+        let tz_of = &tz_of;
+        let written = retry(
+            &mut self.backoff,
+            None,
+            cancel,
+            || async move {
+                store
+                    .write_samples_marked(samples, tz_of)
+                    .await
+                    .map_err(Fault::Retriable)
+            },
+            |error, attempt, wait| {
+                metrics.store_write_retries.inc();
+                warn!(%error, attempt, retry_in = ?wait, samples = samples.len(), "store write failed; retrying");
+            },
+        )
+        .await;
+        let (outcome, stored) = match written {
+            Ok(done) => done,
+            Err(gave_up) => {
+                let mut left = Unwritten::new(gave_up.into_error().to_string());
+                left.add_samples(&good);
+                return Err(left);
             }
-        }
+        };
+        // Only rows newly stored go on to the sinks: a redelivery is not a new point.
+        let mut marks = stored.into_iter();
+        good.retain(|_| marks.next().unwrap_or(false));
+        self.metrics
+            .store_write_seconds
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .samples_ingested
+            .inc_by(outcome.inserted as u64);
+        self.metrics
+            .samples_duplicate
+            .inc_by(outcome.duplicates as u64);
         if let Some(tx) = self.forward.as_ref().filter(|_| !good.is_empty()) {
             if tx.send(good).await.is_err() {
                 warn!("sink queue closed; samples stay in the store only");
                 self.forward = None;
             }
         }
+        Ok(())
+    }
+}
+
+/// What a shutdown during a store outage left unwritten. These samples are lost: a Modbus reading
+/// is not taken again, and an MQTT message is acknowledged to the broker once its samples are
+/// queued into ingest (see `collect::mqtt`), so the broker does not deliver it again. Only a
+/// logger's own history could send them again.
+#[derive(Debug)]
+struct Unwritten {
+    error: String,
+    samples: u64,
+    quarantined: u64,
+    devices: std::collections::BTreeSet<DeviceId>,
+    first: Option<DateTime<Utc>>,
+    last: Option<DateTime<Utc>>,
+}
+
+impl Unwritten {
+    fn new(error: String) -> Self {
+        Self {
+            error,
+            samples: 0,
+            quarantined: 0,
+            devices: Default::default(),
+            first: None,
+            last: None,
+        }
+    }
+
+    fn note(&mut self, s: &Sample) {
+        self.devices.insert(s.device.clone());
+        self.first = Some(self.first.map_or(s.at, |f| f.min(s.at)));
+        self.last = Some(self.last.map_or(s.at, |l| l.max(s.at)));
+    }
+
+    fn add_samples(&mut self, batch: &[Sample]) {
+        for s in batch {
+            self.samples += 1;
+            self.note(s);
+        }
+    }
+
+    fn add_quarantined<'a>(&mut self, refused: impl Iterator<Item = &'a Sample>) {
+        for s in refused {
+            self.quarantined += 1;
+            self.note(s);
+        }
+    }
+
+    /// One error line saying what was not written; returns how many samples that is.
+    fn report(self, metrics: &Metrics) -> u64 {
+        let total = self.samples + self.quarantined;
+        metrics.samples_not_written.inc_by(total);
+        let shown: Vec<&str> = self.devices.iter().take(20).map(DeviceId::as_str).collect();
+        let fmt = |t: Option<DateTime<Utc>>| {
+            t.map_or_else(String::new, |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        };
+        error!(
+            error = %self.error,
+            samples = self.samples,
+            quarantined = self.quarantined,
+            devices = self.devices.len(),
+            device_ids = %shown.join(","),
+            read_from = %fmt(self.first),
+            read_to = %fmt(self.last),
+            "stopping while the store is unavailable: these samples were NOT written and are lost \
+             (MQTT messages were acknowledged when queued into ingest, so the broker will not \
+             deliver them again; Modbus readings are not read again)"
+        );
+        total
     }
 }
 
@@ -820,6 +1002,80 @@ mod tests {
         let metrics = Arc::new(Metrics::new());
         let (h, w) = channel(8, store.clone(), profiles(), Arc::clone(&metrics));
         (h, w.with_limits(limits()), metrics)
+    }
+
+    /// Polls `done` until it holds; `tokio::time::timeout` around it is the failure bound.
+    async fn until(done: impl Fn() -> bool) {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_cancel_during_a_store_outage_stops_the_worker_and_says_what_was_not_written(
+    ) -> anyhow::Result<()> {
+        let bound = Duration::from_secs(10);
+        let now = Utc::now();
+        let m = |n: i64| now - ChronoDuration::minutes(n);
+        // The store answered at start-up (counters seeded), then went away: every write fails.
+        let ts = testing::sqlite().await?;
+        let (h, mut w, metrics) = worker_for(&ts.store).await;
+        w.seed_counters().await?;
+        ts.store.close().await;
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(w.run_counted(cancel.clone()));
+        // One good sample and one for the quarantine: the quarantine write fails first.
+        h.submit(vec![
+            sample("inv-1", m(3), 1_000.0, 1e6),
+            sample("ghost", m(3), 1_000.0, 1e6),
+        ])
+        .await?;
+        tokio::time::timeout(bound, until(|| metrics.store_write_retries.get() >= 2)).await?;
+        // Queued behind the batch being retried: never tried, but counted.
+        h.submit(vec![sample("inv-2", m(2), 1_000.0, 2e6)]).await?;
+        assert!(!task.is_finished(), "the batch is held while not cancelled");
+        cancel.cancel();
+        let not_written = tokio::time::timeout(bound, task).await??;
+        assert_eq!(not_written, 3);
+        assert_eq!(metrics.samples_not_written.get(), 3);
+        assert_eq!(metrics.samples_ingested.get(), 0);
+
+        // Never seeded: the counters cannot be loaded, and a cancel ends that wait as well.
+        let ts = testing::sqlite().await?;
+        let (h, w, metrics) = worker_for(&ts.store).await;
+        ts.store.close().await;
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(w.run_counted(cancel.clone()));
+        h.submit(vec![sample("inv-1", m(1), 1_000.0, 1e6)]).await?;
+        tokio::time::timeout(bound, until(|| metrics.store_write_retries.get() >= 1)).await?;
+        cancel.cancel();
+        assert_eq!(tokio::time::timeout(bound, task).await??, 1);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn at_shutdown_a_store_that_answers_gets_the_whole_queue() -> anyhow::Result<()> {
+        let ts = testing::sqlite().await?;
+        let (h, w, metrics) = worker_for(&ts.store).await;
+        let now = Utc::now();
+        let cancel = CancellationToken::new();
+        // Queued before the worker runs, cancelled before it starts: the drain still writes it all.
+        for i in 0..5 {
+            h.submit(vec![sample(
+                "inv-1",
+                now - ChronoDuration::minutes(10 - i),
+                1_000.0,
+                1e6 + i as f64,
+            )])
+            .await?;
+        }
+        cancel.cancel();
+        let not_written =
+            tokio::time::timeout(Duration::from_secs(10), w.run_counted(cancel)).await?;
+        assert_eq!(not_written, 0);
+        assert_eq!(ts.store.raw_count().await?, 5);
+        assert_eq!(metrics.samples_not_written.get(), 0);
+        Ok(())
     }
 
     #[tokio::test]

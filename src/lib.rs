@@ -13,6 +13,7 @@
 //! - [`accounts`] creates users and API tokens; [`cli`] holds the subcommands' flags and handlers;
 //! - [`auth`] decides who may do what where (roles, scopes, credentials); pure;
 //! - [`tabular`] reads CSV (UTF-8, GBK, UTF-16) and XLSX tables as people send them; pure;
+//! - [`retry`] is the one retry policy (capped backoff with jitter, cancel-aware);
 //! - [`app`] wires the components; [`config`] is the deployment file; [`domain`] the vocabulary.
 #![cfg_attr(
     not(test),
@@ -46,6 +47,7 @@ pub mod ingest;
 pub mod ledger;
 pub mod metrics;
 pub mod registers;
+pub mod retry;
 pub mod sim;
 pub mod sinks;
 pub mod solar;

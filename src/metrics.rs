@@ -23,6 +23,8 @@ pub struct Metrics {
     pub polls: Counter,
     pub queue_depth: Family<ReasonLabels, Gauge<i64, std::sync::atomic::AtomicI64>>,
     pub store_write_seconds: Histogram,
+    pub store_write_retries: Counter,
+    pub samples_not_written: Counter,
     pub sink_points_written: Counter,
     pub sink_points_spooled: Gauge<i64, std::sync::atomic::AtomicI64>,
     pub sink_points_dropped: Counter,
@@ -53,6 +55,8 @@ impl Metrics {
             polls: Counter::default(),
             queue_depth: Family::default(),
             store_write_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
+            store_write_retries: Counter::default(),
+            samples_not_written: Counter::default(),
             sink_points_written: Counter::default(),
             sink_points_spooled: Gauge::default(),
             sink_points_dropped: Counter::default(),
@@ -96,6 +100,16 @@ impl Metrics {
             "store_write_seconds",
             "Latency of one batched store write",
             m.store_write_seconds.clone(),
+        );
+        registry.register(
+            "store_write_retries",
+            "Ingest store writes that failed and were tried again",
+            m.store_write_retries.clone(),
+        );
+        registry.register(
+            "samples_not_written",
+            "Samples left unwritten by a shutdown while the store was unavailable",
+            m.samples_not_written.clone(),
         );
         registry.register(
             "sink_points_written",

@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[(&str, u8)] = &[
     // The vocabulary: ids, units, registry types, samples, months, plan states.
     ("domain", 0),
+    // The retry policy every loop shares; it names no module of the crate.
+    ("retry", 0),
     // Pure cores and leaves that know only the vocabulary.
     ("solar", 1),
     ("registers", 1),

@@ -172,3 +172,41 @@ async fn samples_flow_to_store_quarantine_metrics_and_the_line_protocol_server(
     }
     Ok(())
 }
+
+/// Polls `done` until it holds; the caller bounds it with `tokio::time::timeout`.
+async fn until(done: impl Fn() -> bool) {
+    while !done() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_service_shuts_down_promptly_while_its_store_is_down() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let d = deployment(None, &dir.path().join("spool"))?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let running = sunshare::app::start(Arc::new(d), &dir.path().join("data"), listener).await?;
+    // The database goes away under the running service: every write fails from now on.
+    running.store.close().await;
+    running
+        .ingest
+        .submit(vec![sample(3, 40_000.0, 1e7)])
+        .await?;
+    let metrics = Arc::clone(&running.metrics);
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        until(|| metrics.store_write_retries.get() >= 2),
+    )
+    .await?;
+    running
+        .ingest
+        .submit(vec![sample(2, 40_000.0, 1e7 + 100.0)])
+        .await?;
+    // What Ctrl-C or SIGTERM does: cancel everything and wait for every task.
+    tokio::time::timeout(Duration::from_secs(10), running.shutdown())
+        .await
+        .map_err(|_| anyhow::anyhow!("the service did not stop within 10 s of the cancel"))?;
+    assert_eq!(metrics.samples_not_written.get(), 2);
+    assert_eq!(metrics.samples_ingested.get(), 0);
+    Ok(())
+}

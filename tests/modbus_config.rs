@@ -129,3 +129,49 @@ fn bad_map_is_refused_with_file_and_key() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("custom.toml") && err.contains("tpye"), "{err}");
 }
+
+#[test]
+fn the_environment_overrides_the_files_firmware_dir() {
+    let dir = tempfile::tempdir().expect("dir");
+    // The file's `maps` holds no custom map; the variable's directory does.
+    std::fs::create_dir_all(dir.path().join("maps")).expect("maps dir");
+    let env_maps = dir.path().join("site-maps");
+    std::fs::create_dir_all(&env_maps).expect("env maps dir");
+    std::fs::write(env_maps.join("custom.toml"), GOOD_MAP).expect("map");
+    let config = dir.path().join("site.toml");
+    std::fs::write(&config, DEPLOYMENT.replace("MODEL", "custom")).expect("config");
+    let run = |env: Option<&Path>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sunshare"));
+        cmd.current_dir(std::env::temp_dir())
+            .env_remove("SUNSHARE_COLLECT__FIRMWARE_DIR")
+            .arg("check-config")
+            .arg("--config")
+            .arg(&config);
+        if let Some(env) = env {
+            cmd.env("SUNSHARE_COLLECT__FIRMWARE_DIR", env);
+        }
+        let out = cmd.output().expect("run sunshare");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(None);
+    assert_eq!(code, 2, "the file's maps have no 'custom': {err}");
+    assert!(err.contains("devices[0].model"), "{err}");
+    let (code, err) = run(Some(&env_maps));
+    assert_eq!(code, 0, "the environment's maps are used: {err}");
+    // A bad value in the environment names the variable.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sunshare"));
+    let out = cmd
+        .current_dir(std::env::temp_dir())
+        .env("SUNSHARE_STORAGE__MAX_CONNECTIONS", "many")
+        .arg("check-config")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .expect("run sunshare");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("SUNSHARE_STORAGE__MAX_CONNECTIONS"), "{err}");
+}

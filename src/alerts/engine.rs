@@ -78,8 +78,16 @@ impl Engine {
     async fn restore(&mut self) -> Result<(), Error> {
         for row in self.store.alerts(true, 100_000).await? {
             let Some(kind) = AlertKind::parse(&row.kind) else {
+                // A kind this version does not evaluate (a rule since removed): left as stored.
+                warn!(alert = row.id, kind = %row.kind, "open alert of an unknown kind not adopted");
                 continue;
             };
+            let severity = Severity::parse(&row.severity).ok_or_else(|| {
+                crate::store::Error::Corrupt(format!(
+                    "alerts.severity of alert {} is '{}', not a severity",
+                    row.id, row.severity
+                ))
+            })?;
             let key = AlertKey {
                 kind,
                 station: StationId::new(row.station.clone()),
@@ -88,7 +96,7 @@ impl Engine {
             self.rules.restore(
                 key.clone(),
                 CountyId::new(row.county.clone()),
-                Severity::parse(&row.severity).unwrap_or_default(),
+                severity,
                 row.message.clone(),
                 row.opened_at,
                 row.flapping,

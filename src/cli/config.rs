@@ -29,11 +29,8 @@ pub fn check_config(config: &Path) -> Result<String, Failure> {
 
 /// `sunshare logger-config`: what a technician loads into a station's data loggers.
 pub fn logger_config(config: &Path, station: &str) -> Result<String, Failure> {
-    let deployment = load_config(config)?;
-    let maps = match app::load_catalog(config) {
-        Ok(c) => crate::collect::mqtt::maps::CatalogMaps::new(c),
-        Err(e) => return Err(Failure::Usage(e.to_string())),
-    };
-    crate::collect::mqtt::setup::logger_config(&deployment, station, Some(&maps))
+    let loaded = app::load(config).map_err(|e| Failure::Usage(e.to_string()))?;
+    let maps = crate::collect::mqtt::maps::CatalogMaps::new(loaded.catalog);
+    crate::collect::mqtt::setup::logger_config(&loaded.deployment, station, Some(&maps))
         .map_err(|e| Failure::Usage(format!("error: {e}\n")))
 }

@@ -15,6 +15,7 @@ use crate::domain::{DeviceId, Sample, Transport};
 use crate::ingest::IngestHandle;
 use crate::metrics::Metrics;
 use crate::registers::{sunspec, Catalog, Decoded, FunctionCode, ReadBlock, RegisterMap, Timing};
+use crate::retry::Backoff;
 use chrono::{DateTime, Utc};
 use rand::{rngs::StdRng, Rng as _, SeedableRng as _};
 use std::collections::BTreeMap;
@@ -175,9 +176,12 @@ struct Slot {
     next_due: Instant,
     retry_at: Option<Instant>,
     attempt: u32,
+    /// Between quick retries of a busy or failing device: 200 ms doubling to 10 s.
+    retry: Backoff,
     failures: u32,
     open_until: Option<Instant>,
-    cooldown: Duration,
+    /// How long the open breaker waits: the poll interval, doubling to 10 min (or the interval).
+    cooldown: Backoff,
     stats: DeviceStats,
 }
 
@@ -269,11 +273,10 @@ pub struct GatewayPoller {
     ingest: IngestHandle,
     metrics: Arc<Metrics>,
     reconnect_at: Option<Instant>,
-    reconnect_backoff: Duration,
+    reconnect: Backoff,
     gateway_up: Option<bool>,
     timeouts_in_row: u32,
     last_request_end: Option<Instant>,
-    rng: StdRng,
     observer: Option<Arc<PollObserver>>,
 }
 
@@ -288,11 +291,6 @@ impl std::fmt::Debug for GatewayPoller {
     }
 }
 
-fn jitter(rng: &mut StdRng, d: Duration) -> Duration {
-    // ±20 %: devices that failed together do not all retry in the same instant.
-    d.mul_f64(rng.gen_range(0.8..1.2))
-}
-
 impl GatewayPoller {
     pub fn new(
         address: String,
@@ -302,6 +300,15 @@ impl GatewayPoller {
         metrics: Arc<Metrics>,
     ) -> GatewayPoller {
         let now = Instant::now();
+        // The longest wait for a reconnect is one poll interval (up to 10 min): a dongle that
+        // wakes at dawn is picked up within one schedule slot.
+        let reconnect_cap = targets
+            .iter()
+            .map(|t| t.interval)
+            .min()
+            .unwrap_or(MAX_COOLDOWN)
+            .min(MAX_COOLDOWN)
+            .max(Duration::from_secs(1));
         let slots = targets
             .into_iter()
             .map(|target| Slot {
@@ -316,10 +323,11 @@ impl GatewayPoller {
                     last_error: None,
                     link: Link::Unknown,
                 },
-                cooldown: target.interval,
+                cooldown: Backoff::new(target.interval, MAX_COOLDOWN.max(target.interval)),
                 placed: None,
                 retry_at: None,
                 attempt: 0,
+                retry: Backoff::new(Duration::from_millis(200), Duration::from_secs(10)),
                 failures: 0,
                 open_until: None,
                 target,
@@ -333,11 +341,10 @@ impl GatewayPoller {
             ingest,
             metrics,
             reconnect_at: None,
-            reconnect_backoff: Duration::from_secs(1),
+            reconnect: Backoff::new(Duration::from_secs(1), reconnect_cap),
             gateway_up: None,
             timeouts_in_row: 0,
             last_request_end: None,
-            rng: StdRng::from_entropy(),
             observer: None,
         }
     }
@@ -479,7 +486,7 @@ impl GatewayPoller {
         }
         self.conn = Some(ctx);
         self.reconnect_at = None;
-        self.reconnect_backoff = Duration::from_secs(1);
+        self.reconnect.reset();
         self.timeouts_in_row = 0;
         self.last_request_end = None;
         for s in &mut self.slots {
@@ -500,19 +507,8 @@ impl GatewayPoller {
 
     fn gateway_down(&mut self, error: &Error) {
         self.count_error("connect");
-        let wait = jitter(&mut self.rng, self.reconnect_backoff);
+        let wait = self.reconnect.next_delay();
         self.reconnect_at = Some(Instant::now() + wait);
-        // The longest wait is one poll interval (up to 10 min): a dongle that wakes at dawn is
-        // picked up within one schedule slot.
-        let cap = self
-            .slots
-            .iter()
-            .map(|s| s.target.interval)
-            .min()
-            .unwrap_or(MAX_COOLDOWN)
-            .min(MAX_COOLDOWN)
-            .max(Duration::from_secs(1));
-        self.reconnect_backoff = (self.reconnect_backoff * 2).min(cap);
         if self.gateway_up != Some(false) {
             // Once per change: a dongle that is off all night is one line, not one per poll.
             warn!(gateway = %self.address, %error, "gateway unreachable (asleep at night or offline); retrying with backoff");
@@ -534,6 +530,7 @@ impl GatewayPoller {
             }
             s.retry_at = None;
             s.attempt = 0;
+            s.retry.reset();
         }
     }
 
@@ -545,9 +542,10 @@ impl GatewayPoller {
             info!(device = %s.target.device, "device answering again");
         }
         s.attempt = 0;
+        s.retry.reset();
         s.failures = 0;
         s.open_until = None;
-        s.cooldown = s.target.interval;
+        s.cooldown.reset();
         s.stats.polls_ok += 1;
         s.stats.last_read = Some(at);
         s.stats.link = Link::Ok;
@@ -569,27 +567,22 @@ impl GatewayPoller {
             self.conn = None;
         }
         let now = Instant::now();
-        let backoff = {
-            let s = &self.slots[idx];
-            Duration::from_millis(200).saturating_mul(1 << s.attempt.min(6))
-        };
-        let retry_wait = jitter(&mut self.rng, backoff.min(Duration::from_secs(10)));
-        let cooldown_jitter = self.rng.gen_range(0.8..1.2);
         let s = &mut self.slots[idx];
         s.stats.last_error = Some(error.to_string());
         if error.retry_later() && s.attempt < MAX_RETRIES {
             s.attempt += 1;
-            s.retry_at = Some(now + retry_wait);
+            s.retry_at = Some(now + s.retry.next_delay());
             debug!(device = %s.target.device, %error, attempt = s.attempt, "retrying later");
             return;
         }
         s.attempt = 0;
+        s.retry.reset();
         s.failures += 1;
         s.stats.polls_failed += 1;
         if s.failures >= BREAKER_THRESHOLD {
-            let wait = s.cooldown.mul_f64(cooldown_jitter);
+            // Never shorter than the poll interval: the jitter only spreads longer cooldowns.
+            let wait = s.cooldown.next_delay().max(s.target.interval);
             s.open_until = Some(now + wait);
-            s.cooldown = (s.cooldown * 2).min(MAX_COOLDOWN.max(s.target.interval));
             if s.stats.link != Link::Open {
                 warn!(device = %s.target.device, %error, ?wait, "device not answering (asleep or failed); polling it less often");
             } else {

@@ -22,9 +22,9 @@ pub use template::{Directory, LoggerTemplate, TemplateError};
 use crate::config::{Deployment, MqttConfig};
 use crate::ingest::IngestHandle;
 use crate::metrics::Metrics;
+use crate::retry::Backoff;
 use crate::store::{MqttRejectedRow, MqttUnknownRow, Store};
 use chrono::{DateTime, Utc};
-use rand::Rng as _;
 use rumqttc::{AsyncClient, ConnectionError, Event, MqttOptions, Packet, Publish, QoS};
 use secrecy::ExposeSecret;
 use std::collections::{HashMap, VecDeque};
@@ -46,43 +46,6 @@ pub enum Error {
         path: String,
         source: std::io::Error,
     },
-}
-
-/// Capped exponential backoff with jitter: the n-th wait is uniform in [d/2, d] where
-/// d = min(max, min * 2^n). Never spins against a dead broker.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    min: Duration,
-    max: Duration,
-    attempt: u32,
-}
-
-impl Backoff {
-    pub fn new(min: Duration, max: Duration) -> Backoff {
-        let min = min.max(Duration::from_millis(10));
-        Backoff {
-            min,
-            max: max.max(min),
-            attempt: 0,
-        }
-    }
-
-    pub fn reset(&mut self) {
-        self.attempt = 0;
-    }
-
-    /// Jumps to the longest wait (an error that retrying soon will not fix, e.g. bad credentials).
-    pub fn saturate(&mut self) {
-        self.attempt = 32;
-    }
-
-    pub fn next_delay(&mut self) -> Duration {
-        let factor = 2u32.saturating_pow(self.attempt.min(20));
-        self.attempt = self.attempt.saturating_add(1);
-        let d = self.min.saturating_mul(factor).min(self.max);
-        let half = d / 2;
-        half + rand::thread_rng().gen_range(Duration::ZERO..=half)
-    }
 }
 
 /// Where to connect: `host:port`, defaulting the port to 1883 (8883 with TLS).
@@ -395,7 +358,10 @@ impl MqttCollector {
             metrics: wiring.metrics,
             store: wiring.store,
             max_message_bytes: cfg.max_message_bytes,
-            backoff: Backoff::new(cfg.reconnect_min, cfg.reconnect_max),
+            backoff: Backoff::new(
+                cfg.reconnect_min.max(Duration::from_millis(10)),
+                cfg.reconnect_max,
+            ),
             problems: ProblemLog::default(),
             status: StatusHandle::default(),
         })
@@ -633,9 +599,8 @@ impl MqttCollector {
                         s.subscribed = false;
                         s.last_error = Some(e.to_string());
                     });
-                    tokio::select! {
-                        () = cancel.cancelled() => break,
-                        () = tokio::time::sleep(delay) => {}
+                    if !crate::retry::wait(&cancel, delay).await {
+                        break;
                     }
                 }
                 Err(_) => {
@@ -650,9 +615,8 @@ impl MqttCollector {
                         s.subscribed = false;
                         s.last_error = Some("broker silent past the keep-alive".into());
                     });
-                    tokio::select! {
-                        () = cancel.cancelled() => break,
-                        () = tokio::time::sleep(delay) => {}
+                    if !crate::retry::wait(&cancel, delay).await {
+                        break;
                     }
                 }
             }
@@ -756,31 +720,6 @@ fn connection_reason(e: &ConnectionError) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_grows_caps_and_jitters() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-        let first = b.next_delay();
-        assert!((Duration::from_millis(50)..=Duration::from_millis(100)).contains(&first));
-        let mut last = Duration::ZERO;
-        for _ in 0..20 {
-            last = b.next_delay();
-            assert!(last <= Duration::from_secs(5));
-        }
-        assert!(
-            last >= Duration::from_millis(2500),
-            "capped at max with jitter: {last:?}"
-        );
-        b.reset();
-        assert!(b.next_delay() <= Duration::from_millis(100));
-        let spread: std::collections::HashSet<_> = (0..20)
-            .map(|_| {
-                let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(1));
-                b.next_delay()
-            })
-            .collect();
-        assert!(spread.len() > 1, "jitter must vary the delay");
-    }
 
     #[test]
     fn check_names_a_device_on_an_undeclared_logger() {

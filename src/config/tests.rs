@@ -311,3 +311,120 @@ fn overlapping_jobs_are_accepted_when_the_policy_allows_several() {
     assert!(!d.policy.one_job_per_household);
     assert_eq!(d.jobs.len(), 2);
 }
+
+/// A register map of its own, for a `firmware_dir`.
+const CUSTOM_MAP: &str = r#"
+family = "custom"
+description = "a site-specific map"
+function = 3
+numbering = "pdu"
+word_order = "high_first"
+[[field]]
+metric = "ac_power_w"
+address = 10
+type = "u16"
+unit = "W"
+[[test]]
+name = "t"
+registers = { "10" = [5] }
+expect = { ac_power_w = 5 }
+"#;
+
+#[test]
+fn the_environment_wins_over_the_file_for_the_firmware_dir_and_the_maps_come_from_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let env_maps = dir.path().join("env-maps");
+    std::fs::create_dir_all(&env_maps).expect("maps dir");
+    std::fs::write(env_maps.join("custom.toml"), CUSTOM_MAP).expect("map");
+    // The file names a directory that does not exist, and a device of the custom map.
+    let text = GOOD
+        .replace(
+            "[storage]",
+            "[collect]\nfirmware_dir = \"file-maps\"\n\n[storage]",
+        )
+        .replace("model = \"huawei_sun2000\"", "model = \"custom\"");
+    let path = dir.path().join("fleet.toml");
+    std::fs::write(&path, text).expect("file");
+    let env = vec![(
+        "SUNSHARE_COLLECT__FIRMWARE_DIR".to_owned(),
+        env_maps.display().to_string(),
+    )];
+    let loaded = Deployment::load_with_env(&path, &env).expect("the environment's maps");
+    assert_eq!(loaded.deployment.collect.firmware_dir, Some(env_maps));
+    assert!(loaded.catalog.get("custom").is_some());
+    assert!(
+        loaded.catalog.get("huawei_sun2000").is_some(),
+        "built-ins stay"
+    );
+    // Without the variable the file's directory is used, resolved against the file.
+    let e = Deployment::load_with_env(&path, &[]).expect_err("file-maps does not exist");
+    assert!(
+        e.to_string()
+            .contains(&dir.path().join("file-maps").display().to_string()),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_bad_environment_value_names_the_variable() {
+    let env = |name: &str, value: &str| vec![(name.to_owned(), value.to_owned())];
+    let e = Deployment::from_str_with_env(
+        "t.toml",
+        GOOD,
+        &env("SUNSHARE_STORAGE__MAX_CONNECTIONS", "many"),
+        &models(),
+    )
+    .expect_err("not a number");
+    assert_eq!(e.problems.len(), 1, "{e}");
+    assert_eq!(
+        e.problems[0].key, "SUNSHARE_STORAGE__MAX_CONNECTIONS",
+        "{e}"
+    );
+    assert!(
+        e.problems[0].message.contains("storage.max_connections"),
+        "{e}"
+    );
+    assert!(
+        e.problems[0]
+            .fix
+            .contains("SUNSHARE_STORAGE__MAX_CONNECTIONS"),
+        "{e}"
+    );
+    // A key the section does not have, and one in a section that does not exist.
+    for name in ["SUNSHARE_HTTP__LISTN", "SUNSHARE_NOSUCH__KEY"] {
+        let e = Deployment::from_str_with_env("t.toml", GOOD, &env(name, "1"), &models())
+            .expect_err("unknown key");
+        assert_eq!(e.problems[0].key, name, "{e}");
+    }
+    // A secret given in the environment never appears in the message.
+    let e = Deployment::from_str_with_env(
+        "t.toml",
+        GOOD,
+        &[
+            (
+                "SUNSHARE_STORAGE__URL".to_owned(),
+                "postgres://u:hunter2@db/x".to_owned(),
+            ),
+            ("SUNSHARE_STORAGE__BACKEND".to_owned(), "oracle".to_owned()),
+        ],
+        &models(),
+    )
+    .expect_err("no such backend");
+    assert_eq!(e.problems[0].key, "SUNSHARE_STORAGE__BACKEND", "{e}");
+    assert!(!e.to_string().contains("hunter2"), "{e}");
+    // An error in the file itself still names its key and line.
+    let text = GOOD.replace("capacity_kwp = 300", "capacity_kwp = \"big\"");
+    let e = Deployment::from_str_with_env(
+        "t.toml",
+        &text,
+        &env("SUNSHARE_HTTP__LISTEN", "127.0.0.1:9999"),
+        &models(),
+    )
+    .expect_err("not a number");
+    assert_eq!(e.problems[0].key, "stations[0].capacity_kwp", "{e}");
+    let line = text
+        .lines()
+        .position(|l| l.contains("\"big\""))
+        .map(|i| i + 1);
+    assert_eq!(e.problems[0].line, line, "{e}");
+}

@@ -255,9 +255,79 @@ pub struct Alarm {
 /// The decoded values of one read. Values are kept in metric order so equal readings compare equal.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Readings {
+    /// A value that is not finite (quarantined as `not_finite`) is kept as `"NaN"`, `"inf"` or
+    /// `"-inf"`: JSON has no such numbers, and writing `null` would not read back.
+    #[serde(with = "values_json")]
     pub values: Vec<(Metric, f64)>,
     pub state: Option<DeviceState>,
     pub alarms: Vec<Alarm>,
+}
+
+/// The JSON of [`Readings::values`]: pairs of metric and number, non-finite numbers named.
+mod values_json {
+    use super::Metric;
+    use serde::de::Visitor;
+    use serde::ser::SerializeSeq as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::fmt;
+
+    pub fn serialize<S: Serializer>(values: &[(Metric, f64)], s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(values.len()))?;
+        for (metric, v) in values {
+            match *v {
+                v if v.is_finite() => seq.serialize_element(&(metric, v))?,
+                v if v.is_nan() => seq.serialize_element(&(metric, "NaN"))?,
+                v if v > 0.0 => seq.serialize_element(&(metric, "inf"))?,
+                _ => seq.serialize_element(&(metric, "-inf"))?,
+            }
+        }
+        seq.end()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(Metric, f64)>, D::Error> {
+        let pairs: Vec<(Metric, Number)> = Vec::deserialize(d)?;
+        Ok(pairs.into_iter().map(|(m, n)| (m, n.0)).collect())
+    }
+
+    /// A number as stored: a JSON number, a named non-finite value, or `null` (how a non-finite
+    /// value was written before they were named: it was not a number).
+    struct Number(f64);
+
+    impl<'de> Deserialize<'de> for Number {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Number, D::Error> {
+            struct V;
+            impl Visitor<'_> for V {
+                type Value = Number;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a number, \"NaN\", \"inf\" or \"-inf\"")
+                }
+                fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Number, E> {
+                    Ok(Number(v))
+                }
+                fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Number, E> {
+                    Ok(Number(v as f64))
+                }
+                fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Number, E> {
+                    Ok(Number(v as f64))
+                }
+                fn visit_unit<E: serde::de::Error>(self) -> Result<Number, E> {
+                    Ok(Number(f64::NAN))
+                }
+                fn visit_none<E: serde::de::Error>(self) -> Result<Number, E> {
+                    Ok(Number(f64::NAN))
+                }
+                fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Number, E> {
+                    match v {
+                        "NaN" => Ok(Number(f64::NAN)),
+                        "inf" => Ok(Number(f64::INFINITY)),
+                        "-inf" => Ok(Number(f64::NEG_INFINITY)),
+                        other => Err(E::custom(format!("'{other}' is not a number"))),
+                    }
+                }
+            }
+            d.deserialize_any(V)
+        }
+    }
 }
 
 impl Readings {
@@ -288,6 +358,36 @@ pub struct Sample {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn non_finite_values_survive_their_json_and_old_nulls_read_as_nan() {
+        let mut r = Readings::default();
+        r.set(Metric::AcPowerW, f64::NAN);
+        r.set(Metric::TemperatureC, f64::INFINITY);
+        r.set(Metric::DcPowerW, f64::NEG_INFINITY);
+        r.set(Metric::FrequencyHz, 50.0);
+        let text = serde_json::to_string(&r).expect("encode");
+        assert!(text.contains(r#"["ac_power_w","NaN"]"#), "{text}");
+        let back: Readings = serde_json::from_str(&text).expect("decode");
+        assert!(
+            back.get(Metric::AcPowerW).is_some_and(f64::is_nan),
+            "{text}"
+        );
+        assert_eq!(back.get(Metric::TemperatureC), Some(f64::INFINITY));
+        assert_eq!(back.get(Metric::DcPowerW), Some(f64::NEG_INFINITY));
+        assert_eq!(back.get(Metric::FrequencyHz), Some(50.0));
+        // Rows written before: a non-finite value was stored as null.
+        let old: Readings = serde_json::from_str(
+            r#"{"values":[["ac_power_w",null],["frequency_hz",50]],"state":null,"alarms":[]}"#,
+        )
+        .expect("old row");
+        assert!(old.get(Metric::AcPowerW).is_some_and(f64::is_nan));
+        assert_eq!(old.get(Metric::FrequencyHz), Some(50.0));
+        assert!(serde_json::from_str::<Readings>(
+            r#"{"values":[["ac_power_w","lots"]],"state":null,"alarms":[]}"#
+        )
+        .is_err());
+    }
 
     #[test]
     fn metric_names_round_trip() {

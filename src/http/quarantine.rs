@@ -48,10 +48,41 @@ struct Item {
     /// A stable code for the reason, e.g. `not_finite`.
     code: String,
     reason: String,
-    /// The sample's readings by metric name.
-    readings: BTreeMap<String, f64>,
+    /// The sample's readings by metric name; a value that is not a number (why a sample is
+    /// quarantined as `not_finite`) is named: `"NaN"`, `"inf"` or `"-inf"`.
+    readings: BTreeMap<String, Value>,
     /// The device state the sample reported, if any.
     state: Option<&'static str>,
+}
+
+/// A reading as the quarantine shows it: JSON has no NaN or infinity, so those are named.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[schema(as = QuarantinedValue)]
+enum Value {
+    Number(f64),
+    NotANumber(NotANumber),
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+enum NotANumber {
+    #[serde(rename = "NaN")]
+    NaN,
+    #[serde(rename = "inf")]
+    Infinity,
+    #[serde(rename = "-inf")]
+    MinusInfinity,
+}
+
+impl From<f64> for Value {
+    fn from(v: f64) -> Value {
+        match v {
+            v if v.is_finite() => Value::Number(v),
+            v if v.is_nan() => Value::NotANumber(NotANumber::NaN),
+            v if v > 0.0 => Value::NotANumber(NotANumber::Infinity),
+            _ => Value::NotANumber(NotANumber::MinusInfinity),
+        }
+    }
 }
 
 impl From<QuarantineRow> for Item {
@@ -67,7 +98,7 @@ impl From<QuarantineRow> for Item {
                 .readings
                 .values
                 .iter()
-                .map(|(m, v)| (m.name(), *v))
+                .map(|(m, v)| (m.name(), Value::from(*v)))
                 .collect(),
             state: r.readings.state.map(|s| s.as_str()),
         }
@@ -165,6 +196,8 @@ mod tests {
         assert_eq!(b[0]["device"], "b");
         assert_eq!(b[0]["code"], "not_finite");
         assert_eq!(b[0]["reason"], "ac_power_w is NaN or infinite");
+        // The value it was refused for is shown, named, not lost.
+        assert_eq!(b[0]["readings"]["ac_power_w"], "NaN", "{b:?}");
         let bad = get("?limit=0").await?;
         assert_eq!(bad.status(), 400);
         let body: serde_json::Value = bad.json().await?;

@@ -48,6 +48,8 @@ pub enum Error {
     NotFound(String),
     #[error("stored ledger data is unreadable: {0}")]
     Corrupt(String),
+    #[error("cannot encode the run of {month} for its fingerprint: {detail}")]
+    Fingerprint { month: YearMonth, detail: String },
     #[error("{0}")]
     Export(String),
     #[error("{0}")]
@@ -66,6 +68,7 @@ impl Error {
             Error::Energy { .. } => "energy",
             Error::NotFound(_) => "not_found",
             Error::Corrupt(_) => "corrupt",
+            Error::Fingerprint { .. } => "fingerprint",
             Error::Export(_) => "export",
             Error::Config(_) => "config",
         }
@@ -113,10 +116,29 @@ pub fn energy_source(store: Store, deployment: Arc<Deployment>) -> Arc<dyn Energ
     Arc::new(AccountedEnergy { store, deployment })
 }
 
-/// A fingerprint of a run, to tell an unchanged re-run from a changed one in the audit trail.
-pub fn fingerprint(run: &MonthRun) -> String {
-    let text = serde_json::to_string(run).unwrap_or_default();
-    format!("{:08x}", crc32fast::hash(text.as_bytes()))
+/// The fingerprints of one run: what the month records and reviews are bound to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fingerprint {
+    /// The SHA-256 of the run's JSON, in hex (64 characters).
+    pub sha256: String,
+    /// The CRC32 of the same JSON (8 hex characters), as months recorded before SHA-256 carry:
+    /// only to recognise an unchanged re-run of such a month, never stored for a new run.
+    pub legacy_crc32: String,
+}
+
+/// A fingerprint of a run, to tell an unchanged re-run from a changed one in the audit trail and
+/// to bind a village's review to the run it saw. A run that cannot be encoded is an error, never
+/// the fingerprint of an empty text.
+pub fn fingerprint(run: &MonthRun) -> Result<Fingerprint, Error> {
+    use sha2::Digest as _;
+    let text = serde_json::to_string(run).map_err(|e| Error::Fingerprint {
+        month: run.month,
+        detail: e.to_string(),
+    })?;
+    Ok(Fingerprint {
+        sha256: hex::encode(sha2::Sha256::digest(text.as_bytes())),
+        legacy_crc32: format!("{:08x}", crc32fast::hash(text.as_bytes())),
+    })
 }
 
 /// The carry-over a month starts from: the previous month's, or for the ledger's first month the
@@ -391,14 +413,21 @@ pub async fn run_month(
     if record {
         let carry_json = serde_json::to_string(&run.carry)
             .map_err(|e| Error::Corrupt(format!("carry-over: {e}")))?;
-        let fp = fingerprint(&run);
+        let fp = fingerprint(&run)?;
         if !store
-            .record_month(&month_record(&run), &fp, &carry_json, who, Utc::now())
+            .record_month(
+                &month_record(&run),
+                &fp.sha256,
+                &fp.legacy_crc32,
+                &carry_json,
+                who,
+                Utc::now(),
+            )
             .await?
         {
             return Err(Error::Locked(month));
         }
-        info!(%month, fingerprint = %fp, villages = run.villages.len(), "month recorded");
+        info!(%month, fingerprint = %fp.sha256, villages = run.villages.len(), "month recorded");
     }
     Ok(run)
 }

@@ -713,3 +713,97 @@ async fn an_advance_recorded_in_the_browser_reaches_the_village_and_not_a_paid_m
         );
     }
 }
+
+#[tokio::test]
+async fn a_month_recorded_with_the_old_crc32_fingerprint_is_told_apart_honestly_on_every_backend() {
+    for t in testing::all("a_month_recorded_with_the_old_crc32_fingerprint")
+        .await
+        .expect("stores")
+    {
+        let store = &t.store;
+        let d = deployment("");
+        let v = VillageId::new(V);
+        let month = ym("2026-01");
+        let energy = FixedEnergy::settled(30_000_000);
+        let run = run_month(store, &d, &energy, month, "test", true)
+            .await
+            .expect("jan");
+        let fp = super::fingerprint(&run).expect("fingerprint");
+        assert_eq!(fp.sha256.len(), 64, "{}", t.name);
+        assert!(fp.sha256.chars().all(|c| c.is_ascii_hexdigit()));
+        let row = store.ledger_month(month).await.expect("read").expect("jan");
+        assert_eq!(row.fingerprint, fp.sha256, "{}", t.name);
+        // A database written before SHA-256: the month and its review carry the CRC32.
+        super::review_month(store, &v, month, "村会计", "")
+            .await
+            .expect("review");
+        for table in ["ledger_months", "ledger_village_reviews"] {
+            sqlx::query(&format!(
+                "UPDATE {table} SET fingerprint = $1 WHERE month = $2"
+            ))
+            .bind(&fp.legacy_crc32)
+            .bind(month.to_string())
+            .execute(store.pool())
+            .await
+            .expect("old fingerprint");
+        }
+        // Re-run with the same figures: unchanged, says why the fingerprint differs, and the
+        // review of that run still holds.
+        run_month(store, &d, &energy, month, "test", true)
+            .await
+            .expect("re-run");
+        let trail = store.audit_trail(1).await.expect("audit");
+        assert!(
+            trail[0]
+                .detail
+                .contains("re-run, unchanged; fingerprint algorithm changed from CRC32 to SHA-256"),
+            "{}: {}",
+            t.name,
+            trail[0].detail
+        );
+        assert!(
+            trail[0].detail.contains(&fp.legacy_crc32),
+            "{}",
+            trail[0].detail
+        );
+        assert!(trail[0].detail.contains(&fp.sha256), "{}", trail[0].detail);
+        let row = store.ledger_month(month).await.expect("read").expect("jan");
+        assert_eq!(row.fingerprint, fp.sha256, "{}", t.name);
+        let reviews = store.month_reviews("2026-01").await.expect("reviews");
+        assert_eq!(
+            reviews[0].fingerprint, fp.sha256,
+            "{}: the review holds",
+            t.name
+        );
+        // Other figures over a CRC32 month: changed, and the review no longer holds.
+        sqlx::query("UPDATE ledger_months SET fingerprint = $1 WHERE month = $2")
+            .bind(&fp.legacy_crc32)
+            .bind(month.to_string())
+            .execute(store.pool())
+            .await
+            .expect("old fingerprint");
+        let other = run_month(
+            store,
+            &d,
+            &FixedEnergy::settled(31_000_000),
+            month,
+            "test",
+            true,
+        )
+        .await
+        .expect("changed run");
+        let trail = store.audit_trail(1).await.expect("audit");
+        assert!(
+            trail[0].detail.starts_with("re-run, changed: fingerprint"),
+            "{}: {}",
+            t.name,
+            trail[0].detail
+        );
+        let new = super::fingerprint(&other).expect("fingerprint").sha256;
+        assert_ne!(new, fp.sha256);
+        let reviews = store.month_reviews("2026-01").await.expect("reviews");
+        assert_eq!(reviews[0].fingerprint, fp.sha256, "{}", t.name);
+        let row = store.ledger_month(month).await.expect("read").expect("jan");
+        assert_ne!(reviews[0].fingerprint, row.fingerprint, "{}", t.name);
+    }
+}

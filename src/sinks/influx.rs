@@ -20,10 +20,10 @@ use super::spool::{self, Spool};
 use crate::config::{Deployment, InfluxConfig, InfluxPrecision};
 use crate::domain::{DeviceId, DeviceState, Sample};
 use crate::metrics::Metrics;
+use crate::retry::Backoff;
 use futures::future::OptionFuture;
 use influxdb2::api::write::TimestampPrecision;
 use influxdb2::models::{DataPoint, WriteDataPoint};
-use rand::Rng;
 use secrecy::ExposeSecret;
 use std::collections::HashMap;
 use std::future::Future;
@@ -314,29 +314,6 @@ pub fn log_health(h: &Health) {
     }
 }
 
-/// Capped exponential backoff with jitter.
-#[derive(Debug)]
-struct Backoff {
-    next: Duration,
-}
-
-impl Backoff {
-    fn new() -> Self {
-        Self {
-            next: BACKOFF_START,
-        }
-    }
-    fn reset(&mut self) {
-        self.next = BACKOFF_START;
-    }
-    fn step(&mut self) -> Duration {
-        let base = self.next;
-        self.next = (self.next * 2).min(BACKOFF_MAX);
-        let jitter = rand::thread_rng().gen_range(0.75..1.25);
-        base.mul_f64(jitter)
-    }
-}
-
 /// What one delivery attempt did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Delivery {
@@ -414,7 +391,7 @@ impl InfluxSink {
             metrics,
             buf: Vec::new(),
             buf_points: 0,
-            backoff: Backoff::new(),
+            backoff: Backoff::new(BACKOFF_START, BACKOFF_MAX),
         };
         sink.update_gauges();
         Ok(sink)
@@ -603,7 +580,7 @@ impl InfluxSink {
                     Ok(None) => {}
                     Err(error) => {
                         error!(%error, "influx spool unreadable; retrying");
-                        retry_at = Instant::now() + self.backoff.step();
+                        retry_at = Instant::now() + self.backoff.next_delay();
                     }
                 }
             }
@@ -616,14 +593,14 @@ impl InfluxSink {
                     if let Some((record, payload, _)) = inflight.take() {
                         match self.settle(&record, &payload, result) {
                             Ok(Delivery::Failed(why)) => {
-                                let wait = self.backoff.step();
+                                let wait = self.backoff.next_delay();
                                 warn!(reason = %why, retry_in = ?wait, pending = self.spool.pending_points(), "influx write failed; batch stays in the spool");
                                 retry_at = Instant::now() + wait;
                             }
                             Ok(_) => {}
                             Err(error) => {
                                 error!(%error, "influx sink could not settle a batch");
-                                retry_at = Instant::now() + self.backoff.step();
+                                retry_at = Instant::now() + self.backoff.next_delay();
                             }
                         }
                     }

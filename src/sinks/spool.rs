@@ -126,14 +126,18 @@ impl Spool {
     /// Opens (or creates) the spool in `dir`, validating what a previous run left.
     pub fn open(dir: &Path, max_bytes: u64, policy: FullPolicy) -> Result<Spool> {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
-        let mut ids: Vec<u64> = std::fs::read_dir(dir)
-            .map_err(io(dir))?
-            .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                let name = e.file_name().into_string().ok()?;
-                name.strip_suffix(".seg")?.parse().ok()
-            })
-            .collect();
+        // An entry that cannot be read is an error, not a segment skipped (its points would be lost).
+        let mut ids: Vec<u64> = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+            let name = entry.map_err(io(dir))?.file_name();
+            if let Some(id) = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(".seg"))
+                .and_then(|n| n.parse().ok())
+            {
+                ids.push(id);
+            }
+        }
         ids.sort_unstable();
         let cursor_path = dir.join("cursor");
         let cursor = match std::fs::read_to_string(&cursor_path) {

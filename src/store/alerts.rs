@@ -89,8 +89,8 @@ const COLUMNS: &str =
     "id, kind, station, subject, county, severity, state, message, opened_ms, since_ms, \
      resolved_ms, ack_by, ack_note, ack_ms, flapping";
 
-fn ms(t: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(t).unwrap_or_default()
+fn ms(t: i64, column: &str) -> Result<DateTime<Utc>> {
+    super::stored_time(t, column)
 }
 
 fn alert_row(r: &AnyRow) -> Result<AlertRow> {
@@ -103,12 +103,18 @@ fn alert_row(r: &AnyRow) -> Result<AlertRow> {
         severity: r.try_get(5)?,
         state: r.try_get(6)?,
         message: r.try_get(7)?,
-        opened_at: ms(r.try_get(8)?),
-        since: ms(r.try_get(9)?),
-        resolved_at: r.try_get::<Option<i64>, _>(10)?.map(ms),
+        opened_at: ms(r.try_get(8)?, "alerts.opened_ms")?,
+        since: ms(r.try_get(9)?, "alerts.since_ms")?,
+        resolved_at: r
+            .try_get::<Option<i64>, _>(10)?
+            .map(|t| ms(t, "alerts.resolved_ms"))
+            .transpose()?,
         ack_by: r.try_get(11)?,
         ack_note: r.try_get(12)?,
-        ack_at: r.try_get::<Option<i64>, _>(13)?.map(ms),
+        ack_at: r
+            .try_get::<Option<i64>, _>(13)?
+            .map(|t| ms(t, "alerts.ack_ms"))
+            .transpose()?,
         flapping: r.try_get::<i64, _>(14)? != 0,
     })
 }
@@ -281,7 +287,7 @@ impl Store {
             .map(|r| {
                 Ok(HistoryRow {
                     alert_id: r.try_get(0)?,
-                    at: ms(r.try_get(1)?),
+                    at: ms(r.try_get(1)?, "alert_history.at_ms")?,
                     event: r.try_get(2)?,
                     actor: r.try_get(3)?,
                     note: r.try_get(4)?,
@@ -339,8 +345,14 @@ impl Store {
             .map(|r| {
                 Ok(NotifyStatusRow {
                     sink: r.try_get(0)?,
-                    last_ok: r.try_get::<Option<i64>, _>(1)?.map(ms),
-                    last_error_at: r.try_get::<Option<i64>, _>(2)?.map(ms),
+                    last_ok: r
+                        .try_get::<Option<i64>, _>(1)?
+                        .map(|t| ms(t, "notify_status.last_ok_ms"))
+                        .transpose()?,
+                    last_error_at: r
+                        .try_get::<Option<i64>, _>(2)?
+                        .map(|t| ms(t, "notify_status.last_error_ms"))
+                        .transpose()?,
                     last_error: r.try_get(3)?,
                     failures: r.try_get(4)?,
                 })

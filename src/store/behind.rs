@@ -18,7 +18,6 @@
 use super::samples::{bucket_start, upsert_latest, upsert_rollups, Agg, LatestVals, PERIODS};
 use super::{Result, Store};
 use crate::domain::{DeviceId, DeviceState};
-use chrono::DateTime;
 use chrono_tz::Tz;
 use rustc_hash::FxHashMap;
 use sqlx::Row;
@@ -203,18 +202,23 @@ impl Store {
             .await?
             .try_get(0)?;
         let mut pending = Pending::new(stored);
-        let zones: HashMap<String, Tz> = sqlx::query(
+        // A zone that does not parse is an error: its days would be cut at the wrong midnight.
+        let mut zones: HashMap<String, Tz> = HashMap::new();
+        for r in sqlx::query(
             "SELECT d.id, s.timezone FROM devices d JOIN stations s ON s.id = d.station",
         )
         .fetch_all(self.pool())
         .await?
-        .iter()
-        .filter_map(|r| {
-            let device: String = r.try_get(0).ok()?;
-            let tz: String = r.try_get(1).ok()?;
-            Some((device, tz.parse().ok()?))
-        })
-        .collect();
+        {
+            let device: String = r.try_get(0)?;
+            let tz: String = r.try_get(1)?;
+            let zone = tz.parse().map_err(|_| {
+                super::Error::Corrupt(format!(
+                    "stations.timezone of device {device}'s station is '{tz}', not a time zone"
+                ))
+            })?;
+            zones.insert(device, zone);
+        }
         let mut after = stored;
         let mut replayed = 0_u64;
         loop {
@@ -240,7 +244,7 @@ impl Store {
                     .get(&device)
                     .copied()
                     .unwrap_or(chrono_tz::Asia::Shanghai);
-                let at = DateTime::from_timestamp_millis(ts_ms).unwrap_or_default();
+                let at = super::stored_time(ts_ms, "raw_samples.ts_ms")?;
                 let device = DeviceId::new(device);
                 for period in PERIODS {
                     let mut agg = Agg::default();

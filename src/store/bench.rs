@@ -234,6 +234,7 @@ fn python_peer(python: &Path, rows: &[Sample], batch: usize, dir: &Path) -> Resu
     let mut text = String::with_capacity(rows.len() * 700);
     for s in rows {
         let g = |m| s.readings.get(m).unwrap_or(0.0);
+        let readings = encode_readings(s)?;
         let _ = writeln!(
             text,
             "{}\t{}\t{}\t{}\t{}\t{}\t{}",
@@ -243,7 +244,7 @@ fn python_peer(python: &Path, rows: &[Sample], batch: usize, dir: &Path) -> Resu
             g(Metric::EnergyTodayWh),
             g(Metric::EnergyLifetimeWh),
             s.readings.state.map_or("", |st| st.as_str()),
-            encode_readings(&s.readings)
+            readings
         );
     }
     let rows_path = dir.join("python_rows.tsv");

@@ -60,8 +60,12 @@ pub enum SettlementInsert {
     Duplicate(SettlementImportRow),
 }
 
-fn ms_to_utc(ms: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+/// The columns read back as times, named in the error when one is not a time.
+const RAW_TS: &str = "raw_samples.ts_ms";
+const ROLLUP_ENERGY_TS: &str = "rollups.energy_ms";
+
+fn ms_to_utc(ms: i64, column: &str) -> Result<DateTime<Utc>> {
+    super::stored_time(ms, column)
 }
 
 fn settlement_from(r: &sqlx::any::AnyRow) -> Result<SettlementRow> {
@@ -76,7 +80,7 @@ fn settlement_from(r: &sqlx::any::AnyRow) -> Result<SettlementRow> {
         amount: r.try_get::<Option<i64>, _>(3)?.map(Fen),
         source: r.try_get(4)?,
         source_line: r.try_get(5)?,
-        imported: ms_to_utc(r.try_get(6)?),
+        imported: ms_to_utc(r.try_get(6)?, "settlements.imported_ms")?,
         import_id: r.try_get(7)?,
         computed: r.try_get::<Option<i64>, _>(8)?.map(Fen),
     })
@@ -93,7 +97,7 @@ fn import_from(r: &sqlx::any::AnyRow) -> Result<SettlementImportRow> {
         size_bytes: r.try_get(3)?,
         encoding: r.try_get(4)?,
         lines: r.try_get(5)?,
-        uploaded: ms_to_utc(r.try_get(6)?),
+        uploaded: ms_to_utc(r.try_get(6)?, "settlement_imports.uploaded_ms")?,
     })
 }
 
@@ -119,7 +123,7 @@ impl Store {
         rows.iter()
             .map(|r| {
                 Ok(EnergyReading {
-                    at: ms_to_utc(r.try_get(0)?),
+                    at: ms_to_utc(r.try_get(0)?, RAW_TS)?,
                     lifetime_wh: r.try_get(1)?,
                     today_wh: r.try_get(2)?,
                     state: r.try_get(3)?,
@@ -187,7 +191,10 @@ impl Store {
             let slot = usize::try_from(r.try_get::<i64, _>(0)?).unwrap_or(usize::MAX);
             if let Some(place) = out.get_mut(slot) {
                 *place = Some(EnergyReading {
-                    at: ms_to_utc(r.try_get(1)?),
+                    at: ms_to_utc(
+                        r.try_get(1)?,
+                        if slot < 2 { RAW_TS } else { ROLLUP_ENERGY_TS },
+                    )?,
                     lifetime_wh: r.try_get(2)?,
                     today_wh: r.try_get::<Option<f64>, _>(3)?,
                     state: None,

@@ -46,9 +46,12 @@ fn month_row(r: &AnyRow) -> Result<MonthRow> {
         status: r.try_get(1)?,
         fingerprint: r.try_get(2)?,
         carry: r.try_get(3)?,
-        computed_at: from_ms(r.try_get(4)?),
+        computed_at: from_ms(r.try_get(4)?, "ledger_months.computed_ms")?,
         computed_by: r.try_get(5)?,
-        paid_at: r.try_get::<Option<i64>, _>(6)?.map(from_ms),
+        paid_at: r
+            .try_get::<Option<i64>, _>(6)?
+            .map(|v| from_ms(v, "ledger_months.paid_ms"))
+            .transpose()?,
         paid_by: r.try_get(7)?,
     })
 }
@@ -223,8 +226,8 @@ fn ms(at: DateTime<Utc>) -> i64 {
     at.timestamp_millis()
 }
 
-fn from_ms(v: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(v).unwrap_or_default()
+fn from_ms(v: i64, column: &str) -> Result<DateTime<Utc>> {
+    super::stored_time(v, column)
 }
 
 impl Store {
@@ -350,7 +353,7 @@ impl Store {
                     from: r.try_get(0)?,
                     to: r.try_get(1)?,
                     who: r.try_get(2)?,
-                    at: from_ms(r.try_get(3)?),
+                    at: from_ms(r.try_get(3)?, "ledger_plan_transitions.at_ms")?,
                     note: r.try_get(4)?,
                     record: r.try_get(5)?,
                 })
@@ -393,10 +396,16 @@ impl Store {
 
     /// Replaces an unpaid month with `run` in one transaction. Returns false (and writes nothing) if
     /// the month is paid.
+    ///
+    /// `fingerprint` is the run's SHA-256; `legacy_fingerprint` the CRC32 months recorded before
+    /// SHA-256 carry. When the month on record has that CRC32, the re-run is unchanged: the audit
+    /// line says the fingerprint's algorithm changed, not the figures, and the villages' reviews
+    /// of that run move to the new fingerprint with it.
     pub async fn record_month(
         &self,
         run: &MonthRecord,
         fingerprint: &str,
+        legacy_fingerprint: &str,
         carry: &str,
         who: &str,
         at: DateTime<Utc>,
@@ -598,6 +607,21 @@ impl Store {
         let detail = match previous {
             None => format!("computed, fingerprint {fingerprint}"),
             Some(p) if p == fingerprint => format!("re-run, unchanged (fingerprint {fingerprint})"),
+            Some(p) if p == legacy_fingerprint => {
+                sqlx::query(
+                    "UPDATE ledger_village_reviews SET fingerprint = $1 \
+                     WHERE month = $2 AND fingerprint = $3",
+                )
+                .bind(fingerprint)
+                .bind(&month)
+                .bind(&p)
+                .execute(&mut *tx)
+                .await?;
+                format!(
+                    "re-run, unchanged; fingerprint algorithm changed from CRC32 to SHA-256 \
+                     (crc32 {p} -> sha256 {fingerprint})"
+                )
+            }
             Some(p) => format!("re-run, changed: fingerprint {p} -> {fingerprint}"),
         };
         audit_in(&mut tx, at, who, "month_run", None, Some(&month), &detail).await?;
@@ -768,7 +792,7 @@ impl Store {
         rows.iter()
             .map(|r| {
                 Ok(AuditRow {
-                    at: from_ms(r.try_get(0)?),
+                    at: from_ms(r.try_get(0)?, "ledger_audit.at_ms")?,
                     who: r.try_get(1)?,
                     action: r.try_get(2)?,
                     village: r.try_get(3)?,
@@ -879,7 +903,7 @@ impl Store {
                     })?,
                     amount: Fen(r.try_get(3)?),
                     covers: r.try_get(4)?,
-                    at: from_ms(r.try_get(5)?),
+                    at: from_ms(r.try_get(5)?, "subsidy_receipts.recorded_ms")?,
                     by: r.try_get(6)?,
                 })
             })
@@ -953,7 +977,7 @@ impl Store {
                     })?,
                     amount: Fen(r.try_get(3)?),
                     reference: r.try_get(4)?,
-                    at: from_ms(r.try_get(5)?),
+                    at: from_ms(r.try_get(5)?, "county_advances.recorded_ms")?,
                     by: r.try_get(6)?,
                 })
             })
@@ -1030,7 +1054,7 @@ impl Store {
                     balance: Fen(r.try_get(1)?),
                     advance_outstanding: Fen(r.try_get(2)?),
                     note: r.try_get(3)?,
-                    at: from_ms(r.try_get(4)?),
+                    at: from_ms(r.try_get(4)?, "opening_balances.set_ms")?,
                     by: r.try_get(5)?,
                 })
             })
@@ -1086,7 +1110,7 @@ impl Store {
                     month: r.try_get(0)?,
                     village: r.try_get(1)?,
                     fingerprint: r.try_get(2)?,
-                    at: from_ms(r.try_get(3)?),
+                    at: from_ms(r.try_get(3)?, "ledger_village_reviews.reviewed_ms")?,
                     by: r.try_get(4)?,
                     note: r.try_get(5)?,
                 })

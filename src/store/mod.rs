@@ -64,11 +64,23 @@ pub enum Error {
     Config(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    #[error("cannot encode {0}")]
+    Encode(String),
     #[error("{0}")]
     Exists(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A time stored as epoch milliseconds. One out of range is corrupt data, reported with the column
+/// it came from, never read as 1970.
+pub(crate) fn stored_time(ms: i64, column: &str) -> Result<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::from_timestamp_millis(ms).ok_or_else(|| {
+        Error::Corrupt(format!(
+            "{column} holds {ms}, which is not a time in milliseconds"
+        ))
+    })
+}
 
 /// A handle to the database; cheap to clone.
 #[derive(Clone, Debug)]

@@ -33,8 +33,8 @@ fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
 
-fn utc(ms: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+fn utc(ms: i64, column: &str) -> Result<DateTime<Utc>> {
+    super::stored_time(ms, column)
 }
 
 impl Store {
@@ -112,8 +112,8 @@ impl Store {
                     logger: r.try_get(0)?,
                     device_key: r.try_get(1)?,
                     topic: r.try_get(2)?,
-                    first_seen: utc(r.try_get(3)?),
-                    last_seen: utc(r.try_get(4)?),
+                    first_seen: utc(r.try_get(3)?, "mqtt_unknown.first_seen_ms")?,
+                    last_seen: utc(r.try_get(4)?, "mqtt_unknown.last_seen_ms")?,
                     messages: r.try_get(5)?,
                     last_payload: r.try_get(6)?,
                 })
@@ -135,8 +135,8 @@ impl Store {
                 Ok(MqttRejectedRow {
                     topic: r.try_get(0)?,
                     reason: r.try_get(1)?,
-                    first_seen: utc(r.try_get(2)?),
-                    last_seen: utc(r.try_get(3)?),
+                    first_seen: utc(r.try_get(2)?, "mqtt_rejected.first_seen_ms")?,
+                    last_seen: utc(r.try_get(3)?, "mqtt_rejected.last_seen_ms")?,
                     messages: r.try_get(4)?,
                     last_detail: r.try_get(5)?,
                 })
@@ -157,8 +157,8 @@ mod tests {
             .expect("stores")
         {
             let s = &t.store;
-            let t0 = utc(1_700_000_000_000);
-            let t1 = utc(1_700_000_060_000);
+            let t0 = utc(1_700_000_000_000, "t0").expect("time");
+            let t1 = utc(1_700_000_060_000, "t1").expect("time");
             let row = MqttUnknownRow {
                 logger: "L9".into(),
                 device_key: "unit 3".into(),

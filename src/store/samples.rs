@@ -171,33 +171,52 @@ pub fn bucket_start(at: DateTime<Utc>, period_s: i64, tz: Tz) -> i64 {
     ms - ms.rem_euclid(period_s * 1000)
 }
 
-pub(crate) fn encode_readings(r: &Readings) -> String {
+/// The readings column's JSON. A failure is an error naming the sample, never an empty `{}`
+/// stored in its place.
+pub(crate) fn encode_readings(s: &Sample) -> Result<String> {
+    let fail = |e: &dyn std::fmt::Display| {
+        super::Error::Encode(format!(
+            "the readings of device {} at {}: {e}",
+            s.device,
+            s.at.format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        ))
+    };
     // Sized for a full inverter read at once (about 20 bytes a value), not grown piecewise.
-    let mut buf = Vec::with_capacity(64 + 24 * r.values.len());
-    match serde_json::to_writer(&mut buf, r) {
-        Ok(()) => String::from_utf8(buf).unwrap_or_else(|_| "{}".to_owned()),
-        Err(_) => "{}".to_owned(),
-    }
+    let mut buf = Vec::with_capacity(64 + 24 * s.readings.values.len());
+    serde_json::to_writer(&mut buf, &s.readings).map_err(|e| fail(&e))?;
+    String::from_utf8(buf).map_err(|e| fail(&e))
 }
 
-pub(crate) fn decode_readings(text: &str) -> Readings {
-    serde_json::from_str(text).unwrap_or_default()
+/// A stored readings column; unreadable JSON is corrupt data naming its row, never empty readings.
+pub(crate) fn decode_readings(
+    text: &str,
+    table: &str,
+    device: &str,
+    ts_ms: i64,
+) -> Result<Readings> {
+    serde_json::from_str(text).map_err(|e| {
+        super::Error::Corrupt(format!(
+            "{table}.readings of device {device} at {ts_ms} ms is not readings JSON: {e}"
+        ))
+    })
 }
 
 fn latest_row(r: &sqlx::any::AnyRow) -> Result<LatestRow> {
+    let device: String = r.try_get(0)?;
+    let ts_ms: i64 = r.try_get(1)?;
     Ok(LatestRow {
-        device: DeviceId::new(r.try_get::<String, _>(0)?),
-        at: ms_to_utc(r.try_get(1)?),
+        readings: decode_readings(&r.try_get::<String, _>(6)?, "latest", &device, ts_ms)?,
+        device: DeviceId::new(device),
+        at: ms_to_utc(ts_ms, "latest.ts_ms")?,
         ac_power_w: r.try_get(2)?,
         energy_today_wh: r.try_get(3)?,
         energy_lifetime_wh: r.try_get(4)?,
         state: r.try_get(5)?,
-        readings: decode_readings(&r.try_get::<String, _>(6)?),
     })
 }
 
-fn ms_to_utc(ms: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+fn ms_to_utc(ms: i64, column: &str) -> Result<DateTime<Utc>> {
+    super::stored_time(ms, column)
 }
 
 impl Store {
@@ -308,7 +327,7 @@ impl Store {
             };
             let mut q = sqlx::query(sql);
             for (n, s) in chunk.iter().enumerate() {
-                let text = encode_readings(&s.readings);
+                let text = encode_readings(s)?;
                 if is_newest[from + n] {
                     latest_text[from + n] = Some(text.clone());
                 }
@@ -321,13 +340,13 @@ impl Store {
                     .bind(s.readings.state.map(DeviceState::as_str))
                     .bind(text);
             }
-            q
+            Ok::<_, super::Error>(q)
         };
         let statements = unique.len().div_ceil(per);
         let mut tx = self.writer().begin().await?;
         let mut inserted = vec![false; unique.len()];
         let mut any_stored = false;
-        let mut next = Some(build(0, &mut latest_text));
+        let mut next = Some(build(0, &mut latest_text)?);
         for k in 0..statements {
             let Some(q) = next.take() else { break };
             let from = k * per;
@@ -336,7 +355,7 @@ impl Store {
                 let (rows, built) = futures::join!(q.fetch_all(&mut *tx), async {
                     (k + 1 < statements).then(|| build(k + 1, &mut latest_text))
                 });
-                next = built;
+                next = built.transpose()?;
                 for row in rows? {
                     let device: &str = row.try_get(0)?;
                     let ts: i64 = row.try_get(1)?;
@@ -349,7 +368,7 @@ impl Store {
             let (done, built) = futures::join!(q.execute(&mut *tx), async {
                 (k + 1 < statements).then(|| build(k + 1, &mut latest_text))
             });
-            next = built;
+            next = built.transpose()?;
             let stored = usize::try_from(done?.rows_affected()).unwrap_or(usize::MAX);
             if stored == 0 {
                 continue;
@@ -428,12 +447,13 @@ impl Store {
             let newest: Vec<(DeviceId, LatestVals)> = newest
                 .into_iter()
                 .map(|(d, n)| {
-                    let text = latest_text[n]
-                        .take()
-                        .unwrap_or_else(|| encode_readings(&unique[n].readings));
-                    (d.clone(), LatestVals::of(unique[n], text))
+                    let text = match latest_text[n].take() {
+                        Some(text) => text,
+                        None => encode_readings(unique[n])?,
+                    };
+                    Ok((d.clone(), LatestVals::of(unique[n], text)))
                 })
-                .collect();
+                .collect::<Result<_>>()?;
             pending.absorb(
                 aggs.into_iter()
                     .map(|((d, p, b), a)| ((d.clone(), p, b), a)),
@@ -463,12 +483,13 @@ impl Store {
         let newest: Vec<(&str, LatestVals)> = newest
             .into_iter()
             .map(|(d, n)| {
-                let text = latest_text[n]
-                    .take()
-                    .unwrap_or_else(|| encode_readings(&unique[n].readings));
-                (d.as_str(), LatestVals::of(unique[n], text))
+                let text = match latest_text[n].take() {
+                    Some(text) => text,
+                    None => encode_readings(unique[n])?,
+                };
+                Ok((d.as_str(), LatestVals::of(unique[n], text)))
             })
-            .collect();
+            .collect::<Result<_>>()?;
         let mut newest: Vec<(&str, &LatestVals)> = newest.iter().map(|(d, v)| (*d, v)).collect();
         newest.sort_unstable_by(|x, y| x.0.cmp(y.0));
         upsert_latest(&mut tx, self.backend(), &newest).await?;
@@ -517,7 +538,7 @@ impl Store {
             .bind(s.readings.get(Metric::EnergyTodayWh))
             .bind(energy)
             .bind(s.readings.state.map(|st| st.as_str()))
-            .bind(encode_readings(&s.readings))
+            .bind(encode_readings(s)?)
             .execute(&mut *tx)
             .await?;
             if done.rows_affected() == 0 {
@@ -542,7 +563,7 @@ impl Store {
             upsert_rollups(&mut tx, backend, &[(*device, *period, *bucket, a)]).await?;
         }
         for (device, s) in newest {
-            let vals = LatestVals::of(s, encode_readings(&s.readings));
+            let vals = LatestVals::of(s, encode_readings(s)?);
             upsert_latest(&mut tx, backend, &[(device, &vals)]).await?;
         }
         if let Some(pending) = behind.as_mut() {
@@ -609,10 +630,16 @@ impl Store {
         .await?;
         rows.iter()
             .map(|r| {
+                let ts_ms: i64 = r.try_get(0)?;
                 Ok(Sample {
                     device: device.clone(),
-                    at: ms_to_utc(r.try_get(0)?),
-                    readings: decode_readings(&r.try_get::<String, _>(1)?),
+                    at: ms_to_utc(ts_ms, "raw_samples.ts_ms")?,
+                    readings: decode_readings(
+                        &r.try_get::<String, _>(1)?,
+                        "raw_samples",
+                        device.as_str(),
+                        ts_ms,
+                    )?,
                 })
             })
             .collect()
@@ -643,18 +670,23 @@ impl Store {
                 let samples: i64 = r.try_get(1)?;
                 let power_sum: f64 = r.try_get(2)?;
                 let power_min: Option<f64> = r.try_get(3)?;
-                let pair =
-                    |t: Option<i64>, v: Option<f64>| t.zip(v).map(|(t, v)| (ms_to_utc(t), v));
+                let pair = |t: Option<i64>, v: Option<f64>| {
+                    t.zip(v)
+                        .map(|(t, v)| {
+                            Ok::<_, super::Error>((ms_to_utc(t, "rollups.energy_ms")?, v))
+                        })
+                        .transpose()
+                };
                 Ok(RollupRow {
                     device: device.clone(),
                     period_s,
-                    bucket: ms_to_utc(r.try_get(0)?),
+                    bucket: ms_to_utc(r.try_get(0)?, "rollups.bucket_ms")?,
                     samples,
                     power_avg_w: power_min.map(|_| power_sum / samples.max(1) as f64),
                     power_min_w: power_min,
                     power_max_w: r.try_get(4)?,
-                    energy_first: pair(r.try_get(5)?, r.try_get(6)?),
-                    energy_last: pair(r.try_get(7)?, r.try_get(8)?),
+                    energy_first: pair(r.try_get(5)?, r.try_get(6)?)?,
+                    energy_last: pair(r.try_get(7)?, r.try_get(8)?)?,
                 })
             })
             .collect()
@@ -967,7 +999,7 @@ impl Store {
         .bind(sample.at.timestamp_millis())
         .bind(received.timestamp_millis())
         .bind(reason)
-        .bind(encode_readings(&sample.readings))
+        .bind(encode_readings(sample)?)
         .execute(self.pool())
         .await?;
         Ok(())
@@ -993,7 +1025,7 @@ impl Store {
                     .bind(received.timestamp_millis())
                     .bind(e.code)
                     .bind(e.reason.as_str())
-                    .bind(encode_readings(&e.sample.readings));
+                    .bind(encode_readings(e.sample)?);
             }
             q.execute(&mut *tx).await?;
         }
@@ -1028,14 +1060,21 @@ impl Store {
         };
         rows.iter()
             .map(|r| {
+                let device: String = r.try_get(1)?;
+                let ts_ms: i64 = r.try_get(2)?;
                 Ok(QuarantineRow {
                     id: r.try_get(0)?,
-                    device: DeviceId::new(r.try_get::<String, _>(1)?),
-                    at: ms_to_utc(r.try_get(2)?),
-                    received: ms_to_utc(r.try_get(3)?),
+                    readings: decode_readings(
+                        &r.try_get::<String, _>(6)?,
+                        "quarantine",
+                        &device,
+                        ts_ms,
+                    )?,
+                    device: DeviceId::new(device),
+                    at: ms_to_utc(ts_ms, "quarantine.ts_ms")?,
+                    received: ms_to_utc(r.try_get(3)?, "quarantine.received_ms")?,
                     code: r.try_get(4)?,
                     reason: r.try_get(5)?,
-                    readings: decode_readings(&r.try_get::<String, _>(6)?),
                 })
             })
             .collect()

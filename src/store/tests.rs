@@ -198,3 +198,45 @@ async fn registry_sync_is_idempotent_and_feeds_the_fleet_view() {
         assert_eq!(now.last_contact, Some(at(5, 0)));
     }
 }
+
+#[tokio::test]
+async fn corrupt_stored_times_and_readings_are_errors_naming_them_on_every_backend() {
+    for t in testing::all("corrupt_stored_times_and_readings_are_errors")
+        .await
+        .expect("stores")
+    {
+        let s = &t.store;
+        let d1 = DeviceId::new("D1");
+        s.write_samples(&[sample("D1", at(2, 0), 1000.0, 10_000.0)], &shanghai)
+            .await
+            .expect("write");
+        assert_eq!(s.latest().await.expect("latest").len(), 1, "{}", t.name);
+        let exec = |sql: &'static str| async move {
+            sqlx::query(sql)
+                .execute(s.pool())
+                .await
+                .expect("corrupt a row");
+        };
+        // Readings that are not JSON: an error naming the table, device and time, not `{}`.
+        exec("UPDATE raw_samples SET readings = 'not json'").await;
+        let e = s
+            .raw_samples(&d1, at(0, 0), at(23, 0))
+            .await
+            .expect_err("corrupt readings");
+        let text = e.to_string();
+        assert!(
+            text.contains("raw_samples.readings of device D1"),
+            "{}: {text}",
+            t.name
+        );
+        // A time no calendar holds: an error naming the column, not 1970.
+        exec("UPDATE latest SET ts_ms = 9223372036854775807").await;
+        let e = s.latest().await.expect_err("corrupt time");
+        let text = e.to_string();
+        assert!(
+            text.contains("latest.ts_ms holds 9223372036854775807"),
+            "{}: {text}",
+            t.name
+        );
+    }
+}

@@ -16,9 +16,9 @@ pub use mqtt::{MqttSink, MqttSinkConfig};
 
 use crate::alerts::{Event, Severity};
 use crate::metrics::Metrics;
+use crate::retry::{retry, Backoff, Fault};
 use crate::store::Store;
 use chrono::{DateTime, Utc};
-use rand::Rng;
 use secrecy::ExposeSecret;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -107,6 +107,8 @@ pub struct Dispatcher {
     cfg: NotifyConfig,
     store: Option<Store>,
     metrics: Arc<Metrics>,
+    /// Ends the wait between retries of a delivery (the worker's token).
+    cancel: CancellationToken,
 }
 
 impl Dispatcher {
@@ -141,6 +143,7 @@ impl Dispatcher {
             cfg: cfg.clone(),
             store,
             metrics,
+            cancel: CancellationToken::new(),
         })
     }
 
@@ -219,26 +222,34 @@ impl Dispatcher {
             &self.keyword(i),
             self.cfg.public_url.as_deref(),
         );
-        let mut delay = self.cfg.backoff_initial;
-        let mut attempt = 1;
-        let outcome = loop {
-            let result = match &slot.kind {
-                SinkKind::Webhook { client, cfg } => {
-                    send_webhook(client, cfg, slot.format, &body, self.cfg.timeout).await
-                }
-                SinkKind::Mqtt(sink) => sink.publish(message, &body, self.cfg.timeout).await,
-            };
-            match result {
-                Ok(()) => break Ok(()),
-                Err(e) if e.retriable && attempt < self.cfg.max_attempts => {
-                    debug!(sink = %slot.name, attempt, error = %e.message, "notification failed; retrying");
-                    tokio::time::sleep(jitter(delay)).await;
-                    delay = (delay * 2).min(self.cfg.backoff_max);
-                    attempt += 1;
-                }
-                Err(e) => break Err(e),
-            }
-        };
+        let mut backoff = Backoff::new(self.cfg.backoff_initial, self.cfg.backoff_max);
+        let body = &body;
+        let timeout = self.cfg.timeout;
+        let outcome = retry(
+            &mut backoff,
+            Some(self.cfg.max_attempts.max(1)),
+            &self.cancel,
+            || async move {
+                let result = match &slot.kind {
+                    SinkKind::Webhook { client, cfg } => {
+                        send_webhook(client, cfg, slot.format, body, timeout).await
+                    }
+                    SinkKind::Mqtt(sink) => sink.publish(message, body, timeout).await,
+                };
+                result.map_err(|e| {
+                    if e.retriable {
+                        Fault::Retriable(e)
+                    } else {
+                        Fault::Fatal(e)
+                    }
+                })
+            },
+            |e, attempt, wait| {
+                debug!(sink = %slot.name, attempt, retry_in = ?wait, error = %e.message, "notification failed; retrying");
+            },
+        )
+        .await
+        .map_err(|gave_up| (gave_up.attempts(), gave_up.into_error()));
         let now = Utc::now();
         match &outcome {
             Ok(()) => {
@@ -249,7 +260,7 @@ impl Dispatcher {
                     }
                 }
             }
-            Err(e) => {
+            Err((attempt, e)) => {
                 self.metrics.notify_failures.inc();
                 warn!(sink = %slot.name, attempts = attempt, error = %e.message, "notification failed");
                 if let Some(store) = &self.store {
@@ -260,7 +271,7 @@ impl Dispatcher {
                 }
             }
         }
-        outcome
+        outcome.map_err(|(_, e)| e)
     }
 
     fn keyword(&self, i: usize) -> Option<String> {
@@ -269,13 +280,6 @@ impl Dispatcher {
             SinkKind::Mqtt(_) => None,
         }
     }
-}
-
-/// Equal jitter: half the delay fixed, half random, so retries from many instances spread out.
-fn jitter(d: Duration) -> Duration {
-    let half = d / 2;
-    let extra = rand::thread_rng().gen_range(0.0..=1.0);
-    half + half.mul_f64(extra)
 }
 
 async fn send_webhook(
@@ -311,11 +315,13 @@ async fn send_webhook(
         Ok(Ok(r)) => r,
     };
     let status = response.status();
-    let text = tokio::time::timeout(timeout, response.text())
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or_default();
+    // A body that could not be read is said so (and worth a retry), not taken for an empty reply.
+    let body_read = match tokio::time::timeout(timeout, response.text()).await {
+        Ok(Ok(text)) => Ok(text),
+        Ok(Err(_)) => Err("the reply could not be read"),
+        Err(_) => Err("the reply timed out"),
+    };
+    let text = body_read.as_deref().unwrap_or_default().to_owned();
     if !status.is_success() {
         let retriable =
             status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408;
@@ -328,7 +334,11 @@ async fn send_webhook(
         });
     }
     if matches!(format, Format::Dingtalk | Format::Wecom) {
-        return format::check_robot_reply(&text);
+        // The robot says in its reply whether it took the message.
+        return match body_read {
+            Ok(_) => format::check_robot_reply(&text),
+            Err(why) => Err(SendError::retriable(why)),
+        };
     }
     Ok(())
 }
@@ -377,6 +387,7 @@ pub fn channel(
 impl NotifyWorker {
     /// Delivers batches until cancelled; every minute it also flushes what the rate limit deferred.
     pub async fn run(mut self, cancel: CancellationToken) {
+        self.dispatcher.cancel = cancel.clone();
         let mut flush = tokio::time::interval(Duration::from_secs(60));
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

@@ -3,7 +3,7 @@
 
 use super::{Error, Message, SendError};
 pub use crate::config::alerts::MqttSinkConfig;
-use rand::Rng;
+use crate::retry::Backoff;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use secrecy::ExposeSecret;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -47,27 +47,24 @@ impl MqttSink {
         let connected = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&connected);
         let driver = async move {
-            let mut backoff = Duration::from_millis(500);
-            let max = Duration::from_secs(30);
+            let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
             loop {
                 tokio::select! {
                     () = cancel.cancelled() => break,
                     event = eventloop.poll() => match event {
                         Ok(Event::Incoming(Packet::ConnAck(_))) => {
                             flag.store(true, Ordering::SeqCst);
-                            backoff = Duration::from_millis(500);
+                            backoff.reset();
                             debug!("alert MQTT connected");
                         }
                         Ok(_) => {}
                         Err(error) => {
                             flag.store(false, Ordering::SeqCst);
-                            warn!(%error, "alert MQTT connection failed; retrying");
-                            let wait = backoff / 2 + backoff.mul_f64(rand::thread_rng().gen_range(0.0..0.5));
-                            tokio::select! {
-                                () = cancel.cancelled() => break,
-                                () = tokio::time::sleep(wait) => {}
+                            let wait = backoff.next_delay();
+                            warn!(%error, retry_in = ?wait, "alert MQTT connection failed; retrying");
+                            if !crate::retry::wait(&cancel, wait).await {
+                                break;
                             }
-                            backoff = (backoff * 2).min(max);
                         }
                     }
                 }

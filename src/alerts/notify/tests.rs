@@ -307,6 +307,51 @@ async fn a_failing_endpoint_is_retried_then_reported() {
 }
 
 #[tokio::test]
+async fn a_robot_reply_that_never_arrives_is_retried_not_taken_for_a_refusal() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    // A robot that says 200 and then never sends the rest of its reply.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut sock, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            let mut buf = vec![0u8; 64 * 1024];
+            let _ = sock.read(&mut buf).await;
+            let head =
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{";
+            let _ = sock.write_all(head.as_bytes()).await;
+            held.push(sock);
+        }
+    });
+    let metrics = Arc::new(Metrics::new());
+    let mut cfg = fast(vec![hook(
+        "dingtalk",
+        format!("http://{addr}/robot"),
+        Format::Dingtalk,
+    )]);
+    cfg.timeout = Duration::from_millis(300);
+    let mut d = Dispatcher::new(&cfg, None, Arc::clone(&metrics)).expect("dispatcher");
+    let report = d
+        .dispatch(
+            &[notice(1, AlertKind::Offline, "S3", "gw", "silent")],
+            at(4, 15),
+        )
+        .await;
+    assert_eq!(report.messages_failed, 1);
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        3,
+        "an unread reply is worth another try (max_attempts = 3)"
+    );
+}
+
+#[tokio::test]
 async fn a_robot_refusal_is_not_retried() {
     let (r, base) = receiver(
         200,
