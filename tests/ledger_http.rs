@@ -718,3 +718,124 @@ async fn the_county_records_subsidy_receipts_on_the_villages_page() -> anyhow::R
     server.await??;
     Ok(())
 }
+
+#[tokio::test]
+async fn the_village_accountant_posts_a_payout_adjustment_from_the_village_page(
+) -> anyhow::Result<()> {
+    use sunshare::domain::{Role, ScopeEntry};
+    use sunshare::http::testing::client_with_token;
+    use sunshare::store::testing::named_token;
+    let t = sunshare::store::testing::sqlite().await?;
+    let store = t.store.clone();
+    let d = Arc::new(deployment());
+    let v = VillageId::new("V1");
+    for to in [
+        PlanState::Deliberated,
+        PlanState::PlanPublished,
+        PlanState::TownshipReviewed,
+        PlanState::CountyFiled,
+        PlanState::Active,
+    ] {
+        ledger::transition(&store, &d, &v, 2026, to, "村会计", "step").await?;
+    }
+    let (base, cancel, server) = serve(&store, &d).await?;
+    let accountant = client_with_token(
+        &named_token(
+            &store,
+            "li",
+            Role::Accountant,
+            vec![ScopeEntry::Village("V1".into())],
+        )
+        .await?,
+    );
+    let viewer = client_with_token(
+        &named_token(&store, "auditor", Role::Viewer, vec![ScopeEntry::All]).await?,
+    );
+    let post = |c: &reqwest::Client, body: &'static str| {
+        c.post(format!("{base}/villages/V1/adjustments"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+    let html = accountant
+        .get(format!("{base}/villages/V1"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(html.contains("id=\"adjust-form\""), "{html}");
+    assert_eq!(
+        post(
+            &viewer,
+            "household=H1&month=2026-02&corrects=2026-01&amount=60&reason=x"
+        )
+        .await?
+        .status(),
+        403
+    );
+    // Bad input: each problem next to its field, what was typed kept, nothing stored.
+    let r = post(
+        &accountant,
+        "household=H1&month=2026-02&corrects=2026-01&amount=abc&reason=",
+    )
+    .await?;
+    assert_eq!(r.status(), 422);
+    let html = r.text().await?;
+    assert!(
+        html.contains("id=\"adjust-adjust_amount-error\"")
+            && html.contains("id=\"adjust-reason-error\"")
+            && html.contains("value=\"abc\"")
+            && html.contains("value=\"2026-02\""),
+        "{html}"
+    );
+    assert!(html.contains("请写明补发原因"), "{html}");
+    assert!(store.adjustments().await?.is_empty());
+    let r = post(
+        &accountant,
+        "household=H1&month=2026-02&corrects=2026-03&amount=60&reason=x",
+    )
+    .await?;
+    assert_eq!(r.status(), 422);
+    assert!(r.text().await?.contains("id=\"adjust-corrects-error\""));
+    // A good one is listed with its amount and reason, and paid in February.
+    let r = post(
+        &accountant,
+        "household=H1&month=2026-02&corrects=2026-01&amount=60&reason=%E5%87%BA%E5%8B%A4%E5%A4%8D%E6%A0%B8",
+    )
+    .await?;
+    assert_eq!(r.status(), 303);
+    let html = accountant
+        .get(format!("{base}/villages/V1"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(
+        html.contains("id=\"adjustments-table\"")
+            && html.contains("60.00")
+            && html.contains("出勤复核")
+            && html.contains("张小三"),
+        "{html}"
+    );
+    let run = ledger::run_month(
+        &store,
+        &d,
+        &FixedEnergy::metered(30_000_000),
+        "2026-02".parse()?,
+        "county",
+        true,
+    )
+    .await?;
+    assert!(
+        run.villages[0]
+            .payouts
+            .iter()
+            .any(|p| p.line == sunshare::allocate::PlanLine::Adjustment
+                && p.amount == sunshare::domain::Fen(6_000)),
+        "{:?}",
+        run.villages[0].payouts
+    );
+    cancel.cancel();
+    server.await??;
+    Ok(())
+}

@@ -50,6 +50,8 @@ pub enum Action {
     /// Set what a village's account held when the ledger began (administrators, before the first
     /// month is recorded).
     SetOpeningBalance,
+    /// Post a top-up correcting a household's payout of a paid month into a later month.
+    PostAdjustment,
 }
 
 impl Action {
@@ -67,6 +69,7 @@ impl Action {
                 | Action::EditRegistry
                 | Action::ReviewMonth
                 | Action::SetOpeningBalance
+                | Action::PostAdjustment
         )
     }
 }
@@ -143,7 +146,7 @@ fn role_may(role: Role, action: Action) -> bool {
         },
         Role::Accountant => match action {
             ViewFleet | ViewStation | ViewLedger | ViewPersonalData | ExportRoster
-            | WorkOnPlans | EditRegistry | ReviewMonth | OwnSession => true,
+            | WorkOnPlans | EditRegistry | ReviewMonth | PostAdjustment | OwnSession => true,
             MovePlan(from, to) => village_step(from, to),
             _ => false,
         },
@@ -212,6 +215,7 @@ fn describe(action: Action) -> String {
         Action::EditRegistry => "change the household registry".into(),
         Action::ReviewMonth => "review the village's statement".into(),
         Action::SetOpeningBalance => "set the village's opening balance".into(),
+        Action::PostAdjustment => "post a payout adjustment".into(),
     }
 }
 
@@ -258,6 +262,7 @@ mod tests {
             Action::ExportRoster,
             Action::EditRegistry,
             Action::ReviewMonth,
+            Action::PostAdjustment,
             Action::ViewStation,
         ] {
             assert!(decide(Some(&a), action, Some(&own)).allowed(), "{action:?}");

@@ -283,6 +283,7 @@ pub fn action_text(lang: super::i18n::Lang, action: crate::auth::Action) -> Stri
         EditRegistry => "action.edit_registry",
         ReviewMonth => "action.review_month",
         SetOpeningBalance => "action.set_opening_balance",
+        PostAdjustment => "action.post_adjustment",
     };
     tr(lang, key)
 }
@@ -573,6 +574,8 @@ mod tests {
             PayMonth,
             EditRegistry,
             ReviewMonth,
+            SetOpeningBalance,
+            PostAdjustment,
         ];
         for lang in [super::super::i18n::Lang::Zh, super::super::i18n::Lang::En] {
             for a in all {

@@ -84,6 +84,11 @@ pub fn routes() -> Routes {
             Access::village(Action::SetOpeningBalance, "code"),
             opening_form,
         )
+        .post(
+            "/villages/{code}/adjustments",
+            Access::village(Action::PostAdjustment, "code"),
+            adjustment_form,
+        )
 }
 
 impl From<ledger::Error> for ApiError {
@@ -505,6 +510,7 @@ async fn advance_form(
                 field: "advance",
                 message: String::new(),
                 problems,
+                typed: None,
             };
             let (status, page) = render_villages(&state, &caller, Some(e)).await?;
             Ok((status, page).into_response())
@@ -551,6 +557,7 @@ async fn receipt_form(
                 field: "receipt",
                 message: String::new(),
                 problems,
+                typed: None,
             };
             let (status, page) = render_villages(&state, &caller, Some(e)).await?;
             Ok((status, page).into_response())
@@ -579,6 +586,7 @@ async fn allocate_form(
         field: "month",
         message,
         problems: Vec::new(),
+        typed: None,
     };
     let outcome = match form.month.trim().parse::<YearMonth>() {
         Err(e) => Err(refused(trf(
@@ -651,6 +659,7 @@ async fn pay_form(
         field: "note",
         message,
         problems: Vec::new(),
+        typed: None,
     };
     let outcome = if form.note.trim().is_empty() {
         Err(refused(tr(caller.lang, "month.pay_note_required")))
@@ -686,6 +695,8 @@ struct FormError {
     field: &'static str,
     message: String,
     problems: Vec<ledger::households::Problem>,
+    /// What the refused form held, to show it again (forms that keep what was typed).
+    typed: Option<ledger::AdjustmentInput>,
 }
 
 /// The village page: the month's statement, its links, and the year's plan with the steps the
@@ -769,6 +780,7 @@ async fn render_village(
             None => { p.note #no-month { (tr(lang, "village.no_month")) } }
         }
         (opening_panel(state, caller, code, error.as_ref()).await?)
+        (adjustments_panel(state, caller, code, &households, aud, error.as_ref()).await?)
         @if state.geography.may_on_village(caller.who(), Action::ViewPersonalData, code) {
             p #registry { a #registry-link href=(format!("/villages/{code}/households")) { (tr(lang, "household.link")) } }
         }
@@ -923,6 +935,150 @@ async fn opening_panel(
     })
 }
 
+/// Payout adjustments (补发更正) recorded for the village, and for its accountant the form that
+/// posts one into a month not yet paid. Household names only for who may see personal data.
+async fn adjustments_panel(
+    state: &AppState,
+    caller: &Caller,
+    code: &str,
+    households: &HashMap<String, crate::domain::Household>,
+    aud: Audience,
+    error: Option<&FormError>,
+) -> Result<Markup, ApiError> {
+    let lang = caller.lang;
+    let recorded: Vec<crate::store::AdjustmentRow> = state
+        .store
+        .adjustments()
+        .await?
+        .into_iter()
+        .filter(|a| a.village == code)
+        .collect();
+    let may = state
+        .geography
+        .may_on_village(caller.who(), Action::PostAdjustment, code);
+    if recorded.is_empty() && !may {
+        return Ok(html! {});
+    }
+    let error = error.filter(|e| e.field == "adjust");
+    let problems: Vec<&ledger::households::Problem> = error
+        .map(|e| e.problems.iter().collect())
+        .unwrap_or_default();
+    let typed = error.and_then(|e| e.typed.clone()).unwrap_or_default();
+    let invalid = |f: &str| problems.iter().any(|p| p.field == f).then_some("true");
+    let errors = |f: &str| {
+        html! { @for p in problems.iter().filter(|p| p.field == f) { p.field-error id=(format!("adjust-{f}-error")) role="alert" { (problem_text(lang, p)) } } }
+    };
+    let name = |id: &str| match (aud, households.get(id)) {
+        (Audience::Authorised, Some(h)) => format!("{id} {}", h.head),
+        _ => id.to_owned(),
+    };
+    let mut live: Vec<&crate::domain::Household> = households.values().collect();
+    live.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
+    let beijing = chrono_tz::Asia::Shanghai;
+    Ok(html! {
+        section #adjustments {
+            h2 { (tr(lang, "adjust.title")) }
+            p.muted { (tr(lang, "adjust.intro")) }
+            @if may {
+                form.plan-step #adjust-form method="post" action=(format!("/villages/{code}/adjustments")) {
+                    @if let Some(csrf) = caller.csrf.as_deref() { input type="hidden" name=(CSRF_FIELD) value=(csrf); }
+                    label { (tr(lang, "adjust.household")) " "
+                        select name="household" aria-invalid=[invalid("household")] {
+                            @for h in &live {
+                                option value=(h.id) selected[typed.household == h.id.as_str()] { (name(h.id.as_str())) }
+                            }
+                        }
+                    }
+                    (errors("household"))
+                    label { (tr(lang, "adjust.month")) " " input type="text" name="month" size="8" placeholder="YYYY-MM" value=(typed.month) aria-invalid=[invalid("adjust_month")]; }
+                    (errors("adjust_month"))
+                    label { (tr(lang, "adjust.corrects")) " " input type="text" name="corrects" size="8" placeholder="YYYY-MM" value=(typed.corrects) aria-invalid=[invalid("corrects")]; }
+                    (errors("corrects"))
+                    label { (tr(lang, "adjust.amount")) " " input type="text" name="amount" inputmode="decimal" size="12" value=(typed.amount) aria-invalid=[invalid("adjust_amount")]; }
+                    (errors("adjust_amount"))
+                    label { (tr(lang, "adjust.reason")) " " input type="text" name="reason" size="40" placeholder=(tr(lang, "adjust.reason_hint")) value=(typed.reason) aria-invalid=[invalid("reason")]; }
+                    (errors("reason"))
+                    button type="submit" { (tr(lang, "adjust.submit")) }
+                }
+            }
+            @if !recorded.is_empty() {
+                table #adjustments-table {
+                    thead { tr {
+                        th { (tr(lang, "adjust.household")) } th { (tr(lang, "adjust.month")) }
+                        th { (tr(lang, "adjust.corrects")) } th.num { (tr(lang, "adjust.amount")) }
+                        th { (tr(lang, "adjust.reason")) } th { (tr(lang, "receipt.recorded")) }
+                    } }
+                    tbody { @for a in &recorded {
+                        tr data-household=(a.household) data-month=(a.month) {
+                            td { (name(&a.household)) } td { (a.month) } td { (a.corrects) }
+                            td.num { (a.amount) } td { (a.reason) }
+                            td { (a.by) " · " (local_time(a.at, beijing)) }
+                        }
+                    } }
+                }
+            }
+        }
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct AdjustmentForm {
+    #[serde(default)]
+    household: String,
+    #[serde(default)]
+    month: String,
+    #[serde(default)]
+    corrects: String,
+    #[serde(default)]
+    amount: String,
+    #[serde(default)]
+    reason: String,
+    #[serde(default, rename = "csrf")]
+    _csrf: Option<String>,
+}
+
+/// Posts a payout adjustment; each problem shows next to its field, what was typed stays in the
+/// form, and nothing is kept.
+async fn adjustment_form(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(code): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let form: AdjustmentForm = super::extract::parse_form(&body)?;
+    let account = caller.signed_in()?;
+    let input = ledger::AdjustmentInput {
+        household: form.household,
+        month: form.month,
+        corrects: form.corrects,
+        amount: form.amount,
+        reason: form.reason,
+    };
+    match ledger::record_adjustment(
+        &state.store,
+        &state.deployment,
+        &VillageId::new(&code),
+        &input,
+        &account.username,
+    )
+    .await?
+    {
+        Ok(()) => Ok(
+            axum::response::Redirect::to(&format!("/villages/{code}#adjustments")).into_response(),
+        ),
+        Err(problems) => {
+            let e = FormError {
+                field: "adjust",
+                message: String::new(),
+                problems,
+                typed: Some(input),
+            };
+            let (status, page) = render_village(&state, &caller, &code, None, Some(e)).await?;
+            Ok((status, page).into_response())
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 struct OpeningForm {
     #[serde(default)]
@@ -963,6 +1119,7 @@ async fn opening_form(
                 field: "opening",
                 message: String::new(),
                 problems,
+                typed: None,
             };
             let (status, page) = render_village(&state, &caller, &code, None, Some(e)).await?;
             Ok((status, page).into_response())
@@ -1008,6 +1165,7 @@ async fn review_form(
                 field: "review",
                 message: trf(caller.lang, "review.locked", &[("month", &m)]),
                 problems: Vec::new(),
+                typed: None,
             };
             let (status, page) = render_village(&state, &caller, &code, Some(ym), Some(e)).await?;
             Ok((status, page).into_response())
@@ -1321,6 +1479,7 @@ async fn plan_step_form(
         field,
         message,
         problems: Vec::new(),
+        typed: None,
     };
     let from = state.store.plan_state(&code, year).await?;
     let input = ledger::steps::StepInput {
@@ -1346,6 +1505,7 @@ async fn plan_step_form(
                 field: "record",
                 message: tr(lang, "plan.record_refused"),
                 problems,
+                typed: None,
             }),
             Ok(record) => match move_plan(
                 &state,

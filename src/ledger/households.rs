@@ -256,9 +256,10 @@ pub fn changed_fields(before: &Household, after: &Household) -> Vec<String> {
     fields
 }
 
-/// The households, jobs, subsidy receipts and county advances a month is allocated over: the
-/// registry's (live households only), and those of the file the registry does not hold (a store
-/// never seeded, as in tests); receipts and advances recorded in the browser come beside the file's.
+/// The households, jobs, subsidy receipts, county advances and payout adjustments a month is
+/// allocated over: the registry's (live households only), and those of the file the registry does
+/// not hold (a store never seeded, as in tests); receipts, advances and adjustments recorded in
+/// the browser come beside the file's.
 pub async fn effective<'a>(
     store: &Store,
     deployment: &'a Deployment,
@@ -284,7 +285,13 @@ async fn overlay<'a>(
     let jobs = store.jobs().await?;
     let receipts = store.receipts().await?;
     let advances = store.advances().await?;
-    if rows.is_empty() && jobs.is_empty() && receipts.is_empty() && advances.is_empty() {
+    let adjustments = store.adjustments().await?;
+    if rows.is_empty()
+        && jobs.is_empty()
+        && receipts.is_empty()
+        && advances.is_empty()
+        && adjustments.is_empty()
+    {
         return Ok(Cow::Borrowed(deployment));
     }
     let registered: HashSet<&str> = rows.iter().map(|r| r.household.id.as_str()).collect();
@@ -327,6 +334,18 @@ async fn overlay<'a>(
             amount: a.amount,
             reference: a.reference,
         }));
+    d.adjustments.extend(
+        adjustments
+            .into_iter()
+            .map(|a| crate::allocate::Adjustment {
+                village: VillageId::new(&a.village),
+                month: a.month,
+                household: crate::domain::HouseholdId::new(&a.household),
+                corrects: a.corrects,
+                amount: a.amount,
+                reason: a.reason,
+            }),
+    );
     Ok(Cow::Owned(d))
 }
 

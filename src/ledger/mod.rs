@@ -331,6 +331,102 @@ pub async fn record_advance(
     Ok(Ok(()))
 }
 
+/// Every problem key [`record_adjustment`] may give (each has its texts in both languages).
+pub const ADJUST_PROBLEM_KEYS: [&str; 7] = [
+    "adjust.err.household_unknown",
+    "adjust.err.month_bad",
+    "adjust.err.amount_bad",
+    "adjust.err.reason_empty",
+    "adjust.err.corrects_not_earlier",
+    "adjust.err.plan_not_active",
+    "adjust.err.month_paid",
+];
+
+/// What an adjustment form holds, as typed.
+#[derive(Debug, Clone, Default)]
+pub struct AdjustmentInput {
+    pub household: String,
+    pub month: String,
+    pub corrects: String,
+    pub amount: String,
+    pub reason: String,
+}
+
+/// Records a top-up for a household of `village`, posted in `month` (not a paid one, and one
+/// whose year's plan is active: payouts are made only then) for the earlier month it corrects,
+/// with the reason. Anything the month's allocation would refuse is refused here, next to its
+/// field, so one bad correction cannot stop the county's month.
+pub async fn record_adjustment(
+    store: &Store,
+    deployment: &Deployment,
+    village: &VillageId,
+    input: &AdjustmentInput,
+    who: &str,
+) -> Result<Result<(), Vec<households::Problem>>, Error> {
+    if !deployment.villages.iter().any(|v| &v.code == village) {
+        return Err(Error::NotFound(format!(
+            "village {village} is not declared"
+        )));
+    }
+    let problem = |field: &str, key: &str, value: &str| form_problem("adjust", field, key, value);
+    let mut problems = Vec::new();
+    let household = crate::domain::HouseholdId::new(input.household.trim());
+    if households::live_household(store, deployment, village, &household)
+        .await?
+        .is_none()
+    {
+        problems.push(problem("household", "household_unknown", &input.household));
+    }
+    let corrects = input.corrects.trim().parse::<YearMonth>().ok();
+    if corrects.is_none() {
+        problems.push(problem("corrects", "month_bad", &input.corrects));
+    }
+    let fields = PostingFields {
+        form: "adjust",
+        month: ("adjust_month", &input.month),
+        amount: ("adjust_amount", &input.amount),
+        text: ("reason", &input.reason, "reason_empty"),
+    };
+    let checked = fields.check(&mut problems);
+    let (Some((month, amount)), Some(corrects)) = (checked, corrects) else {
+        return Ok(Err(problems));
+    };
+    if corrects >= month {
+        return Ok(Err(vec![problem(
+            "corrects",
+            "corrects_not_earlier",
+            &input.corrects,
+        )]));
+    }
+    if store.plan_state(village.as_str(), month.year()).await? != PlanState::Active {
+        return Ok(Err(vec![problem(
+            "adjust_month",
+            "plan_not_active",
+            &month.to_string(),
+        )]));
+    }
+    let row = store::AdjustmentRow {
+        id: 0,
+        village: village.to_string(),
+        month,
+        household: household.to_string(),
+        corrects,
+        amount,
+        reason: input.reason.trim().to_owned(),
+        at: Utc::now(),
+        by: who.to_owned(),
+    };
+    if !store.record_adjustment(&row).await? {
+        return Ok(Err(vec![problem(
+            "adjust_month",
+            "month_paid",
+            &month.to_string(),
+        )]));
+    }
+    info!(%village, household = %row.household, %month, %amount, who, "payout adjustment recorded");
+    Ok(Ok(()))
+}
+
 /// Sets what a village's PV account held when the ledger began (and the county advances still
 /// owed then), from the bank statement named in `note`: refused once the first month is recorded.
 pub async fn set_opening_balance(

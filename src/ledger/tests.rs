@@ -807,3 +807,162 @@ async fn a_month_recorded_with_the_old_crc32_fingerprint_is_told_apart_honestly_
         assert_ne!(reviews[0].fingerprint, row.fingerprint, "{}", t.name);
     }
 }
+
+#[tokio::test]
+async fn an_adjustment_recorded_in_the_browser_is_paid_in_its_month_and_refused_where_the_month_would_fail_on_every_backend(
+) {
+    for t in testing::all("an_adjustment_recorded_in_the_browser")
+        .await
+        .expect("stores")
+    {
+        let store = &t.store;
+        let d = deployment("");
+        let v = VillageId::new(V);
+        let input = |household: &str, month: &str, corrects: &str, amount: &str, reason: &str| {
+            super::AdjustmentInput {
+                household: household.into(),
+                month: month.into(),
+                corrects: corrects.into(),
+                amount: amount.into(),
+                reason: reason.into(),
+            }
+        };
+        let keys = |r: Result<(), Vec<super::households::Problem>>| -> Vec<(String, String)> {
+            r.err()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| (p.field, p.key))
+                .collect()
+        };
+        // Every field wrong at once: each named.
+        let bad = super::record_adjustment(
+            store,
+            &d,
+            &v,
+            &input("H9", "2026-13", "x", "-5", " "),
+            "acc",
+        )
+        .await
+        .expect("checked");
+        let fields: Vec<String> = keys(bad).into_iter().map(|(f, _)| f).collect();
+        assert_eq!(
+            fields,
+            [
+                "household",
+                "corrects",
+                "adjust_month",
+                "adjust_amount",
+                "reason"
+            ],
+            "{}",
+            t.name
+        );
+        // A correction of a later month, and one before the plan is active: refused before the
+        // month's allocation would refuse the whole county.
+        let later = super::record_adjustment(
+            store,
+            &d,
+            &v,
+            &input("H1", "2026-02", "2026-03", "60", "r"),
+            "acc",
+        )
+        .await
+        .expect("checked");
+        assert_eq!(
+            keys(later),
+            [(
+                "corrects".to_owned(),
+                "adjust.err.corrects_not_earlier".to_owned()
+            )],
+            "{}",
+            t.name
+        );
+        let early = super::record_adjustment(
+            store,
+            &d,
+            &v,
+            &input("H1", "2026-02", "2026-01", "60", "r"),
+            "acc",
+        )
+        .await
+        .expect("checked");
+        assert_eq!(
+            keys(early),
+            [(
+                "adjust_month".to_owned(),
+                "adjust.err.plan_not_active".to_owned()
+            )],
+            "{}",
+            t.name
+        );
+        assert!(
+            store.adjustments().await.expect("read").is_empty(),
+            "{}",
+            t.name
+        );
+
+        // Under the active plan it is paid in its month, as its own line.
+        activate(store, &d).await;
+        super::record_adjustment(
+            store,
+            &d,
+            &v,
+            &input("H1", "2026-02", "2026-01", "60", "1 月出勤复核为 22 天"),
+            "acc",
+        )
+        .await
+        .expect("recorded")
+        .expect("valid");
+        let energy = FixedEnergy::settled(30_000_000);
+        let feb = run_month(store, &d, &energy, ym("2026-02"), "test", true)
+            .await
+            .expect("feb");
+        let paid: Vec<(String, Fen)> = feb.villages[0]
+            .payouts
+            .iter()
+            .filter(|p| p.line == crate::allocate::PlanLine::Adjustment)
+            .map(|p| (p.reference.to_string(), p.amount))
+            .collect();
+        assert_eq!(
+            paid,
+            [("corrects 2026-01".to_owned(), Fen(6_000))],
+            "{}",
+            t.name
+        );
+        super::pay_month(store, ym("2026-02"), "county", "batch")
+            .await
+            .expect("pay");
+        let locked = super::record_adjustment(
+            store,
+            &d,
+            &v,
+            &input("H1", "2026-02", "2026-01", "1", "r"),
+            "acc",
+        )
+        .await
+        .expect("checked");
+        assert_eq!(
+            keys(locked),
+            [(
+                "adjust_month".to_owned(),
+                "adjust.err.month_paid".to_owned()
+            )],
+            "{}",
+            t.name
+        );
+        assert_eq!(
+            store.adjustments().await.expect("read").len(),
+            1,
+            "{}",
+            t.name
+        );
+        let audit = store.audit_trail(50).await.expect("audit");
+        assert!(
+            audit
+                .iter()
+                .any(|a| a.action == "payout_adjustment" && a.detail.contains("H1")),
+            "{}",
+            t.name
+        );
+    }
+}

@@ -911,6 +911,93 @@ impl Store {
     }
 }
 
+/// A payout adjustment recorded in the browser.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdjustmentRow {
+    pub id: i64,
+    pub village: String,
+    /// The month it is posted and paid in.
+    pub month: YearMonth,
+    pub household: String,
+    /// The month it corrects.
+    pub corrects: YearMonth,
+    pub amount: Fen,
+    pub reason: String,
+    pub at: DateTime<Utc>,
+    pub by: String,
+}
+
+impl Store {
+    /// Records a payout adjustment posted in `month`, only while that month is not paid
+    /// (checked in the same transaction). Returns false for a paid month.
+    pub async fn record_adjustment(&self, a: &AdjustmentRow) -> Result<bool> {
+        let mut tx = self.pool().begin().await?;
+        if month_is_paid(&mut tx, a.month).await? {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO payout_adjustments (village, month, household, corrects, amount_fen, reason, \
+             recorded_ms, recorded_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&a.village)
+        .bind(a.month.to_string())
+        .bind(&a.household)
+        .bind(a.corrects.to_string())
+        .bind(a.amount.0)
+        .bind(&a.reason)
+        .bind(ms(a.at))
+        .bind(&a.by)
+        .execute(&mut *tx)
+        .await?;
+        audit_in(
+            &mut tx,
+            a.at,
+            &a.by,
+            "payout_adjustment",
+            Some(&a.village),
+            Some(&a.month.to_string()),
+            &format!(
+                "household {}: {} correcting {} ({})",
+                a.household, a.amount, a.corrects, a.reason
+            ),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Every adjustment recorded in the browser, the latest month first.
+    pub async fn adjustments(&self) -> Result<Vec<AdjustmentRow>> {
+        let rows = sqlx::query(
+            "SELECT id, village, month, household, corrects, amount_fen, reason, recorded_ms, \
+             recorded_by FROM payout_adjustments ORDER BY month DESC, id DESC",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        let month = |text: String, what: &str| {
+            text.parse::<YearMonth>().map_err(|e| {
+                super::Error::Corrupt(format!("payout adjustment {what} '{text}': {e}"))
+            })
+        };
+        rows.iter()
+            .map(|r| {
+                Ok(AdjustmentRow {
+                    id: r.try_get(0)?,
+                    village: r.try_get(1)?,
+                    month: month(r.try_get(2)?, "month")?,
+                    household: r.try_get(3)?,
+                    corrects: month(r.try_get(4)?, "corrects")?,
+                    amount: Fen(r.try_get(5)?),
+                    reason: r.try_get(6)?,
+                    at: from_ms(r.try_get(7)?, "payout_adjustments.recorded_ms")?,
+                    by: r.try_get(8)?,
+                })
+            })
+            .collect()
+    }
+}
+
 /// A county advance recorded in the browser.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdvanceRow {
