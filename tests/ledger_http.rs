@@ -839,3 +839,98 @@ async fn the_village_accountant_posts_a_payout_adjustment_from_the_village_page(
     server.await??;
     Ok(())
 }
+
+#[tokio::test]
+async fn the_village_accountant_records_the_months_attendance_from_the_village_page(
+) -> anyhow::Result<()> {
+    use sunshare::domain::{Role, ScopeEntry};
+    use sunshare::http::testing::client_with_token;
+    use sunshare::store::testing::named_token;
+    let t = sunshare::store::testing::sqlite().await?;
+    let store = t.store.clone();
+    let d = Arc::new(deployment());
+    let (base, cancel, server) = serve(&store, &d).await?;
+    let accountant = client_with_token(
+        &named_token(
+            &store,
+            "li",
+            Role::Accountant,
+            vec![ScopeEntry::Village("V1".into())],
+        )
+        .await?,
+    );
+    let reviewer = client_with_token(
+        &named_token(
+            &store,
+            "zhen",
+            Role::Reviewer,
+            vec![ScopeEntry::Township("T1".into())],
+        )
+        .await?,
+    );
+    let post = |c: &reqwest::Client, body: &'static str| {
+        c.post(format!("{base}/villages/V1/attendance"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+    let html = accountant
+        .get(format!("{base}/villages/V1?attendance=2026-02"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(
+        html.contains("id=\"attendance-form\"")
+            && html.contains("data-job=\"J1\"")
+            && html.contains("data-recorded=\"no\""),
+        "{html}"
+    );
+    // Before the job began there is no line to fill.
+    let html = accountant
+        .get(format!("{base}/villages/V1?attendance=2025-12"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(html.contains("id=\"attendance-none\""), "{html}");
+    assert_eq!(
+        post(&reviewer, "month=2026-02&job=J1&worked=20&required=20")
+            .await?
+            .status(),
+        403
+    );
+    // More days worked than required: refused next to the field, typed values kept.
+    let r = post(&accountant, "month=2026-02&job=J1&worked=23&required=20").await?;
+    assert_eq!(r.status(), 422);
+    let html = r.text().await?;
+    assert!(
+        html.contains("id=\"attendance-worked-J1-error\"")
+            && html.contains("value=\"23\"")
+            && html.contains("多于应出勤"),
+        "{html}"
+    );
+    assert!(store.attendance().await?.is_empty());
+    let r = post(&accountant, "month=2026-02&job=J1&worked=18&required=20").await?;
+    assert_eq!(r.status(), 303);
+    let html = accountant
+        .get(format!("{base}/villages/V1?attendance=2026-02"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(
+        html.contains("data-recorded=\"yes\"") && html.contains("value=\"18\""),
+        "{html}"
+    );
+    let rows = store.attendance().await?;
+    assert_eq!(
+        rows.iter()
+            .map(|a| (a.job.as_str(), a.worked, a.required, a.by.as_str()))
+            .collect::<Vec<_>>(),
+        [("J1", 18, 20, "li")]
+    );
+    cancel.cancel();
+    server.await??;
+    Ok(())
+}

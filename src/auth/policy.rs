@@ -52,6 +52,8 @@ pub enum Action {
     SetOpeningBalance,
     /// Post a top-up correcting a household's payout of a paid month into a later month.
     PostAdjustment,
+    /// Record the month's attendance of the village's job holders.
+    RecordAttendance,
 }
 
 impl Action {
@@ -70,6 +72,7 @@ impl Action {
                 | Action::ReviewMonth
                 | Action::SetOpeningBalance
                 | Action::PostAdjustment
+                | Action::RecordAttendance
         )
     }
 }
@@ -146,7 +149,8 @@ fn role_may(role: Role, action: Action) -> bool {
         },
         Role::Accountant => match action {
             ViewFleet | ViewStation | ViewLedger | ViewPersonalData | ExportRoster
-            | WorkOnPlans | EditRegistry | ReviewMonth | PostAdjustment | OwnSession => true,
+            | WorkOnPlans | EditRegistry | ReviewMonth | PostAdjustment | RecordAttendance
+            | OwnSession => true,
             MovePlan(from, to) => village_step(from, to),
             _ => false,
         },
@@ -216,6 +220,7 @@ fn describe(action: Action) -> String {
         Action::ReviewMonth => "review the village's statement".into(),
         Action::SetOpeningBalance => "set the village's opening balance".into(),
         Action::PostAdjustment => "post a payout adjustment".into(),
+        Action::RecordAttendance => "record job holders' attendance".into(),
     }
 }
 
@@ -263,6 +268,7 @@ mod tests {
             Action::EditRegistry,
             Action::ReviewMonth,
             Action::PostAdjustment,
+            Action::RecordAttendance,
             Action::ViewStation,
         ] {
             assert!(decide(Some(&a), action, Some(&own)).allowed(), "{action:?}");

@@ -284,6 +284,7 @@ pub fn action_text(lang: super::i18n::Lang, action: crate::auth::Action) -> Stri
         ReviewMonth => "action.review_month",
         SetOpeningBalance => "action.set_opening_balance",
         PostAdjustment => "action.post_adjustment",
+        RecordAttendance => "action.record_attendance",
     };
     tr(lang, key)
 }
@@ -576,6 +577,7 @@ mod tests {
             ReviewMonth,
             SetOpeningBalance,
             PostAdjustment,
+            RecordAttendance,
         ];
         for lang in [super::super::i18n::Lang::Zh, super::super::i18n::Lang::En] {
             for a in all {

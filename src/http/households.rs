@@ -1091,6 +1091,11 @@ mod tests {
                 .map(|k| (*k).to_owned()),
         );
         keys.extend(
+            crate::ledger::ATTENDANCE_PROBLEM_KEYS
+                .iter()
+                .map(|k| (*k).to_owned()),
+        );
+        keys.extend(
             crate::ledger::ADJUST_PROBLEM_KEYS
                 .iter()
                 .map(|k| (*k).to_owned()),

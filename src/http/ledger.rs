@@ -85,6 +85,11 @@ pub fn routes() -> Routes {
             opening_form,
         )
         .post(
+            "/villages/{code}/attendance",
+            Access::village(Action::RecordAttendance, "code"),
+            attendance_form,
+        )
+        .post(
             "/villages/{code}/adjustments",
             Access::village(Action::PostAdjustment, "code"),
             adjustment_form,
@@ -511,6 +516,7 @@ async fn advance_form(
                 message: String::new(),
                 problems,
                 typed: None,
+                attendance: Vec::new(),
             };
             let (status, page) = render_villages(&state, &caller, Some(e)).await?;
             Ok((status, page).into_response())
@@ -558,6 +564,7 @@ async fn receipt_form(
                 message: String::new(),
                 problems,
                 typed: None,
+                attendance: Vec::new(),
             };
             let (status, page) = render_villages(&state, &caller, Some(e)).await?;
             Ok((status, page).into_response())
@@ -587,6 +594,7 @@ async fn allocate_form(
         message,
         problems: Vec::new(),
         typed: None,
+        attendance: Vec::new(),
     };
     let outcome = match form.month.trim().parse::<YearMonth>() {
         Err(e) => Err(refused(trf(
@@ -660,6 +668,7 @@ async fn pay_form(
         message,
         problems: Vec::new(),
         typed: None,
+        attendance: Vec::new(),
     };
     let outcome = if form.note.trim().is_empty() {
         Err(refused(tr(caller.lang, "month.pay_note_required")))
@@ -675,6 +684,8 @@ async fn pay_form(
 #[derive(Debug, Deserialize)]
 struct MonthQuery {
     month: Option<String>,
+    /// The month whose attendance the form shows (default: the one after the county's latest).
+    attendance: Option<String>,
 }
 
 async fn village_page(
@@ -684,7 +695,8 @@ async fn village_page(
     Query(q): Query<MonthQuery>,
 ) -> Result<Html<String>, ApiError> {
     let month = q.month.as_deref().map(parse_month).transpose()?;
-    render_village(&state, &caller, &code, month, None)
+    let attendance = q.attendance.as_deref().map(parse_month).transpose()?;
+    render_village(&state, &caller, &code, month, attendance, None)
         .await
         .map(|(_, page)| page)
 }
@@ -697,6 +709,7 @@ struct FormError {
     problems: Vec<ledger::households::Problem>,
     /// What the refused form held, to show it again (forms that keep what was typed).
     typed: Option<ledger::AdjustmentInput>,
+    attendance: Vec<ledger::AttendanceInput>,
 }
 
 /// The village page: the month's statement, its links, and the year's plan with the steps the
@@ -706,6 +719,7 @@ async fn render_village(
     caller: &Caller,
     code: &str,
     month: Option<YearMonth>,
+    attendance: Option<YearMonth>,
     error: Option<FormError>,
 ) -> Result<(axum::http::StatusCode, Html<String>), ApiError> {
     let lang = caller.lang;
@@ -780,6 +794,7 @@ async fn render_village(
             None => { p.note #no-month { (tr(lang, "village.no_month")) } }
         }
         (opening_panel(state, caller, code, error.as_ref()).await?)
+        (attendance_panel(state, caller, code, &households, attendance, error.as_ref()).await?)
         (adjustments_panel(state, caller, code, &households, aud, error.as_ref()).await?)
         @if state.geography.may_on_village(caller.who(), Action::ViewPersonalData, code) {
             p #registry { a #registry-link href=(format!("/villages/{code}/households")) { (tr(lang, "household.link")) } }
@@ -935,6 +950,209 @@ async fn opening_panel(
     })
 }
 
+/// The month the attendance form is for when none is asked: the one after the county's latest
+/// recorded month, or this month (Beijing) before any is recorded.
+async fn next_attendance_month(state: &AppState) -> Result<YearMonth, ApiError> {
+    let latest = state.store.ledger_month_list(1).await?;
+    Ok(
+        match latest
+            .first()
+            .and_then(|m| m.month.parse::<YearMonth>().ok())
+        {
+            Some(m) => m.next(),
+            None => YearMonth::of(
+                chrono::Utc::now()
+                    .with_timezone(&chrono_tz::Asia::Shanghai)
+                    .date_naive(),
+            ),
+        },
+    )
+}
+
+/// The month's attendance (考勤) of the village's job holders: for its accountant, a form with a
+/// line per job held that month (days or points worked of required), filled with what is
+/// recorded; wages are prorated by it when the month is allocated.
+async fn attendance_panel(
+    state: &AppState,
+    caller: &Caller,
+    code: &str,
+    households: &HashMap<String, crate::domain::Household>,
+    asked: Option<YearMonth>,
+    error: Option<&FormError>,
+) -> Result<Markup, ApiError> {
+    let lang = caller.lang;
+    if !state
+        .geography
+        .may_on_village(caller.who(), Action::RecordAttendance, code)
+    {
+        return Ok(html! {});
+    }
+    let month = match asked {
+        Some(m) => m,
+        None => next_attendance_month(state).await?,
+    };
+    let village = VillageId::new(code);
+    let jobs: Vec<crate::domain::JobPost> =
+        ledger::households::village_jobs(&state.store, &state.deployment, &village)
+            .await?
+            .into_iter()
+            .filter(|j| ledger::job_in_force(j, month))
+            .collect();
+    let mut recorded: HashMap<String, (u32, u32)> = state
+        .deployment
+        .attendance
+        .iter()
+        .filter(|a| a.month == month)
+        .map(|a| (a.job.to_string(), (a.worked, a.required)))
+        .collect();
+    for a in state.store.attendance().await? {
+        if a.month == month && a.village == code {
+            recorded.insert(a.job.clone(), (a.worked, a.required));
+        }
+    }
+    let error = error.filter(|e| e.field == "attendance");
+    let problems: Vec<&ledger::households::Problem> = error
+        .map(|e| e.problems.iter().collect())
+        .unwrap_or_default();
+    let typed = error.map(|e| e.attendance.as_slice()).unwrap_or_default();
+    let invalid = |f: &str| problems.iter().any(|p| p.field == f).then_some("true");
+    let errors = |f: &str| {
+        html! { @for p in problems.iter().filter(|p| p.field == f) { p.field-error id=(format!("attendance-{}-error", f.replace('.', "-"))) role="alert" { (problem_text(lang, p)) } } }
+    };
+    let value = |job: &str, worked: bool| -> String {
+        if let Some(t) = typed.iter().find(|t| t.job == job) {
+            return if worked {
+                t.worked.clone()
+            } else {
+                t.required.clone()
+            };
+        }
+        recorded
+            .get(job)
+            .map(|(w, r)| if worked { w.to_string() } else { r.to_string() })
+            .unwrap_or_default()
+    };
+    let holder = |h: &crate::domain::HouseholdId| {
+        households
+            .get(h.as_str())
+            .map_or_else(|| h.to_string(), |x| format!("{} {}", h, x.head))
+    };
+    Ok(html! {
+        section #attendance data-month=(month) {
+            h2 { (trf(lang, "attendance.title", &[("month", &month)])) }
+            p.muted { (tr(lang, "attendance.intro")) }
+            form.filters #attendance-month method="get" action=(format!("/villages/{code}")) {
+                label { (tr(lang, "attendance.month")) " " input type="text" name="attendance" size="8" placeholder="YYYY-MM" value=(month); }
+                button type="submit" { (tr(lang, "attendance.show")) }
+            }
+            (errors("attendance_month"))
+            @if jobs.is_empty() {
+                p.muted #attendance-none { (tr(lang, "attendance.no_jobs")) }
+            } @else {
+                form.plan-step #attendance-form method="post" action=(format!("/villages/{code}/attendance")) {
+                    @if let Some(csrf) = caller.csrf.as_deref() { input type="hidden" name=(CSRF_FIELD) value=(csrf); }
+                    input type="hidden" name="month" value=(month);
+                    table #attendance-table {
+                        thead { tr {
+                            th { (tr(lang, "attendance.job")) } th { (tr(lang, "attendance.holder")) }
+                            th.num { (tr(lang, "attendance.wage")) }
+                            th { (tr(lang, "attendance.worked")) } th { (tr(lang, "attendance.required")) }
+                            th { (tr(lang, "attendance.state")) }
+                        } }
+                        tbody { @for j in &jobs {
+                            @let id = j.id.as_str();
+                            @let worked_field = format!("worked.{id}");
+                            @let required_field = format!("required.{id}");
+                            tr data-job=(id) {
+                                td { (id) " " (j.title) input type="hidden" name="job" value=(id); }
+                                td { (holder(&j.holder)) }
+                                td.num { (j.monthly_wage) }
+                                td { input type="text" name="worked" inputmode="numeric" size="4" value=(value(id, true)) aria-invalid=[invalid(&worked_field)] aria-label=(tr(lang, "attendance.worked")); (errors(&worked_field)) }
+                                td { input type="text" name="required" inputmode="numeric" size="4" value=(value(id, false)) aria-invalid=[invalid(&required_field)] aria-label=(tr(lang, "attendance.required")); (errors(&required_field)) }
+                                td { @if recorded.contains_key(id) { span.status.producing data-recorded="yes" { (tr(lang, "attendance.recorded")) } } @else { span.status.partial data-recorded="no" { (tr(lang, "attendance.missing")) } } }
+                            }
+                        } }
+                    }
+                    button type="submit" { (tr(lang, "attendance.submit")) }
+                }
+            }
+        }
+    })
+}
+
+/// The attendance form: a line per job, as typed.
+#[derive(Debug, Default)]
+struct AttendanceForm {
+    month: String,
+    lines: Vec<ledger::AttendanceInput>,
+}
+
+impl AttendanceForm {
+    /// The lines come as repeated `job`, `worked` and `required` fields, in table order.
+    fn parse(body: &[u8]) -> AttendanceForm {
+        let mut form = AttendanceForm::default();
+        let (mut jobs, mut worked, mut required) = (Vec::new(), Vec::new(), Vec::new());
+        for (k, v) in form_urlencoded::parse(body) {
+            match k.as_ref() {
+                "month" => form.month = v.into_owned(),
+                "job" => jobs.push(v.into_owned()),
+                "worked" => worked.push(v.into_owned()),
+                "required" => required.push(v.into_owned()),
+                _ => {}
+            }
+        }
+        for (i, job) in jobs.into_iter().enumerate() {
+            form.lines.push(ledger::AttendanceInput {
+                job,
+                worked: worked.get(i).cloned().unwrap_or_default(),
+                required: required.get(i).cloned().unwrap_or_default(),
+            });
+        }
+        form
+    }
+}
+
+/// Records the month's attendance; each problem shows next to its field, what was typed stays
+/// in the form, and nothing is kept.
+async fn attendance_form(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(code): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let form = AttendanceForm::parse(&body);
+    let account = caller.signed_in()?;
+    match ledger::record_attendance(
+        &state.store,
+        &state.deployment,
+        &VillageId::new(&code),
+        &form.month,
+        &form.lines,
+        &account.username,
+    )
+    .await?
+    {
+        Ok(_) => Ok(axum::response::Redirect::to(&href(
+            &format!("/villages/{code}"),
+            &[("attendance", form.month.trim())],
+        ))
+        .into_response()),
+        Err(problems) => {
+            let month = form.month.trim().parse::<YearMonth>().ok();
+            let e = FormError {
+                field: "attendance",
+                message: String::new(),
+                problems,
+                typed: None,
+                attendance: form.lines,
+            };
+            let (status, page) =
+                render_village(&state, &caller, &code, None, month, Some(e)).await?;
+            Ok((status, page).into_response())
+        }
+    }
+}
+
 /// Payout adjustments (补发更正) recorded for the village, and for its accountant the form that
 /// posts one into a month not yet paid. Household names only for who may see personal data.
 async fn adjustments_panel(
@@ -1072,8 +1290,10 @@ async fn adjustment_form(
                 message: String::new(),
                 problems,
                 typed: Some(input),
+                attendance: Vec::new(),
             };
-            let (status, page) = render_village(&state, &caller, &code, None, Some(e)).await?;
+            let (status, page) =
+                render_village(&state, &caller, &code, None, None, Some(e)).await?;
             Ok((status, page).into_response())
         }
     }
@@ -1120,8 +1340,10 @@ async fn opening_form(
                 message: String::new(),
                 problems,
                 typed: None,
+                attendance: Vec::new(),
             };
-            let (status, page) = render_village(&state, &caller, &code, None, Some(e)).await?;
+            let (status, page) =
+                render_village(&state, &caller, &code, None, None, Some(e)).await?;
             Ok((status, page).into_response())
         }
     }
@@ -1166,8 +1388,10 @@ async fn review_form(
                 message: trf(caller.lang, "review.locked", &[("month", &m)]),
                 problems: Vec::new(),
                 typed: None,
+                attendance: Vec::new(),
             };
-            let (status, page) = render_village(&state, &caller, &code, Some(ym), Some(e)).await?;
+            let (status, page) =
+                render_village(&state, &caller, &code, Some(ym), None, Some(e)).await?;
             Ok((status, page).into_response())
         }
         Err(other) => Err(other.into()),
@@ -1480,6 +1704,7 @@ async fn plan_step_form(
         message,
         problems: Vec::new(),
         typed: None,
+        attendance: Vec::new(),
     };
     let from = state.store.plan_state(&code, year).await?;
     let input = ledger::steps::StepInput {
@@ -1506,6 +1731,7 @@ async fn plan_step_form(
                 message: tr(lang, "plan.record_refused"),
                 problems,
                 typed: None,
+                attendance: Vec::new(),
             }),
             Ok(record) => match move_plan(
                 &state,
@@ -1532,7 +1758,8 @@ async fn plan_step_form(
             Ok(axum::response::Redirect::to(&format!("/villages/{code}#plan")).into_response())
         }
         Err(e) => {
-            let (status, page) = render_village(&state, &caller, &code, None, Some(e)).await?;
+            let (status, page) =
+                render_village(&state, &caller, &code, None, None, Some(e)).await?;
             Ok((status, page).into_response())
         }
     }

@@ -286,11 +286,13 @@ async fn overlay<'a>(
     let receipts = store.receipts().await?;
     let advances = store.advances().await?;
     let adjustments = store.adjustments().await?;
+    let attendance = store.attendance().await?;
     if rows.is_empty()
         && jobs.is_empty()
         && receipts.is_empty()
         && advances.is_empty()
         && adjustments.is_empty()
+        && attendance.is_empty()
     {
         return Ok(Cow::Borrowed(deployment));
     }
@@ -346,6 +348,20 @@ async fn overlay<'a>(
                 reason: a.reason,
             }),
     );
+    // A record made in the browser replaces the file's of the same job and month.
+    let recorded: HashSet<(&str, crate::domain::YearMonth)> = attendance
+        .iter()
+        .map(|a| (a.job.as_str(), a.month))
+        .collect();
+    d.attendance
+        .retain(|a| !recorded.contains(&(a.job.as_str(), a.month)));
+    d.attendance
+        .extend(attendance.iter().map(|a| crate::allocate::Attendance {
+            job: crate::domain::JobId::new(&a.job),
+            month: a.month,
+            worked: a.worked,
+            required: a.required,
+        }));
     Ok(Cow::Owned(d))
 }
 

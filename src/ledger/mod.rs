@@ -342,6 +342,116 @@ pub const ADJUST_PROBLEM_KEYS: [&str; 7] = [
     "adjust.err.month_paid",
 ];
 
+/// Every problem key [`record_attendance`] may give.
+pub const ATTENDANCE_PROBLEM_KEYS: [&str; 5] = [
+    "attendance.err.month_bad",
+    "attendance.err.count_bad",
+    "attendance.err.more_than_required",
+    "attendance.err.half_given",
+    "attendance.err.month_paid",
+];
+
+/// One job's line of the attendance form, as typed: the job, days (or points) worked and
+/// required. Both empty: no record for that job.
+#[derive(Debug, Clone, Default)]
+pub struct AttendanceInput {
+    pub job: String,
+    pub worked: String,
+    pub required: String,
+}
+
+/// Whether `job` is held during `month` (its term overlaps the month).
+pub fn job_in_force(job: &crate::domain::JobPost, month: YearMonth) -> bool {
+    let last = month.next().first_day() - chrono::Duration::days(1);
+    job.from <= last && job.until.is_none_or(|u| u >= month.first_day())
+}
+
+/// Records the attendance of `village`'s jobs in `month` (not a paid one): each line's days
+/// worked of days required (or a score out of 100), all lines or none. Problems are keyed by the
+/// line's field, `worked.{job}` or `required.{job}`; a job not held that month is not a line.
+pub async fn record_attendance(
+    store: &Store,
+    deployment: &Deployment,
+    village: &VillageId,
+    month: &str,
+    lines: &[AttendanceInput],
+    who: &str,
+) -> Result<Result<usize, Vec<households::Problem>>, Error> {
+    if !deployment.villages.iter().any(|v| &v.code == village) {
+        return Err(Error::NotFound(format!(
+            "village {village} is not declared"
+        )));
+    }
+    let problem =
+        |field: &str, key: &str, value: &str| form_problem("attendance", field, key, value);
+    let Ok(month_parsed) = month.trim().parse::<YearMonth>() else {
+        return Ok(Err(vec![problem("attendance_month", "month_bad", month)]));
+    };
+    let jobs = households::village_jobs(store, deployment, village).await?;
+    let mut problems = Vec::new();
+    let mut rows = Vec::new();
+    let at = Utc::now();
+    for line in lines {
+        let Some(job) = jobs
+            .iter()
+            .find(|j| j.id.as_str() == line.job.trim() && job_in_force(j, month_parsed))
+        else {
+            continue;
+        };
+        let (worked, required) = (line.worked.trim(), line.required.trim());
+        if worked.is_empty() && required.is_empty() {
+            continue;
+        }
+        let worked_field = format!("worked.{}", job.id);
+        let required_field = format!("required.{}", job.id);
+        if worked.is_empty() || required.is_empty() {
+            let field = if worked.is_empty() {
+                &worked_field
+            } else {
+                &required_field
+            };
+            problems.push(problem(field, "half_given", ""));
+            continue;
+        }
+        let count = |text: &str| text.parse::<u32>().ok().filter(|n| *n <= 100);
+        let (w, r) = (count(worked), count(required).filter(|n| *n > 0));
+        if w.is_none() {
+            problems.push(problem(&worked_field, "count_bad", worked));
+        }
+        if r.is_none() {
+            problems.push(problem(&required_field, "count_bad", required));
+        }
+        let (Some(w), Some(r)) = (w, r) else {
+            continue;
+        };
+        if w > r {
+            problems.push(problem(&worked_field, "more_than_required", worked));
+            continue;
+        }
+        rows.push(store::AttendanceRow {
+            job: job.id.to_string(),
+            month: month_parsed,
+            village: village.to_string(),
+            worked: w,
+            required: r,
+            at,
+            by: who.to_owned(),
+        });
+    }
+    if !problems.is_empty() {
+        return Ok(Err(problems));
+    }
+    if !store.record_attendance(&rows).await? {
+        return Ok(Err(vec![problem(
+            "attendance_month",
+            "month_paid",
+            &month_parsed.to_string(),
+        )]));
+    }
+    info!(%village, month = %month_parsed, jobs = rows.len(), who, "attendance recorded");
+    Ok(Ok(rows.len()))
+}
+
 /// What an adjustment form holds, as typed.
 #[derive(Debug, Clone, Default)]
 pub struct AdjustmentInput {

@@ -966,3 +966,126 @@ async fn an_adjustment_recorded_in_the_browser_is_paid_in_its_month_and_refused_
         );
     }
 }
+
+#[tokio::test]
+async fn attendance_recorded_in_the_browser_prorates_the_wage_replaces_the_files_and_is_checked_on_every_backend(
+) {
+    for t in testing::all("attendance_recorded_in_the_browser")
+        .await
+        .expect("stores")
+    {
+        let store = &t.store;
+        // The file says J1 worked every day of February; the browser's record replaces it.
+        let d = deployment(
+            "[[attendance]]\njob = \"J1\"\nmonth = \"2026-02\"\nworked = 20\nrequired = 20\n",
+        );
+        let v = VillageId::new(V);
+        let line = |job: &str, worked: &str, required: &str| super::AttendanceInput {
+            job: job.into(),
+            worked: worked.into(),
+            required: required.into(),
+        };
+        let fields = |r: Result<usize, Vec<super::households::Problem>>| -> Vec<(String, String)> {
+            r.err()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| (p.field, p.key))
+                .collect()
+        };
+        let bad_month = super::record_attendance(store, &d, &v, "2026-2x", &[], "acc")
+            .await
+            .expect("checked");
+        assert_eq!(
+            fields(bad_month),
+            [(
+                "attendance_month".to_owned(),
+                "attendance.err.month_bad".to_owned()
+            )],
+            "{}",
+            t.name
+        );
+        for (worked, required, field, key) in [
+            ("21", "20", "worked.J1", "attendance.err.more_than_required"),
+            ("x", "20", "worked.J1", "attendance.err.count_bad"),
+            ("5", "0", "required.J1", "attendance.err.count_bad"),
+            ("5", "", "required.J1", "attendance.err.half_given"),
+        ] {
+            let r = super::record_attendance(
+                store,
+                &d,
+                &v,
+                "2026-02",
+                &[line("J1", worked, required)],
+                "acc",
+            )
+            .await
+            .expect("checked");
+            assert_eq!(
+                fields(r),
+                [(field.to_owned(), key.to_owned())],
+                "{}: {worked}/{required}",
+                t.name
+            );
+        }
+        assert!(
+            store.attendance().await.expect("read").is_empty(),
+            "{}",
+            t.name
+        );
+        // A job that is not the village's, or not held that month, is no line.
+        let n = super::record_attendance(
+            store,
+            &d,
+            &v,
+            "2025-12",
+            &[line("J1", "10", "20"), line("J9", "1", "2")],
+            "acc",
+        )
+        .await
+        .expect("checked")
+        .expect("valid");
+        assert_eq!(n, 0, "{}", t.name);
+
+        activate(store, &d).await;
+        let n =
+            super::record_attendance(store, &d, &v, "2026-02", &[line("J1", "15", "20")], "acc")
+                .await
+                .expect("checked")
+                .expect("valid");
+        assert_eq!(n, 1, "{}", t.name);
+        let energy = FixedEnergy::settled(30_000_000);
+        let feb = run_month(store, &d, &energy, ym("2026-02"), "test", true)
+            .await
+            .expect("feb");
+        let wage: Vec<Fen> = feb.villages[0]
+            .payouts
+            .iter()
+            .filter(|p| p.line == crate::allocate::PlanLine::JobWages)
+            .map(|p| p.amount)
+            .collect();
+        // 600 yuan x 15/20.
+        assert_eq!(wage, [Fen(45_000)], "{}", t.name);
+        super::pay_month(store, ym("2026-02"), "county", "batch")
+            .await
+            .expect("pay");
+        let late =
+            super::record_attendance(store, &d, &v, "2026-02", &[line("J1", "20", "20")], "acc")
+                .await
+                .expect("checked");
+        assert_eq!(
+            fields(late),
+            [(
+                "attendance_month".to_owned(),
+                "attendance.err.month_paid".to_owned()
+            )],
+            "{}",
+            t.name
+        );
+        assert_eq!(
+            store.attendance().await.expect("read")[0].worked,
+            15,
+            "{}",
+            t.name
+        );
+    }
+}

@@ -998,6 +998,100 @@ impl Store {
     }
 }
 
+/// A job holder's attendance in a month, recorded in the browser.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttendanceRow {
+    pub job: String,
+    pub month: YearMonth,
+    pub village: String,
+    pub worked: u32,
+    pub required: u32,
+    pub at: DateTime<Utc>,
+    pub by: String,
+}
+
+impl Store {
+    /// Records (or replaces) the attendance of several jobs of one village in one month, all or
+    /// none, only while that month is not paid (checked in the same transaction), with one audit
+    /// line. Returns false for a paid month.
+    pub async fn record_attendance(&self, rows: &[AttendanceRow]) -> Result<bool> {
+        let Some(first) = rows.first() else {
+            return Ok(true);
+        };
+        let mut tx = self.pool().begin().await?;
+        if month_is_paid(&mut tx, first.month).await? {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        for a in rows {
+            sqlx::query(
+                "INSERT INTO job_attendance (job, month, village, worked, required, recorded_ms, \
+                 recorded_by) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (job, month) DO UPDATE \
+                 SET village = excluded.village, worked = excluded.worked, required = excluded.required, \
+                 recorded_ms = excluded.recorded_ms, recorded_by = excluded.recorded_by",
+            )
+            .bind(&a.job)
+            .bind(a.month.to_string())
+            .bind(&a.village)
+            .bind(i64::from(a.worked))
+            .bind(i64::from(a.required))
+            .bind(ms(a.at))
+            .bind(&a.by)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let detail = rows
+            .iter()
+            .map(|a| format!("{} {}/{}", a.job, a.worked, a.required))
+            .collect::<Vec<_>>()
+            .join(", ");
+        audit_in(
+            &mut tx,
+            first.at,
+            &first.by,
+            "attendance",
+            Some(&first.village),
+            Some(&first.month.to_string()),
+            &detail,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Every attendance record made in the browser, by month and job.
+    pub async fn attendance(&self) -> Result<Vec<AttendanceRow>> {
+        let rows = sqlx::query(
+            "SELECT job, month, village, worked, required, recorded_ms, recorded_by \
+             FROM job_attendance ORDER BY month, job",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let month: String = r.try_get(1)?;
+                let count = |i: usize, what: &str| -> Result<u32> {
+                    let v: i64 = r.try_get(i)?;
+                    u32::try_from(v).map_err(|_| {
+                        super::Error::Corrupt(format!("job_attendance.{what} {v} is out of range"))
+                    })
+                };
+                Ok(AttendanceRow {
+                    job: r.try_get(0)?,
+                    month: month.parse().map_err(|e| {
+                        super::Error::Corrupt(format!("job_attendance.month '{month}': {e}"))
+                    })?,
+                    village: r.try_get(2)?,
+                    worked: count(3, "worked")?,
+                    required: count(4, "required")?,
+                    at: from_ms(r.try_get(5)?, "job_attendance.recorded_ms")?,
+                    by: r.try_get(6)?,
+                })
+            })
+            .collect()
+    }
+}
+
 /// A county advance recorded in the browser.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdvanceRow {

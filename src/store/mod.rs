@@ -28,9 +28,9 @@ pub use households::{
     SEEDED_BY,
 };
 pub use ledger::{
-    AdjustmentRow, AdvanceRow, AuditRow, EntryRow, MonthRecord, MonthRow, OpeningRow,
-    PoolLineRecord, ReceiptRow, ReviewRow, StationMonthRecord, TransitionRow, VillageMonthRecord,
-    VillageMonthRow, MONTH_COMPUTED, MONTH_PAID,
+    AdjustmentRow, AdvanceRow, AttendanceRow, AuditRow, EntryRow, MonthRecord, MonthRow,
+    OpeningRow, PoolLineRecord, ReceiptRow, ReviewRow, StationMonthRecord, TransitionRow,
+    VillageMonthRecord, VillageMonthRow, MONTH_COMPUTED, MONTH_PAID,
 };
 pub use mqtt::{MqttRejectedRow, MqttUnknownRow};
 pub use samples::{
