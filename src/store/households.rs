@@ -130,6 +130,9 @@ fn status_json(h: &Household) -> Result<String> {
     serde_json::to_string(&h.status).map_err(|e| corrupt(h.id.as_str(), "status history", e))
 }
 
+/// How long a roster preview that was never applied is kept: a day.
+pub const PREVIEW_KEPT_MS: i64 = 24 * 3_600_000;
+
 impl Store {
     /// Inserts the households of the deployment file that the registry does not hold yet; the
     /// registry's own rows (edited, retired, imported) are left as they are.
@@ -315,8 +318,15 @@ impl Store {
             .collect()
     }
 
-    /// Records a roster file as read, for its preview; returns its id.
+    /// Records a roster file as read, for its preview; returns its id. Previews never applied
+    /// and older than [`PREVIEW_KEPT_MS`] (of any village) are dropped in the same transaction:
+    /// the rows they hold (names, ID-card years, bank accounts) do not linger.
     pub async fn save_roster_import(&self, r: &RosterImportRow) -> Result<i64> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("DELETE FROM roster_imports WHERE applied_ms IS NULL AND uploaded_ms < $1")
+            .bind(r.uploaded_ms - PREVIEW_KEPT_MS)
+            .execute(&mut *tx)
+            .await?;
         let row = sqlx::query(
             "INSERT INTO roster_imports (village, source, sha256, encoding, rows_json, uploaded_ms, \
              uploaded_by) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
@@ -328,8 +338,9 @@ impl Store {
         .bind(&r.rows_json)
         .bind(r.uploaded_ms)
         .bind(&r.uploaded_by)
-        .fetch_one(self.pool())
+        .fetch_one(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(row.try_get(0)?)
     }
 
@@ -785,6 +796,26 @@ mod tests {
                 .await
                 .expect("changes")[0];
             assert_eq!(h3.what, "imported", "{name}");
+
+            // A preview left a day unapplied is dropped when the next file is read; an applied
+            // import (the record of what it brought in) stays.
+            let pending = s
+                .save_roster_import(&RosterImportRow {
+                    uploaded_ms: 10,
+                    ..import.clone()
+                })
+                .await
+                .expect("save");
+            let next = s
+                .save_roster_import(&RosterImportRow {
+                    uploaded_ms: 10 + PREVIEW_KEPT_MS + 1,
+                    ..import.clone()
+                })
+                .await
+                .expect("save");
+            assert!(s.roster_import(pending).await.expect("read").is_none(), "{name}");
+            assert!(s.roster_import(next).await.expect("read").is_some(), "{name}");
+            assert!(s.roster_import(id).await.expect("read").is_some(), "{name}");
         }
     }
 
