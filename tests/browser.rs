@@ -1450,7 +1450,43 @@ async fn the_accountant_keeps_the_household_registry_and_downloads_the_payout_ro
         .await
         .expect("plan step");
     }
-    sunshare::ledger::run_month(
+    // Before the county allocates November, the accountant records its attendance on the village
+    // page: too many days is refused next to the field, then 20 of 22 days is kept.
+    let attendance = format!("/villages/{VILLAGE_A}?attendance=2026-11");
+    c.goto(&format!("{base}{attendance}"))
+        .await
+        .expect("attendance");
+    arrive(c, &attendance, "#attendance-form").await;
+    let first_job = c
+        .find(Locator::Css("#attendance-table tbody tr"))
+        .await
+        .expect("a job line")
+        .attr("data-job")
+        .await
+        .expect("attr")
+        .expect("data-job");
+    fill_in(c, "#attendance-form", "worked", "23").await;
+    fill_in(c, "#attendance-form", "required", "22").await;
+    submit(c, "#attendance-form").await;
+    let refused = arrive(
+        c,
+        &format!("/villages/{VILLAGE_A}/attendance"),
+        &format!("#attendance-worked-{first_job}-error"),
+    )
+    .await;
+    assert!(refused.contains("多于应出勤"), "{refused}");
+    fill_in(c, "#attendance-form", "worked", "20").await;
+    submit(c, "#attendance-form").await;
+    arrive(c, &attendance, "#attendance-table [data-recorded=\"yes\"]").await;
+    screenshot(c, "village-attendance-recorded.png").await;
+    let kept = running.store.attendance().await.expect("attendance");
+    assert_eq!(
+        kept.iter()
+            .map(|a| (a.job.as_str(), a.month.to_string(), a.worked, a.required))
+            .collect::<Vec<_>>(),
+        [(first_job.as_str(), "2026-11".to_owned(), 20, 22)]
+    );
+    let run = sunshare::ledger::run_month(
         &running.store,
         &deployment,
         &sunshare::ledger::testing::FixedEnergy::metered(30_000_000),
@@ -1460,6 +1496,16 @@ async fn the_accountant_keeps_the_household_registry_and_downloads_the_payout_ro
     )
     .await
     .expect("allocate November");
+    let wage = run
+        .villages
+        .iter()
+        .flat_map(|v| &v.payouts)
+        .find(|p| p.reference.starts_with(first_job.as_str()))
+        .map(|p| p.basis.to_string());
+    assert!(
+        wage.as_deref().is_some_and(|b| b.contains("20/22")),
+        "the wage is prorated by the attendance: {wage:?}"
+    );
     c.goto(&format!("{base}/villages/{VILLAGE_A}?month=2026-11"))
         .await
         .expect("village page");

@@ -813,8 +813,14 @@ mod tests {
                 })
                 .await
                 .expect("save");
-            assert!(s.roster_import(pending).await.expect("read").is_none(), "{name}");
-            assert!(s.roster_import(next).await.expect("read").is_some(), "{name}");
+            assert!(
+                s.roster_import(pending).await.expect("read").is_none(),
+                "{name}"
+            );
+            assert!(
+                s.roster_import(next).await.expect("read").is_some(),
+                "{name}"
+            );
             assert!(s.roster_import(id).await.expect("read").is_some(), "{name}");
         }
     }
