@@ -1190,7 +1190,19 @@ async fn adjustments_panel(
         (Audience::Authorised, Some(h)) => format!("{id} {}", h.head),
         _ => id.to_owned(),
     };
-    let mut live: Vec<&crate::domain::Household> = households.values().collect();
+    // Only the households on the registry now are offered (a retired one is refused).
+    let retired: std::collections::HashSet<String> = state
+        .store
+        .households_of(&VillageId::new(code))
+        .await?
+        .into_iter()
+        .filter(|r| r.retired())
+        .map(|r| r.household.id.to_string())
+        .collect();
+    let mut live: Vec<&crate::domain::Household> = households
+        .values()
+        .filter(|h| !retired.contains(h.id.as_str()))
+        .collect();
     live.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
     let beijing = chrono_tz::Asia::Shanghai;
     Ok(html! {
