@@ -180,9 +180,12 @@ impl Store {
         for chunk in stations.chunks(500) {
             let marks: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
             let sql = format!(
+                // The rollups are reached by device through their primary key: joined the other
+                // way round, the planner walks every device's daily rollups since `$1`.
                 "SELECT d.station, r.bucket_ms, CAST(SUM(COALESCE(r.energy_last_wh - r.energy_first_wh, 0.0)) AS DOUBLE PRECISION) \
-                 FROM devices d JOIN rollups r ON r.device_id = d.id \
-                 WHERE d.station IN ({}) AND r.period_s = 86400 AND r.bucket_ms >= $1 \
+                 FROM rollups r JOIN devices d ON d.id = r.device_id \
+                 WHERE r.device_id IN (SELECT id FROM devices WHERE station IN ({})) \
+                 AND r.period_s = 86400 AND r.bucket_ms >= $1 \
                  GROUP BY d.station, r.bucket_ms",
                 marks.join(", ")
             );
