@@ -306,7 +306,14 @@ pub async fn run_http(o: &HttpOptions) -> Result<Vec<Load>, Error> {
         store.clone(),
         Arc::new(crate::metrics::Metrics::new()),
     );
-    let token = crate::store::testing::admin_token(&store).await?;
+    // A user of its own per run: a reused database holds the earlier runs' users.
+    let token = crate::store::testing::named_token(
+        &store,
+        &format!("bench-{}", now.timestamp_millis()),
+        crate::domain::Role::Admin,
+        vec![crate::domain::ScopeEntry::All],
+    )
+    .await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| setup(&e))?;
