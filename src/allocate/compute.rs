@@ -254,6 +254,11 @@ fn job_active(job: &JobPost, days: Days) -> bool {
     job.from <= days.last && job.until.is_none_or(|u| u >= days.first)
 }
 
+/// Whether `job` is paid for `month`: any day of its term falls in the month.
+pub fn job_paid_in(job: &JobPost, month: YearMonth) -> bool {
+    job_active(job, Days::of(month))
+}
+
 /// The first month in which both jobs are paid, if there is one. A job is paid for every month that
 /// any day of its `from..=until` falls in (`job_active`), so under ONE_JOB_PER_HOUSEHOLD two jobs of
 /// one household collide exactly when such a month exists: a job ending in June and one starting in

@@ -11,8 +11,8 @@ mod model;
 pub mod money;
 
 pub use compute::{
-    first_month_paid_together, Book, Carry, CostLine, IncomeLine, MonthRun, Payee, Payout,
-    PoolLine, PoolStatement, StationRevenue, VillageCarry, VillageStatement,
+    first_month_paid_together, job_paid_in, Book, Carry, CostLine, IncomeLine, MonthRun, Payee,
+    Payout, PoolLine, PoolStatement, StationRevenue, VillageCarry, VillageStatement,
 };
 pub use model::{
     Adder, Adjustment, Advance, Attendance, CostItem, CostKind, LabourShareRule, PlanBudget,

@@ -996,7 +996,7 @@ async fn attendance_panel(
         ledger::households::village_jobs(&state.store, &state.deployment, &village)
             .await?
             .into_iter()
-            .filter(|j| ledger::job_in_force(j, month))
+            .filter(|j| crate::allocate::job_paid_in(j, month))
             .collect();
     let mut recorded: HashMap<String, (u32, u32)> = state
         .deployment

@@ -360,12 +360,6 @@ pub struct AttendanceInput {
     pub required: String,
 }
 
-/// Whether `job` is held during `month` (its term overlaps the month).
-pub fn job_in_force(job: &crate::domain::JobPost, month: YearMonth) -> bool {
-    let last = month.next().first_day() - chrono::Duration::days(1);
-    job.from <= last && job.until.is_none_or(|u| u >= month.first_day())
-}
-
 /// Records the attendance of `village`'s jobs in `month` (not a paid one): each line's days
 /// worked of days required (or a score out of 100), all lines or none. Problems are keyed by the
 /// line's field, `worked.{job}` or `required.{job}`; a job not held that month is not a line.
@@ -392,10 +386,9 @@ pub async fn record_attendance(
     let mut rows = Vec::new();
     let at = Utc::now();
     for line in lines {
-        let Some(job) = jobs
-            .iter()
-            .find(|j| j.id.as_str() == line.job.trim() && job_in_force(j, month_parsed))
-        else {
+        let Some(job) = jobs.iter().find(|j| {
+            j.id.as_str() == line.job.trim() && crate::allocate::job_paid_in(j, month_parsed)
+        }) else {
             continue;
         };
         let (worked, required) = (line.worked.trim(), line.required.trim());

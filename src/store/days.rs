@@ -65,25 +65,31 @@ const MONTH_COLUMNS: &str = "station_id, month_ms, to_ms, energy_wh, notes, expe
      observed_hours, producing_hours, clipped_hours, derated_readings, devices, resets, days, \
      days_version";
 
+/// A day's or a month's figures: the first 13 columns of [`COLUMNS`] and [`MONTH_COLUMNS`], with
+/// the reach given.
+fn figures(r: &sqlx::any::AnyRow, reach_from_ms: i64, reach_to_ms: i64) -> Result<DayFiguresRow> {
+    Ok(DayFiguresRow {
+        station: StationId::new(r.try_get::<String, _>(0)?),
+        day_ms: r.try_get(1)?,
+        to_ms: r.try_get(2)?,
+        energy_wh: r.try_get(3)?,
+        notes: r.try_get(4)?,
+        expected: r.try_get(5)?,
+        received: r.try_get(6)?,
+        observed_hours: r.try_get(7)?,
+        producing_hours: r.try_get(8)?,
+        clipped_hours: r.try_get(9)?,
+        derated_readings: r.try_get(10)?,
+        devices: r.try_get(11)?,
+        resets: r.try_get(12)?,
+        reach_from_ms,
+        reach_to_ms,
+    })
+}
+
 fn stored(r: &sqlx::any::AnyRow) -> Result<StoredDay> {
     Ok(StoredDay {
-        row: DayFiguresRow {
-            station: StationId::new(r.try_get::<String, _>(0)?),
-            day_ms: r.try_get(1)?,
-            to_ms: r.try_get(2)?,
-            energy_wh: r.try_get(3)?,
-            notes: r.try_get(4)?,
-            expected: r.try_get(5)?,
-            received: r.try_get(6)?,
-            observed_hours: r.try_get(7)?,
-            producing_hours: r.try_get(8)?,
-            clipped_hours: r.try_get(9)?,
-            derated_readings: r.try_get(10)?,
-            devices: r.try_get(11)?,
-            resets: r.try_get(12)?,
-            reach_from_ms: r.try_get(13)?,
-            reach_to_ms: r.try_get(14)?,
-        },
+        row: figures(r, r.try_get(13)?, r.try_get(14)?)?,
         stale: r.try_get(15)?,
         version: r.try_get(16)?,
     })
@@ -91,23 +97,7 @@ fn stored(r: &sqlx::any::AnyRow) -> Result<StoredDay> {
 
 fn stored_month(r: &sqlx::any::AnyRow) -> Result<StoredMonth> {
     Ok(StoredMonth {
-        row: DayFiguresRow {
-            station: StationId::new(r.try_get::<String, _>(0)?),
-            day_ms: r.try_get(1)?,
-            to_ms: r.try_get(2)?,
-            energy_wh: r.try_get(3)?,
-            notes: r.try_get(4)?,
-            expected: r.try_get(5)?,
-            received: r.try_get(6)?,
-            observed_hours: r.try_get(7)?,
-            producing_hours: r.try_get(8)?,
-            clipped_hours: r.try_get(9)?,
-            derated_readings: r.try_get(10)?,
-            devices: r.try_get(11)?,
-            resets: r.try_get(12)?,
-            reach_from_ms: i64::MIN,
-            reach_to_ms: i64::MAX,
-        },
+        row: figures(r, i64::MIN, i64::MAX)?,
         days: r.try_get(13)?,
         days_version: r.try_get(14)?,
     })
