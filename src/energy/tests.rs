@@ -403,7 +403,7 @@ fn stored_months_serve_until_a_day_of_theirs_changes() -> anyhow::Result<()> {
                 t.name,
                 kept[0]
             );
-            let now_is = store.station_days_signature(&s1.id, from, to).await?;
+            let (_, now_is) = store.station_months_checked(&s1.id, from, to).await?;
             assert_eq!(
                 (now_is.days, now_is.versions, now_is.stale),
                 (kept[0].days, kept[0].days_version, false),

@@ -87,6 +87,33 @@ fn figures(r: &sqlx::any::AnyRow, reach_from_ms: i64, reach_to_ms: i64) -> Resul
     })
 }
 
+/// Stores a recomputed day if its marks are still those its computation started from.
+const UPDATE_DAY: &str = "UPDATE station_days SET to_ms = $3, energy_wh = $4, notes = $5, \
+     expected = $6, received = $7, observed_hours = $8, producing_hours = $9, clipped_hours = $10, \
+     derated_readings = $11, devices = $12, resets = $13, reach_from_ms = $14, reach_to_ms = $15, \
+     stale = 0, version = version + 1 \
+     WHERE station_id = $1 AND day_ms = $2 AND stale = $16 RETURNING version";
+
+/// Binds a day's or a month's figures as `$1..$13`, in the order [`figures`] reads them.
+fn bind_figures<'q>(
+    q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    r: &'q DayFiguresRow,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    q.bind(r.station.as_str())
+        .bind(r.day_ms)
+        .bind(r.to_ms)
+        .bind(r.energy_wh)
+        .bind(r.notes.as_str())
+        .bind(r.expected)
+        .bind(r.received)
+        .bind(r.observed_hours)
+        .bind(r.producing_hours)
+        .bind(r.clipped_hours)
+        .bind(r.derated_readings)
+        .bind(r.devices.as_str())
+        .bind(r.resets.as_str())
+}
+
 fn stored(r: &sqlx::any::AnyRow) -> Result<StoredDay> {
     Ok(StoredDay {
         row: figures(r, r.try_get(13)?, r.try_get(14)?)?,
@@ -229,31 +256,12 @@ impl Store {
         }
         let mut tx = self.writer().begin().await?;
         for (r, seen) in rows {
-            let applied = sqlx::query(
-                "UPDATE station_days SET to_ms = $3, energy_wh = $4, notes = $5, expected = $6, \
-                 received = $7, observed_hours = $8, producing_hours = $9, clipped_hours = $10, \
-                 derated_readings = $11, devices = $12, resets = $13, reach_from_ms = $14, \
-                 reach_to_ms = $15, stale = 0, version = version + 1 \
-                 WHERE station_id = $1 AND day_ms = $2 AND stale = $16 RETURNING version",
-            )
-            .bind(r.station.as_str())
-            .bind(r.day_ms)
-            .bind(r.to_ms)
-            .bind(r.energy_wh)
-            .bind(r.notes.as_str())
-            .bind(r.expected)
-            .bind(r.received)
-            .bind(r.observed_hours)
-            .bind(r.producing_hours)
-            .bind(r.clipped_hours)
-            .bind(r.derated_readings)
-            .bind(r.devices.as_str())
-            .bind(r.resets.as_str())
-            .bind(r.reach_from_ms)
-            .bind(r.reach_to_ms)
-            .bind(*seen)
-            .fetch_optional(&mut *tx)
-            .await?;
+            let applied = bind_figures(sqlx::query(UPDATE_DAY), r)
+                .bind(r.reach_from_ms)
+                .bind(r.reach_to_ms)
+                .bind(*seen)
+                .fetch_optional(&mut *tx)
+                .await?;
             out.push(match applied {
                 Some(r) => Some(r.try_get(0)?),
                 None => None,
@@ -316,32 +324,6 @@ impl Store {
         Ok((months, signature))
     }
 
-    /// What a station's stored days starting in `[from_ms, to_ms)` are now (pending rollups
-    /// written first, so every stored sample's mark is in).
-    pub async fn station_days_signature(
-        &self,
-        station: &StationId,
-        from_ms: i64,
-        to_ms: i64,
-    ) -> Result<DaysSignature> {
-        self.settle_part(super::behind::Part::Rollups).await?;
-        let r = sqlx::query(
-            "SELECT COUNT(*), CAST(COALESCE(SUM(version), 0) AS BIGINT), \
-             CAST(COALESCE(MAX(stale), 0) AS BIGINT) FROM station_days \
-             WHERE station_id = $1 AND day_ms >= $2 AND day_ms < $3",
-        )
-        .bind(station.as_str())
-        .bind(from_ms)
-        .bind(to_ms)
-        .fetch_one(self.pool())
-        .await?;
-        Ok(DaysSignature {
-            days: r.try_get(0)?,
-            versions: r.try_get(1)?,
-            stale: r.try_get::<i64, _>(2)? > 0,
-        })
-    }
-
     /// Stores composed months (replacing what was stored for them).
     pub async fn put_station_months(&self, months: &[StoredMonth]) -> Result<()> {
         if months.is_empty() {
@@ -350,7 +332,7 @@ impl Store {
         let mut tx = self.writer().begin().await?;
         for m in months {
             let r = &m.row;
-            sqlx::query(&format!(
+            let sql = format!(
                 "INSERT INTO station_months ({MONTH_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, \
                  $8, $9, $10, $11, $12, $13, $14, $15) ON CONFLICT (station_id, month_ms) DO UPDATE \
                  SET to_ms = excluded.to_ms, energy_wh = excluded.energy_wh, notes = excluded.notes, \
@@ -359,24 +341,12 @@ impl Store {
                  clipped_hours = excluded.clipped_hours, derated_readings = excluded.derated_readings, \
                  devices = excluded.devices, resets = excluded.resets, days = excluded.days, \
                  days_version = excluded.days_version"
-            ))
-            .bind(r.station.as_str())
-            .bind(r.day_ms)
-            .bind(r.to_ms)
-            .bind(r.energy_wh)
-            .bind(r.notes.as_str())
-            .bind(r.expected)
-            .bind(r.received)
-            .bind(r.observed_hours)
-            .bind(r.producing_hours)
-            .bind(r.clipped_hours)
-            .bind(r.derated_readings)
-            .bind(r.devices.as_str())
-            .bind(r.resets.as_str())
-            .bind(m.days)
-            .bind(m.days_version)
-            .execute(&mut *tx)
-            .await?;
+            );
+            bind_figures(sqlx::query(&sql), r)
+                .bind(m.days)
+                .bind(m.days_version)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())

@@ -805,13 +805,25 @@ impl Store {
 }
 
 /// Whether `month` is paid and locked, read inside the transaction that is about to post to it.
-async fn month_is_paid(tx: &mut sqlx::Transaction<'_, Any>, month: YearMonth) -> Result<bool> {
-    let paid = sqlx::query("SELECT 1 FROM ledger_months WHERE month = $1 AND status = $2")
-        .bind(month.to_string())
-        .bind(super::MONTH_PAID)
-        .fetch_optional(&mut **tx)
-        .await?;
-    Ok(paid.is_some())
+impl Store {
+    /// A transaction for posting into `month`, or `None` when the month is paid (checked inside
+    /// it, so a posting can never land in a locked month).
+    async fn begin_unpaid(
+        &self,
+        month: YearMonth,
+    ) -> Result<Option<sqlx::Transaction<'static, Any>>> {
+        let mut tx = self.pool().begin().await?;
+        let paid = sqlx::query("SELECT 1 FROM ledger_months WHERE month = $1 AND status = $2")
+            .bind(month.to_string())
+            .bind(super::MONTH_PAID)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if paid.is_some() {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        Ok(Some(tx))
+    }
 }
 
 async fn audit_in(
@@ -853,11 +865,9 @@ impl Store {
     /// Records a subsidy receipt posted in `month`, only while that month is not paid (checked in
     /// the same transaction). Returns false for a paid month.
     pub async fn record_receipt(&self, r: &ReceiptRow) -> Result<bool> {
-        let mut tx = self.pool().begin().await?;
-        if month_is_paid(&mut tx, r.month).await? {
-            tx.rollback().await?;
+        let Some(mut tx) = self.begin_unpaid(r.month).await? else {
             return Ok(false);
-        }
+        };
         sqlx::query(
             "INSERT INTO subsidy_receipts (station, month, amount_fen, covers, recorded_ms, recorded_by) \
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -931,11 +941,9 @@ impl Store {
     /// Records a payout adjustment posted in `month`, only while that month is not paid
     /// (checked in the same transaction). Returns false for a paid month.
     pub async fn record_adjustment(&self, a: &AdjustmentRow) -> Result<bool> {
-        let mut tx = self.pool().begin().await?;
-        if month_is_paid(&mut tx, a.month).await? {
-            tx.rollback().await?;
+        let Some(mut tx) = self.begin_unpaid(a.month).await? else {
             return Ok(false);
-        }
+        };
         sqlx::query(
             "INSERT INTO payout_adjustments (village, month, household, corrects, amount_fen, reason, \
              recorded_ms, recorded_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -1018,11 +1026,9 @@ impl Store {
         let Some(first) = rows.first() else {
             return Ok(true);
         };
-        let mut tx = self.pool().begin().await?;
-        if month_is_paid(&mut tx, first.month).await? {
-            tx.rollback().await?;
+        let Some(mut tx) = self.begin_unpaid(first.month).await? else {
             return Ok(false);
-        }
+        };
         for a in rows {
             sqlx::query(
                 "INSERT INTO job_attendance (job, month, village, worked, required, recorded_ms, \
@@ -1108,11 +1114,9 @@ impl Store {
     /// Records a county advance posted in `month`, only while that month is not paid (checked in
     /// the same transaction). Returns false for a paid month.
     pub async fn record_advance(&self, a: &AdvanceRow) -> Result<bool> {
-        let mut tx = self.pool().begin().await?;
-        if month_is_paid(&mut tx, a.month).await? {
-            tx.rollback().await?;
+        let Some(mut tx) = self.begin_unpaid(a.month).await? else {
             return Ok(false);
-        }
+        };
         sqlx::query(
             "INSERT INTO county_advances (village, month, amount_fen, reference, recorded_ms, recorded_by) \
              VALUES ($1, $2, $3, $4, $5, $6)",
