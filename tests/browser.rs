@@ -726,6 +726,56 @@ async fn accountant_moves_the_plan_from_the_village_page_and_a_refusal_stays_in_
     assert!(body_text(c).await.contains("2026 年度收益分配方案"));
     screenshot(c, "village-plan-draft.png").await;
 
+    // The plan's figures, on its own page: over the income is refused in place; then saved, and a
+    // planned payment added within its line's budget.
+    let plan_page = format!("{village}/plans/2026");
+    c.find(Locator::Css("#plan-page-link"))
+        .await
+        .expect("plan page link")
+        .click()
+        .await
+        .expect("open the plan page");
+    arrive(c, &plan_page, "#plan-edit-form").await;
+    fill_in(c, "#plan-edit-form", "expected_net", "8000").await;
+    submit(c, "#plan-edit-form").await;
+    let error = arrive(c, &plan_page, "#plan-expected_net-error").await;
+    assert!(
+        error.contains("超过预计净收入") && error.contains("8400.00"),
+        "{error}"
+    );
+    screenshot(c, "plan-refused.png").await;
+    fill_in(c, "#plan-edit-form", "expected_net", "100000").await;
+    fill_in(c, "#plan-edit-form", "temp_labour", "1000").await;
+    submit(c, "#plan-edit-form").await;
+    let source = arrive(c, &plan_page, "#plan-source").await;
+    assert!(source.contains(ACCOUNTANT), "{source}");
+    choose(c, "#plan-entry-form", "line", "TEMP_LABOUR").await;
+    fill_in(c, "#plan-entry-form", "month", "2026-03").await;
+    choose(c, "#plan-entry-form", "household", "1401211012010001").await;
+    fill_in(c, "#plan-entry-form", "amount", "800").await;
+    fill_in(c, "#plan-entry-form", "description", "修缮村道 8 天").await;
+    submit(c, "#plan-entry-form").await;
+    let entries = arrive(c, &plan_page, "#plan-entries-table").await;
+    assert!(
+        entries.contains("修缮村道 8 天") && entries.contains("800.00"),
+        "{entries}"
+    );
+    let stored = running
+        .store
+        .stored_plan(VILLAGE_A, 2026)
+        .await
+        .expect("read")
+        .expect("the plan is in the registry");
+    assert_eq!(stored.entries.len(), 1);
+    screenshot(c, "plan-drafted.png").await;
+    c.find(Locator::Css("#village-link"))
+        .await
+        .expect("back link")
+        .click()
+        .await
+        .expect("back to the village");
+    arrive(c, &village, "#plan-state").await;
+
     // No note: the refusal shows next to the form, the plan stays a draft.
     submit(c, "#plan-form").await;
     let error = arrive(

@@ -934,3 +934,171 @@ async fn the_village_accountant_records_the_months_attendance_from_the_village_p
     server.await??;
     Ok(())
 }
+
+#[tokio::test]
+async fn the_village_accountant_drafts_next_years_plan_in_the_browser_and_moves_it(
+) -> anyhow::Result<()> {
+    use sunshare::domain::{Role, ScopeEntry};
+    use sunshare::http::testing::client_with_token;
+    use sunshare::store::testing::named_token;
+    let t = sunshare::store::testing::sqlite().await?;
+    let store = t.store.clone();
+    let d = Arc::new(deployment());
+    let (base, cancel, server) = serve(&store, &d).await?;
+    let accountant = client_with_token(
+        &named_token(
+            &store,
+            "li",
+            Role::Accountant,
+            vec![ScopeEntry::Village("V1".into())],
+        )
+        .await?,
+    );
+    let viewer = client_with_token(
+        &named_token(&store, "auditor", Role::Viewer, vec![ScopeEntry::All]).await?,
+    );
+    let post = |c: &reqwest::Client, path: &str, body: &'static str| {
+        c.post(format!("{base}{path}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+    // The village page offers a plan for a year that has none.
+    let html = accountant
+        .get(format!("{base}/villages/V1"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(html.contains("/villages/V1/plans/2026"), "{html}");
+    assert!(html.contains("data-draft="), "{html}");
+    let page = accountant
+        .get(format!("{base}/villages/V1/plans/2030"))
+        .send()
+        .await?;
+    assert_eq!(page.status(), 200);
+    let html = page.text().await?;
+    assert!(
+        html.contains("id=\"plan-edit-form\"") && !html.contains("id=\"plan-entry-form\""),
+        "{html}"
+    );
+    assert_eq!(
+        post(&viewer, "/villages/V1/plans/2030", "expected_net=1000")
+            .await?
+            .status(),
+        403
+    );
+    let viewed = viewer
+        .get(format!("{base}/villages/V1/plans/2030"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(!viewed.contains("id=\"plan-edit-form\""), "{viewed}");
+
+    // Over the income: the problem next to the field, what was typed kept, nothing stored.
+    let r = post(
+        &accountant,
+        "/villages/V1/plans/2030",
+        "expected_net=8000&job_wages=7200&temp_labour=1000&small_project=0&reward_subsidy=0&reserve=x",
+    )
+    .await?;
+    assert_eq!(r.status(), 422);
+    let html = r.text().await?;
+    assert!(
+        html.contains("id=\"plan-reserve-error\"") && html.contains("value=\"8000\""),
+        "{html}"
+    );
+    let r = post(
+        &accountant,
+        "/villages/V1/plans/2030",
+        "expected_net=8000&job_wages=7200&temp_labour=1000&small_project=0&reward_subsidy=0&reserve=0",
+    )
+    .await?;
+    assert_eq!(r.status(), 422);
+    let html = r.text().await?;
+    assert!(
+        html.contains("id=\"plan-expected_net-error\"") && html.contains("8200.00"),
+        "{html}"
+    );
+    assert!(store.stored_plan("V1", 2030).await?.is_none());
+
+    let r = post(
+        &accountant,
+        "/villages/V1/plans/2030",
+        "expected_net=12000&job_wages=7200&temp_labour=1000&small_project=0&reward_subsidy=0&reserve=500",
+    )
+    .await?;
+    assert_eq!(r.status(), 303);
+    // A planned payment over the line's budget is refused next to its amount; one within it is listed.
+    let r = post(
+        &accountant,
+        "/villages/V1/plans/2030/entries",
+        "line=TEMP_LABOUR&month=2030-04&household=H1&amount=1200&description=road",
+    )
+    .await?;
+    assert_eq!(r.status(), 422);
+    assert!(r.text().await?.contains("id=\"entry-amount-error\""));
+    let r = post(
+        &accountant,
+        "/villages/V1/plans/2030/entries",
+        "line=TEMP_LABOUR&month=2030-04&household=H1&amount=800&description=%E4%BF%AE%E8%B7%AF",
+    )
+    .await?;
+    assert_eq!(r.status(), 303);
+    let html = accountant
+        .get(format!("{base}/villages/V1/plans/2030"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(
+        html.contains("id=\"plan-entries-table\"")
+            && html.contains("修路")
+            && html.contains("张小三")
+            && html.contains("800.00"),
+        "{html}"
+    );
+    let id = store.stored_plan("V1", 2030).await?.expect("saved").entries[0].id;
+
+    // The drafted plan moves through the workflow like the file's; then it is read-only.
+    ledger::transition(
+        &store,
+        &d,
+        &VillageId::new("V1"),
+        2030,
+        PlanState::Deliberated,
+        "村会计",
+        "四议",
+    )
+    .await?;
+    let html = accountant
+        .get(format!("{base}/villages/V1/plans/2030"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(
+        html.contains("id=\"plan-locked\"") && !html.contains("id=\"plan-edit-form\""),
+        "{html}"
+    );
+    let r = post(
+        &accountant,
+        &format!("/villages/V1/plans/2030/entries/{id}/remove"),
+        "",
+    )
+    .await?;
+    assert_eq!(r.status(), 422);
+    assert_eq!(
+        store
+            .stored_plan("V1", 2030)
+            .await?
+            .expect("kept")
+            .entries
+            .len(),
+        1
+    );
+    cancel.cancel();
+    server.await??;
+    Ok(())
+}

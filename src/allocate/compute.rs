@@ -493,8 +493,15 @@ impl<'a> Book<'a> {
         {
             return Err(Error::Input(format!("{scope}: a plan line is negative")));
         }
+        let breach = |line: Option<PlanLine>, planned: Fen, limit: Fen| super::PlanBreach {
+            village: p.village.clone(),
+            year: p.year,
+            line,
+            planned,
+            limit,
+        };
         if lines > p.expected_net {
-            return Err(Error::rule(
+            return Err(Error::plan_breach(
                 Rule::PlanWithinIncome,
                 scope,
                 format!(
@@ -502,6 +509,7 @@ impl<'a> Book<'a> {
                     p.expected_net,
                     sub(lines, p.expected_net)?
                 ),
+                breach(None, lines, p.expected_net),
             ));
         }
         let province = self.provinces.get(p.village.as_str()).copied();
@@ -522,7 +530,8 @@ impl<'a> Book<'a> {
             let need = i128::from(base.0) * i128::from(r.min_percent);
             if i128::from(labour.0) * 100 < need {
                 let required = super::money::div_half_up(need, 100);
-                return Err(Error::rule(
+                let required = Fen(i64::try_from(required).unwrap_or(i64::MAX));
+                return Err(Error::plan_breach(
                     Rule::LabourShare,
                     scope,
                     format!(
@@ -531,8 +540,9 @@ impl<'a> Book<'a> {
                         l.temp_labour,
                         r.min_percent,
                         if r.base == ShareBase::Net { "net" } else { "gross" },
-                        Fen(i64::try_from(required).unwrap_or(i64::MAX))
+                        required
                     ),
+                    breach(None, labour, required),
                 ));
             }
         }
@@ -549,10 +559,11 @@ impl<'a> Book<'a> {
         }
         let budget = |line: PlanLine, planned: Fen, budget: Fen| -> Result<(), Error> {
             if planned > budget {
-                return Err(Error::rule(
+                return Err(Error::plan_breach(
                     Rule::PlanLineBudget,
                     format!("plan {} of village {}", p.year, p.village),
                     format!("{line} entries total {planned}, more than the line's budget {budget}"),
+                    breach(Some(line), planned, budget),
                 ));
             }
             Ok(())

@@ -21,6 +21,7 @@ pub use model::{
 };
 pub use money::Instalment;
 
+use crate::domain::{Fen, VillageId};
 use std::fmt;
 
 /// The rules the allocator enforces, each with its source (POLICY.md section 5 and 2-4).
@@ -85,6 +86,21 @@ impl fmt::Display for Rule {
     }
 }
 
+/// The figures of a plan that breaks PLAN_WITHIN_INCOME (the lines against the expected net
+/// income), LABOUR_SHARE (the labour lines against the share required) or PLAN_LINE_BUDGET (a
+/// line's entries against its budget).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanBreach {
+    pub village: VillageId,
+    pub year: i32,
+    /// The line over its budget (PLAN_LINE_BUDGET); None for the plan as a whole.
+    pub line: Option<PlanLine>,
+    /// What the plan has: the lines' sum, the labour lines, the line's entries.
+    pub planned: Fen,
+    /// What the rule allows or requires: the expected net income, the labour share, the budget.
+    pub limit: Fen,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
     /// A rule of POLICY.md is violated; `detail` gives the numbers.
@@ -93,6 +109,8 @@ pub enum Error {
         rule: Rule,
         scope: Option<String>,
         detail: String,
+        /// For a plan rule, the figures that broke it (forms show them next to the field).
+        breach: Option<Box<PlanBreach>>,
     },
     /// Something the computation needs is missing or inconsistent.
     #[error("bad allocation input: {0}")]
@@ -111,6 +129,32 @@ impl Error {
             rule,
             scope: Some(scope.to_string()),
             detail: detail.into(),
+            breach: None,
+        }
+    }
+
+    /// A plan rule broken, with its figures.
+    pub(crate) fn plan_breach(
+        rule: Rule,
+        scope: impl std::fmt::Display,
+        detail: impl Into<String>,
+        breach: PlanBreach,
+    ) -> Error {
+        Error::Rule {
+            rule,
+            scope: Some(scope.to_string()),
+            detail: detail.into(),
+            breach: Some(Box::new(breach)),
+        }
+    }
+
+    /// The figures of a broken plan rule, if this is one.
+    pub fn plan_breached(&self) -> Option<&PlanBreach> {
+        match self {
+            Error::Rule {
+                breach: Some(b), ..
+            } => Some(b),
+            _ => None,
         }
     }
 

@@ -54,6 +54,9 @@ pub enum Action {
     PostAdjustment,
     /// Record the month's attendance of the village's job holders.
     RecordAttendance,
+    /// Draft the village's annual plan: its income, line budgets and planned payments (while it
+    /// is a draft).
+    DraftPlan,
 }
 
 impl Action {
@@ -73,6 +76,7 @@ impl Action {
                 | Action::SetOpeningBalance
                 | Action::PostAdjustment
                 | Action::RecordAttendance
+                | Action::DraftPlan
         )
     }
 }
@@ -150,7 +154,7 @@ fn role_may(role: Role, action: Action) -> bool {
         Role::Accountant => match action {
             ViewFleet | ViewStation | ViewLedger | ViewPersonalData | ExportRoster
             | WorkOnPlans | EditRegistry | ReviewMonth | PostAdjustment | RecordAttendance
-            | OwnSession => true,
+            | DraftPlan | OwnSession => true,
             MovePlan(from, to) => village_step(from, to),
             _ => false,
         },
@@ -221,6 +225,7 @@ fn describe(action: Action) -> String {
         Action::SetOpeningBalance => "set the village's opening balance".into(),
         Action::PostAdjustment => "post a payout adjustment".into(),
         Action::RecordAttendance => "record job holders' attendance".into(),
+        Action::DraftPlan => "draft the village's annual plan".into(),
     }
 }
 
@@ -269,6 +274,7 @@ mod tests {
             Action::ReviewMonth,
             Action::PostAdjustment,
             Action::RecordAttendance,
+            Action::DraftPlan,
             Action::ViewStation,
         ] {
             assert!(decide(Some(&a), action, Some(&own)).allowed(), "{action:?}");

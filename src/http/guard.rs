@@ -285,6 +285,7 @@ pub fn action_text(lang: super::i18n::Lang, action: crate::auth::Action) -> Stri
         SetOpeningBalance => "action.set_opening_balance",
         PostAdjustment => "action.post_adjustment",
         RecordAttendance => "action.record_attendance",
+        DraftPlan => "action.draft_plan",
     };
     tr(lang, key)
 }
@@ -578,6 +579,7 @@ mod tests {
             SetOpeningBalance,
             PostAdjustment,
             RecordAttendance,
+            DraftPlan,
         ];
         for lang in [super::super::i18n::Lang::Zh, super::super::i18n::Lang::En] {
             for a in all {

@@ -1101,6 +1101,11 @@ mod tests {
                 .map(|k| (*k).to_owned()),
         );
         keys.extend(
+            crate::ledger::plans::PROBLEM_KEYS
+                .iter()
+                .map(|k| (*k).to_owned()),
+        );
+        keys.extend(
             crate::ledger::steps::MEETINGS
                 .iter()
                 .map(|m| format!("plan.meeting_{m}")),

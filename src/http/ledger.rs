@@ -110,7 +110,7 @@ impl From<ledger::Error> for ApiError {
 }
 
 /// The full version for whoever may see the village's personal data; masked for everyone else.
-fn audience(state: &AppState, caller: &Caller, village: &str) -> Audience {
+pub(super) fn audience(state: &AppState, caller: &Caller, village: &str) -> Audience {
     if state
         .geography
         .may_on_village(caller.who(), Action::ViewPersonalData, village)
@@ -126,7 +126,7 @@ fn parse_month(s: &str) -> Result<YearMonth, ApiError> {
         .map_err(|e: crate::domain::BadMonth| ApiError::invalid("month", e.to_string()))
 }
 
-fn village_name(state: &AppState, code: &str) -> Result<String, ApiError> {
+pub(super) fn village_name(state: &AppState, code: &str) -> Result<String, ApiError> {
     state
         .deployment
         .villages
@@ -725,6 +725,8 @@ async fn render_village(
     let lang = caller.lang;
     let name = village_name(state, code)?;
     let months = state.store.village_month_list(code).await?;
+    let plan_years =
+        ledger::plans::plan_years(&state.store, &state.deployment, &VillageId::new(code)).await?;
     let month = match month {
         Some(m) => Some(m.to_string()),
         None => months.first().cloned(),
@@ -737,19 +739,12 @@ async fn render_village(
         Some(m) => m.get(..4).and_then(|y| y.parse::<i32>().ok()),
         None => None,
     }
-    .or_else(|| {
-        state
-            .deployment
-            .plans
-            .iter()
-            .filter(|p| p.village.as_str() == code)
-            .map(|p| p.year)
-            .max()
-    });
+    .or(plan_years.last().copied());
     let plan = match year {
         Some(y) => Some(plan_panel(state, caller, code, y, error.as_ref()).await?),
         None => None,
     };
+    let plans_line = plans_line(state, caller, code, &plan_years);
     let aud = audience(state, caller, code);
     let households = village_households(state, code).await?;
     let money = match &month {
@@ -799,6 +794,7 @@ async fn render_village(
         @if state.geography.may_on_village(caller.who(), Action::ViewPersonalData, code) {
             p #registry { a #registry-link href=(format!("/villages/{code}/households")) { (tr(lang, "household.link")) } }
         }
+        (plans_line)
         @if let Some(plan) = plan { (plan) }
     };
     let status = if error.is_some() {
@@ -807,6 +803,34 @@ async fn render_village(
         axum::http::StatusCode::OK
     };
     Ok((status, Html(frame(caller, &title, body).into_string())))
+}
+
+/// Links to the village's plans, and to drafting this year's or next year's plan for whoever may
+/// draft one.
+fn plans_line(state: &AppState, caller: &Caller, code: &str, years: &[i32]) -> Markup {
+    let lang = caller.lang;
+    let this_year =
+        chrono::Datelike::year(&chrono::Utc::now().with_timezone(&chrono_tz::Asia::Shanghai));
+    let may = state
+        .geography
+        .may_on_village(caller.who(), Action::DraftPlan, code);
+    let new_years: Vec<i32> = [this_year, this_year + 1]
+        .into_iter()
+        .filter(|y| may && !years.contains(y))
+        .collect();
+    html! {
+        p #plans {
+            (tr(lang, "plan_edit.plans")) " "
+            @for (i, y) in years.iter().enumerate() {
+                @if i > 0 { " · " }
+                a href=(format!("/villages/{code}/plans/{y}")) data-year=(y) { (trf(lang, "plan_edit.year", &[("year", y)])) }
+            }
+            @if years.is_empty() && new_years.is_empty() { span.muted { (tr(lang, "plan_edit.none")) } }
+            @for y in &new_years {
+                " · " a.draft href=(format!("/villages/{code}/plans/{y}")) data-draft=(y) { (trf(lang, "plan_edit.draft_year", &[("year", y)])) }
+            }
+        }
+    }
 }
 
 /// The recorded months of `year` for the year's income chart, oldest first.
@@ -1420,11 +1444,10 @@ async fn plan_panel(
     let lang = caller.lang;
     let current = state.store.plan_state(code, year).await?;
     let history = state.store.plan_history(code, year).await?;
-    let declared = state
-        .deployment
-        .plans
-        .iter()
-        .any(|p| p.village.as_str() == code && p.year == year);
+    let declared =
+        ledger::plans::plan_of(&state.store, &state.deployment, &VillageId::new(code), year)
+            .await?
+            .is_some();
     let place = state.geography.village(code);
     let mut steps: Vec<PlanState> = current
         .next_states()
@@ -1439,6 +1462,7 @@ async fn plan_panel(
             h2 { (trf(lang, "plan.title", &[("year", &year)])) }
             p { (tr(lang, "plan.now")) " " b #plan-state { (plan_state_label(lang, current)) } }
             (plan_track(lang, current))
+            p #plan-page { a #plan-page-link href=(format!("/villages/{code}/plans/{year}")) { (tr(lang, "plan_edit.link")) } }
             @if !declared {
                 p.note { (tr(lang, "plan.not_declared")) }
             } @else if let (false, Some(csrf)) = (steps.is_empty(), csrf) {
@@ -1617,7 +1641,7 @@ fn note_text(lang: Lang, note: &str) -> String {
 }
 
 /// A problem in the caller's language.
-fn problem_text(lang: Lang, p: &ledger::households::Problem) -> String {
+pub(super) fn problem_text(lang: Lang, p: &ledger::households::Problem) -> String {
     let args: Vec<(&str, &dyn std::fmt::Display)> = p
         .args
         .iter()
@@ -1779,7 +1803,7 @@ async fn plan_step_form(
 
 /// A village's households by id, the registry's (retired ones too) over the file's seed: the
 /// names its statements show.
-async fn village_households(
+pub(super) async fn village_households(
     state: &AppState,
     code: &str,
 ) -> Result<HashMap<String, crate::domain::Household>, ApiError> {

@@ -17,6 +17,7 @@ mod ledger;
 mod mqtt;
 pub mod openapi;
 mod page;
+mod plans;
 mod quarantine;
 pub mod routes;
 mod settlements;
@@ -113,6 +114,7 @@ pub fn routes() -> Routes {
         .merge(fleet::routes())
         .merge(energy::routes())
         .merge(ledger::routes())
+        .merge(plans::routes())
         .merge(households::routes())
         .merge(quarantine::routes())
         .merge(alerts::routes())

@@ -256,15 +256,17 @@ pub fn changed_fields(before: &Household, after: &Household) -> Vec<String> {
     fields
 }
 
-/// The households, jobs, subsidy receipts, county advances and payout adjustments a month is
-/// allocated over: the registry's (live households only), and those of the file the registry does
-/// not hold (a store never seeded, as in tests); receipts, advances and adjustments recorded in
-/// the browser come beside the file's.
+/// The households, jobs, plans, subsidy receipts, county advances and payout adjustments a month
+/// is allocated over: the registry's (live households only), and those of the file the registry
+/// does not hold (a store never seeded, as in tests); a plan saved in the browser replaces the
+/// file's of its village and year; receipts, advances and adjustments recorded in the browser come
+/// beside the file's.
 pub async fn effective<'a>(
     store: &Store,
     deployment: &'a Deployment,
 ) -> Result<Cow<'a, Deployment>, Error> {
-    overlay(store, deployment, false).await
+    let d = overlay(store, deployment, false).await?;
+    super::plans::with_stored(store, d).await
 }
 
 /// As [`effective`], with retired households kept: statements and rosters of months already
@@ -273,7 +275,8 @@ pub async fn with_retired<'a>(
     store: &Store,
     deployment: &'a Deployment,
 ) -> Result<Cow<'a, Deployment>, Error> {
-    overlay(store, deployment, true).await
+    let d = overlay(store, deployment, true).await?;
+    super::plans::with_stored(store, d).await
 }
 
 async fn overlay<'a>(

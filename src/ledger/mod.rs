@@ -8,6 +8,7 @@ pub mod demo;
 pub mod export;
 pub mod households;
 pub mod jobs;
+pub mod plans;
 pub mod roster;
 pub mod steps;
 #[doc(hidden)]
@@ -700,13 +701,12 @@ pub async fn transition_recorded(
             "village {village} is not declared"
         )));
     }
-    if !deployment
-        .plans
-        .iter()
-        .any(|p| &p.village == village && p.year == year)
+    if plans::plan_of(store, deployment, village, year)
+        .await?
+        .is_none()
     {
         return Err(Error::NotFound(format!(
-            "village {village} has no plan for {year} in the deployment file"
+            "village {village} has no plan for {year}: draft it on the village's plan page or in the deployment file"
         )));
     }
     let from = store.plan_state(village.as_str(), year).await?;

@@ -1089,3 +1089,325 @@ async fn attendance_recorded_in_the_browser_prorates_the_wage_replaces_the_files
         );
     }
 }
+
+#[tokio::test]
+async fn a_plan_drafted_in_the_browser_is_checked_as_a_run_would_kept_to_drafts_and_allocated_on_every_backend(
+) {
+    use super::plans::{self, EntryInput, PlanInput};
+    for t in testing::all("a_plan_drafted_in_the_browser")
+        .await
+        .expect("stores")
+    {
+        let store = &t.store;
+        let mut d = deployment("");
+        d.policy
+            .labour_share
+            .push(crate::allocate::LabourShareRule {
+                year: 2027,
+                province: None,
+                min_percent: 60,
+                base: crate::allocate::ShareBase::Net,
+            });
+        let v = VillageId::new(V);
+        let fields = |r: Result<(), Vec<super::households::Problem>>| -> Vec<(String, String)> {
+            r.err()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| (p.field, p.key))
+                .collect()
+        };
+        let input = |net: &str, job: &str, temp: &str, small: &str, reward: &str, reserve: &str| {
+            PlanInput {
+                expected_net: net.into(),
+                expected_gross: String::new(),
+                job_wages: job.into(),
+                temp_labour: temp.into(),
+                small_project: small.into(),
+                reward_subsidy: reward.into(),
+                reserve: reserve.into(),
+                status_change_immediate: false,
+            }
+        };
+        let save = |i: PlanInput| {
+            let (store, d, v) = (store, &d, &v);
+            async move {
+                plans::save_plan(store, d, v, 2027, &i, "村会计 王五")
+                    .await
+                    .expect("checked")
+            }
+        };
+        // Each refusal names its field; nothing is stored.
+        for (i, field, key) in [
+            (
+                input("", "7200", "0", "0", "0", "0"),
+                "expected_net",
+                "net_empty",
+            ),
+            (
+                input("50000", "-5", "0", "0", "0", "0"),
+                "job_wages",
+                "amount_bad",
+            ),
+            (
+                input("9000", "7200", "2000", "0", "0", "0"),
+                "expected_net",
+                "within_income",
+            ),
+            (
+                input("50000", "7200", "2000", "0", "0", "0"),
+                "job_wages",
+                "labour_share",
+            ),
+            // J1 is paid 600 a month all of 2027: 7,200 of wages in a budget of 7,000.
+            (
+                input("10000", "7000", "2000", "0", "0", "0"),
+                "job_wages",
+                "line_budget",
+            ),
+        ] {
+            assert_eq!(
+                fields(save(i).await),
+                [(field.to_owned(), format!("plan_edit.err.{key}"))],
+                "{}: {field}",
+                t.name
+            );
+        }
+        let over = save(input("9000", "7200", "2000", "0", "0", "0")).await;
+        let args = &over.expect_err("over")[0].args;
+        assert!(
+            args.contains(&("planned".to_owned(), "9200.00".to_owned()))
+                && args.contains(&("limit".to_owned(), "9000.00".to_owned())),
+            "{}: {args:?}",
+            t.name
+        );
+        assert!(
+            store.stored_plan(V, 2027).await.expect("read").is_none(),
+            "{}",
+            t.name
+        );
+
+        save(input("12000", "7200", "2000", "1500", "800", "500"))
+            .await
+            .expect("a plan within every rule");
+        let entry = |line: &str, month: &str, household: &str, amount: &str| EntryInput {
+            line: line.into(),
+            month: month.into(),
+            household: household.into(),
+            payee: String::new(),
+            amount: amount.into(),
+            description: "road repair, 15 days".into(),
+            approval: String::new(),
+        };
+        let add = |e: EntryInput| {
+            let (store, d, v) = (store, &d, &v);
+            async move {
+                plans::add_entry(store, d, v, 2027, &e, "村会计 王五")
+                    .await
+                    .expect("checked")
+            }
+        };
+        add(entry("TEMP_LABOUR", "2027-03", "H2", "1500"))
+            .await
+            .expect("temporary labour within its budget");
+        let project = EntryInput {
+            payee: String::new(),
+            ..entry("SMALL_PROJECT", "2027-04", "", "1500")
+        };
+        let reward = entry("REWARD_SUBSIDY", "2027-05", "H1", "800");
+        for (e, field, key) in [
+            (
+                entry("TEMP_LABOUR", "2027-06", "H2", "600"),
+                "amount",
+                "line_budget",
+            ),
+            (
+                entry("TEMP_LABOUR", "2026-06", "H2", "100"),
+                "month",
+                "month_outside",
+            ),
+            (
+                entry("TEMP_LABOUR", "2027-13", "H2", "100"),
+                "month",
+                "month_bad",
+            ),
+            (
+                entry("TEMP_LABOUR", "2027-06", "H9", "100"),
+                "household",
+                "household_unknown",
+            ),
+            (
+                entry("TEMP_LABOUR", "2027-06", "H2", "0"),
+                "amount",
+                "amount_bad",
+            ),
+            (
+                entry("JOB_WAGES", "2027-06", "H2", "100"),
+                "line",
+                "line_bad",
+            ),
+            (project, "payee", "payee_empty"),
+            (reward, "approval", "approval_empty"),
+        ] {
+            assert_eq!(
+                fields(add(e).await),
+                [(field.to_owned(), format!("plan_edit.err.{key}"))],
+                "{}: {field}",
+                t.name
+            );
+        }
+        add(EntryInput {
+            approval: "县乡振〔2027〕12号".into(),
+            ..entry("REWARD_SUBSIDY", "2027-05", "H1", "800")
+        })
+        .await
+        .expect("an approved reward");
+        let stored = store
+            .stored_plan(V, 2027)
+            .await
+            .expect("read")
+            .expect("saved");
+        assert_eq!(stored.entries.len(), 2, "{}", t.name);
+        let effective = super::households::effective(store, &d)
+            .await
+            .expect("overlay");
+        let p = effective
+            .plans
+            .iter()
+            .find(|p| p.year == 2027)
+            .expect("the browser's plan is in force");
+        assert_eq!(
+            (p.expected_net, p.temp_labour.len(), p.rewards.len()),
+            (Fen(1_200_000), 1, 1),
+            "{}",
+            t.name
+        );
+        let audit: Vec<String> = store
+            .audit_trail(100)
+            .await
+            .expect("audit")
+            .into_iter()
+            .map(|a| a.action)
+            .collect();
+        for action in ["plan_drafted", "plan_entry_added"] {
+            assert!(audit.iter().any(|a| a == action), "{}: {action}", t.name);
+        }
+
+        // A plan that has left DRAFT is not changed.
+        transition(
+            store,
+            &d,
+            &v,
+            2027,
+            PlanState::Deliberated,
+            "村会计 王五",
+            "四议",
+        )
+        .await
+        .expect("the drafted plan moves");
+        assert_eq!(
+            fields(save(input("12000", "7200", "2000", "1500", "800", "400")).await),
+            [("plan".to_owned(), "plan_edit.err.not_draft".to_owned())],
+            "{}",
+            t.name
+        );
+        let id = stored.entries[0].id;
+        assert_eq!(
+            fields(
+                plans::remove_entry(store, &d, &v, 2027, id, "acc")
+                    .await
+                    .expect("checked")
+            ),
+            [("entry".to_owned(), "plan_edit.err.not_draft".to_owned())],
+            "{}",
+            t.name
+        );
+
+        // The file's plan of 2026 comes into the registry, entries and all, on its first save, and
+        // is what the month runs over; a paid month's entries stay.
+        save_2026(store, &d, "1200").await.expect("saved");
+        let s2026 = store
+            .stored_plan(V, 2026)
+            .await
+            .expect("read")
+            .expect("copied");
+        assert_eq!(
+            s2026
+                .entries
+                .iter()
+                .map(|e| (e.line, e.month, e.amount))
+                .collect::<Vec<_>>(),
+            [(
+                crate::allocate::PlanLine::TempLabour,
+                ym("2026-02"),
+                Fen(100_000)
+            )],
+            "{}",
+            t.name
+        );
+        activate(store, &d).await;
+        let energy = FixedEnergy::settled(30_000_000);
+        let feb = run_month(store, &d, &energy, ym("2026-02"), "test", true)
+            .await
+            .expect("feb");
+        assert!(
+            feb.villages[0].payouts.iter().any(
+                |p| p.line == crate::allocate::PlanLine::TempLabour && p.amount == Fen(100_000)
+            ),
+            "{}",
+            t.name
+        );
+        super::pay_month(store, ym("2026-02"), "county", "batch")
+            .await
+            .expect("pay");
+        for to in [PlanState::Deliberated, PlanState::Draft] {
+            transition(store, &d, &v, 2026, to, "村会计 王五", "amendment")
+                .await
+                .expect("back to draft");
+        }
+        assert_eq!(
+            fields(
+                plans::remove_entry(store, &d, &v, 2026, s2026.entries[0].id, "acc")
+                    .await
+                    .expect("checked")
+            ),
+            [("entry".to_owned(), "plan_edit.err.month_paid".to_owned())],
+            "{}",
+            t.name
+        );
+        save_2026(store, &d, "1000")
+            .await
+            .expect("the budgets may change");
+        assert_eq!(
+            store
+                .stored_plan(V, 2026)
+                .await
+                .expect("read")
+                .expect("kept")
+                .entries
+                .len(),
+            1,
+            "{}",
+            t.name
+        );
+    }
+}
+
+async fn save_2026(
+    store: &Store,
+    d: &Deployment,
+    reserve: &str,
+) -> Result<(), Vec<super::households::Problem>> {
+    let input = super::plans::PlanInput {
+        expected_net: "100000".into(),
+        expected_gross: String::new(),
+        job_wages: "7200".into(),
+        temp_labour: "1000".into(),
+        small_project: "0".into(),
+        reward_subsidy: "0".into(),
+        reserve: reserve.into(),
+        status_change_immediate: false,
+    };
+    super::plans::save_plan(store, d, &VillageId::new(V), 2026, &input, "村会计 王五")
+        .await
+        .expect("checked")
+}

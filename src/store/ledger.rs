@@ -222,11 +222,11 @@ async fn insert_batch(
     Ok(())
 }
 
-fn ms(at: DateTime<Utc>) -> i64 {
+pub(super) fn ms(at: DateTime<Utc>) -> i64 {
     at.timestamp_millis()
 }
 
-fn from_ms(v: i64, column: &str) -> Result<DateTime<Utc>> {
+pub(super) fn from_ms(v: i64, column: &str) -> Result<DateTime<Utc>> {
     super::stored_time(v, column)
 }
 
@@ -826,7 +826,7 @@ impl Store {
     }
 }
 
-async fn audit_in(
+pub(super) async fn audit_in(
     tx: &mut sqlx::Transaction<'_, Any>,
     at: DateTime<Utc>,
     who: &str,

@@ -13,6 +13,7 @@ mod energy;
 mod households;
 mod ledger;
 mod mqtt;
+mod plans;
 mod registry;
 mod samples;
 
@@ -33,6 +34,7 @@ pub use ledger::{
     VillageMonthRecord, VillageMonthRow, MONTH_COMPUTED, MONTH_PAID,
 };
 pub use mqtt::{MqttRejectedRow, MqttUnknownRow};
+pub use plans::{PlanEntryRow, PlanRow, PlanWrite, StoredPlan};
 pub use samples::{
     bucket_start, LatestRow, QuarantineEntry, QuarantineRow, RollupRow, StationNow, WriteOutcome,
     PERIODS,
