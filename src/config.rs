@@ -56,7 +56,7 @@ pub struct Deployment {
     pub jobs: Vec<JobPost>,
     #[serde(default)]
     pub alerts: alerts::AlertsConfig,
-    /// Allocation rules of POLICY.md section 5 (defaults: the national rules).
+    /// Allocation rules of docs/policy.md section 5 (defaults: the national rules).
     #[serde(default)]
     pub policy: crate::allocate::PolicyConfig,
     #[serde(default)]
@@ -461,7 +461,7 @@ pub struct Village {
     pub township: TownshipId,
 }
 
-/// A station's total tariff, fixed for 20 years by its catalogue year (POLICY.md section 2).
+/// A station's total tariff, fixed for 20 years by its catalogue year (docs/policy.md section 2).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Tariff {
@@ -997,7 +997,7 @@ impl Deployment {
                 let message = if *first == &h.village {
                     format!("household '{}' is declared twice", h.id)
                 } else {
-                    format!("household '{}' is registered in village '{first}' and again in village '{}' (one household, one village: POLICY.md 5)", h.id, h.village)
+                    format!("household '{}' is registered in village '{first}' and again in village '{}' (one household, one village: docs/policy.md 5)", h.id, h.village)
                 };
                 push(
                     format!("households[{i}].id"),
@@ -1074,7 +1074,7 @@ impl Deployment {
                         format!("jobs[{i}].holder"),
                         format!(
                             "household '{}' holds job '{}' ({}) and job '{}' ({}), both paid in {month} \
-                             (one job per household: POLICY.md 5, policy.one_job_per_household)",
+                             (one job per household: docs/policy.md 5, policy.one_job_per_household)",
                             j.holder,
                             other.id,
                             JobSpan(other),

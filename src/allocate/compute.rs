@@ -971,6 +971,8 @@ impl<'a> Book<'a> {
             .unwrap_or(Fen::ZERO);
         let available = add(net, deficit_in)?;
         let (distributable, deficit_out) = if available.is_negative() {
+            // A note's words are part of a recorded month's fingerprint, so they stay as months
+            // were recorded with ("POLICY.md" in notes is docs/policy.md).
             notes.push(format!(
                 "negative month: {available} carried to next month, nothing allocated (POLICY.md 3)"
             ));

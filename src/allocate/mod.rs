@@ -1,5 +1,5 @@
 //! The money core: station revenue, costs, joint-village splits, centralized pools, village plans and
-//! each household's payout, exactly to the fen (POLICY.md).
+//! each household's payout, exactly to the fen (docs/policy.md).
 //!
 //! Pure and deterministic: no I/O, no async, no floating point. Inputs are the deployment (registry,
 //! tariffs, policies, plans) plus each station's `MonthEnergy` and the carry-over of the previous
@@ -24,7 +24,7 @@ pub use money::Instalment;
 use crate::domain::{Fen, VillageId};
 use std::fmt;
 
-/// The rules the allocator enforces, each with its source (POLICY.md section 5 and 2-4).
+/// The rules the allocator enforces, each with its source (docs/policy.md section 5 and 2-4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Rule {
@@ -62,7 +62,7 @@ impl Rule {
         }
     }
 
-    /// The document the rule comes from, by the short names of POLICY.md.
+    /// The document the rule comes from, by the short names of docs/policy.md.
     pub fn source(self) -> &'static str {
         match self {
             Rule::LabourShare => "3号",
@@ -103,7 +103,7 @@ pub struct PlanBreach {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
-    /// A rule of POLICY.md is violated; `detail` gives the numbers.
+    /// A rule of docs/policy.md is violated; `detail` gives the numbers.
     #[error("rule {rule} violated{}: {detail}", scope.as_deref().map(|s| format!(" for {s}")).unwrap_or_default())]
     Rule {
         rule: Rule,

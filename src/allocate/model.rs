@@ -9,7 +9,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// The rules of POLICY.md section 5, each named and configurable. Defaults follow the national rules.
+/// The rules of docs/policy.md section 5, each named and configurable. Defaults follow the national rules.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PolicyConfig {
@@ -70,7 +70,7 @@ impl Default for PolicyConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StatusChange {
-    /// Status on 1 January of the plan year decides the whole year (POLICY.md 5).
+    /// Status on 1 January of the plan year decides the whole year (docs/policy.md 5).
     #[default]
     NextPlan,
     /// Status on the first day of each month decides that month.
@@ -152,7 +152,7 @@ pub struct CostItem {
     pub billed_in: Option<u32>,
 }
 
-/// The five plan lines of POLICY.md section 5.
+/// The five plan lines of docs/policy.md section 5.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum PlanLine {

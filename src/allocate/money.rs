@@ -27,7 +27,7 @@ fn to_fen(v: i128, what: &str) -> Result<Fen, Error> {
         .map_err(|_| Error::Overflow(what.to_owned()))
 }
 
-/// One revenue line `R(E × price)`: computed exactly, rounded half-up to the fen once (POLICY.md 2).
+/// One revenue line `R(E × price)`: computed exactly, rounded half-up to the fen once (docs/policy.md 2).
 pub fn revenue_line(energy: WattHours, price: Price) -> Result<Fen, Error> {
     let exact = i128::from(energy.0) * i128::from(price.0);
     to_fen(div_half_up(exact, WH_PRICE_PER_FEN), "revenue line")
@@ -47,11 +47,11 @@ pub fn prorate(amount: Fen, num: u32, den: u32) -> Result<Fen, Error> {
 #[serde(rename_all = "snake_case")]
 pub enum Instalment {
     /// Months 1-11 get X/12 rounded half-up to the fen, month 12 the remainder: 5,000.00 of rent is
-    /// 416.67 × 11 + 416.63, as POLICY.md section 8 shows. Falls back to `Floor` for amounts under
+    /// 416.67 × 11 + 416.63, as docs/policy.md section 8 shows. Falls back to `Floor` for amounts under
     /// 0.66 yuan, where rounding up would leave month 12 negative.
     #[default]
     HalfUp,
-    /// Months 1-11 get floor(X/12), month 12 the remainder (POLICY.md section 3 as written).
+    /// Months 1-11 get floor(X/12), month 12 the remainder (docs/policy.md section 3 as written).
     Floor,
 }
 
@@ -74,7 +74,7 @@ pub fn instalment(annual: Fen, month: u32, rule: Instalment) -> Result<Fen, Erro
     to_fen(v, "instalment")
 }
 
-/// Splits `total` (≥ 0) by integer weights with the largest-remainder method (POLICY.md 4): each part
+/// Splits `total` (≥ 0) by integer weights with the largest-remainder method (docs/policy.md 4): each part
 /// gets the floor of its exact share, then the leftover fen go one each to the largest remainders,
 /// ties to the smaller key (ascending village code). The parts sum to `total` exactly.
 pub fn split_largest_remainder<K: Ord + Clone>(

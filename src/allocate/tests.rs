@@ -1,4 +1,4 @@
-//! Golden cases (POLICY.md section 8 and 9), bad inputs and properties of the money core.
+//! Golden cases (docs/policy.md section 8 and 9), bad inputs and properties of the money core.
 
 use super::money::{instalment, revenue_line, split_largest_remainder, Instalment};
 use super::*;
@@ -27,7 +27,7 @@ fn load(text: &str) -> Deployment {
     }
 }
 
-/// POLICY.md section 8: a 300 kW Shanxi village station, zone III, 35 jobs, 12 households without
+/// docs/policy.md section 8: a 300 kW Shanxi village station, zone III, 35 jobs, 12 households without
 /// labour, 4 households of temporary labour.
 fn worked_example(extra: &str) -> String {
     let mut t = String::from(

@@ -1,9 +1,9 @@
-//! The annual plan workflow of POLICY.md section 6: its states and which step may follow which.
+//! The annual plan workflow of docs/policy.md section 6: its states and which step may follow which.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// The annual plan workflow of POLICY.md section 6.
+/// The annual plan workflow of docs/policy.md section 6.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum PlanState {

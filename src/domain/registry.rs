@@ -13,7 +13,7 @@ fn default_tz() -> Tz {
     chrono_tz::Asia::Shanghai
 }
 
-/// What a station is decides who owns its income (POLICY.md section 1).
+/// What a station is decides who owns its income (docs/policy.md section 1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StationKind {
@@ -139,7 +139,7 @@ pub struct Device {
     pub poll_interval: Option<std::time::Duration>,
 }
 
-/// Registered poverty status (POLICY.md section 5); effective-dated.
+/// Registered poverty status (docs/policy.md section 5); effective-dated.
 #[derive(
     Clone,
     Copy,

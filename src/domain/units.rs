@@ -1,7 +1,7 @@
 //! Physical and money units.
 //!
 //! Money is integer fen and prices are integer 1/10,000 yuan per kWh, so that revenue can be computed
-//! exactly and rounded once per line (POLICY.md section 2). Kilowatts and yuan exist only at the edges.
+//! exactly and rounded once per line (docs/policy.md section 2). Kilowatts and yuan exist only at the edges.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -15,7 +15,7 @@ use crate::domain::{
 use crate::store::Store;
 use std::collections::{BTreeMap, HashSet};
 
-/// Yield assumed when sizing plans (kWh per kWp a year): below the 1,350 of POLICY.md section 8 so that
+/// Yield assumed when sizing plans (kWh per kWp a year): below the 1,350 of docs/policy.md section 8 so that
 /// a cloudy year or an outage still covers the plan.
 const PLAN_YIELD_KWH_PER_KW: i64 = 1_100;
 const JOB_WAGE_YUAN: i64 = 600;

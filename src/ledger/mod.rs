@@ -664,7 +664,7 @@ pub async fn pay_month(
     }
 }
 
-/// Moves a village's annual plan one step through the workflow of POLICY.md section 6.
+/// Moves a village's annual plan one step through the workflow of docs/policy.md section 6.
 pub async fn transition(
     store: &Store,
     deployment: &Deployment,
@@ -693,7 +693,7 @@ pub async fn transition_recorded(
 ) -> Result<PlanState, Error> {
     if who.trim().is_empty() || note.trim().is_empty() {
         return Err(Error::Workflow(
-            "every transition records who and a note (POLICY.md 6)".into(),
+            "every transition records who and a note (docs/policy.md 6)".into(),
         ));
     }
     if !deployment.villages.iter().any(|v| &v.code == village) {
