@@ -15,7 +15,7 @@ use chrono_tz::Tz;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
 
@@ -380,7 +380,42 @@ pub struct Closed;
 /// Cheap to clone; given to every collector.
 #[derive(Debug, Clone)]
 pub struct IngestHandle {
-    tx: mpsc::Sender<Vec<Sample>>,
+    tx: mpsc::Sender<Submission>,
+}
+
+/// One submission: its samples, and who waits to hear they are stored.
+#[derive(Debug)]
+struct Submission {
+    samples: Vec<Sample>,
+    written: Option<oneshot::Sender<()>>,
+}
+
+/// Resolves once the samples of an [`IngestHandle::submit_confirmed`] are stored (written,
+/// recognised as duplicates or quarantined, all in the store): what a collector waits for before
+/// it tells a broker the data is safe. `false` when the worker stopped without storing them.
+#[derive(Debug)]
+pub struct Written(oneshot::Receiver<()>);
+
+impl std::future::Future for Written {
+    type Output = bool;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<bool> {
+        std::pin::Pin::new(&mut self.0).poll(cx).map(|r| r.is_ok())
+    }
+}
+
+impl Written {
+    /// Whether the samples are stored, without waiting: `None` while they are not yet.
+    pub fn try_stored(&mut self) -> Option<bool> {
+        match self.0.try_recv() {
+            Ok(()) => Some(true),
+            Err(oneshot::error::TryRecvError::Empty) => None,
+            Err(oneshot::error::TryRecvError::Closed) => Some(false),
+        }
+    }
 }
 
 impl IngestHandle {
@@ -389,14 +424,41 @@ impl IngestHandle {
         if samples.is_empty() {
             return Ok(());
         }
-        self.tx.send(samples).await.map_err(|_| Closed)
+        self.tx
+            .send(Submission {
+                samples,
+                written: None,
+            })
+            .await
+            .map_err(|_| Closed)
     }
+
+    /// Queues samples and returns what resolves once they are stored. A batch with someone
+    /// waiting on it is written as soon as the queue is empty (no lingering for more), so a
+    /// broker's window of unacknowledged messages keeps moving.
+    pub async fn submit_confirmed(&self, samples: Vec<Sample>) -> Result<Written, Closed> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Submission {
+                samples,
+                written: Some(tx),
+            })
+            .await
+            .map_err(|_| Closed)?;
+        Ok(Written(rx))
+    }
+}
+
+/// Samples taken off the queue together, and the submitters waiting for them.
+struct Batch {
+    samples: Vec<Sample>,
+    waiting: Vec<oneshot::Sender<()>>,
 }
 
 /// Drains the queue into the store in batches.
 #[derive(Debug)]
 pub struct IngestWorker {
-    rx: mpsc::Receiver<Vec<Sample>>,
+    rx: mpsc::Receiver<Submission>,
     store: Store,
     profiles: Arc<HashMap<DeviceId, DeviceProfile>>,
     metrics: Arc<Metrics>,
@@ -502,7 +564,7 @@ impl IngestWorker {
                 },
             };
             let batch = self.fill(first).await;
-            if let Err(unwritten) = self.process(batch, Utc::now(), &cancel).await {
+            if let Err(unwritten) = self.process_batch(batch, &cancel).await {
                 left = Some(unwritten);
                 break;
             }
@@ -511,10 +573,11 @@ impl IngestWorker {
         while let Some(first) = self.rx.recv().await {
             let batch = self.fill(first).await;
             match left.as_mut() {
-                // The store failed at shutdown already: trying each batch again would only delay it.
-                Some(left) => left.add_samples(&batch),
+                // The store failed at shutdown already: trying each batch again would only delay
+                // it. Its waiters hear nothing was stored (their senders are dropped).
+                Some(left) => left.add_samples(&batch.samples),
                 None => {
-                    if let Err(unwritten) = self.process(batch, Utc::now(), &cancel).await {
+                    if let Err(unwritten) = self.process_batch(batch, &cancel).await {
                         left = Some(unwritten);
                     }
                 }
@@ -535,28 +598,44 @@ impl IngestWorker {
             return false;
         };
         let batch = self.fill(first).await;
-        self.ingest_now(batch, Utc::now()).await;
+        let never = CancellationToken::new();
+        if let Err(left) = self.process_batch(batch, &never).await {
+            left.report(&self.metrics);
+        }
         true
     }
 
     /// Adds to `first` what else is queued, up to the batch limit.
-    async fn fill(&mut self, first: Vec<Sample>) -> Vec<Sample> {
-        let mut batch = first;
+    async fn fill(&mut self, first: Submission) -> Batch {
+        let mut batch = Batch {
+            samples: Vec::new(),
+            waiting: Vec::new(),
+        };
+        let take = |batch: &mut Batch, s: Submission| {
+            batch.samples.extend(s.samples);
+            batch.waiting.extend(s.written);
+        };
+        take(&mut batch, first);
         // Under load (more was already queued), a batch waits up to LINGER to fill: fewer, larger
-        // transactions. A lone submission is written at once. One timer serves the whole wait.
+        // transactions. A lone submission is written at once, and so is a batch someone waits on
+        // once nothing more is queued (a broker holds its next messages until these are acked).
+        // One timer serves the whole wait.
         let mut linger: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
-        while batch.len() < self.max_batch {
+        while batch.samples.len() < self.max_batch {
             match self.rx.try_recv() {
                 Ok(more) => {
-                    batch.extend(more);
+                    take(&mut batch, more);
                     linger.get_or_insert_with(|| Box::pin(tokio::time::sleep(LINGER)));
                 }
                 Err(mpsc::error::TryRecvError::Empty) => {
+                    if !batch.waiting.is_empty() {
+                        break;
+                    }
                     let Some(wait) = linger.as_mut() else { break };
                     tokio::select! {
                         biased;
                         more = self.rx.recv() => match more {
-                            Some(more) => batch.extend(more),
+                            Some(more) => take(&mut batch, more),
                             None => break,
                         },
                         () = wait.as_mut() => break,
@@ -570,6 +649,22 @@ impl IngestWorker {
             .get_or_create(&vec![("queue", "ingest".to_owned())])
             .set(i64::try_from(self.rx.len()).unwrap_or(i64::MAX));
         batch
+    }
+
+    /// [`IngestWorker::process`] for a batch taken off the queue: its waiters hear once it is
+    /// stored, or (dropped with it) that it was not.
+    async fn process_batch(
+        &mut self,
+        batch: Batch,
+        cancel: &CancellationToken,
+    ) -> Result<(), Unwritten> {
+        let Batch { samples, waiting } = batch;
+        self.process(samples, Utc::now(), cancel).await?;
+        for w in waiting {
+            // A submitter that stopped waiting does not mind.
+            let _ = w.send(());
+        }
+        Ok(())
     }
 
     /// Validates and writes one batch. Every store error is retried (`retry::Fault::Retriable`):
@@ -1050,6 +1145,53 @@ mod tests {
         tokio::time::timeout(bound, until(|| metrics.store_write_retries.get() >= 1)).await?;
         cancel.cancel();
         assert_eq!(tokio::time::timeout(bound, task).await??, 1);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_confirmed_submission_resolves_once_stored_and_says_so_when_it_was_not(
+    ) -> anyhow::Result<()> {
+        let bound = Duration::from_secs(10);
+        let now = Utc::now();
+        let m = |n: i64| now - ChronoDuration::minutes(n);
+        let ts = testing::sqlite().await?;
+        let (h, mut w, _) = worker_for(&ts.store).await;
+        let mut written = h
+            .submit_confirmed(vec![sample("inv-1", m(3), 1_000.0, 1e6)])
+            .await?;
+        assert_eq!(
+            written.try_stored(),
+            None,
+            "not stored before the worker ran"
+        );
+        assert!(w.tick().await);
+        assert_eq!(ts.store.raw_count().await?, 1);
+        assert_eq!(written.try_stored(), Some(true));
+        // Several waiting in one batch hear together, a quarantined sample counts as stored.
+        let a = h
+            .submit_confirmed(vec![sample("inv-1", m(2), 1_000.0, 1e6 + 10.0)])
+            .await?;
+        let b = h
+            .submit_confirmed(vec![sample("ghost", m(2), 1_000.0, 1e6)])
+            .await?;
+        assert!(w.tick().await);
+        assert!(tokio::time::timeout(bound, a).await? && tokio::time::timeout(bound, b).await?);
+
+        // The store went away and the service stops: the waiter hears nothing was stored, so a
+        // broker is never told the message is safe.
+        let ts = testing::sqlite().await?;
+        let (h, mut w, metrics) = worker_for(&ts.store).await;
+        w.seed_counters().await?;
+        ts.store.close().await;
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(w.run_counted(cancel.clone()));
+        let lost = h
+            .submit_confirmed(vec![sample("inv-1", m(1), 1_000.0, 1e6)])
+            .await?;
+        tokio::time::timeout(bound, until(|| metrics.store_write_retries.get() >= 1)).await?;
+        cancel.cancel();
+        assert_eq!(tokio::time::timeout(bound, task).await??, 1);
+        assert!(!tokio::time::timeout(bound, lost).await?);
         Ok(())
     }
 

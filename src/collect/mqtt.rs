@@ -3,9 +3,11 @@
 //! samples to ingest.
 //!
 //! Delivery: QoS 1 on a persistent session (clean session off, stable client id), so the broker keeps
-//! what loggers publish while Sunshare restarts. A message is acknowledged only after its samples are
-//! queued into ingest; a redelivery carries the same read times and is recognised by the store as a
-//! duplicate, never stored twice. Reconnects wait a capped exponential backoff with jitter.
+//! what loggers publish while Sunshare restarts. A message is acknowledged only once its samples are
+//! in the store (acks leave in the order the messages came, as MQTT requires), so a Sunshare killed
+//! at any moment has the broker deliver again whatever it had not stored; a redelivery carries the
+//! same read times and is recognised by the store as a duplicate, never stored twice. Reconnects
+//! wait a capped exponential backoff with jitter.
 //!
 //! Never drops a message silently: each one is accepted, refused with a reason, or recorded as coming
 //! from an unknown logger or device, and counted in `sunshare_mqtt_messages{outcome,reason}`. Never
@@ -392,14 +394,14 @@ impl MqttCollector {
             .inc();
     }
 
-    /// Decodes one message and queues its samples; returns the problems it had. Errors only when
-    /// ingest has stopped.
+    /// Decodes one message and queues its samples; returns the problems it had and, when it had
+    /// samples, what resolves once they are stored. Errors only when ingest has stopped.
     pub async fn handle_message(
         &mut self,
         topic: &str,
         payload: &[u8],
         now: DateTime<Utc>,
-    ) -> Result<Vec<Problem>, crate::ingest::Closed> {
+    ) -> Result<(Vec<Problem>, Option<crate::ingest::Written>), crate::ingest::Closed> {
         let mut decoded = payload::decode_message(
             &self.directory,
             self.decoder.as_deref(),
@@ -432,11 +434,13 @@ impl MqttCollector {
             }
         }
         let samples = std::mem::take(&mut decoded.samples);
-        if !samples.is_empty() {
+        let written = if samples.is_empty() {
+            None
+        } else {
             self.accepted.inc();
-            self.ingest.submit(samples).await?;
-        }
-        Ok(decoded.problems)
+            Some(self.ingest.submit_confirmed(samples).await?)
+        };
+        Ok((decoded.problems, written))
     }
 
     /// Writes the aggregated problems to the store (for `/api/mqtt/unknown`).
@@ -473,6 +477,9 @@ impl MqttCollector {
         let (client, mut eventloop) = AsyncClient::new(self.options.clone(), 1024);
         // Acks that did not fit the request queue; sent before the next poll, never lost.
         let mut pending_acks: VecDeque<Publish> = VecDeque::new();
+        // QoS 1 messages of this connection not yet acknowledged, in the order they came, each
+        // with whether its samples are stored.
+        let mut unacked: VecDeque<(Publish, Stored)> = VecDeque::new();
         // PUBACKs written into the connection's buffer but not yet sent (see `queue_puback`).
         let mut unflushed = false;
         let mut flush = tokio::time::interval(Duration::from_secs(2));
@@ -484,6 +491,39 @@ impl MqttCollector {
             s.subscriptions.clone_from(&self.filters);
         });
         loop {
+            // Messages whose samples are stored are acknowledged, in the order they came.
+            let mut ingest_stopped = false;
+            while let Some((_, state)) = unacked.front_mut() {
+                if let Stored::Waiting(w) = state {
+                    if let Some(done) = w.try_stored() {
+                        *state = Stored::Done(done);
+                    }
+                }
+                match state {
+                    Stored::Waiting(_) => break,
+                    Stored::Done(false) => {
+                        ingest_stopped = true;
+                        break;
+                    }
+                    Stored::Done(true) => {
+                        if let Some((p, _)) = unacked.pop_front() {
+                            ack(
+                                &client,
+                                &mut eventloop,
+                                p,
+                                &mut pending_acks,
+                                &mut unflushed,
+                            )
+                            .await;
+                        }
+                    }
+                }
+            }
+            if ingest_stopped {
+                // Not acknowledged: the broker keeps it for the next run.
+                warn!("ingest stopped before storing a message; the mqtt collector stops without acknowledging it");
+                break;
+            }
             while let Some(p) = pending_acks.front() {
                 if client.try_ack(p).is_err() {
                     break;
@@ -511,6 +551,8 @@ impl MqttCollector {
                     self.flush_problems().await;
                     continue;
                 }
+                // The oldest message's samples stored: its ack (and those after it) can go.
+                () = first_stored(&mut unacked), if matches!(unacked.front(), Some((_, Stored::Waiting(_)))) => continue,
                 e = tokio::time::timeout(poll_timeout, eventloop.poll()) => e,
             };
             match event {
@@ -555,22 +597,17 @@ impl MqttCollector {
                     let now = Utc::now();
                     self.set_status(|s| s.last_message = Some(now));
                     match self.handle_message(&p.topic, &p.payload, now).await {
-                        Ok(_) => {}
+                        Ok((_, written)) => {
+                            if p.qos != QoS::AtMostOnce {
+                                // A message without samples (refused, unknown) is acked in its turn.
+                                let state = written.map_or(Stored::Done(true), Stored::Waiting);
+                                unacked.push_back((p, state));
+                            }
+                        }
                         Err(_) => {
                             // Not acknowledged: the broker keeps it for the next run.
                             warn!("ingest has stopped; the mqtt collector stops without acknowledging");
                             break;
-                        }
-                    }
-                    match p.qos {
-                        QoS::AtMostOnce => {}
-                        QoS::AtLeastOnce if queue_puback(&mut eventloop, p.pkid).await => {
-                            unflushed = true;
-                        }
-                        _ => {
-                            if let Err(rumqttc::ClientError::TryRequest(_)) = client.try_ack(&p) {
-                                pending_acks.push_back(p);
-                            }
                         }
                     }
                 }
@@ -579,6 +616,7 @@ impl MqttCollector {
                     // Acks of the lost connection are void: the broker redelivers those messages
                     // on the resumed session, and the store recognises them as duplicates.
                     pending_acks.clear();
+                    unacked.clear();
                     unflushed = false;
                     let fatal = is_auth_error(&e);
                     let reason = connection_reason(&e);
@@ -605,6 +643,7 @@ impl MqttCollector {
                 }
                 Err(_) => {
                     pending_acks.clear();
+                    unacked.clear();
                     unflushed = false;
                     let delay = self.backoff.next_delay();
                     warn!(retry_in = ?delay, "mqtt broker silent past the keep-alive; reconnecting");
@@ -621,8 +660,32 @@ impl MqttCollector {
                 }
             }
         }
-        // Messages handled before the stop are acknowledged now, or the broker would deliver
-        // them again after the restart (stored once all the same, but counted as duplicates).
+        // Messages handled before the stop are acknowledged once stored (ingest writes what is
+        // queued as it stops), or the broker would deliver them again after the restart (stored
+        // once all the same, but counted as duplicates); what is not stored in time stays
+        // unacknowledged and comes again.
+        let deadline = tokio::time::Instant::now() + ACK_FLUSH_TIMEOUT;
+        while let Some((_, state)) = unacked.front_mut() {
+            if let Stored::Waiting(w) = state {
+                match tokio::time::timeout_at(deadline, w).await {
+                    Ok(done) => *state = Stored::Done(done),
+                    Err(_) => break,
+                }
+            }
+            if !matches!(state, Stored::Done(true)) || eventloop.network.is_none() {
+                break;
+            }
+            if let Some((p, _)) = unacked.pop_front() {
+                ack(
+                    &client,
+                    &mut eventloop,
+                    p,
+                    &mut pending_acks,
+                    &mut unflushed,
+                )
+                .await;
+            }
+        }
         if unflushed {
             if let Err(reason) = flush_acks(&mut eventloop).await {
                 debug!(reason, "could not send the last acknowledgements");
@@ -646,6 +709,46 @@ impl MqttCollector {
 
 /// How long sending buffered acknowledgements may take before the connection is given up.
 const ACK_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whether a QoS 1 message's samples are in the store.
+enum Stored {
+    /// Handed to ingest, not yet written.
+    Waiting(crate::ingest::Written),
+    /// Stored (true), or ingest stopped without storing them (false); a message without samples
+    /// is stored from the start.
+    Done(bool),
+}
+
+/// Waits until the oldest unacknowledged message's samples are stored (cancel-safe: the wait can
+/// be dropped and taken up again).
+async fn first_stored(unacked: &mut VecDeque<(Publish, Stored)>) {
+    if let Some((_, state)) = unacked.front_mut() {
+        if let Stored::Waiting(w) = state {
+            let done = w.await;
+            *state = Stored::Done(done);
+        }
+    }
+}
+
+/// Acknowledges `p`: into the connection's buffer when there is one (sent with the others of the
+/// same read), else through the request channel (kept for later when that is full).
+async fn ack(
+    client: &AsyncClient,
+    eventloop: &mut rumqttc::EventLoop,
+    p: Publish,
+    pending_acks: &mut VecDeque<Publish>,
+    unflushed: &mut bool,
+) {
+    match p.qos {
+        QoS::AtMostOnce => {}
+        QoS::AtLeastOnce if queue_puback(eventloop, p.pkid).await => *unflushed = true,
+        _ => {
+            if let Err(rumqttc::ClientError::TryRequest(_)) = client.try_ack(&p) {
+                pending_acks.push_back(p);
+            }
+        }
+    }
+}
 
 /// Writes a PUBACK into the connection's send buffer without sending it. rumqttc sends each manual
 /// ack through its request channel with a write of its own; a logger's backlog arrives at thousands

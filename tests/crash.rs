@@ -1,0 +1,341 @@
+//! Sunshare killed outright (SIGKILL) in the middle of a data logger's MQTT stream (QoS 1, a
+//! persistent session) and started again: nothing the broker was told was received is lost,
+//! nothing is stored twice, and the rollups equal what the raw rows give. The real binary, a real
+//! Mosquitto (service: `SUNSHARE_TEST_MQTT`), the embedded SQLite store on disk.
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use sunshare::domain::DeviceId;
+
+const MQTT_VAR: &str = "SUNSHARE_TEST_MQTT";
+const BIN: &str = env!("CARGO_BIN_EXE_sunshare");
+/// Messages in the stream; under the broker's default queue for an offline client (1,000), so
+/// what waits for Sunshare while it is down is kept by the broker.
+const MESSAGES: u32 = 900;
+/// How long any one step may take before the test gives up.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// `sunshare serve`, killed when the test ends before it was stopped.
+struct Served(Child);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn serve(config: &Path, log: &Path) -> Served {
+    let child = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("SUNSHARE_LOG", "info,sunshare::collect::mqtt=debug")
+        .env("RUST_LOG", "info,sunshare::collect::mqtt=debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).expect("log file"))
+        .spawn()
+        .expect("start sunshare serve");
+    Served(child)
+}
+
+/// Waits until `check` holds, failing with `what` after [`PATIENCE`] or when `served` exits.
+async fn until<F, Fut>(what: &str, served: &mut Served, log: &Path, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if check().await {
+            return;
+        }
+        if let Ok(Some(status)) = served.0.try_wait() {
+            panic!(
+                "serve exited with {status} while waiting for {what}:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        assert!(Instant::now() < deadline, "gave up waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Raw rows stored so far, read from the database file by a reader of its own.
+async fn stored(db: &Path) -> i64 {
+    let url = format!("sqlite://{}?mode=ro", db.display());
+    let Ok(pool) = sqlx::SqlitePool::connect(&url).await else {
+        return 0;
+    };
+    let n = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM raw_samples")
+        .fetch_one(&pool)
+        .await
+        .unwrap_or(0);
+    pool.close().await;
+    n
+}
+
+fn subscribed(log: &Path) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .matches("subscribed")
+        .count()
+}
+
+/// The `i`-th reading of the stream: one a second, the lifetime counter 10 Wh up each time.
+fn record(base: i64, i: u32) -> String {
+    let ts = base + i64::from(i);
+    let etotal = 5_000.0 + f64::from(i) * 0.01;
+    let pac = 20_000.0 + f64::from(i % 7) * 100.0;
+    format!(
+        r#"{{"ts": {ts}, "addr": 1, "data": {{"pac": {pac}, "etotal": {etotal}, "status": 1}}}}"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_mid_stream_it_loses_nothing_acknowledged_stores_nothing_twice_and_rollups_match_raw(
+) {
+    let broker = match std::env::var(MQTT_VAR) {
+        Ok(b) if !b.is_empty() => b,
+        _ => {
+            sunshare::store::testing::announce_skip(&format!(
+                "SKIPPED (Mosquitto) killed_mid_stream: set {MQTT_VAR}=127.0.0.1:1883 to run it"
+            ));
+            return;
+        }
+    };
+    let (host, port) = broker.rsplit_once(':').expect("host:port");
+    let port: u16 = port.parse().expect("broker port");
+    let run = format!(
+        "crash-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let db = data.join("sunshare.db");
+    let config = dir.path().join("crash.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[storage]
+data_dir = {data:?}
+
+[http]
+listen = "127.0.0.1:{http}"
+
+[mqtt]
+broker = "{broker}"
+client_id = "sunshare-{run}"
+topic_prefix = "{run}"
+reconnect_min = "50ms"
+reconnect_max = "500ms"
+keep_alive = "5s"
+
+[[mqtt.loggers]]
+id = "L1"
+station = "S1"
+template = "json_generic"
+
+[[counties]]
+id = "C1"
+name = "County"
+province = "shanxi"
+[[townships]]
+id = "T1"
+name = "Town"
+county = "C1"
+[[villages]]
+code = "V1"
+name = "Village"
+township = "T1"
+[[tariffs]]
+id = "TF"
+price = "0.85"
+province = "shanxi"
+[[stations]]
+id = "S1"
+name = "Station"
+kind = "village"
+county = "C1"
+village = "V1"
+capacity_kwp = 100
+latitude = 37.8
+longitude = 112.5
+commissioned = "2018-06-30"
+tariff = "TF"
+[[devices]]
+id = "S1-INV1"
+station = "S1"
+kind = "inverter"
+model = "huawei_sun2000"
+transport = {{ type = "mqtt", logger = "L1", unit = 1 }}
+rated_power_w = 50000
+"#,
+            http = free_port(),
+        ),
+    )
+    .expect("write the deployment file");
+    let log = dir.path().join("serve-1.log");
+    let mut served = serve(&config, &log);
+    until("the first subscription", &mut served, &log, || async {
+        subscribed(&log) >= 1
+    })
+    .await;
+
+    // The logger: QoS 1 on a session of its own, counting the broker's acknowledgements.
+    let mut o = MqttOptions::new(format!("logger-{run}"), host, port);
+    o.set_clean_session(false)
+        .set_keep_alive(Duration::from_secs(5));
+    let (client, mut events) = AsyncClient::new(o, 2_000);
+    let acked = Arc::new(AtomicU32::new(0));
+    let counted = Arc::clone(&acked);
+    let pump = tokio::spawn(async move {
+        loop {
+            match events.poll().await {
+                Ok(Event::Incoming(Packet::PubAck(_))) => {
+                    counted.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    });
+    let topic = format!("{run}/sunshare/S1/L1/telemetry");
+    let base = chrono::Utc::now().timestamp() - i64::from(MESSAGES) - 60;
+    let publisher = {
+        let client = client.clone();
+        let topic = topic.clone();
+        tokio::spawn(async move {
+            // About a thousand readings a second, as a logger uploading its backlog does.
+            let mut pace = tokio::time::interval(Duration::from_millis(10));
+            for i in 0..MESSAGES {
+                if i % 10 == 0 {
+                    pace.tick().await;
+                }
+                client
+                    .publish(&topic, QoS::AtLeastOnce, false, record(base, i))
+                    .await
+                    .expect("queue a publish");
+            }
+        })
+    };
+
+    // Killed with no warning once a part of the stream is stored and more is on its way.
+    until("a part of the stream stored", &mut served, &log, || async {
+        stored(&db).await >= i64::from(MESSAGES / 5)
+    })
+    .await;
+    served.0.kill().expect("SIGKILL");
+    served.0.wait().expect("reaped");
+    let at_kill = stored(&db).await;
+    assert!(
+        at_kill < i64::from(MESSAGES),
+        "the kill came after the whole stream ({at_kill} stored): nothing was proved"
+    );
+    publisher.await.expect("the logger published everything");
+    let deadline = Instant::now() + PATIENCE;
+    while acked.load(Ordering::Relaxed) < MESSAGES {
+        assert!(
+            Instant::now() < deadline,
+            "the broker did not take the whole stream"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Started again on the same data: everything the broker kept, redelivered or not yet
+    // delivered, arrives; every reading is stored exactly once.
+    let log2 = dir.path().join("serve-2.log");
+    let mut served = serve(&config, &log2);
+    until("every reading stored", &mut served, &log2, || async {
+        stored(&db).await >= i64::from(MESSAGES)
+    })
+    .await;
+    assert_eq!(
+        stored(&db).await,
+        i64::from(MESSAGES),
+        "each reading once (after {at_kill} stored at the kill)"
+    );
+    let pid = served.0.id().to_string();
+    let term = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("send SIGTERM");
+    assert!(term.success());
+    let deadline = Instant::now() + PATIENCE;
+    let status = loop {
+        if let Some(status) = served.0.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "serve stopped with {status}");
+    pump.abort();
+
+    // The rollups (written behind, replayed on open) equal what the raw rows give, bucket by bucket.
+    let store = sunshare::store::Store::open_sqlite(&db)
+        .await
+        .expect("open the store");
+    let device = DeviceId::new("S1-INV1");
+    let from = chrono::DateTime::from_timestamp(base - 3_600, 0).expect("from");
+    let to = chrono::DateTime::from_timestamp(base + i64::from(MESSAGES) + 3_600, 0).expect("to");
+    let raw = store
+        .raw_samples(&device, from, to)
+        .await
+        .expect("raw rows");
+    assert_eq!(raw.len(), MESSAGES as usize);
+    let rollups = store
+        .rollups(&device, 300, from, to)
+        .await
+        .expect("rollups");
+    let mut expected: std::collections::BTreeMap<i64, (i64, f64)> = Default::default();
+    for s in &raw {
+        let bucket = s.at.timestamp() - s.at.timestamp().rem_euclid(300);
+        let e = expected.entry(bucket).or_default();
+        e.0 += 1;
+        e.1 += s
+            .readings
+            .get(sunshare::domain::Metric::AcPowerW)
+            .unwrap_or(0.0);
+    }
+    let got: std::collections::BTreeMap<i64, (i64, f64)> = rollups
+        .iter()
+        .map(|r| {
+            (
+                r.bucket.timestamp(),
+                (r.samples, r.power_avg_w.unwrap_or(0.0) * r.samples as f64),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>(),
+        "the same 5-minute buckets"
+    );
+    for (bucket, (n, sum)) in &expected {
+        let (gn, gsum) = got[bucket];
+        assert_eq!(gn, *n, "samples in the bucket at {bucket}");
+        assert!(
+            (gsum - sum).abs() < 1e-6 * sum.abs().max(1.0),
+            "power in {bucket}"
+        );
+    }
+}
