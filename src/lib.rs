@@ -15,6 +15,10 @@
 //! - [`tabular`] reads CSV (UTF-8, GBK, UTF-16) and XLSX tables as people send them; pure;
 //! - [`retry`] is the one retry policy (capped backoff with jitter, cancel-aware);
 //! - [`app`] wires the components; [`config`] is the deployment file; [`domain`] the vocabulary.
+//!
+//! The pure part (`domain`, `registers`, `allocate`, `solar`, `tabular`, `config` and the data
+//! loggers' payloads) is the `sunshare-core` crate (`crates/core`: no tokio, no sqlx, no axum),
+//! re-exported here under the same names.
 #![cfg_attr(
     not(test),
     deny(
@@ -32,24 +36,24 @@ rust_i18n::i18n!("locales", fallback = "zh-CN");
 
 pub mod accounts;
 pub mod alerts;
-pub mod allocate;
+pub use sunshare_core::allocate;
 pub mod app;
 pub mod auth;
 #[cfg(feature = "bench")]
 pub mod bench;
 pub mod cli;
 pub mod collect;
-pub mod config;
-pub mod domain;
+pub use sunshare_core::config;
+pub use sunshare_core::domain;
 pub mod energy;
 pub mod http;
 pub mod ingest;
 pub mod ledger;
 pub mod metrics;
-pub mod registers;
+pub use sunshare_core::registers;
 pub mod retry;
 pub mod sim;
 pub mod sinks;
-pub mod solar;
+pub use sunshare_core::solar;
 pub mod store;
-pub mod tabular;
+pub use sunshare_core::tabular;

@@ -1,6 +1,7 @@
 //! Data flows one way (ARCHITECTURE.md): a module never reaches back up the picture. This test reads
-//! every file under `src/`, finds each `crate::<module>` reference outside test code and fails on an
-//! arrow that points against the flow, naming the file and the line.
+//! every file under `src/` and `crates/core/src/`, finds each `crate::<module>` reference outside
+//! test code and fails on an arrow that points against the flow, naming the file and the line; and it
+//! keeps the core crate free of the runtime, the database and the web.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -24,6 +25,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("tabular", 1),
     // The deployment file: it embeds the sections the cores define.
     ("config", 2),
+    // What data loggers publish, read against the deployment's loggers and devices.
+    ("logger", 3),
     // All SQL.
     ("store", 3),
     // What stands on the store: the ingest door, the sinks it forwards to, energy from counters.
@@ -51,12 +54,68 @@ const LAYERS: &[(&str, u8)] = &[
 const KNOWN_EXCEPTIONS: &[(&str, &str, &str)] = &[
     // (from file, to module, reason)
     (
-        "src/allocate/compute.rs",
+        "crates/core/src/allocate/compute.rs",
         "config",
         "the allocator reads the whole `Deployment` (villages, tariffs); to be replaced by an \
          `AllocationInput` the ledger builds",
     ),
 ];
+
+/// Where the modules live: the service crate and the core crate it re-exports.
+const SOURCES: [&str; 2] = ["src", "crates/core/src"];
+
+/// Crates the core may not depend on: the runtime, the database, the web, the brokers, the clients.
+const NOT_IN_CORE: &[&str] = &[
+    "tokio",
+    "tokio-util",
+    "tokio-modbus",
+    "sqlx",
+    "axum",
+    "hyper",
+    "tower",
+    "tower-http",
+    "tower-sessions",
+    "reqwest",
+    "rumqttc",
+    "rumqttd",
+    "influxdb2",
+    "maud",
+    "utoipa",
+];
+
+#[test]
+fn the_core_crate_needs_no_runtime_database_or_web() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/core/Cargo.toml");
+    let manifest: toml::Value = std::fs::read_to_string(&path)
+        .expect("read the core's manifest")
+        .parse()
+        .expect("the core's manifest is TOML");
+    let deps = manifest
+        .get("dependencies")
+        .and_then(toml::Value::as_table)
+        .expect("the core has dependencies");
+    let banned: Vec<&String> = deps
+        .keys()
+        .filter(|name| NOT_IN_CORE.contains(&name.as_str()))
+        .collect();
+    assert!(banned.is_empty(), "crates/core depends on {banned:?}");
+    // And every module of the core is one the service re-exports under the same name.
+    let lib = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/lib.rs"))
+        .expect("read src/lib.rs");
+    for module in [
+        "allocate",
+        "config",
+        "domain",
+        "registers",
+        "solar",
+        "tabular",
+    ] {
+        assert!(
+            lib.contains(&format!("pub use sunshare_core::{module};")),
+            "src/lib.rs re-exports {module}"
+        );
+    }
+}
 
 #[derive(Debug)]
 struct Arrow {
@@ -178,7 +237,9 @@ fn references(text: &str) -> Vec<(usize, String)> {
 fn arrows() -> Vec<Arrow> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut files = Vec::new();
-    rust_files(&root.join("src"), &mut files);
+    for dir in SOURCES {
+        rust_files(&root.join(dir), &mut files);
+    }
     let mut out = Vec::new();
     for path in files {
         let rel = path
@@ -186,7 +247,10 @@ fn arrows() -> Vec<Arrow> {
             .expect("file under the crate")
             .to_string_lossy()
             .replace('\\', "/");
-        let inner = rel.trim_start_matches("src/");
+        let inner = SOURCES
+            .iter()
+            .find_map(|dir| rel.strip_prefix(&format!("{dir}/")))
+            .unwrap_or(&rel);
         let from = inner
             .split('/')
             .next()
@@ -213,24 +277,26 @@ fn arrows() -> Vec<Arrow> {
 
 #[test]
 fn every_module_is_in_the_layer_table() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut missing = Vec::new();
-    for entry in std::fs::read_dir(&root).expect("read src") {
-        let path = entry.expect("entry").path();
-        let name = path
-            .file_name()
-            .expect("file name")
-            .to_string_lossy()
-            .trim_end_matches(".rs")
-            .to_owned();
-        if name == "lib"
-            || name == "main"
-            || (path.is_file() && !path.to_string_lossy().ends_with(".rs"))
-        {
-            continue;
-        }
-        if layer(&name).is_none() {
-            missing.push(name);
+    for dir in SOURCES {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+        for entry in std::fs::read_dir(&root).expect("read src") {
+            let path = entry.expect("entry").path();
+            let name = path
+                .file_name()
+                .expect("file name")
+                .to_string_lossy()
+                .trim_end_matches(".rs")
+                .to_owned();
+            if name == "lib"
+                || name == "main"
+                || (path.is_file() && !path.to_string_lossy().ends_with(".rs"))
+            {
+                continue;
+            }
+            if layer(&name).is_none() {
+                missing.push(name);
+            }
         }
     }
     assert!(

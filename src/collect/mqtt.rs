@@ -14,9 +14,8 @@
 //! writes SQL itself (problems go through `store`), never logs a secret.
 
 pub mod maps;
-pub mod payload;
+pub use sunshare_core::logger::{payload, template};
 pub mod setup;
-pub mod template;
 
 pub use payload::{BlockDecoder, Decoded, Problem, Reason, RegisterBlock};
 pub use template::{Directory, LoggerTemplate, TemplateError};

@@ -770,7 +770,7 @@ impl Deployment {
 
         if let Some(influx) = &self.influx {
             let scheme_ok = influx.url.starts_with("http://") || influx.url.starts_with("https://");
-            if !scheme_ok || reqwest::Url::parse(&influx.url).is_err() {
+            if !scheme_ok || url::Url::parse(&influx.url).is_err() {
                 push(
                     "influx.url".into(),
                     format!("'{}' is not an http(s) URL", influx.url),

@@ -16,11 +16,11 @@ use std::time::Duration;
 const BUILTIN: [(&str, &str); 2] = [
     (
         "json_generic",
-        include_str!("../../../firmware-config/loggers/json_generic.toml"),
+        include_str!("../../../../firmware-config/loggers/json_generic.toml"),
     ),
     (
         "modbus_forward",
-        include_str!("../../../firmware-config/loggers/modbus_forward.toml"),
+        include_str!("../../../../firmware-config/loggers/modbus_forward.toml"),
     ),
 ];
 

@@ -84,23 +84,23 @@ pub enum DecodeError {
 const BUILTIN: &[(&str, &str)] = &[
     (
         "huawei_sun2000",
-        include_str!("../../firmware-config/inverters/huawei_sun2000.toml"),
+        include_str!("../../../../firmware-config/inverters/huawei_sun2000.toml"),
     ),
     (
         "sungrow_sg",
-        include_str!("../../firmware-config/inverters/sungrow_sg.toml"),
+        include_str!("../../../../firmware-config/inverters/sungrow_sg.toml"),
     ),
     (
         "sunspec",
-        include_str!("../../firmware-config/inverters/sunspec.toml"),
+        include_str!("../../../../firmware-config/inverters/sunspec.toml"),
     ),
     (
         "solis",
-        include_str!("../../firmware-config/inverters/solis.toml"),
+        include_str!("../../../../firmware-config/inverters/solis.toml"),
     ),
     (
         "growatt",
-        include_str!("../../firmware-config/inverters/growatt.toml"),
+        include_str!("../../../../firmware-config/inverters/growatt.toml"),
     ),
 ];
 

@@ -682,8 +682,11 @@ fn excerpt_bytes(b: &[u8]) -> String {
     format!("0x{out}")
 }
 
-#[cfg(test)]
-pub(crate) mod tests_support {
+/// A small deployment with two loggers, for the tests of this crate and of the service's MQTT
+/// collector (feature `testing`).
+#[cfg(any(test, feature = "testing"))]
+#[allow(clippy::expect_used)]
+pub mod tests_support {
     use crate::config::Deployment;
     use std::collections::HashSet;
 
@@ -759,8 +762,8 @@ rated_power_w = 50000
 mod tests {
     use super::tests_support::deployment;
     use super::*;
-    use crate::collect::mqtt::template::{load_templates, Directory};
     use crate::domain::{DeviceId, Metric};
+    use crate::logger::template::{load_templates, Directory};
 
     fn dir() -> Directory {
         Directory::build(&deployment(), &load_templates(None).expect("templates")).expect("dir")
