@@ -123,8 +123,106 @@ fn clean_cell(s: &str) -> String {
         .to_owned()
 }
 
+/// A spreadsheet's limits: 1,048,576 rows and 16,384 columns (XFD).
+const MAX_SHEET_ROWS: u64 = 1_048_576;
+const MAX_SHEET_COLUMNS: u64 = 16_384;
+/// Most of a worksheet's XML that is looked at for references (a settlement is a few kilobytes).
+const MAX_SHEET_XML: u64 = 64 << 20;
+
+/// Refuses an XLSX whose worksheets name a cell beyond a spreadsheet's limits (`r="AAAAAAAAA1"`,
+/// `ref="A1:XFE9"`), before the spreadsheet library reads it: such a reference overflows its
+/// arithmetic and would size a table to it. Not a ZIP of worksheets: nothing to check here.
+fn check_xlsx_references(bytes: &[u8]) -> Result<(), Unreadable> {
+    use std::io::Read as _;
+    let Ok(mut zip) = zip::ZipArchive::new(std::io::Cursor::new(bytes)) else {
+        return Ok(());
+    };
+    for i in 0..zip.len() {
+        let Ok(entry) = zip.by_index(i) else {
+            continue;
+        };
+        let name = entry.name().to_owned();
+        if !(name.starts_with("xl/worksheets/") && name.ends_with(".xml")) {
+            continue;
+        }
+        // What was read before an error (a bad checksum is only found at the end) is looked at
+        // all the same: the library may read that much too.
+        let mut xml = Vec::new();
+        let _ = entry.take(MAX_SHEET_XML).read_to_end(&mut xml);
+        for value in attribute_values(&xml) {
+            for reference in value.split(|c| *c == b':' || *c == b' ') {
+                if !reference_fits(reference) {
+                    return Err(unreadable(
+                        0,
+                        format!(
+                            "not a readable spreadsheet: {name} names cell '{}', beyond a sheet's \
+                             {MAX_SHEET_ROWS} rows and {MAX_SHEET_COLUMNS} columns",
+                            String::from_utf8_lossy(&reference[..reference.len().min(40)])
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The values of the attributes that hold cell references (`r`, `ref`, `sqref`).
+fn attribute_values(xml: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        while at < xml.len() {
+            let rest = &xml[at..];
+            let Some(quote) = rest.windows(2).position(|w| w == b"=\"") else {
+                at = xml.len();
+                return None;
+            };
+            let name_end = at + quote;
+            let name_start = xml[..name_end]
+                .iter()
+                .rposition(|c| !c.is_ascii_alphanumeric())
+                .map_or(0, |p| p + 1);
+            let value_start = name_end + 2;
+            let value_len = xml[value_start..]
+                .iter()
+                .position(|c| *c == b'"')
+                .unwrap_or(xml.len() - value_start);
+            at = value_start + value_len + 1;
+            if matches!(&xml[name_start..name_end], b"r" | b"ref" | b"sqref") {
+                return Some(&xml[value_start..value_start + value_len]);
+            }
+        }
+        None
+    })
+}
+
+/// Whether `A1`-style `reference` stays within a sheet's limits. Read from the end, as the
+/// spreadsheet library reads it: the row's digits, then the column's letters (`$` anchors
+/// skipped); whatever comes before them is left to the library to refuse.
+fn reference_fits(reference: &[u8]) -> bool {
+    let mut from_end = reference.iter().rev().filter(|c| **c != b'$').peekable();
+    let (mut row, mut digits) = (0_u64, 0_u32);
+    while let Some(d) = from_end.next_if(|c| c.is_ascii_digit()) {
+        if digits == 7 {
+            return false;
+        }
+        row += u64::from(d - b'0') * 10_u64.pow(digits);
+        digits += 1;
+    }
+    let (mut column, mut letters) = (0_u64, 0_u32);
+    while let Some(c) = from_end.next_if(|c| c.is_ascii_alphabetic()) {
+        if letters == 3 {
+            return false;
+        }
+        column += (u64::from(c.to_ascii_uppercase() - b'A') + 1) * 26_u64.pow(letters);
+        letters += 1;
+    }
+    column <= MAX_SHEET_COLUMNS && row <= MAX_SHEET_ROWS
+}
+
 fn read_spreadsheet(bytes: &[u8]) -> Result<(Vec<Row>, &'static str), Unreadable> {
     use calamine::Reader as _;
+    check_xlsx_references(bytes)?;
     let mut book = calamine::open_workbook_auto_from_rs(std::io::Cursor::new(bytes))
         .map_err(|e| unreadable(0, format!("not a readable spreadsheet: {e}")))?;
     let range = book
@@ -173,4 +271,42 @@ pub fn fold(header: &str) -> String {
         .filter(|c| !c.is_whitespace() && *c != '\u{feff}')
         .collect::<String>()
         .to_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_beyond_a_sheets_limits_are_refused_and_those_within_pass() {
+        for ok in [&b"A1"[..], b"$XFD$1048576", b"C", b"12", b"AB12"] {
+            assert!(reference_fits(ok), "{}", String::from_utf8_lossy(ok));
+        }
+        for bad in [
+            &b"XFE1"[..],
+            b"A1048577",
+            b"AAAAAAAAAAAAAAA1",
+            b"A99999999",
+            b"x.vnlineStr1",
+        ] {
+            assert!(!reference_fits(bad), "{}", String::from_utf8_lossy(bad));
+        }
+        let xml =
+            br#"<dimension ref="A1:C3"/><c r="B2" t="s"><v>1</v></c><c s="1" r="AAAAAAAAAAAA7">"#;
+        let values: Vec<&[u8]> = attribute_values(xml).collect();
+        assert_eq!(values, [&b"A1:C3"[..], b"B2", b"AAAAAAAAAAAA7"]);
+    }
+
+    #[test]
+    fn a_workbook_the_fuzzer_found_is_refused_with_a_reason_not_a_panic() {
+        // A cell reference whose column overflowed the spreadsheet library's arithmetic.
+        let bytes =
+            include_bytes!("../../../fuzz/corpus/table_rows/regression-column-overflow.xlsx");
+        let e = read_rows(bytes).expect_err("refused");
+        assert!(
+            e.message.contains("not a readable spreadsheet"),
+            "{}",
+            e.message
+        );
+    }
 }
