@@ -27,6 +27,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("config", 2),
     // What data loggers publish, read against the deployment's loggers and devices.
     ("logger", 3),
+    // A grid settlement statement read and checked against the deployment.
+    ("settlement", 3),
     // All SQL.
     ("store", 3),
     // What stands on the store: the ingest door, the sinks it forwards to, energy from counters.

@@ -188,7 +188,9 @@ fn attribute_values(xml: &[u8]) -> impl Iterator<Item = &[u8]> {
                 .position(|c| *c == b'"')
                 .unwrap_or(xml.len() - value_start);
             at = value_start + value_len + 1;
-            if matches!(&xml[name_start..name_end], b"r" | b"ref" | b"sqref") {
+            // `r="B2"`, not `xmlns:r="..."` or `r:id="..."`: the name stands alone after a space.
+            let alone = name_start > 0 && xml[name_start - 1].is_ascii_whitespace();
+            if alone && matches!(&xml[name_start..name_end], b"r" | b"ref" | b"sqref") {
                 return Some(&xml[value_start..value_start + value_len]);
             }
         }
@@ -291,10 +293,9 @@ mod tests {
         ] {
             assert!(!reference_fits(bad), "{}", String::from_utf8_lossy(bad));
         }
-        let xml =
-            br#"<dimension ref="A1:C3"/><c r="B2" t="s"><v>1</v></c><c s="1" r="AAAAAAAAAAAA7">"#;
+        let xml = br#"<worksheet xmlns:r="http://x/r"><dimension ref="A1:C3"/><c r="B2" t="s"><v>1</v></c><hyperlink r:id="rId1" ref="C3"/><c s="1" r="AAAAAAAAAAAA7">"#;
         let values: Vec<&[u8]> = attribute_values(xml).collect();
-        assert_eq!(values, [&b"A1:C3"[..], b"B2", b"AAAAAAAAAAAA7"]);
+        assert_eq!(values, [&b"A1:C3"[..], b"B2", b"C3", b"AAAAAAAAAAAA7"]);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Statements as the grid company and Excel produce them, good and bad.
 
 use super::*;
+use crate::domain::{Fen, Price, WattHours};
 use crate::energy::testing::deployment;
 
 fn gbk(text: &str) -> Vec<u8> {
