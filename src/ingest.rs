@@ -433,6 +433,11 @@ impl IngestHandle {
             .map_err(|_| Closed)
     }
 
+    /// Submissions queued and not yet taken by the worker.
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
     /// Queues samples and returns what resolves once they are stored. A batch with someone
     /// waiting on it is written as soon as the queue is empty (no lingering for more), so a
     /// broker's window of unacknowledged messages keeps moving.
