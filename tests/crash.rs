@@ -3,13 +3,16 @@
 //! nothing is stored twice, and the rollups equal what the raw rows give. The real binary, a real
 //! Mosquitto (service: `SUNSHARE_TEST_MQTT`), the embedded SQLite store on disk.
 
+mod support;
+
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use sunshare::domain::DeviceId;
+use support::{free_port, Served};
 
 const MQTT_VAR: &str = "SUNSHARE_TEST_MQTT";
 const BIN: &str = env!("CARGO_BIN_EXE_sunshare");
@@ -18,25 +21,6 @@ const BIN: &str = env!("CARGO_BIN_EXE_sunshare");
 const MESSAGES: u32 = 900;
 /// How long any one step may take before the test gives up.
 const PATIENCE: Duration = Duration::from_secs(60);
-
-/// `sunshare serve`, killed when the test ends before it was stopped.
-struct Served(Child);
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 fn serve(config: &Path, log: &Path) -> Served {
     let child = Command::new(BIN)

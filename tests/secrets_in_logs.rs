@@ -15,6 +15,7 @@
 //! `SUNSHARE_TEST_PG_URL` set the store is a fresh PostgreSQL database whose URL carries a password.
 
 mod support;
+use support::{free_port, Served};
 
 use base64::Engine as _;
 use std::net::SocketAddr;
@@ -41,14 +42,6 @@ fn random_hex() -> String {
 
 fn secret(kind: &str) -> String {
     format!("{MARK}{kind}-{}", random_hex())
-}
-
-/// A loopback port nobody listens on (bound, then released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 /// A loopback HTTP server that keeps every request it receives (head and body, as text) and
@@ -256,18 +249,6 @@ async fn cli(args: &[&str], env: &[(&str, &str)], stdin: &str) -> (bool, String,
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-/// `sunshare serve`, killed if the test ends before it was stopped.
-struct Served(std::process::Child);
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
 }
 
 /// A fresh PostgreSQL database and a URL for it carrying a password, when a server is configured.

@@ -1,5 +1,5 @@
-//! Shared support code for the Modbus integration tests: simulated units, pollers wired to a fresh
-//! SQLite store, and bounded waits.
+//! Shared support code for the integration tests: simulated units, pollers wired to a fresh SQLite
+//! store and bounded waits (the Modbus tests), and the real binary as a child process.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -17,6 +17,26 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub const LON: f64 = 112.55;
+
+/// A loopback port free now (bound and released: the service binds it a moment later).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// `sunshare serve` as a child process, killed if the test ends before it was stopped.
+pub struct Served(pub std::process::Child);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
 
 pub fn catalog() -> Catalog {
     Catalog::builtin().expect("built-in maps")
