@@ -1060,6 +1060,32 @@ async fn the_village_accountant_drafts_next_years_plan_in_the_browser_and_moves_
         "{html}"
     );
     let id = store.stored_plan("V1", 2030).await?.expect("saved").entries[0].id;
+    // The plan API gives the figures and says where the plan is kept.
+    let api: serde_json::Value = accountant
+        .get(format!("{base}/api/villages/V1/plans/2030"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let figures = &api["figures"];
+    assert_eq!(figures["source"], "registry", "{api}");
+    assert_eq!(figures["expected_net"], "12000.00", "{api}");
+    assert_eq!(figures["temp_labour"], "1000.00", "{api}");
+    assert_eq!(figures["temp_labour_planned"], "800.00", "{api}");
+    let file: serde_json::Value = accountant
+        .get(format!("{base}/api/villages/V1/plans/2026"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(file["figures"]["source"], "file", "{file}");
+    let none: serde_json::Value = accountant
+        .get(format!("{base}/api/villages/V1/plans/2031"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert!(none["figures"].is_null(), "{none}");
 
     // The drafted plan moves through the workflow like the file's; then it is read-only.
     ledger::transition(

@@ -2089,6 +2089,56 @@ struct PlanJson {
     next: Vec<&'static str>,
     /// Oldest first.
     transitions: Vec<TransitionJson>,
+    /// The plan's figures; absent while the village has no plan for the year.
+    figures: Option<PlanFiguresJson>,
+}
+
+/// A plan's income and line budgets, and what its planned payments add up to per line, in yuan with
+/// two decimals (the payments themselves name households: they are on the plan's page).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = PlanFigures)]
+struct PlanFiguresJson {
+    /// `registry` (drafted in Sunshare) or `file` (the deployment file's).
+    #[schema(schema_with = plan_source_schema)]
+    source: &'static str,
+    #[schema(example = "100000.00")]
+    expected_net: String,
+    expected_gross: Option<String>,
+    job_wages: String,
+    temp_labour: String,
+    small_project: String,
+    reward_subsidy: String,
+    reserve: String,
+    /// The planned temporary labour, small projects and rewards, each line in total.
+    temp_labour_planned: String,
+    small_project_planned: String,
+    reward_subsidy_planned: String,
+    /// A household's status change applies at once, not at the policy's default date.
+    status_change_immediate: bool,
+}
+
+fn plan_source_schema() -> utoipa::openapi::Object {
+    super::openapi::string_enum(&["registry", "file"], "where the plan is kept")
+}
+
+impl PlanFiguresJson {
+    fn of(p: &crate::allocate::VillagePlan, stored: bool) -> PlanFiguresJson {
+        let total = |amounts: &mut dyn Iterator<Item = Fen>| Fen(amounts.map(|f| f.0).sum());
+        PlanFiguresJson {
+            source: if stored { "registry" } else { "file" },
+            expected_net: p.expected_net.to_string(),
+            expected_gross: p.expected_gross.map(|g| g.to_string()),
+            job_wages: p.lines.job_wages.to_string(),
+            temp_labour: p.lines.temp_labour.to_string(),
+            small_project: p.lines.small_project.to_string(),
+            reward_subsidy: p.lines.reward_subsidy.to_string(),
+            reserve: p.lines.reserve.to_string(),
+            temp_labour_planned: total(&mut p.temp_labour.iter().map(|t| t.amount)).to_string(),
+            small_project_planned: total(&mut p.projects.iter().map(|s| s.amount)).to_string(),
+            reward_subsidy_planned: total(&mut p.rewards.iter().map(|r| r.amount)).to_string(),
+            status_change_immediate: p.status_change_immediate,
+        }
+    }
 }
 
 fn plan_state_schema() -> utoipa::openapi::Object {
@@ -2137,12 +2187,21 @@ async fn plan_json(
             note: t.note,
         })
         .collect();
+    let figures = ledger::plans::plan_of(
+        &state.store,
+        &state.deployment,
+        &VillageId::new(&code),
+        year,
+    )
+    .await?
+    .map(|(p, stored)| PlanFiguresJson::of(&p, stored.is_some()));
     Ok(axum::Json(PlanJson {
         village: code,
         year,
         state: current.to_string(),
         next: current.next_states().iter().map(|s| s.code()).collect(),
         transitions,
+        figures,
     }))
 }
 
