@@ -1864,14 +1864,19 @@ fn statement(
 }
 
 /// A plan line's name; lines the page does not know show their code.
-fn line_label(lang: Lang, code: &str) -> String {
+pub(super) fn line_label(lang: Lang, code: &str) -> String {
     match crate::allocate::PlanLine::parse(code) {
-        Some(l) => tr(
-            lang,
-            &format!("plan.line_{}", l.code().to_ascii_lowercase()),
-        ),
+        Some(l) => plan_line_label(lang, l),
         None => code.to_owned(),
     }
+}
+
+/// A plan line's name in the page's language.
+pub(super) fn plan_line_label(lang: Lang, line: crate::allocate::PlanLine) -> String {
+    tr(
+        lang,
+        &format!("plan.line_{}", line.code().to_ascii_lowercase()),
+    )
 }
 
 /// `?public=1` shows the masked version to someone who may see names: the one the village posts.

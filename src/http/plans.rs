@@ -6,7 +6,10 @@
 use super::extract::Path;
 use super::guard::{Caller, CSRF_FIELD};
 use super::i18n::{tr, trf, Lang};
-use super::ledger::{audience, plan_state_label, problem_text, village_households, village_name};
+use super::ledger::{
+    audience, line_label, plan_line_label, plan_state_label, problem_text, village_households,
+    village_name,
+};
 use super::page::{frame, local_time};
 use super::routes::{Access, Routes};
 use super::{ApiError, AppState};
@@ -70,9 +73,7 @@ fn named_lines(lang: Lang, p: &Problem) -> Problem {
     let mut p = p.clone();
     for (name, value) in &mut p.args {
         if name == "line" {
-            if let Some(line) = PlanLine::parse(value) {
-                *value = line_label(lang, line);
-            }
+            *value = line_label(lang, value);
         }
     }
     p
@@ -86,14 +87,6 @@ async fn plan_page(
     render(&state, &caller, &code, year, None)
         .await
         .map(|(_, page)| page)
-}
-
-/// A plan line's name in the page's language.
-fn line_label(lang: Lang, line: PlanLine) -> String {
-    tr(
-        lang,
-        &format!("plan.line_{}", line.code().to_ascii_lowercase()),
-    )
 }
 
 async fn render(
@@ -220,7 +213,7 @@ fn figures(
                     fieldset #plan-lines {
                         legend { (tr(lang, "plan_edit.budget")) }
                         @for (line, field, value) in lines {
-                            label { (line_label(lang, line)) " "
+                            label { (plan_line_label(lang, line)) " "
                                 input type="text" name=(field) inputmode="decimal" size="14" value=(value) aria-invalid=[refused.on(field)]; }
                             (refused.messages(lang, "plan", field))
                         }
@@ -234,11 +227,11 @@ fn figures(
                     tbody {
                         tr { th { (tr(lang, "plan_edit.expected_net")) } td.num { (p.expected_net) } }
                         @if let Some(g) = p.expected_gross { tr { th { (tr(lang, "plan_edit.expected_gross")) } td.num { (g) } } }
-                        tr { th { (line_label(lang, PlanLine::JobWages)) } td.num { (p.lines.job_wages) } }
-                        tr { th { (line_label(lang, PlanLine::TempLabour)) } td.num { (p.lines.temp_labour) } }
-                        tr { th { (line_label(lang, PlanLine::SmallProject)) } td.num { (p.lines.small_project) } }
-                        tr { th { (line_label(lang, PlanLine::RewardSubsidy)) } td.num { (p.lines.reward_subsidy) } }
-                        tr { th { (line_label(lang, PlanLine::Reserve)) } td.num { (p.lines.reserve) } }
+                        tr { th { (plan_line_label(lang, PlanLine::JobWages)) } td.num { (p.lines.job_wages) } }
+                        tr { th { (plan_line_label(lang, PlanLine::TempLabour)) } td.num { (p.lines.temp_labour) } }
+                        tr { th { (plan_line_label(lang, PlanLine::SmallProject)) } td.num { (p.lines.small_project) } }
+                        tr { th { (plan_line_label(lang, PlanLine::RewardSubsidy)) } td.num { (p.lines.reward_subsidy) } }
+                        tr { th { (plan_line_label(lang, PlanLine::Reserve)) } td.num { (p.lines.reserve) } }
                     }
                 }
             } @else {
@@ -354,7 +347,7 @@ fn entries(
             p.muted #entry-totals {
                 @for (i, line) in ENTRY_LINES.iter().enumerate() {
                     @if i > 0 { " · " }
-                    span data-line=(line.code()) { (line_label(lang, *line)) " "
+                    span data-line=(line.code()) { (plan_line_label(lang, *line)) " "
                         (trf(lang, "plan_edit.listed_of", &[("listed", &listed(*line)), ("budget", &budget(*line))])) }
                 }
             }
@@ -371,7 +364,7 @@ fn entries(
                     } }
                     tbody { @for (id, line, month, party, amount, text, approval) in &rows {
                         tr data-line=(line.code()) data-month=(month) {
-                            td { (line_label(lang, *line)) } td { (month) } td { (party) }
+                            td { (plan_line_label(lang, *line)) } td { (month) } td { (party) }
                             td.num { (amount) } td { (text) } td { (approval) }
                             @if editable {
                                 td { @if let Some(id) = id {
@@ -392,7 +385,7 @@ fn entries(
                     label { (tr(lang, "plan_edit.entry_line")) " "
                         select name="line" aria-invalid=[refused.on("line")] {
                             @for line in ENTRY_LINES {
-                                option value=(line.code()) selected[typed.line == line.code()] { (line_label(lang, line)) }
+                                option value=(line.code()) selected[typed.line == line.code()] { (plan_line_label(lang, line)) }
                             }
                         }
                     }
