@@ -1128,3 +1128,127 @@ async fn the_village_accountant_drafts_next_years_plan_in_the_browser_and_moves_
     server.await??;
     Ok(())
 }
+
+#[tokio::test]
+async fn the_county_adds_and_ends_centralized_station_beneficiaries_on_the_villages_page(
+) -> anyhow::Result<()> {
+    use sunshare::domain::{Role, ScopeEntry};
+    use sunshare::http::testing::client_with_token;
+    use sunshare::store::testing::named_token;
+    let t = sunshare::store::testing::sqlite().await?;
+    let store = t.store.clone();
+    let text = format!(
+        "{CONFIG}\n[[households]]\nid = \"H2\"\nvillage = \"V1\"\nhead = \"李四\"\nlabour = \"weak\"\n\
+         status = [{{ status = \"not_exited\", from = \"2016-01-01\" }}]\n\
+         [[stations]]\nid = \"CS1\"\nname = \"县集中式电站\"\nkind = \"centralized\"\ncounty = \"C1\"\n\
+         capacity_kwp = 20000\nlatitude = 37.8\nlongitude = 112.5\ncommissioned = \"2016-06-30\"\n\
+         tariff = \"III\"\npayment_per_beneficiary = \"3000\"\nbeneficiaries = [\"H1\"]\n"
+    );
+    let d = Arc::new(
+        Deployment::from_str_with_env("test.toml", &text, &[], &HashSet::new())
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
+    let (base, cancel, server) = serve(&store, &d).await?;
+    let admin = client_with_token(
+        &named_token(&store, "county", Role::Admin, vec![ScopeEntry::All]).await?,
+    );
+    let accountant = client_with_token(
+        &named_token(
+            &store,
+            "acct",
+            Role::Accountant,
+            vec![ScopeEntry::Village("V1".into())],
+        )
+        .await?,
+    );
+    let post = |c: &reqwest::Client, path: &str, body: &'static str| {
+        c.post(format!("{base}{path}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+    // The village's accountant may not change the county's pool, and does not see the panel.
+    let r = post(
+        &accountant,
+        "/villages/pools",
+        "station=CS1&household=H2&from=2026-01",
+    )
+    .await?;
+    assert_eq!(r.status(), 403);
+    let page = accountant
+        .get(format!("{base}/villages"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(!page.contains("id=\"pools\""), "{page}");
+    // Bad input: each problem next to its field, nothing kept.
+    let r = post(
+        &admin,
+        "/villages/pools",
+        "station=S1&household=H9&from=2026-1x",
+    )
+    .await?;
+    assert_eq!(r.status(), 422);
+    let html = r.text().await?;
+    for field in ["station", "household", "from"] {
+        assert!(
+            html.contains(&format!("id=\"pool-{field}-error\"")),
+            "{field}: {html}"
+        );
+    }
+    assert!(html.contains("不是已登记的集中式电站"), "{html}");
+    assert!(store.pool_members().await?.is_empty());
+    // H2 from January 2026, then H1 (the file's) ended with March.
+    let r = post(
+        &admin,
+        "/villages/pools",
+        "station=CS1&household=H2&from=2026-01",
+    )
+    .await?;
+    assert_eq!(r.status(), 303);
+    let r = post(&admin, "/villages/pools/CS1/H1/end", "until=2026-03").await?;
+    assert_eq!(r.status(), 303);
+    let r = post(&admin, "/villages/pools/CS1/H1/end", "until=2026-04").await?;
+    assert_eq!(r.status(), 422);
+    assert!(r
+        .text()
+        .await?
+        .contains("class=\"field-error pool-end-error\""));
+    let page = admin
+        .get(format!("{base}/villages"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(
+        page.contains("data-household=\"H2\" data-in-force=\"true\""),
+        "{page}"
+    );
+    assert!(
+        page.contains("data-household=\"H1\" data-in-force=\"false\""),
+        "{page}"
+    );
+    let rows = store.pool_members().await?;
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().all(|r| r.by == "county"));
+    // The month computed from the page's registry pays H2 alone in April.
+    let run = ledger::run_month(
+        &store,
+        &d,
+        &FixedEnergy::settled(30_000_000),
+        YearMonth::new(2026, 4).ok_or_else(|| anyhow::anyhow!("month"))?,
+        "test",
+        false,
+    )
+    .await?;
+    let paid: Vec<String> = run.pools[0]
+        .lines
+        .iter()
+        .map(|l| l.household.to_string())
+        .collect();
+    assert_eq!(paid, ["H2"]);
+    cancel.cancel();
+    server.await??;
+    Ok(())
+}

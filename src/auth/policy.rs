@@ -57,6 +57,9 @@ pub enum Action {
     /// Draft the village's annual plan: its income, line budgets and planned payments (while it
     /// is a draft).
     DraftPlan,
+    /// Add and end the beneficiary households of the county's centralized stations
+    /// (administrators: the county's finance desk).
+    EditPool,
 }
 
 impl Action {
@@ -226,6 +229,7 @@ fn describe(action: Action) -> String {
         Action::PostAdjustment => "post a payout adjustment".into(),
         Action::RecordAttendance => "record job holders' attendance".into(),
         Action::DraftPlan => "draft the village's annual plan".into(),
+        Action::EditPool => "change the beneficiaries of centralized stations".into(),
     }
 }
 
@@ -291,8 +295,10 @@ mod tests {
         assert!(!decide(Some(&a), Action::ImportSettlement, None).allowed());
         assert!(!decide(Some(&a), Action::ViewAudit, None).allowed());
         assert!(!decide(Some(&a), Action::SetOpeningBalance, Some(&own)).allowed());
+        assert!(!decide(Some(&a), Action::EditPool, None).allowed());
         let admin = user(Role::Admin, vec![ScopeEntry::All]);
         assert!(decide(Some(&admin), Action::ViewAudit, None).allowed());
+        assert!(decide(Some(&admin), Action::EditPool, None).allowed());
     }
 
     #[test]

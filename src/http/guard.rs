@@ -286,6 +286,7 @@ pub fn action_text(lang: super::i18n::Lang, action: crate::auth::Action) -> Stri
         PostAdjustment => "action.post_adjustment",
         RecordAttendance => "action.record_attendance",
         DraftPlan => "action.draft_plan",
+        EditPool => "action.edit_pool",
     };
     tr(lang, key)
 }
@@ -580,6 +581,7 @@ mod tests {
             PostAdjustment,
             RecordAttendance,
             DraftPlan,
+            EditPool,
         ];
         for lang in [super::super::i18n::Lang::Zh, super::super::i18n::Lang::En] {
             for a in all {

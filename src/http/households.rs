@@ -1106,6 +1106,12 @@ mod tests {
                 .map(|k| (*k).to_owned()),
         );
         keys.extend(
+            crate::ledger::pools::PROBLEM_KEYS
+                .iter()
+                .chain(crate::ledger::jobs::PROBLEM_KEYS)
+                .map(|k| (*k).to_owned()),
+        );
+        keys.extend(
             crate::ledger::steps::MEETINGS
                 .iter()
                 .map(|m| format!("plan.meeting_{m}")),

@@ -198,7 +198,7 @@ async fn villages_page(
 
 /// The villages list, and for the county's administrators the months of the ledger with the
 /// forms that allocate the next one and mark the oldest unpaid one paid.
-async fn render_villages(
+pub(super) async fn render_villages(
     state: &AppState,
     caller: &Caller,
     error: Option<FormError>,
@@ -240,6 +240,11 @@ async fn render_villages(
     } else {
         None
     };
+    let pools = if decide(caller.who(), Action::EditPool, None).allowed() {
+        Some(super::pools::panel(state, caller, error.as_ref()).await?)
+    } else {
+        None
+    };
     let body = html! {
         h1 { (tr(lang, "village.list_title")) }
         p.muted { (tr(lang, "village.list_note")) }
@@ -265,6 +270,7 @@ async fn render_villages(
         }
         @if let Some(months) = months { (months) }
         @if let Some(receipts) = receipts { (receipts) }
+        @if let Some(pools) = pools { (pools) }
     };
     let status = if error.is_some() {
         axum::http::StatusCode::UNPROCESSABLE_ENTITY
@@ -703,13 +709,30 @@ async fn village_page(
 
 /// A refused form, shown next to the field that was wrong; a plan step's record may have several
 /// problems, each shown next to its own field.
-struct FormError {
-    field: &'static str,
-    message: String,
-    problems: Vec<ledger::households::Problem>,
+pub(super) struct FormError {
+    pub(super) field: &'static str,
+    pub(super) message: String,
+    pub(super) problems: Vec<ledger::households::Problem>,
     /// What the refused form held, to show it again (forms that keep what was typed).
     typed: Option<ledger::AdjustmentInput>,
     attendance: Vec<ledger::AttendanceInput>,
+}
+
+impl FormError {
+    /// The problems of a form that shows them next to its fields and keeps nothing typed.
+    pub(super) fn of(
+        field: &'static str,
+        message: String,
+        problems: Vec<ledger::households::Problem>,
+    ) -> Self {
+        FormError {
+            field,
+            message,
+            problems,
+            typed: None,
+            attendance: Vec::new(),
+        }
+    }
 }
 
 /// The village page: the month's statement, its links, and the year's plan with the steps the

@@ -18,6 +18,7 @@ mod mqtt;
 pub mod openapi;
 mod page;
 mod plans;
+mod pools;
 mod quarantine;
 pub mod routes;
 mod settlements;
@@ -115,6 +116,7 @@ pub fn routes() -> Routes {
         .merge(energy::routes())
         .merge(ledger::routes())
         .merge(plans::routes())
+        .merge(pools::routes())
         .merge(households::routes())
         .merge(quarantine::routes())
         .merge(alerts::routes())

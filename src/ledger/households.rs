@@ -290,12 +290,14 @@ async fn overlay<'a>(
     let advances = store.advances().await?;
     let adjustments = store.adjustments().await?;
     let attendance = store.attendance().await?;
+    let pool = store.pool_members().await?;
     if rows.is_empty()
         && jobs.is_empty()
         && receipts.is_empty()
         && advances.is_empty()
         && adjustments.is_empty()
         && attendance.is_empty()
+        && pool.is_empty()
     {
         return Ok(Cow::Borrowed(deployment));
     }
@@ -365,6 +367,7 @@ async fn overlay<'a>(
             worked: a.worked,
             required: a.required,
         }));
+    super::pools::overlay(&mut d, &pool);
     Ok(Cow::Owned(d))
 }
 
@@ -505,7 +508,7 @@ pub async fn edit(
 }
 
 /// Retires a live household: refused while it holds a job in force (end the job first) or is a
-/// beneficiary of a centralized station (removed in the deployment file first).
+/// beneficiary of a centralized station this month or later (end the membership first).
 pub async fn retire(
     store: &Store,
     deployment: &Deployment,
@@ -534,12 +537,13 @@ pub async fn retire(
             ));
         }
     }
-    for s in &deployment.stations {
-        if s.beneficiaries.contains(id) {
+    let this_month = crate::domain::YearMonth::of(today);
+    for m in super::pools::members(store, deployment).await? {
+        if &m.household == id && m.until.is_none_or(|u| u >= this_month) {
             problems.push(problem(
                 "reason",
                 "beneficiary",
-                &[("station", s.id.as_str())],
+                &[("station", m.station.as_str())],
             ));
         }
     }

@@ -43,6 +43,7 @@ pub const PROBLEM_KEYS: &[&str] = &[
     "job.err.until_before",
     "job.err.one_job",
     "job.err.end_bad",
+    "job.err.pool_member",
 ];
 
 fn date(field: &str, text: &str, needed: bool, problems: &mut Vec<Problem>) -> Option<NaiveDate> {
@@ -171,6 +172,31 @@ pub async fn add(
         Ok(j) => j,
         Err(p) => return Ok(Err(p)),
     };
+    // NO_DOUBLE_BENEFIT: a household its county's pool pays in a month of the job is not given it.
+    if deployment.policy.no_double_benefit {
+        let (start, end) = (
+            crate::domain::YearMonth::of(job.from),
+            job.until.map(crate::domain::YearMonth::of),
+        );
+        let pooled = super::pools::members(store, deployment)
+            .await?
+            .into_iter()
+            .find(|m| {
+                m.household == holder_id
+                    && m.from.is_none_or(|f| end.is_none_or(|e| f <= e))
+                    && m.until.is_none_or(|u| start <= u)
+            });
+        if let Some(m) = pooled {
+            return Ok(Err(vec![problem(
+                "holder",
+                "pool_member",
+                &[
+                    ("holder", holder_id.as_str()),
+                    ("station", m.station.as_str()),
+                ],
+            )]));
+        }
+    }
     let added = store
         .change_jobs(
             &[JobChange::Add(job.clone(), Origin::Web)],

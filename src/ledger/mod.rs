@@ -9,6 +9,7 @@ pub mod export;
 pub mod households;
 pub mod jobs;
 pub mod plans;
+pub mod pools;
 pub mod roster;
 pub mod steps;
 #[doc(hidden)]

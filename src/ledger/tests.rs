@@ -1411,3 +1411,209 @@ async fn save_2026(
         .await
         .expect("checked")
 }
+
+/// A centralized station of the county with the file's one beneficiary, H3 (H1 holds a job and
+/// H2 is paid temporary labour in February 2026).
+const CENTRAL: &str = r#"
+[[households]]
+id = "H3"
+village = "V1"
+head = "王五"
+labour = "none"
+status = [{ status = "not_exited", from = "2016-01-01" }]
+[[stations]]
+id = "CS1"
+name = "县集中式电站"
+kind = "centralized"
+county = "C1"
+capacity_kwp = 20000
+latitude = 37.8
+longitude = 112.5
+commissioned = "2016-06-30"
+tariff = "III"
+payment_per_beneficiary = "3000"
+beneficiaries = ["H3"]
+"#;
+
+fn pool_of(run: &crate::allocate::MonthRun) -> Vec<String> {
+    run.pools
+        .iter()
+        .flat_map(|p| p.lines.iter().map(|l| l.household.to_string()))
+        .collect()
+}
+
+#[tokio::test]
+async fn pool_beneficiaries_are_added_and_ended_in_unpaid_months_only() {
+    use super::pools::{add, end, members, Kept, PoolInput};
+    for t in testing::all("pool_beneficiaries_are_added_and_ended")
+        .await
+        .expect("stores")
+    {
+        let store = &t.store;
+        let d = deployment(CENTRAL);
+        let energy = FixedEnergy::settled(30_000_000);
+        let input = |station: &str, household: &str, from: &str, until: &str| PoolInput {
+            station: station.into(),
+            household: household.into(),
+            from: from.into(),
+            until: until.into(),
+        };
+        fn keys<T>(r: Result<T, Vec<households::Problem>>) -> Vec<(String, String)> {
+            r.err()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| (p.field, p.key))
+                .collect()
+        }
+        let file = members(store, &d).await.expect("members");
+        assert_eq!(file.len(), 1, "{}", t.name);
+        assert_eq!(
+            (file[0].household.as_str(), &file[0].kept),
+            ("H3", &Kept::File)
+        );
+
+        // Refusals, each on its field; nothing is kept.
+        let bad = add(store, &d, &input("S1", "H9", "2026-13", ""), "县财政 赵六")
+            .await
+            .expect("add");
+        assert_eq!(
+            keys(bad),
+            [
+                ("station".to_owned(), "pool.err.station_unknown".to_owned()),
+                ("from".to_owned(), "pool.err.month_bad".to_owned()),
+                (
+                    "household".to_owned(),
+                    "pool.err.household_unknown".to_owned()
+                ),
+            ],
+            "{}",
+            t.name
+        );
+        let twice = add(store, &d, &input("CS1", "H3", "2026-02", ""), "x")
+            .await
+            .expect("add");
+        assert_eq!(
+            keys(twice),
+            [("household".to_owned(), "pool.err.member_already".to_owned())]
+        );
+        // NO_DOUBLE_BENEFIT: H1 holds job J1 from January, H2 is paid temporary labour in February.
+        for h in ["H1", "H2"] {
+            let double = add(store, &d, &input("CS1", h, "2026-02", ""), "x")
+                .await
+                .expect("add");
+            assert_eq!(
+                keys(double),
+                [("household".to_owned(), "pool.err.double_benefit".to_owned())],
+                "{h}"
+            );
+        }
+        let backwards = add(store, &d, &input("CS1", "H2", "2026-05", "2026-04"), "x")
+            .await
+            .expect("add");
+        assert_eq!(
+            keys(backwards),
+            [("until".to_owned(), "pool.err.until_before".to_owned())]
+        );
+        assert!(store.pool_members().await.expect("rows").is_empty());
+
+        // H2 from March: January and February pay H3 alone, March both, 250.00 each (3,000 a year).
+        let added = add(store, &d, &input("CS1", "H2", "2026-03", ""), "县财政 赵六")
+            .await
+            .expect("add")
+            .expect("valid");
+        assert_eq!(added.from, Some(ym("2026-03")));
+        for (month, paid) in [
+            ("2026-01", &["H3"][..]),
+            ("2026-02", &["H3"]),
+            ("2026-03", &["H2", "H3"]),
+        ] {
+            let run = run_month(store, &d, &energy, ym(month), "test", true)
+                .await
+                .expect(month);
+            assert_eq!(pool_of(&run), paid, "{month} {}", t.name);
+            assert!(run.pools[0].lines.iter().all(|l| l.amount == Fen(25_000)));
+        }
+
+        // With January paid, neither an end before February nor one before a start is taken.
+        pay_month(store, ym("2026-01"), "县财政 赵六", "代发")
+            .await
+            .expect("pay");
+        let h2 = crate::domain::HouseholdId::new("H2");
+        let h3 = &file[0].household;
+        let early = end(store, &d, &file[0].station, h3, "2025-12", "x")
+            .await
+            .expect("end");
+        assert_eq!(
+            keys(early),
+            [("until".to_owned(), "pool.err.month_paid".to_owned())]
+        );
+        let before_start = end(store, &d, &file[0].station, &h2, "2026-02", "x")
+            .await
+            .expect("end");
+        assert_eq!(
+            keys(before_start),
+            [("until".to_owned(), "pool.err.end_bad".to_owned())]
+        );
+
+        // The file's H3 ends with March: it is kept in the registry from now on, with its
+        // window, and April pays H2 alone. Ending it again is refused.
+        end(store, &d, &file[0].station, h3, "2026-03", "县财政 赵六")
+            .await
+            .expect("end")
+            .expect("ended");
+        let now = members(store, &d).await.expect("members");
+        let ended = now.iter().find(|m| &m.household == h3).expect("H3");
+        assert_eq!(
+            (ended.from, ended.until),
+            (Some(ym("2016-06")), Some(ym("2026-03")))
+        );
+        assert!(matches!(ended.kept, Kept::Browser { .. }));
+        let again = end(store, &d, &file[0].station, h3, "2026-04", "x")
+            .await
+            .expect("end");
+        assert_eq!(
+            keys(again),
+            [("until".to_owned(), "pool.err.end_bad".to_owned())]
+        );
+        let mar = run_month(store, &d, &energy, ym("2026-03"), "test", true)
+            .await
+            .expect("mar");
+        assert_eq!(pool_of(&mar), ["H2", "H3"], "{}", t.name);
+        let apr = run_month(store, &d, &energy, ym("2026-04"), "test", true)
+            .await
+            .expect("apr");
+        assert_eq!(pool_of(&apr), ["H2"], "{}", t.name);
+
+        // A household with an open membership is not retired until it ends.
+        let v = VillageId::new(V);
+        let retire = households::retire(store, &d, &v, &h2, "迁出", "x")
+            .await
+            .expect("retire");
+        assert_eq!(
+            keys(retire),
+            [("reason".to_owned(), "household.err.beneficiary".to_owned())]
+        );
+
+        // Nor given a public-welfare job in its months.
+        let job = super::jobs::JobInput {
+            id: "J9".into(),
+            title: "保洁员".into(),
+            holder: "H2".into(),
+            monthly_wage: "500".into(),
+            from: "2026-06-01".into(),
+            until: String::new(),
+        };
+        let refused = super::jobs::add(store, &d, &v, &job, "x")
+            .await
+            .expect("job");
+        assert_eq!(
+            keys(refused),
+            [("holder".to_owned(), "job.err.pool_member".to_owned())]
+        );
+
+        let audit = store.audit_trail(20).await.expect("audit");
+        let actions: Vec<&str> = audit.iter().map(|a| a.action.as_str()).collect();
+        assert!(actions.contains(&"pool_member_add"), "{actions:?}");
+        assert!(actions.contains(&"pool_member_end"), "{actions:?}");
+    }
+}

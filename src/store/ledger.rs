@@ -808,7 +808,7 @@ impl Store {
 impl Store {
     /// A transaction for posting into `month`, or `None` when the month is paid (checked inside
     /// it, so a posting can never land in a locked month).
-    async fn begin_unpaid(
+    pub(super) async fn begin_unpaid(
         &self,
         month: YearMonth,
     ) -> Result<Option<sqlx::Transaction<'static, Any>>> {

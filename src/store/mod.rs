@@ -14,6 +14,7 @@ mod households;
 mod ledger;
 mod mqtt;
 mod plans;
+mod pools;
 mod registry;
 mod samples;
 
@@ -35,6 +36,7 @@ pub use ledger::{
 };
 pub use mqtt::{MqttRejectedRow, MqttUnknownRow};
 pub use plans::{PlanEntryRow, PlanRow, PlanWrite, StoredPlan};
+pub use pools::{PoolMemberRow, PoolWrite};
 pub use samples::{
     bucket_start, LatestRow, QuarantineEntry, QuarantineRow, RollupRow, StationNow, WriteOutcome,
     PERIODS,
