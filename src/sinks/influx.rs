@@ -887,49 +887,439 @@ mod tests {
 
 #[cfg(test)]
 mod dashboard_tests {
-    use crate::domain::Metric;
+    //! Every dashboard in `dashboards/` asks only for what this sink writes. The measurements, tag
+    //! keys and field names are read off the sink's own output (a point of every declared device of
+    //! `sunshare.example.toml` with every metric, a state and an alarm, and a health point), not
+    //! from a list kept by hand.
+    use super::*;
+    use crate::domain::{Alarm, Metric, Readings};
+    use std::collections::{BTreeMap, BTreeSet};
 
-    /// The fleet dashboard is valid JSON and asks only for fields the sink writes.
-    #[test]
-    fn the_fleet_dashboard_matches_the_measurement_design() {
-        let text = include_str!("../../dashboards/sunshare-fleet.json");
-        let dash: serde_json::Value = serde_json::from_str(text).expect("valid JSON");
-        let panels = dash["panels"].as_array().expect("panels");
-        assert!(panels.len() >= 5);
-        let sink_fields = [
-            "state",
-            "state_code",
-            "alarms",
-            "spool_points",
-            "spool_bytes",
-            "points_written",
-            "points_dropped",
-            "points_dead_letter",
-            "samples_ingested",
-            "samples_duplicate",
-        ];
-        let mut seen = 0;
-        for p in panels {
-            for t in p["targets"].as_array().expect("targets") {
-                let q = t["query"].as_str().expect("query");
-                for part in q.split("r._field == \"").skip(1) {
-                    let field = part.split('"').next().unwrap_or("");
-                    seen += 1;
-                    assert!(
-                        sink_fields.contains(&field) || field.parse::<Metric>().is_ok(),
-                        "dashboard asks for unknown field {field}"
-                    );
-                }
-                for part in q.split("r._measurement == \"").skip(1) {
-                    let m = part.split('"').next().unwrap_or("");
-                    assert!(
-                        m == super::MEASUREMENT || m == super::HEALTH_MEASUREMENT,
-                        "unknown measurement {m}"
-                    );
-                }
+    /// Tag keys and field names of one measurement, as the sink wrote them.
+    #[derive(Debug, Default)]
+    struct Written {
+        tags: BTreeSet<String>,
+        fields: BTreeSet<String>,
+    }
+
+    /// Measurement, tag keys and field names of each line (no escaped separators in these lines).
+    fn parse_lines(text: &str, into: &mut BTreeMap<String, Written>) {
+        for line in text.lines() {
+            let mut parts = line.splitn(3, ' ');
+            let (Some(key), Some(fields)) = (parts.next(), parts.next()) else {
+                panic!("not a line-protocol point: {line}");
+            };
+            let mut key = key.split(',');
+            let measurement = key.next().unwrap_or_default().to_owned();
+            let w = into.entry(measurement).or_default();
+            w.tags.extend(
+                key.filter_map(|kv| kv.split_once('='))
+                    .map(|(k, _)| k.to_owned()),
+            );
+            w.fields.extend(
+                fields
+                    .split(',')
+                    .filter_map(|kv| kv.split_once('='))
+                    .map(|(k, _)| k.to_owned()),
+            );
+        }
+    }
+
+    fn what_the_sink_writes() -> BTreeMap<String, Written> {
+        let text = include_str!("../../sunshare.example.toml");
+        let env = [
+            ("SUNSHARE_INFLUX__URL", "http://127.0.0.1:8086"),
+            ("SUNSHARE_INFLUX__ORG", "o"),
+            ("SUNSHARE_INFLUX__BUCKET", "b"),
+            ("SUNSHARE_INFLUX__TOKEN", "t"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let d = Deployment::from_str_with_env("example", text, &env, &crate::app::known_models())
+            .expect("the example deployment is valid");
+        let tags = device_tags(&d);
+        assert!(
+            tags.values().any(|t| t.village.is_some()),
+            "the example has a village station"
+        );
+        let mut readings = Readings::default();
+        for m in Metric::SCALARS {
+            readings.set(m, 1.0);
+        }
+        readings.state = Some(DeviceState::Fault);
+        readings.alarms = vec![Alarm {
+            code: "huawei.alarm1.b0".into(),
+            text_en: "grid overvoltage".into(),
+            text_zh: "电网过压".into(),
+            grid_loss: false,
+        }];
+        let samples: Vec<Sample> = d
+            .devices
+            .iter()
+            .map(|dev| Sample {
+                device: dev.id.clone(),
+                at: chrono::DateTime::from_timestamp(1_780_000_000, 0).unwrap_or_default(),
+                readings: readings.clone(),
+            })
+            .collect();
+        let mut out = Vec::new();
+        assert_eq!(
+            encode(&samples, &tags, InfluxPrecision::S, &mut out),
+            samples.len()
+        );
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cfg = d.influx.as_ref().expect("influx from the environment");
+        let mut sink = InfluxSink::open(cfg, dir.path(), tags, Arc::new(Metrics::new()))
+            .expect("the sink opens (nothing is sent)");
+        sink.health_point();
+        out.extend_from_slice(&sink.buf);
+        let mut written = BTreeMap::new();
+        parse_lines(&String::from_utf8(out).expect("UTF-8"), &mut written);
+        assert_eq!(
+            written.keys().map(String::as_str).collect::<Vec<_>>(),
+            [MEASUREMENT, HEALTH_MEASUREMENT]
+        );
+        written
+    }
+
+    /// A field of `measurement` the sink writes: one it wrote above, or any metric name (the
+    /// indexed ones, `pv7_current_a`, are not all in one sample).
+    fn is_field(written: &BTreeMap<String, Written>, measurement: &str, field: &str) -> bool {
+        written
+            .get(measurement)
+            .is_some_and(|w| w.fields.contains(field))
+            || (measurement == MEASUREMENT && field.parse::<Metric>().is_ok())
+    }
+
+    /// The quoted texts right after each `pattern` in `q`.
+    fn quoted_after<'q>(q: &'q str, pattern: &str) -> Vec<&'q str> {
+        q.split(pattern)
+            .skip(1)
+            .map(|rest| rest.split('"').next().unwrap_or_default())
+            .collect()
+    }
+
+    /// The quoted names in each list that follows `pattern`, e.g. `group(columns: [`.
+    fn listed_after<'q>(q: &'q str, pattern: &str) -> Vec<&'q str> {
+        q.split(pattern)
+            .skip(1)
+            .flat_map(|rest| {
+                rest.split(']')
+                    .next()
+                    .unwrap_or_default()
+                    .split('"')
+                    .skip(1)
+                    .step_by(2)
+            })
+            .collect()
+    }
+
+    /// Identifiers read as `r.<name>` (a record's column) in `q`.
+    fn record_columns(q: &str) -> Vec<&str> {
+        let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+        q.match_indices("r.")
+            .filter(|(i, _)| {
+                q[..*i]
+                    .chars()
+                    .next_back()
+                    .is_none_or(|c| !ident(c) && c != '.')
+            })
+            .map(|(i, _)| {
+                let rest = &q[i + 2..];
+                &rest[..rest.find(|c: char| !ident(c)).unwrap_or(rest.len())]
+            })
+            .collect()
+    }
+
+    /// Whether `q` compares `column` with anything but `==` and a string literal (a regex or `!=`
+    /// could match names the check cannot see; using the column as a value is fine).
+    fn compared_otherwise(q: &str, column: &str) -> bool {
+        q.split(column).skip(1).any(|rest| {
+            let rest = rest.trim_start();
+            match rest.strip_prefix("==") {
+                Some(value) => !value.trim_start().starts_with('"'),
+                None => rest.starts_with("=~") || rest.starts_with("!=") || rest.starts_with("!~"),
+            }
+        })
+    }
+
+    /// The template variables `q` uses (`${county}`, `${village:regex}`), or a problem for a `$name`
+    /// written without braces.
+    fn variables_used(q: &str) -> Result<Vec<&str>, String> {
+        let mut used = Vec::new();
+        for (i, _) in q.match_indices('$') {
+            let rest = &q[i + 1..];
+            if let Some(inner) = rest.strip_prefix('{') {
+                let end = inner.find(['}', ':']).unwrap_or(inner.len());
+                used.push(&inner[..end]);
+            } else if rest.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
+                return Err(format!(
+                    "write the variable at '${}' as ${{name}}",
+                    &rest[..rest.len().min(12)]
+                ));
             }
         }
-        assert!(seen >= 8);
+        Ok(used)
+    }
+
+    /// Everything wrong with one query: names the sink does not write, variables not defined
+    /// (`defined`: the variables it may use).
+    fn problems(
+        q: &str,
+        written: &BTreeMap<String, Written>,
+        defined: &BTreeSet<&str>,
+    ) -> Vec<String> {
+        let mut out = Vec::new();
+        let measurements = quoted_after(q, "r._measurement == \"");
+        if measurements.is_empty() {
+            out.push("names no measurement (r._measurement == \"...\")".to_owned());
+        }
+        for column in ["r._measurement", "r._field"] {
+            if compared_otherwise(q, column) {
+                out.push(format!("compares {column} otherwise than == \"...\""));
+            }
+        }
+        for m in &measurements {
+            if !written.contains_key(*m) {
+                out.push(format!("measurement '{m}' is not written by the sink"));
+            }
+        }
+        for field in quoted_after(q, "r._field == \"") {
+            if !measurements.iter().any(|m| is_field(written, m, field)) {
+                out.push(format!(
+                    "field '{field}' is not written in {measurements:?}"
+                ));
+            }
+        }
+        let is_tag = |t: &str| {
+            measurements
+                .iter()
+                .any(|m| written.get(*m).is_some_and(|w| w.tags.contains(t)))
+        };
+        let mut columns: Vec<(&str, &str)> =
+            record_columns(q).into_iter().map(|c| ("r.", c)).collect();
+        for pattern in ["tag: \"", "group(columns: [", "rowKey: [", "columnKey: ["] {
+            let names = if pattern.ends_with('"') {
+                quoted_after(q, pattern)
+            } else {
+                listed_after(q, pattern)
+            };
+            columns.extend(names.into_iter().map(|n| (pattern, n)));
+        }
+        for (context, c) in columns {
+            if !c.starts_with('_') && !is_tag(c) {
+                out.push(format!(
+                    "'{c}' (in {context}) is not a tag of {measurements:?}"
+                ));
+            }
+        }
+        match variables_used(q) {
+            Ok(vars) => out.extend(
+                vars.into_iter()
+                    .filter(|v| !v.starts_with("__") && !defined.contains(v))
+                    .map(|v| format!("variable '{v}' is not defined before its use")),
+            ),
+            Err(e) => out.push(e),
+        }
+        out
+    }
+
+    /// Every panel's queries, rows' nested panels included, with the panel's title.
+    fn panel_queries<'d>(panels: &'d [serde_json::Value], out: &mut Vec<(String, &'d str)>) {
+        for p in panels {
+            let title = p["title"].as_str().unwrap_or("?");
+            if p["type"] == "row" {
+                panel_queries(p["panels"].as_array().map_or(&[], Vec::as_slice), out);
+                continue;
+            }
+            let targets = p["targets"].as_array().map_or(&[][..], Vec::as_slice);
+            assert!(!targets.is_empty(), "panel '{title}' has no query");
+            for t in targets {
+                assert_eq!(
+                    t["datasource"]["uid"], "sunshare-influx",
+                    "panel '{title}' reads the provisioned datasource"
+                );
+                let q = t["query"].as_str().unwrap_or_default();
+                assert!(!q.trim().is_empty(), "panel '{title}' has an empty query");
+                out.push((format!("panel '{title}'"), q));
+            }
+        }
+    }
+
+    /// All problems of one dashboard file.
+    fn dashboard_problems(
+        text: &str,
+        written: &BTreeMap<String, Written>,
+    ) -> Result<Vec<String>, serde_json::Error> {
+        let dash: serde_json::Value = serde_json::from_str(text)?;
+        let mut out = Vec::new();
+        let mut defined = BTreeSet::new();
+        for v in dash["templating"]["list"]
+            .as_array()
+            .map_or(&[][..], Vec::as_slice)
+        {
+            let name = v["name"].as_str().unwrap_or_default();
+            if let Some(q) = v["query"].as_str() {
+                // A variable may use only the variables above it (Grafana chains them in order).
+                out.extend(
+                    problems(q, written, &defined)
+                        .into_iter()
+                        .map(|p| format!("variable '{name}': {p}")),
+                );
+            }
+            if !defined.insert(name) {
+                out.push(format!("variable '{name}' is defined twice"));
+            }
+        }
+        let mut queries = Vec::new();
+        panel_queries(
+            dash["panels"].as_array().map_or(&[][..], Vec::as_slice),
+            &mut queries,
+        );
+        if queries.is_empty() {
+            out.push("no panel has a query".to_owned());
+        }
+        for (panel, q) in queries {
+            out.extend(
+                problems(q, written, &defined)
+                    .into_iter()
+                    .map(|p| format!("{panel}: {p}")),
+            );
+        }
+        Ok(out)
+    }
+
+    fn dashboards() -> Vec<(String, String)> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboards");
+        let mut files: Vec<(String, String)> = std::fs::read_dir(&dir)
+            .expect("dashboards/")
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .map(|p| {
+                let name = p
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned();
+                let text = std::fs::read_to_string(&p).expect("readable");
+                (name, text)
+            })
+            .collect();
+        files.sort();
+        files
+    }
+
+    /// Every dashboard file is valid JSON, each with its own uid, and every query of its panels and
+    /// template variables names only measurements, fields and tags the sink writes and only
+    /// variables defined (above it, for a variable).
+    #[test]
+    fn every_dashboard_asks_only_for_what_the_sink_writes() {
+        let written = what_the_sink_writes();
+        let files = dashboards();
+        let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+        for expected in [
+            "sunshare-fleet.json",
+            "sunshare-station.json",
+            "sunshare-village-month.json",
+        ] {
+            assert!(names.contains(&expected), "{expected} in {names:?}");
+        }
+        let mut uids = BTreeSet::new();
+        for (name, text) in &files {
+            let dash: serde_json::Value =
+                serde_json::from_str(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let uid = dash["uid"].as_str().unwrap_or_default().to_owned();
+            assert!(
+                !uid.is_empty() && uids.insert(uid),
+                "{name}: a uid of its own"
+            );
+            let problems = dashboard_problems(text, &written).unwrap_or_else(|e| panic!("{e}"));
+            assert!(problems.is_empty(), "{name}:\n{}", problems.join("\n"));
+        }
+    }
+
+    fn file(name: &str) -> serde_json::Value {
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("dashboards")
+                .join(name),
+        )
+        .expect("readable");
+        serde_json::from_str(&text).expect("valid JSON")
+    }
+
+    fn all_queries(dash: &serde_json::Value) -> String {
+        let mut queries = Vec::new();
+        panel_queries(
+            dash["panels"].as_array().map_or(&[][..], Vec::as_slice),
+            &mut queries,
+        );
+        queries
+            .into_iter()
+            .map(|(_, q)| q)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The drill-down chains county -> village -> station and shows the station's power, daily
+    /// energy, states and alarms; the village dashboard sums energy per village and month.
+    #[test]
+    fn the_drill_down_and_village_dashboards_show_what_they_are_for() {
+        let station = file("sunshare-station.json");
+        let vars = station["templating"]["list"].as_array().expect("variables");
+        let names: Vec<&str> = vars.iter().filter_map(|v| v["name"].as_str()).collect();
+        assert_eq!(names, ["county", "village", "station"]);
+        let q = |i: usize| vars[i]["query"].as_str().unwrap_or_default();
+        assert!(q(0).contains("schema.tagValues(") && q(0).contains("tag: \"county\""));
+        assert!(q(1).contains("tag: \"village\"") && q(1).contains("r.county == \"${county}\""));
+        assert!(q(2).contains("tag: \"station\"") && q(2).contains("${county}"));
+        assert!(q(2).contains("r.village =~") && q(2).contains("${village:regex}"));
+        let panels = all_queries(&station);
+        assert!(panels.contains("r.station == \"${station}\""));
+        for field in ["ac_power_w", "energy_lifetime_wh", "state_code", "alarms"] {
+            assert!(
+                panels.contains(&format!("r._field == \"{field}\"")),
+                "{field}"
+            );
+        }
+        assert!(panels.contains("aggregateWindow(every: 1d, fn: spread"));
+
+        let month = file("sunshare-village-month.json");
+        let panels = all_queries(&month);
+        assert!(panels.contains("aggregateWindow(every: 1mo, fn: spread"));
+        assert!(panels.contains("group(columns: [\"village\", \"_time\"])"));
+        assert!(panels.contains("timezone.location(name: \"Asia/Shanghai\")"));
+    }
+
+    /// The check has teeth: a made-up measurement, field, tag, variable or a `$name` without
+    /// braces is refused.
+    #[test]
+    fn the_check_refuses_what_the_sink_does_not_write() {
+        let written = what_the_sink_writes();
+        let defined = BTreeSet::from(["county"]);
+        let ok = "from(bucket: v.defaultBucket) |> filter(fn: (r) => r._measurement == \"pv_device\" and r._field == \"pv3_current_a\" and r.county == \"${county}\") |> group(columns: [\"station\", \"_time\"])";
+        assert_eq!(problems(ok, &written, &defined), Vec::<String>::new());
+        let health = "filter(fn: (r) => r._measurement == \"sunshare\" and r._field == \"spool_points\" and r.instance == \"a\")";
+        assert_eq!(problems(health, &written, &defined), Vec::<String>::new());
+        for (bad, expected) in [
+            ("r._measurement == \"pv\"", "measurement 'pv'"),
+            ("r._measurement == \"pv_device\" and r._field == \"power\"", "field 'power'"),
+            ("r._measurement == \"sunshare\" and r._field == \"ac_power_w\"", "field 'ac_power_w'"),
+            ("r._measurement == \"pv_device\" and r.township == \"x\"", "'township' (in r.)"),
+            ("r._measurement == \"sunshare\" and r.station == \"x\"", "'station' (in r.)"),
+            ("schema.tagValues(bucket: b, tag: \"name\", predicate: (r) => r._measurement == \"pv_device\")", "'name' (in tag: \")"),
+            ("r._measurement == \"pv_device\" |> group(columns: [\"province\"])", "'province'"),
+            ("r._measurement == \"pv_device\" and r.station == \"${station}\"", "variable 'station'"),
+            ("r._measurement == \"pv_device\" and r.station == \"$station\"", "${name}"),
+            ("r._measurement =~ /pv/", "names no measurement"),
+            ("r._measurement == \"pv_device\" and r._field =~ /power/", "r._field otherwise"),
+        ] {
+            let found = problems(bad, &written, &defined);
+            assert!(
+                found.iter().any(|p| p.contains(expected)),
+                "{bad}: {found:?}"
+            );
+        }
     }
 }
 
