@@ -314,6 +314,15 @@ pub async fn run_http(o: &HttpOptions) -> Result<Vec<Load>, Error> {
         vec![crate::domain::ScopeEntry::All],
     )
     .await?;
+    // A running service has read each county's yields in the background before pages ask.
+    let warming = std::time::Instant::now();
+    crate::http::warm_caches(&state)
+        .await
+        .map_err(|e| setup(&e))?;
+    tracing::info!(
+        seconds = warming.elapsed().as_secs_f64(),
+        "counties' yields read ahead"
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| setup(&e))?;

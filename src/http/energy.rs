@@ -703,8 +703,7 @@ async fn station_page(
     let lang = caller.lang;
     let s = station(&state, &id)?;
     let now = Utc::now();
-    let last_day = today(s, now);
-    let first_day = last_day - Duration::days(29);
+    let (first_day, last_day) = super::county::page_span(s, now);
     let this_month = YearMonth::of(last_day);
     // The closed months and the recent days as the store keeps them (computed again only where
     // new data came since), today live.

@@ -214,12 +214,29 @@ pub async fn serve(
     state: AppState,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
+    let warm = tokio::spawn(county::keep_warm(state.clone(), cancel.child_token()));
+    let _stop_warming = AbortOnDrop(warm);
     axum::serve(
         listener,
         router(state).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(async move { cancel.cancelled().await })
     .await
+}
+
+/// Reads ahead what the station pages would otherwise wait for on their first view (each
+/// county's yields), as the server's background task does while it runs.
+pub async fn warm_caches(state: &AppState) -> Result<(), crate::energy::Error> {
+    county::warm(state).await
+}
+
+/// Aborts a background task when the server it serves stops.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 async fn healthz(

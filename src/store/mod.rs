@@ -197,6 +197,9 @@ impl Store {
         let pool = AnyPoolOptions::new()
             .max_connections(connections)
             .acquire_timeout(Duration::from_secs(30))
+            // The connections are threads of this process on a local file: a ping before each
+            // query (a round trip to the connection's thread) would only double the hops.
+            .test_before_acquire(false)
             .after_connect(|conn, _| {
                 Box::pin(async move {
                     conn.execute(
