@@ -180,12 +180,14 @@ pub async fn import_within(
         .iter()
         .filter(|l| !allowed(&l.station))
         .map(|l| {
-            problem(
+            said(
                 l.line,
                 format!(
                     "station {} is outside your scope: ask an account that covers it to import this file",
                     l.station
                 ),
+                "settle.err.outside_scope",
+                &[("station", l.station.as_str())],
             )
         })
         .collect();
@@ -244,12 +246,14 @@ pub async fn import_within(
                 .iter()
                 .filter_map(|i| parsed.lines.get(*i))
                 .map(|s| {
-                    problem(
+                    said(
                         s.line,
                         format!(
                             "station '{}' month {} is already settled; a correction needs the grid company's corrected statement for a later month",
                             s.station, s.month
                         ),
+                        "settle.err.already_settled",
+                        &[("station", s.station.as_str()), ("month", &s.month.to_string())],
                     )
                 })
                 .collect(),

@@ -287,4 +287,63 @@ mod tests {
         let empty = crate::energy::settlement::parse(b"", &d).expect_err("empty");
         assert_eq!(problem_text(Lang::Zh, &empty[0]), "文件是空的。");
     }
+
+    /// The header, unit and total-row checks are said in Chinese too, with their figures.
+    #[test]
+    fn header_unit_and_total_problems_are_said_in_chinese() {
+        let d = crate::energy::testing::deployment();
+        let zh = |file: &str| -> Vec<String> {
+            crate::energy::settlement::parse(file.as_bytes(), &d)
+                .expect_err("refused")
+                .iter()
+                .map(|p| problem_text(Lang::Zh, p))
+                .collect()
+        };
+        let cases = [
+            ("甲,乙\n1,2\n", "找不到表头"),
+            (
+                "电站编号,结算月份,上网电量(MWh)\nS1,2026-03,10\n",
+                "请以千瓦时",
+            ),
+            (
+                "电站编号,结算月份,上网电量(kWh),上网电量\nS1,2026-03,10,10\n",
+                "重复",
+            ),
+            (
+                "电站编号,结算月份,上网电量(kWh)\nS1,2026-03,10\n合计,,20\n",
+                "上方 1 个电站行合计 10.000 kWh",
+            ),
+            (
+                "电站编号,结算月份,上网电量(kWh)\nS1,2026-03,10\n合计,,abc\n",
+                "不是有效的数字",
+            ),
+        ];
+        for (file, words) in cases {
+            let texts = zh(file);
+            assert!(texts.iter().any(|t| t.contains(words)), "{file}: {texts:?}");
+            assert!(
+                texts
+                    .iter()
+                    .all(|t| !t.contains("settle.err.") && !t.contains("row")),
+                "{file}: {texts:?}"
+            );
+        }
+        for key in [
+            "settle.err.no_header",
+            "settle.err.column_repeats",
+            "settle.err.unit_energy",
+            "settle.err.unit_amount",
+            "settle.err.total_bad",
+            "settle.err.tariff_unknown",
+            "settle.err.amount_large",
+            "settle.err.total_energy",
+            "settle.err.total_amount",
+            "settle.err.outside_scope",
+            "settle.err.already_settled",
+        ] {
+            for lang in [Lang::Zh, Lang::En] {
+                assert_ne!(tr(lang, key), key, "{key} has no {lang:?} text");
+            }
+        }
+    }
 }

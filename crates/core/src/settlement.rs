@@ -101,7 +101,7 @@ pub fn kwh_text(e: WattHours) -> String {
 }
 
 /// A problem with its words in the pages' catalogue too.
-fn said(
+pub fn said(
     line: usize,
     message: impl Into<String>,
     key: &'static str,
@@ -207,7 +207,14 @@ impl Column {
 }
 
 /// Which column a header names; an error when it names a known column in a unit we do not take.
-fn classify(header: &str) -> Result<Option<Column>, String> {
+/// A header naming a known column in a unit it cannot be read in.
+struct WrongUnit {
+    message: String,
+    unit: String,
+    energy: bool,
+}
+
+fn classify(header: &str) -> Result<Option<Column>, WrongUnit> {
     let h = fold(header);
     let unit_of = |h: &str| -> Option<String> {
         let open = h.find('(')?;
@@ -228,13 +235,19 @@ fn classify(header: &str) -> Result<Option<Column>, String> {
             _ => true,
         };
         if !ok {
-            return Err(format!(
-                "column '{header}' is in '{unit}'; give {} instead",
-                match column {
-                    Column::Energy => "energy in kWh (千瓦时)",
-                    _ => "amounts in yuan (元)",
-                }
-            ));
+            let energy = column == Column::Energy;
+            return Err(WrongUnit {
+                message: format!(
+                    "column '{header}' is in '{unit}'; give {} instead",
+                    if energy {
+                        "energy in kWh (千瓦时)"
+                    } else {
+                        "amounts in yuan (元)"
+                    }
+                ),
+                unit,
+                energy,
+            });
         }
     }
     Ok(Some(column))
@@ -277,17 +290,26 @@ fn find_header(rows: &[Row]) -> Result<usize, Problem> {
         .iter()
         .map(|c| format!("{} [accepted: {}]", c.describe(), c.names().join("/")))
         .collect();
-    let first = rows.first().map_or_else(String::new, |r| {
-        format!("; line {} reads: {}", r.line, r.cells.join(", "))
-    });
-    Err(problem(
+    let (line, cells) = rows.first().map_or_else(
+        || (String::new(), String::new()),
+        |r| (r.line.to_string(), r.cells.join(", ")),
+    );
+    let names: Vec<String> = REQUIRED.iter().map(|c| c.names().join("/")).collect();
+    Err(said(
         0,
         format!(
-            "no header row found in {} non-empty row{}: looked for a row naming the columns {}{first}",
+            "no header row found in {} non-empty row{}: looked for a row naming the columns {}; line {line} reads: {cells}",
             rows.len(),
             if rows.len() == 1 { "" } else { "s" },
             looked_for.join("; ")
         ),
+        "settle.err.no_header",
+        &[
+            ("rows", &rows.len().to_string()),
+            ("columns", &names.join("; ")),
+            ("line", &line),
+            ("cells", &cells),
+        ],
     ))
 }
 
@@ -400,15 +422,26 @@ pub fn parse(bytes: &[u8], deployment: &Deployment) -> Result<Parsed, Vec<Proble
     let mut problems = Vec::new();
     for (i, h) in header.cells.iter().enumerate() {
         match classify(h) {
-            Ok(Some(c)) if columns.values().any(|k| *k == c) => problems.push(problem(
+            Ok(Some(c)) if columns.values().any(|k| *k == c) => problems.push(said(
                 header.line,
                 format!("column '{h}' repeats {}", c.describe()),
+                "settle.err.column_repeats",
+                &[("column", h)],
             )),
             Ok(Some(c)) => {
                 columns.insert(i, c);
             }
             Ok(None) => {}
-            Err(message) => problems.push(problem(header.line, message)),
+            Err(w) => problems.push(said(
+                header.line,
+                w.message,
+                if w.energy {
+                    "settle.err.unit_energy"
+                } else {
+                    "settle.err.unit_amount"
+                },
+                &[("column", h), ("unit", &w.unit)],
+            )),
         }
     }
     let index = |c: Column| columns.iter().find(|(_, k)| **k == c).map(|(i, _)| *i);
@@ -449,7 +482,12 @@ pub fn parse(bytes: &[u8], deployment: &Deployment) -> Result<Parsed, Vec<Proble
                     t => match parse_kwh(t) {
                         Ok(wh) => Some(WattHours(wh)),
                         Err(m) => {
-                            problems.push(problem(row.line, format!("the {label} row: {m}")));
+                            problems.push(said(
+                                row.line,
+                                format!("the {label} row: {m}"),
+                                "settle.err.total_bad",
+                                &[("label", label), ("value", t)],
+                            ));
                             None
                         }
                     },
@@ -459,7 +497,12 @@ pub fn parse(bytes: &[u8], deployment: &Deployment) -> Result<Parsed, Vec<Proble
                     t => match parse_amount(t) {
                         Ok(a) => Some(a),
                         Err(m) => {
-                            problems.push(problem(row.line, format!("the {label} row: {m}")));
+                            problems.push(said(
+                                row.line,
+                                format!("the {label} row: {m}"),
+                                "settle.err.total_bad",
+                                &[("label", label), ("value", t)],
+                            ));
                             None
                         }
                     },
@@ -500,9 +543,11 @@ pub fn parse(bytes: &[u8], deployment: &Deployment) -> Result<Parsed, Vec<Proble
         let tariff = station.and_then(|s| {
             let t = deployment.tariffs.iter().find(|t| t.id == s.tariff);
             if t.is_none() {
-                bad(problem(
+                bad(said(
                     line,
                     format!("station '{}' names unknown tariff '{}'", s.id, s.tariff),
+                    "settle.err.tariff_unknown",
+                    &[("station", s.id.as_str()), ("tariff", s.tariff.as_str())],
                 ));
             }
             t.map(|t| t.price)
@@ -544,12 +589,14 @@ pub fn parse(bytes: &[u8], deployment: &Deployment) -> Result<Parsed, Vec<Proble
             (Some(e), Some(price)) => match crate::allocate::money::revenue_line(e, price) {
                 Ok(fen) => Some(fen),
                 Err(_) => {
-                    bad(problem(
+                    bad(said(
                         line,
                         format!(
                             "{} kWh at {price} yuan/kWh is too large an amount",
                             kwh_text(e)
                         ),
+                        "settle.err.amount_large",
+                        &[("kwh", &kwh_text(e)), ("price", &price.to_string())],
                     ));
                     None
                 }
@@ -659,7 +706,7 @@ fn check_total(t: &Total, lines: &[Statement]) -> Vec<Problem> {
                 .fold(0i64, i64::saturating_add),
         );
         if sum != given {
-            out.push(problem(
+            out.push(said(
                 t.line,
                 format!(
                     "the {} row gives {} kWh of on-grid energy, but {what} sum to {} kWh",
@@ -667,6 +714,13 @@ fn check_total(t: &Total, lines: &[Statement]) -> Vec<Problem> {
                     kwh_text(given),
                     kwh_text(sum)
                 ),
+                "settle.err.total_energy",
+                &[
+                    ("label", &t.label),
+                    ("given", &kwh_text(given)),
+                    ("count", &n.to_string()),
+                    ("sum", &kwh_text(sum)),
+                ],
             ));
         }
     }
@@ -677,12 +731,19 @@ fn check_total(t: &Total, lines: &[Statement]) -> Vec<Problem> {
             .map(|a| a.0)
             .fold(0i64, i64::saturating_add));
         if sum != given {
-            out.push(problem(
+            out.push(said(
                 t.line,
                 format!(
                     "the {} row gives a settled amount of {given} yuan, but {what} sum to {sum} yuan",
                     t.label
                 ),
+                "settle.err.total_amount",
+                &[
+                    ("label", &t.label),
+                    ("given", &given.to_string()),
+                    ("count", &n.to_string()),
+                    ("sum", &sum.to_string()),
+                ],
             ));
         }
     }
