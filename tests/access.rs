@@ -275,7 +275,8 @@ fn url_for(f: &Fleet, spec: &RouteSpec, village: char) -> String {
         .replace("{year}", "2026")
         .replace("{file}", file)
         .replace("{household}", household)
-        .replace("{job}", job);
+        .replace("{job}", job)
+        .replace("{station}", station);
     let path = match spec.access.place {
         PlaceFrom::Alert(p) => path.replace(&format!("{{{p}}}"), &alert.to_string()),
         _ => path.replace("{id}", station),

@@ -115,11 +115,19 @@ async fn fetch_device(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<DeviceInput, Error> {
+    // Two round trips: the readings with their neighbours, and the slots with the hours.
+    let (raw, neighbours) = store.energy_readings_around(&dev.id, from, to).await?;
+    let slot_s = SLOT.num_seconds();
+    let (slots, hours): (Vec<RollupRow>, Vec<RollupRow>) = store
+        .rollups_of(&dev.id, &[slot_s, 3600], from, to)
+        .await?
+        .into_iter()
+        .partition(|r| r.period_s == slot_s);
     Ok(DeviceInput {
-        raw: store.energy_readings(&dev.id, from, to).await?,
-        hours: store.rollups(&dev.id, 3600, from, to).await?,
-        slots: store.rollups(&dev.id, SLOT.num_seconds(), from, to).await?,
-        neighbours: store.energy_neighbours(&dev.id, from, to).await?,
+        raw,
+        hours,
+        slots,
+        neighbours,
     })
 }
 

@@ -344,17 +344,19 @@ async fn token_principal(
         })?
         .trim();
     let (id, secret) = split_token(presented).ok_or_else(unknown)?;
-    let row = state.store.token(id).await?.ok_or_else(unknown)?;
+    let (row, account) = state
+        .store
+        .token_with_account(id)
+        .await?
+        .ok_or_else(unknown)?;
     let now = Utc::now();
-    if !secret_matches(&row.secret_sha256, secret) || row.revoked.is_some() || row.expires <= now {
+    if !secret_matches(&row.secret_sha256, secret)
+        || row.revoked.is_some()
+        || row.expires <= now
+        || account.disabled
+    {
         return Err(unknown());
     }
-    let account = state
-        .store
-        .account(row.user_id)
-        .await?
-        .filter(|a| !a.disabled)
-        .ok_or_else(unknown)?;
     // Noted at most once a minute, so a busy script does not write on every request.
     let stale = row
         .last_used

@@ -152,15 +152,24 @@ impl Store {
     }
 
     pub async fn account(&self, id: i64) -> Result<Option<Account>> {
-        let row = sqlx::query(
-            "SELECT id, username, display_name, role, disabled FROM users WHERE id = $1",
+        // One round trip (every request asks): the user with a row per scope entry.
+        let rows = sqlx::query(
+            "SELECT u.id, u.username, u.display_name, u.role, u.disabled, s.kind, s.code \
+             FROM users u LEFT JOIN user_scopes s ON s.user_id = u.id WHERE u.id = $1 \
+             ORDER BY s.kind, s.code",
         )
         .bind(id)
-        .fetch_optional(self.pool())
+        .fetch_all(self.pool())
         .await?;
-        let Some(row) = row else { return Ok(None) };
-        let mut account = account_from(&row)?;
-        account.scope = self.scope_of(id).await?;
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let mut account = account_from(first)?;
+        for r in &rows {
+            if r.try_get::<Option<String>, _>(5)?.is_some() {
+                account.scope.push(scope_from(r, 5)?);
+            }
+        }
         Ok(Some(account))
     }
 
@@ -222,6 +231,31 @@ impl Store {
             .fetch_optional(self.pool())
             .await?;
         row.as_ref().map(token_from).transpose()
+    }
+
+    /// A token with its user's account, in one round trip (every API request asks).
+    pub async fn token_with_account(&self, id: &str) -> Result<Option<(TokenRow, Account)>> {
+        let rows = sqlx::query(&format!(
+            "SELECT t.id, t.user_id, u.username, t.label, t.secret_sha256, t.created_ms, \
+             t.expires_ms, t.revoked_ms, t.last_used_ms, \
+             u.id, u.username, u.display_name, u.role, u.disabled, s.kind, s.code \
+             FROM api_tokens t JOIN users u ON u.id = t.user_id \
+             LEFT JOIN user_scopes s ON s.user_id = u.id WHERE t.id = $1 ORDER BY s.kind, s.code"
+        ))
+        .bind(id)
+        .fetch_all(self.pool())
+        .await?;
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let token = token_from(first)?;
+        let mut account = account_at(first, 9)?;
+        for r in &rows {
+            if r.try_get::<Option<String>, _>(14)?.is_some() {
+                account.scope.push(scope_from(r, 14)?);
+            }
+        }
+        Ok(Some((token, account)))
     }
 
     pub async fn tokens(&self) -> Result<Vec<TokenRow>> {
@@ -427,15 +461,21 @@ fn token_from(r: &AnyRow) -> Result<TokenRow> {
 }
 
 fn account_from(r: &AnyRow) -> Result<Account> {
-    let role: String = r.try_get(3)?;
+    account_at(r, 0)
+}
+
+/// The account whose id, username, display name, role and disabled flag are the five columns
+/// from `first`.
+fn account_at(r: &AnyRow, first: usize) -> Result<Account> {
+    let role: String = r.try_get(first + 3)?;
     Ok(Account {
-        id: r.try_get(0)?,
-        username: r.try_get(1)?,
-        display_name: r.try_get(2)?,
+        id: r.try_get(first)?,
+        username: r.try_get(first + 1)?,
+        display_name: r.try_get(first + 2)?,
         role: role
             .parse()
             .map_err(|_| Error::Corrupt(format!("user role '{role}' is not a role")))?,
-        disabled: r.try_get::<i64, _>(4)? != 0,
+        disabled: r.try_get::<i64, _>(first + 4)? != 0,
         scope: Vec::new(),
     })
 }

@@ -101,6 +101,29 @@ fn import_from(r: &sqlx::any::AnyRow) -> Result<SettlementImportRow> {
     })
 }
 
+/// The four counter readings around `[$2, $3)` of device `$1` (`$4` = `$3` less an hour), each
+/// tagged with its place (0: raw before, 1: raw after, 2: hourly rollup before, 3: after). A
+/// bucket's readings lie within its hour and buckets do not overlap, so the order of the buckets
+/// is the order of their first and last readings: walking the primary key from the bound finds a
+/// rollup neighbour in a row or two instead of sorting a year of hours.
+const NEIGHBOURS: &str =
+    "SELECT CAST(0 AS BIGINT), ts_ms, energy_lifetime_wh, energy_today_wh, state FROM \
+       (SELECT ts_ms, energy_lifetime_wh, energy_today_wh, state FROM raw_samples \
+        WHERE device_id = $1 AND ts_ms < $2 ORDER BY ts_ms DESC LIMIT 1) b \
+     UNION ALL SELECT CAST(1 AS BIGINT), ts_ms, energy_lifetime_wh, energy_today_wh, state FROM \
+       (SELECT ts_ms, energy_lifetime_wh, energy_today_wh, state FROM raw_samples \
+        WHERE device_id = $1 AND ts_ms >= $3 ORDER BY ts_ms LIMIT 1) a \
+     UNION ALL SELECT CAST(2 AS BIGINT), energy_last_ms, energy_last_wh, NULL, NULL FROM \
+       (SELECT energy_last_ms, energy_last_wh FROM rollups \
+        WHERE device_id = $1 AND period_s = 3600 AND bucket_ms < $2 \
+        AND energy_last_ms IS NOT NULL AND energy_last_ms < $2 \
+        ORDER BY bucket_ms DESC LIMIT 1) rb \
+     UNION ALL SELECT CAST(3 AS BIGINT), energy_first_ms, energy_first_wh, NULL, NULL FROM \
+       (SELECT energy_first_ms, energy_first_wh FROM rollups \
+        WHERE device_id = $1 AND period_s = 3600 AND bucket_ms > $4 \
+        AND energy_first_ms IS NOT NULL AND energy_first_ms >= $3 \
+        ORDER BY bucket_ms LIMIT 1) ra";
+
 const IMPORT_COLUMNS: &str = "id, source, sha256, size_bytes, encoding, lines, uploaded_ms";
 
 impl Store {
@@ -132,6 +155,51 @@ impl Store {
             .collect()
     }
 
+    /// [`Store::energy_readings`] of `[from, to)` and [`Store::energy_neighbours`] of the span in
+    /// one round trip: (the readings, oldest first; the neighbours, in their order).
+    pub async fn energy_readings_around(
+        &self,
+        device: &DeviceId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<(Vec<EnergyReading>, Vec<EnergyReading>)> {
+        self.settle_part(super::behind::Part::Rollups).await?;
+        let rows = sqlx::query(&format!(
+            "{NEIGHBOURS} UNION ALL SELECT CAST(4 AS BIGINT), ts_ms, energy_lifetime_wh, energy_today_wh, \
+             state FROM raw_samples WHERE device_id = $1 AND ts_ms >= $2 AND ts_ms < $3 ORDER BY 1, 2"
+        ))
+        .bind(device.as_str())
+        .bind(from.timestamp_millis())
+        .bind(to.timestamp_millis())
+        .bind(to.timestamp_millis() - 3_600_000)
+        .fetch_all(self.pool())
+        .await?;
+        let (mut readings, mut neighbours) = (Vec::new(), Vec::new());
+        for r in rows {
+            let slot: i64 = r.try_get(0)?;
+            let reading = EnergyReading {
+                at: ms_to_utc(
+                    r.try_get(1)?,
+                    if slot == 2 || slot == 3 {
+                        ROLLUP_ENERGY_TS
+                    } else {
+                        RAW_TS
+                    },
+                )?,
+                lifetime_wh: r.try_get(2)?,
+                today_wh: r.try_get::<Option<f64>, _>(3)?,
+                // A neighbour bridges a gap in the counter; its state is not read.
+                state: if slot == 4 { r.try_get(4)? } else { None },
+            };
+            if slot == 4 {
+                readings.push(reading);
+            } else {
+                neighbours.push(reading);
+            }
+        }
+        Ok((readings, neighbours))
+    }
+
     /// The counter readings just outside `[from, to)`: the last before `from` and the first at or
     /// after `to`, from raw samples and hourly rollups (which outlive raw retention), so that a gap
     /// across a period boundary is bridged rather than cut.
@@ -159,34 +227,14 @@ impl Store {
     ) -> Result<[Option<EnergyReading>; 4]> {
         self.settle_part(super::behind::Part::Rollups).await?;
         let mut out: [Option<EnergyReading>; 4] = Default::default();
-        // One round trip for the four. A bucket's readings lie within its hour and buckets do not
-        // overlap, so the order of the buckets is the order of their first and last readings:
-        // walking the primary key from the bound finds a rollup neighbour in a row or two
-        // instead of sorting a year of hours.
-        let rows = sqlx::query(
-            "SELECT CAST(0 AS BIGINT), ts_ms, energy_lifetime_wh, energy_today_wh FROM \
-               (SELECT ts_ms, energy_lifetime_wh, energy_today_wh FROM raw_samples \
-                WHERE device_id = $1 AND ts_ms < $2 ORDER BY ts_ms DESC LIMIT 1) b \
-             UNION ALL SELECT CAST(1 AS BIGINT), ts_ms, energy_lifetime_wh, energy_today_wh FROM \
-               (SELECT ts_ms, energy_lifetime_wh, energy_today_wh FROM raw_samples \
-                WHERE device_id = $1 AND ts_ms >= $3 ORDER BY ts_ms LIMIT 1) a \
-             UNION ALL SELECT CAST(2 AS BIGINT), energy_last_ms, energy_last_wh, NULL FROM \
-               (SELECT energy_last_ms, energy_last_wh FROM rollups \
-                WHERE device_id = $1 AND period_s = 3600 AND bucket_ms < $2 \
-                AND energy_last_ms IS NOT NULL AND energy_last_ms < $2 \
-                ORDER BY bucket_ms DESC LIMIT 1) rb \
-             UNION ALL SELECT CAST(3 AS BIGINT), energy_first_ms, energy_first_wh, NULL FROM \
-               (SELECT energy_first_ms, energy_first_wh FROM rollups \
-                WHERE device_id = $1 AND period_s = 3600 AND bucket_ms > $4 \
-                AND energy_first_ms IS NOT NULL AND energy_first_ms >= $3 \
-                ORDER BY bucket_ms LIMIT 1) ra",
-        )
-        .bind(device.as_str())
-        .bind(from.timestamp_millis())
-        .bind(to.timestamp_millis())
-        .bind(to.timestamp_millis() - 3_600_000)
-        .fetch_all(self.pool())
-        .await?;
+        // One round trip for the four.
+        let rows = sqlx::query(NEIGHBOURS)
+            .bind(device.as_str())
+            .bind(from.timestamp_millis())
+            .bind(to.timestamp_millis())
+            .bind(to.timestamp_millis() - 3_600_000)
+            .fetch_all(self.pool())
+            .await?;
         for r in rows {
             let slot = usize::try_from(r.try_get::<i64, _>(0)?).unwrap_or(usize::MAX);
             if let Some(place) = out.get_mut(slot) {

@@ -653,20 +653,40 @@ impl Store {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<RollupRow>> {
+        self.rollups_of(device, &[period_s], from, to).await
+    }
+
+    /// [`Store::rollups`] of several periods in one round trip: by period (shortest first), then
+    /// oldest first.
+    pub async fn rollups_of(
+        &self,
+        device: &DeviceId,
+        periods: &[i64],
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<RollupRow>> {
+        if periods.is_empty() {
+            return Ok(Vec::new());
+        }
         self.settle_part(Part::Rollups).await?;
-        let rows = sqlx::query(
+        let marks: Vec<String> = (0..periods.len()).map(|i| format!("${}", i + 4)).collect();
+        let sql = format!(
             "SELECT bucket_ms, samples, power_sum, power_min, power_max, energy_first_ms, energy_first_wh, \
-             energy_last_ms, energy_last_wh FROM rollups WHERE device_id = $1 AND period_s = $2 \
-             AND bucket_ms >= $3 AND bucket_ms < $4 ORDER BY bucket_ms",
-        )
-        .bind(device.as_str())
-        .bind(period_s)
-        .bind(from.timestamp_millis())
-        .bind(to.timestamp_millis())
-        .fetch_all(self.pool())
-        .await?;
+             energy_last_ms, energy_last_wh, period_s FROM rollups WHERE device_id = $1 \
+             AND bucket_ms >= $2 AND bucket_ms < $3 AND period_s IN ({}) ORDER BY period_s, bucket_ms",
+            marks.join(", ")
+        );
+        let mut q = sqlx::query(&sql)
+            .bind(device.as_str())
+            .bind(from.timestamp_millis())
+            .bind(to.timestamp_millis());
+        for p in periods {
+            q = q.bind(*p);
+        }
+        let rows = q.fetch_all(self.pool()).await?;
         rows.iter()
             .map(|r| {
+                let period_s: i64 = r.try_get(9)?;
                 let samples: i64 = r.try_get(1)?;
                 let power_sum: f64 = r.try_get(2)?;
                 let power_min: Option<f64> = r.try_get(3)?;
