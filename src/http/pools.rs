@@ -78,7 +78,7 @@ pub(super) async fn panel(
                     (errors(ADD_FIELDS[1]))
                     label { (tr(lang, "pool.from")) " " input type="text" name="from" size="8" placeholder="YYYY-MM" value=(this_month) aria-invalid=[invalid("from")]; }
                     (errors(ADD_FIELDS[2]))
-                    label { (tr(lang, "pool.until")) " " input type="text" name="until" size="8" placeholder=(tr(lang, "pool.until_hint")) aria-invalid=[invalid("until")]; }
+                    label { (tr(lang, "pool.until")) " " input type="text" name="until" size="12" placeholder=(tr(lang, "pool.until_hint")) aria-invalid=[invalid("until")]; }
                     (errors(ADD_FIELDS[3]))
                     button type="submit" { (tr(lang, "pool.submit")) }
                 }
