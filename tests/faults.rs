@@ -587,6 +587,7 @@ async fn a_postgres_restart_while_ingesting_loses_nothing_stores_nothing_twice_a
     // batch lands and the stream goes on, every waiter hears "stored".
     pg.start().await?;
     let outage = down.elapsed();
+    let back = Instant::now();
     feeder.await??;
     let deadline = Instant::now() + Duration::from_secs(90);
     while look(&mut waiters, &mut heard) < waiters.len()
@@ -598,6 +599,8 @@ async fn a_postgres_restart_while_ingesting_loses_nothing_stores_nothing_twice_a
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+
+    let caught_up = back.elapsed();
 
     // Every sample stored once: the count, and no duplicate (device, time) in the table.
     assert_eq!(store.raw_count().await?, PG_SAMPLES);
@@ -660,12 +663,13 @@ async fn a_postgres_restart_while_ingesting_loses_nothing_stores_nothing_twice_a
     eprintln!(
         "postgres restart: {PG_SAMPLES} samples in {} batches, {stored_before} batches stored before \
          the crash, outage {:.1} s, {retries_down} failed writes retried while down ({} in all), reader failed in \
-         {:.1} s with \"{count_error}\" (ping: \"{ping_error}\"), {} duplicates recognised",
+         {:.1} s with \"{count_error}\" (ping: \"{ping_error}\"), {} duplicates recognised, every batch stored {:.1} s after the restart",
         PG_SAMPLES / PG_BATCH,
         outage.as_secs_f64(),
         metrics.store_write_retries.get() - retries_before,
         read_took.as_secs_f64(),
         metrics.samples_duplicate.get(),
+        caught_up.as_secs_f64(),
     );
     cancel.cancel();
     assert_eq!(
