@@ -66,7 +66,7 @@ impl Store {
         scope: &[ScopeEntry],
         at: DateTime<Utc>,
     ) -> Result<i64> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write(self.pool()).await?;
         let inserted = sqlx::query(
             "INSERT INTO users (username, display_name, role, password_hash, disabled, created_ms, updated_ms) \
              VALUES ($1, $2, $3, $4, 0, $5, $5) RETURNING id",

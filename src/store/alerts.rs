@@ -122,7 +122,7 @@ fn alert_row(r: &AnyRow) -> Result<AlertRow> {
 impl Store {
     /// Records a new alert and its `opened` history line; returns its id.
     pub async fn open_alert(&self, a: &NewAlert<'_>) -> Result<i64> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write(self.pool()).await?;
         let row = sqlx::query(
             "INSERT INTO alerts (kind, station, subject, county, severity, state, message, opened_ms, \
              since_ms, flapping) VALUES ($1, $2, $3, $4, $5, 'open', $6, $7, $8, $9) RETURNING id",
@@ -153,7 +153,7 @@ impl Store {
 
     /// Marks an alert resolved (idempotent) with a `resolved` history line.
     pub async fn resolve_alert(&self, id: i64, at: DateTime<Utc>, message: &str) -> Result<()> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write(self.pool()).await?;
         let done = sqlx::query(
             "UPDATE alerts SET state = 'resolved', resolved_ms = $1 WHERE id = $2 AND state <> 'resolved'",
         )
@@ -193,7 +193,7 @@ impl Store {
         note: &str,
         at: DateTime<Utc>,
     ) -> Result<AckOutcome> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write(self.pool()).await?;
         let done = sqlx::query(
             "UPDATE alerts SET state = 'acknowledged', ack_by = $1, ack_note = $2, ack_ms = $3 \
              WHERE id = $4 AND state <> 'resolved'",

@@ -133,7 +133,7 @@ impl Store {
         if !rollups && !latest {
             return Ok(());
         }
-        let mut tx = self.writer().begin().await?;
+        let mut tx = self.begin_write(self.writer()).await?;
         if rollups {
             // Written in key order: neighbouring buckets share B-tree pages.
             let mut rows: Vec<(&str, i64, i64, &Agg)> = pending

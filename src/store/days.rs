@@ -203,7 +203,7 @@ impl Store {
         if days.is_empty() {
             return Ok(());
         }
-        let mut tx = self.writer().begin().await?;
+        let mut tx = self.begin_write(self.writer()).await?;
         for chunk in days.chunks(super::samples::rows_per_statement(4)) {
             let mut sql = String::from(
                 "INSERT INTO station_days (station_id, day_ms, to_ms, reach_from_ms, energy_wh, notes, \
@@ -254,7 +254,7 @@ impl Store {
         if rows.is_empty() {
             return Ok(out);
         }
-        let mut tx = self.writer().begin().await?;
+        let mut tx = self.begin_write(self.writer()).await?;
         for (r, seen) in rows {
             let applied = bind_figures(sqlx::query(UPDATE_DAY), r)
                 .bind(r.reach_from_ms)
@@ -329,7 +329,7 @@ impl Store {
         if months.is_empty() {
             return Ok(());
         }
-        let mut tx = self.writer().begin().await?;
+        let mut tx = self.begin_write(self.writer()).await?;
         for m in months {
             let r = &m.row;
             let sql = format!(

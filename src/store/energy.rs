@@ -106,6 +106,9 @@ fn import_from(r: &sqlx::any::AnyRow) -> Result<SettlementImportRow> {
 /// bucket's readings lie within its hour and buckets do not overlap, so the order of the buckets
 /// is the order of their first and last readings: walking the primary key from the bound finds a
 /// rollup neighbour in a row or two instead of sorting a year of hours.
+/// The place of a reading inside the span in [`Store::energy_readings_around`]'s rows.
+const READING: i64 = 4;
+
 const NEIGHBOURS: &str =
     "SELECT CAST(0 AS BIGINT), ts_ms, energy_lifetime_wh, energy_today_wh, state FROM \
        (SELECT ts_ms, energy_lifetime_wh, energy_today_wh, state FROM raw_samples \
@@ -163,41 +166,57 @@ impl Store {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<(Vec<EnergyReading>, Vec<EnergyReading>)> {
-        self.settle_part(super::behind::Part::Rollups).await?;
-        let rows = sqlx::query(&format!(
+        let sql = format!(
             "{NEIGHBOURS} UNION ALL SELECT CAST(4 AS BIGINT), ts_ms, energy_lifetime_wh, energy_today_wh, \
              state FROM raw_samples WHERE device_id = $1 AND ts_ms >= $2 AND ts_ms < $3 ORDER BY 1, 2"
-        ))
-        .bind(device.as_str())
-        .bind(from.timestamp_millis())
-        .bind(to.timestamp_millis())
-        .bind(to.timestamp_millis() - 3_600_000)
-        .fetch_all(self.pool())
-        .await?;
+        );
         let (mut readings, mut neighbours) = (Vec::new(), Vec::new());
-        for r in rows {
-            let slot: i64 = r.try_get(0)?;
-            let reading = EnergyReading {
-                at: ms_to_utc(
-                    r.try_get(1)?,
-                    if slot == 2 || slot == 3 {
-                        ROLLUP_ENERGY_TS
-                    } else {
-                        RAW_TS
-                    },
-                )?,
-                lifetime_wh: r.try_get(2)?,
-                today_wh: r.try_get::<Option<f64>, _>(3)?,
-                // A neighbour bridges a gap in the counter; its state is not read.
-                state: if slot == 4 { r.try_get(4)? } else { None },
-            };
-            if slot == 4 {
+        for (slot, reading) in self.tagged_readings(&sql, device, from, to).await? {
+            if slot == READING {
                 readings.push(reading);
             } else {
                 neighbours.push(reading);
             }
         }
         Ok((readings, neighbours))
+    }
+
+    /// The rows of `sql` (with [`NEIGHBOURS`]' parameters and columns), each with its place.
+    async fn tagged_readings(
+        &self,
+        sql: &str,
+        device: &DeviceId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<(i64, EnergyReading)>> {
+        self.settle_part(super::behind::Part::Rollups).await?;
+        let rows = sqlx::query(sql)
+            .bind(device.as_str())
+            .bind(from.timestamp_millis())
+            .bind(to.timestamp_millis())
+            .bind(to.timestamp_millis() - 3_600_000)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let slot: i64 = r.try_get(0)?;
+                let column = if slot == 2 || slot == 3 {
+                    ROLLUP_ENERGY_TS
+                } else {
+                    RAW_TS
+                };
+                Ok((
+                    slot,
+                    EnergyReading {
+                        at: ms_to_utc(r.try_get(1)?, column)?,
+                        lifetime_wh: r.try_get(2)?,
+                        today_wh: r.try_get::<Option<f64>, _>(3)?,
+                        // A neighbour bridges a gap in the counter; its state is not read.
+                        state: if slot == READING { r.try_get(4)? } else { None },
+                    },
+                ))
+            })
+            .collect()
     }
 
     /// The counter readings just outside `[from, to)`: the last before `from` and the first at or
@@ -225,28 +244,11 @@ impl Store {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<[Option<EnergyReading>; 4]> {
-        self.settle_part(super::behind::Part::Rollups).await?;
         let mut out: [Option<EnergyReading>; 4] = Default::default();
         // One round trip for the four.
-        let rows = sqlx::query(NEIGHBOURS)
-            .bind(device.as_str())
-            .bind(from.timestamp_millis())
-            .bind(to.timestamp_millis())
-            .bind(to.timestamp_millis() - 3_600_000)
-            .fetch_all(self.pool())
-            .await?;
-        for r in rows {
-            let slot = usize::try_from(r.try_get::<i64, _>(0)?).unwrap_or(usize::MAX);
-            if let Some(place) = out.get_mut(slot) {
-                *place = Some(EnergyReading {
-                    at: ms_to_utc(
-                        r.try_get(1)?,
-                        if slot < 2 { RAW_TS } else { ROLLUP_ENERGY_TS },
-                    )?,
-                    lifetime_wh: r.try_get(2)?,
-                    today_wh: r.try_get::<Option<f64>, _>(3)?,
-                    state: None,
-                });
+        for (slot, reading) in self.tagged_readings(NEIGHBOURS, device, from, to).await? {
+            if let Some(place) = usize::try_from(slot).ok().and_then(|i| out.get_mut(i)) {
+                *place = Some(reading);
             }
         }
         Ok(out)
@@ -263,7 +265,7 @@ impl Store {
         if let Some(earlier) = self.settlement_import_by_digest(&import.sha256).await? {
             return Ok(SettlementInsert::Duplicate(earlier));
         }
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write(self.pool()).await?;
         let mut taken = Vec::new();
         for (i, s) in rows.iter().enumerate() {
             let exists = sqlx::query("SELECT 1 FROM settlements WHERE station = $1 AND month = $2")

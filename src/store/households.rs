@@ -137,7 +137,7 @@ impl Store {
     /// Inserts the households of the deployment file that the registry does not hold yet; the
     /// registry's own rows (edited, retired, imported) are left as they are.
     pub async fn seed_households(&self, households: &[Household], at_ms: i64) -> Result<usize> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write(self.pool()).await?;
         let mut added = 0;
         for h in households {
             if insert_household(&mut tx, h, Origin::File, at_ms, SEEDED_BY).await? {
@@ -184,7 +184,7 @@ impl Store {
         at_ms: i64,
         roster: Option<i64>,
     ) -> Result<()> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write(self.pool()).await?;
         if let Some(import) = roster {
             let marked = sqlx::query(
                 "UPDATE roster_imports SET applied_ms = $1 WHERE id = $2 AND applied_ms IS NULL",
@@ -322,7 +322,7 @@ impl Store {
     /// and older than [`PREVIEW_KEPT_MS`] (of any village) are dropped in the same transaction:
     /// the rows they hold (names, ID-card years, bank accounts) do not linger.
     pub async fn save_roster_import(&self, r: &RosterImportRow) -> Result<i64> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write(self.pool()).await?;
         sqlx::query("DELETE FROM roster_imports WHERE applied_ms IS NULL AND uploaded_ms < $1")
             .bind(r.uploaded_ms - PREVIEW_KEPT_MS)
             .execute(&mut *tx)
@@ -423,7 +423,7 @@ fn job_from(r: &sqlx::any::AnyRow) -> Result<JobRow> {
 impl Store {
     /// Inserts the jobs of the deployment file the registry does not hold yet.
     pub async fn seed_jobs(&self, jobs: &[JobPost], at_ms: i64) -> Result<usize> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write(self.pool()).await?;
         let mut added = 0;
         for j in jobs {
             if insert_job(&mut tx, j, Origin::File, at_ms, SEEDED_BY).await? {
@@ -463,7 +463,7 @@ impl Store {
 
     /// Applies `changes` in one transaction, each with a line of history.
     pub async fn change_jobs(&self, changes: &[JobChange], who: &str, at_ms: i64) -> Result<()> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write(self.pool()).await?;
         for change in changes {
             let (id, village, what, detail) = match change {
                 JobChange::Add(j, origin) => {

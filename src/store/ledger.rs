@@ -282,7 +282,7 @@ impl Store {
         record: Option<&str>,
         at: DateTime<Utc>,
     ) -> Result<bool> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write(self.pool()).await?;
         let current =
             sqlx::query("SELECT state FROM ledger_plans WHERE village = $1 AND year = $2")
                 .bind(village)
@@ -411,7 +411,7 @@ impl Store {
         at: DateTime<Utc>,
     ) -> Result<bool> {
         let month = run.month.to_string();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write(self.pool()).await?;
         let status = sqlx::query("SELECT status, fingerprint FROM ledger_months WHERE month = $1")
             .bind(&month)
             .fetch_optional(&mut *tx)
@@ -637,7 +637,7 @@ impl Store {
         note: &str,
         at: DateTime<Utc>,
     ) -> Result<bool> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write(self.pool()).await?;
         let done = sqlx::query(
             "UPDATE ledger_months SET status = $1, paid_ms = $2, paid_by = $3 WHERE month = $4 AND status = $5",
         )
@@ -775,7 +775,7 @@ impl Store {
         month: Option<&str>,
         detail: &str,
     ) -> Result<()> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write(self.pool()).await?;
         audit_in(&mut tx, at, who, action, village, month, detail).await?;
         tx.commit().await?;
         Ok(())
@@ -812,7 +812,7 @@ impl Store {
         &self,
         month: YearMonth,
     ) -> Result<Option<sqlx::Transaction<'static, Any>>> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write(self.pool()).await?;
         let paid = sqlx::query("SELECT 1 FROM ledger_months WHERE month = $1 AND status = $2")
             .bind(month.to_string())
             .bind(super::MONTH_PAID)
@@ -1185,7 +1185,7 @@ impl Store {
     /// Sets a village's opening balance, only while the ledger has no month recorded (checked in
     /// the same transaction). Returns false when a month is recorded already.
     pub async fn set_opening_balance(&self, o: &OpeningRow) -> Result<bool> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write(self.pool()).await?;
         let started = sqlx::query("SELECT 1 FROM ledger_months LIMIT 1")
             .fetch_optional(&mut *tx)
             .await?;

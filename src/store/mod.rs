@@ -263,6 +263,21 @@ impl Store {
         self.changes.fetch_add(1, Ordering::AcqRel);
     }
 
+    /// Begins a transaction that writes, on `pool` (the shared pool or SQLite's writer). On SQLite
+    /// it is `BEGIN IMMEDIATE`: it takes the write lock first, waiting up to the busy timeout for
+    /// another writer, so a transaction that reads before it writes never fails with "database is
+    /// locked" because another connection committed after its read (a deferred one would). On
+    /// PostgreSQL, a plain `BEGIN`.
+    pub(crate) async fn begin_write(
+        &self,
+        pool: &AnyPool,
+    ) -> std::result::Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend() {
+            Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => pool.begin().await,
+        }
+    }
+
     /// Checks the database answers (for `/healthz`).
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;

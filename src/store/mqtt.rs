@@ -43,7 +43,7 @@ impl Store {
         if rows.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write(self.pool()).await?;
         for r in rows {
             sqlx::query(
                 "INSERT INTO mqtt_unknown (logger, device_key, topic, first_seen_ms, last_seen_ms, \
@@ -73,7 +73,7 @@ impl Store {
         if rows.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write(self.pool()).await?;
         for r in rows {
             sqlx::query(
                 "INSERT INTO mqtt_rejected (topic, reason, first_seen_ms, last_seen_ms, messages, \

@@ -212,7 +212,7 @@ impl Store {
     /// Saves a plan's figures while it is a draft. The first save of a plan brings `seed`, the
     /// entries it already had (the deployment file's), in the same transaction.
     pub async fn save_plan(&self, plan: &PlanRow, seed: &[PlanEntryRow]) -> Result<PlanWrite> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write(self.pool()).await?;
         if let Some(state) = claim_draft(&mut tx, &plan.village, plan.year, plan.at).await? {
             tx.rollback().await?;
             return Ok(PlanWrite::NotDraft(state));
@@ -298,7 +298,7 @@ impl Store {
     /// Adds a planned payment to a plan saved in the browser, while the plan is a draft and the
     /// entry's month is not paid.
     pub async fn add_plan_entry(&self, e: &PlanEntryRow) -> Result<PlanWrite> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write(self.pool()).await?;
         if let Some(write) = refuse_entry_write(&mut tx, &e.village, e.year, e.month, e.at).await? {
             tx.rollback().await?;
             return Ok(write);
@@ -327,7 +327,7 @@ impl Store {
         who: &str,
         at: DateTime<Utc>,
     ) -> Result<PlanWrite> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write(self.pool()).await?;
         let Some(row) = sqlx::query(&format!(
             "SELECT {ENTRY_COLUMNS} FROM plan_entries WHERE id = $1 AND village = $2 AND year = $3"
         ))

@@ -64,6 +64,22 @@ fn window(m: &PoolMemberRow) -> String {
     )
 }
 
+async fn insert(tx: &mut sqlx::Transaction<'static, sqlx::Any>, m: &PoolMemberRow) -> Result<u64> {
+    Ok(sqlx::query(
+        "INSERT INTO pool_members (station, household, from_month, until_month, recorded_ms, recorded_by) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&m.station)
+    .bind(&m.household)
+    .bind(m.from.to_string())
+    .bind(m.until.map(|u| u.to_string()))
+    .bind(ms(m.at))
+    .bind(&m.by)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected())
+}
+
 impl Store {
     /// Every beneficiary kept in the browser, by station and household.
     pub async fn pool_members(&self) -> Result<Vec<PoolMemberRow>> {
@@ -91,18 +107,7 @@ impl Store {
             tx.rollback().await?;
             return Ok(PoolWrite::Exists);
         }
-        sqlx::query(
-            "INSERT INTO pool_members (station, household, from_month, until_month, recorded_ms, recorded_by) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&m.station)
-        .bind(&m.household)
-        .bind(m.from.to_string())
-        .bind(m.until.map(|u| u.to_string()))
-        .bind(ms(m.at))
-        .bind(&m.by)
-        .execute(&mut *tx)
-        .await?;
+        insert(&mut tx, m).await?;
         audit_in(
             &mut tx,
             m.at,
@@ -150,21 +155,7 @@ impl Store {
                 .await?
                 .rows_affected(),
             ),
-            None => Some(
-                sqlx::query(
-                    "INSERT INTO pool_members (station, household, from_month, until_month, recorded_ms, recorded_by) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(&m.station)
-                .bind(&m.household)
-                .bind(m.from.to_string())
-                .bind(until.to_string())
-                .bind(ms(m.at))
-                .bind(&m.by)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected(),
-            ),
+            None => Some(insert(&mut tx, m).await?),
         };
         if written != Some(1) {
             tx.rollback().await?;

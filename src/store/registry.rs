@@ -14,7 +14,7 @@ impl Store {
     /// Replaces the registry mirror with what `d` declares, in one transaction, and seeds the
     /// household registry with the file's households it does not hold yet.
     pub async fn sync_registry(&self, d: &Deployment) -> Result<()> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write(self.pool()).await?;
         for table in [
             "counties",
             "townships",

@@ -343,7 +343,7 @@ impl Store {
             Ok::<_, super::Error>(q)
         };
         let statements = unique.len().div_ceil(per);
-        let mut tx = self.writer().begin().await?;
+        let mut tx = self.begin_write(self.writer()).await?;
         let mut inserted = vec![false; unique.len()];
         let mut any_stored = false;
         let mut next = Some(build(0, &mut latest_text)?);
@@ -519,7 +519,7 @@ impl Store {
         if let Some(pending) = behind.as_mut() {
             self.flush_pending(pending, Part::All).await?;
         }
-        let mut tx = self.writer().begin().await?;
+        let mut tx = self.begin_write(self.writer()).await?;
         let mut outcome = WriteOutcome::default();
         let mut aggs: BTreeMap<(&str, i64, i64), Agg> = BTreeMap::new();
         let mut newest: BTreeMap<&str, &Sample> = BTreeMap::new();
@@ -726,7 +726,7 @@ impl Store {
         // rowid out again, so the watermark is reset to what remains.
         let mut pending = behind.lock().await;
         self.flush_pending(&mut pending, Part::Rollups).await?;
-        let mut tx = self.writer().begin().await?;
+        let mut tx = self.begin_write(self.writer()).await?;
         let done = sqlx::query("DELETE FROM raw_samples WHERE ts_ms < $1")
             .bind(cutoff.timestamp_millis())
             .execute(&mut *tx)
@@ -1031,7 +1031,7 @@ impl Store {
         entries: &[QuarantineEntry<'_>],
         received: DateTime<Utc>,
     ) -> Result<()> {
-        let mut tx = self.writer().begin().await?;
+        let mut tx = self.begin_write(self.writer()).await?;
         for chunk in entries.chunks(rows_per_statement(6)) {
             let mut sql = String::from(
                 "INSERT INTO quarantine (device_id, ts_ms, received_ms, code, reason, readings) VALUES ",

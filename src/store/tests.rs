@@ -240,3 +240,59 @@ async fn corrupt_stored_times_and_readings_are_errors_naming_them_on_every_backe
         );
     }
 }
+
+/// A transaction that reads before it writes (a settlement import checks the months are not yet
+/// settled) while samples are being written on the writer connection: on SQLite a deferred
+/// transaction whose snapshot went stale fails at once with "database is locked" instead of
+/// waiting its turn. Every such import here must land.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_that_reads_first_waits_for_concurrent_sample_writes_instead_of_failing() {
+    let t = testing::sqlite().await.expect("store");
+    let store = t.store.clone();
+    let writer = tokio::spawn(async move {
+        for i in 0..400_i64 {
+            let batch = vec![sample(
+                "D1",
+                at(0, 0) + Duration::seconds(i),
+                1000.0,
+                1_000.0 + i as f64,
+            )];
+            store
+                .write_samples(&batch, &shanghai)
+                .await
+                .expect("samples");
+        }
+    });
+    let mut imported = 0;
+    for i in 0..60_u32 {
+        let month =
+            crate::domain::YearMonth::new(2000 + i32::try_from(i / 12).unwrap_or(0), i % 12 + 1)
+                .expect("month");
+        let import = energy::SettlementImportRow {
+            id: 0,
+            source: format!("结算单-{i}.csv"),
+            sha256: format!("{i:064x}"),
+            size_bytes: 10,
+            encoding: "utf-8".into(),
+            lines: 1,
+            uploaded: at(1, 0),
+        };
+        let row = energy::SettlementRow {
+            station: crate::domain::StationId::new("S1"),
+            month,
+            energy: crate::domain::WattHours(1000),
+            amount: None,
+            source: import.source.clone(),
+            source_line: 2,
+            imported: at(1, 0),
+            import_id: None,
+            computed: None,
+        };
+        match t.store.insert_settlements(&import, &[row]).await {
+            Ok(energy::SettlementInsert::Inserted { .. }) => imported += 1,
+            other => panic!("import {i} while samples were written: {other:?}"),
+        }
+    }
+    writer.await.expect("writer");
+    assert_eq!(imported, 60);
+}
