@@ -235,13 +235,13 @@ impl Store {
 
     /// A token with its user's account, in one round trip (every API request asks).
     pub async fn token_with_account(&self, id: &str) -> Result<Option<(TokenRow, Account)>> {
-        let rows = sqlx::query(&format!(
+        let rows = sqlx::query(
             "SELECT t.id, t.user_id, u.username, t.label, t.secret_sha256, t.created_ms, \
              t.expires_ms, t.revoked_ms, t.last_used_ms, \
              u.id, u.username, u.display_name, u.role, u.disabled, s.kind, s.code \
              FROM api_tokens t JOIN users u ON u.id = t.user_id \
-             LEFT JOIN user_scopes s ON s.user_id = u.id WHERE t.id = $1 ORDER BY s.kind, s.code"
-        ))
+             LEFT JOIN user_scopes s ON s.user_id = u.id WHERE t.id = $1 ORDER BY s.kind, s.code",
+        )
         .bind(id)
         .fetch_all(self.pool())
         .await?;
