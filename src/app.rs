@@ -191,6 +191,10 @@ pub async fn start_with(
         std::time::Duration::from_secs(60),
         cancel.child_token(),
     ));
+    tracker.spawn(crate::collect::clock::watch(
+        Arc::clone(&metrics),
+        cancel.child_token(),
+    ));
     tracker.spawn(http::purge_logins(
         store.clone(),
         std::time::Duration::from_secs(3600),

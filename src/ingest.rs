@@ -90,6 +90,13 @@ pub enum Rejection {
         reference_wh: f64,
         reference_at: DateTime<Utc>,
     },
+    /// The lifetime counter is above a reading stamped after it: the clock that stamped it is
+    /// behind (Sunshare's own after the system clock stepped back, or a logger's).
+    ClockBehind {
+        value_wh: f64,
+        reference_wh: f64,
+        reference_at: DateTime<Utc>,
+    },
     /// The lifetime counter moved more than the device could produce in the time between.
     CounterSpike {
         value_wh: f64,
@@ -112,6 +119,7 @@ impl Rejection {
             Rejection::InFuture { .. } => "in_future",
             Rejection::TooOld { .. } => "too_old",
             Rejection::CounterBackwards { .. } => "counter_backwards",
+            Rejection::ClockBehind { .. } => "clock_behind",
             Rejection::CounterSpike { .. } => "counter_spike",
         }
     }
@@ -141,6 +149,14 @@ impl Rejection {
                 reference_at,
             } => format!(
                 "energy_lifetime_wh {value_wh:.0} is below {reference_wh:.0} accepted at {}",
+                reference_at.format("%Y-%m-%dT%H:%M:%SZ")
+            ),
+            Rejection::ClockBehind {
+                value_wh,
+                reference_wh,
+                reference_at,
+            } => format!(
+                "energy_lifetime_wh {value_wh:.0} is above the {reference_wh:.0} of a reading stamped later ({}): the clock that stamped it is behind",
                 reference_at.format("%Y-%m-%dT%H:%M:%SZ")
             ),
             Rejection::CounterSpike {
@@ -280,6 +296,13 @@ pub fn check_counter(
         ((at, wh), (reference.at, reference.wh))
     };
     let delta = later.1 - earlier.1;
+    if delta < -COUNTER_BACK_TOLERANCE_WH && at < reference.at {
+        return Err(Rejection::ClockBehind {
+            value_wh: wh,
+            reference_wh: reference.wh,
+            reference_at: reference.at,
+        });
+    }
     if delta < -COUNTER_BACK_TOLERANCE_WH {
         return Err(Rejection::CounterBackwards {
             value_wh: wh,
@@ -1053,11 +1076,12 @@ mod tests {
             check_counter(t0() + hour, 90_000.0, r, RATED).map_err(|e| e.label()),
             Err("counter_backwards")
         );
-        // A late sample one hour before the reference must be lower, but not by more than 76 kWh.
+        // A late sample one hour before the reference must be lower, but not by more than 76 kWh;
+        // one that is higher was stamped by a clock that is behind.
         assert!(check_counter(t0() - hour, 60_000.0, r, RATED).is_ok());
         assert_eq!(
             check_counter(t0() - hour, 110_000.0, r, RATED).map_err(|e| e.label()),
-            Err("counter_backwards")
+            Err("clock_behind")
         );
         assert_eq!(
             check_counter(t0() - hour, 1_000.0, r, RATED).map_err(|e| e.label()),

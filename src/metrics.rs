@@ -36,6 +36,9 @@ pub struct Metrics {
     pub sink_spool_bytes: Gauge<i64, std::sync::atomic::AtomicI64>,
     pub sink_server_up: Gauge<i64, std::sync::atomic::AtomicI64>,
     pub sink_write_errors: Family<ReasonLabels, Counter>,
+    pub clock_steps: Family<ReasonLabels, Counter>,
+    /// Read from the runtime at each [`Metrics::render`].
+    pub tasks_alive: Gauge<i64, std::sync::atomic::AtomicI64>,
 }
 
 impl Default for Metrics {
@@ -68,6 +71,8 @@ impl Metrics {
             sink_spool_bytes: Gauge::default(),
             sink_server_up: Gauge::default(),
             sink_write_errors: Family::default(),
+            clock_steps: Family::default(),
+            tasks_alive: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -166,11 +171,26 @@ impl Metrics {
             "Failed writes to the InfluxDB server, by kind",
             m.sink_write_errors.clone(),
         );
+        registry.register(
+            "clock_steps",
+            "Steps of the system clock that stamps readings, by direction",
+            m.clock_steps.clone(),
+        );
+        registry.register(
+            "tasks_alive",
+            "Tasks alive in the service's async runtime (flat under steady load)",
+            m.tasks_alive.clone(),
+        );
         Metrics { registry, ..m }
     }
 
     /// Prometheus text exposition.
     pub fn render(&self) -> String {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let alive = runtime.metrics().num_alive_tasks();
+            self.tasks_alive
+                .set(i64::try_from(alive).unwrap_or(i64::MAX));
+        }
         let mut out = String::new();
         if encode(&mut out, &self.registry).is_err() {
             out.clear();
