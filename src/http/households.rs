@@ -8,6 +8,7 @@
 
 use super::guard::{Caller, CSRF_FIELD};
 use super::i18n::{tr, trf, Lang};
+use super::ledger::problem_text;
 use super::page::{frame, href, local_time};
 use super::routes::{Access, Routes};
 use super::{ApiError, AppState};
@@ -98,14 +99,6 @@ fn csrf_field(caller: &Caller) -> Markup {
 }
 
 /// A problem in the caller's language.
-fn problem_text(lang: Lang, p: &Problem) -> String {
-    let args: Vec<(&str, &dyn std::fmt::Display)> = p
-        .args
-        .iter()
-        .map(|(k, v)| (k.as_str(), v as &dyn std::fmt::Display))
-        .collect();
-    trf(lang, &p.key, &args)
-}
 
 fn current_status(h: &Household) -> Option<&crate::domain::StatusPeriod> {
     h.status.iter().max_by_key(|p| p.from)
@@ -674,10 +667,11 @@ async fn import_form(
     let read = match roster::read(&file) {
         Ok(r) => r,
         Err(e) => {
+            let said = super::i18n::trs(lang, e.said.0, &e.said.1);
             let message = trf(
                 lang,
                 "household.unreadable",
-                &[("line", &e.line), ("message", &e.message)],
+                &[("line", &e.line), ("message", &said)],
             );
             return refuse_upload(&state, &caller, &code, message).await;
         }
@@ -1109,6 +1103,8 @@ mod tests {
             crate::ledger::pools::PROBLEM_KEYS
                 .iter()
                 .chain(crate::ledger::jobs::PROBLEM_KEYS)
+                .chain(crate::tabular::PROBLEM_KEYS)
+                .chain(&["household.err.roster_no_header"])
                 .map(|k| (*k).to_owned()),
         );
         keys.extend(

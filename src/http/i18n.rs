@@ -78,6 +78,16 @@ pub fn trf(lang: Lang, key: &str, args: &[(&str, &dyn std::fmt::Display)]) -> St
     text
 }
 
+/// [`trf`] with the arguments as the problems of the registry, the ledger and the imports carry
+/// them: names and texts.
+pub fn trs<K: AsRef<str>, V: AsRef<str>>(lang: Lang, key: &str, args: &[(K, V)]) -> String {
+    let mut text = tr(lang, key);
+    for (name, value) in args {
+        text = text.replace(&format!("{{{}}}", name.as_ref()), value.as_ref());
+    }
+    text
+}
+
 pub fn routes() -> Routes {
     Routes::new().get("/lang", Access::PUBLIC, switch)
 }

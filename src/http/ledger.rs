@@ -1665,12 +1665,7 @@ fn note_text(lang: Lang, note: &str) -> String {
 
 /// A problem in the caller's language.
 pub(super) fn problem_text(lang: Lang, p: &ledger::households::Problem) -> String {
-    let args: Vec<(&str, &dyn std::fmt::Display)> = p
-        .args
-        .iter()
-        .map(|(k, v)| (k.as_str(), v as &dyn std::fmt::Display))
-        .collect();
-    trf(lang, &p.key, &args)
+    super::i18n::trs(lang, &p.key, &p.args)
 }
 
 /// What a step recorded, for the history: meeting dates, the publication day, the documents.

@@ -175,13 +175,7 @@ fn refused(lang: Lang, rejected: &Rejected) -> Markup {
 /// A problem in the caller's language when the catalogue has it, else as the import wrote it.
 fn problem_text(lang: Lang, p: &settlement::Problem) -> String {
     match &p.said {
-        Some((key, args)) => {
-            let args: Vec<(&str, &dyn std::fmt::Display)> = args
-                .iter()
-                .map(|(k, v)| (*k, v as &dyn std::fmt::Display))
-                .collect();
-            trf(lang, key, &args)
-        }
+        Some((key, args)) => super::i18n::trs(lang, key, args),
         None => p.message.clone(),
     }
 }
@@ -288,6 +282,25 @@ mod tests {
         assert_eq!(problem_text(Lang::Zh, &empty[0]), "文件是空的。");
     }
 
+    /// A file that is not a table at all (bytes neither UTF-8 nor GBK, a broken workbook) is said
+    /// in the caller's language, with what the reader found.
+    #[test]
+    fn an_unreadable_file_is_said_in_the_callers_language() {
+        let d = crate::energy::testing::deployment();
+        let said = |bytes: &[u8], lang| -> String {
+            let problems = crate::energy::settlement::parse(bytes, &d).expect_err("refused");
+            assert_eq!(problems.len(), 1);
+            problem_text(lang, &problems[0])
+        };
+        let binary = b"station,1\nS1,\x81\x20\xff\n".as_slice();
+        let text = said(binary, Lang::Zh);
+        assert!(text.contains("既不是 UTF-8 也不是 GBK"), "{text}");
+        assert!(said(binary, Lang::En).contains("neither UTF-8 nor GBK"));
+        // A ZIP signature with nothing readable behind it: the reader's own words, in a Chinese frame.
+        let text = said(b"PK\x03\x04 not a workbook", Lang::Zh);
+        assert!(text.starts_with("不是可读的电子表格："), "{text}");
+    }
+
     /// The header, unit and total-row checks are said in Chinese too, with their figures.
     #[test]
     fn header_unit_and_total_problems_are_said_in_chinese() {
@@ -327,6 +340,11 @@ mod tests {
                     .all(|t| !t.contains("settle.err.") && !t.contains("row")),
                 "{file}: {texts:?}"
             );
+        }
+        for key in crate::tabular::PROBLEM_KEYS {
+            for lang in [Lang::Zh, Lang::En] {
+                assert_ne!(tr(lang, key), *key, "{key} has no {lang:?} text");
+            }
         }
         for key in [
             "settle.err.no_header",

@@ -70,12 +70,9 @@ const REQUIRED: [Column; 5] = [
     Column::Labour,
 ];
 
-/// Why a roster cannot be read at all (its lines are judged one by one later).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Unreadable {
-    pub line: usize,
-    pub message: String,
-}
+/// Why a roster cannot be read at all (its lines are judged one by one later): the table's own
+/// reasons, or no header row.
+pub use crate::tabular::Unreadable;
 
 /// The file's encoding and its lines.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,10 +168,7 @@ fn birth_year_of_card(card: &str) -> Option<String> {
 
 /// Reads a roster file.
 pub fn read(bytes: &[u8]) -> Result<Roster, Unreadable> {
-    let (rows, encoding) = read_rows(bytes).map_err(|e| Unreadable {
-        line: e.line,
-        message: e.message,
-    })?;
+    let (rows, encoding) = read_rows(bytes)?;
     let Some(at) = rows.iter().take(20).position(|r| {
         let found = columns(r);
         REQUIRED.iter().all(|c| found.contains(&Some(*c)))
@@ -193,6 +187,10 @@ pub fn read(bytes: &[u8]) -> Result<Roster, Unreadable> {
             message: format!(
                 "no header row with the columns {} in the first 20 rows",
                 wanted.join(", ")
+            ),
+            said: (
+                "household.err.roster_no_header",
+                vec![("columns", wanted.join("、"))],
             ),
         });
     };

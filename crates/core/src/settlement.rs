@@ -411,7 +411,12 @@ struct Total {
 
 /// Parses and validates a whole statement against the deployment (pure: no store).
 pub fn parse(bytes: &[u8], deployment: &Deployment) -> Result<Parsed, Vec<Problem>> {
-    let (rows, encoding) = read_rows(bytes).map_err(|e| vec![problem(e.line, e.message)])?;
+    let (rows, encoding) = read_rows(bytes).map_err(|e| {
+        vec![Problem {
+            said: Some(e.said),
+            ..problem(e.line, e.message)
+        }]
+    })?;
     if rows.is_empty() {
         return Err(vec![said(0, "the file is empty", "settle.err.empty", &[])]);
     }

@@ -7,13 +7,32 @@
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unreadable {
     pub line: usize,
+    /// In English, for logs and the JSON API.
     pub message: String,
+    /// The same in the pages' catalogue: its key (`table.err.*`) and arguments.
+    pub said: (&'static str, Vec<(&'static str, String)>),
 }
 
-fn unreadable(line: usize, message: impl Into<String>) -> Unreadable {
+/// Every catalogue key an [`Unreadable`] may carry.
+pub const PROBLEM_KEYS: &[&str] = &[
+    "table.err.encoding",
+    "table.err.csv_line",
+    "table.err.cell_beyond",
+    "table.err.spreadsheet",
+    "table.err.no_sheet",
+    "table.err.first_sheet",
+];
+
+fn unreadable(
+    line: usize,
+    message: impl Into<String>,
+    key: &'static str,
+    args: &[(&'static str, String)],
+) -> Unreadable {
     Unreadable {
         line,
         message: message.into(),
+        said: (key, args.to_vec()),
     }
 }
 
@@ -71,6 +90,8 @@ fn decode_text(bytes: &[u8]) -> Result<(String, &'static str), Unreadable> {
     Err(unreadable(
         line,
         "the bytes are neither UTF-8 nor GBK; save the file as CSV (UTF-8) or CSV from Excel, or upload the .xlsx",
+        "table.err.encoding",
+        &[],
     ))
 }
 
@@ -107,7 +128,12 @@ fn read_csv(text: &str) -> Result<Vec<Row>, Unreadable> {
     for record in reader.records() {
         let record = record.map_err(|e| {
             let line = e.position().map_or(0, |p| line_at(p.byte()));
-            unreadable(line, format!("not a readable CSV line: {e}"))
+            unreadable(
+                line,
+                format!("not a readable CSV line: {e}"),
+                "table.err.csv_line",
+                &[("detail", e.to_string())],
+            )
         })?;
         let line = record.position().map_or(0, |p| line_at(p.byte()));
         let cells: Vec<String> = record.iter().map(clean_cell).collect();
@@ -152,13 +178,21 @@ fn check_xlsx_references(bytes: &[u8]) -> Result<(), Unreadable> {
         for value in attribute_values(&xml) {
             for reference in value.split(|c| *c == b':' || *c == b' ') {
                 if !reference_fits(reference) {
+                    let cell =
+                        String::from_utf8_lossy(&reference[..reference.len().min(40)]).into_owned();
                     return Err(unreadable(
                         0,
                         format!(
-                            "not a readable spreadsheet: {name} names cell '{}', beyond a sheet's \
-                             {MAX_SHEET_ROWS} rows and {MAX_SHEET_COLUMNS} columns",
-                            String::from_utf8_lossy(&reference[..reference.len().min(40)])
+                            "not a readable spreadsheet: {name} names cell '{cell}', beyond a \
+                             sheet's {MAX_SHEET_ROWS} rows and {MAX_SHEET_COLUMNS} columns"
                         ),
+                        "table.err.cell_beyond",
+                        &[
+                            ("part", name.to_string()),
+                            ("cell", cell),
+                            ("rows", MAX_SHEET_ROWS.to_string()),
+                            ("columns", MAX_SHEET_COLUMNS.to_string()),
+                        ],
                     ));
                 }
             }
@@ -225,12 +259,26 @@ fn reference_fits(reference: &[u8]) -> bool {
 fn read_spreadsheet(bytes: &[u8]) -> Result<(Vec<Row>, &'static str), Unreadable> {
     use calamine::Reader as _;
     check_xlsx_references(bytes)?;
-    let mut book = calamine::open_workbook_auto_from_rs(std::io::Cursor::new(bytes))
-        .map_err(|e| unreadable(0, format!("not a readable spreadsheet: {e}")))?;
+    let mut book =
+        calamine::open_workbook_auto_from_rs(std::io::Cursor::new(bytes)).map_err(|e| {
+            unreadable(
+                0,
+                format!("not a readable spreadsheet: {e}"),
+                "table.err.spreadsheet",
+                &[("detail", e.to_string())],
+            )
+        })?;
     let range = book
         .worksheet_range_at(0)
-        .ok_or_else(|| unreadable(0, "the workbook has no sheet"))?
-        .map_err(|e| unreadable(0, format!("cannot read the first sheet: {e}")))?;
+        .ok_or_else(|| unreadable(0, "the workbook has no sheet", "table.err.no_sheet", &[]))?
+        .map_err(|e| {
+            unreadable(
+                0,
+                format!("cannot read the first sheet: {e}"),
+                "table.err.first_sheet",
+                &[("detail", e.to_string())],
+            )
+        })?;
     let first_row = range.start().map_or(0, |(r, _)| r as usize);
     let rows = range
         .rows()
