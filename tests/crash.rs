@@ -7,70 +7,20 @@ mod support;
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use sunshare::domain::DeviceId;
-use support::{free_port, Served};
+use support::binary::{
+    assert_rollups_match_raw, kill, run_name, serve, stop, stored, until, ONE_STATION, PATIENCE,
+};
+use support::free_port;
 
 const MQTT_VAR: &str = "SUNSHARE_TEST_MQTT";
-const BIN: &str = env!("CARGO_BIN_EXE_sunshare");
 /// Messages in the stream; under the broker's default queue for an offline client (1,000), so
 /// what waits for Sunshare while it is down is kept by the broker.
 const MESSAGES: u32 = 900;
-/// How long any one step may take before the test gives up.
-const PATIENCE: Duration = Duration::from_secs(60);
-
-fn serve(config: &Path, log: &Path) -> Served {
-    let child = Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("SUNSHARE_LOG", "info,sunshare::collect::mqtt=debug")
-        .env("RUST_LOG", "info,sunshare::collect::mqtt=debug")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).expect("log file"))
-        .spawn()
-        .expect("start sunshare serve");
-    Served(child)
-}
-
-/// Waits until `check` holds, failing with `what` after [`PATIENCE`] or when `served` exits.
-async fn until<F, Fut>(what: &str, served: &mut Served, log: &Path, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        if check().await {
-            return;
-        }
-        if let Ok(Some(status)) = served.0.try_wait() {
-            panic!(
-                "serve exited with {status} while waiting for {what}:\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-        assert!(Instant::now() < deadline, "gave up waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Raw rows stored so far, read from the database file by a reader of its own.
-async fn stored(db: &Path) -> i64 {
-    let url = format!("sqlite://{}?mode=ro", db.display());
-    let Ok(pool) = sqlx::SqlitePool::connect(&url).await else {
-        return 0;
-    };
-    let n = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM raw_samples")
-        .fetch_one(&pool)
-        .await
-        .unwrap_or(0);
-    pool.close().await;
-    n
-}
+const LOG: &str = "info,sunshare::collect::mqtt=debug";
 
 fn subscribed(log: &Path) -> usize {
     std::fs::read_to_string(log)
@@ -103,14 +53,7 @@ async fn killed_mid_stream_it_loses_nothing_acknowledged_stores_nothing_twice_an
     };
     let (host, port) = broker.rsplit_once(':').expect("host:port");
     let port: u16 = port.parse().expect("broker port");
-    let run = format!(
-        "crash-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0)
-    );
+    let run = run_name("crash");
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");
     let db = data.join("sunshare.db");
@@ -138,33 +81,7 @@ id = "L1"
 station = "S1"
 template = "json_generic"
 
-[[counties]]
-id = "C1"
-name = "County"
-province = "shanxi"
-[[townships]]
-id = "T1"
-name = "Town"
-county = "C1"
-[[villages]]
-code = "V1"
-name = "Village"
-township = "T1"
-[[tariffs]]
-id = "TF"
-price = "0.85"
-province = "shanxi"
-[[stations]]
-id = "S1"
-name = "Station"
-kind = "village"
-county = "C1"
-village = "V1"
-capacity_kwp = 100
-latitude = 37.8
-longitude = 112.5
-commissioned = "2018-06-30"
-tariff = "TF"
+{ONE_STATION}
 [[devices]]
 id = "S1-INV1"
 station = "S1"
@@ -178,7 +95,7 @@ rated_power_w = 50000
     )
     .expect("write the deployment file");
     let log = dir.path().join("serve-1.log");
-    let mut served = serve(&config, &log);
+    let mut served = serve(&config, &log, LOG);
     until("the first subscription", &mut served, &log, || async {
         subscribed(&log) >= 1
     })
@@ -227,8 +144,7 @@ rated_power_w = 50000
         stored(&db).await >= i64::from(MESSAGES / 5)
     })
     .await;
-    served.0.kill().expect("SIGKILL");
-    served.0.wait().expect("reaped");
+    kill(&mut served);
     let at_kill = stored(&db).await;
     assert!(
         at_kill < i64::from(MESSAGES),
@@ -247,7 +163,7 @@ rated_power_w = 50000
     // Started again on the same data: everything the broker kept, redelivered or not yet
     // delivered, arrives; every reading is stored exactly once.
     let log2 = dir.path().join("serve-2.log");
-    let mut served = serve(&config, &log2);
+    let mut served = serve(&config, &log2, LOG);
     until("every reading stored", &mut served, &log2, || async {
         stored(&db).await >= i64::from(MESSAGES)
     })
@@ -257,20 +173,7 @@ rated_power_w = 50000
         i64::from(MESSAGES),
         "each reading once (after {at_kill} stored at the kill)"
     );
-    let pid = served.0.id().to_string();
-    let term = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("send SIGTERM");
-    assert!(term.success());
-    let deadline = Instant::now() + PATIENCE;
-    let status = loop {
-        if let Some(status) = served.0.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let status = stop(&mut served).await;
     assert!(status.success(), "serve stopped with {status}");
     pump.abort();
 
@@ -286,40 +189,5 @@ rated_power_w = 50000
         .await
         .expect("raw rows");
     assert_eq!(raw.len(), MESSAGES as usize);
-    let rollups = store
-        .rollups(&device, 300, from, to)
-        .await
-        .expect("rollups");
-    let mut expected: std::collections::BTreeMap<i64, (i64, f64)> = Default::default();
-    for s in &raw {
-        let bucket = s.at.timestamp() - s.at.timestamp().rem_euclid(300);
-        let e = expected.entry(bucket).or_default();
-        e.0 += 1;
-        e.1 += s
-            .readings
-            .get(sunshare::domain::Metric::AcPowerW)
-            .unwrap_or(0.0);
-    }
-    let got: std::collections::BTreeMap<i64, (i64, f64)> = rollups
-        .iter()
-        .map(|r| {
-            (
-                r.bucket.timestamp(),
-                (r.samples, r.power_avg_w.unwrap_or(0.0) * r.samples as f64),
-            )
-        })
-        .collect();
-    assert_eq!(
-        got.keys().collect::<Vec<_>>(),
-        expected.keys().collect::<Vec<_>>(),
-        "the same 5-minute buckets"
-    );
-    for (bucket, (n, sum)) in &expected {
-        let (gn, gsum) = got[bucket];
-        assert_eq!(gn, *n, "samples in the bucket at {bucket}");
-        assert!(
-            (gsum - sum).abs() < 1e-6 * sum.abs().max(1.0),
-            "power in {bucket}"
-        );
-    }
+    assert_rollups_match_raw(&store, &device, &raw).await;
 }

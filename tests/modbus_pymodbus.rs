@@ -5,80 +5,17 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use sunshare::collect::modbus::{Framing, Tick};
 use sunshare::domain::{DeviceId, DeviceState, Metric};
+use support::pymodbus::{python, start};
 use support::*;
-
-const VAR: &str = "SUNSHARE_TEST_PYMODBUS";
-
-struct Server {
-    child: Child,
-    _dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn python() -> Option<String> {
-    match std::env::var(VAR) {
-        Ok(p) if !p.is_empty() => Some(p),
-        _ => {
-            sunshare::store::testing::announce_skip(&format!(
-                "SKIPPED (pymodbus) {}: set {VAR}=python3 (with pymodbus installed) to run it",
-                module_path!()
-            ));
-            None
-        }
-    }
-}
-
-async fn start(python: &str, registers: serde_json::Value) -> Server {
-    let dir = tempfile::tempdir().expect("dir");
-    let spec = dir.path().join("registers.json");
-    let port_file = dir.path().join("port");
-    std::fs::write(&spec, registers.to_string()).expect("write spec");
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/support/pymodbus_server.py"
-    );
-    let mut child = Command::new(python)
-        .arg(script)
-        .arg(&spec)
-        .arg(&port_file)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{VAR}={python} cannot be started: {e}"));
-    // Bounded wait for the server to announce its port.
-    for _ in 0..300 {
-        if let Ok(p) = std::fs::read_to_string(&port_file) {
-            if let Ok(port) = p.trim().parse() {
-                return Server {
-                    child,
-                    _dir: dir,
-                    port,
-                };
-            }
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("pymodbus server exited early ({status}); is pymodbus installed for {python}?");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let _ = child.kill();
-    panic!("pymodbus server did not start within 15 s");
-}
 
 #[tokio::test]
 async fn poller_reads_huawei_and_sungrow_registers_from_pymodbus() {
-    let Some(python) = python() else { return };
+    let Some(python) = python(module_path!()) else {
+        return;
+    };
     let server = start(
         &python,
         serde_json::json!({"units": {
@@ -97,7 +34,7 @@ async fn poller_reads_huawei_and_sungrow_registers_from_pymodbus() {
         }}),
     )
     .await;
-    let address = format!("127.0.0.1:{}", server.port);
+    let address = server.address();
     let mut rig = rig(
         address,
         Framing::Tcp,

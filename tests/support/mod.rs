@@ -1,6 +1,10 @@
 //! Shared support code for the integration tests: simulated units, pollers wired to a fresh SQLite
-//! store and bounded waits (the Modbus tests), and the real binary as a child process.
+//! store and bounded waits (the Modbus tests), the real binary as a child process (`binary`: the
+//! crash tests' start, kill, stop and on-disk checks) and the pymodbus server (`pymodbus`).
 #![allow(dead_code)]
+
+pub mod binary;
+pub mod pymodbus;
 
 use std::collections::HashMap;
 use std::sync::Arc;
