@@ -81,6 +81,7 @@ pub fn device_profiles(d: &Deployment) -> HashMap<crate::domain::DeviceId, Devic
                 DeviceProfile {
                     rated_power_w: dev.rated_power_w,
                     timezone: tz,
+                    polled: !matches!(dev.transport, crate::domain::Transport::Mqtt { .. }),
                 },
             )
         })

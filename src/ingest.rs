@@ -24,6 +24,9 @@ use tracing::{debug, error, warn};
 pub struct DeviceProfile {
     pub rated_power_w: f64,
     pub timezone: Tz,
+    /// Polled by Sunshare (Modbus): each reading is stamped as it is read, so one is never late;
+    /// a reading stamped before the device's last accepted one means the clock went back.
+    pub polled: bool,
 }
 
 /// How far a sample's clock may stray from ours before it is quarantined.
@@ -90,8 +93,9 @@ pub enum Rejection {
         reference_wh: f64,
         reference_at: DateTime<Utc>,
     },
-    /// The lifetime counter is above a reading stamped after it: the clock that stamped it is
-    /// behind (Sunshare's own after the system clock stepped back, or a logger's).
+    /// Stamped before a reading accepted earlier with a counter that says otherwise (it is above
+    /// the later one's), or a polled reading stamped before its device's last one: the clock that
+    /// stamped it is behind (Sunshare's own after the system clock stepped back, or a logger's).
     ClockBehind {
         value_wh: f64,
         reference_wh: f64,
@@ -156,7 +160,7 @@ impl Rejection {
                 reference_wh,
                 reference_at,
             } => format!(
-                "energy_lifetime_wh {value_wh:.0} is above the {reference_wh:.0} of a reading stamped later ({}): the clock that stamped it is behind",
+                "stamped before the reading accepted at {} (energy_lifetime_wh {value_wh:.0} against {reference_wh:.0}): the clock that stamped it is behind",
                 reference_at.format("%Y-%m-%dT%H:%M:%SZ")
             ),
             Rejection::CounterSpike {
@@ -342,6 +346,22 @@ impl CounterCache {
 
     pub fn seed(&mut self, device: DeviceId, reference: CounterRef) {
         self.refs.insert(device, reference);
+    }
+
+    /// A polled reading is never late: stamped before its device's last accepted counter, it was
+    /// stamped by a clock that went back, whatever its counter says.
+    pub fn check_polled_order(&self, sample: &Sample) -> Result<(), Rejection> {
+        let Some(wh) = sample.readings.get(Metric::EnergyLifetimeWh) else {
+            return Ok(());
+        };
+        match self.refs.get(&sample.device) {
+            Some(r) if sample.at < r.at => Err(Rejection::ClockBehind {
+                value_wh: wh,
+                reference_wh: r.wh,
+                reference_at: r.at,
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Judges `sample`'s lifetime counter and, when accepted, moves the reference forward.
@@ -732,6 +752,9 @@ impl IngestWorker {
         for s in batch {
             let profile = self.profiles.get(&s.device);
             let verdict = validate_with(&s, profile, now, &self.limits).and_then(|()| {
+                if profile.is_some_and(|p| p.polled) {
+                    self.counters.check_polled_order(&s)?;
+                }
                 let rated = profile.map_or(0.0, |p| p.rated_power_w);
                 self.counters.check_and_update(&s, rated)
             });
@@ -988,6 +1011,7 @@ mod tests {
 
     fn profile() -> DeviceProfile {
         DeviceProfile {
+            polled: false,
             rated_power_w: RATED,
             timezone: chrono_tz::Asia::Shanghai,
         }
@@ -1087,6 +1111,29 @@ mod tests {
             check_counter(t0() - hour, 1_000.0, r, RATED).map_err(|e| e.label()),
             Err("counter_spike")
         );
+    }
+
+    #[test]
+    fn a_polled_reading_stamped_before_the_last_one_is_clock_behind_whatever_its_counter() {
+        let mut cache = CounterCache::default();
+        let m = |n: i64| t0() + ChronoDuration::minutes(n);
+        assert!(cache
+            .check_and_update(&sample("inv-1", m(60), 1.0, 5e6), RATED)
+            .is_ok());
+        // An hour back, the counter unchanged (a slow counter): from a logger it could be a late
+        // reading, but Sunshare stamps what it polls as it reads it.
+        let behind = sample("inv-1", m(1), 1.0, 5e6);
+        assert!(cache.check_and_update(&behind, RATED).is_ok());
+        assert_eq!(
+            cache.check_polled_order(&behind).map_err(|e| e.label()),
+            Err("clock_behind")
+        );
+        assert!(cache
+            .check_polled_order(&sample("inv-1", m(61), 1.0, 5e6 + 10.0))
+            .is_ok());
+        assert!(cache
+            .check_polled_order(&sample("inv-2", m(1), 1.0, 1.0))
+            .is_ok());
     }
 
     #[test]

@@ -62,6 +62,7 @@ async fn a_store_locked_by_another_process_delays_writes_and_loses_nothing() -> 
     let profiles: HashMap<DeviceId, DeviceProfile> = [(
         DeviceId::new("inv1"),
         DeviceProfile {
+            polled: false,
             rated_power_w: 100_000.0,
             timezone: chrono_tz::Asia::Shanghai,
         },
@@ -179,6 +180,7 @@ async fn a_full_data_disk_holds_writes_back_corrupts_nothing_and_they_land_when_
     let profiles: HashMap<DeviceId, DeviceProfile> = [(
         DeviceId::new("inv1"),
         DeviceProfile {
+            polled: false,
             rated_power_w: 100_000.0,
             timezone: chrono_tz::Asia::Shanghai,
         },
@@ -490,6 +492,7 @@ async fn a_postgres_restart_while_ingesting_loses_nothing_stores_nothing_twice_a
     let profiles: HashMap<DeviceId, DeviceProfile> = [(
         DeviceId::new("inv1"),
         DeviceProfile {
+            polled: false,
             rated_power_w: 100_000.0,
             timezone: chrono_tz::Asia::Shanghai,
         },

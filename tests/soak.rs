@@ -12,54 +12,16 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::binary::{simulate, BIN};
 use support::{free_port, Served};
-use tokio::io::AsyncBufReadExt;
 
 const SOAK_VAR: &str = "SUNSHARE_TEST_SOAK";
-const BIN: &str = env!("CARGO_BIN_EXE_sunshare");
 const GATEWAYS: usize = 10;
 const UNITS: usize = 20;
 const POLL_S: u64 = 1;
 const CLIENTS: usize = 8;
 const EVERY: Duration = Duration::from_secs(2);
 const INGEST_QUEUE: i64 = 1024;
-
-/// The simulator's gateways: `sunshare simulate`, its banner read up to `ready`.
-async fn simulate() -> (tokio::process::Child, Vec<String>) {
-    let mut child = tokio::process::Command::new(BIN)
-        .args([
-            "simulate",
-            "--gateways",
-            &GATEWAYS.to_string(),
-            "--units",
-            &UNITS.to_string(),
-            "--noon",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start sunshare simulate");
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let mut gateways = Vec::new();
-    let banner = async {
-        while let Some(line) = lines.next_line().await.expect("banner") {
-            if line == "ready" {
-                return;
-            }
-            if let Some(rest) = line.strip_prefix("gateway ") {
-                gateways.push(rest.split(' ').next().expect("address").to_owned());
-            }
-        }
-        panic!("the simulator stopped before it was ready");
-    };
-    tokio::time::timeout(Duration::from_secs(60), banner)
-        .await
-        .expect("the simulator is ready within 60 s");
-    assert_eq!(gateways.len(), GATEWAYS);
-    (child, gateways)
-}
 
 fn deployment(data: &Path, http: u16, gateways: &[String]) -> String {
     let mut text = format!(
@@ -198,12 +160,12 @@ async fn under_full_polling_and_page_load_memory_tasks_and_queues_stay_flat() {
         Ok(v) if !v.is_empty() => humantime::parse_duration(&v).expect("SUNSHARE_TEST_SOAK"),
         _ => {
             sunshare::store::testing::announce_skip(&format!(
-                "SKIPPED soak: set {SOAK_VAR}=90s (a duration) to run it"
+                "SKIPPED soak: set {SOAK_VAR}=120s (a duration) to run it"
             ));
             return;
         }
     };
-    let (_simulator, gateways) = simulate().await;
+    let (_simulator, gateways) = simulate(GATEWAYS, UNITS).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let http = free_port();
     let config = dir.path().join("soak.toml");

@@ -243,6 +243,7 @@ pub async fn run_modbus(args: &ModbusOptions) -> Result<ModbusBenchReport, Bench
             profiles.insert(
                 device.clone(),
                 DeviceProfile {
+                    polled: true,
                     rated_power_w: 60_000.0,
                     timezone: chrono_tz::Asia::Shanghai,
                 },

@@ -198,3 +198,42 @@ pub async fn assert_rollups_match_raw(store: &Store, device: &DeviceId, raw: &[S
         );
     }
 }
+
+/// `sunshare simulate` as a child process (killed when dropped): `gateways` Modbus TCP gateways
+/// of `units` Huawei units each, producing at solar noon whatever the hour; their addresses, read
+/// from its banner up to `ready`.
+pub async fn simulate(gateways: usize, units: usize) -> (tokio::process::Child, Vec<String>) {
+    use tokio::io::AsyncBufReadExt as _;
+    let mut child = tokio::process::Command::new(BIN)
+        .args([
+            "simulate",
+            "--gateways",
+            &gateways.to_string(),
+            "--units",
+            &units.to_string(),
+            "--noon",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start sunshare simulate");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut addresses = Vec::new();
+    tokio::time::timeout(PATIENCE, async {
+        while let Some(line) = lines.next_line().await.expect("banner") {
+            if line == "ready" {
+                return;
+            }
+            if let Some(rest) = line.strip_prefix("gateway ") {
+                addresses.push(rest.split(' ').next().expect("address").to_owned());
+            }
+        }
+        panic!("the simulator stopped before it was ready");
+    })
+    .await
+    .expect("the simulator is ready in time");
+    assert_eq!(addresses.len(), gateways);
+    (child, addresses)
+}

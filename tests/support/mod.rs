@@ -107,6 +107,7 @@ pub async fn rig(address: String, framing: Framing, targets: Vec<PollTarget>) ->
             (
                 t.device.clone(),
                 DeviceProfile {
+                    polled: true,
                     rated_power_w: 50_000.0,
                     timezone: chrono_tz::Asia::Shanghai,
                 },
