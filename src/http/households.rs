@@ -98,8 +98,6 @@ fn csrf_field(caller: &Caller) -> Markup {
     html! { @if let Some(csrf) = caller.csrf.as_deref() { input type="hidden" name=(CSRF_FIELD) value=(csrf); } }
 }
 
-/// A problem in the caller's language.
-
 fn current_status(h: &Household) -> Option<&crate::domain::StatusPeriod> {
     h.status.iter().max_by_key(|p| p.from)
 }
