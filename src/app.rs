@@ -207,11 +207,22 @@ pub async fn start_with(
         None => crate::registers::Catalog::builtin(),
     }
     .context("loading register maps")?;
+    // On PostgreSQL several instances may share the database: they share the gateways by leases.
+    let sharing = (deployment.storage.backend == crate::config::Backend::Postgres).then(|| {
+        crate::collect::modbus::Sharing {
+            store: store.clone(),
+            instance: crate::collect::ownership::instance_name(
+                deployment.cluster.instance.as_deref(),
+            ),
+            lease: deployment.cluster.lease,
+        }
+    });
     crate::collect::modbus::spawn_all(
         &deployment,
         &catalog,
         ingest_handle.clone(),
         Arc::clone(&metrics),
+        sharing,
         &cancel,
         &tracker,
     )

@@ -278,6 +278,8 @@ pub struct GatewayPoller {
     timeouts_in_row: u32,
     last_request_end: Option<Instant>,
     observer: Option<Arc<PollObserver>>,
+    /// When the gateway is shared by leases: no request goes out once the lease has run out.
+    held: Option<super::ownership::Held>,
 }
 
 impl std::fmt::Debug for GatewayPoller {
@@ -346,6 +348,7 @@ impl GatewayPoller {
             timeouts_in_row: 0,
             last_request_end: None,
             observer: None,
+            held: None,
         }
     }
 
@@ -399,7 +402,18 @@ impl GatewayPoller {
             due = due.max(r);
         }
         tokio::time::sleep_until(due).await;
+        if self.held.as_ref().is_some_and(|h| !h.holds()) {
+            // The lease ran out (this process paused, or the database went away): another
+            // instance may poll the gateway now. The keeper stops this poller.
+            std::future::pending::<()>().await;
+        }
         self.poll_slot(idx).await
+    }
+
+    /// Polls only while `held` says the lease is this instance's.
+    pub fn with_lease(mut self, held: super::ownership::Held) -> Self {
+        self.held = Some(held);
+        self
     }
 
     fn count_error(&self, kind: &'static str) {
@@ -830,12 +844,22 @@ pub fn plan_gateways(
     Ok(out)
 }
 
-/// Spawns one poller task per gateway connection; returns how many were started.
+/// Several instances on one database: the gateways are shared by leases (see [`super::ownership`]).
+#[derive(Debug, Clone)]
+pub struct Sharing {
+    pub store: crate::store::Store,
+    pub instance: String,
+    pub lease: Duration,
+}
+
+/// Spawns one poller task per gateway connection, or on a shared database the task that polls
+/// this instance's share of them; returns how many gateways there are.
 pub fn spawn_all(
     deployment: &Deployment,
     catalog: &Catalog,
     ingest: IngestHandle,
     metrics: Arc<Metrics>,
+    sharing: Option<Sharing>,
     cancel: &CancellationToken,
     tracker: &TaskTracker,
 ) -> Result<usize, String> {
@@ -846,7 +870,7 @@ pub fn spawn_all(
     };
     let gateways = plan_gateways(deployment, catalog, tuning)?;
     let n = gateways.len();
-    let mut rng = StdRng::from_entropy();
+    let mut shared = Vec::new();
     for ((address, framing), targets) in gateways {
         let shortest = targets
             .iter()
@@ -854,18 +878,37 @@ pub fn spawn_all(
             .min()
             .unwrap_or(Duration::from_secs(60))
             .min(Duration::from_secs(60));
-        let phase = shortest.mul_f64(rng.gen_range(0.0..1.0));
-        let poller = GatewayPoller::new(
-            address,
-            framing,
-            targets,
-            ingest.clone(),
-            Arc::clone(&metrics),
-        )
-        .with_phase(phase);
-        tracker.spawn(poller.run(cancel.child_token()));
+        let (ingest, metrics, at) = (ingest.clone(), Arc::clone(&metrics), address.clone());
+        let make = move || {
+            let phase = shortest.mul_f64(StdRng::from_entropy().gen_range(0.0..1.0));
+            GatewayPoller::new(
+                at.clone(),
+                framing,
+                targets.clone(),
+                ingest.clone(),
+                Arc::clone(&metrics),
+            )
+            .with_phase(phase)
+        };
+        if sharing.is_some() {
+            shared.push(super::ownership::Gateway {
+                address,
+                make: Box::new(make),
+            });
+        } else {
+            tracker.spawn(make().run(cancel.child_token()));
+        }
     }
-    if n > 0 {
+    if let Some(s) = sharing {
+        tracker.spawn(super::ownership::share(
+            s.store,
+            s.instance,
+            s.lease,
+            shared,
+            tracker.clone(),
+            cancel.child_token(),
+        ));
+    } else if n > 0 {
         info!(gateways = n, "modbus pollers started");
     }
     Ok(n)

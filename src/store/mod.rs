@@ -11,6 +11,7 @@ mod behind;
 mod days;
 mod energy;
 mod households;
+mod leases;
 mod ledger;
 mod mqtt;
 mod plans;

@@ -58,8 +58,9 @@ pub async fn sqlite() -> Result<TestStore> {
     })
 }
 
-/// A fresh PostgreSQL database, or `None` (with a skip line on stderr) when no server is configured.
-pub async fn postgres(test: &str) -> Result<Option<TestStore>> {
+/// A fresh database of its own on the PostgreSQL server of `SUNSHARE_TEST_PG_URL`: its URL, or
+/// `None` (said as skipped) without the variable.
+pub async fn postgres_database(test: &str) -> Result<Option<String>> {
     let Ok(admin_url) = std::env::var(PG_URL_VAR) else {
         announce_skip(&format!("SKIPPED (PostgreSQL) {test}: set {PG_URL_VAR}=postgres://postgres@127.0.0.1:5432/test to run it"));
         return Ok(None);
@@ -70,9 +71,17 @@ pub async fn postgres(test: &str) -> Result<Option<TestStore>> {
     sqlx::query(&format!("CREATE DATABASE {db}"))
         .execute(&mut admin)
         .await?;
-    let url = match admin_url.rsplit_once('/') {
-        Some((base, _)) => format!("{base}/{db}"),
-        None => return Err(Error::Config(format!("{PG_URL_VAR} has no database part"))),
+    match admin_url.rsplit_once('/') {
+        Some((base, _)) => Ok(Some(format!("{base}/{db}"))),
+        None => Err(Error::Config(format!("{PG_URL_VAR} has no database part"))),
+    }
+}
+
+/// A store on a fresh PostgreSQL database, or `None` (with a skip line on stderr) when no server is
+/// configured.
+pub async fn postgres(test: &str) -> Result<Option<TestStore>> {
+    let Some(url) = postgres_database(test).await? else {
+        return Ok(None);
     };
     let store = Store::open_postgres(&url, 4).await?;
     Ok(Some(TestStore {

@@ -33,6 +33,8 @@ pub struct Deployment {
     #[serde(default)]
     pub collect: CollectConfig,
     #[serde(default)]
+    pub cluster: ClusterConfig,
+    #[serde(default)]
     pub influx: Option<InfluxConfig>,
     #[serde(default)]
     pub mqtt: Option<MqttConfig>,
@@ -254,6 +256,34 @@ pub struct CollectConfig {
 
 fn default_poll() -> Duration {
     Duration::from_secs(60)
+}
+
+/// Several instances on one PostgreSQL database: they divide the Modbus gateways among the live
+/// ones by leases in the database (an embedded SQLite store has one instance, which polls all).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// This instance's name in the leases; the same name after a restart takes its gateways back
+    /// at once. Default: the host name and the process id.
+    #[serde(default)]
+    pub instance: Option<String>,
+    /// How long a gateway stays with an instance that stopped renewing it: a stopped or cut-off
+    /// instance's gateways are polled by another within this and one renewal (a third of it).
+    #[serde(default = "default_lease", with = "humantime_serde")]
+    pub lease: Duration,
+}
+
+fn default_lease() -> Duration {
+    Duration::from_secs(15)
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            instance: None,
+            lease: default_lease(),
+        }
+    }
 }
 
 impl Default for CollectConfig {
@@ -754,6 +784,29 @@ impl Deployment {
                 "storage.url".into(),
                 "the postgres backend needs a connection URL".into(),
                 "set storage.url = \"postgres://user@host/db\" or SUNSHARE_STORAGE__URL",
+            );
+        }
+
+        if self.cluster.lease < Duration::from_secs(1) {
+            push(
+                "cluster.lease".into(),
+                format!(
+                    "a lease of {} ms is renewed faster than a database answers under load",
+                    self.cluster.lease.as_millis()
+                ),
+                "set cluster.lease to a few seconds or more (default 15s)",
+            );
+        }
+        if self
+            .cluster
+            .instance
+            .as_deref()
+            .is_some_and(|i| i.trim().is_empty() || i.len() > 100)
+        {
+            push(
+                "cluster.instance".into(),
+                "the instance name is empty or longer than 100 characters".into(),
+                "name the instance after its machine, e.g. instance = \"sunshare-2\"",
             );
         }
 
