@@ -180,16 +180,38 @@ pub async fn start_with(
         tracker.spawn(sink.run(sink_rx, CancellationToken::new()));
     }
     tracker.spawn(worker.run(cancel.child_token()));
+    // On PostgreSQL several instances may share the database: they share the gateways by leases,
+    // and one of them at a time (the holder of the jobs lease) runs the singleton jobs.
+    let shared = deployment.storage.backend == crate::config::Backend::Postgres;
+    let instance = crate::collect::ownership::instance_name(deployment.cluster.instance.as_deref());
+    let leadership = if shared {
+        let leadership = crate::store::Leadership::follower();
+        tracker.spawn(crate::store::lead(
+            store.clone(),
+            instance.clone(),
+            deployment.cluster.lease,
+            leadership.clone(),
+            cancel.child_token(),
+        ));
+        leadership
+    } else {
+        crate::store::Leadership::alone()
+    };
     let retention = ingest::RawRetention::new(
         store.clone(),
         deployment.storage.raw_retention,
         Arc::clone(&metrics),
     );
-    tracker.spawn(retention.run(std::time::Duration::from_secs(3600), cancel.child_token()));
+    tracker.spawn(retention.run(
+        std::time::Duration::from_secs(3600),
+        leadership.clone(),
+        cancel.child_token(),
+    ));
     tracker.spawn(crate::energy::daily::keep_fresh(
         store.clone(),
         Arc::clone(&deployment),
         std::time::Duration::from_secs(60),
+        leadership.clone(),
         cancel.child_token(),
     ));
     tracker.spawn(crate::collect::clock::watch(
@@ -207,15 +229,10 @@ pub async fn start_with(
         None => crate::registers::Catalog::builtin(),
     }
     .context("loading register maps")?;
-    // On PostgreSQL several instances may share the database: they share the gateways by leases.
-    let sharing = (deployment.storage.backend == crate::config::Backend::Postgres).then(|| {
-        crate::collect::modbus::Sharing {
-            store: store.clone(),
-            instance: crate::collect::ownership::instance_name(
-                deployment.cluster.instance.as_deref(),
-            ),
-            lease: deployment.cluster.lease,
-        }
+    let sharing = shared.then(|| crate::collect::modbus::Sharing {
+        store: store.clone(),
+        instance: instance.clone(),
+        lease: deployment.cluster.lease,
     });
     crate::collect::modbus::spawn_all(
         &deployment,
@@ -233,6 +250,7 @@ pub async fn start_with(
         Arc::clone(&deployment),
         store.clone(),
         Arc::clone(&metrics),
+        leadership,
         &tracker,
         &cancel,
     )

@@ -964,14 +964,23 @@ impl RawRetention {
         Ok(removed)
     }
 
-    /// Purges every `every` until cancelled (first pass right away).
-    pub async fn run(self, every: Duration, cancel: CancellationToken) {
+    /// Purges every `every` while `leadership` says this instance leads, until cancelled (first
+    /// pass right away).
+    pub async fn run(
+        self,
+        every: Duration,
+        leadership: crate::store::Leadership,
+        cancel: CancellationToken,
+    ) {
         let mut interval = tokio::time::interval(every.max(Duration::from_secs(1)));
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 () = cancel.cancelled() => break,
                 _ = interval.tick() => {
+                    if leadership.fence().is_none() {
+                        continue;
+                    }
                     if let Err(error) = self.tick(Utc::now()).await {
                         warn!(%error, "raw retention purge failed; next pass retries");
                     }

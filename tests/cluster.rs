@@ -2,8 +2,9 @@
 //! separate simulator (`sunshare simulate`) by leases: one alone holds them all, a second one
 //! takes half at the next renewal, no device is polled by both (no two readings of a device
 //! closer than its interval), and when one is killed outright (SIGKILL) the other polls its
-//! gateways within the lease and a third of it. Stopped politely, an instance gives its leases
-//! back at once. Service: PostgreSQL (`SUNSHARE_TEST_PG_URL`; the test says it skipped without it).
+//! gateways within the lease and a third of it. One instance at a time holds the singleton jobs'
+//! lease (alert evaluation and notification, retention, energy recomputation), and the survivor
+//! takes it within the same bound. Stopped politely, an instance gives its leases back at once. Service: PostgreSQL (`SUNSHARE_TEST_PG_URL`; the test says it skipped without it).
 
 mod support;
 
@@ -102,6 +103,17 @@ fn serve(config: &Path, instance: &str, log: &Path) -> Served {
     )
 }
 
+/// Who holds the singleton jobs' lease now.
+async fn leader(store: &sunshare::store::Store) -> Vec<String> {
+    store
+        .lease_holders(sunshare::store::JOBS_LEASE)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(_, holder, _)| holder)
+        .collect()
+}
+
 /// Gateways held by each instance now.
 async fn holders(store: &sunshare::store::Store) -> BTreeMap<String, usize> {
     let mut out = BTreeMap::new();
@@ -190,6 +202,8 @@ async fn two_instances_share_the_gateways_poll_each_once_and_take_over_a_killed_
     })
     .await;
     let split_ms = chrono::Utc::now().timestamp_millis();
+    // One of the two runs the singleton jobs (alerts, retention, energy): the first one.
+    assert_eq!(leader(&store).await, ["a"]);
     let window = split + POLL * 6;
     tokio::time::sleep_until(window.into()).await;
     let seen = readings_since(&url, split_ms).await;
@@ -220,10 +234,19 @@ async fn two_instances_share_the_gateways_poll_each_once_and_take_over_a_killed_
     })
     .await;
     let takeover = taken - killed;
+    let led = until("b leading the jobs", &logs, || async {
+        leader(&store).await == ["b"]
+    })
+    .await;
     let bound = LEASE + LEASE / 3 + Duration::from_secs(1);
     assert!(
         takeover <= bound,
         "b took a's gateways {takeover:?} after the kill; the bound is {bound:?}"
+    );
+    assert!(
+        led - killed <= bound,
+        "b took the jobs {:?} after the kill; the bound is {bound:?}",
+        led - killed
     );
     let resumed = until(
         "every device polled again after the kill",
@@ -233,14 +256,16 @@ async fn two_instances_share_the_gateways_poll_each_once_and_take_over_a_killed_
     .await;
     println!(
         "two instances: shared {} and {} after the second started; a killed: b held its \
-         gateways after {:.1} s, every device polled again after {:.1} s (lease {} s)",
+         gateways after {:.1} s and the jobs after {:.1} s, every device polled again after \
+         {:.1} s (lease {} s)",
         GATEWAYS / 2,
         GATEWAYS / 2,
         takeover.as_secs_f64(),
+        (led - killed).as_secs_f64(),
         (resumed - killed).as_secs_f64(),
         LEASE.as_secs()
     );
-    // Stopped politely, `b` gives its leases back at once: nobody holds a gateway.
+    // Stopped politely, `b` gives its leases back at once: nobody holds a gateway or the jobs.
     let status = stop(&mut b).await;
     assert!(status.success(), "b stopped with {status}");
     assert!(
@@ -248,5 +273,6 @@ async fn two_instances_share_the_gateways_poll_each_once_and_take_over_a_killed_
         "leases left after a polite stop: {:?}",
         holders(&store).await
     );
+    assert!(leader(&store).await.is_empty());
     store.close().await;
 }

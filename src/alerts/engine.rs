@@ -210,9 +210,14 @@ impl Engine {
                             None => continue,
                         },
                     };
-                    self.store
+                    if !self
+                        .store
                         .resolve_alert(id, event.at, "condition cleared")
-                        .await?;
+                        .await?
+                    {
+                        // Resolved already (by another instance): said by whoever resolved it.
+                        continue;
+                    }
                     info!(id, kind = %event.key.kind, station = %event.key.station, "alert resolved");
                     id
                 }
@@ -242,14 +247,22 @@ impl Engine {
             .await?)
     }
 
-    /// Ticks every `alerts.interval` until cancelled.
-    pub async fn run(mut self, cancel: CancellationToken) {
+    /// Ticks every `alerts.interval` while `leadership` says this instance leads, until
+    /// cancelled. An instance that starts leading adopts the open alerts from the store first, so
+    /// it resolves what the last leader opened instead of opening it again.
+    pub async fn run(mut self, leadership: crate::store::Leadership, cancel: CancellationToken) {
         let mut every = tokio::time::interval(self.deployment.alerts.interval);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             tokio::select! {
                 () = cancel.cancelled() => break,
                 _ = every.tick() => {
+                    if leadership.fence().is_none() {
+                        self.restored = false;
+                        self.rules = RulesState::new();
+                        self.ids.clear();
+                        continue;
+                    }
                     if let Err(error) = self.tick(Utc::now()).await {
                         warn!(%error, "alert evaluation failed; trying again next tick");
                     }
@@ -265,6 +278,7 @@ pub fn spawn(
     deployment: Arc<Deployment>,
     store: Store,
     metrics: Arc<Metrics>,
+    leadership: crate::store::Leadership,
     tracker: &TaskTracker,
     cancel: &CancellationToken,
 ) -> Result<(), Error> {
@@ -287,6 +301,6 @@ pub fn spawn(
         Some(handle)
     };
     let engine = Engine::new(deployment, store, metrics, handle);
-    tracker.spawn(engine.run(cancel.child_token()));
+    tracker.spawn(engine.run(leadership, cancel.child_token()));
     Ok(())
 }

@@ -735,6 +735,7 @@ pub async fn keep_fresh(
     store: Store,
     d: std::sync::Arc<Deployment>,
     every: std::time::Duration,
+    leadership: crate::store::Leadership,
     cancel: tokio_util::sync::CancellationToken,
 ) {
     let mut tick = tokio::time::interval(every);
@@ -745,6 +746,10 @@ pub async fn keep_fresh(
         tokio::select! {
             () = cancel.cancelled() => return,
             _ = tick.tick() => {}
+        }
+        if leadership.fence().is_none() {
+            // Another instance keeps the stored figures; pages compute what they miss.
+            continue;
         }
         let now = Utc::now();
         // The days are added at start-up and then hourly, so a day is stored soon after it ends

@@ -151,8 +151,9 @@ impl Store {
         Ok(id)
     }
 
-    /// Marks an alert resolved (idempotent) with a `resolved` history line.
-    pub async fn resolve_alert(&self, id: i64, at: DateTime<Utc>, message: &str) -> Result<()> {
+    /// Marks an alert resolved (idempotent) with a `resolved` history line; false when it was
+    /// resolved already.
+    pub async fn resolve_alert(&self, id: i64, at: DateTime<Utc>, message: &str) -> Result<bool> {
         let mut tx = self.begin_write(self.pool()).await?;
         let done = sqlx::query(
             "UPDATE alerts SET state = 'resolved', resolved_ms = $1 WHERE id = $2 AND state <> 'resolved'",
@@ -161,7 +162,8 @@ impl Store {
         .bind(id)
         .execute(&mut *tx)
         .await?;
-        if done.rows_affected() > 0 {
+        let resolved = done.rows_affected() > 0;
+        if resolved {
             sqlx::query(
                 "INSERT INTO alert_history (alert_id, at_ms, event, actor, note) VALUES ($1, $2, 'resolved', NULL, $3)",
             )
@@ -172,7 +174,7 @@ impl Store {
             .await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(resolved)
     }
 
     /// Keeps an open alert's description current (e.g. the minutes of silence).
