@@ -266,18 +266,23 @@ impl Store {
     }
 
     /// Begins a transaction that writes, on `pool` (the shared pool or SQLite's writer). On SQLite
-    /// it is `BEGIN IMMEDIATE`: it takes the write lock first, waiting up to the busy timeout for
-    /// another writer, so a transaction that reads before it writes never fails with "database is
-    /// locked" because another connection committed after its read (a deferred one would). On
-    /// PostgreSQL, a plain `BEGIN`.
+    /// its first statement is a write that changes nothing, so it takes the write lock before any
+    /// read, waiting up to the busy timeout for another writer: a transaction that reads before it
+    /// writes never fails with "database is locked" because another connection committed after its
+    /// read (a plain deferred one would). `BEGIN IMMEDIATE` would do the same, but after SQLite
+    /// rolls a transaction back by itself (a full disk) sqlx refuses every later `BEGIN IMMEDIATE`
+    /// on that connection, while a plain `BEGIN` goes on working. On PostgreSQL, a plain `BEGIN`.
     pub(crate) async fn begin_write(
         &self,
         pool: &AnyPool,
     ) -> std::result::Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
-        match self.backend() {
-            Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => pool.begin().await,
+        let mut tx = pool.begin().await?;
+        if self.backend() == Backend::Sqlite {
+            sqlx::query("UPDATE leases SET fence = fence WHERE 0 = 1")
+                .execute(&mut *tx)
+                .await?;
         }
+        Ok(tx)
     }
 
     /// Checks the database answers (for `/healthz`).
