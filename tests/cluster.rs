@@ -276,3 +276,213 @@ async fn two_instances_share_the_gateways_poll_each_once_and_take_over_a_killed_
     assert!(leader(&store).await.is_empty());
     store.close().await;
 }
+
+/// The `i`-th reading of a logger's stream: one a second, the lifetime counter 10 Wh up each time.
+fn record(base: i64, i: u32) -> String {
+    let ts = base + i64::from(i);
+    let etotal = 5_000.0 + f64::from(i) * 0.01;
+    let pac = 20_000.0 + f64::from(i % 7) * 100.0;
+    format!(
+        r#"{{"ts": {ts}, "addr": 1, "data": {{"pac": {pac}, "etotal": {etotal}, "status": 1}}}}"#
+    )
+}
+
+/// Messages an instance's MQTT collector accepted, from its `/metrics`.
+async fn accepted(http: u16, token: &str) -> f64 {
+    let Ok(r) = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{http}/metrics"))
+        .bearer_auth(token)
+        .send()
+        .await
+    else {
+        return 0.0;
+    };
+    r.text()
+        .await
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("sunshare_mqtt_messages_total{outcome=\"accepted\",reason=\"ok\"} ")
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Two instances subscribed to a logger's topics as one shared group (`mqtt.shared_group`) split
+/// its QoS 1 stream between them; one killed outright mid-stream and started again on its session
+/// gets what the broker kept for it, and every reading is stored exactly once. Services:
+/// PostgreSQL and Mosquitto (`SUNSHARE_TEST_MQTT`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_split_a_loggers_stream_and_a_killed_one_loses_nothing() {
+    use rumqttc::{AsyncClient, MqttOptions, QoS};
+    let Ok(broker) = std::env::var("SUNSHARE_TEST_MQTT") else {
+        sunshare::store::testing::announce_skip(
+            "SKIPPED (Mosquitto) two_instances_split_a_loggers_stream: set SUNSHARE_TEST_MQTT=127.0.0.1:1883 to run it",
+        );
+        return;
+    };
+    let Some(url) =
+        sunshare::store::testing::postgres_database("two_instances_split_a_loggers_stream")
+            .await
+            .expect("database")
+    else {
+        return;
+    };
+    const MESSAGES: u32 = 600;
+    let run = support::binary::run_name("shared");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("shared.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[storage]
+backend = "postgres"
+url = "{url}"
+
+[mqtt]
+broker = "{broker}"
+client_id = "unused"
+topic_prefix = "{run}"
+shared_group = "{run}"
+reconnect_min = "50ms"
+reconnect_max = "500ms"
+keep_alive = "5s"
+
+[[mqtt.loggers]]
+id = "L1"
+station = "S1"
+template = "json_generic"
+{}
+[[devices]]
+id = "S1-INV1"
+station = "S1"
+kind = "inverter"
+model = "huawei_sun2000"
+transport = {{ type = "mqtt", logger = "L1", unit = 1 }}
+rated_power_w = 50000
+"#,
+            support::binary::ONE_STATION
+        ),
+    )
+    .expect("write the deployment file");
+    // The schema first (the CLI opens the store), then an administrator's token for /metrics.
+    let token = support::binary::admin_token(&config);
+    let ports = (free_port(), free_port());
+    let start = |name: &str, http: u16, log: &Path| {
+        Served(
+            Command::new(BIN)
+                .args(["serve", "--config"])
+                .arg(&config)
+                .env("SUNSHARE_MQTT__CLIENT_ID", format!("{run}-{name}"))
+                .env("SUNSHARE_CLUSTER__INSTANCE", name)
+                .env("SUNSHARE_HTTP__LISTEN", format!("127.0.0.1:{http}"))
+                .env("SUNSHARE_LOG", "info,sunshare::collect::mqtt=debug")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(log).expect("log file"))
+                .spawn()
+                .expect("start sunshare serve"),
+        )
+    };
+    let subscribed = |log: &Path| {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .matches("subscribed")
+            .count()
+    };
+    let (log_a, log_b, log_a2) = (
+        dir.path().join("a.log"),
+        dir.path().join("b.log"),
+        dir.path().join("a2.log"),
+    );
+    let logs = [log_a.as_path(), log_b.as_path(), log_a2.as_path()];
+    let mut a = start("a", ports.0, &log_a);
+    let mut b = start("b", ports.1, &log_b);
+    until("both subscribed", &logs, || async {
+        subscribed(&log_a) >= 1 && subscribed(&log_b) >= 1
+    })
+    .await;
+
+    let (host, port) = broker.rsplit_once(':').expect("host:port");
+    let mut o = MqttOptions::new(format!("{run}-logger"), host, port.parse().expect("port"));
+    o.set_clean_session(false)
+        .set_keep_alive(Duration::from_secs(5));
+    let (client, mut events) = AsyncClient::new(o, 2_000);
+    let pump = tokio::spawn(async move {
+        loop {
+            if events.poll().await.is_err() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    });
+    let topic = format!("{run}/sunshare/S1/L1/telemetry");
+    let base = chrono::Utc::now().timestamp() - i64::from(MESSAGES) - 60;
+    let store = sunshare::store::Store::open_postgres(&url, 2)
+        .await
+        .expect("open the store");
+    let stored = || async {
+        let pool = sqlx::PgPool::connect(&url).await.expect("pool");
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM raw_samples")
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+        pool.close().await;
+        n
+    };
+    let publisher = {
+        let (client, topic) = (client.clone(), topic.clone());
+        tokio::spawn(async move {
+            let mut pace = tokio::time::interval(Duration::from_millis(10));
+            for i in 0..MESSAGES {
+                if i % 5 == 0 {
+                    pace.tick().await;
+                }
+                client
+                    .publish(&topic, QoS::AtLeastOnce, false, record(base, i))
+                    .await
+                    .expect("queue a publish");
+            }
+        })
+    };
+
+    // Both take a part; then `a` is killed with no warning while the stream goes on.
+    until("both instances taking messages", &logs, || async {
+        accepted(ports.0, &token).await >= 20.0 && accepted(ports.1, &token).await >= 20.0
+    })
+    .await;
+    let (a_before, b_before) = (
+        accepted(ports.0, &token).await,
+        accepted(ports.1, &token).await,
+    );
+    a.0.kill().expect("SIGKILL");
+    a.0.wait().expect("reaped");
+    publisher.await.expect("the logger published everything");
+
+    // `a` again, on its session: what the broker kept for it arrives; every reading once.
+    let _a2 = start("a", ports.0, &log_a2);
+    until("every reading stored", &logs, || async {
+        stored().await >= i64::from(MESSAGES)
+    })
+    .await;
+    assert_eq!(stored().await, i64::from(MESSAGES), "each reading once");
+    let pool = sqlx::PgPool::connect(&url).await.expect("pool");
+    let duplicates: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM (SELECT device_id, ts_ms FROM raw_samples GROUP BY device_id, ts_ms HAVING COUNT(*) > 1) d",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("duplicates");
+    assert_eq!(duplicates, 0);
+    pool.close().await;
+    let b_after = accepted(ports.1, &token).await;
+    println!(
+        "shared group: a took {a_before} and b {b_before} messages before a was killed; b took {} \
+         more; all {MESSAGES} stored once",
+        b_after - b_before
+    );
+    assert!(a_before > 0.0 && b_before > 0.0, "the stream was split");
+    pump.abort();
+    let _ = stop(&mut b).await;
+    store.close().await;
+}

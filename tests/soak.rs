@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::binary::{simulate, BIN};
+use support::binary::{admin_token, simulate, BIN};
 use support::{free_port, Served};
 
 const SOAK_VAR: &str = "SUNSHARE_TEST_SOAK";
@@ -89,37 +89,6 @@ transport = {{ type = "modbus_tcp", address = "{address}", unit = {u} }}
     text
 }
 
-/// Runs a CLI command of the binary on `config`, with `stdin`, and returns its first output line.
-fn cli(config: &Path, args: &[&str], stdin: &str) -> String {
-    use std::io::Write as _;
-    let mut child = Command::new(BIN)
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run the cli");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
-    let out = child.wait_with_output().expect("wait for the cli");
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .to_owned()
-}
-
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -174,16 +143,7 @@ async fn under_full_polling_and_page_load_memory_tasks_and_queues_stay_flat() {
         deployment(&dir.path().join("data"), http, &gateways),
     )
     .expect("write the deployment file");
-    cli(
-        &config,
-        &["user", "add", "soak-admin", "--role", "admin", "--all"],
-        "soak-password-17\n",
-    );
-    let token = cli(
-        &config,
-        &["token", "add", "--user", "soak-admin", "--label", "soak"],
-        "",
-    );
+    let token = admin_token(&config);
     let log = dir.path().join("serve.log");
     let served = Served(
         Command::new(BIN)

@@ -237,3 +237,49 @@ pub async fn simulate(gateways: usize, units: usize) -> (tokio::process::Child, 
     assert_eq!(addresses.len(), gateways);
     (child, addresses)
 }
+
+/// Runs a CLI command of the binary on `config`, with `stdin`, and returns its first output line.
+pub fn cli(config: &Path, args: &[&str], stdin: &str) -> String {
+    use std::io::Write as _;
+    let mut child = Command::new(BIN)
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the cli");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("wait for the cli");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// An administrator and an API token of theirs in the deployment's store, made with the CLI as an
+/// operator does: the token.
+pub fn admin_token(config: &Path) -> String {
+    cli(
+        config,
+        &["user", "add", "test-admin", "--role", "admin", "--all"],
+        "test-password-17\n",
+    );
+    cli(
+        config,
+        &["token", "add", "--user", "test-admin", "--label", "tests"],
+        "",
+    )
+}
