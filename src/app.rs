@@ -185,7 +185,7 @@ pub async fn start_with(
     let shared = deployment.storage.backend == crate::config::Backend::Postgres;
     let instance = crate::collect::ownership::instance_name(deployment.cluster.instance.as_deref());
     let leadership = if shared {
-        let leadership = crate::store::Leadership::follower();
+        let leadership = crate::store::Leadership::follower(instance.clone());
         tracker.spawn(crate::store::lead(
             store.clone(),
             instance.clone(),

@@ -31,6 +31,8 @@ pub struct Engine {
     rules: RulesState,
     ids: HashMap<AlertKey, i64>,
     restored: bool,
+    /// The jobs lease its writes are made under (an instance sharing the database), if any.
+    fence: Option<crate::store::Fence>,
 }
 
 /// A hash of everything a device reported: equal on successive samples means frozen values.
@@ -71,6 +73,7 @@ impl Engine {
             rules: RulesState::new(),
             ids: HashMap::new(),
             restored: false,
+            fence: None,
         }
     }
 
@@ -173,20 +176,27 @@ impl Engine {
                 EventKind::Opened => {
                     let opened = self
                         .store
-                        .open_alert(&NewAlert {
-                            kind: event.key.kind.as_str(),
-                            station: event.key.station.as_str(),
-                            subject: &event.key.subject,
-                            county: event.county.as_str(),
-                            severity: event.severity.as_str(),
-                            message: &event.message,
-                            opened_at: event.at,
-                            since: event.since,
-                            flapping: event.flapping,
-                        })
+                        .open_alert_fenced(
+                            &NewAlert {
+                                kind: event.key.kind.as_str(),
+                                station: event.key.station.as_str(),
+                                subject: &event.key.subject,
+                                county: event.county.as_str(),
+                                severity: event.severity.as_str(),
+                                message: &event.message,
+                                opened_at: event.at,
+                                since: event.since,
+                                flapping: event.flapping,
+                            },
+                            self.fence.as_ref(),
+                        )
                         .await;
                     let id = match opened {
                         Ok(id) => id,
+                        // This instance lost the jobs lease (paused past it): write nothing more.
+                        Err(crate::store::Error::Fenced(why)) => {
+                            return Err(crate::store::Error::Fenced(why).into())
+                        }
                         // Already open in the shared database (another instance): adopt it and
                         // leave the notifying to whoever opened it.
                         Err(error) => match self.find(&event.key).await? {
@@ -212,7 +222,12 @@ impl Engine {
                     };
                     if !self
                         .store
-                        .resolve_alert(id, event.at, "condition cleared")
+                        .resolve_alert_fenced(
+                            id,
+                            event.at,
+                            "condition cleared",
+                            self.fence.as_ref(),
+                        )
                         .await?
                     {
                         // Resolved already (by another instance): said by whoever resolved it.
@@ -263,6 +278,7 @@ impl Engine {
                         self.ids.clear();
                         continue;
                     }
+                    self.fence = leadership.fence_token();
                     if let Err(error) = self.tick(Utc::now()).await {
                         warn!(%error, "alert evaluation failed; trying again next tick");
                     }

@@ -122,7 +122,20 @@ fn alert_row(r: &AnyRow) -> Result<AlertRow> {
 impl Store {
     /// Records a new alert and its `opened` history line; returns its id.
     pub async fn open_alert(&self, a: &NewAlert<'_>) -> Result<i64> {
+        self.open_alert_fenced(a, None).await
+    }
+
+    /// [`Store::open_alert`] under `fence` (the alert engine of a leading instance): refused with
+    /// [`super::Error::Fenced`] once another instance took the jobs lease.
+    pub async fn open_alert_fenced(
+        &self,
+        a: &NewAlert<'_>,
+        fence: Option<&super::Fence>,
+    ) -> Result<i64> {
         let mut tx = self.begin_write(self.pool()).await?;
+        if let Some(f) = fence {
+            self.check_fence(&mut tx, f).await?;
+        }
         let row = sqlx::query(
             "INSERT INTO alerts (kind, station, subject, county, severity, state, message, opened_ms, \
              since_ms, flapping) VALUES ($1, $2, $3, $4, $5, 'open', $6, $7, $8, $9) RETURNING id",
@@ -154,7 +167,21 @@ impl Store {
     /// Marks an alert resolved (idempotent) with a `resolved` history line; false when it was
     /// resolved already.
     pub async fn resolve_alert(&self, id: i64, at: DateTime<Utc>, message: &str) -> Result<bool> {
+        self.resolve_alert_fenced(id, at, message, None).await
+    }
+
+    /// [`Store::resolve_alert`] under `fence`, as [`Store::open_alert_fenced`].
+    pub async fn resolve_alert_fenced(
+        &self,
+        id: i64,
+        at: DateTime<Utc>,
+        message: &str,
+        fence: Option<&super::Fence>,
+    ) -> Result<bool> {
         let mut tx = self.begin_write(self.pool()).await?;
+        if let Some(f) = fence {
+            self.check_fence(&mut tx, f).await?;
+        }
         let done = sqlx::query(
             "UPDATE alerts SET state = 'resolved', resolved_ms = $1 WHERE id = $2 AND state <> 'resolved'",
         )

@@ -127,30 +127,91 @@ impl Store {
     }
 }
 
+/// A holding of a lease: writes made under it are refused once another instance holds the lease
+/// (its fence is then higher) or it ran out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub lease: &'static str,
+    pub holder: String,
+    pub fence: i64,
+}
+
+impl Store {
+    /// Inside a write transaction: fails with [`super::Error::Fenced`] unless `fence` still holds
+    /// its lease. On PostgreSQL the lease row is locked (`FOR SHARE`) until the transaction ends, so
+    /// a takeover waits for it: nothing is written under a lost lease.
+    pub(crate) async fn check_fence(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        fence: &Fence,
+    ) -> Result<()> {
+        let now = now_ms(self.backend());
+        let lock = match self.backend() {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR SHARE",
+        };
+        let held = sqlx::query(&format!(
+            "SELECT 1 FROM leases WHERE name = $1 AND holder = $2 AND fence = $3 \
+             AND expires_ms >= {now}{lock}"
+        ))
+        .bind(fence.lease)
+        .bind(&fence.holder)
+        .bind(fence.fence)
+        .fetch_optional(&mut **tx)
+        .await?;
+        if held.is_none() {
+            return Err(super::Error::Fenced(format!(
+                "{} no longer holds the {} lease with fence {}",
+                fence.holder, fence.lease, fence.fence
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Whether this instance runs the singleton jobs now (alert evaluation and notification, the raw
 /// retention purge, the energy recomputation): on PostgreSQL, while it holds the `jobs` lease by
 /// its own monotonic clock ([`lead`] keeps it); on SQLite (one instance) always.
 #[derive(Debug, Clone)]
-pub struct Leadership(std::sync::Arc<std::sync::Mutex<Option<(i64, tokio::time::Instant)>>>);
+pub struct Leadership {
+    held: std::sync::Arc<std::sync::Mutex<Option<(i64, tokio::time::Instant)>>>,
+    /// The instance's name in the lease; `None` for the only instance (nothing to fence).
+    holder: Option<String>,
+}
 
 impl Leadership {
     /// The only instance: it always leads.
     pub fn alone() -> Leadership {
         let forever = tokio::time::Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
-        Leadership(std::sync::Arc::new(std::sync::Mutex::new(Some((
-            0, forever,
-        )))))
+        Leadership {
+            held: std::sync::Arc::new(std::sync::Mutex::new(Some((0, forever)))),
+            holder: None,
+        }
     }
 
-    /// Not leading until [`lead`] takes the lease.
-    pub fn follower() -> Leadership {
-        Leadership(std::sync::Arc::default())
+    /// `holder`, not leading until [`lead`] takes the lease.
+    pub fn follower(holder: String) -> Leadership {
+        Leadership {
+            held: std::sync::Arc::default(),
+            holder: Some(holder),
+        }
+    }
+
+    /// What the jobs' writes are fenced with while this instance leads (`None` when it does not,
+    /// or is the only instance).
+    pub fn fence_token(&self) -> Option<Fence> {
+        let fence = self.fence()?;
+        self.holder.as_ref().map(|holder| Fence {
+            lease: JOBS_LEASE,
+            holder: holder.clone(),
+            fence,
+        })
     }
 
     /// The lease's fence while this instance leads, `None` otherwise.
     pub fn fence(&self) -> Option<i64> {
         let held = *self
-            .0
+            .held
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         held.filter(|(_, until)| tokio::time::Instant::now() < *until)
@@ -159,7 +220,7 @@ impl Leadership {
 
     fn set(&self, held: Option<(i64, tokio::time::Instant)>) {
         *self
-            .0
+            .held
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = held;
     }

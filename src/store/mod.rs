@@ -30,7 +30,7 @@ pub use households::{
     HouseholdChange, HouseholdChangeRow, HouseholdRow, JobChange, JobRow, Origin, RosterImportRow,
     SEEDED_BY,
 };
-pub use leases::{lead, Leadership, JOBS_LEASE};
+pub use leases::{lead, Fence, Leadership, JOBS_LEASE};
 pub use ledger::{
     AdjustmentRow, AdvanceRow, AttendanceRow, AuditRow, EntryRow, MonthRecord, MonthRow,
     OpeningRow, PoolLineRecord, ReceiptRow, ReviewRow, StationMonthRecord, TransitionRow,
@@ -74,6 +74,9 @@ pub enum Error {
     Encode(String),
     #[error("{0}")]
     Exists(String),
+    /// A singleton job's write after its instance lost the lease it runs under.
+    #[error("fenced off: {0}")]
+    Fenced(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

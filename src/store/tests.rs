@@ -296,3 +296,78 @@ async fn a_write_that_reads_first_waits_for_concurrent_sample_writes_instead_of_
     writer.await.expect("writer");
     assert_eq!(imported, 60);
 }
+
+/// A singleton job's write under a lease it lost (a leader paused past its lease while another
+/// took over) is refused, on every backend; under the lease it holds, it lands.
+#[tokio::test]
+async fn a_write_under_a_lost_jobs_lease_is_fenced_off() {
+    for t in testing::all("a_write_under_a_lost_jobs_lease_is_fenced_off")
+        .await
+        .expect("stores")
+    {
+        let s = &t.store;
+        let long = std::time::Duration::from_secs(60);
+        let fence_a = s
+            .claim_lease(JOBS_LEASE, "a", long)
+            .await
+            .expect("a")
+            .expect("held");
+        let a = Fence {
+            lease: JOBS_LEASE,
+            holder: "a".into(),
+            fence: fence_a,
+        };
+        let alert = |subject: &'static str| NewAlert {
+            kind: "offline",
+            station: "S1",
+            subject,
+            county: "C1",
+            severity: "critical",
+            message: "silent",
+            opened_at: at(2, 0),
+            since: at(1, 0),
+            flapping: false,
+        };
+        let id = s
+            .open_alert_fenced(&alert("g1"), Some(&a))
+            .await
+            .expect("written while a leads");
+        // a pauses past its lease; b takes the jobs.
+        s.release_lease(JOBS_LEASE, "a").await.expect("ran out");
+        let fence_b = s
+            .claim_lease(JOBS_LEASE, "b", long)
+            .await
+            .expect("b")
+            .expect("held");
+        assert!(fence_b > fence_a);
+        let refused = s.open_alert_fenced(&alert("g2"), Some(&a)).await;
+        assert!(
+            matches!(refused, Err(Error::Fenced(_))),
+            "{}: {refused:?}",
+            t.name
+        );
+        let refused = s
+            .resolve_alert_fenced(id, at(3, 0), "cleared", Some(&a))
+            .await;
+        assert!(
+            matches!(refused, Err(Error::Fenced(_))),
+            "{}: {refused:?}",
+            t.name
+        );
+        assert_eq!(
+            s.count_unresolved_alerts().await.expect("count"),
+            1,
+            "{}",
+            t.name
+        );
+        let b = Fence {
+            lease: JOBS_LEASE,
+            holder: "b".into(),
+            fence: fence_b,
+        };
+        assert!(s
+            .resolve_alert_fenced(id, at(3, 0), "cleared", Some(&b))
+            .await
+            .expect("written while b leads"));
+    }
+}
