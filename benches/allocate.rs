@@ -272,7 +272,7 @@ fn main() {
     // (1) the money core: index and check the book, then twelve months.
     let t1 = Instant::now();
     let c1 = cpu_seconds();
-    let book = Book::new(&d).unwrap_or_else(|e| panic!("{e}"));
+    let book = Book::new(&d.allocation_input()).unwrap_or_else(|e| panic!("{e}"));
     let book_time = t1.elapsed();
     let mut carry = Carry::default();
     let mut payouts = 0usize;

@@ -602,7 +602,7 @@ pub async fn run_month(
     // The registry's households, not the file's seed.
     let registry = households::effective(store, deployment).await?;
     let deployment = &*registry;
-    let book = Book::new(deployment)?;
+    let book = Book::new(&deployment.allocation_input())?;
     let mut energies = HashMap::new();
     for s in &deployment.stations {
         if s.kind != StationKind::Centralized {
@@ -728,7 +728,11 @@ pub async fn transition_recorded(
     };
     if to != PlanState::Draft {
         // A plan that breaks a rule does not move forward (the whole book is checked, as a run would).
-        Book::new(&*households::effective(store, deployment).await?)?;
+        Book::new(
+            &households::effective(store, deployment)
+                .await?
+                .allocation_input(),
+        )?;
     }
     if !store
         .set_plan_state(

@@ -295,7 +295,7 @@ async fn check(
         .retain(|p| !(p.village == candidate.village && p.year == candidate.year));
     let (village, year) = (candidate.village.clone(), candidate.year);
     d.plans.push(candidate);
-    let Err(e) = Book::new(&d) else {
+    let Err(e) = Book::new(&d.allocation_input()) else {
         return Ok(Vec::new());
     };
     let figures = |b: &PlanBreach| {

@@ -347,7 +347,7 @@ status = [{ status = "not_exited", from = "2016-01-01" }]
     d.plans.clear();
     d.jobs.clear();
     demo::add_demo_allocation(&mut d, 2026);
-    crate::allocate::Book::new(&d).expect("demo plans obey every rule");
+    crate::allocate::Book::new(&d.allocation_input()).expect("demo plans obey every rule");
     assert_eq!(d.plans.len(), 1);
     assert!(!d.jobs.is_empty());
     demo::activate_plans(&t.store, &d, 2026, "demo")

@@ -9,8 +9,9 @@
 
 pub mod alerts;
 
+pub use crate::allocate::{CoalPrice, Tariff};
 use crate::domain::{
-    CountyId, Device, Fen, Household, HouseholdId, JobPost, Price, Station, StationKind, TariffId,
+    CountyId, Device, Fen, Household, HouseholdId, JobPost, Price, Station, StationKind,
     TownshipId, VillageId,
 };
 use chrono::NaiveDate;
@@ -491,33 +492,6 @@ pub struct Village {
     pub township: TownshipId,
 }
 
-/// A station's total tariff, fixed for 20 years by its catalogue year (docs/policy.md section 2).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Tariff {
-    pub id: TariffId,
-    /// Total tariff in yuan/kWh, VAT included.
-    pub price: Price,
-    pub province: String,
-    /// A station outside the subsidy catalogue accrues no subsidy.
-    #[serde(default = "yes")]
-    pub in_subsidy_catalogue: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
-/// The provincial desulfurized-coal benchmark price from a date on.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CoalPrice {
-    pub province: String,
-    #[serde(with = "crate::domain::date")]
-    pub from: NaiveDate,
-    pub price: Price,
-}
-
 /// One thing wrong with a deployment file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -757,13 +731,52 @@ impl Deployment {
         Some(&self.townships.iter().find(|t| &t.id == township)?.county)
     }
 
+    /// What the money core reads of this deployment: the one mapping from the file's (or, in the
+    /// ledger, the registry-overlaid) deployment to an allocation's input. Each village comes with
+    /// the province of its township's county.
+    pub fn allocation_input(&self) -> crate::allocate::AllocationInput<'_> {
+        let county_province: HashMap<&str, &str> = self
+            .counties
+            .iter()
+            .map(|c| (c.id.as_str(), c.province.as_str()))
+            .collect();
+        let township_county: HashMap<&str, &str> = self
+            .townships
+            .iter()
+            .map(|t| (t.id.as_str(), t.county.as_str()))
+            .collect();
+        let villages = self
+            .villages
+            .iter()
+            .map(|v| crate::allocate::AllocationVillage {
+                code: &v.code,
+                province: township_county
+                    .get(v.township.as_str())
+                    .and_then(|county| county_province.get(county).copied()),
+            })
+            .collect();
+        crate::allocate::AllocationInput {
+            stations: &self.stations,
+            villages,
+            households: &self.households,
+            jobs: &self.jobs,
+            tariffs: &self.tariffs,
+            coal_prices: &self.coal_prices,
+            policy: &self.policy,
+            adders: &self.adders,
+            costs: &self.costs,
+            plans: &self.plans,
+            attendance: &self.attendance,
+            subsidy_receipts: &self.subsidy_receipts,
+            advances: &self.advances,
+            adjustments: &self.adjustments,
+            pool_membership: &self.pool_membership,
+        }
+    }
+
     /// The coal benchmark price in force for `province` on `day`.
     pub fn coal_price(&self, province: &str, day: NaiveDate) -> Option<Price> {
-        self.coal_prices
-            .iter()
-            .filter(|c| c.province == province && c.from <= day)
-            .max_by_key(|c| c.from)
-            .map(|c| c.price)
+        crate::allocate::coal_price_on(&self.coal_prices, province, day)
     }
 
     /// Cross-record rules; each problem names its key and how to fix it.
@@ -1156,7 +1169,7 @@ impl Deployment {
         }
         if out.is_empty() {
             // Allocation data (plans, costs, policies) is checked by the money core's own rules.
-            if let Err(e) = crate::allocate::Book::new(self) {
+            if let Err(e) = crate::allocate::Book::new(&self.allocation_input()) {
                 out.push(Problem {
                     key: "plans".into(),
                     line: loc.line_of("plans"),

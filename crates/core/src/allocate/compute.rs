@@ -1,13 +1,13 @@
 //! One month of money: station revenue, costs and deficits, splits to villages, centralized pools,
 //! and each village's payouts under its annual plan.
 
+use super::input::AllocationInput;
 use super::model::{
     Adjustment, Advance, Attendance, CostItem, PlanLine, PlanState, PoolMembership, ShareBase,
-    StatusChange, SubsidyReceipt, VillagePlan,
+    StatusChange, SubsidyReceipt, Tariff, VillagePlan,
 };
 use super::money::{add, instalment, prorate, revenue_line, split_largest_remainder, sub, sum};
 use super::{Error, Rule};
-use crate::config::{Deployment, Tariff};
 use crate::domain::{
     EnergyBasis, Fen, Household, HouseholdId, JobPost, LabourCapacity, MonthEnergy, Price,
     StationId, StationKind, VillageId, WattHours, YearMonth,
@@ -167,10 +167,10 @@ impl MonthRun {
     }
 }
 
-/// The deployment indexed for allocation and checked once: households, shares, plans.
+/// An allocation input indexed and checked once: households, shares, plans.
 #[derive(Debug)]
 pub struct Book<'a> {
-    d: &'a Deployment,
+    input: AllocationInput<'a>,
     households: FxHashMap<&'a str, &'a Household>,
     village_households: FxHashMap<&'a str, usize>,
     tariffs: FxHashMap<&'a str, &'a Tariff>,
@@ -282,13 +282,13 @@ fn year_month(year: i32, month: u32) -> Result<YearMonth, Error> {
 }
 
 impl<'a> Book<'a> {
-    /// Indexes the deployment and checks what does not depend on the month: one household one village,
+    /// Indexes the input and checks what does not depend on the month: one household one village,
     /// ownership shares, attendance records and every annual plan.
-    pub fn new(d: &'a Deployment) -> Result<Book<'a>, Error> {
+    pub fn new(d: &AllocationInput<'a>) -> Result<Book<'a>, Error> {
         let mut households: FxHashMap<&str, &Household> =
             FxHashMap::with_capacity_and_hasher(d.households.len(), Default::default());
         let mut village_households: FxHashMap<&str, usize> = FxHashMap::default();
-        for h in &d.households {
+        for h in d.households {
             if let Some(first) = households.insert(h.id.as_str(), h) {
                 if first.village != h.village {
                     return Err(Error::rule(
@@ -308,7 +308,7 @@ impl<'a> Book<'a> {
             *village_households.entry(h.village.as_str()).or_default() += 1;
         }
         let tariffs = d.tariffs.iter().map(|t| (t.id.as_str(), t)).collect();
-        for s in &d.stations {
+        for s in d.stations {
             if s.kind == StationKind::JointVillage {
                 let total: u64 = s.owners.iter().map(|o| o.weight).sum();
                 let declared = s.total_weight.unwrap_or(total);
@@ -325,7 +325,7 @@ impl<'a> Book<'a> {
             }
         }
         let mut costs: FxHashMap<(&str, i32), Vec<&CostItem>> = FxHashMap::default();
-        for c in &d.costs {
+        for c in d.costs {
             if c.amount.is_negative() {
                 return Err(Error::Input(format!(
                     "cost {:?} of station {} for {} is negative ({})",
@@ -344,7 +344,7 @@ impl<'a> Book<'a> {
                 .push(c);
         }
         let mut jobs: FxHashMap<&str, Vec<JobRef<'_>>> = FxHashMap::default();
-        for j in &d.jobs {
+        for j in d.jobs {
             let holder = households.get(j.holder.as_str()).copied();
             jobs.entry(j.village.as_str()).or_default().push(JobRef {
                 job: j,
@@ -357,7 +357,7 @@ impl<'a> Book<'a> {
             list.sort_by(|a, b| a.job.id.cmp(&b.job.id));
         }
         let mut attendance = FxHashMap::default();
-        for a in &d.attendance {
+        for a in d.attendance {
             if a.required == 0 || a.worked > a.required {
                 return Err(Error::Input(format!(
                     "attendance of job {} in {}: {} of {} is not a valid record",
@@ -372,7 +372,7 @@ impl<'a> Book<'a> {
             }
         }
         let mut receipts: FxHashMap<(&str, YearMonth), Vec<&SubsidyReceipt>> = FxHashMap::default();
-        for r in &d.subsidy_receipts {
+        for r in d.subsidy_receipts {
             if r.amount.is_negative() {
                 return Err(Error::Input(format!(
                     "subsidy receipt of station {} in {} is negative",
@@ -385,7 +385,7 @@ impl<'a> Book<'a> {
                 .push(r);
         }
         let mut advances: FxHashMap<(&str, YearMonth), Vec<&Advance>> = FxHashMap::default();
-        for a in &d.advances {
+        for a in d.advances {
             if a.amount.is_negative() {
                 return Err(Error::Input(format!(
                     "county advance {} to village {} is negative",
@@ -398,36 +398,23 @@ impl<'a> Book<'a> {
                 .push(a);
         }
         let mut adjustments: FxHashMap<(&str, YearMonth), Vec<&Adjustment>> = FxHashMap::default();
-        for a in &d.adjustments {
+        for a in d.adjustments {
             adjustments
                 .entry((a.village.as_str(), a.month))
                 .or_default()
                 .push(a);
         }
         let mut membership = FxHashMap::default();
-        for m in &d.pool_membership {
+        for m in d.pool_membership {
             membership.insert((m.station.as_str(), m.household.as_str()), m);
         }
-        let county_province: HashMap<&str, &str> = d
-            .counties
-            .iter()
-            .map(|c| (c.id.as_str(), c.province.as_str()))
-            .collect();
-        let township_county: HashMap<&str, &str> = d
-            .townships
-            .iter()
-            .map(|t| (t.id.as_str(), t.county.as_str()))
-            .collect();
         let provinces = d
             .villages
             .iter()
-            .filter_map(|v| {
-                let county = township_county.get(v.township.as_str())?;
-                Some((v.code.as_str(), *county_province.get(county)?))
-            })
+            .filter_map(|v| Some((v.code.as_str(), v.province?)))
             .collect();
         let mut book = Book {
-            d,
+            input: d.clone(),
             households,
             village_households,
             tariffs,
@@ -514,7 +501,7 @@ impl<'a> Book<'a> {
         }
         let province = self.provinces.get(p.village.as_str()).copied();
         let labour = add(l.job_wages, l.temp_labour)?;
-        for r in &self.d.policy.labour_share {
+        for r in &self.input.policy.labour_share {
             if r.year != p.year || r.province.as_deref().is_some_and(|pr| Some(pr) != province) {
                 continue;
             }
@@ -673,7 +660,7 @@ impl<'a> Book<'a> {
         scope: &dyn fmt::Display,
     ) -> Result<&'a Household, Error> {
         let h = &hh.id;
-        let policy = &self.d.policy;
+        let policy = &self.input.policy;
         let day = if plan.status_change_immediate || policy.status_change == StatusChange::Immediate
         {
             month.first_day()
@@ -703,7 +690,7 @@ impl<'a> Book<'a> {
         carry: &Carry,
         plan_states: &HashMap<(VillageId, i32), PlanState>,
     ) -> Result<MonthRun, Error> {
-        let mut stations: Vec<&crate::domain::Station> = self.d.stations.iter().collect();
+        let mut stations: Vec<&crate::domain::Station> = self.input.stations.iter().collect();
         stations.sort_by(|a, b| a.id.cmp(&b.id));
         let mut out_stations = Vec::new();
         let mut pools = Vec::new();
@@ -765,17 +752,17 @@ impl<'a> Book<'a> {
             out_stations.push(rev);
         }
 
-        let mut villages: Vec<&crate::config::Village> = self.d.villages.iter().collect();
-        villages.sort_by(|a, b| a.code.cmp(&b.code));
+        let mut villages: Vec<&VillageId> = self.input.villages.iter().map(|v| v.code).collect();
+        villages.sort();
         let inputs: Vec<VillageInput<'_>> = villages
             .into_iter()
-            .map(|v| {
-                let (lines, receipt_share) = income.remove(&v.code).unwrap_or_default();
+            .map(|code| {
+                let (lines, receipt_share) = income.remove(code).unwrap_or_default();
                 VillageInput {
-                    code: &v.code,
+                    code,
                     lines,
                     receipt_share,
-                    prev: carry.villages.get(&v.code).copied().unwrap_or_default(),
+                    prev: carry.villages.get(code).copied().unwrap_or_default(),
                 }
             })
             .collect();
@@ -863,7 +850,7 @@ impl<'a> Book<'a> {
         month: YearMonth,
         carry: &Carry,
     ) -> Result<StationRevenue, Error> {
-        let d = self.d;
+        let d = &self.input;
         let tariff = self.tariffs.get(s.tariff.as_str()).ok_or_else(|| {
             Error::Input(format!(
                 "station {} names unknown tariff {}",
@@ -902,7 +889,7 @@ impl<'a> Book<'a> {
             Price(0)
         };
         let mut adder_price = Price(0);
-        for a in &d.adders {
+        for a in d.adders {
             if a.province == tariff.province
                 && a.from <= day
                 && day <= a.until
@@ -1040,7 +1027,7 @@ impl<'a> Book<'a> {
                 s.id
             ))
         })?;
-        let part = instalment(per, month.month(), self.d.policy.instalment)?;
+        let part = instalment(per, month.month(), self.input.policy.instalment)?;
         let mut lines = Vec::new();
         let mut notes = vec![format!(
             "{per} per beneficiary household a year, {part} this month"
@@ -1087,7 +1074,7 @@ impl<'a> Book<'a> {
         pool_members: &FxHashSet<&str>,
     ) -> Result<VillageStatement, Error> {
         let scope = &VillageMonth(code, month);
-        let policy = &self.d.policy;
+        let policy = &self.input.policy;
         let income_total = sum(income.iter().map(|l| l.amount))?;
         let provisional = income.iter().any(|l| l.basis.is_provisional());
         let advance = sum(self
@@ -1232,7 +1219,7 @@ impl<'a> Book<'a> {
         scope: &dyn fmt::Display,
         out: &mut Vec<Payout>,
     ) -> Result<(), Error> {
-        let policy = &self.d.policy;
+        let policy = &self.input.policy;
         let code = plan.village.as_str();
         let jobs = self.jobs.get(code).map_or(&[][..], Vec::as_slice);
         let days = Days::of(month);

@@ -1,12 +1,14 @@
 //! The money core: station revenue, costs, joint-village splits, centralized pools, village plans and
 //! each household's payout, exactly to the fen (docs/policy.md).
 //!
-//! Pure and deterministic: no I/O, no async, no floating point. Inputs are the deployment (registry,
-//! tariffs, policies, plans) plus each station's `MonthEnergy` and the carry-over of the previous
-//! month; the output is a `MonthRun` whose every figure carries its explanation. A violated rule is an
+//! Pure and deterministic: no I/O, no async, no floating point. Inputs are an [`AllocationInput`]
+//! (the registry in force, tariffs, policies, plans: what the ledger maps from the deployment and
+//! the registry) plus each station's `MonthEnergy` and the carry-over of the previous month; the
+//! output is a `MonthRun` whose every figure carries its explanation. A violated rule is an
 //! [`Error::Rule`] naming the rule, its source and the numbers; nothing partial is returned.
 
 mod compute;
+mod input;
 mod model;
 pub mod money;
 
@@ -14,10 +16,11 @@ pub use compute::{
     first_month_paid_together, job_paid_in, Book, Carry, CostLine, IncomeLine, MonthRun, Payee,
     Payout, PoolLine, PoolStatement, StationRevenue, VillageCarry, VillageStatement,
 };
+pub use input::{AllocationInput, AllocationVillage};
 pub use model::{
-    Adder, Adjustment, Advance, Attendance, CostItem, CostKind, LabourShareRule, PlanBudget,
-    PlanLine, PlanState, PolicyConfig, PoolMembership, RewardPayment, ShareBase, SmallProject,
-    StatusChange, SubsidyReceipt, TempLabour, VillagePlan,
+    coal_price_on, Adder, Adjustment, Advance, Attendance, CoalPrice, CostItem, CostKind,
+    LabourShareRule, PlanBudget, PlanLine, PlanState, PolicyConfig, PoolMembership, RewardPayment,
+    ShareBase, SmallProject, StatusChange, SubsidyReceipt, Tariff, TempLabour, VillagePlan,
 };
 pub use money::Instalment;
 

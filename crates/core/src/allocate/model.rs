@@ -1,9 +1,10 @@
-//! What the deployment file says about money: policies, adders, costs, annual plans, attendance,
-//! receipts, advances, adjustments and centralized-pool membership. Pure data, read by serde.
+//! What the deployment file says about money: tariffs, coal benchmark prices, policies, adders,
+//! costs, annual plans, attendance, receipts, advances, adjustments and centralized-pool membership.
+//! Pure data, read by serde.
 
 use super::money::Instalment;
 use crate::domain::{
-    Fen, HouseholdId, JobId, PovertyStatus, Price, StationId, VillageId, YearMonth,
+    Fen, HouseholdId, JobId, PovertyStatus, Price, StationId, TariffId, VillageId, YearMonth,
 };
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
@@ -96,6 +97,42 @@ pub enum ShareBase {
     #[default]
     Net,
     Gross,
+}
+
+/// A station's total tariff, fixed for 20 years by its catalogue year (docs/policy.md section 2).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tariff {
+    pub id: TariffId,
+    /// Total tariff in yuan/kWh, VAT included.
+    pub price: Price,
+    pub province: String,
+    /// A station outside the subsidy catalogue accrues no subsidy.
+    #[serde(default = "yes")]
+    pub in_subsidy_catalogue: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The provincial desulfurized-coal benchmark price from a date on.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoalPrice {
+    pub province: String,
+    #[serde(with = "crate::domain::date")]
+    pub from: NaiveDate,
+    pub price: Price,
+}
+
+/// The coal benchmark price in force for `province` on `day`: the latest entry from that day or before.
+pub fn coal_price_on(prices: &[CoalPrice], province: &str, day: NaiveDate) -> Option<Price> {
+    prices
+        .iter()
+        .filter(|c| c.province == province && c.from <= day)
+        .max_by_key(|c| c.from)
+        .map(|c| c.price)
 }
 
 /// A provincial adder `A` (e.g. Hebei 0.20 yuan/kWh for 3 years), applied to whole months whose

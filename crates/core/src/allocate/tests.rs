@@ -256,7 +256,7 @@ fn largest_remainder_breaks_ties_by_village_code() {
 #[test]
 fn worked_example_year_with_subsidy_received() {
     let d = load(&worked_example(&receipts_each_month(2020, "17482.50")));
-    let book = Book::new(&d).expect("book");
+    let book = Book::new(&d.allocation_input()).expect("book");
     let (runs, carry) = run_months(
         &book,
         &d,
@@ -315,7 +315,7 @@ fn worked_example_year_with_subsidy_received() {
 #[test]
 fn first_year_base_only_is_refused_without_a_county_advance() {
     let d = load(&worked_example(""));
-    let book = Book::new(&d).expect("book");
+    let book = Book::new(&d.allocation_input()).expect("book");
     let err = book
         .month(
             ym("2020-01"),
@@ -348,7 +348,7 @@ amount = "209790"
 covers = "2020 subsidy arrears"
 "#;
     let d = load(&worked_example(extra));
-    let book = Book::new(&d).expect("book");
+    let book = Book::new(&d.allocation_input()).expect("book");
     let (runs, carry) = run_months(
         &book,
         &d,
@@ -383,7 +383,7 @@ fn labour_share_below_80_percent_in_2020_is_refused() {
     d.plans[0].temp_labour.clear();
     d.plans[0].lines.temp_labour = Fen::ZERO;
     d.plans[0].lines.small_project = fen("46240");
-    let err = Book::new(&d).expect_err("labour share");
+    let err = Book::new(&d.allocation_input()).expect_err("labour share");
     assert_eq!(err.violated(), Some(Rule::LabourShare));
     let msg = err.to_string();
     assert!(
@@ -395,14 +395,14 @@ fn labour_share_below_80_percent_in_2020_is_refused() {
     );
     // with the rule configured for another year only, the plan passes
     d.policy.labour_share[0].year = 2019;
-    Book::new(&d).expect("no rule for 2020 now");
+    Book::new(&d.allocation_input()).expect("no rule for 2020 now");
 }
 
 #[test]
 fn plan_lines_exceeding_income_are_refused() {
     let mut d = load(&worked_example(""));
     d.plans[0].lines.reserve = fen("6810.01");
-    let err = Book::new(&d).expect_err("over");
+    let err = Book::new(&d.allocation_input()).expect_err("over");
     assert_eq!(err.violated(), Some(Rule::PlanWithinIncome));
     assert!(err.to_string().contains("over by 0.01"), "{err}");
 }
@@ -413,7 +413,7 @@ fn household_in_two_villages_is_refused() {
     let mut twin = d.households[0].clone();
     twin.village = VillageId::new("140000000002");
     d.households.push(twin);
-    let err = Book::new(&d).expect_err("two villages");
+    let err = Book::new(&d.allocation_input()).expect_err("two villages");
     assert_eq!(err.violated(), Some(Rule::OneHouseholdOneVillage));
     assert!(err.to_string().contains("H01"), "{err}");
 }
@@ -425,7 +425,7 @@ fn ineligible_job_holder_is_refused() {
         status: PovertyStatus::Exited,
         from: chrono::NaiveDate::from_ymd_opt(2019, 12, 1).expect("date"),
     });
-    let book = Book::new(&d).expect("book");
+    let book = Book::new(&d.allocation_input()).expect("book");
     let err = book
         .month(
             ym("2020-01"),
@@ -448,7 +448,7 @@ fn a_status_change_mid_year_waits_for_the_next_plan() {
         status: PovertyStatus::Exited,
         from: chrono::NaiveDate::from_ymd_opt(2020, 7, 1).expect("date"),
     });
-    let book = Book::new(&d).expect("book");
+    let book = Book::new(&d.allocation_input()).expect("book");
     run_months(
         &book,
         &d,
@@ -459,7 +459,7 @@ fn a_status_change_mid_year_waits_for_the_next_plan() {
     )
     .expect("status read on 1 January");
     d.policy.status_change = StatusChange::Immediate;
-    let book = Book::new(&d).expect("book");
+    let book = Book::new(&d.allocation_input()).expect("book");
     let err = run_months(
         &book,
         &d,
@@ -491,7 +491,7 @@ fn shares_not_summing_are_refused() {
     ];
     s.total_weight = Some(600);
     d.stations.push(s);
-    let err = Book::new(&d).expect_err("shares");
+    let err = Book::new(&d.allocation_input()).expect_err("shares");
     assert_eq!(err.violated(), Some(Rule::SharesSum));
     assert!(
         err.to_string().contains("500") && err.to_string().contains("600"),
@@ -569,7 +569,7 @@ billed_in = 1
 #[test]
 fn joint_station_split_with_a_rounding_remainder_and_a_negative_month() {
     let d = joint_deployment();
-    let book = Book::new(&d).expect("book");
+    let book = Book::new(&d.allocation_input()).expect("book");
     // January: base R(100,000 kWh × 0.3844) = 38,440.00 minus 60,000.00 insurance billed at once.
     let jan = book
         .month(
@@ -624,7 +624,7 @@ fn joint_station_split_with_a_rounding_remainder_and_a_negative_month() {
 #[test]
 fn centralized_pool_pays_per_beneficiary_and_stops_for_a_household_that_left() {
     let d = joint_deployment();
-    let book = Book::new(&d).expect("book");
+    let book = Book::new(&d.allocation_input()).expect("book");
     let e = |m: &str| monthly_energy(&d, ym(m), 0);
     let june = book
         .month(
@@ -688,7 +688,7 @@ fn a_pool_beneficiary_cannot_also_hold_a_village_job() {
         rewards: vec![],
         status_change_immediate: false,
     });
-    let book = Book::new(&d).expect("book");
+    let book = Book::new(&d.allocation_input()).expect("book");
     let carry = Carry {
         station_deficit: Default::default(),
         villages: [(
@@ -742,7 +742,7 @@ fn equal_temp_labour_to_every_household_is_a_handout() {
     });
     d.pool_membership.clear();
     d.stations.retain(|s| s.id.as_str() != "CENTRAL");
-    let book = Book::new(&d).expect("book");
+    let book = Book::new(&d.allocation_input()).expect("book");
     let carry = Carry {
         station_deficit: Default::default(),
         villages: [(
@@ -772,7 +772,7 @@ fn an_adjustment_after_payment_is_a_new_entry_in_a_later_month() {
         receipts_each_month(2020, "17482.50")
     );
     let d = load(&worked_example(&extra));
-    let book = Book::new(&d).expect("book");
+    let book = Book::new(&d.allocation_input()).expect("book");
     let (runs, _) = run_months(
         &book,
         &d,
@@ -810,7 +810,7 @@ fn an_adjustment_after_payment_is_a_new_entry_in_a_later_month() {
     // a negative correction would claw back a paid wage
     let mut d2 = d.clone();
     d2.adjustments[0].amount = fen("-10");
-    let book = Book::new(&d2).expect("book");
+    let book = Book::new(&d2.allocation_input()).expect("book");
     let err = run_months(
         &book,
         &d2,
@@ -826,7 +826,7 @@ fn an_adjustment_after_payment_is_a_new_entry_in_a_later_month() {
 #[test]
 fn no_payouts_unless_the_plan_is_active() {
     let d = load(&worked_example(&receipts_each_month(2020, "17482.50")));
-    let book = Book::new(&d).expect("book");
+    let book = Book::new(&d.allocation_input()).expect("book");
     let states: HashMap<_, _> = [((VillageId::new(V), 2020), PlanState::CountyFiled)].into();
     let run = book
         .month(
@@ -853,7 +853,7 @@ until = "2020-01-31"
 note = "provincial adder"
 "#;
     let d = load(&worked_example(extra));
-    let book = Book::new(&d).expect("book");
+    let book = Book::new(&d.allocation_input()).expect("book");
     let mut e = monthly_energy(&d, ym("2020-01"), MONTH_WH);
     for m in e.values_mut() {
         m.basis = EnergyBasis::Metered;
@@ -881,7 +881,7 @@ note = "provincial adder"
 fn a_station_outside_the_catalogue_accrues_no_subsidy() {
     let mut d = load(&worked_example(""));
     d.tariffs[0].in_subsidy_catalogue = false;
-    let book = Book::new(&d).expect("book");
+    let book = Book::new(&d.allocation_input()).expect("book");
     let run = book
         .month(
             ym("2020-01"),
@@ -982,9 +982,9 @@ proptest! {
             d.villages.push(v);
             d.households.push(household(&format!("X{code}"), code));
         }
-        let book = Book::new(&d).expect("book").spread_over(1, usize::MAX);
+        let book = Book::new(&d.allocation_input()).expect("book").spread_over(1, usize::MAX);
         // The same book with every month's villages spread over three threads, one village each.
-        let spread = Book::new(&d).expect("book").spread_over(3, 0);
+        let spread = Book::new(&d.allocation_input()).expect("book").spread_over(3, 0);
         let states = active(&[V], 2020);
         let mut carry = Carry::default();
         for (i, wh) in energies.iter().enumerate() {
