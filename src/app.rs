@@ -183,10 +183,10 @@ pub async fn start_with(
     // On PostgreSQL several instances may share the database: they share the gateways by leases,
     // and one of them at a time (the holder of the jobs lease) runs the singleton jobs.
     let shared = deployment.storage.backend == crate::config::Backend::Postgres;
-    let instance = crate::collect::ownership::instance_name(deployment.cluster.instance.as_deref());
+    let instance = crate::cluster::instance_name(deployment.cluster.instance.as_deref());
     let leadership = if shared {
         let leadership = crate::store::Leadership::follower(instance.clone());
-        tracker.spawn(crate::store::lead(
+        tracker.spawn(crate::cluster::lead(
             store.clone(),
             instance.clone(),
             deployment.cluster.lease,
@@ -229,22 +229,27 @@ pub async fn start_with(
         None => crate::registers::Catalog::builtin(),
     }
     .context("loading register maps")?;
-    let sharing = shared.then(|| crate::collect::modbus::Sharing {
-        store: store.clone(),
-        instance: instance.clone(),
-        lease: deployment.cluster.lease,
-    });
-    crate::collect::modbus::spawn_all(
+    let gateways = crate::collect::modbus::spawn_all(
         &deployment,
         &catalog,
         ingest_handle.clone(),
         Arc::clone(&metrics),
-        sharing,
+        shared,
         &cancel,
         &tracker,
     )
     .map_err(|e| anyhow::anyhow!(e))
     .context("starting the modbus pollers")?;
+    if shared {
+        tracker.spawn(crate::cluster::share(
+            store.clone(),
+            instance.clone(),
+            deployment.cluster.lease,
+            gateways,
+            tracker.clone(),
+            cancel.child_token(),
+        ));
+    }
 
     crate::alerts::spawn(
         Arc::clone(&deployment),

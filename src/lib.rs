@@ -14,6 +14,7 @@
 //! - [`auth`] decides who may do what where (roles, scopes, credentials); pure;
 //! - [`tabular`] reads CSV (UTF-8, GBK, UTF-16) and XLSX tables as people send them; pure;
 //! - [`retry`] is the one retry policy (capped backoff with jitter, cancel-aware);
+//! - [`cluster`]: several instances on one PostgreSQL database share the gateways and the jobs;
 //! - [`app`] wires the components; [`config`] is the deployment file; [`domain`] the vocabulary.
 //!
 //! The pure part (`domain`, `registers`, `allocate`, `solar`, `tabular`, `config` and the data
@@ -42,6 +43,7 @@ pub mod auth;
 #[cfg(feature = "bench")]
 pub mod bench;
 pub mod cli;
+pub mod cluster;
 pub mod collect;
 pub use sunshare_core::config;
 pub use sunshare_core::domain;

@@ -46,6 +46,8 @@ const LAYERS: &[(&str, u8)] = &[
     // The demo simulator and the benchmarks drive the real components.
     ("sim", 8),
     ("bench", 8),
+    // Several instances on one database: the gateways and the singleton jobs by leases.
+    ("cluster", 8),
     // Wiring and the command line.
     ("app", 9),
     ("cli", 10),

@@ -5,10 +5,8 @@
 //! - [`mqtt`]: the subscriber for 4G data loggers (JSON telemetry or forwarded register blocks);
 //!   [`broker`] is the embedded MQTT broker for single-machine deployments.
 //! - [`clock`]: says when the system clock that stamps readings steps.
-//! - [`ownership`]: several instances on one PostgreSQL database share the gateways by leases.
 
 pub mod broker;
 pub mod clock;
 pub mod modbus;
 pub mod mqtt;
-pub mod ownership;

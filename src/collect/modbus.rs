@@ -264,6 +264,50 @@ pub enum Tick {
     Idle,
 }
 
+/// Until when a lease is this instance's, by the monotonic clock; shared with the poller.
+#[derive(Debug, Clone, Default)]
+pub struct Held(Arc<std::sync::Mutex<Option<Instant>>>);
+
+impl Held {
+    /// True while the lease is held.
+    pub fn holds(&self) -> bool {
+        self.until().is_some_and(|u| Instant::now() < u)
+    }
+
+    fn until(&self) -> Option<Instant> {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Held until `until` (renewed), or not at all.
+    pub fn set(&self, until: Option<Instant>) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = until;
+    }
+}
+
+/// Builds a gateway's poller each time this instance takes its lease.
+pub type MakePoller = Box<dyn Fn() -> GatewayPoller + Send + Sync>;
+
+/// One gateway that instances sharing a database take turns to poll (see `crate::cluster`).
+pub struct Gateway {
+    /// The address, as the deployment names it: the lease is `modbus:<address>`.
+    pub address: String,
+    pub make: MakePoller,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("address", &self.address)
+            .finish()
+    }
+}
+
 /// Owns one gateway connection and the devices behind it.
 pub struct GatewayPoller {
     address: String,
@@ -279,7 +323,7 @@ pub struct GatewayPoller {
     last_request_end: Option<Instant>,
     observer: Option<Arc<PollObserver>>,
     /// When the gateway is shared by leases: no request goes out once the lease has run out.
-    held: Option<super::ownership::Held>,
+    held: Option<Held>,
 }
 
 impl std::fmt::Debug for GatewayPoller {
@@ -411,7 +455,7 @@ impl GatewayPoller {
     }
 
     /// Polls only while `held` says the lease is this instance's.
-    pub fn with_lease(mut self, held: super::ownership::Held) -> Self {
+    pub fn with_lease(mut self, held: Held) -> Self {
         self.held = Some(held);
         self
     }
@@ -844,25 +888,17 @@ pub fn plan_gateways(
     Ok(out)
 }
 
-/// Several instances on one database: the gateways are shared by leases (see [`super::ownership`]).
-#[derive(Debug, Clone)]
-pub struct Sharing {
-    pub store: crate::store::Store,
-    pub instance: String,
-    pub lease: Duration,
-}
-
-/// Spawns one poller task per gateway connection, or on a shared database the task that polls
-/// this instance's share of them; returns how many gateways there are.
+/// Spawns one poller task per gateway connection, or, when the gateways are `shared` by several
+/// instances, spawns none and returns a poller factory per gateway for `crate::cluster::share`.
 pub fn spawn_all(
     deployment: &Deployment,
     catalog: &Catalog,
     ingest: IngestHandle,
     metrics: Arc<Metrics>,
-    sharing: Option<Sharing>,
+    shared: bool,
     cancel: &CancellationToken,
     tracker: &TaskTracker,
-) -> Result<usize, String> {
+) -> Result<Vec<Gateway>, String> {
     let tuning = TimingOverride {
         timeout: deployment.collect.modbus_timeout,
         request_gap: deployment.collect.modbus_request_gap,
@@ -870,7 +906,7 @@ pub fn spawn_all(
     };
     let gateways = plan_gateways(deployment, catalog, tuning)?;
     let n = gateways.len();
-    let mut shared = Vec::new();
+    let mut factories = Vec::new();
     for ((address, framing), targets) in gateways {
         let shortest = targets
             .iter()
@@ -890,8 +926,8 @@ pub fn spawn_all(
             )
             .with_phase(phase)
         };
-        if sharing.is_some() {
-            shared.push(super::ownership::Gateway {
+        if shared {
+            factories.push(Gateway {
                 address,
                 make: Box::new(make),
             });
@@ -899,19 +935,10 @@ pub fn spawn_all(
             tracker.spawn(make().run(cancel.child_token()));
         }
     }
-    if let Some(s) = sharing {
-        tracker.spawn(super::ownership::share(
-            s.store,
-            s.instance,
-            s.lease,
-            shared,
-            tracker.clone(),
-            cancel.child_token(),
-        ));
-    } else if n > 0 {
+    if !shared && n > 0 {
         info!(gateways = n, "modbus pollers started");
     }
-    Ok(n)
+    Ok(factories)
 }
 
 /// The `sunshare probe` result as one JSON object: normalised metric names (unit in the name),

@@ -171,7 +171,7 @@ impl Store {
 
 /// Whether this instance runs the singleton jobs now (alert evaluation and notification, the raw
 /// retention purge, the energy recomputation): on PostgreSQL, while it holds the `jobs` lease by
-/// its own monotonic clock ([`lead`] keeps it); on SQLite (one instance) always.
+/// its own monotonic clock (`crate::cluster::lead` keeps it); on SQLite (one instance) always.
 #[derive(Debug, Clone)]
 pub struct Leadership {
     held: std::sync::Arc<std::sync::Mutex<Option<(i64, tokio::time::Instant)>>>,
@@ -189,7 +189,7 @@ impl Leadership {
         }
     }
 
-    /// `holder`, not leading until [`lead`] takes the lease.
+    /// `holder`, not leading until `crate::cluster::lead` takes the lease.
     pub fn follower(holder: String) -> Leadership {
         Leadership {
             held: std::sync::Arc::default(),
@@ -218,7 +218,8 @@ impl Leadership {
             .map(|(fence, _)| fence)
     }
 
-    fn set(&self, held: Option<(i64, tokio::time::Instant)>) {
+    /// Leading with `fence` until the instant (renewed), or not leading.
+    pub fn set(&self, held: Option<(i64, tokio::time::Instant)>) {
         *self
             .held
             .lock()
@@ -228,44 +229,3 @@ impl Leadership {
 
 /// The lease the singleton jobs run under.
 pub const JOBS_LEASE: &str = "jobs";
-
-/// Takes and renews the [`JOBS_LEASE`] for `me` every third of `lease` until `cancel`, keeping
-/// `leadership` up to date; gives it back on the way out.
-pub async fn lead(
-    store: Store,
-    me: String,
-    lease: Duration,
-    leadership: Leadership,
-    cancel: tokio_util::sync::CancellationToken,
-) {
-    let mut was = None;
-    loop {
-        let round = tokio::time::Instant::now();
-        match store.claim_lease(JOBS_LEASE, &me, lease).await {
-            Ok(Some(fence)) => {
-                leadership.set(Some((fence, round + lease)));
-                if was != Some(fence) {
-                    tracing::info!(instance = %me, fence, "leading: the singleton jobs run here");
-                }
-                was = Some(fence);
-            }
-            Ok(None) => {
-                leadership.set(None);
-                if was.is_some() {
-                    tracing::warn!(instance = %me, "no longer leading: another instance holds the jobs lease");
-                }
-                was = None;
-            }
-            // Unrenewed, the lease runs out by the monotonic clock in `leadership` itself.
-            Err(e) => tracing::warn!(error = %e, "the jobs lease could not be renewed"),
-        }
-        tokio::select! {
-            () = cancel.cancelled() => break,
-            () = tokio::time::sleep_until(round + lease / 3) => {}
-        }
-    }
-    leadership.set(None);
-    if let Err(e) = store.release_lease(JOBS_LEASE, &me).await {
-        tracing::warn!(error = %e, "the jobs lease was not given back; it runs out");
-    }
-}

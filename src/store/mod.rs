@@ -30,7 +30,7 @@ pub use households::{
     HouseholdChange, HouseholdChangeRow, HouseholdRow, JobChange, JobRow, Origin, RosterImportRow,
     SEEDED_BY,
 };
-pub use leases::{lead, Fence, Leadership, JOBS_LEASE};
+pub use leases::{Fence, Leadership, JOBS_LEASE};
 pub use ledger::{
     AdjustmentRow, AdvanceRow, AttendanceRow, AuditRow, EntryRow, MonthRecord, MonthRow,
     OpeningRow, PoolLineRecord, ReceiptRow, ReviewRow, StationMonthRecord, TransitionRow,

@@ -10,11 +10,22 @@ use chrono::DateTime;
 use sqlx::Row;
 use std::collections::HashMap;
 
+/// The PostgreSQL advisory lock key the registry sync holds for its transaction ("SUNREG").
+const REGISTRY_SYNC_LOCK: i64 = 0x5355_4E52_4547;
+
 impl Store {
     /// Replaces the registry mirror with what `d` declares, in one transaction, and seeds the
     /// household registry with the file's households it does not hold yet.
     pub async fn sync_registry(&self, d: &Deployment) -> Result<()> {
         let mut tx = self.begin_write(self.pool()).await?;
+        if self.backend() == crate::config::Backend::Postgres {
+            // Instances starting together on one database take turns: without the lock, one's
+            // inserts meet the other's rows its delete did not see, and it stops on a duplicate key.
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(REGISTRY_SYNC_LOCK)
+                .execute(&mut *tx)
+                .await?;
+        }
         for table in [
             "counties",
             "townships",

@@ -371,3 +371,32 @@ async fn a_write_under_a_lost_jobs_lease_is_fenced_off() {
             .expect("written while b leads"));
     }
 }
+
+/// Instances starting together on one database each write the registry mirror at start-up: the
+/// syncs take turns, and none stops on a duplicate key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_syncs_at_the_same_time_take_turns() {
+    let text = include_str!("../../sunshare.example.toml");
+    let models = crate::app::known_models();
+    let d = crate::config::Deployment::from_str_with_env("example", text, &[], &models)
+        .expect("the example is valid");
+    for t in testing::all("registry_syncs_at_the_same_time_take_turns")
+        .await
+        .expect("stores")
+    {
+        for _ in 0..5 {
+            let (a, b, c) = tokio::join!(
+                t.store.sync_registry(&d),
+                t.store.sync_registry(&d),
+                t.store.sync_registry(&d)
+            );
+            for r in [a, b, c] {
+                r.unwrap_or_else(|e| panic!("{}: {e}", t.name));
+            }
+        }
+        assert_eq!(
+            t.store.station_ids().await.expect("ids").len(),
+            d.stations.len()
+        );
+    }
+}

@@ -1,4 +1,7 @@
-//! Modbus gateways shared by several instances on one PostgreSQL database. Each gateway is a
+//! Several instances on one PostgreSQL database: they share the Modbus gateways, and one of them at
+//! a time runs the singleton jobs.
+//!
+//! The gateways ([`share`]). Each gateway is a
 //! lease (`modbus:<address>`, see `store::leases`) and only its holder polls it. Every instance
 //! says it is alive, counts the live ones and holds its fair share (the gateways divided by the
 //! live instances, rounded up): it renews what it holds, gives back what is over its share (so a
@@ -9,52 +12,14 @@
 //! by its own monotonic clock, so a paused process that wakes up does not poll a gateway another
 //! instance holds now.
 
-use super::modbus::GatewayPoller;
-use crate::store::Store;
+use crate::collect::modbus::{Gateway, Held};
+use crate::store::{Leadership, Store, JOBS_LEASE};
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
-
-/// Until when a lease is this instance's, by the monotonic clock; shared with the poller.
-#[derive(Debug, Clone, Default)]
-pub struct Held(Arc<Mutex<Option<Instant>>>);
-
-impl Held {
-    /// True while the lease is held.
-    pub fn holds(&self) -> bool {
-        self.until().is_some_and(|u| Instant::now() < u)
-    }
-
-    fn until(&self) -> Option<Instant> {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn set(&self, until: Option<Instant>) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = until;
-    }
-}
-
-/// Builds a gateway's poller each time this instance takes its lease.
-pub type MakePoller = Box<dyn Fn() -> GatewayPoller + Send + Sync>;
-
-/// One gateway this instance may poll.
-pub struct Gateway {
-    /// The address, as the deployment names it: the lease is `modbus:<address>`.
-    pub address: String,
-    pub make: MakePoller,
-}
-
-impl std::fmt::Debug for Gateway {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Gateway")
-            .field("address", &self.address)
-            .finish()
-    }
-}
 
 /// The lease name of a gateway.
 pub fn lease_name(address: &str) -> String {
@@ -224,9 +189,53 @@ pub fn instance_name(configured: Option<&str>) -> String {
     format!("{host}-{}", std::process::id())
 }
 
+/// The singleton jobs ([`lead`]): alert evaluation and notification, the raw retention purge and
+/// the energy recomputation run on the holder of the jobs lease (their loops ask [`Leadership`]).
+/// Takes and renews the [`JOBS_LEASE`] for `me` every third of `lease` until `cancel`, keeping
+/// `leadership` up to date; gives it back on the way out.
+pub async fn lead(
+    store: Store,
+    me: String,
+    lease: Duration,
+    leadership: Leadership,
+    cancel: CancellationToken,
+) {
+    let mut was = None;
+    loop {
+        let round = tokio::time::Instant::now();
+        match store.claim_lease(JOBS_LEASE, &me, lease).await {
+            Ok(Some(fence)) => {
+                leadership.set(Some((fence, round + lease)));
+                if was != Some(fence) {
+                    info!(instance = %me, fence, "leading: the singleton jobs run here");
+                }
+                was = Some(fence);
+            }
+            Ok(None) => {
+                leadership.set(None);
+                if was.is_some() {
+                    warn!(instance = %me, "no longer leading: another instance holds the jobs lease");
+                }
+                was = None;
+            }
+            // Unrenewed, the lease runs out by the monotonic clock in `leadership` itself.
+            Err(e) => warn!(error = %e, "the jobs lease could not be renewed"),
+        }
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            () = tokio::time::sleep_until(round + lease / 3) => {}
+        }
+    }
+    leadership.set(None);
+    if let Err(e) = store.release_lease(JOBS_LEASE, &me).await {
+        warn!(error = %e, "the jobs lease was not given back; it runs out");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::time::Instant;
 
     #[test]
     fn the_gateways_are_divided_rounding_up() {
