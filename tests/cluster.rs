@@ -35,35 +35,9 @@ poll_interval = "{poll}s"
 modbus_connect_delay = "0s"
 modbus_request_gap = "0s"
 
-[[counties]]
-id = "C1"
-name = "County"
-province = "shanxi"
-[[townships]]
-id = "T1"
-name = "Town"
-county = "C1"
-[[villages]]
-code = "V1"
-name = "Village"
-township = "T1"
-[[tariffs]]
-id = "TF"
-price = "0.85"
-province = "shanxi"
-[[stations]]
-id = "S1"
-name = "Station"
-kind = "village"
-county = "C1"
-village = "V1"
-capacity_kwp = 480
-latitude = 37.87
-longitude = 112.55
-commissioned = "2018-06-30"
-tariff = "TF"
-"#,
+{station}"#,
         lease = LEASE.as_secs(),
+        station = support::binary::ONE_STATION,
         poll = POLL.as_secs(),
     );
     for (g, address) in gateways.iter().enumerate() {
