@@ -16,7 +16,7 @@ use std::process::{Command, Stdio};
 use sunshare::collect::modbus::Framing;
 use sunshare::config::Deployment;
 use sunshare::domain::{Metric, StationId};
-use support::binary::{stop, until, BIN};
+use support::binary::{count, stop, until, BIN};
 use support::{catalog, free_port, gateway, unit, Served};
 use tokio_util::sync::CancellationToken;
 
@@ -74,22 +74,15 @@ fn serve(config: &Path, log: &Path, faketime: &str, clock: &Path) -> Served {
 
 /// What the database file holds now: (raw rows, newest raw time in ms, `clock_behind` rows).
 async fn counts(db: &Path) -> (i64, i64, i64) {
-    let url = format!("sqlite://{}?mode=ro", db.display());
-    let Ok(pool) = sqlx::SqlitePool::connect(&url).await else {
-        return (0, 0, 0);
-    };
-    let raw: (i64, i64) =
-        sqlx::query_as("SELECT COUNT(*), COALESCE(MAX(ts_ms), 0) FROM raw_samples")
-            .fetch_one(&pool)
-            .await
-            .unwrap_or((0, 0));
-    let held =
-        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM quarantine WHERE code = 'clock_behind'")
-            .fetch_one(&pool)
-            .await
-            .unwrap_or(0);
-    pool.close().await;
-    (raw.0, raw.1, held)
+    (
+        count(db, "SELECT COUNT(*) FROM raw_samples").await,
+        count(db, "SELECT COALESCE(MAX(ts_ms), 0) FROM raw_samples").await,
+        count(
+            db,
+            "SELECT COUNT(*) FROM quarantine WHERE code = 'clock_behind'",
+        )
+        .await,
+    )
 }
 
 fn said(log: &Path, text: &str) -> bool {

@@ -251,16 +251,6 @@ async fn two_instances_share_the_gateways_poll_each_once_and_take_over_a_killed_
     store.close().await;
 }
 
-/// The `i`-th reading of a logger's stream: one a second, the lifetime counter 10 Wh up each time.
-fn record(base: i64, i: u32) -> String {
-    let ts = base + i64::from(i);
-    let etotal = 5_000.0 + f64::from(i) * 0.01;
-    let pac = 20_000.0 + f64::from(i % 7) * 100.0;
-    format!(
-        r#"{{"ts": {ts}, "addr": 1, "data": {{"pac": {pac}, "etotal": {etotal}, "status": 1}}}}"#
-    )
-}
-
 /// Messages an instance's MQTT collector accepted, from its `/metrics`.
 async fn accepted(http: u16, token: &str) -> f64 {
     let Ok(r) = reqwest::Client::new()
@@ -288,7 +278,7 @@ async fn accepted(http: u16, token: &str) -> f64 {
 /// PostgreSQL and Mosquitto (`SUNSHARE_TEST_MQTT`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_split_a_loggers_stream_and_a_killed_one_loses_nothing() {
-    use rumqttc::{AsyncClient, MqttOptions, QoS};
+    use rumqttc::{AsyncClient, MqttOptions};
     let Ok(broker) = std::env::var("SUNSHARE_TEST_MQTT") else {
         sunshare::store::testing::announce_skip(
             "SKIPPED (Mosquitto) two_instances_split_a_loggers_stream: set SUNSHARE_TEST_MQTT=127.0.0.1:1883 to run it",
@@ -404,21 +394,8 @@ rated_power_w = 50000
         pool.close().await;
         n
     };
-    let publisher = {
-        let (client, topic) = (client.clone(), topic.clone());
-        tokio::spawn(async move {
-            let mut pace = tokio::time::interval(Duration::from_millis(10));
-            for i in 0..MESSAGES {
-                if i % 5 == 0 {
-                    pace.tick().await;
-                }
-                client
-                    .publish(&topic, QoS::AtLeastOnce, false, record(base, i))
-                    .await
-                    .expect("queue a publish");
-            }
-        })
-    };
+    let publisher =
+        support::binary::publish_stream(client.clone(), topic.clone(), base, MESSAGES, 5);
 
     // Both take a part; then `a` is killed with no warning while the stream goes on.
     until("both instances taking messages", &logs, || async {

@@ -5,14 +5,15 @@
 
 mod support;
 
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet};
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use sunshare::domain::DeviceId;
 use support::binary::{
-    assert_rollups_match_raw, kill, run_name, serve, stop, stored, until, ONE_STATION, PATIENCE,
+    assert_rollups_match_raw, kill, publish_stream, run_name, serve, stop, stored, until,
+    ONE_STATION, PATIENCE,
 };
 use support::free_port;
 
@@ -27,16 +28,6 @@ fn subscribed(log: &Path) -> usize {
         .unwrap_or_default()
         .matches("subscribed")
         .count()
-}
-
-/// The `i`-th reading of the stream: one a second, the lifetime counter 10 Wh up each time.
-fn record(base: i64, i: u32) -> String {
-    let ts = base + i64::from(i);
-    let etotal = 5_000.0 + f64::from(i) * 0.01;
-    let pac = 20_000.0 + f64::from(i % 7) * 100.0;
-    format!(
-        r#"{{"ts": {ts}, "addr": 1, "data": {{"pac": {pac}, "etotal": {etotal}, "status": 1}}}}"#
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,23 +112,8 @@ rated_power_w = 50000
     });
     let topic = format!("{run}/sunshare/S1/L1/telemetry");
     let base = chrono::Utc::now().timestamp() - i64::from(MESSAGES) - 60;
-    let publisher = {
-        let client = client.clone();
-        let topic = topic.clone();
-        tokio::spawn(async move {
-            // About a thousand readings a second, as a logger uploading its backlog does.
-            let mut pace = tokio::time::interval(Duration::from_millis(10));
-            for i in 0..MESSAGES {
-                if i % 10 == 0 {
-                    pace.tick().await;
-                }
-                client
-                    .publish(&topic, QoS::AtLeastOnce, false, record(base, i))
-                    .await
-                    .expect("queue a publish");
-            }
-        })
-    };
+    // About a thousand readings a second, as a logger uploading its backlog does.
+    let publisher = publish_stream(client.clone(), topic.clone(), base, MESSAGES, 10);
 
     // Killed with no warning once a part of the stream is stored and more is on its way.
     until("a part of the stream stored", &mut served, &log, || async {

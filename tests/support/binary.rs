@@ -283,3 +283,42 @@ pub fn admin_token(config: &Path) -> String {
         "",
     )
 }
+
+/// The `i`-th reading of a data logger's stream (the `json_generic` template, unit 1): one a second
+/// from `base`, the lifetime counter 10 Wh up each time.
+pub fn logger_record(base: i64, i: u32) -> String {
+    let ts = base + i64::from(i);
+    let etotal = 5_000.0 + f64::from(i) * 0.01;
+    let pac = 20_000.0 + f64::from(i % 7) * 100.0;
+    format!(
+        r#"{{"ts": {ts}, "addr": 1, "data": {{"pac": {pac}, "etotal": {etotal}, "status": 1}}}}"#
+    )
+}
+
+/// Publishes readings `0..messages` of [`logger_record`] to `topic` at QoS 1, `per_tick` of them
+/// every 10 ms, as a logger uploading its backlog does.
+pub fn publish_stream(
+    client: rumqttc::AsyncClient,
+    topic: String,
+    base: i64,
+    messages: u32,
+    per_tick: u32,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut pace = tokio::time::interval(Duration::from_millis(10));
+        for i in 0..messages {
+            if i % per_tick == 0 {
+                pace.tick().await;
+            }
+            client
+                .publish(
+                    &topic,
+                    rumqttc::QoS::AtLeastOnce,
+                    false,
+                    logger_record(base, i),
+                )
+                .await
+                .expect("queue a publish");
+        }
+    })
+}
